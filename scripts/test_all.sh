@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh checkout: install, type-check, lint,
+# the Node suite, then the same suite under Deno. This is the README's test
+# command and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+step() { printf '\n==> %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
+
+step "npm ci"
+npm ci --no-audit --no-fund --loglevel=error
+step "tools (Deno, Biome)"
+bash scripts/tools.sh
+step "type-check"
+npm run --silent typecheck
+step "lint and format check"
+.tools/node_modules/.bin/biome check .
+log_dir=$(mktemp -d)
+trap 'rm -rf "$log_dir"' EXIT
+step "tests on Node"
+bash scripts/test.sh node 2>&1 | tee "$log_dir/node.log"
+step "tests on Deno"
+NO_COLOR=1 bash scripts/test.sh deno 2>&1 | tee "$log_dir/deno.log"
+step "done"
+# One closing line for both runtimes (Node counts tests, Deno counts files).
+node_pass=$(awk '/^# pass /{print $3}' "$log_dir/node.log" | tail -1)
+node_fail=$(awk '/^# fail /{print $3}' "$log_dir/node.log" | tail -1)
+deno_pass=$(sed -n 's/.*| \([0-9]*\) passed.*/\1/p' "$log_dir/deno.log" | tail -1)
+deno_fail=$(sed -n 's/.*| \([0-9]*\) failed.*/\1/p' "$log_dir/deno.log" | tail -1)
+echo "node: ${node_pass:-0} passed, ${node_fail:-0} failed"
+echo "deno: ${deno_pass:-0} passed, ${deno_fail:-0} failed"
+echo "total: $(( ${node_pass:-0} + ${deno_pass:-0} )) passed, $(( ${node_fail:-0} + ${deno_fail:-0} )) failed"

@@ -1,0 +1,139 @@
+/**
+ * The one error hierarchy of the broker. Every failure a caller must tell
+ * apart has its own subclass and `code`; messages never carry secret values.
+ */
+
+export const ERROR_CODES = [
+  'ERR_UNAUTHENTICATED',
+  'ERR_ACCESS_DENIED',
+  'ERR_INVALID_REQUEST',
+  'ERR_NOT_FOUND',
+  'ERR_CONFLICT',
+  'ERR_PAYLOAD_TOO_LARGE',
+  'ERR_NOT_READY',
+  'ERR_KEEPER_UNAVAILABLE',
+  'ERR_DECRYPTION_FAILED',
+  'ERR_INTERNAL',
+  'ERR_CONFIG_INVALID',
+  'ERR_SPIFFE_ID_INVALID',
+  'ERR_SVID_INVALID',
+  'ERR_BUNDLE_INVALID',
+  'ERR_WORKLOAD_API_UNAVAILABLE',
+  'ERR_WORKLOAD_API_REJECTED',
+  'ERR_UNAVAILABLE',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface BrokerErrorOptions {
+  readonly cause?: unknown;
+}
+
+export class BrokerError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: BrokerErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.name = new.target.name;
+  }
+}
+
+/** No or no valid peer SVID. Normally stopped at the TLS layer already. */
+export class UnauthenticatedError extends BrokerError {
+  constructor(message = 'A valid X509-SVID is required', options?: BrokerErrorOptions) {
+    super('ERR_UNAUTHENTICATED', message, options);
+  }
+}
+
+/** A role or policy says no. The message never says which rule. */
+export class AccessDeniedError extends BrokerError {
+  constructor(message = 'Access denied', options?: BrokerErrorOptions) {
+    super('ERR_ACCESS_DENIED', message, options);
+  }
+}
+
+export class InvalidRequestError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_INVALID_REQUEST', message, options);
+  }
+}
+
+export class NotFoundError extends BrokerError {
+  constructor(message = 'Not found', options?: BrokerErrorOptions) {
+    super('ERR_NOT_FOUND', message, options);
+  }
+}
+
+export class InternalError extends BrokerError {
+  constructor(message = 'Internal error', options?: BrokerErrorOptions) {
+    super('ERR_INTERNAL', message, options);
+  }
+}
+
+/** Start-up configuration is wrong; `problems` lists every bad variable at once. */
+export class ConfigError extends BrokerError {
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super('ERR_CONFIG_INVALID', `Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.problems = Object.freeze([...problems]);
+  }
+}
+
+/** A string is not a valid SPIFFE ID or trust domain name (SPIFFE-ID.md §2). */
+export class InvalidSpiffeIdError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_SPIFFE_ID_INVALID', message, options);
+  }
+}
+
+/** A certificate chain is not a valid X509-SVID, or does not verify. */
+export class SvidInvalidError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_SVID_INVALID', message, options);
+  }
+}
+
+/** A trust bundle is malformed (for example, bad DER or a duplicate trust domain). */
+export class BundleInvalidError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_BUNDLE_INVALID', message, options);
+  }
+}
+
+/** The Workload API could not be reached or did not deliver an identity in time. */
+export class WorkloadApiUnavailableError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_WORKLOAD_API_UNAVAILABLE', message, options);
+  }
+}
+
+/** The Workload API refused the call for good (InvalidArgument, Unimplemented). */
+export class WorkloadApiRejectedError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_WORKLOAD_API_REJECTED', message, options);
+  }
+}
+
+/**
+ * A Workload API address (`SPIFFE_ENDPOINT_SOCKET` syntax) is malformed. A
+ * configuration error with a one-line message, so config readers can list
+ * it among their problems as is.
+ */
+export class InvalidWorkloadApiAddressError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_CONFIG_INVALID', message, options);
+  }
+}
+
+/** A remote service (Nexus, a Keeper) could not be reached or did not answer in time. */
+export class UnavailableError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_UNAVAILABLE', message, options);
+  }
+}
+
+export function isBrokerError(err: unknown): err is BrokerError {
+  return err instanceof BrokerError;
+}

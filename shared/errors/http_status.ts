@@ -1,0 +1,28 @@
+import type { ErrorCode } from './errors.ts';
+
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 500 | 503;
+
+/** THE table from error code to HTTP status. Nothing else chooses a status. */
+export const STATUS_BY_CODE = {
+  ERR_UNAUTHENTICATED: 401,
+  ERR_ACCESS_DENIED: 403,
+  ERR_INVALID_REQUEST: 400,
+  ERR_NOT_FOUND: 404,
+  ERR_CONFLICT: 409,
+  ERR_PAYLOAD_TOO_LARGE: 413,
+  ERR_NOT_READY: 503,
+  ERR_KEEPER_UNAVAILABLE: 503,
+  ERR_DECRYPTION_FAILED: 500,
+  ERR_INTERNAL: 500,
+  ERR_CONFIG_INVALID: 500,
+  ERR_SPIFFE_ID_INVALID: 400,
+  ERR_SVID_INVALID: 401,
+  ERR_BUNDLE_INVALID: 500,
+  ERR_WORKLOAD_API_UNAVAILABLE: 503,
+  ERR_WORKLOAD_API_REJECTED: 500,
+  ERR_UNAVAILABLE: 503,
+} as const satisfies Record<ErrorCode, ErrorStatus>;
+
+export function statusForCode(code: ErrorCode): ErrorStatus {
+  return STATUS_BY_CODE[code];
+}
