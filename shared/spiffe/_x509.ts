@@ -1,0 +1,11 @@
+/**
+ * The single entry to @peculiar/x509. The library needs a Reflect metadata
+ * polyfill before it is evaluated; ESM evaluates imports in order, so the
+ * polyfill import must stay first in this file.
+ */
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(globalThis.crypto);
+
+export { x509 };

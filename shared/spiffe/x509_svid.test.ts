@@ -1,0 +1,529 @@
+import assert from 'node:assert/strict';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { before, describe, test } from 'node:test';
+import { inspect } from 'node:util';
+import {
+  bundleSetOf,
+  concatDer,
+  createTestCa,
+  type TestCa,
+  type TestSvid,
+} from '../../test/harness/pki.ts';
+import { SvidInvalidError } from '../errors/errors.ts';
+import { X509Bundle } from './bundle.ts';
+import { parseTrustDomain } from './spiffe_id.ts';
+import { MAX_PATH_LENGTH, parseX509Svid, verifyX509Svid } from './x509_svid.ts';
+
+const ID = 'spiffe://a.org/spike/nexus';
+const MINUTE_MS = 60_000;
+
+/** Asserts a SvidInvalidError (code ERR_SVID_INVALID) whose message matches `reason`. */
+function assertRejected(fn: () => unknown, reason: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof SvidInvalidError, `expected SvidInvalidError, got ${String(err)}`);
+    assert.equal(err.code, 'ERR_SVID_INVALID');
+    assert.match(err.message, reason);
+    assert.doesNotMatch(err.message, /BEGIN|MII/, 'messages never carry certificates');
+    return true;
+  });
+}
+
+let caA: TestCa; // a.org, issues from the root
+let caAInter: TestCa; // a.org, issues from an intermediate
+let caB: TestCa; // b.org
+
+before(async () => {
+  [caA, caAInter, caB] = await Promise.all([
+    createTestCa('a.org'),
+    createTestCa('a.org', { intermediate: true }),
+    createTestCa('b.org'),
+  ]);
+});
+
+describe('verifyX509Svid() accepts valid SVIDs', () => {
+  test('verifyX509Svid() accepts a leaf signed by the root of its trust domain', async () => {
+    const svid = await caA.issueSvid(ID);
+    const verified = verifyX509Svid(svid.chain, bundleSetOf(caA, caB));
+    assert.equal(verified.id.toString(), ID);
+    assert.equal(verified.serialNumber, svid.leaf.certificate.serialNumber.toLowerCase());
+    assert.match(verified.serialNumber, /^[0-9a-f]+$/);
+    assert.equal(verified.notAfter.getTime(), svid.leaf.certificate.notAfter.getTime());
+    assert.equal(verified.notBefore.getTime(), svid.leaf.certificate.notBefore.getTime());
+    assert.ok(Object.isFrozen(verified));
+  });
+
+  test('verifyX509Svid() accepts a leaf signed by an intermediate sent in the chain', async () => {
+    const svid = await caAInter.issueSvid(ID);
+    assert.equal(svid.chain.length, 2);
+    const verified = verifyX509Svid(svid.chain, bundleSetOf(caAInter), { role: 'client' });
+    assert.equal(verified.id.toString(), ID);
+  });
+
+  test('verifyX509Svid() accepts a chain that ends with the bundle root itself', async () => {
+    const svid = await caAInter.issueSvid(ID, { includeRoot: true });
+    assert.equal(svid.chain.length, 3);
+    const verified = verifyX509Svid(svid.chain, bundleSetOf(caAInter), { role: 'server' });
+    assert.equal(verified.id.toString(), ID);
+  });
+
+  test('verifyX509Svid() accepts a leaf whose root is one of several in the bundle', async () => {
+    const svid = await caAInter.issueSvid(ID);
+    const roots = [...caA.bundle().roots, ...caAInter.bundle().roots];
+    const bundle = new X509Bundle(parseTrustDomain('a.org'), roots);
+    assert.equal(verifyX509Svid(svid.chain, bundleSetOf(bundle)).id.toString(), ID);
+  });
+
+  test('verifyX509Svid() accepts a leaf without an extendedKeyUsage extension', async () => {
+    const svid = await caA.issueSvid(ID, { extKeyUsage: null });
+    assert.equal(verifyX509Svid(svid.chain, bundleSetOf(caA)).id.toString(), ID);
+  });
+
+  test('verifyX509Svid() reports the earliest notAfter of the path', async () => {
+    const now = new Date();
+    const ca = await createTestCa('a.org', {
+      now,
+      intermediate: { notAfter: new Date(now.getTime() + 5 * MINUTE_MS) },
+    });
+    const svid = await ca.issueSvid(ID);
+    const verified = verifyX509Svid(svid.chain, bundleSetOf(ca), { now });
+    assert.equal(verified.notAfter.getTime(), ca.intermediate?.certificate.notAfter.getTime());
+    assert.ok(verified.notAfter < svid.notAfter);
+  });
+
+  test('verifyX509Svid() checks validity at the `now` it is given', async () => {
+    const now = new Date();
+    const ca = await createTestCa('a.org', {
+      now,
+      rootNotBefore: new Date(now.getTime() - 240 * MINUTE_MS),
+    });
+    const svid = await ca.issueSvid(ID, { validity: 'expired' });
+    const then = new Date(svid.notAfter.getTime() - MINUTE_MS);
+    assert.equal(verifyX509Svid(svid.chain, bundleSetOf(ca), { now: then }).id.toString(), ID);
+    assertRejected(() => verifyX509Svid(svid.chain, bundleSetOf(ca), { now }), /has expired/);
+  });
+
+  test('verifyX509Svid() gives the same answer when the chain is verified again', async () => {
+    const svid = await caAInter.issueSvid(ID);
+    const bundles = bundleSetOf(caAInter);
+    const first = verifyX509Svid(svid.chain, bundles);
+    const second = verifyX509Svid(
+      svid.chain.map((der) => new Uint8Array(der)),
+      bundles,
+    );
+    assert.ok(first.id.equals(second.id));
+    assert.equal(first.serialNumber, second.serialNumber);
+  });
+});
+
+describe('verifyX509Svid() rejects malformed chains (step 1)', () => {
+  test('verifyX509Svid() rejects an empty chain', () => {
+    assertRejected(() => verifyX509Svid([], bundleSetOf(caA)), /certificate chain is empty/);
+  });
+
+  test('verifyX509Svid() rejects garbage bytes as the leaf', () => {
+    const garbage = new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00]);
+    assertRejected(
+      () => verifyX509Svid([garbage], bundleSetOf(caA)),
+      /leaf certificate could not be parsed/,
+    );
+    assertRejected(
+      () => verifyX509Svid([new Uint8Array([1, 2, 3, 4])], bundleSetOf(caA)),
+      /leaf certificate could not be parsed/,
+    );
+  });
+
+  test('verifyX509Svid() rejects garbage bytes as an intermediate', async () => {
+    const svid = await caA.issueSvid(ID);
+    assertRejected(
+      () => verifyX509Svid([svid.chain[0] as Uint8Array, new Uint8Array(40)], bundleSetOf(caA)),
+      /Certificate 1 of Peer X509-SVID "spiffe:\/\/a\.org\/spike\/nexus" could not be parsed/,
+    );
+  });
+
+  test('verifyX509Svid() rejects a chain longer than the path cap', async () => {
+    const svid = await caAInter.issueSvid(ID);
+    const long = Array.from({ length: MAX_PATH_LENGTH + 1 }, (_, i) =>
+      i === 0 ? (svid.chain[0] as Uint8Array) : (svid.chain[1] as Uint8Array),
+    );
+    assertRejected(
+      () => verifyX509Svid(long, bundleSetOf(caAInter)),
+      new RegExp(`has ${MAX_PATH_LENGTH + 1} certificates; at most ${MAX_PATH_LENGTH}`),
+    );
+  });
+});
+
+describe('verifyX509Svid() rejects leaves that break the SVID rules (steps 2–6)', () => {
+  const cases: ReadonlyArray<
+    readonly [name: string, issue: (ca: TestCa) => Promise<TestSvid>, reason: RegExp]
+  > = [
+    ['a leaf with no URI SAN', (ca) => ca.issueSvid(ID, { uriSans: [] }), /has no URI SAN/],
+    [
+      'a leaf with no URI SAN but a DNS SAN',
+      (ca) => ca.issueSvid(ID, { uriSans: [], dnsSans: ['nexus.a.org'] }),
+      /has no URI SAN/,
+    ],
+    [
+      'a leaf with two URI SANs',
+      (ca) => ca.issueSvid(ID, { uriSans: [ID, 'spiffe://a.org/other'] }),
+      /has 2 URI SANs; exactly one is allowed/,
+    ],
+    [
+      'a leaf whose SPIFFE ID has no path',
+      (ca) => ca.issueSvid('spiffe://a.org'),
+      /"spiffe:\/\/a\.org" has no path; a leaf SVID needs a non-root path/,
+    ],
+    [
+      'a leaf whose URI SAN is not a SPIFFE ID',
+      (ca) => ca.issueSvid('https://a.org/spike/nexus'),
+      /has an invalid SPIFFE ID: .*"https:\/\/a\.org\/spike\/nexus".*scheme/,
+    ],
+    [
+      'a leaf whose SPIFFE ID is not strictly valid',
+      (ca) => ca.issueSvid('spiffe://A.org/spike/nexus'),
+      /has an invalid SPIFFE ID: .*invalid trust domain/,
+    ],
+    [
+      'a leaf with the CA flag',
+      (ca) => ca.issueSvid(ID, { isCa: true }),
+      /is a CA certificate; a leaf must have cA=false/,
+    ],
+    [
+      'a leaf with the keyCertSign key usage',
+      (ca) => ca.issueSvid(ID, { keyUsage: ['digitalSignature', 'keyCertSign'] }),
+      /has the keyCertSign key usage, which a leaf must not have/,
+    ],
+    [
+      'a leaf with the cRLSign key usage',
+      (ca) => ca.issueSvid(ID, { keyUsage: ['digitalSignature', 'cRLSign'] }),
+      /has the cRLSign key usage, which a leaf must not have/,
+    ],
+    [
+      'a leaf without the digitalSignature key usage',
+      (ca) => ca.issueSvid(ID, { keyUsage: ['keyEncipherment', 'keyAgreement'] }),
+      /lacks the digitalSignature key usage/,
+    ],
+    [
+      'a leaf without a keyUsage extension',
+      (ca) => ca.issueSvid(ID, { keyUsage: [] }),
+      /has no keyUsage extension/,
+    ],
+    [
+      'a leaf whose extendedKeyUsage has only serverAuth',
+      (ca) => ca.issueSvid(ID, { extKeyUsage: ['serverAuth'] }),
+      /extendedKeyUsage without clientAuth/,
+    ],
+    [
+      'a leaf whose extendedKeyUsage has only clientAuth',
+      (ca) => ca.issueSvid(ID, { extKeyUsage: ['clientAuth'] }),
+      /extendedKeyUsage without serverAuth/,
+    ],
+  ];
+
+  for (const [name, issue, reason] of cases) {
+    test(`verifyX509Svid() rejects ${name}`, async () => {
+      const svid = await issue(caA);
+      assertRejected(() => verifyX509Svid(svid.chain, bundleSetOf(caA)), reason);
+    });
+  }
+
+  test('verifyX509Svid() demands both EKUs even when the peer is only a client', async () => {
+    const svid = await caA.issueSvid(ID, { extKeyUsage: ['clientAuth'] });
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(caA), { role: 'client' }),
+      /^Peer client X509-SVID ".*" has an extendedKeyUsage without serverAuth/,
+    );
+  });
+
+  test('verifyX509Svid() checks the leaf rules before it looks for a bundle', async () => {
+    const svid = await caB.issueSvid(ID, { uriSans: [] });
+    assertRejected(() => verifyX509Svid(svid.chain, bundleSetOf(caA)), /has no URI SAN/);
+  });
+});
+
+describe('verifyX509Svid() picks the bundle by the leaf trust domain only (step 7)', () => {
+  test('verifyX509Svid() rejects a leaf when no bundle exists for its trust domain', async () => {
+    const svid = await caB.issueSvid('spiffe://b.org/spike/keeper/1');
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(caA)),
+      /No trust bundle for trust domain "b\.org" of Peer X509-SVID "spiffe:\/\/b\.org\/spike\/keeper\/1"/,
+    );
+  });
+
+  test('verifyX509Svid() rejects an a.org leaf signed by a CA trusted only for b.org', async () => {
+    // CA-B signs a leaf that claims a.org; CA-B's root is trusted, but only
+    // for b.org, so the chain must not verify.
+    const forged = await caB.issueSvid(ID);
+    assertRejected(
+      () => verifyX509Svid(forged.chain, bundleSetOf(caB)),
+      /No trust bundle for trust domain "a\.org"/,
+    );
+    assertRejected(
+      () => verifyX509Svid(forged.chain, bundleSetOf(caA, caB)),
+      /"spiffe:\/\/a\.org\/spike\/nexus" does not chain to a root of trust domain "a\.org"/,
+    );
+  });
+
+  test('verifyX509Svid() rejects a leaf when its signer is filed under another trust domain', async () => {
+    const svid = await caA.issueSvid(ID);
+    const misfiled = bundleSetOf(caA.bundle('b.org'));
+    assertRejected(() => verifyX509Svid(svid.chain, misfiled), /No trust bundle for trust domain/);
+    const bothMisfiled = bundleSetOf(caA.bundle('b.org'), caB.bundle('a.org'));
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bothMisfiled),
+      /does not chain to a root of trust domain "a\.org"/,
+    );
+  });
+});
+
+describe('verifyX509Svid() validates the certification path (step 8)', () => {
+  test('verifyX509Svid() rejects a leaf signed by another CA of the same trust domain name', async () => {
+    const impostor = await createTestCa('a.org');
+    const svid = await impostor.issueSvid(ID);
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(caA)),
+      /does not chain to a root of trust domain "a\.org"/,
+    );
+  });
+
+  test('verifyX509Svid() rejects a leaf whose intermediate was left out of the chain', async () => {
+    const svid = await caAInter.issueSvid(ID, { includeIntermediate: false });
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(caAInter)),
+      /does not chain to a root/,
+    );
+  });
+
+  test('verifyX509Svid() rejects an intermediate from another CA of the same trust domain', async () => {
+    const other = await createTestCa('a.org', { intermediate: true });
+    const svid = await other.issueSvid(ID);
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(caAInter)),
+      /does not chain to a root/,
+    );
+  });
+
+  test('verifyX509Svid() rejects an expired leaf and says so', async () => {
+    const svid = await caA.issueSvid(ID, { validity: 'expired' });
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(caA)),
+      /^Peer X509-SVID "spiffe:\/\/a\.org\/spike\/nexus" has expired: it was valid until /,
+    );
+  });
+
+  test('verifyX509Svid() rejects a leaf that is not yet valid and says so', async () => {
+    const svid = await caA.issueSvid(ID, { validity: 'notYetValid' });
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(caA)),
+      /^Peer X509-SVID ".*" is not yet valid: it is valid from /,
+    );
+  });
+
+  test('verifyX509Svid() rejects a chain whose intermediate has expired', async () => {
+    const ca = await createTestCa('a.org', { intermediate: { validity: 'expired' } });
+    const svid = await ca.issueSvid(ID);
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(ca)),
+      /^Intermediate certificate 1 of Peer X509-SVID ".*" has expired/,
+    );
+  });
+
+  test('verifyX509Svid() rejects a chain whose intermediate is not yet valid', async () => {
+    const ca = await createTestCa('a.org', { intermediate: { validity: 'notYetValid' } });
+    const svid = await ca.issueSvid(ID);
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(ca)),
+      /^Intermediate certificate 1 of .* is not yet valid/,
+    );
+  });
+
+  test('verifyX509Svid() rejects a chain whose root has expired', async () => {
+    const now = new Date();
+    const ca = await createTestCa('a.org', {
+      now,
+      rootNotBefore: new Date(now.getTime() - 120 * MINUTE_MS),
+      rootNotAfter: new Date(now.getTime() - MINUTE_MS),
+    });
+    const svid = await ca.issueSvid(ID);
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(ca), { now }),
+      /^Root certificate of trust domain "a\.org" for .* has expired/,
+    );
+  });
+
+  test('verifyX509Svid() rejects an intermediate that is not a CA', async () => {
+    const ca = await createTestCa('a.org', { intermediate: { isCa: false } });
+    const svid = await ca.issueSvid(ID);
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(ca)),
+      /^Intermediate certificate 1 of .* is not a CA certificate/,
+    );
+  });
+
+  test('verifyX509Svid() rejects an intermediate without keyCertSign', async () => {
+    const ca = await createTestCa('a.org', {
+      intermediate: { keyUsage: ['digitalSignature', 'cRLSign'] },
+    });
+    const svid = await ca.issueSvid(ID);
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(ca)),
+      /^Intermediate certificate 1 of .* lacks the keyCertSign key usage/,
+    );
+  });
+
+  test('verifyX509Svid() rejects a path longer than the root pathLenConstraint allows', async () => {
+    const ca = await createTestCa('a.org', { intermediate: true, rootPathLength: 0 });
+    const svid = await ca.issueSvid(ID);
+    assertRejected(
+      () => verifyX509Svid(svid.chain, bundleSetOf(ca)),
+      /^Root certificate .* allows 0 intermediate certificates below it, but the path has 1/,
+    );
+  });
+
+  test('verifyX509Svid() ignores extra certificates the path does not need', async () => {
+    const svid = await caAInter.issueSvid(ID);
+    const unrelated = (await caB.issueSvid('spiffe://b.org/x')).chain[0] as Uint8Array;
+    const chain = [svid.chain[0] as Uint8Array, unrelated, svid.chain[1] as Uint8Array];
+    assert.equal(verifyX509Svid(chain, bundleSetOf(caAInter)).id.toString(), ID);
+  });
+});
+
+describe('verifyX509Svid() bounds the work a hostile chain can cause', () => {
+  test('verifyX509Svid() uses a repeated intermediate once and still verifies', async () => {
+    const svid = await caAInter.issueSvid(ID);
+    const inter = svid.chain[1] as Uint8Array;
+    const chain = [svid.chain[0] as Uint8Array, ...Array.from({ length: 7 }, () => inter)];
+    assert.equal(verifyX509Svid(chain, bundleSetOf(caAInter)).id.toString(), ID);
+  });
+
+  test('verifyX509Svid() rejects a chain padded with certificates that lead nowhere', async () => {
+    const svid = await caAInter.issueSvid(ID, { includeIntermediate: false });
+    const stranger = await createTestCa('a.org', { intermediate: true });
+    const padding = stranger.intermediate?.der as Uint8Array;
+    const chain = [svid.chain[0] as Uint8Array, ...Array.from({ length: 7 }, () => padding)];
+    assertRejected(
+      () => verifyX509Svid(chain, bundleSetOf(caAInter)),
+      /does not chain to a root of trust domain "a\.org"/,
+    );
+  });
+});
+
+describe('parseX509Svid()', () => {
+  test('parseX509Svid() parses a leaf with its intermediate and key', async () => {
+    const issued = await caAInter.issueSvid(ID);
+    const svid = parseX509Svid(issued.chainDer, issued.privateKeyPkcs8, { hint: 'internal' });
+    assert.equal(svid.id.toString(), ID);
+    assert.equal(svid.hint, 'internal');
+    assert.equal(svid.chain.length, 2);
+    assert.deepEqual([...(svid.chain[0] ?? [])], [...(issued.chain[0] ?? [])]);
+    assert.equal(svid.notAfter.getTime(), issued.notAfter.getTime());
+    assert.deepEqual([...svid.privateKeyPkcs8], [...issued.privateKeyPkcs8]);
+    // The PEM forms are what node:tls takes.
+    assert.equal(svid.certificatePem().match(/BEGIN CERTIFICATE/g)?.length, 2);
+    const fromPem = new Uint8Array(new X509Certificate(svid.certificatePem()).raw);
+    assert.deepEqual([...fromPem], [...(issued.chain[0] ?? [])]);
+    assert.equal(createPrivateKey(svid.privateKeyPem()).asymmetricKeyType, 'ec');
+    assert.equal(svid.certificatePem(), issued.certificatePem);
+    assert.equal(svid.privateKeyPem(), issued.privateKeyPem);
+  });
+
+  test('parseX509Svid() defaults the hint to empty and keeps its own copy of the chain', async () => {
+    const issued = await caA.issueSvid(ID);
+    const chainDer = new Uint8Array(issued.chainDer);
+    const svid = parseX509Svid(chainDer, issued.privateKeyPkcs8);
+    assert.equal(svid.hint, '');
+    chainDer.fill(0);
+    assert.deepEqual([...(svid.chain[0] ?? [])], [...(issued.chain[0] ?? [])]);
+    assert.ok(Object.isFrozen(svid.chain));
+  });
+
+  test('parseX509Svid() rejects a key that does not belong to the leaf', async () => {
+    const issued = await caA.issueSvid(ID);
+    const other = await caA.issueSvid(ID);
+    assertRejected(
+      () => parseX509Svid(issued.chainDer, other.privateKeyPkcs8),
+      /Private key of X509-SVID "spiffe:\/\/a\.org\/spike\/nexus" does not match the leaf certificate/,
+    );
+  });
+
+  test('parseX509Svid() rejects bytes that are not a PKCS#8 key', async () => {
+    const issued = await caA.issueSvid(ID);
+    assertRejected(
+      () => parseX509Svid(issued.chainDer, new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00])),
+      /is not a PKCS#8 private key/,
+    );
+  });
+
+  test('parseX509Svid() rejects an intermediate that is not a CA', async () => {
+    const ca = await createTestCa('a.org', { intermediate: { isCa: false } });
+    const issued = await ca.issueSvid(ID);
+    assertRejected(
+      () => parseX509Svid(issued.chainDer, issued.privateKeyPkcs8),
+      /^Certificate 1 of X509-SVID ".*" is not a CA certificate/,
+    );
+  });
+
+  test('parseX509Svid() rejects an intermediate without keyCertSign', async () => {
+    const ca = await createTestCa('a.org', { intermediate: { keyUsage: [] } });
+    const issued = await ca.issueSvid(ID);
+    assertRejected(
+      () => parseX509Svid(issued.chainDer, issued.privateKeyPkcs8),
+      /^Certificate 1 of X509-SVID ".*" lacks the keyCertSign key usage/,
+    );
+  });
+
+  test('parseX509Svid() applies the leaf rules', async () => {
+    const rootPath = await caA.issueSvid('spiffe://a.org');
+    assertRejected(
+      () => parseX509Svid(rootPath.chainDer, rootPath.privateKeyPkcs8),
+      /has no path; a leaf SVID needs a non-root path/,
+    );
+    const twoSans = await caA.issueSvid(ID, { uriSans: [ID, ID] });
+    assertRejected(
+      () => parseX509Svid(twoSans.chainDer, twoSans.privateKeyPkcs8),
+      /has 2 URI SANs/,
+    );
+    const ca = await caA.issueSvid(ID, { isCa: true });
+    assertRejected(() => parseX509Svid(ca.chainDer, ca.privateKeyPkcs8), /is a CA certificate/);
+  });
+
+  test('parseX509Svid() rejects an empty, truncated or garbage chain', async () => {
+    const issued = await caA.issueSvid(ID);
+    const key = issued.privateKeyPkcs8;
+    assertRejected(() => parseX509Svid(new Uint8Array(0), key), /certificate chain is empty/);
+    assertRejected(
+      () => parseX509Svid(issued.chainDer.subarray(0, issued.chainDer.length - 1), key),
+      /is not DER-encoded certificates/,
+    );
+    assertRejected(
+      () => parseX509Svid(new Uint8Array([0xde, 0xad, 0xbe, 0xef]), key),
+      /is not DER-encoded certificates/,
+    );
+    assertRejected(
+      () => parseX509Svid(concatDer([issued.chainDer, new Uint8Array([0x30, 0x00])]), key),
+      /Certificate 1 of X509-SVID ".*" could not be parsed/,
+    );
+  });
+
+  test('parseX509Svid() never shows the private key in JSON, inspect or strings', async () => {
+    const issued = await caAInter.issueSvid(ID);
+    const svid = parseX509Svid(issued.chainDer, issued.privateKeyPkcs8);
+    const keyBase64 = Buffer.from(issued.privateKeyPkcs8).toString('base64');
+    const renderings = [
+      JSON.stringify(svid),
+      JSON.stringify({ svid }),
+      inspect(svid),
+      inspect({ nested: { svid } }, { depth: 10, showHidden: true }),
+      `${svid}`,
+      String(svid),
+      JSON.stringify({ ...svid }),
+    ];
+    assert.equal(JSON.stringify(svid), '"[redacted]"');
+    assert.equal(inspect(svid), '[redacted]');
+    assert.equal(`${svid}`, '[redacted]');
+    for (const text of renderings) {
+      assert.ok(!text.includes(keyBase64.slice(0, 24)), `key leaked in ${text}`);
+      assert.ok(!text.includes('PRIVATE KEY'), `key leaked in ${text}`);
+    }
+    assert.ok(!Object.keys(svid).includes('privateKeyPkcs8'));
+  });
+});

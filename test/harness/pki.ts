@@ -1,0 +1,345 @@
+/**
+ * A throwaway PKI for tests, minted at run time: no key is ever written to the
+ * repository or to disk.
+ *
+ * ```ts
+ * const ca = await createTestCa('example.org', { intermediate: true });
+ * const svid = await ca.issueSvid('spiffe://example.org/spike/nexus');
+ * svid.chain;            // DER certificates, leaf first, then the intermediate
+ * svid.chainDer;         // the same, concatenated (the Workload API's x509_svid field)
+ * svid.privateKeyPkcs8;  // DER PKCS#8 (the Workload API's x509_svid_key field)
+ * svid.certificatePem;   // node:tls `cert`; svid.privateKeyPem is node:tls `key`
+ * svid.x509Svid();       // an X509Svid value, without validation (bad variants work too)
+ * ca.bundle();           // X509Bundle holding the root
+ * bundleSetOf(ca, other) // X509BundleSet, one bundle per CA (or pass bundles)
+ * ```
+ *
+ * `issueSvid` takes overrides that mint deliberately bad SVIDs: no or several
+ * URI SANs (`uriSans`), a CA flag (`isCa`), other key usages (`keyUsage`, `[]`
+ * omits the extension), other or no EKUs (`extKeyUsage`, `null` omits it), a
+ * validity window in the past or future (`validity`, or `notBefore` and
+ * `notAfter`), the signer (`signer`) and what goes into the chain
+ * (`includeIntermediate`, `includeRoot`). `createTestCa` options give a bad or
+ * expired intermediate. All CAs of one trust domain share the same subject
+ * names, as SPIRE's do, so only keys and signatures tell them apart.
+ */
+
+import { X509Certificate } from 'node:crypto';
+import {
+  type ExtKeyUsageName,
+  type IssuedCertificate,
+  type Issuer,
+  issueCertificate,
+  type KeyUsageName,
+} from '../../agent/certificate.ts';
+import { X509Bundle, X509BundleSet } from '../../shared/spiffe/bundle.ts';
+import {
+  parseSpiffeId,
+  parseTrustDomain,
+  type TrustDomain,
+} from '../../shared/spiffe/spiffe_id.ts';
+import type { X509Svid } from '../../shared/spiffe/x509_svid.ts';
+
+const MINUTE_MS = 60_000;
+const HOUR_MS = 60 * MINUTE_MS;
+const CA_KEY_USAGE: readonly KeyUsageName[] = ['keyCertSign', 'cRLSign', 'digitalSignature'];
+/** What SPIRE puts on a workload X509-SVID. */
+const LEAF_KEY_USAGE: readonly KeyUsageName[] = [
+  'digitalSignature',
+  'keyEncipherment',
+  'keyAgreement',
+];
+const LEAF_EXT_KEY_USAGE: readonly ExtKeyUsageName[] = ['serverAuth', 'clientAuth'];
+
+/** Validity shortcuts, relative to the CA's `now`. */
+export type TestValidity = 'valid' | 'expired' | 'notYetValid';
+
+export interface TestIntermediateOptions {
+  /** Defaults to true; false mints a non-CA "intermediate" that still signs. */
+  readonly isCa?: boolean;
+  /** Defaults to keyCertSign, cRLSign, digitalSignature; `[]` omits the extension. */
+  readonly keyUsage?: readonly KeyUsageName[];
+  readonly validity?: TestValidity;
+  readonly notBefore?: Date;
+  readonly notAfter?: Date;
+}
+
+export interface TestCaOptions {
+  /** Issue SVIDs from an intermediate CA below the root (default: from the root). */
+  readonly intermediate?: boolean | TestIntermediateOptions;
+  /** The reference time for default validity windows; defaults to the current time. */
+  readonly now?: Date;
+  readonly rootNotBefore?: Date;
+  readonly rootNotAfter?: Date;
+  /** Root pathLenConstraint; absent means none. */
+  readonly rootPathLength?: number;
+}
+
+export interface SvidOverrides {
+  /** URI SANs, written as given; defaults to `[spiffeId]`. `[]` gives none. */
+  readonly uriSans?: readonly string[];
+  readonly dnsSans?: readonly string[];
+  /** Defaults to `O=SPIKE test`. An empty subject makes the SAN extension critical. */
+  readonly subject?: string;
+  readonly isCa?: boolean;
+  /** Defaults to digitalSignature, keyEncipherment, keyAgreement; `[]` omits the extension. */
+  readonly keyUsage?: readonly KeyUsageName[];
+  /** Defaults to serverAuth and clientAuth; `null` omits the extension. */
+  readonly extKeyUsage?: readonly ExtKeyUsageName[] | null;
+  /** 'expired' ended an hour ago; 'notYetValid' starts in an hour. */
+  readonly validity?: TestValidity;
+  /** Exact window; each wins over `validity`. */
+  readonly notBefore?: Date;
+  readonly notAfter?: Date;
+  /** Who signs the leaf; defaults to the intermediate if the CA has one. */
+  readonly signer?: 'root' | 'intermediate';
+  /** Put the intermediate into the chain when it signed the leaf (default true). */
+  readonly includeIntermediate?: boolean;
+  /** Put the root at the end of the chain (default false). */
+  readonly includeRoot?: boolean;
+}
+
+export interface TestSvid {
+  /** The SPIFFE ID string the SVID was requested for (not necessarily in its SAN). */
+  readonly spiffeId: string;
+  readonly leaf: IssuedCertificate;
+  /** DER certificates, leaf first. */
+  readonly chain: readonly Uint8Array[];
+  /** The chain's DER concatenated without separators. */
+  readonly chainDer: Uint8Array;
+  readonly privateKeyPkcs8: Uint8Array;
+  /** Leaf and intermediates (and the root if included), PEM. */
+  readonly certificatePem: string;
+  readonly privateKeyPem: string;
+  readonly notAfter: Date;
+  /**
+   * The SVID as an `X509Svid` value, built without any checks so that bad
+   * variants can be served too. Throws if `spiffeId` is not a valid SPIFFE ID.
+   */
+  x509Svid(options?: { hint?: string }): X509Svid;
+}
+
+export interface TestCa {
+  readonly trustDomain: TrustDomain;
+  readonly root: IssuedCertificate;
+  readonly intermediate: IssuedCertificate | undefined;
+  /** The root as PEM (node:tls `ca`). */
+  readonly rootPem: string;
+  issueSvid(spiffeId: string, overrides?: SvidOverrides): Promise<TestSvid>;
+  /** A bundle of this CA's root for its trust domain, or for another name. */
+  bundle(trustDomainName?: string): X509Bundle;
+}
+
+/** Mints a root CA (and optionally an intermediate) for `trustDomainName`. */
+export async function createTestCa(
+  trustDomainName: string,
+  options: TestCaOptions = {},
+): Promise<TestCa> {
+  const trustDomain = parseTrustDomain(trustDomainName);
+  const now = options.now ?? new Date();
+  const root = await issueCertificate({
+    subject: `O=SPIKE test, CN=${trustDomain.name} root`,
+    uriSans: [trustDomain.idString()],
+    isCa: true,
+    ...(options.rootPathLength === undefined ? {} : { pathLength: options.rootPathLength }),
+    keyUsage: CA_KEY_USAGE,
+    notBefore: options.rootNotBefore ?? new Date(now.getTime() - HOUR_MS),
+    notAfter: options.rootNotAfter ?? new Date(now.getTime() + 24 * HOUR_MS),
+  });
+  let intermediate: IssuedCertificate | undefined;
+  if (options.intermediate !== undefined && options.intermediate !== false) {
+    const o: TestIntermediateOptions = options.intermediate === true ? {} : options.intermediate;
+    const window = validityWindow(now, o.validity ?? 'valid', {
+      notBefore: new Date(now.getTime() - HOUR_MS),
+      notAfter: new Date(now.getTime() + 12 * HOUR_MS),
+    });
+    intermediate = await issueCertificate(
+      {
+        subject: `O=SPIKE test, CN=${trustDomain.name} intermediate`,
+        uriSans: [trustDomain.idString()],
+        isCa: o.isCa ?? true,
+        keyUsage: o.keyUsage ?? CA_KEY_USAGE,
+        notBefore: o.notBefore ?? window.notBefore,
+        notAfter: o.notAfter ?? window.notAfter,
+      },
+      asIssuer(root),
+    );
+  }
+  const rootPem = toPem(root.der, 'CERTIFICATE');
+
+  async function issueSvid(spiffeId: string, overrides: SvidOverrides = {}): Promise<TestSvid> {
+    const signedByIntermediate =
+      intermediate !== undefined && (overrides.signer ?? 'intermediate') === 'intermediate';
+    if (overrides.signer === 'intermediate' && intermediate === undefined) {
+      throw new TypeError('This test CA has no intermediate; pass { intermediate: true }');
+    }
+    const window = validityWindow(now, overrides.validity ?? 'valid', {
+      notBefore: new Date(now.getTime() - 10_000),
+      notAfter: new Date(now.getTime() + HOUR_MS),
+    });
+    const extKeyUsage =
+      overrides.extKeyUsage === null ? undefined : (overrides.extKeyUsage ?? LEAF_EXT_KEY_USAGE);
+    const leaf = await issueCertificate(
+      {
+        subject: overrides.subject ?? 'O=SPIKE test',
+        uriSans: overrides.uriSans ?? [spiffeId],
+        ...(overrides.dnsSans === undefined ? {} : { dnsSans: overrides.dnsSans }),
+        isCa: overrides.isCa ?? false,
+        keyUsage: overrides.keyUsage ?? LEAF_KEY_USAGE,
+        ...(extKeyUsage === undefined ? {} : { extKeyUsage }),
+        notBefore: overrides.notBefore ?? window.notBefore,
+        notAfter: overrides.notAfter ?? window.notAfter,
+      },
+      asIssuer(signedByIntermediate && intermediate !== undefined ? intermediate : root),
+    );
+    const chain: Uint8Array[] = [leaf.der];
+    if (
+      signedByIntermediate &&
+      intermediate !== undefined &&
+      (overrides.includeIntermediate ?? true)
+    ) {
+      chain.push(intermediate.der);
+    }
+    if (overrides.includeRoot === true) {
+      chain.push(root.der);
+    }
+    return createTestSvid(spiffeId, leaf, chain);
+  }
+
+  function bundle(trustDomainName?: string): X509Bundle {
+    const td = trustDomainName === undefined ? trustDomain : parseTrustDomain(trustDomainName);
+    return new X509Bundle(td, [new X509Certificate(root.der)]);
+  }
+
+  return Object.freeze({ trustDomain, root, intermediate, rootPem, issueSvid, bundle });
+}
+
+/** One bundle per CA (its own trust domain), or the bundles as given. */
+export function bundleSetOf(...items: ReadonlyArray<TestCa | X509Bundle>): X509BundleSet {
+  return new X509BundleSet(
+    items.map((item) => (item instanceof X509Bundle ? item : item.bundle())),
+  );
+}
+
+/** Concatenates DER certificates as the Workload API does. */
+export function concatDer(pieces: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(pieces.reduce((sum, piece) => sum + piece.length, 0));
+  let offset = 0;
+  for (const piece of pieces) {
+    out.set(piece, offset);
+    offset += piece.length;
+  }
+  return out;
+}
+
+/** DER to PEM with 64-character lines. */
+export function toPem(der: Uint8Array, label: 'CERTIFICATE' | 'PRIVATE KEY'): string {
+  const base64 = Buffer.from(der).toString('base64');
+  const lines = base64.match(/.{1,64}/g) ?? [];
+  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
+}
+
+function createTestSvid(
+  spiffeId: string,
+  leaf: IssuedCertificate,
+  chain: readonly Uint8Array[],
+): TestSvid {
+  const certificatePem = chain.map((der) => toPem(der, 'CERTIFICATE')).join('');
+  const privateKeyPem = toPem(leaf.privateKeyPkcs8, 'PRIVATE KEY');
+  const notAfter = leaf.certificate.notAfter;
+  return Object.freeze({
+    spiffeId,
+    leaf,
+    chain: Object.freeze([...chain]),
+    chainDer: concatDer(chain),
+    privateKeyPkcs8: leaf.privateKeyPkcs8,
+    certificatePem,
+    privateKeyPem,
+    notAfter,
+    x509Svid(options: { hint?: string } = {}): X509Svid {
+      return new TestX509Svid({
+        id: parseSpiffeId(spiffeId),
+        chain,
+        key: leaf.privateKeyPkcs8,
+        notAfter,
+        hint: options.hint ?? '',
+        certificatePem,
+      });
+    },
+  });
+}
+
+/** An unchecked X509Svid with the same redaction as the real one. */
+class TestX509Svid implements X509Svid {
+  readonly id: X509Svid['id'];
+  readonly chain: readonly Uint8Array[];
+  readonly notAfter: Date;
+  readonly hint: string;
+  readonly #key: Uint8Array;
+  readonly #certificatePem: string;
+
+  constructor(fields: {
+    id: X509Svid['id'];
+    chain: readonly Uint8Array[];
+    key: Uint8Array;
+    notAfter: Date;
+    hint: string;
+    certificatePem: string;
+  }) {
+    this.id = fields.id;
+    this.chain = Object.freeze([...fields.chain]);
+    this.notAfter = fields.notAfter;
+    this.hint = fields.hint;
+    this.#key = fields.key;
+    this.#certificatePem = fields.certificatePem;
+    Object.freeze(this);
+  }
+
+  get privateKeyPkcs8(): Uint8Array {
+    return this.#key;
+  }
+
+  certificatePem(): string {
+    return this.#certificatePem;
+  }
+
+  privateKeyPem(): string {
+    return toPem(this.#key, 'PRIVATE KEY');
+  }
+
+  toJSON(): string {
+    return '[redacted]';
+  }
+
+  toString(): string {
+    return '[redacted]';
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return '[redacted]';
+  }
+
+  [Symbol.for('Deno.customInspect')](): string {
+    return '[redacted]';
+  }
+}
+
+function asIssuer(issued: IssuedCertificate): Issuer {
+  return { certificate: issued.certificate, privateKey: issued.privateKey };
+}
+
+function validityWindow(
+  now: Date,
+  validity: TestValidity,
+  valid: { notBefore: Date; notAfter: Date },
+): { notBefore: Date; notAfter: Date } {
+  const t = now.getTime();
+  switch (validity) {
+    case 'valid':
+      return valid;
+    case 'expired':
+      return { notBefore: new Date(t - 2 * HOUR_MS), notAfter: new Date(t - HOUR_MS) };
+    case 'notYetValid':
+      return { notBefore: new Date(t + HOUR_MS), notAfter: new Date(t + 2 * HOUR_MS) };
+  }
+}
