@@ -1,0 +1,46 @@
+/**
+ * Settings every program that holds an SVID reads: its trust domain, where
+ * the Workload API is, how long to wait for a first SVID, and the log level.
+ * Names are SPIKE's where SPIKE has them.
+ */
+import { LOG_LEVELS, type LogLevel } from '../log/logger.ts';
+import { DEFAULT_TRUST_DOMAIN_NAME } from '../spiffe/identities.ts';
+import { parseTrustDomain, type TrustDomain } from '../spiffe/spiffe_id.ts';
+import { parseWorkloadApiAddress, type WorkloadApiAddress } from '../spiffe/workload_address.ts';
+import type { EnvReader } from './env.ts';
+
+export const ENV_TRUST_ROOT = 'SPIKE_TRUST_ROOT';
+export const ENV_ENDPOINT_SOCKET = 'SPIFFE_ENDPOINT_SOCKET';
+export const ENV_SOURCE_TIMEOUT = 'SPIKE_SPIFFE_SOURCE_TIMEOUT';
+export const ENV_SYSTEM_LOG_LEVEL = 'SPIKE_SYSTEM_LOG_LEVEL';
+
+/** SPIRE's default agent socket, as SPIKE uses it. */
+export const DEFAULT_ENDPOINT_SOCKET = 'unix:///tmp/spire-agent/public/api.sock';
+export const DEFAULT_SOURCE_TIMEOUT_MS = 30_000;
+
+export interface IdentityConfig {
+  readonly trustDomain: TrustDomain;
+  readonly workloadApiAddress: WorkloadApiAddress;
+  readonly sourceTimeoutMs: number;
+  readonly logLevel: LogLevel;
+}
+
+export function readIdentityConfig(reader: EnvReader): IdentityConfig {
+  const trustDomain = reader.parsed(ENV_TRUST_ROOT, DEFAULT_TRUST_DOMAIN_NAME, parseTrustDomain);
+  const workloadApiAddress = reader.parsed(
+    ENV_ENDPOINT_SOCKET,
+    DEFAULT_ENDPOINT_SOCKET,
+    parseWorkloadApiAddress,
+  );
+  const sourceTimeoutMs = reader.durationMs(ENV_SOURCE_TIMEOUT, DEFAULT_SOURCE_TIMEOUT_MS, {
+    min: 1,
+  });
+  const logLevel = reader.oneOf(ENV_SYSTEM_LOG_LEVEL, LOG_LEVELS, 'info');
+  // When a value was bad, `finish()` throws before these placeholders are used.
+  return {
+    trustDomain: trustDomain as TrustDomain,
+    workloadApiAddress: workloadApiAddress as WorkloadApiAddress,
+    sourceTimeoutMs,
+    logLevel,
+  };
+}

@@ -1,0 +1,487 @@
+/**
+ * Where our own X509-SVID and the trust bundles come from. `X509Source`
+ * follows the Workload API (a `FetchX509SVID` stream and a
+ * `FetchX509Bundles` stream) and always holds the latest good state; the
+ * mTLS helpers read it through `X509SvidSource` and rebuild their TLS
+ * contexts when `onUpdate` fires. `StaticX509Source` holds fixed values for
+ * tests and tools.
+ *
+ * An expired SVID is never handed out: once the current one passes its
+ * notAfter without a replacement, `getX509Svid()` throws until a new one
+ * arrives. The same happens while the Workload API denies us an identity
+ * (`PermissionDenied`).
+ */
+import { X509Certificate } from 'node:crypto';
+import { type WorkloadApiRejectedError, WorkloadApiUnavailableError } from '../errors/errors.ts';
+import type { Logger } from '../log/logger.ts';
+import { type X509Bundle, X509BundleSet } from './bundle.ts';
+import {
+  createWorkloadApiClient,
+  type WorkloadApiClient,
+  type X509BundlesUpdate,
+  type X509SvidUpdate,
+} from './workload_api.ts';
+import type { X509Svid } from './x509_svid.ts';
+
+/** What the mTLS helpers consume. */
+export interface X509SvidSource {
+  /** The current default identity (svids[0], or the one with the wanted hint); throws if none. */
+  getX509Svid(): X509Svid;
+  /** Current bundles, at most one per trust domain (may be empty). */
+  getX509Bundles(): X509BundleSet;
+  /** Called after every accepted change; returns an unsubscribe function. */
+  onUpdate(listener: () => void): () => void;
+}
+
+export interface X509SourceOptions {
+  /** Workload API address, `unix:///path` or `tcp://IP:port`. */
+  readonly address: string;
+  readonly logger: Logger;
+  /** How long `createX509Source` waits for a first SVID. Defaults to 30 s. */
+  readonly timeoutMs?: number;
+  /** Serve the SVID with this hint instead of the first one. */
+  readonly hint?: string;
+  /** Backoff step of the Workload API client (default 1000 ms); tests make it small. */
+  readonly backoffUnitMs?: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+/** Warn this close to expiry at most (or at 10% of the lifetime, if that is sooner). */
+const EXPIRY_WARNING_MAX_MS = 5 * 60_000;
+const EXPIRY_WARNING_FRACTION = 0.1;
+/** setTimeout's largest delay; longer waits are re-armed in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const EMPTY_BUNDLES = new X509BundleSet([]);
+
+export class X509Source implements X509SvidSource {
+  readonly #logger: Logger;
+  readonly #hint: string | undefined;
+  readonly #client: WorkloadApiClient;
+  readonly #listeners = new Set<() => void>();
+  readonly #readyWaiters = new Set<(error: Error | undefined) => void>();
+  #svidUpdate: X509SvidUpdate | undefined;
+  #svidSequence = 0;
+  #bundlesUpdate: X509BundlesUpdate | undefined;
+  #bundlesSequence = 0;
+  #sequence = 0;
+  #current: X509Svid | undefined;
+  #bundles: X509BundleSet = EMPTY_BUNDLES;
+  #warnTimer: { close(): void } | undefined;
+  #expiryTimer: { close(): void } | undefined;
+  #lastError: Error | undefined;
+  #rejected: WorkloadApiRejectedError | undefined;
+  #closed = false;
+
+  /** Starts watching the Workload API at once; `createX509Source` also waits for a first SVID. */
+  constructor(options: X509SourceOptions) {
+    this.#logger = options.logger;
+    this.#hint = options.hint === undefined || options.hint === '' ? undefined : options.hint;
+    this.#client = createWorkloadApiClient({
+      address: options.address,
+      logger: options.logger,
+      ...(options.backoffUnitMs === undefined ? {} : { backoffUnitMs: options.backoffUnitMs }),
+    });
+    this.#client.watchX509Svids({
+      onUpdate: (update) => this.#acceptSvids(update),
+      onRedacted: (error) => this.#redactSvids(error),
+      onError: (error) => {
+        this.#lastError = error;
+      },
+      onRejected: (error) => {
+        this.#lastError = error;
+        this.#rejected = error;
+        this.#settleWaiters(error);
+      },
+    });
+    this.#client.watchX509Bundles({
+      onUpdate: (update) => this.#acceptBundles(update),
+      onRedacted: () => this.#redactBundles(),
+    });
+  }
+
+  getX509Svid(): X509Svid {
+    if (this.#closed) {
+      throw new WorkloadApiUnavailableError('The X509 source is closed');
+    }
+    const svid = this.#current;
+    if (svid === undefined) {
+      const which = this.#hint === undefined ? '' : ` with hint "${this.#hint}"`;
+      throw new WorkloadApiUnavailableError(
+        `No X509-SVID${which} is available from the Workload API`,
+        this.#lastError === undefined ? undefined : { cause: this.#lastError },
+      );
+    }
+    if (Date.now() >= svid.notAfter.getTime()) {
+      throw new WorkloadApiUnavailableError(
+        `The X509-SVID "${svid.id.toString()}" expired at ${svid.notAfter.toISOString()} and no replacement has arrived`,
+      );
+    }
+    return svid;
+  }
+
+  getX509Bundles(): X509BundleSet {
+    return this.#bundles;
+  }
+
+  onUpdate(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  /** Cancels the streams and every timer; afterwards `getX509Svid()` throws. Idempotent. */
+  close(): void {
+    if (this.#closed) {
+      return;
+    }
+    this.#closed = true;
+    this.#clearExpiryTimers();
+    this.#client.close();
+    this.#listeners.clear();
+    this.#settleWaiters(new WorkloadApiUnavailableError('The X509 source was closed'));
+  }
+
+  /**
+   * Resolves once an unexpired SVID is available; rejects on timeout, on a
+   * final rejection by the Workload API, or when the source is closed.
+   */
+  waitUntilReady(timeoutMs: number): Promise<void> {
+    if (this.#hasUsableSvid()) {
+      return Promise.resolve();
+    }
+    if (this.#rejected !== undefined) {
+      return Promise.reject(this.#rejected);
+    }
+    if (this.#closed) {
+      return Promise.reject(new WorkloadApiUnavailableError('The X509 source is closed'));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const settle = (error: Error | undefined): void => {
+        clearTimeout(timer);
+        this.#readyWaiters.delete(settle);
+        if (error === undefined) {
+          resolve();
+        } else {
+          reject(error);
+        }
+      };
+      const timer = setTimeout(() => {
+        const last = this.#lastError;
+        settle(
+          new WorkloadApiUnavailableError(
+            `No X509-SVID arrived from the Workload API within ${timeoutMs} ms${
+              last === undefined ? '' : ` (last error: ${last.message})`
+            }`,
+            last === undefined ? undefined : { cause: last },
+          ),
+        );
+      }, timeoutMs);
+      this.#readyWaiters.add(settle);
+    });
+  }
+
+  // ------------------------------------------------------------ updates
+
+  #acceptSvids(update: X509SvidUpdate): void {
+    if (this.#closed) {
+      return;
+    }
+    const selected = this.#select(update);
+    if (selected !== undefined && Date.now() >= selected.notAfter.getTime()) {
+      this.#logger.error(
+        'Discarded an X509-SVID that has already expired; keeping the previous state',
+        {
+          spiffeId: selected.id.toString(),
+          notAfter: selected.notAfter.toISOString(),
+        },
+      );
+      return;
+    }
+    if (selected === undefined) {
+      this.#logger.warn('The Workload API sent no X509-SVID with the wanted hint', {
+        hint: this.#hint,
+        offered: update.svids.map((svid) => svid.hint),
+      });
+    }
+    const previous = this.#current;
+    this.#svidUpdate = update;
+    this.#svidSequence = ++this.#sequence;
+    const svidChanged = !sameSvid(previous, selected);
+    this.#current = selected;
+    if (svidChanged && selected !== undefined) {
+      this.#logger.info(previous === undefined ? 'Received X509-SVID' : 'Rotated X509-SVID', {
+        spiffeId: selected.id.toString(),
+        notAfter: selected.notAfter.toISOString(),
+        ...(selected.hint === '' ? {} : { hint: selected.hint }),
+        ...(previous === undefined ? {} : { previousNotAfter: previous.notAfter.toISOString() }),
+      });
+      this.#armExpiryTimers(selected);
+    } else if (svidChanged) {
+      this.#clearExpiryTimers();
+    }
+    const bundlesChanged = this.#rebuildBundles();
+    if (svidChanged || bundlesChanged) {
+      this.#notify();
+    }
+    if (selected !== undefined) {
+      this.#settleWaiters(undefined);
+    }
+  }
+
+  #redactSvids(error: WorkloadApiUnavailableError): void {
+    this.#lastError = error;
+    if (this.#closed || this.#svidUpdate === undefined) {
+      return;
+    }
+    const previous = this.#current;
+    this.#svidUpdate = undefined;
+    this.#current = undefined;
+    this.#clearExpiryTimers();
+    this.#logger.warn('X509-SVID redacted by the Workload API; not serving it any more', {
+      ...(previous === undefined ? {} : { spiffeId: previous.id.toString() }),
+    });
+    this.#rebuildBundles();
+    this.#notify();
+  }
+
+  #acceptBundles(update: X509BundlesUpdate): void {
+    if (this.#closed) {
+      return;
+    }
+    this.#bundlesUpdate = update;
+    this.#bundlesSequence = ++this.#sequence;
+    if (this.#rebuildBundles()) {
+      this.#logger.info('Updated X.509 trust bundles', {
+        trustDomains: this.#bundles.all().map((bundle) => bundle.trustDomain.name),
+      });
+      this.#notify();
+    }
+  }
+
+  #redactBundles(): void {
+    if (this.#closed || this.#bundlesUpdate === undefined) {
+      return;
+    }
+    this.#bundlesUpdate = undefined;
+    if (this.#rebuildBundles()) {
+      this.#notify();
+    }
+  }
+
+  /**
+   * Both streams carry full state for what they cover. Their union is
+   * served; where both name a trust domain, the more recent message wins.
+   * Returns whether the served set changed.
+   */
+  #rebuildBundles(): boolean {
+    const sources: { bundles: X509BundleSet; sequence: number }[] = [];
+    if (this.#svidUpdate !== undefined) {
+      sources.push({ bundles: this.#svidUpdate.bundles, sequence: this.#svidSequence });
+    }
+    if (this.#bundlesUpdate !== undefined) {
+      sources.push({ bundles: this.#bundlesUpdate.bundles, sequence: this.#bundlesSequence });
+    }
+    sources.sort((a, b) => a.sequence - b.sequence);
+    const merged = new Map<string, X509Bundle>();
+    for (const source of sources) {
+      for (const bundle of source.bundles.all()) {
+        merged.set(bundle.trustDomain.name, bundle);
+      }
+    }
+    const next = new X509BundleSet(merged.values());
+    if (next.equals(this.#bundles)) {
+      return false;
+    }
+    this.#bundles = next;
+    return true;
+  }
+
+  #select(update: X509SvidUpdate): X509Svid | undefined {
+    if (this.#hint === undefined) {
+      return update.svids[0];
+    }
+    return update.svids.find((svid) => svid.hint === this.#hint);
+  }
+
+  #hasUsableSvid(): boolean {
+    return (
+      !this.#closed && this.#current !== undefined && Date.now() < this.#current.notAfter.getTime()
+    );
+  }
+
+  #notify(): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener();
+      } catch (err) {
+        this.#logger.error('An X509 source listener failed', {
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+    }
+  }
+
+  #settleWaiters(error: Error | undefined): void {
+    for (const settle of [...this.#readyWaiters]) {
+      settle(error);
+    }
+  }
+
+  // ------------------------------------------------------------ expiry
+
+  #armExpiryTimers(svid: X509Svid): void {
+    this.#clearExpiryTimers();
+    const notAfter = svid.notAfter.getTime();
+    const notBefore = leafNotBefore(svid) ?? notAfter;
+    const margin = Math.min(
+      Math.max(0, notAfter - notBefore) * EXPIRY_WARNING_FRACTION,
+      EXPIRY_WARNING_MAX_MS,
+    );
+    const fields = { spiffeId: svid.id.toString(), notAfter: svid.notAfter.toISOString() };
+    this.#warnTimer = timerAt(notAfter - margin, () => {
+      this.#warnTimer = undefined;
+      this.#logger.warn('X509-SVID expires soon and no replacement has arrived', fields);
+    });
+    this.#expiryTimer = timerAt(notAfter, () => {
+      this.#expiryTimer = undefined;
+      this.#logger.error(
+        'X509-SVID expired without a replacement; not serving it any more',
+        fields,
+      );
+    });
+  }
+
+  #clearExpiryTimers(): void {
+    if (this.#warnTimer !== undefined) {
+      this.#warnTimer.close();
+      this.#warnTimer = undefined;
+    }
+    if (this.#expiryTimer !== undefined) {
+      this.#expiryTimer.close();
+      this.#expiryTimer = undefined;
+    }
+  }
+}
+
+/**
+ * Connects to the Workload API and resolves once a first SVID arrived.
+ * Rejects with `WorkloadApiUnavailableError` after `timeoutMs` (default 30 s)
+ * and with `WorkloadApiRejectedError` if the API refuses the call for good;
+ * the source is closed in both cases.
+ */
+export async function createX509Source(options: X509SourceOptions): Promise<X509Source> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new RangeError(`timeoutMs must be a positive number, got ${timeoutMs}`);
+  }
+  const source = new X509Source(options);
+  try {
+    await source.waitUntilReady(timeoutMs);
+  } catch (err) {
+    source.close();
+    throw err;
+  }
+  return source;
+}
+
+/**
+ * Fixed SVID and bundles, for tests and tools. `set()` simulates a rotation.
+ * It hands out whatever it holds, expired or not, so tests can present bad
+ * SVIDs on purpose.
+ */
+export class StaticX509Source implements X509SvidSource {
+  #svid: X509Svid;
+  #bundles: X509BundleSet;
+  readonly #listeners = new Set<() => void>();
+
+  constructor(svid: X509Svid, bundles: X509BundleSet) {
+    this.#svid = svid;
+    this.#bundles = bundles;
+  }
+
+  getX509Svid(): X509Svid {
+    return this.#svid;
+  }
+
+  getX509Bundles(): X509BundleSet {
+    return this.#bundles;
+  }
+
+  onUpdate(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  /** Replaces both values and notifies every listener (a listener's error propagates). */
+  set(svid: X509Svid, bundles: X509BundleSet): void {
+    this.#svid = svid;
+    this.#bundles = bundles;
+    for (const listener of [...this.#listeners]) {
+      listener();
+    }
+  }
+}
+
+function sameSvid(a: X509Svid | undefined, b: X509Svid | undefined): boolean {
+  if (a === undefined || b === undefined) {
+    return a === b;
+  }
+  if (a.hint !== b.hint || a.chain.length !== b.chain.length) {
+    return false;
+  }
+  return a.chain.every((der, i) => sameBytes(der, b.chain[i]));
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array | undefined): boolean {
+  if (b === undefined || a.length !== b.length) {
+    return false;
+  }
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) {
+      return false;
+    }
+  }
+  return true;
+}
+
+function leafNotBefore(svid: X509Svid): number | undefined {
+  const leaf = svid.chain[0];
+  if (leaf === undefined) {
+    return undefined;
+  }
+  try {
+    return new Date(new X509Certificate(leaf).validFrom).getTime();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * An unref'd timer that fires at an absolute time (at once if it has
+ * passed), re-arming itself past setTimeout's 24.8-day limit. Informational
+ * only, so it never keeps a process alive.
+ */
+function timerAt(when: number, callback: () => void): { close(): void } {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = (): void => {
+    const delay = when - Date.now();
+    if (delay > MAX_TIMER_MS) {
+      timer = setTimeout(arm, MAX_TIMER_MS);
+    } else {
+      timer = setTimeout(callback, Math.max(0, delay));
+    }
+    timer.unref();
+  };
+  arm();
+  return {
+    close() {
+      if (timer !== undefined) {
+        clearTimeout(timer);
+        timer = undefined;
+      }
+    },
+  };
+}
