@@ -1,0 +1,45 @@
+/**
+ * Composition root of the embedded SPIFFE agent: environment → config →
+ * logger → agent, then a summary of the served sockets on stdout. Exit status:
+ * 0 after a clean stop, 1 on a failure, 2 on bad configuration.
+ */
+import { VERSION } from '../shared/api/version.ts';
+import { createLogger } from '../shared/log/logger.ts';
+import { environment, runService, writeStdout } from '../shared/runtime/process.ts';
+import { type RunningAgent, startAgent } from './agent.ts';
+import { loadAgentConfig } from './config.ts';
+
+await runService('spike-agent', async () => {
+  const config = loadAgentConfig(environment());
+  const logger = createLogger({ component: 'agent', level: config.logLevel });
+  const agent = await startAgent(config, logger);
+  logger.info('Agent started', {
+    version: VERSION,
+    trustDomain: config.trustDomain.name,
+    sockets: agent.sockets.length,
+  });
+  writeStdout(summary(agent));
+  return async () => {
+    logger.info('Stopping the agent');
+    await agent.close();
+    logger.info('Agent stopped');
+  };
+});
+
+function summary(agent: RunningAgent): string {
+  const lines = [
+    `SPIKE agent: SPIFFE Workload API for trust domain "${agent.trustDomain.name}"`,
+    '',
+  ];
+  const width = Math.max(...agent.sockets.map((socket) => socket.name.length));
+  for (const socket of agent.sockets) {
+    lines.push(`  ${socket.name.padEnd(width)}  ${socket.spiffeId.toString()}`);
+    lines.push(`  ${' '.repeat(width)}  SPIFFE_ENDPOINT_SOCKET=${socket.address}`);
+  }
+  lines.push(
+    '',
+    'Start each workload with the SPIFFE_ENDPOINT_SOCKET line of its identity.',
+    'Press Ctrl-C to stop.',
+  );
+  return lines.join('\n');
+}

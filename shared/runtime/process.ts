@@ -1,0 +1,81 @@
+/**
+ * The process edge for every program: runs a main function, turns a
+ * ConfigError into exit status 2 with every problem listed, any other start-up
+ * failure into status 1, and stops cleanly on SIGINT/SIGTERM.
+ */
+import process from 'node:process';
+import { ConfigError, isBrokerError } from '../errors/errors.ts';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_CONFIG = 2;
+
+/** A stop that takes longer than this is abandoned with exit status 1. */
+const STOP_TIMEOUT_MS = 10_000;
+
+/** What a started program gives back: how to stop it. */
+export type Stop = () => Promise<void>;
+
+export function environment(): Readonly<Record<string, string | undefined>> {
+  return process.env;
+}
+
+export function writeStderr(text: string): void {
+  process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+export function writeStdout(text: string): void {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+export function exit(code: number): never {
+  process.exit(code);
+}
+
+/**
+ * Starts a long-running program. `start` returns its stop function; a signal
+ * calls it once and exits 0 (a second signal exits at once).
+ */
+export async function runService(name: string, start: () => Promise<Stop>): Promise<void> {
+  let stop: Stop;
+  try {
+    stop = await start();
+  } catch (err) {
+    reportStartFailure(name, err);
+    return;
+  }
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) {
+      process.exit(EXIT_FAILURE);
+    }
+    stopping = true;
+    writeStderr(`${name}: received ${signal}, stopping`);
+    setTimeout(() => {
+      writeStderr(`${name}: did not stop within ${STOP_TIMEOUT_MS}ms`);
+      process.exit(EXIT_FAILURE);
+    }, STOP_TIMEOUT_MS).unref();
+    stop().then(
+      () => process.exit(EXIT_OK),
+      (err: unknown) => {
+        writeStderr(
+          `${name}: error while stopping: ${err instanceof Error ? err.message : String(err)}`,
+        );
+        process.exit(EXIT_FAILURE);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+function reportStartFailure(name: string, err: unknown): void {
+  if (err instanceof ConfigError) {
+    writeStderr(`${name}: ${err.message}`);
+    process.exit(EXIT_CONFIG);
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  const code = isBrokerError(err) ? ` [${err.code}]` : '';
+  writeStderr(`${name}: could not start${code}: ${message}`);
+  process.exit(EXIT_FAILURE);
+}
