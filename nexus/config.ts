@@ -1,0 +1,18 @@
+/** Nexus configuration: its port plus the identity settings every program reads. */
+import { type IdentityConfig, readIdentityConfig } from '../shared/config/common.ts';
+import { type Env, EnvReader } from '../shared/config/env.ts';
+
+export const ENV_NEXUS_TLS_PORT = 'SPIKE_NEXUS_TLS_PORT';
+export const DEFAULT_NEXUS_TLS_PORT = 8553;
+
+export interface NexusConfig {
+  readonly identity: IdentityConfig;
+  readonly port: number;
+}
+
+export function loadNexusConfig(env: Env): NexusConfig {
+  const reader = new EnvReader(env);
+  const identity = readIdentityConfig(reader);
+  const port = reader.port(ENV_NEXUS_TLS_PORT, DEFAULT_NEXUS_TLS_PORT);
+  return reader.finish({ identity, port });
+}

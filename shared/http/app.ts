@@ -1,0 +1,24 @@
+/**
+ * The fixed outer shape of every mTLS app: `requirePeer` first so nothing
+ * runs for an unverified peer, `Cache-Control: no-store` on every response,
+ * one error handler, and a not-found that throws like everything else.
+ */
+import { Hono } from 'hono';
+import { NotFoundError } from '../errors/errors.ts';
+import type { Logger } from '../log/logger.ts';
+import { createErrorHandler } from './error_handler.ts';
+import { type GetPeer, type PeerEnv, requirePeer } from './peer.ts';
+
+export function createBaseApp(getPeer: GetPeer, logger: Logger): Hono<PeerEnv> {
+  const app = new Hono<PeerEnv>();
+  app.use(async function noStore(c, next) {
+    await next();
+    c.header('Cache-Control', 'no-store');
+  });
+  app.use(requirePeer(getPeer));
+  app.notFound(() => {
+    throw new NotFoundError('No such route');
+  });
+  app.onError(createErrorHandler(logger));
+  return app;
+}

@@ -1,0 +1,42 @@
+/**
+ * `requirePeer`: the middleware that fails closed unless the connection's peer
+ * was verified as an X509-SVID. The peer is looked up, never re-parsed: the
+ * TLS layer verified it once per connection.
+ */
+
+import type { TLSSocket } from 'node:tls';
+import type { HttpBindings } from '@hono/node-server';
+import type { Context, MiddlewareHandler } from 'hono';
+import { UnauthenticatedError } from '../errors/errors.ts';
+import type { PeerVerifier } from '../spiffe/mtls.ts';
+import type { VerifiedSvid } from '../spiffe/x509_svid.ts';
+
+export type PeerEnv = { Bindings: HttpBindings; Variables: { peer: VerifiedSvid } };
+
+/** Finds the verified peer of a request; injected so route tests need no socket. */
+export type GetPeer = (c: Context) => VerifiedSvid | undefined;
+
+export function requirePeer(getPeer: GetPeer, now: () => number = Date.now): MiddlewareHandler {
+  return async function requirePeerMiddleware(c, next) {
+    const peer = getPeer(c);
+    if (peer === undefined) {
+      throw new UnauthenticatedError();
+    }
+    // A kept-alive connection can outlive the SVID it was opened with.
+    if (peer.notAfter.getTime() <= now()) {
+      c.header('Connection', 'close');
+      throw new UnauthenticatedError('The client X509-SVID has expired: reconnect with a new one');
+    }
+    c.set('peer', peer);
+    await next();
+  };
+}
+
+/** The production GetPeer: the verifier's per-socket record. */
+export function peerFromConnection(verifier: PeerVerifier): GetPeer {
+  return function getPeerFromConnection(c) {
+    const bindings = c.env as HttpBindings | undefined;
+    const socket = bindings?.incoming?.socket as TLSSocket | undefined;
+    return socket === undefined ? undefined : verifier.peerOf(socket);
+  };
+}

@@ -1,0 +1,80 @@
+/**
+ * Start-up shared by the mTLS services (Nexus, Keeper): fetch our SVID from
+ * the Workload API, refuse to run under the wrong identity, and serve an app
+ * over SPIFFE mTLS. Returns what `runService` needs to stop it.
+ */
+import type { IdentityConfig } from '../config/common.ts';
+import { AccessDeniedError } from '../errors/errors.ts';
+import type { Logger } from '../log/logger.ts';
+import type { Matcher } from '../spiffe/match.ts';
+import { formatWorkloadApiAddress } from '../spiffe/workload_address.ts';
+import { createX509Source } from '../spiffe/x509_source.ts';
+import type { GetPeer } from './peer.ts';
+import { peerFromConnection } from './peer.ts';
+import { type MtlsServer, serveMtls } from './serve.ts';
+
+export interface MtlsServiceOptions {
+  readonly identity: IdentityConfig;
+  readonly logger: Logger;
+  /** Our own SPIFFE ID must match this (e.g. a Keeper must be a Keeper). */
+  readonly ownRole: Matcher;
+  /** Which peers may connect at all. */
+  readonly authorizePeers: Matcher;
+  readonly port: number;
+  readonly hostname?: string;
+  readonly version: string;
+  readonly createFetch: (
+    getPeer: GetPeer,
+  ) => (request: Request, env: never) => Response | Promise<Response>;
+}
+
+export interface MtlsService {
+  readonly server: MtlsServer;
+  stop(): Promise<void>;
+}
+
+export async function startMtlsService(options: MtlsServiceOptions): Promise<MtlsService> {
+  const { identity, logger } = options;
+  const source = await createX509Source({
+    address: formatWorkloadApiAddress(identity.workloadApiAddress),
+    logger,
+    timeoutMs: identity.sourceTimeoutMs,
+  });
+  try {
+    const own = source.getX509Svid().id;
+    if (!own.isMemberOf(identity.trustDomain) || !options.ownRole(own)) {
+      throw new AccessDeniedError(
+        `This program's SPIFFE ID "${own}" is not allowed for it: expected ${options.ownRole.description}`,
+      );
+    }
+    // The app finds each request's peer through the server's verifier, which
+    // exists only once the server does; the indirection breaks that cycle.
+    let getPeer: GetPeer = () => undefined;
+    const server = await serveMtls({
+      fetch: options.createFetch((c) => getPeer(c)),
+      source,
+      authorize: options.authorizePeers,
+      logger,
+      port: options.port,
+      ...(options.hostname === undefined ? {} : { hostname: options.hostname }),
+    });
+    getPeer = peerFromConnection(server.verifier);
+    logger.info('Listening', {
+      version: options.version,
+      spiffeId: own.toString(),
+      trustDomain: identity.trustDomain.name,
+      address: `https://${server.hostname}:${server.port}`,
+      svidNotAfter: source.getX509Svid().notAfter.toISOString(),
+    });
+    return {
+      server,
+      async stop() {
+        await server.close();
+        source.close();
+      },
+    };
+  } catch (err) {
+    source.close();
+    throw err;
+  }
+}

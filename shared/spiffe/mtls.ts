@@ -1,0 +1,215 @@
+/**
+ * SPIFFE mTLS for node:https on Node and Deno: TLS options built from an
+ * X509SvidSource, peer verification per X509-SVID §5 on every new
+ * connection, authorization of the peer's SPIFFE ID with a Matcher, and
+ * rotation without restart.
+ *
+ * Two layers check every peer. OpenSSL verifies the chain against the roots of
+ * our own trust domain only (one trust domain per SecureContext, so roots of
+ * different trust domains are never merged), then `verifyX509Svid` re-checks
+ * the whole chain by SPIFFE's rules and the matcher authorizes the ID. A server
+ * destroys a refused connection before any request on it is parsed.
+ */
+import { constants as cryptoConstants } from 'node:crypto';
+import type { AgentOptions, Agent as HttpsAgent } from 'node:https';
+import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
+import { isBrokerError, SvidInvalidError } from '../errors/errors.ts';
+import type { Logger } from '../log/logger.ts';
+import type { Matcher } from './match.ts';
+import type { X509SvidSource } from './x509_source.ts';
+import { type VerifiedSvid, verifyX509Svid } from './x509_svid.ts';
+
+/** TLS 1.3 only: every SPIFFE implementation we talk to supports it. */
+const MIN_TLS_VERSION = 'TLSv1.3';
+/** A hostile peer cannot make us walk an endless issuer chain. */
+const MAX_CHAIN_LENGTH = 10;
+
+/** The key, certificate chain and trust roots for one SecureContext. */
+export interface TlsCredentials {
+  readonly key: string;
+  readonly cert: string;
+  readonly ca: string;
+}
+
+/**
+ * The current credentials of a source: our SVID, and as roots only the bundle
+ * of our own trust domain.
+ */
+export function credentialsFromSource(source: X509SvidSource): TlsCredentials {
+  const svid = source.getX509Svid();
+  const bundle = source.getX509Bundles().get(svid.id.trustDomain);
+  if (bundle === undefined) {
+    throw new SvidInvalidError(
+      `No trust bundle for our own trust domain "${svid.id.trustDomain.name}"`,
+    );
+  }
+  return { key: svid.privateKeyPem(), cert: svid.certificatePem(), ca: bundle.pem() };
+}
+
+/**
+ * Options for `https.createServer`: client certificates required, no session
+ * tickets (every connection does a full handshake, so a resumed session can
+ * never skip the peer check or outlive a rotation).
+ */
+export function serverTlsOptions(source: X509SvidSource) {
+  return {
+    ...credentialsFromSource(source),
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: MIN_TLS_VERSION,
+    secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
+  } as const;
+}
+
+/** Collects the peer's certificate chain as DER, leaf first. */
+export function peerChain(certificate: PeerCertificate | DetailedPeerCertificate): Uint8Array[] {
+  const chain: Uint8Array[] = [];
+  const seen = new Set<string>();
+  let current: PeerCertificate | undefined = certificate;
+  while (current?.raw !== undefined && chain.length < MAX_CHAIN_LENGTH) {
+    if (seen.has(current.fingerprint256)) {
+      break;
+    }
+    seen.add(current.fingerprint256);
+    chain.push(new Uint8Array(current.raw));
+    const next: PeerCertificate | undefined = (current as Partial<DetailedPeerCertificate>)
+      .issuerCertificate;
+    current = next;
+  }
+  return chain;
+}
+
+/** Why a peer was refused; logged and counted, never sent to the peer. */
+export interface PeerRefusal {
+  readonly reason: string;
+  readonly peerId?: string;
+  readonly remoteAddress?: string;
+}
+
+export interface PeerVerifierOptions {
+  readonly source: X509SvidSource;
+  /** Which peer SPIFFE IDs may connect at all. */
+  readonly authorize: Matcher;
+  readonly logger: Logger;
+}
+
+/**
+ * Verifies peers of a server once per connection and remembers the result per
+ * socket, so requests on a kept-alive connection cost a WeakMap lookup.
+ */
+export class PeerVerifier {
+  readonly #source: X509SvidSource;
+  readonly #authorize: Matcher;
+  readonly #logger: Logger;
+  readonly #peers = new WeakMap<TLSSocket, VerifiedSvid>();
+  #refused = 0;
+  #admitted = 0;
+
+  constructor(options: PeerVerifierOptions) {
+    this.#source = options.source;
+    this.#authorize = options.authorize;
+    this.#logger = options.logger;
+  }
+
+  /** Count of connections refused since start (TLS errors and failed checks). */
+  get refusedCount(): number {
+    return this.#refused;
+  }
+
+  /** Count of connections admitted since start. */
+  get admittedCount(): number {
+    return this.#admitted;
+  }
+
+  /** Verifies and authorizes the peer of a new connection; destroys it if refused. */
+  admit(socket: TLSSocket): VerifiedSvid | undefined {
+    try {
+      const peer = this.#verify(socket);
+      this.#peers.set(socket, peer);
+      this.#admitted += 1;
+      return peer;
+    } catch (err) {
+      const remoteAddress = remoteOf(socket);
+      this.refuse(socket, {
+        reason: err instanceof Error ? err.message : String(err),
+        ...(remoteAddress === undefined ? {} : { remoteAddress }),
+      });
+      return undefined;
+    }
+  }
+
+  /** The verified peer of a socket this verifier admitted, if any. */
+  peerOf(socket: TLSSocket): VerifiedSvid | undefined {
+    return this.#peers.get(socket);
+  }
+
+  /** Records a refusal (from `admit` or a TLS-level error) and closes the socket. */
+  refuse(socket: TLSSocket | undefined, refusal: PeerRefusal): void {
+    this.#refused += 1;
+    this.#logger.warn('Refused a TLS peer', { ...refusal });
+    socket?.destroy();
+  }
+
+  #verify(socket: TLSSocket): VerifiedSvid {
+    if (!socket.authorized) {
+      throw new SvidInvalidError(`TLS verification failed: ${String(socket.authorizationError)}`);
+    }
+    const chain = peerChain(socket.getPeerCertificate(true));
+    const peer = verifyX509Svid(chain, this.#source.getX509Bundles(), { role: 'client' });
+    if (!this.#authorize(peer.id)) {
+      throw new SvidInvalidError(
+        `Peer "${peer.id}" is not allowed here: expected ${this.#authorize.description}`,
+      );
+    }
+    return peer;
+  }
+}
+
+function remoteOf(socket: TLSSocket): string | undefined {
+  return socket.remoteAddress === undefined
+    ? undefined
+    : `${socket.remoteAddress}:${socket.remotePort ?? ''}`;
+}
+
+/**
+ * A `checkServerIdentity` for clients: hostnames mean nothing for SVIDs, so the
+ * server's chain is verified as an X509-SVID and its SPIFFE ID authorized.
+ */
+export function checkServerSvid(
+  source: X509SvidSource,
+  authorize: Matcher,
+): (host: string, certificate: PeerCertificate) => Error | undefined {
+  return function checkServerIdentity(_host, certificate) {
+    try {
+      const peer = verifyX509Svid(peerChain(certificate), source.getX509Bundles(), {
+        role: 'server',
+      });
+      if (!authorize(peer.id)) {
+        return new SvidInvalidError(
+          `Server "${peer.id}" is not the expected one: expected ${authorize.description}`,
+        );
+      }
+      return undefined;
+    } catch (err) {
+      return isBrokerError(err) ? err : new SvidInvalidError(String(err));
+    }
+  };
+}
+
+/**
+ * Options for an `https.Agent` that presents our SVID and accepts only a server
+ * whose SVID the matcher allows. Keep-alive reuses connections; cached TLS
+ * sessions are off so that every new connection checks the server again.
+ */
+export function clientAgentOptions(source: X509SvidSource, authorize: Matcher): AgentOptions {
+  return {
+    ...credentialsFromSource(source),
+    keepAlive: true,
+    maxCachedSessions: 0,
+    minVersion: MIN_TLS_VERSION,
+    checkServerIdentity: checkServerSvid(source, authorize),
+  };
+}
+
+/** The agent type callers pass to `https.request`. */
+export type { HttpsAgent };

@@ -1,0 +1,214 @@
+/**
+ * Fitness tests for the layout: import boundaries between folders, where
+ * process globals and console may appear, and that every environment variable
+ * a program reads is documented.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SOURCE_DIRS = ['agent', 'keeper', 'nexus', 'pilot', 'shared', 'test'];
+const IMPORT_REGEXP =
+  /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|(?:^|\n)\s*import\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
+
+function sourceFiles(): string[] {
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) {
+        if (name !== 'node_modules') walk(path);
+      } else if (name.endsWith('.ts')) {
+        out.push(relative(ROOT, path));
+      }
+    }
+  };
+  for (const dir of SOURCE_DIRS) {
+    try {
+      walk(join(ROOT, dir));
+    } catch {
+      // a program folder may not exist yet
+    }
+  }
+  return out.sort();
+}
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(join(ROOT, file), 'utf8');
+  const out: string[] = [];
+  for (const match of text.matchAll(IMPORT_REGEXP)) {
+    const spec = match[1] ?? match[2] ?? match[3];
+    if (spec !== undefined) out.push(spec);
+  }
+  return out;
+}
+
+/** The zone of a repository path: `shared/spiffe`, `nexus`, `test`… */
+function zoneOf(path: string): string {
+  const parts = path.split('/');
+  return parts[0] === 'shared' ? `shared/${parts[1]}` : (parts[0] ?? '');
+}
+
+const isTest = (file: string) => file.endsWith('.test.ts') || file.startsWith('test/');
+
+/** Which zones and packages each zone may import (tests may import anything). */
+const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
+  'shared/errors': { zones: [], packages: /^$/ },
+  'shared/crypto': {
+    zones: ['shared/errors'],
+    packages: /^(@noble\/ciphers|shamir-secret-sharing)/,
+  },
+  'shared/api': { zones: ['shared/errors'], packages: /^$/ },
+  // Config parses into domain types at load time, so it uses the pure SPIFFE
+  // parsers and the log level type.
+  'shared/config': { zones: ['shared/errors', 'shared/spiffe', 'shared/log'], packages: /^$/ },
+  'shared/log': { zones: ['shared/errors'], packages: /^(pino)$/ },
+  'shared/runtime': { zones: ['shared/errors', 'shared/log'], packages: /^node:/ },
+  'shared/spiffe': {
+    zones: ['shared/errors', 'shared/log'],
+    packages:
+      /^(node:(tls|crypto|net|https|url|path|fs|util)|@grpc\/grpc-js|@grpc\/proto-loader|@peculiar\/x509|reflect-metadata)$/,
+  },
+  'shared/http': {
+    zones: ['shared/errors', 'shared/spiffe', 'shared/log', 'shared/api', 'shared/config'],
+    packages: /^(hono|hono\/.*|@hono\/node-server|node:(https|net|tls))$/,
+  },
+  agent: {
+    zones: [
+      'shared/errors',
+      'shared/spiffe',
+      'shared/log',
+      'shared/config',
+      'shared/runtime',
+      'shared/api',
+    ],
+    packages: /^(node:.*|@grpc\/grpc-js|@grpc\/proto-loader)$/,
+  },
+  keeper: {
+    zones: [
+      'shared/errors',
+      'shared/spiffe',
+      'shared/log',
+      'shared/config',
+      'shared/runtime',
+      'shared/http',
+      'shared/api',
+      'shared/crypto',
+    ],
+    packages: /^(node:.*|hono|hono\/.*)$/,
+  },
+  nexus: {
+    zones: [
+      'shared/errors',
+      'shared/spiffe',
+      'shared/log',
+      'shared/config',
+      'shared/runtime',
+      'shared/http',
+      'shared/api',
+      'shared/crypto',
+    ],
+    packages: /^(node:.*|hono|hono\/.*|drizzle-orm.*|@libsql\/client|pg)$/,
+  },
+  pilot: {
+    zones: [
+      'shared/errors',
+      'shared/spiffe',
+      'shared/log',
+      'shared/config',
+      'shared/runtime',
+      'shared/api',
+    ],
+    packages: /^(node:.*|commander|yaml)$/,
+  },
+};
+
+/** Packages that only one file may import, so runtime risk stays in one place. */
+const SINGLE_IMPORTER: Record<string, string[]> = {
+  '@grpc/grpc-js': ['shared/spiffe/workload_api.ts', 'agent/workload_api_server.ts'],
+  '@peculiar/x509': ['shared/spiffe/_x509.ts'],
+  'reflect-metadata': ['shared/spiffe/_x509.ts'],
+};
+
+describe('architecture', () => {
+  const files = sourceFiles();
+
+  test('production code imports only what its folder may import', () => {
+    const problems: string[] = [];
+    for (const file of files.filter((f) => !isTest(f))) {
+      const zone = zoneOf(file);
+      const rule = ALLOWED[zone];
+      if (rule === undefined) {
+        problems.push(`${file}: folder "${zone}" has no import rule`);
+        continue;
+      }
+      for (const spec of importsOf(file)) {
+        if (spec.startsWith('.')) {
+          const target = relative(ROOT, resolve(ROOT, dirname(file), spec));
+          const targetZone = zoneOf(target);
+          if (targetZone !== zone && !rule.zones.includes(targetZone)) {
+            problems.push(`${file}: may not import ${target}`);
+          }
+        } else if (!rule.packages.test(spec)) {
+          problems.push(`${file}: may not import package "${spec}"`);
+        }
+        const only = SINGLE_IMPORTER[spec];
+        if (only !== undefined && !only.includes(file)) {
+          problems.push(`${file}: only ${only.join(', ')} may import "${spec}"`);
+        }
+      }
+    }
+    assert.deepEqual(problems, []);
+  });
+
+  test('process and Deno globals appear only in main.ts files and shared/runtime', () => {
+    const offenders = files
+      .filter((f) => !isTest(f) && !f.endsWith('/main.ts') && !f.startsWith('shared/runtime/'))
+      .filter((f) =>
+        /\bprocess\.|(?<!['"])\bDeno\.|from 'node:process'/.test(
+          readFileSync(join(ROOT, f), 'utf8'),
+        ),
+      );
+    assert.deepEqual(offenders, []);
+  });
+
+  test('console is used only by the log module and the CLI output module', () => {
+    const offenders = files
+      .filter((f) => !isTest(f) && !f.startsWith('shared/log/') && f !== 'pilot/output.ts')
+      .filter((f) => /\bconsole\./.test(readFileSync(join(ROOT, f), 'utf8')));
+    assert.deepEqual(offenders, []);
+  });
+
+  test('every environment variable the programs read is documented in docs/configuration.md', () => {
+    const documented = readFileSync(join(ROOT, 'docs/configuration.md'), 'utf8');
+    const missing = new Set<string>();
+    for (const file of files.filter((f) => !isTest(f))) {
+      const text = readFileSync(join(ROOT, file), 'utf8');
+      for (const match of text.matchAll(/'((?:SPIKE|SPIFFE)_[A-Z0-9_]+)'/g)) {
+        const name = match[1] as string;
+        if (!documented.includes(`\`${name}\``)) missing.add(`${name} (${file})`);
+      }
+    }
+    assert.deepEqual([...missing], []);
+  });
+
+  test('no private key is committed anywhere in the repository', () => {
+    // A PEM header alone (a constant in code) is fine; a header followed by
+    // key material is not. Tests mint their keys at run time.
+    const pemKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----\s*[A-Za-z0-9+/=]{40,}/;
+    const offenders: string[] = [];
+    const walk = (dir: string) => {
+      for (const name of readdirSync(dir)) {
+        if (['node_modules', '.tools', '.git', 'scratch', '.data'].includes(name)) continue;
+        const path = join(dir, name);
+        if (statSync(path).isDirectory()) walk(path);
+        else if (pemKey.test(readFileSync(path, 'latin1'))) offenders.push(relative(ROOT, path));
+      }
+    };
+    walk(ROOT);
+    assert.deepEqual(offenders, []);
+  });
+});

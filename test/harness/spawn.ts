@@ -1,0 +1,157 @@
+/**
+ * Starts the broker's programs as real child processes for integration tests,
+ * on the runtime the test itself runs on (Node through tsx, or Deno), waits
+ * for their log lines with timeouts, and keeps their output for failure
+ * reports. `stopAll()` kills whatever is still running.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export type Program = 'agent' | 'nexus' | 'keeper' | 'pilot';
+export type Runtime = 'node' | 'deno';
+
+/** The runtime of the current test process: children run on the same one. */
+export function currentRuntime(): Runtime {
+  return 'Deno' in globalThis ? 'deno' : 'node';
+}
+
+export interface SpawnOptions {
+  readonly env?: Readonly<Record<string, string>>;
+  readonly args?: readonly string[];
+  readonly runtime?: Runtime;
+}
+
+export interface RunningProgram {
+  readonly program: Program;
+  readonly child: ChildProcess;
+  /** Everything written so far, stdout and stderr separately. */
+  stdout(): string;
+  stderr(): string;
+  /** Waits until a line of stdout or stderr matches; returns the match. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** Resolves with the exit status (or the signal's name) once the process ends. */
+  exited(timeoutMs?: number): Promise<number | string>;
+  stop(): Promise<void>;
+}
+
+const running = new Set<RunningProgram>();
+
+function command(program: Program, runtime: Runtime): [string, string[]] {
+  const main = join(ROOT, program, 'main.ts');
+  if (runtime === 'deno') {
+    return [
+      join(ROOT, '.tools/node_modules/.bin/deno'),
+      ['run', '--quiet', '--no-check', '-A', main],
+    ];
+  }
+  return [process.execPath, ['--import', 'tsx', main]];
+}
+
+export function startProgram(program: Program, options: SpawnOptions = {}): RunningProgram {
+  const [cmd, baseArgs] = command(program, options.runtime ?? currentRuntime());
+  const child = spawn(cmd, [...baseArgs, ...(options.args ?? [])], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      NO_COLOR: '1',
+      ...options.env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const waiter of waiters) waiter();
+  };
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    out += chunk;
+    notify();
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    err += chunk;
+    notify();
+  });
+  const exit = new Promise<number | string>((resolveExit) => {
+    child.on('exit', (code, signal) => {
+      running.delete(handle);
+      resolveExit(code ?? signal ?? 'unknown');
+      notify();
+    });
+  });
+  const handle: RunningProgram = {
+    program,
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    waitFor(pattern, timeoutMs = 30_000) {
+      return new Promise((resolveWait, reject) => {
+        const check = () => {
+          const match = (out + err).match(pattern);
+          if (match) {
+            cleanup();
+            resolveWait(match);
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            cleanup();
+            reject(new Error(`${program} exited before printing ${pattern}\n${describe(handle)}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(
+            new Error(`Timed out waiting for ${pattern} from ${program}\n${describe(handle)}`),
+          );
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    exited(timeoutMs = 30_000) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`${program} did not exit in time\n${describe(handle)}`)),
+          timeoutMs,
+        );
+      });
+      return Promise.race([exit, timeout]).finally(() => clearTimeout(timer));
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGTERM');
+        const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+        await exit;
+        clearTimeout(killer);
+      }
+    },
+  };
+  running.add(handle);
+  return handle;
+}
+
+/** Stops every program this harness started and that is still running. */
+export async function stopAll(): Promise<void> {
+  await Promise.all([...running].map((program) => program.stop()));
+}
+
+/** Output of a program, for assertion messages. */
+export function describe(program: RunningProgram): string {
+  return `--- ${program.program} stdout ---\n${program.stdout()}\n--- ${program.program} stderr ---\n${program.stderr()}`;
+}
+
+/** Runs a program to completion (for the CLI) and returns its status and output. */
+export async function runProgram(
+  program: Program,
+  options: SpawnOptions & { timeoutMs?: number } = {},
+): Promise<{ status: number | string; stdout: string; stderr: string }> {
+  const handle = startProgram(program, options);
+  const status = await handle.exited(options.timeoutMs ?? 30_000);
+  return { status, stdout: handle.stdout(), stderr: handle.stderr() };
+}
