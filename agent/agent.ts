@@ -64,6 +64,8 @@ export async function startAgent(
     logger,
     now,
   });
+  // Checked once, at start (docs/agent.md says so): the CA never rotates, and
+  // its notAfter is in the line loadOrCreateCa logs.
   const remainingMs = ca.notAfter.getTime() - now().getTime();
   if (remainingMs < config.svidTtlMs) {
     logger.warn('The agent CA expires before a full SVID lifetime; SVIDs will be shortened', {

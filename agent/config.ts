@@ -35,6 +35,12 @@ export const DEFAULT_SVID_TTL_MS = HOUR_MS;
 /** Below this a rotation at half-life would come every few seconds. */
 export const MIN_SVID_TTL_MS = 10_000;
 export const DEFAULT_CA_TTL_MS = 8760 * HOUR_MS;
+/**
+ * 100 years (876000h). The CA TTL only sets a certificate date, never a
+ * timer, so it may pass setTimeout's limit; this cap keeps notAfter a sane
+ * X.509 date.
+ */
+export const MAX_CA_TTL_MS = 100 * 8760 * HOUR_MS;
 
 export interface AgentConfig {
   readonly trustDomain: TrustDomain;
@@ -67,6 +73,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
   });
   const caTtlMs = reader.durationMs(ENV_AGENT_CA_TTL, DEFAULT_CA_TTL_MS, {
     min: MIN_SVID_TTL_MS,
+    max: MAX_CA_TTL_MS,
   });
   if (caTtlMs <= svidTtlMs) {
     reader.problem(

@@ -22,7 +22,6 @@ await runService('spike-agent', async () => {
   return async () => {
     logger.info('Stopping the agent');
     await agent.close();
-    logger.info('Agent stopped');
   };
 });
 

@@ -11,7 +11,6 @@
  * Only the X.509 profile is served. JWT and WIT RPCs answer Unimplemented.
  */
 import { chmod, lstat, mkdir, rm } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import {
   type handleUnaryCall,
   type Metadata,
@@ -19,21 +18,21 @@ import {
   ServerCredentials,
   type ServerErrorResponse,
   type ServerWritableStream,
-  type ServiceDefinition,
   status,
   type UntypedHandleCall,
 } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
 import { ConfigError } from '../shared/errors/errors.ts';
 import type { Logger } from '../shared/log/logger.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
+import {
+  WORKLOAD_API_HEADER,
+  workloadApiServiceDefinition,
+} from '../shared/spiffe/workload_api.ts';
 import type { IssuedSvid } from './ca.ts';
 import type { Registration } from './registrations.ts';
 
-export const SECURITY_HEADER = 'workload.spiffe.io';
+/** What SPIRE answers a call without the header. */
 const SECURITY_HEADER_MESSAGE = 'security header missing from request';
-const SERVICE_NAME = 'SpiffeWorkloadAPI';
-const PROTO_URL = new URL('../shared/spiffe/workload.proto', import.meta.url);
 /** How long close() lets gRPC finish gracefully before forcing it. */
 const SHUTDOWN_TIMEOUT_MS = 2_000;
 
@@ -147,7 +146,10 @@ export async function startWorkloadApiServer(
 
   const streams = new Map<StreamCall, () => void>();
   const server = new Server();
-  server.addService(loadService(), createHandlers({ ...options, logger }, streams));
+  server.addService(
+    workloadApiServiceDefinition(),
+    createHandlers({ ...options, logger }, streams),
+  );
   const address = socketAddress(registration.socketPath);
   try {
     await bind(server, address);
@@ -221,7 +223,7 @@ function createHandlers(
   }
 
   const handlers: Record<string, UntypedHandleCall> = { FetchX509SVID, FetchX509Bundles };
-  for (const [name, method] of Object.entries(loadService())) {
+  for (const [name, method] of Object.entries(workloadApiServiceDefinition())) {
     if (handlers[name] === undefined) {
       handlers[name] = method.responseStream ? unimplementedStream(name) : unimplementedUnary(name);
     }
@@ -281,7 +283,7 @@ function unimplementedUnary(name: string): UntypedHandleCall {
 
 /** Exactly one `workload.spiffe.io` value, and it is exactly `true`. */
 function hasSecurityHeader(metadata: Metadata): boolean {
-  const values = metadata.get(SECURITY_HEADER);
+  const values = metadata.get(WORKLOAD_API_HEADER);
   return values.length === 1 && values[0] === 'true';
 }
 
@@ -291,27 +293,6 @@ function invalidArgument(): Partial<ServerErrorResponse> {
 
 function grpcError(code: status, details: string): Partial<ServerErrorResponse> {
   return { code, details, message: details };
-}
-
-let serviceCache: ServiceDefinition | undefined;
-
-/** The vendored proto, loaded on first use (not at import). */
-function loadService(): ServiceDefinition {
-  if (serviceCache === undefined) {
-    const definition = loadSync(fileURLToPath(PROTO_URL), {
-      keepCase: true,
-      longs: String,
-      enums: String,
-      defaults: true,
-      oneofs: true,
-    });
-    const service = definition[SERVICE_NAME];
-    if (service === undefined || !('FetchX509SVID' in service)) {
-      throw new TypeError(`workload.proto does not define the ${SERVICE_NAME} service`);
-    }
-    serviceCache = service as ServiceDefinition;
-  }
-  return serviceCache;
 }
 
 /** Removes a leftover socket file; any other kind of file at the path is refused. */

@@ -17,6 +17,7 @@ await runService('spike-keeper', async () => {
     ownRole: isKeeper(td),
     authorizePeers: isNexus(td),
     port: config.port,
+    hostname: config.host,
     version: VERSION,
     createFetch: (getPeer) => createApp({ getPeer, logger }).fetch as never,
   });

@@ -21,6 +21,7 @@ await runService('spike-nexus', async () => {
     ownRole: isNexus(td),
     authorizePeers: matchMemberOf(td),
     port: config.port,
+    hostname: config.host,
     version: VERSION,
     createFetch: (getPeer) => createApp({ getPeer, logger }).fetch as never,
   });

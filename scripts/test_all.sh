@@ -14,7 +14,7 @@ bash scripts/tools.sh
 step "type-check"
 npm run --silent typecheck
 step "lint and format check"
-.tools/node_modules/.bin/biome check .
+npm run --silent lint
 log_dir=$(mktemp -d)
 trap 'rm -rf "$log_dir"' EXIT
 step "tests on Node"

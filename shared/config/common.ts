@@ -3,6 +3,7 @@
  * the Workload API is, how long to wait for a first SVID, and the log level.
  * Names are SPIKE's where SPIKE has them.
  */
+import { isIP } from 'node:net';
 import { LOG_LEVELS, type LogLevel } from '../log/logger.ts';
 import { DEFAULT_TRUST_DOMAIN_NAME } from '../spiffe/identities.ts';
 import { parseTrustDomain, type TrustDomain } from '../spiffe/spiffe_id.ts';
@@ -43,4 +44,12 @@ export function readIdentityConfig(reader: EnvReader): IdentityConfig {
     sourceTimeoutMs,
     logLevel,
   };
+}
+
+/** An address to listen on: an IPv4 or IPv6 literal, or `localhost`. */
+export function parseListenHost(value: string): string {
+  if (value === 'localhost' || isIP(value) !== 0) {
+    return value;
+  }
+  throw new Error('must be an IP address (e.g. 127.0.0.1, 0.0.0.0, ::) or localhost');
 }

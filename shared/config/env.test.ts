@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConfigError } from '../errors/errors.ts';
-import { EnvReader } from './env.ts';
+import { EnvReader, MAX_TIMER_DURATION_MS } from './env.ts';
 
 describe('EnvReader', () => {
   test('returns defaults for unset and empty variables', () => {
@@ -60,6 +60,46 @@ describe('EnvReader', () => {
         return true;
       },
     );
+  });
+
+  test('durationMs() refuses by default what setTimeout cannot wait for', () => {
+    assert.equal(MAX_TIMER_DURATION_MS, 2 ** 31 - 1);
+    const r = new EnvReader({
+      LIMIT: String(MAX_TIMER_DURATION_MS),
+      OVER: String(MAX_TIMER_DURATION_MS + 1),
+      HUGE: '999999999h',
+      ENDLESS: `${'9'.repeat(400)}h`,
+    });
+    // Positive control: the limit itself is accepted.
+    assert.equal(r.durationMs('LIMIT', 0), MAX_TIMER_DURATION_MS);
+    r.durationMs('OVER', 0);
+    r.durationMs('HUGE', 0);
+    r.durationMs('ENDLESS', 0);
+    assert.throws(
+      () => r.finish({}),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.deepEqual(
+          err.problems.map((problem) => problem.split(' ')[0]),
+          ['OVER', 'HUGE', 'ENDLESS'],
+        );
+        assert.match(err.message, /HUGE must be at most 2147483647ms \(currently "999999999h"\)/);
+        return true;
+      },
+    );
+  });
+
+  test('durationMs() takes a larger max only when the caller passes one', () => {
+    const fiftyDaysMs = 50 * 24 * 3_600_000;
+    const r = new EnvReader({ D: '1200h' });
+    assert.equal(r.durationMs('D', 0, { max: 2 * fiftyDaysMs }), fiftyDaysMs);
+    assert.deepEqual(r.finish({}), {});
+    const tight = new EnvReader({ D: '2s' });
+    tight.durationMs('D', 0, { max: 1000 });
+    assert.throws(() => tight.finish({}), /D must be at most 1000ms/);
+    const defaulted = new EnvReader({ D: '1200h' });
+    defaulted.durationMs('D', 0, { min: 1 });
+    assert.throws(() => defaulted.finish({}), /D must be at most 2147483647ms/);
   });
 
   test('turns a domain parser failure into a problem', () => {

@@ -12,6 +12,13 @@ export interface IntOptions {
   readonly max?: number;
 }
 
+/**
+ * The longest duration `durationMs` accepts unless the caller passes its own
+ * `max`: setTimeout's limit (2^31-1 ms, about 24.8 days). A longer delay
+ * would overflow and fire at once.
+ */
+export const MAX_TIMER_DURATION_MS = 2 ** 31 - 1;
+
 const DURATION_REGEXP = /^(\d+)(ms|s|m|h)?$/;
 const DURATION_UNITS_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 
@@ -69,7 +76,12 @@ export class EnvReader {
     return this.int(name, fallback, { min: 0, max: 65535 });
   }
 
-  /** A duration in milliseconds: a plain number of ms, or with a unit `ms`, `s`, `m`, `h`. */
+  /**
+   * A duration in milliseconds: a plain number of ms, or with a unit `ms`,
+   * `s`, `m`, `h`. At most `options.max`, which defaults to
+   * `MAX_TIMER_DURATION_MS` so that the value is safe for setTimeout; pass a
+   * larger `max` only for durations that never become a timer.
+   */
   durationMs(name: string, fallbackMs: number, options: IntOptions = {}): number {
     const value = this.raw(name);
     if (value === undefined) {
@@ -82,10 +94,11 @@ export class EnvReader {
     }
     const unit = (match[2] ?? 'ms') as keyof typeof DURATION_UNITS_MS;
     const ms = Number(match[1]) * DURATION_UNITS_MS[unit];
+    const max = options.max ?? MAX_TIMER_DURATION_MS;
     if (options.min !== undefined && ms < options.min) {
       this.problem(name, value, `must be at least ${options.min}ms`);
-    } else if (options.max !== undefined && ms > options.max) {
-      this.problem(name, value, `must be at most ${options.max}ms`);
+    } else if (ms > max) {
+      this.problem(name, value, `must be at most ${max}ms`);
     }
     return ms;
   }

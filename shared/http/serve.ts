@@ -11,7 +11,7 @@ import type { TLSSocket } from 'node:tls';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
-import { credentialsFromSource, PeerVerifier, serverTlsOptions } from '../spiffe/mtls.ts';
+import { PeerVerifier, serverTlsOptions } from '../spiffe/mtls.ts';
 import type { X509SvidSource } from '../spiffe/x509_source.ts';
 
 export interface ServeMtlsOptions {
@@ -57,21 +57,29 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
   });
 
   const unsubscribe = source.onUpdate(function rotateServerCredentials() {
+    let tlsOptions: ReturnType<typeof serverTlsOptions>;
     try {
-      server.setSecureContext({ ...serverTlsOptions(source) });
-      logger.info('Swapped the TLS credentials after an SVID or bundle update', {
-        spiffeId: source.getX509Svid().id.toString(),
-        notAfter: source.getX509Svid().notAfter.toISOString(),
-      });
+      tlsOptions = serverTlsOptions(source);
     } catch (err) {
-      // Keep serving with the previous credentials rather than failing.
-      logger.error('Could not swap the TLS credentials; keeping the previous ones', {
-        error: err instanceof Error ? err.message : String(err),
+      // Our SVID was withdrawn or has expired: the TLS context would keep
+      // presenting it, so refuse connections until a usable one arrives.
+      const reason = err instanceof Error ? err.message : String(err);
+      verifier.suspend(reason);
+      logger.error('No usable SVID of our own; refusing connections until one arrives', {
+        error: reason,
       });
+      return;
     }
+    server.setSecureContext({ ...tlsOptions });
+    if (verifier.isSuspended) {
+      verifier.resume();
+      logger.info('Serving again with a new SVID');
+    }
+    logger.info('Swapped the TLS credentials after an SVID or bundle update', {
+      spiffeId: source.getX509Svid().id.toString(),
+      notAfter: source.getX509Svid().notAfter.toISOString(),
+    });
   });
-  // Fail early, before listening, if the source cannot give credentials.
-  credentialsFromSource(source);
 
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -79,6 +87,14 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
       server.off('error', reject);
       resolve();
     });
+  }).catch((err: unknown) => {
+    unsubscribe();
+    throw err;
+  });
+  // After listening, a server error (e.g. EMFILE on accept under a flood) is
+  // logged instead of taking the program down.
+  server.on('error', (err: Error & { code?: string }) => {
+    logger.error('HTTPS server error', { error: err.code ?? err.message });
   });
   const address = server.address() as AddressInfo;
 

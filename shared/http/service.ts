@@ -69,8 +69,10 @@ export async function startMtlsService(options: MtlsServiceOptions): Promise<Mtl
     return {
       server,
       async stop() {
+        logger.info('Stopping');
         await server.close();
         source.close();
+        logger.info('Stopped');
       },
     };
   } catch (err) {

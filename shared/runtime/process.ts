@@ -45,12 +45,11 @@ export async function runService(name: string, start: () => Promise<Stop>): Prom
     return;
   }
   let stopping = false;
-  const onSignal = (signal: string) => {
+  const onSignal = () => {
     if (stopping) {
       process.exit(EXIT_FAILURE);
     }
     stopping = true;
-    writeStderr(`${name}: received ${signal}, stopping`);
     setTimeout(() => {
       writeStderr(`${name}: did not stop within ${STOP_TIMEOUT_MS}ms`);
       process.exit(EXIT_FAILURE);

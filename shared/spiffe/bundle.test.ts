@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { before, describe, test } from 'node:test';
-import { concatDer, createTestCa, type TestCa } from '../../test/harness/pki.ts';
+import { createTestCa, type TestCa } from '../../test/harness/pki.ts';
 import { BundleInvalidError } from '../errors/errors.ts';
 import { parseDerCertificates, splitDerCertificates, X509Bundle, X509BundleSet } from './bundle.ts';
+import { concatBytes } from './der.ts';
 import { parseTrustDomain } from './spiffe_id.ts';
 
 /** Asserts a BundleInvalidError (code ERR_BUNDLE_INVALID) whose message matches `reason`. */
@@ -37,7 +38,7 @@ before(async () => {
 
 describe('splitDerCertificates()', () => {
   test('splitDerCertificates() splits concatenated certificates at their DER boundaries', () => {
-    const joined = concatDer([caA.root.der, caB.root.der]);
+    const joined = concatBytes([caA.root.der, caB.root.der]);
     const pieces = splitDerCertificates(joined);
     assert.equal(pieces.length, 2);
     assert.deepEqual([...(pieces[0] ?? [])], [...caA.root.der]);
@@ -51,7 +52,7 @@ describe('splitDerCertificates()', () => {
   test('splitDerCertificates() reads short and long length forms', () => {
     const short = bytes(0x30, 0x01, 0x05);
     const long = new Uint8Array([0x30, 0x81, 0x80, ...new Uint8Array(0x80)]);
-    const pieces = splitDerCertificates(concatDer([short, long]));
+    const pieces = splitDerCertificates(concatBytes([short, long]));
     assert.deepEqual(
       pieces.map((piece) => piece.length),
       [3, 0x83],
@@ -68,7 +69,7 @@ describe('splitDerCertificates()', () => {
   test('splitDerCertificates() rejects bytes that are not a DER SEQUENCE', () => {
     assert.throws(() => splitDerCertificates(bytes(0xde, 0xad, 0xbe, 0xef)), RangeError);
     assert.throws(
-      () => splitDerCertificates(concatDer([caA.root.der, bytes(0x04, 0x00)])),
+      () => splitDerCertificates(concatBytes([caA.root.der, bytes(0x04, 0x00)])),
       RangeError,
     );
   });
@@ -81,7 +82,7 @@ describe('splitDerCertificates()', () => {
 
 describe('parseDerCertificates()', () => {
   test('parseDerCertificates() parses several roots concatenated, in order', () => {
-    const roots = parseDerCertificates(concatDer([caA.root.der, caB.root.der]), 'Bundle');
+    const roots = parseDerCertificates(concatBytes([caA.root.der, caB.root.der]), 'Bundle');
     assert.equal(roots.length, 2);
     assert.ok(roots[0] instanceof X509Certificate);
     assert.deepEqual([...new Uint8Array(roots[0]?.raw ?? [])], [...caA.root.der]);
@@ -96,7 +97,7 @@ describe('parseDerCertificates()', () => {
   });
 
   test('parseDerCertificates() rejects truncated DER', () => {
-    const joined = concatDer([caA.root.der, caB.root.der]);
+    const joined = concatBytes([caA.root.der, caB.root.der]);
     assertBundleInvalid(
       () => parseDerCertificates(joined.subarray(0, joined.length - 10), 'Bundle'),
       /^Bundle is not DER-encoded certificates$/,
@@ -111,7 +112,7 @@ describe('parseDerCertificates()', () => {
   });
 
   test('parseDerCertificates() rejects a well-framed element that is not a certificate', () => {
-    const joined = concatDer([caA.root.der, bytes(0x30, 0x03, 0x02, 0x01, 0x00)]);
+    const joined = concatBytes([caA.root.der, bytes(0x30, 0x03, 0x02, 0x01, 0x00)]);
     assertBundleInvalid(
       () => parseDerCertificates(joined, 'Bundle'),
       /^Bundle has an unparsable certificate at index 1$/,
@@ -121,7 +122,7 @@ describe('parseDerCertificates()', () => {
 
 describe('X509Bundle', () => {
   test('X509Bundle gives its roots as PEM for node:tls and as DER for the Workload API', () => {
-    const roots = parseDerCertificates(concatDer([caA.root.der, caA2.root.der]), 'Bundle');
+    const roots = parseDerCertificates(concatBytes([caA.root.der, caA2.root.der]), 'Bundle');
     const bundle = new X509Bundle(A_ORG, roots);
     assert.equal(bundle.pem().match(/BEGIN CERTIFICATE/g)?.length, 2);
     assert.equal(bundle.pem(), `${caA.rootPem}${caA2.rootPem}`);

@@ -17,12 +17,15 @@ import { isBrokerError, SvidInvalidError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from './match.ts';
 import type { X509SvidSource } from './x509_source.ts';
-import { type VerifiedSvid, verifyX509Svid } from './x509_svid.ts';
+import { MAX_CHAIN_LENGTH, type VerifiedSvid, verifyX509Svid } from './x509_svid.ts';
 
 /** TLS 1.3 only: every SPIFFE implementation we talk to supports it. */
 const MIN_TLS_VERSION = 'TLSv1.3';
-/** A hostile peer cannot make us walk an endless issuer chain. */
-const MAX_CHAIN_LENGTH = 10;
+/**
+ * A hostile peer cannot make us walk an endless issuer chain. One more than
+ * the verifier accepts, so an over-long chain is refused, not cut short.
+ */
+const MAX_COLLECTED_CHAIN = MAX_CHAIN_LENGTH + 1;
 
 /** The key, certificate chain and trust roots for one SecureContext. */
 export interface TlsCredentials {
@@ -47,9 +50,11 @@ export function credentialsFromSource(source: X509SvidSource): TlsCredentials {
 }
 
 /**
- * Options for `https.createServer`: client certificates required, no session
- * tickets (every connection does a full handshake, so a resumed session can
- * never skip the peer check or outlive a rotation).
+ * Options for `https.createServer`: client certificates required, TLS 1.3.
+ * No TLS session is ever resumed: with SSL_OP_NO_TICKET OpenSSL issues only
+ * stateful TLS 1.3 tickets, and Node's server keeps no session cache to resume
+ * them from, so every connection does a full handshake and is verified in
+ * full. `PeerVerifier.admit` would re-verify a resumed one anyway.
  */
 export function serverTlsOptions(source: X509SvidSource) {
   return {
@@ -66,7 +71,7 @@ export function peerChain(certificate: PeerCertificate | DetailedPeerCertificate
   const chain: Uint8Array[] = [];
   const seen = new Set<string>();
   let current: PeerCertificate | undefined = certificate;
-  while (current?.raw !== undefined && chain.length < MAX_CHAIN_LENGTH) {
+  while (current?.raw !== undefined && chain.length < MAX_COLLECTED_CHAIN) {
     if (seen.has(current.fingerprint256)) {
       break;
     }
@@ -104,6 +109,7 @@ export class PeerVerifier {
   readonly #peers = new WeakMap<TLSSocket, VerifiedSvid>();
   #refused = 0;
   #admitted = 0;
+  #suspendedReason: string | undefined;
 
   constructor(options: PeerVerifierOptions) {
     this.#source = options.source;
@@ -121,9 +127,29 @@ export class PeerVerifier {
     return this.#admitted;
   }
 
+  /**
+   * Refuses every new connection until `resume()`: used while we have no
+   * usable SVID of our own (for example when the Workload API withdrew it),
+   * since the TLS context would otherwise keep presenting the withdrawn one.
+   */
+  suspend(reason: string): void {
+    this.#suspendedReason = reason;
+  }
+
+  resume(): void {
+    this.#suspendedReason = undefined;
+  }
+
+  get isSuspended(): boolean {
+    return this.#suspendedReason !== undefined;
+  }
+
   /** Verifies and authorizes the peer of a new connection; destroys it if refused. */
   admit(socket: TLSSocket): VerifiedSvid | undefined {
     try {
+      if (this.#suspendedReason !== undefined) {
+        throw new SvidInvalidError(`Not serving: ${this.#suspendedReason}`);
+      }
       const peer = this.#verify(socket);
       this.#peers.set(socket, peer);
       this.#admitted += 1;

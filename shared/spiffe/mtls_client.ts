@@ -6,9 +6,11 @@
  * ones, so no request fails because of a rotation.
  */
 import { Agent, request as httpsRequest } from 'node:https';
-import { UnavailableError } from '../errors/errors.ts';
+import type { TLSSocket } from 'node:tls';
+import { SvidInvalidError, UnavailableError } from '../errors/errors.ts';
+import { concatBytes } from './der.ts';
 import type { Matcher } from './match.ts';
-import { clientAgentOptions } from './mtls.ts';
+import { checkServerSvid, clientAgentOptions } from './mtls.ts';
 import type { X509SvidSource } from './x509_source.ts';
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -43,11 +45,14 @@ export class MtlsClient {
   readonly #unsubscribe: () => void;
   #agent: Agent;
   #closed = false;
+  /** The longest request timeout used so far: how long a retired agent may live. */
+  #longestTimeoutMs: number;
 
   constructor(options: MtlsClientOptions) {
     this.#source = options.source;
     this.#authorizeServer = options.authorizeServer;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#longestTimeoutMs = this.#timeoutMs;
     this.#agent = this.#newAgent();
     this.#unsubscribe = this.#source.onUpdate(() => this.#rotate());
   }
@@ -56,12 +61,20 @@ export class MtlsClient {
     if (this.#closed) {
       return Promise.reject(new TypeError('MtlsClient is closed'));
     }
+    try {
+      // Fails while the Workload API has withdrawn our SVID or it has expired:
+      // the agent would otherwise keep presenting the old one.
+      this.#source.getX509Svid();
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (req.url.protocol !== 'https:') {
       return Promise.reject(
         new TypeError(`Only https URLs are supported, got "${req.url.protocol}"`),
       );
     }
     const timeoutMs = req.timeoutMs ?? this.#timeoutMs;
+    this.#longestTimeoutMs = Math.max(this.#longestTimeoutMs, timeoutMs);
     const body = typeof req.body === 'string' ? new TextEncoder().encode(req.body) : req.body;
     return new Promise<MtlsResponse>((resolve, reject) => {
       const outgoing = httpsRequest(
@@ -80,7 +93,7 @@ export class MtlsClient {
           incoming.on('data', (chunk: Uint8Array) => chunks.push(chunk));
           incoming.on('error', reject);
           incoming.on('end', () => {
-            const bytes = concat(chunks);
+            const bytes = concatBytes(chunks);
             resolve({
               status: incoming.statusCode ?? 0,
               headers: incoming.headers,
@@ -112,22 +125,51 @@ export class MtlsClient {
   }
 
   #newAgent(): Agent {
-    return new Agent(clientAgentOptions(this.#source, this.#authorizeServer));
+    const agent = new Agent(clientAgentOptions(this.#source, this.#authorizeServer));
+    // Node skips checkServerIdentity for a resumed TLS session. Sessions are
+    // never cached here (maxCachedSessions: 0), but check every new
+    // connection once more so that the server's SPIFFE ID is verified on each.
+    const check = checkServerSvid(this.#source, this.#authorizeServer);
+    const createConnection = agent.createConnection.bind(agent) as (
+      ...args: unknown[]
+    ) => TLSSocket;
+    (agent as unknown as { createConnection: (...args: unknown[]) => TLSSocket }).createConnection =
+      function createVerifiedConnection(...args: unknown[]): TLSSocket {
+        const socket = createConnection(...args);
+        socket.once('secureConnect', () => {
+          const err = socket.isSessionReused()
+            ? new SvidInvalidError('Refusing a resumed TLS session: the server must be verified')
+            : check('', socket.getPeerCertificate(true));
+          if (err !== undefined) {
+            socket.destroy(err);
+          }
+        });
+        return socket;
+      };
+    return agent;
   }
 
   #rotate(): void {
     if (this.#closed) {
       return;
     }
+    let fresh: Agent;
+    try {
+      fresh = this.#newAgent();
+    } catch {
+      // No usable SVID right now: requests fail until the source has one again.
+      return;
+    }
     const retired = this.#agent;
-    this.#agent = this.#newAgent();
-    retire(retired, this.#timeoutMs);
+    this.#agent = fresh;
+    retire(retired, this.#longestTimeoutMs);
   }
 }
 
 /**
- * Lets an agent's busy sockets finish their requests, then closes them; idle
- * ones close now. After the longest request timeout everything is closed.
+ * Lets a retired agent's busy sockets finish their requests, closing each
+ * one when its response ends (idle ones close now), and destroys the agent
+ * when none is left, or after the longest request timeout at the latest.
  */
 function retire(agent: Agent, graceMs: number): void {
   // Node's Agent reads this flag when a socket is freed: busy sockets close
@@ -138,19 +180,21 @@ function retire(agent: Agent, graceMs: number): void {
       socket.destroy();
     }
   }
-  setTimeout(() => agent.destroy(), graceMs).unref();
-}
-
-function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  let length = 0;
-  for (const chunk of chunks) {
-    length += chunk.byteLength;
+  const busy = Object.values(agent.sockets).flatMap((sockets) => sockets ?? []);
+  const timer = setTimeout(() => agent.destroy(), graceMs);
+  timer.unref();
+  let remaining = busy.length;
+  const onClosed = () => {
+    remaining -= 1;
+    if (remaining <= 0) {
+      clearTimeout(timer);
+      agent.destroy();
+    }
+  };
+  if (remaining === 0) {
+    onClosed();
   }
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
+  for (const socket of busy) {
+    socket.once('close', onClosed);
   }
-  return out;
 }

@@ -390,9 +390,9 @@ function serializeEmptyRequest(): Buffer {
 
 /**
  * The proto-loader decoder for a method's response, wrapped so that a
- * message that cannot be decoded, or that repeats a key in one of its
- * bundle maps (protobuf would silently keep the last), reaches the watch as
- * a discardable frame instead of failing the whole call.
+ * message that cannot be decoded reaches the watch as a discardable frame
+ * instead of failing the whole call. A map key repeated on the wire is not
+ * an error here: protobuf keeps the last entry by design.
  */
 function rawDeserializer(method: 'FetchX509SVID' | 'FetchX509Bundles'): (bytes: Buffer) => Frame {
   const definition = workloadApiServiceDefinition()[method];
@@ -400,104 +400,13 @@ function rawDeserializer(method: 'FetchX509SVID' | 'FetchX509Bundles'): (bytes: 
     throw new TypeError(`workload.proto has no method "${method}"`);
   }
   const decode = definition.responseDeserialize;
-  const mapField = method === 'FetchX509SVID' ? 3 : 2;
-  const mapName = method === 'FetchX509SVID' ? 'federated_bundles' : 'bundles';
   return function deserializeWorkloadApiFrame(bytes: Buffer): Frame {
     try {
-      const duplicate = findDuplicateMapKey(new Uint8Array(bytes), mapField);
-      if (duplicate !== undefined) {
-        throw new BundleInvalidError(`"${mapName}" has the key "${duplicate}" more than once`);
-      }
       return { ok: true, raw: decode(bytes) };
     } catch (err) {
       return { ok: false, error: err instanceof Error ? err : new Error(String(err)) };
     }
   };
-}
-
-/**
- * Walks the top level of a protobuf message and returns the first key that
- * occurs twice among the entries of map field `fieldNumber` (string keys).
- */
-export function findDuplicateMapKey(bytes: Uint8Array, fieldNumber: number): string | undefined {
-  const seen = new Set<string>();
-  const utf8 = new TextDecoder('utf-8', { fatal: true });
-  for (const field of protobufFields(bytes)) {
-    if (field.number !== fieldNumber || field.value === undefined) {
-      continue;
-    }
-    let key = '';
-    for (const entryField of protobufFields(field.value)) {
-      if (entryField.number === 1 && entryField.value !== undefined) {
-        key = utf8.decode(entryField.value);
-      }
-    }
-    if (seen.has(key)) {
-      return key;
-    }
-    seen.add(key);
-  }
-  return undefined;
-}
-
-interface WireField {
-  readonly number: number;
-  /** The payload of a length-delimited field; undefined for other wire types. */
-  readonly value: Uint8Array | undefined;
-}
-
-function* protobufFields(bytes: Uint8Array): Generator<WireField> {
-  let offset = 0;
-  const readVarint = (): number => {
-    let result = 0;
-    let scale = 1;
-    for (let i = 0; i < 10; i++) {
-      const b = bytes[offset++];
-      if (b === undefined) {
-        throw new RangeError('Truncated protobuf varint');
-      }
-      result += (b & 0x7f) * scale;
-      scale *= 128;
-      if ((b & 0x80) === 0) {
-        return result;
-      }
-    }
-    throw new RangeError('Protobuf varint is too long');
-  };
-  while (offset < bytes.length) {
-    const tag = readVarint();
-    const number = Math.floor(tag / 8);
-    const wireType = tag % 8;
-    switch (wireType) {
-      case 0:
-        readVarint();
-        yield { number, value: undefined };
-        break;
-      case 1:
-        offset += 8;
-        yield { number, value: undefined };
-        break;
-      case 2: {
-        const length = readVarint();
-        if (offset + length > bytes.length) {
-          throw new RangeError('Truncated protobuf field');
-        }
-        const value = bytes.subarray(offset, offset + length);
-        offset += length;
-        yield { number, value };
-        break;
-      }
-      case 5:
-        offset += 4;
-        yield { number, value: undefined };
-        break;
-      default:
-        throw new RangeError(`Unsupported protobuf wire type ${wireType}`);
-    }
-    if (offset > bytes.length) {
-      throw new RangeError('Truncated protobuf field');
-    }
-  }
 }
 
 // ---------------------------------------------------------------- parsing

@@ -41,8 +41,8 @@ before(async () => {
 const fakes: FakeWorkloadApi[] = [];
 const sources: X509Source[] = [];
 
-async function startFake(): Promise<FakeWorkloadApi> {
-  const fake = await startFakeWorkloadApi();
+async function startFake(options: { transport?: 'unix' | 'tcp' } = {}): Promise<FakeWorkloadApi> {
+  const fake = await startFakeWorkloadApi(options);
   fakes.push(fake);
   return fake;
 }
@@ -100,6 +100,16 @@ describe('createX509Source()', () => {
     const log = JSON.stringify(sink.lines);
     assert.ok(!log.includes(Buffer.from(svidA.privateKeyPkcs8).toString('base64').slice(10, 50)));
     assert.ok(!log.includes('PRIVATE KEY'));
+  });
+
+  test('connects over a tcp:// address and receives an SVID', async () => {
+    const fake = await startFake({ transport: 'tcp' });
+    assert.match(fake.address, /^tcp:\/\/127\.0\.0\.1:[1-9][0-9]*$/);
+    fake.setX509SvidResponse({ svids: [rawSvid(svidA, ca)] });
+    const { source } = await connect(fake.address);
+    assert.equal(leafHex(source.getX509Svid()), leafHex(svidA));
+    assert.ok(source.getX509Bundles().get(ca.trustDomain)?.equals(ca.bundle()));
+    assert.deepEqual(fake.callsOf('FetchX509SVID')[0]?.header, ['true']);
   });
 
   test('picks the SVID with the wanted hint', async () => {
@@ -226,6 +236,7 @@ describe('X509Source updates', () => {
     fake.sendError(grpc.status.PERMISSION_DENIED, { persist: true, rpc: 'FetchX509SVID' });
     await waitUntil(() => notified === 1, 5000, 'the redaction');
     assert.throws(() => source.getX509Svid(), WorkloadApiUnavailableError);
+    assert.equal(source.getX509Bundles().size, 0, 'the bundles that came with it are gone too');
     assert.equal(linesWith(sink, /redacted/).length >= 1, true);
     await fake.waitForCalls('FetchX509SVID', 3);
     assert.throws(() => source.getX509Svid(), WorkloadApiUnavailableError);
@@ -233,6 +244,7 @@ describe('X509Source updates', () => {
     fake.setX509SvidResponse({ svids: [rawSvid(svidB, ca)] });
     await waitUntil(() => notified === 2, 5000, 'the new grant');
     assert.equal(leafHex(source.getX509Svid()), leafHex(svidB));
+    assert.ok(source.getX509Bundles().get(ca.trustDomain)?.equals(ca.bundle()));
   });
 
   test('reconnects after the server restarts', async () => {
@@ -245,71 +257,43 @@ describe('X509Source updates', () => {
     await waitUntil(() => leafHex(source.getX509Svid()) === leafHex(svidB), 10_000, 'svid B');
   });
 
-  test('merges FetchX509Bundles with the SVID response, newest message per trust domain', async () => {
+  test('serves exactly the bundles of the latest SVID message, never FetchX509Bundles', async () => {
     const fake = await startFake();
+    // A FetchX509Bundles stream would offer other.test; the source must not ask for it.
+    fake.setX509Bundles({ bundles: rawBundleMap(ca, otherCa) });
     fake.setX509SvidResponse({
       svids: [rawSvid(svidA, ca)],
       federated_bundles: rawBundleMap(partnerCa),
     });
-    const { source } = await connect(fake);
-    let updates = 0;
-    source.onUpdate(() => {
-      updates += 1;
-    });
-    fake.setX509Bundles({ bundles: rawBundleMap(ca, otherCa) });
-    await waitUntil(() => source.getX509Bundles().size === 3, 5000, 'three bundles');
+    const { source, sink } = await connect(fake);
     const names = () =>
       source
         .getX509Bundles()
         .all()
         .map((b) => b.trustDomain.name)
         .sort();
-    assert.deepEqual(names(), ['example.org', 'other.test', 'partner.test']);
-    // Full state: a message without partner.test drops it (from that stream).
-    fake.setX509SvidResponse({ svids: [rawSvid(svidA, ca)] });
-    await waitUntil(() => source.getX509Bundles().size === 2, 5000, 'partner dropped');
-    assert.deepEqual(names(), ['example.org', 'other.test']);
-    // The newer message wins for a trust domain both streams carry.
-    fake.setX509Bundles({
-      bundles: {
-        'spiffe://example.org': otherCa.root.der,
-        'spiffe://other.test': otherCa.root.der,
-      },
+    assert.deepEqual(names(), ['example.org', 'partner.test']);
+    let updates = 0;
+    source.onUpdate(() => {
+      updates += 1;
     });
-    await waitUntil(
-      () =>
-        source.getX509Bundles().get(ca.trustDomain)?.equals(otherCa.bundle('example.org')) === true,
-    );
-    assert.ok(updates >= 3);
-  });
-
-  test('works with a server that does not implement FetchX509Bundles', async () => {
-    const fake = await startFake();
-    fake.sendError(grpc.status.UNIMPLEMENTED, { persist: true, rpc: 'FetchX509Bundles' });
+    // Full state: a message without partner.test stops trusting it, same SVID or not.
     fake.setX509SvidResponse({ svids: [rawSvid(svidA, ca)] });
-    const { source } = await connect(fake);
-    await fake.waitForCalls('FetchX509Bundles', 1);
-    fake.setX509SvidResponse({ svids: [rawSvid(svidB, ca)] });
-    await waitUntil(() => leafHex(source.getX509Svid()) === leafHex(svidB));
-    assert.ok(source.getX509Bundles().get(ca.trustDomain)?.equals(ca.bundle()));
-    assert.equal(fake.callsOf('FetchX509Bundles').length, 1, 'not retried');
-  });
-
-  test('a bundle map with the same trust domain twice is rejected and the old bundles stay', async () => {
-    const fake = await startFake();
-    fake.setX509SvidResponse({ svids: [rawSvid(svidA, ca)] });
-    fake.setX509Bundles({ bundles: rawBundleMap(ca, partnerCa) });
-    const { source, sink } = await connect(fake);
-    await waitUntil(() => source.getX509Bundles().size === 2);
-    const { appendMapEntry, encodeResponse } = await import(
-      '../../test/harness/fake_workload_api.ts'
-    );
-    const encoded = encodeResponse('FetchX509Bundles', { bundles: rawBundleMap(ca, partnerCa) });
-    fake.setX509Bundles(appendMapEntry(encoded, 2, 'spiffe://partner.test', otherCa.root.der));
-    fake.setX509Bundles({ bundles: rawBundleMap(ca, partnerCa, otherCa) }); // barrier
-    await waitUntil(() => source.getX509Bundles().size === 3);
-    assert.ok(source.getX509Bundles().get(partnerCa.trustDomain)?.equals(partnerCa.bundle()));
-    assert.equal(linesWith(sink, /malformed/).length, 1);
+    await waitUntil(() => source.getX509Bundles().size === 1, 5000, 'partner dropped');
+    assert.deepEqual(names(), ['example.org']);
+    assert.equal(updates, 1);
+    assert.equal(leafHex(source.getX509Svid()), leafHex(svidA));
+    // A federated bundle added later is served at once.
+    fake.setX509SvidResponse({
+      svids: [rawSvid(svidA, ca)],
+      federated_bundles: rawBundleMap(otherCa),
+    });
+    await waitUntil(() => source.getX509Bundles().size === 2, 5000, 'other.test added');
+    assert.deepEqual(names(), ['example.org', 'other.test']);
+    assert.ok(source.getX509Bundles().get(otherCa.trustDomain)?.equals(otherCa.bundle()));
+    assert.equal(updates, 2);
+    assert.equal(linesWith(sink, /Updated X\.509 trust bundles/).length, 3);
+    assert.equal(fake.callsOf('FetchX509Bundles').length, 0);
   });
 });
 
@@ -352,16 +336,11 @@ describe('X509Source.close()', () => {
   test('cancels the streams and makes getX509Svid throw', async () => {
     const fake = await startFake();
     fake.setX509SvidResponse({ svids: [rawSvid(svidA, ca)] });
-    fake.setX509Bundles({ bundles: rawBundleMap(ca) });
     const { source } = await connect(fake);
-    await fake.waitForStreams('FetchX509Bundles', 1);
+    await fake.waitForStreams('FetchX509SVID', 1);
     source.close();
     source.close();
-    await waitUntil(
-      () => fake.openStreams('FetchX509SVID') + fake.openStreams('FetchX509Bundles') === 0,
-      5000,
-      'the streams to close',
-    );
+    await waitUntil(() => fake.openStreams('FetchX509SVID') === 0, 5000, 'the stream to close');
     assert.throws(() => source.getX509Svid(), /closed/);
   });
 
@@ -434,7 +413,6 @@ describe('X509Source.close()', () => {
   test('leaves no handle behind: a closed source lets its process exit', async () => {
     const fake = await startFake();
     fake.setX509SvidResponse({ svids: [rawSvid(svidA, ca)] });
-    fake.setX509Bundles({ bundles: rawBundleMap(ca) });
     const run = await runChild('close', fake.address);
     try {
       const code = await exitsWithin(run.exited, 30_000);

@@ -1,10 +1,16 @@
 /**
  * Where our own X509-SVID and the trust bundles come from. `X509Source`
- * follows the Workload API (a `FetchX509SVID` stream and a
- * `FetchX509Bundles` stream) and always holds the latest good state; the
- * mTLS helpers read it through `X509SvidSource` and rebuild their TLS
- * contexts when `onUpdate` fires. `StaticX509Source` holds fixed values for
- * tests and tools.
+ * follows the Workload API's `FetchX509SVID` stream and always holds the
+ * latest good state; the mTLS helpers read it through `X509SvidSource` and
+ * rebuild their TLS contexts when `onUpdate` fires. `StaticX509Source` holds
+ * fixed values for tests and tools.
+ *
+ * Like go-spiffe's X509Source, the bundles come from that one stream only:
+ * the SVID's own trust-domain `bundle` plus `federated_bundles`. Every message
+ * is the full state, so a trust domain missing from the latest message is
+ * no longer trusted. (Mixing in `FetchX509Bundles` would keep a bundle one
+ * stream dropped alive while the other still carries it.) Callers that want
+ * only bundles use `WorkloadApiClient.watchX509Bundles`.
  *
  * An expired SVID is never handed out: once the current one passes its
  * notAfter without a replacement, `getX509Svid()` throws until a new one
@@ -14,11 +20,10 @@
 import { X509Certificate } from 'node:crypto';
 import { type WorkloadApiRejectedError, WorkloadApiUnavailableError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
-import { type X509Bundle, X509BundleSet } from './bundle.ts';
+import { X509BundleSet } from './bundle.ts';
 import {
   createWorkloadApiClient,
   type WorkloadApiClient,
-  type X509BundlesUpdate,
   type X509SvidUpdate,
 } from './workload_api.ts';
 import type { X509Svid } from './x509_svid.ts';
@@ -59,11 +64,6 @@ export class X509Source implements X509SvidSource {
   readonly #client: WorkloadApiClient;
   readonly #listeners = new Set<() => void>();
   readonly #readyWaiters = new Set<(error: Error | undefined) => void>();
-  #svidUpdate: X509SvidUpdate | undefined;
-  #svidSequence = 0;
-  #bundlesUpdate: X509BundlesUpdate | undefined;
-  #bundlesSequence = 0;
-  #sequence = 0;
   #current: X509Svid | undefined;
   #bundles: X509BundleSet = EMPTY_BUNDLES;
   #warnTimer: { close(): void } | undefined;
@@ -92,10 +92,6 @@ export class X509Source implements X509SvidSource {
         this.#rejected = error;
         this.#settleWaiters(error);
       },
-    });
-    this.#client.watchX509Bundles({
-      onUpdate: (update) => this.#acceptBundles(update),
-      onRedacted: () => this.#redactBundles(),
     });
   }
 
@@ -205,8 +201,6 @@ export class X509Source implements X509SvidSource {
       });
     }
     const previous = this.#current;
-    this.#svidUpdate = update;
-    this.#svidSequence = ++this.#sequence;
     const svidChanged = !sameSvid(previous, selected);
     this.#current = selected;
     if (svidChanged && selected !== undefined) {
@@ -220,7 +214,13 @@ export class X509Source implements X509SvidSource {
     } else if (svidChanged) {
       this.#clearExpiryTimers();
     }
-    const bundlesChanged = this.#rebuildBundles();
+    const bundlesChanged = !update.bundles.equals(this.#bundles);
+    if (bundlesChanged) {
+      this.#bundles = update.bundles;
+      this.#logger.info('Updated X.509 trust bundles', {
+        trustDomains: this.#bundles.all().map((bundle) => bundle.trustDomain.name),
+      });
+    }
     if (svidChanged || bundlesChanged) {
       this.#notify();
     }
@@ -229,72 +229,20 @@ export class X509Source implements X509SvidSource {
     }
   }
 
+  /** `PermissionDenied`: neither the SVID nor the bundles that came with it are served. */
   #redactSvids(error: WorkloadApiUnavailableError): void {
     this.#lastError = error;
-    if (this.#closed || this.#svidUpdate === undefined) {
+    if (this.#closed || (this.#current === undefined && this.#bundles.size === 0)) {
       return;
     }
     const previous = this.#current;
-    this.#svidUpdate = undefined;
     this.#current = undefined;
+    this.#bundles = EMPTY_BUNDLES;
     this.#clearExpiryTimers();
     this.#logger.warn('X509-SVID redacted by the Workload API; not serving it any more', {
       ...(previous === undefined ? {} : { spiffeId: previous.id.toString() }),
     });
-    this.#rebuildBundles();
     this.#notify();
-  }
-
-  #acceptBundles(update: X509BundlesUpdate): void {
-    if (this.#closed) {
-      return;
-    }
-    this.#bundlesUpdate = update;
-    this.#bundlesSequence = ++this.#sequence;
-    if (this.#rebuildBundles()) {
-      this.#logger.info('Updated X.509 trust bundles', {
-        trustDomains: this.#bundles.all().map((bundle) => bundle.trustDomain.name),
-      });
-      this.#notify();
-    }
-  }
-
-  #redactBundles(): void {
-    if (this.#closed || this.#bundlesUpdate === undefined) {
-      return;
-    }
-    this.#bundlesUpdate = undefined;
-    if (this.#rebuildBundles()) {
-      this.#notify();
-    }
-  }
-
-  /**
-   * Both streams carry full state for what they cover. Their union is
-   * served; where both name a trust domain, the more recent message wins.
-   * Returns whether the served set changed.
-   */
-  #rebuildBundles(): boolean {
-    const sources: { bundles: X509BundleSet; sequence: number }[] = [];
-    if (this.#svidUpdate !== undefined) {
-      sources.push({ bundles: this.#svidUpdate.bundles, sequence: this.#svidSequence });
-    }
-    if (this.#bundlesUpdate !== undefined) {
-      sources.push({ bundles: this.#bundlesUpdate.bundles, sequence: this.#bundlesSequence });
-    }
-    sources.sort((a, b) => a.sequence - b.sequence);
-    const merged = new Map<string, X509Bundle>();
-    for (const source of sources) {
-      for (const bundle of source.bundles.all()) {
-        merged.set(bundle.trustDomain.name, bundle);
-      }
-    }
-    const next = new X509BundleSet(merged.values());
-    if (next.equals(this.#bundles)) {
-      return false;
-    }
-    this.#bundles = next;
-    return true;
   }
 
   #select(update: X509SvidUpdate): X509Svid | undefined {

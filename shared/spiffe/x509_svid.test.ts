@@ -2,17 +2,17 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { before, describe, test } from 'node:test';
 import { inspect } from 'node:util';
-import {
-  bundleSetOf,
-  concatDer,
-  createTestCa,
-  type TestCa,
-  type TestSvid,
-} from '../../test/harness/pki.ts';
+import { bundleSetOf, createTestCa, type TestCa, type TestSvid } from '../../test/harness/pki.ts';
 import { SvidInvalidError } from '../errors/errors.ts';
 import { X509Bundle } from './bundle.ts';
-import { parseTrustDomain } from './spiffe_id.ts';
-import { MAX_PATH_LENGTH, parseX509Svid, verifyX509Svid } from './x509_svid.ts';
+import { concatBytes } from './der.ts';
+import { parseSpiffeId, parseTrustDomain } from './spiffe_id.ts';
+import {
+  createUncheckedX509Svid,
+  MAX_CHAIN_LENGTH,
+  parseX509Svid,
+  verifyX509Svid,
+} from './x509_svid.ts';
 
 const ID = 'spiffe://a.org/spike/nexus';
 const MINUTE_MS = 60_000;
@@ -142,12 +142,12 @@ describe('verifyX509Svid() rejects malformed chains (step 1)', () => {
 
   test('verifyX509Svid() rejects a chain longer than the path cap', async () => {
     const svid = await caAInter.issueSvid(ID);
-    const long = Array.from({ length: MAX_PATH_LENGTH + 1 }, (_, i) =>
+    const long = Array.from({ length: MAX_CHAIN_LENGTH + 1 }, (_, i) =>
       i === 0 ? (svid.chain[0] as Uint8Array) : (svid.chain[1] as Uint8Array),
     );
     assertRejected(
       () => verifyX509Svid(long, bundleSetOf(caAInter)),
-      new RegExp(`has ${MAX_PATH_LENGTH + 1} certificates; at most ${MAX_PATH_LENGTH}`),
+      new RegExp(`has ${MAX_CHAIN_LENGTH + 1} certificates; at most ${MAX_CHAIN_LENGTH}`),
     );
   });
 });
@@ -499,7 +499,7 @@ describe('parseX509Svid()', () => {
       /is not DER-encoded certificates/,
     );
     assertRejected(
-      () => parseX509Svid(concatDer([issued.chainDer, new Uint8Array([0x30, 0x00])]), key),
+      () => parseX509Svid(concatBytes([issued.chainDer, new Uint8Array([0x30, 0x00])]), key),
       /Certificate 1 of X509-SVID ".*" could not be parsed/,
     );
   });
@@ -525,5 +525,62 @@ describe('parseX509Svid()', () => {
       assert.ok(!text.includes('PRIVATE KEY'), `key leaked in ${text}`);
     }
     assert.ok(!Object.keys(svid).includes('privateKeyPkcs8'));
+  });
+
+  test('parseX509Svid() hands out copies of the key, so the served key cannot be changed', async () => {
+    const issued = await caA.issueSvid(ID);
+    const svid = parseX509Svid(issued.chainDer, issued.privateKeyPkcs8);
+    const pem = svid.privateKeyPem();
+    const first = svid.privateKeyPkcs8;
+    assert.notEqual(first, svid.privateKeyPkcs8, 'a new array on every read');
+    first.fill(0);
+    assert.deepEqual([...svid.privateKeyPkcs8], [...issued.privateKeyPkcs8]);
+    assert.equal(svid.privateKeyPem(), pem);
+  });
+});
+
+describe('createUncheckedX509Svid()', () => {
+  test('createUncheckedX509Svid() builds the same value as parseX509Svid() from valid parts', async () => {
+    const issued = await caAInter.issueSvid(ID);
+    const parsed = parseX509Svid(issued.chainDer, issued.privateKeyPkcs8, { hint: 'internal' });
+    const built = createUncheckedX509Svid({
+      id: parsed.id,
+      chain: issued.chain,
+      privateKeyPkcs8: issued.privateKeyPkcs8,
+      notAfter: issued.notAfter,
+      hint: 'internal',
+    });
+    assert.equal(Object.getPrototypeOf(built), Object.getPrototypeOf(parsed));
+    assert.ok(built.id.equals(parsed.id));
+    assert.equal(built.hint, 'internal');
+    assert.equal(built.notAfter.getTime(), parsed.notAfter.getTime());
+    assert.equal(built.certificatePem(), parsed.certificatePem());
+    assert.equal(built.privateKeyPem(), parsed.privateKeyPem());
+    assert.equal(inspect(built), '[redacted]');
+    assert.equal(JSON.stringify({ built }), '{"built":"[redacted]"}');
+    assert.ok(Object.isFrozen(built) && Object.isFrozen(built.chain));
+  });
+
+  test('createUncheckedX509Svid() checks nothing and keeps its own copies', async () => {
+    const issued = await caA.issueSvid(ID);
+    const other = await caA.issueSvid(ID);
+    const key = new Uint8Array(other.privateKeyPkcs8);
+    const leaf = new Uint8Array(issued.chain[0] as Uint8Array);
+    const notAfter = new Date(0);
+    // Another ID, a key of another SVID and a notAfter long past: all taken as given.
+    const built = createUncheckedX509Svid({
+      id: parseSpiffeId('spiffe://b.org/elsewhere'),
+      chain: [leaf],
+      privateKeyPkcs8: key,
+      notAfter,
+    });
+    assert.equal(built.id.toString(), 'spiffe://b.org/elsewhere');
+    assert.equal(built.hint, '');
+    key.fill(0);
+    leaf.fill(0);
+    notAfter.setTime(1);
+    assert.deepEqual([...built.privateKeyPkcs8], [...other.privateKeyPkcs8]);
+    assert.deepEqual([...(built.chain[0] ?? [])], [...(issued.chain[0] ?? [])]);
+    assert.equal(built.notAfter.getTime(), 0);
   });
 });

@@ -24,6 +24,7 @@ import {
 import { InvalidSpiffeIdError, SvidInvalidError } from '../errors/errors.ts';
 import { x509 } from './_x509.ts';
 import { splitDerCertificates, type X509BundleSet } from './bundle.ts';
+import { derToPem } from './der.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe_id.ts';
 
 /** Our own identity, as received from the Workload API. */
@@ -31,7 +32,7 @@ export interface X509Svid {
   readonly id: SpiffeId;
   /** DER certificates, leaf first, then intermediates. */
   readonly chain: readonly Uint8Array[];
-  /** DER PKCS#8 private key of the leaf. */
+  /** DER PKCS#8 private key of the leaf: a fresh copy on every read. */
   readonly privateKeyPkcs8: Uint8Array;
   /** The leaf's notAfter. */
   readonly notAfter: Date;
@@ -71,9 +72,9 @@ export interface VerifyX509SvidOptions {
 /**
  * A path holds at most this many certificates, leaf and root included, and a
  * peer may present at most this many. This bounds the work a hostile chain
- * can cause.
+ * can cause. The one limit for every place that collects or checks a chain.
  */
-export const MAX_PATH_LENGTH = 8;
+export const MAX_CHAIN_LENGTH = 8;
 /** Upper bound on the path-building steps, whatever the chain looks like. */
 const MAX_PATH_SEARCH_STEPS = 256;
 const REDACTED = '[redacted]';
@@ -173,6 +174,35 @@ export function parseX509Svid(
   });
 }
 
+/** The parts of an `X509Svid`, for `createUncheckedX509Svid`. */
+export interface X509SvidParts {
+  readonly id: SpiffeId;
+  /** DER certificates, leaf first. */
+  readonly chain: readonly Uint8Array[];
+  readonly privateKeyPkcs8: Uint8Array;
+  readonly notAfter: Date;
+  readonly hint?: string;
+}
+
+/**
+ * Builds an `X509Svid` from its parts WITHOUT ANY VALIDATION: the chain is
+ * not parsed, the ID not compared with the certificate and the key not
+ * matched with the leaf. Only for values that were already validated, or for
+ * tests that need deliberately bad SVIDs; everything received from outside
+ * goes through `parseX509Svid`. The result is the same class as
+ * `parseX509Svid` returns (own copies of the bytes, key redacted from JSON,
+ * inspect and strings).
+ */
+export function createUncheckedX509Svid(parts: X509SvidParts): X509Svid {
+  return new ParsedX509Svid({
+    id: parts.id,
+    chain: parts.chain.map((der) => new Uint8Array(der)),
+    privateKeyPkcs8: new Uint8Array(parts.privateKeyPkcs8),
+    notAfter: new Date(parts.notAfter.getTime()),
+    hint: parts.hint ?? '',
+  });
+}
+
 /**
  * Verifies a peer's chain (leaf first, the rest untrusted intermediates) as an
  * X509-SVID, running spiffe.md §2.2 steps 1–8 in order. Only the bundle of the
@@ -189,9 +219,9 @@ export function verifyX509Svid(
   if (chain.length === 0) {
     throw new SvidInvalidError(`${what} certificate chain is empty`);
   }
-  if (chain.length > MAX_PATH_LENGTH) {
+  if (chain.length > MAX_CHAIN_LENGTH) {
     throw new SvidInvalidError(
-      `${what} certificate chain has ${chain.length} certificates; at most ${MAX_PATH_LENGTH} are accepted`,
+      `${what} certificate chain has ${chain.length} certificates; at most ${MAX_CHAIN_LENGTH} are accepted`,
     );
   }
   // Steps 2–6: the leaf's own rules.
@@ -264,9 +294,12 @@ class ParsedX509Svid implements X509Svid {
     Object.freeze(this);
   }
 
-  /** A getter on the prototype: never an own property, so never enumerated. */
+  /**
+   * A getter on the prototype: never an own property, so never enumerated.
+   * Returns a copy, so no caller can change the key this SVID serves.
+   */
   get privateKeyPkcs8(): Uint8Array {
-    return this.#key;
+    return new Uint8Array(this.#key);
   }
 
   certificatePem(): string {
@@ -435,7 +468,7 @@ function validatePath(
         candidates.push([...path.slice(0, -1), sentRoot]);
       }
     }
-    if (candidates.length === 0 && path.length < MAX_PATH_LENGTH) {
+    if (candidates.length === 0 && path.length < MAX_CHAIN_LENGTH) {
       for (const root of roots) {
         if (issued(current, root)) {
           candidates.push([...path, root]);
@@ -454,7 +487,7 @@ function validatePath(
       }
     }
     // Nothing follows a root, and a path never grows past the cap.
-    if (candidates.length > 0 || path.length >= MAX_PATH_LENGTH) {
+    if (candidates.length > 0 || path.length >= MAX_CHAIN_LENGTH) {
       return undefined;
     }
     for (const next of intermediates) {
@@ -695,15 +728,6 @@ function checkKeyMatchesLeaf(leaf: NodeX509Certificate, keyPkcs8: Uint8Array, la
   if (!matches) {
     throw new SvidInvalidError(`Private key of ${label} does not match the leaf certificate`);
   }
-}
-
-function derToPem(der: Uint8Array, label: string): string {
-  const base64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
-  const lines: string[] = [];
-  for (let i = 0; i < base64.length; i += 64) {
-    lines.push(base64.slice(i, i + 64));
-  }
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
 }
 
 function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {

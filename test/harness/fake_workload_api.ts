@@ -1,14 +1,15 @@
 /**
  * An in-process SPIFFE Workload API server for tests, on a unix socket in a
- * fresh temporary directory. Tests drive it with setters that push a new
+ * fresh temporary directory or on a free TCP port of 127.0.0.1 (the two
+ * address forms of SPIFFE_ENDPOINT_SOCKET). Tests drive it with setters that push a new
  * message to every open stream (and to streams opened later), end streams
  * with an error code, or restart the server. Every call is recorded with its
  * security header so tests can assert header presence and retry behaviour.
  *
  * Raw messages are plain objects in the proto's field names and may be
  * malformed on purpose (missing fields, garbage bytes). A `Uint8Array` is
- * sent verbatim as the encoded message, for wire-level cases such as a
- * repeated map key.
+ * sent verbatim as the encoded message, for wire-level cases such as bytes
+ * that do not decode.
  */
 import { Buffer } from 'node:buffer';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -23,6 +24,14 @@ import {
 import type { TestCa, TestSvid } from './pki.ts';
 
 export type StreamRpc = 'FetchX509SVID' | 'FetchX509Bundles';
+
+/** `unix`: a socket in a fresh temporary directory; `tcp`: 127.0.0.1 on a free port. */
+export type FakeTransport = 'unix' | 'tcp';
+
+export interface FakeWorkloadApiOptions {
+  /** Defaults to `unix`. */
+  readonly transport?: FakeTransport;
+}
 
 export interface RawX509Svid {
   spiffe_id?: string;
@@ -72,12 +81,15 @@ interface CallWaiter {
 }
 
 const STREAM_RPCS: readonly StreamRpc[] = ['FetchX509SVID', 'FetchX509Bundles'];
+const TCP_HOST = '127.0.0.1';
 
 export class FakeWorkloadApi {
-  /** The socket's URI, `unix:///…/agent.sock`, as SPIFFE_ENDPOINT_SOCKET takes it. */
-  readonly address: string;
-  readonly socketPath: string;
-  readonly #dir: string;
+  /** The unix socket's path; undefined on TCP. */
+  readonly socketPath: string | undefined;
+  /** The temporary directory of a unix socket; undefined on TCP. */
+  readonly #dir: string | undefined;
+  /** The TCP port, chosen by the system at the first start and kept for restarts. */
+  #port = 0;
   readonly #calls: RecordedCall[] = [];
   readonly #streams = new Set<OpenStream>();
   readonly #latest = new Map<StreamRpc, unknown>();
@@ -85,10 +97,29 @@ export class FakeWorkloadApi {
   readonly #waiters = new Set<CallWaiter>();
   #server: grpc.Server | undefined;
 
-  constructor(dir: string) {
+  /** A unix socket in `dir`, or with `dir` undefined, TCP on 127.0.0.1. */
+  constructor(dir: string | undefined) {
     this.#dir = dir;
-    this.socketPath = join(dir, 'agent.sock');
-    this.address = `unix://${this.socketPath}`;
+    this.socketPath = dir === undefined ? undefined : join(dir, 'agent.sock');
+  }
+
+  /**
+   * The URI as SPIFFE_ENDPOINT_SOCKET takes it: `unix:///…/agent.sock`, or
+   * `tcp://127.0.0.1:<port>` once started.
+   */
+  get address(): string {
+    if (this.socketPath !== undefined) {
+      return `unix://${this.socketPath}`;
+    }
+    return `tcp://${TCP_HOST}:${this.#boundPort()}`;
+  }
+
+  /** The target for a bare `grpc.Client`: `unix:/…/agent.sock` or `127.0.0.1:<port>`. */
+  get grpcTarget(): string {
+    if (this.socketPath !== undefined) {
+      return `unix:${this.socketPath}`;
+    }
+    return `${TCP_HOST}:${this.#boundPort()}`;
   }
 
   /** Every call so far, in arrival order. */
@@ -180,12 +211,14 @@ export class FakeWorkloadApi {
     );
   }
 
-  /** Binds the socket (again, after `stop()`). */
+  /** Binds the socket or port (again, after `stop()`: the same one). */
   async start(): Promise<void> {
     if (this.#server !== undefined) {
       return;
     }
-    await rm(this.socketPath, { force: true });
+    if (this.socketPath !== undefined) {
+      await rm(this.socketPath, { force: true });
+    }
     const server = new grpc.Server();
     server.addService(fakeServiceDefinition(), {
       FetchX509SVID: (call: grpc.ServerWritableStream<unknown, unknown>) =>
@@ -193,11 +226,16 @@ export class FakeWorkloadApi {
       FetchX509Bundles: (call: grpc.ServerWritableStream<unknown, unknown>) =>
         this.#serve('FetchX509Bundles', call),
     });
-    await new Promise<void>((resolve, reject) => {
-      server.bindAsync(`unix:${this.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err === null ? resolve() : reject(err),
+    const target =
+      this.socketPath === undefined ? `${TCP_HOST}:${this.#port}` : `unix:${this.socketPath}`;
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, bound) =>
+        err === null ? resolve(bound) : reject(err),
       );
     });
+    if (this.socketPath === undefined) {
+      this.#port = port;
+    }
     this.#server = server;
   }
 
@@ -210,7 +248,9 @@ export class FakeWorkloadApi {
     this.#server = undefined;
     this.#streams.clear();
     server.forceShutdown();
-    await rm(this.socketPath, { force: true });
+    if (this.socketPath !== undefined) {
+      await rm(this.socketPath, { force: true });
+    }
   }
 
   async restart(): Promise<void> {
@@ -224,7 +264,16 @@ export class FakeWorkloadApi {
     for (const waiter of [...this.#waiters]) {
       this.#waiters.delete(waiter);
     }
-    await rm(this.#dir, { recursive: true, force: true });
+    if (this.#dir !== undefined) {
+      await rm(this.#dir, { recursive: true, force: true });
+    }
+  }
+
+  #boundPort(): number {
+    if (this.#port === 0) {
+      throw new TypeError('The fake Workload API has no TCP port before start()');
+    }
+    return this.#port;
   }
 
   #set(rpc: StreamRpc, raw: unknown): void {
@@ -302,8 +351,18 @@ export class FakeWorkloadApi {
   }
 }
 
-/** Starts a fake Workload API on a new socket in a fresh temporary directory. */
-export async function startFakeWorkloadApi(): Promise<FakeWorkloadApi> {
+/**
+ * Starts a fake Workload API on a new socket in a fresh temporary directory,
+ * or with `transport: 'tcp'` on a free port of 127.0.0.1.
+ */
+export async function startFakeWorkloadApi(
+  options: FakeWorkloadApiOptions = {},
+): Promise<FakeWorkloadApi> {
+  if (options.transport === 'tcp') {
+    const fake = new FakeWorkloadApi(undefined);
+    await fake.start();
+    return fake;
+  }
   const dir = await mkdtemp(join(tmpdir(), 'spike-wl-'));
   const fake = new FakeWorkloadApi(dir);
   try {
@@ -356,46 +415,6 @@ export function rawBundleMap(...cas: readonly TestCa[]): Record<string, Uint8Arr
   return map;
 }
 
-/** Encodes a raw message of `rpc`'s response type as the server would send it. */
-export function encodeResponse(rpc: StreamRpc, raw: unknown): Uint8Array {
-  const method = workloadApiServiceDefinition()[rpc];
-  if (method === undefined) {
-    throw new TypeError(`No method ${rpc}`);
-  }
-  return new Uint8Array(method.responseSerialize(raw));
-}
-
-/**
- * Appends one more `map<string, bytes>` entry for `fieldNumber` to an
- * encoded message: protobuf concatenation, so the key may repeat one that
- * is already there.
- */
-export function appendMapEntry(
-  encoded: Uint8Array,
-  fieldNumber: number,
-  key: string,
-  value: Uint8Array,
-): Uint8Array {
-  const keyBytes = new TextEncoder().encode(key);
-  const entry = concatBytes([lengthDelimited(1, keyBytes), lengthDelimited(2, value)]);
-  return concatBytes([encoded, lengthDelimited(fieldNumber, entry)]);
-}
-
-function lengthDelimited(fieldNumber: number, payload: Uint8Array): Uint8Array {
-  return concatBytes([varint(fieldNumber * 8 + 2), varint(payload.length), payload]);
-}
-
-function varint(value: number): Uint8Array {
-  const bytes: number[] = [];
-  let rest = value;
-  while (rest >= 0x80) {
-    bytes.push((rest % 0x80) | 0x80);
-    rest = Math.floor(rest / 0x80);
-  }
-  bytes.push(rest);
-  return new Uint8Array(bytes);
-}
-
 /** Polls `predicate` every few ms until it holds; rejects after `timeoutMs`. */
 export function waitUntil(
   predicate: () => boolean,
@@ -421,14 +440,4 @@ export function waitUntil(
     };
     poll();
   });
-}
-
-function concatBytes(pieces: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(pieces.reduce((sum, piece) => sum + piece.length, 0));
-  let offset = 0;
-  for (const piece of pieces) {
-    out.set(piece, offset);
-    offset += piece.length;
-  }
-  return out;
 }

@@ -33,12 +33,15 @@ import {
   type KeyUsageName,
 } from '../../agent/certificate.ts';
 import { X509Bundle, X509BundleSet } from '../../shared/spiffe/bundle.ts';
+import { concatBytes, derToPem } from '../../shared/spiffe/der.ts';
 import {
   parseSpiffeId,
   parseTrustDomain,
   type TrustDomain,
 } from '../../shared/spiffe/spiffe_id.ts';
-import type { X509Svid } from '../../shared/spiffe/x509_svid.ts';
+import { createUncheckedX509Svid, type X509Svid } from '../../shared/spiffe/x509_svid.ts';
+
+/** The shared helper under the name older tests use. */
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
@@ -165,7 +168,7 @@ export async function createTestCa(
       asIssuer(root),
     );
   }
-  const rootPem = toPem(root.der, 'CERTIFICATE');
+  const rootPem = derToPem(root.der, 'CERTIFICATE');
 
   async function issueSvid(spiffeId: string, overrides: SvidOverrides = {}): Promise<TestSvid> {
     const signedByIntermediate =
@@ -221,107 +224,31 @@ export function bundleSetOf(...items: ReadonlyArray<TestCa | X509Bundle>): X509B
   );
 }
 
-/** Concatenates DER certificates as the Workload API does. */
-export function concatDer(pieces: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(pieces.reduce((sum, piece) => sum + piece.length, 0));
-  let offset = 0;
-  for (const piece of pieces) {
-    out.set(piece, offset);
-    offset += piece.length;
-  }
-  return out;
-}
-
-/** DER to PEM with 64-character lines. */
-export function toPem(der: Uint8Array, label: 'CERTIFICATE' | 'PRIVATE KEY'): string {
-  const base64 = Buffer.from(der).toString('base64');
-  const lines = base64.match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
-}
-
 function createTestSvid(
   spiffeId: string,
   leaf: IssuedCertificate,
   chain: readonly Uint8Array[],
 ): TestSvid {
-  const certificatePem = chain.map((der) => toPem(der, 'CERTIFICATE')).join('');
-  const privateKeyPem = toPem(leaf.privateKeyPkcs8, 'PRIVATE KEY');
   const notAfter = leaf.certificate.notAfter;
   return Object.freeze({
     spiffeId,
     leaf,
     chain: Object.freeze([...chain]),
-    chainDer: concatDer(chain),
+    chainDer: concatBytes(chain),
     privateKeyPkcs8: leaf.privateKeyPkcs8,
-    certificatePem,
-    privateKeyPem,
+    certificatePem: chain.map((der) => derToPem(der, 'CERTIFICATE')).join(''),
+    privateKeyPem: derToPem(leaf.privateKeyPkcs8, 'PRIVATE KEY'),
     notAfter,
     x509Svid(options: { hint?: string } = {}): X509Svid {
-      return new TestX509Svid({
+      return createUncheckedX509Svid({
         id: parseSpiffeId(spiffeId),
         chain,
-        key: leaf.privateKeyPkcs8,
+        privateKeyPkcs8: leaf.privateKeyPkcs8,
         notAfter,
-        hint: options.hint ?? '',
-        certificatePem,
+        ...(options.hint === undefined ? {} : { hint: options.hint }),
       });
     },
   });
-}
-
-/** An unchecked X509Svid with the same redaction as the real one. */
-class TestX509Svid implements X509Svid {
-  readonly id: X509Svid['id'];
-  readonly chain: readonly Uint8Array[];
-  readonly notAfter: Date;
-  readonly hint: string;
-  readonly #key: Uint8Array;
-  readonly #certificatePem: string;
-
-  constructor(fields: {
-    id: X509Svid['id'];
-    chain: readonly Uint8Array[];
-    key: Uint8Array;
-    notAfter: Date;
-    hint: string;
-    certificatePem: string;
-  }) {
-    this.id = fields.id;
-    this.chain = Object.freeze([...fields.chain]);
-    this.notAfter = fields.notAfter;
-    this.hint = fields.hint;
-    this.#key = fields.key;
-    this.#certificatePem = fields.certificatePem;
-    Object.freeze(this);
-  }
-
-  get privateKeyPkcs8(): Uint8Array {
-    return this.#key;
-  }
-
-  certificatePem(): string {
-    return this.#certificatePem;
-  }
-
-  privateKeyPem(): string {
-    return toPem(this.#key, 'PRIVATE KEY');
-  }
-
-  toJSON(): string {
-    return '[redacted]';
-  }
-
-  toString(): string {
-    return '[redacted]';
-  }
-
-  [Symbol.for('nodejs.util.inspect.custom')](): string {
-    return '[redacted]';
-  }
-
-  [Symbol.for('Deno.customInspect')](): string {
-    return '[redacted]';
-  }
 }
 
 function asIssuer(issued: IssuedCertificate): Issuer {

@@ -3,18 +3,14 @@
  * what a well-behaved client never would (no security header, a doubled one)
  * or to call RPCs our client does not offer. Every wait has a timeout.
  */
-import { fileURLToPath } from 'node:url';
 import {
   Client,
   type ClientReadableStream,
   credentials,
   Metadata,
-  type ServiceDefinition,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-
-const PROTO_PATH = fileURLToPath(new URL('../../shared/spiffe/workload.proto', import.meta.url));
+import { workloadApiServiceDefinition } from '../../shared/spiffe/workload_api.ts';
 
 export interface CallOptions {
   /** Values of `workload.spiffe.io`; defaults to `['true']`, `[]` sends none. */
@@ -32,19 +28,6 @@ export interface RawStream {
   /** Resolves with the final status (an error or OK), or rejects after `timeoutMs`. */
   status(timeoutMs: number): Promise<GrpcStatus>;
   cancel(): void;
-}
-
-let serviceCache: ServiceDefinition | undefined;
-
-function service(): ServiceDefinition {
-  serviceCache ??= loadSync(PROTO_PATH, {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  }).SpiffeWorkloadAPI as ServiceDefinition;
-  return serviceCache;
 }
 
 function metadataOf(options: CallOptions): Metadata {
@@ -75,7 +58,7 @@ export class RawWorkloadClient {
 
   /** Opens a server stream such as `FetchX509SVID` with an empty request. */
   stream(method: string, options: CallOptions = {}): RawStream {
-    const definition = service()[method];
+    const definition = workloadApiServiceDefinition()[method];
     if (definition === undefined) {
       throw new RangeError(`No Workload API method "${method}"`);
     }
@@ -131,7 +114,7 @@ export class RawWorkloadClient {
 
   /** Calls a unary RPC; resolves with the status (OK or the error). */
   unary(method: string, request: object, options: CallOptions = {}): Promise<GrpcStatus> {
-    const definition = service()[method];
+    const definition = workloadApiServiceDefinition()[method];
     if (definition === undefined) {
       throw new RangeError(`No Workload API method "${method}"`);
     }

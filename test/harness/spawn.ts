@@ -5,6 +5,7 @@
  * reports. `stopAll()` kills whatever is still running.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -38,15 +39,32 @@ export interface RunningProgram {
 
 const running = new Set<RunningProgram>();
 
+/** The deno.json task of each program: children run with exactly its permissions. */
+const DENO_TASKS: Record<Program, string> = {
+  agent: 'agent',
+  nexus: 'nexus',
+  keeper: 'keeper',
+  pilot: 'spike',
+};
+
 function command(program: Program, runtime: Runtime): [string, string[]] {
-  const main = join(ROOT, program, 'main.ts');
   if (runtime === 'deno') {
-    return [
-      join(ROOT, '.tools/node_modules/.bin/deno'),
-      ['run', '--quiet', '--no-check', '-A', main],
-    ];
+    // Run the documented task's command line, so a task missing a permission
+    // fails here rather than for a user.
+    const config = JSON.parse(readFileSync(join(ROOT, 'deno.json'), 'utf8')) as {
+      tasks: Record<string, string>;
+    };
+    const task = config.tasks[DENO_TASKS[program]];
+    if (task === undefined) {
+      throw new Error(`deno.json has no task "${DENO_TASKS[program]}"`);
+    }
+    const [deno, run, ...rest] = task.split(/\s+/);
+    if (deno !== 'deno' || run !== 'run') {
+      throw new Error(`Unexpected deno.json task for ${program}: ${task}`);
+    }
+    return [join(ROOT, '.tools/node_modules/.bin/deno'), ['run', '--quiet', '--no-check', ...rest]];
   }
-  return [process.execPath, ['--import', 'tsx', main]];
+  return [process.execPath, ['--import', 'tsx', join(ROOT, program, 'main.ts')]];
 }
 
 export function startProgram(program: Program, options: SpawnOptions = {}): RunningProgram {

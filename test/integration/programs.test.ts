@@ -18,7 +18,13 @@ import { clientAgentOptions } from '../../shared/spiffe/mtls.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import { createX509Source, type X509Source } from '../../shared/spiffe/x509_source.ts';
-import { type RunningProgram, runProgram, startProgram, stopAll } from '../harness/spawn.ts';
+import {
+  describe as describeProgram,
+  type RunningProgram,
+  runProgram,
+  startProgram,
+  stopAll,
+} from '../harness/spawn.ts';
 
 const TD_NAME = 'programs.test';
 const TD = parseTrustDomain(TD_NAME);
@@ -213,7 +219,10 @@ describe('the programs over the embedded agent', () => {
       }
       requests += 1;
     }
-    assert.ok(countSwaps(nexus.stderr()) > swapsBefore, 'Nexus did not rotate in time');
+    assert.ok(
+      countSwaps(nexus.stderr()) > swapsBefore,
+      `Nexus did not rotate in time\n${describeProgram(nexus)}\n${describeProgram(agent)}`,
+    );
     for (let i = 0; i < 20; i++) {
       try {
         const res = await client.request({ method: 'GET', url: new URL('/v1/health', nexusUrl) });
