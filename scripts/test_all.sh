@@ -22,11 +22,13 @@ bash scripts/test.sh node 2>&1 | tee "$log_dir/node.log"
 step "tests on Deno"
 NO_COLOR=1 bash scripts/test.sh deno 2>&1 | tee "$log_dir/deno.log"
 step "done"
-# One closing line for both runtimes (Node counts tests, Deno counts files).
+# One closing line for both runtimes. Deno counts top-level tests and their
+# steps separately; the steps are the equivalent of Node's subtests.
 node_pass=$(awk '/^# pass /{print $3}' "$log_dir/node.log" | tail -1)
 node_fail=$(awk '/^# fail /{print $3}' "$log_dir/node.log" | tail -1)
-deno_pass=$(sed -n 's/.*| \([0-9]*\) passed.*/\1/p' "$log_dir/deno.log" | tail -1)
-deno_fail=$(sed -n 's/.*| \([0-9]*\) failed.*/\1/p' "$log_dir/deno.log" | tail -1)
+deno_summary=$(grep -E '^(ok|FAILED) \|' "$log_dir/deno.log" | tail -1)
+deno_pass=$(sed -n 's/.*passed (\([0-9]*\) steps\?).*/\1/p' <<<"$deno_summary")
+deno_fail=$(sed -n 's/.*failed (\([0-9]*\) steps\?).*/\1/p' <<<"$deno_summary")
 echo "node: ${node_pass:-0} passed, ${node_fail:-0} failed"
 echo "deno: ${deno_pass:-0} passed, ${deno_fail:-0} failed"
 echo "total: $(( ${node_pass:-0} + ${deno_pass:-0} )) passed, $(( ${node_fail:-0} + ${deno_fail:-0} )) failed"
