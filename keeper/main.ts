@@ -16,8 +16,7 @@ await runService('spike-keeper', async () => {
     logger,
     ownRole: isKeeper(td),
     authorizePeers: isNexus(td),
-    port: config.port,
-    hostname: config.host,
+    listen: config.listen,
     version: VERSION,
     createFetch: (getPeer) => createApp({ getPeer, logger }).fetch as never,
   });

@@ -20,8 +20,7 @@ await runService('spike-nexus', async () => {
     logger,
     ownRole: isNexus(td),
     authorizePeers: matchMemberOf(td),
-    port: config.port,
-    hostname: config.host,
+    listen: config.listen,
     version: VERSION,
     createFetch: (getPeer) => createApp({ getPeer, logger }).fetch as never,
   });

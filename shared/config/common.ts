@@ -46,6 +46,25 @@ export function readIdentityConfig(reader: EnvReader): IdentityConfig {
   };
 }
 
+export interface ListenConfig {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Loopback by default: a multi-host deployment sets the host (e.g. 0.0.0.0). */
+export const DEFAULT_LISTEN_HOST = '127.0.0.1';
+
+/** Reads a server's address from its `<PREFIX>_TLS_HOST` and `<PREFIX>_TLS_PORT`. */
+export function readListenConfig(
+  reader: EnvReader,
+  names: { readonly host: string; readonly port: string },
+  defaultPort: number,
+): ListenConfig {
+  const host = reader.parsed(names.host, DEFAULT_LISTEN_HOST, parseListenHost);
+  const port = reader.port(names.port, defaultPort);
+  return { host: host as string, port };
+}
+
 /** An address to listen on: an IPv4 or IPv6 literal, or `localhost`. */
 export function parseListenHost(value: string): string {
   if (value === 'localhost' || isIP(value) !== 0) {

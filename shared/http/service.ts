@@ -3,7 +3,7 @@
  * the Workload API, refuse to run under the wrong identity, and serve an app
  * over SPIFFE mTLS. Returns what `runService` needs to stop it.
  */
-import type { IdentityConfig } from '../config/common.ts';
+import type { IdentityConfig, ListenConfig } from '../config/common.ts';
 import { AccessDeniedError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
@@ -20,8 +20,7 @@ export interface MtlsServiceOptions {
   readonly ownRole: Matcher;
   /** Which peers may connect at all. */
   readonly authorizePeers: Matcher;
-  readonly port: number;
-  readonly hostname?: string;
+  readonly listen: ListenConfig;
   readonly version: string;
   readonly createFetch: (
     getPeer: GetPeer,
@@ -55,8 +54,8 @@ export async function startMtlsService(options: MtlsServiceOptions): Promise<Mtl
       source,
       authorize: options.authorizePeers,
       logger,
-      port: options.port,
-      ...(options.hostname === undefined ? {} : { hostname: options.hostname }),
+      port: options.listen.port,
+      hostname: options.listen.host,
     });
     getPeer = peerFromConnection(server.verifier);
     logger.info('Listening', {
