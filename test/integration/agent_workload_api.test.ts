@@ -5,12 +5,10 @@
  * configuration).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { lstat, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { status } from '@grpc/grpc-js';
 import { type RunningAgent, startAgent } from '../../agent/agent.ts';
 import { loadAgentConfig } from '../../agent/config.ts';
@@ -18,8 +16,8 @@ import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { createX509Source, type X509Source } from '../../shared/spiffe/x509_source.ts';
 import { verifyX509Svid } from '../../shared/spiffe/x509_svid.ts';
 import { RawWorkloadClient } from '../harness/raw_workload_client.ts';
+import { runProgram, startProgram, stopAll } from '../harness/spawn.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const WAIT_MS = 10_000;
 const WORKLOADS = 'nexus=/spike/nexus,keeper-1=/spike/keeper/1,pilot=/spike/pilot/role/superuser';
 
@@ -218,81 +216,25 @@ describe('embedded agent over the Workload API', () => {
 
 describe('agent/main.ts', () => {
   let root: string;
-  const children: ChildProcess[] = [];
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'spike-agent-main-'));
   });
   after(async () => {
-    for (const child of children) {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-      }
-    }
+    await stopAll();
     await rm(root, { recursive: true, force: true });
   });
 
-  /** Starts main.ts on the runtime running this test. */
-  function launch(env: Record<string, string>): {
-    child: ChildProcess;
-    stdout: () => string;
-    stderr: () => string;
-    exited: Promise<number | null>;
-  } {
-    const isDeno = 'Deno' in globalThis;
-    const args = isDeno
-      ? [
-          'run',
-          '--allow-read',
-          '--allow-write',
-          '--allow-env',
-          '--allow-net',
-          '--allow-sys',
-          'agent/main.ts',
-        ]
-      : ['--import', 'tsx', 'agent/main.ts'];
-    const child = spawn(process.execPath, args, {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(child);
-    let out = '';
-    let err = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString('utf8');
-    });
-    child.stderr?.on('data', (chunk: Buffer) => {
-      err += chunk.toString('utf8');
-    });
-    const exited = new Promise<number | null>((resolveExit) => {
-      child.on('exit', (code) => resolveExit(code));
-    });
-    return { child, stdout: () => out, stderr: () => err, exited };
-  }
-
-  async function waitForOutput(
-    read: () => string,
-    text: string,
-    logs: () => string,
-  ): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    while (!read().includes(text)) {
-      if (Date.now() > deadline) {
-        assert.fail(`no "${text}" within 30 s; stdout:\n${read()}\nstderr:\n${logs()}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-
   test('prints what it serves, logs start-up, and removes its sockets on SIGTERM', async () => {
     const dataDir = join(root, 'run');
-    const run = launch({
-      SPIKE_TRUST_ROOT: 'example.org',
-      SPIKE_AGENT_DATA_DIR: dataDir,
-      SPIKE_AGENT_WORKLOADS: 'nexus=/spike/nexus,pilot=/spike/pilot/role/superuser',
+    const run = startProgram('agent', {
+      env: {
+        SPIKE_TRUST_ROOT: 'example.org',
+        SPIKE_AGENT_DATA_DIR: dataDir,
+        SPIKE_AGENT_WORKLOADS: 'nexus=/spike/nexus,pilot=/spike/pilot/role/superuser',
+      },
     });
-    await waitForOutput(run.stdout, 'Press Ctrl-C', run.stderr);
+    await run.waitFor(/Press Ctrl-C/);
     const nexusSocket = join(dataDir, 'sockets', 'nexus.sock');
     const out = run.stdout();
     assert.match(out, /trust domain "example\.org"/);
@@ -311,7 +253,7 @@ describe('agent/main.ts', () => {
     assert.ok((await lstat(nexusSocket)).isSocket());
 
     run.child.kill('SIGTERM');
-    const code = await withTimeout(run.exited, 15_000, 'agent exit');
+    const code = await run.exited(15_000);
     // Deno's child_process reports the signal it sent instead of the child's
     // own exit status, so there the log line is the evidence of a clean stop.
     if (!('Deno' in globalThis)) {
@@ -323,16 +265,17 @@ describe('agent/main.ts', () => {
   });
 
   test('exits with status 2 and lists every configuration problem on stderr', async () => {
-    const run = launch({
-      SPIKE_AGENT_DATA_DIR: 'relative',
-      SPIKE_AGENT_SVID_TTL: '1s',
-      SPIKE_AGENT_WORKLOADS: 'x=/spike/agent',
+    const result = await runProgram('agent', {
+      env: {
+        SPIKE_AGENT_DATA_DIR: 'relative',
+        SPIKE_AGENT_SVID_TTL: '1s',
+        SPIKE_AGENT_WORKLOADS: 'x=/spike/agent',
+      },
     });
-    assert.equal(await withTimeout(run.exited, 30_000, 'agent exit'), 2);
-    const err = run.stderr();
-    assert.match(err, /SPIKE_AGENT_DATA_DIR must be an absolute path/);
-    assert.match(err, /SPIKE_AGENT_SVID_TTL must be at least/);
-    assert.match(err, /SPIKE_AGENT_WORKLOADS .*reserved agent ID/);
-    assert.equal(run.stdout(), '');
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /SPIKE_AGENT_DATA_DIR must be an absolute path/);
+    assert.match(result.stderr, /SPIKE_AGENT_SVID_TTL must be at least/);
+    assert.match(result.stderr, /SPIKE_AGENT_WORKLOADS .*reserved agent ID/);
+    assert.equal(result.stdout, '');
   });
 });
