@@ -54,6 +54,18 @@ function zoneOf(path: string): string {
 
 const isTest = (file: string) => file.endsWith('.test.ts') || file.startsWith('test/');
 
+/** The mTLS servers (Nexus, Keeper) may use every shared/ folder. */
+const SERVER_ZONES = [
+  'shared/errors',
+  'shared/spiffe',
+  'shared/log',
+  'shared/config',
+  'shared/runtime',
+  'shared/http',
+  'shared/api',
+  'shared/crypto',
+];
+
 /** Which zones and packages each zone may import (tests may import anything). */
 const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
   'shared/errors': { zones: [], packages: /^$/ },
@@ -91,29 +103,11 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
     packages: /^(node:.*|@grpc\/grpc-js|@grpc\/proto-loader)$/,
   },
   keeper: {
-    zones: [
-      'shared/errors',
-      'shared/spiffe',
-      'shared/log',
-      'shared/config',
-      'shared/runtime',
-      'shared/http',
-      'shared/api',
-      'shared/crypto',
-    ],
+    zones: SERVER_ZONES,
     packages: /^(node:.*|hono|hono\/.*)$/,
   },
   nexus: {
-    zones: [
-      'shared/errors',
-      'shared/spiffe',
-      'shared/log',
-      'shared/config',
-      'shared/runtime',
-      'shared/http',
-      'shared/api',
-      'shared/crypto',
-    ],
+    zones: SERVER_ZONES,
     packages: /^(node:.*|hono|hono\/.*|drizzle-orm.*|@libsql\/client|pg)$/,
   },
   pilot: {
