@@ -1,17 +1,34 @@
-/** The Keeper's HTTP app. Shard routes arrive with the root-key work. */
+/**
+ * The Keeper's HTTP app: the base app (peer first), a body limit, the health
+ * route and the shard routes.
+ */
 import type { Hono } from 'hono';
 import { createBaseApp } from '../shared/http/app.ts';
+import { limitBody } from '../shared/http/body_limit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
 import type { Logger } from '../shared/log/logger.ts';
+import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
+import { createShardRoutes } from './routes/shards.ts';
+import type { ShardHolder } from './shard_holder.ts';
+
+/** A shard request is about 150 bytes; anything near this limit is not one. */
+export const KEEPER_MAX_BODY_BYTES = 4096;
 
 export interface KeeperAppDeps {
   readonly getPeer: GetPeer;
   readonly logger: Logger;
+  readonly trustDomain: TrustDomain;
+  readonly holder: ShardHolder;
 }
 
 export function createApp(deps: KeeperAppDeps): Hono<PeerEnv> {
   const app = createBaseApp(deps.getPeer, deps.logger);
+  app.use(limitBody(KEEPER_MAX_BODY_BYTES));
   app.route('/', createHealthRoutes('keeper'));
+  app.route(
+    '/',
+    createShardRoutes({ trustDomain: deps.trustDomain, holder: deps.holder, logger: deps.logger }),
+  );
   return app;
 }

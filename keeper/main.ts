@@ -6,11 +6,13 @@ import { environment, runService } from '../shared/runtime/process.ts';
 import { isKeeper, isNexus } from '../shared/spiffe/identities.ts';
 import { createApp } from './app.ts';
 import { loadKeeperConfig } from './config.ts';
+import { ShardHolder } from './shard_holder.ts';
 
 await runService('spike-keeper', async () => {
   const config = loadKeeperConfig(environment());
   const logger = createLogger({ component: 'keeper', level: config.identity.logLevel });
   const td = config.identity.trustDomain;
+  const holder = new ShardHolder({ logger });
   const service = await startMtlsService({
     identity: config.identity,
     logger,
@@ -18,7 +20,11 @@ await runService('spike-keeper', async () => {
     authorizePeers: isNexus(td),
     listen: config.listen,
     version: VERSION,
-    createFetch: (getPeer) => createApp({ getPeer, logger }).fetch as never,
+    createFetch: (getPeer) =>
+      createApp({ getPeer, logger, trustDomain: td, holder }).fetch as never,
   });
-  return service.stop;
+  return async function stopKeeper() {
+    await service.stop();
+    holder.clear();
+  };
 });

@@ -1,4 +1,9 @@
-/** Nexus configuration: where it listens, plus the identity settings every program reads. */
+/**
+ * Nexus configuration: where it listens, its Keepers and Shamir parameters,
+ * where its database lives, and the identity settings every program reads.
+ */
+import { homedir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import {
   type IdentityConfig,
   type ListenConfig,
@@ -6,14 +11,37 @@ import {
   readListenConfig,
 } from '../shared/config/common.ts';
 import { type Env, EnvReader } from '../shared/config/env.ts';
+import { MAX_SHARES } from '../shared/crypto/shard.ts';
 
 export const ENV_NEXUS_TLS_HOST = 'SPIKE_NEXUS_TLS_HOST';
 export const ENV_NEXUS_TLS_PORT = 'SPIKE_NEXUS_TLS_PORT';
+export const ENV_NEXUS_KEEPER_PEERS = 'SPIKE_NEXUS_KEEPER_PEERS';
+export const ENV_NEXUS_SHAMIR_SHARES = 'SPIKE_NEXUS_SHAMIR_SHARES';
+export const ENV_NEXUS_SHAMIR_THRESHOLD = 'SPIKE_NEXUS_SHAMIR_THRESHOLD';
+export const ENV_NEXUS_DATA_DIR = 'SPIKE_NEXUS_DATA_DIR';
+export const ENV_NEXUS_KEEPER_UPDATE_INTERVAL = 'SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL';
+export const ENV_NEXUS_RECOVERY_MAX_INTERVAL = 'SPIKE_NEXUS_RECOVERY_MAX_INTERVAL';
+export const ENV_NEXUS_KEEPER_TIMEOUT = 'SPIKE_NEXUS_KEEPER_TIMEOUT';
+
 export const DEFAULT_NEXUS_TLS_PORT = 8553;
+export const DEFAULT_SHAMIR_SHARES = 3;
+export const DEFAULT_SHAMIR_THRESHOLD = 2;
+export const DEFAULT_KEEPER_UPDATE_INTERVAL_MS = 2_000;
+export const DEFAULT_RECOVERY_MAX_INTERVAL_MS = 5_000;
+export const DEFAULT_KEEPER_TIMEOUT_MS = 5_000;
 
 export interface NexusConfig {
   readonly identity: IdentityConfig;
   readonly listen: ListenConfig;
+  /** One URL per Keeper; shard i goes to Keeper i. */
+  readonly keeperPeers: readonly URL[];
+  readonly shamirShares: number;
+  readonly shamirThreshold: number;
+  /** Holds the database (`spike.db`). Absolute. */
+  readonly dataDir: string;
+  readonly keeperUpdateIntervalMs: number;
+  readonly recoveryMaxIntervalMs: number;
+  readonly keeperTimeoutMs: number;
 }
 
 export function loadNexusConfig(env: Env): NexusConfig {
@@ -24,5 +52,107 @@ export function loadNexusConfig(env: Env): NexusConfig {
     { host: ENV_NEXUS_TLS_HOST, port: ENV_NEXUS_TLS_PORT },
     DEFAULT_NEXUS_TLS_PORT,
   );
-  return reader.finish({ identity, listen });
+  const shamirShares = reader.int(ENV_NEXUS_SHAMIR_SHARES, DEFAULT_SHAMIR_SHARES, {
+    min: 2,
+    max: MAX_SHARES,
+  });
+  const shamirThreshold = reader.int(ENV_NEXUS_SHAMIR_THRESHOLD, DEFAULT_SHAMIR_THRESHOLD, {
+    min: 2,
+    max: MAX_SHARES,
+  });
+  if (shamirThreshold > shamirShares) {
+    reader.problem(
+      ENV_NEXUS_SHAMIR_THRESHOLD,
+      String(shamirThreshold),
+      `must not exceed ${ENV_NEXUS_SHAMIR_SHARES} (${shamirShares})`,
+    );
+  }
+  const keeperPeers = readKeeperPeers(reader, shamirShares);
+  const dataDir = readDataDir(reader, env);
+  const keeperUpdateIntervalMs = reader.durationMs(
+    ENV_NEXUS_KEEPER_UPDATE_INTERVAL,
+    DEFAULT_KEEPER_UPDATE_INTERVAL_MS,
+    { min: 100 },
+  );
+  const recoveryMaxIntervalMs = reader.durationMs(
+    ENV_NEXUS_RECOVERY_MAX_INTERVAL,
+    DEFAULT_RECOVERY_MAX_INTERVAL_MS,
+    { min: 100 },
+  );
+  const keeperTimeoutMs = reader.durationMs(ENV_NEXUS_KEEPER_TIMEOUT, DEFAULT_KEEPER_TIMEOUT_MS, {
+    min: 100,
+  });
+  return reader.finish({
+    identity,
+    listen,
+    keeperPeers,
+    shamirShares,
+    shamirThreshold,
+    dataDir,
+    keeperUpdateIntervalMs,
+    recoveryMaxIntervalMs,
+    keeperTimeoutMs,
+  });
+}
+
+/** Comma-separated https URLs, unique, exactly one per shard (SPIKE's rule). */
+function readKeeperPeers(reader: EnvReader, shares: number): URL[] {
+  const raw = reader.raw(ENV_NEXUS_KEEPER_PEERS);
+  if (raw === undefined) {
+    reader.problem(
+      ENV_NEXUS_KEEPER_PEERS,
+      undefined,
+      'is required: one https URL per Keeper, comma-separated (e.g. https://127.0.0.1:8443,https://127.0.0.1:8444)',
+    );
+    return [];
+  }
+  const urls: URL[] = [];
+  for (const entry of reader.list(ENV_NEXUS_KEEPER_PEERS, [])) {
+    let url: URL;
+    try {
+      url = new URL(entry);
+    } catch {
+      reader.problem(ENV_NEXUS_KEEPER_PEERS, raw, `has an entry that is not a URL: "${entry}"`);
+      continue;
+    }
+    if (url.protocol !== 'https:') {
+      reader.problem(ENV_NEXUS_KEEPER_PEERS, raw, `has a non-https entry: "${entry}"`);
+    } else if (
+      url.username !== '' ||
+      url.password !== '' ||
+      url.search !== '' ||
+      url.hash !== '' ||
+      (url.pathname !== '/' && url.pathname !== '')
+    ) {
+      reader.problem(
+        ENV_NEXUS_KEEPER_PEERS,
+        raw,
+        `entries must be https://host:port with nothing else, got "${entry}"`,
+      );
+    } else if (urls.some((known) => known.origin === url.origin)) {
+      reader.problem(ENV_NEXUS_KEEPER_PEERS, raw, `lists the Keeper "${url.origin}" twice`);
+    } else {
+      urls.push(url);
+    }
+  }
+  if (urls.length > 0 && urls.length !== shares) {
+    reader.problem(
+      ENV_NEXUS_KEEPER_PEERS,
+      raw,
+      `must list exactly ${ENV_NEXUS_SHAMIR_SHARES} (${shares}) Keepers, one per shard; it lists ${urls.length}`,
+    );
+  }
+  return urls;
+}
+
+function readDataDir(reader: EnvReader, env: Env): string {
+  const value = reader.raw(ENV_NEXUS_DATA_DIR);
+  if (value !== undefined) {
+    if (!isAbsolute(value)) {
+      reader.problem(ENV_NEXUS_DATA_DIR, value, 'must be an absolute path');
+    }
+    return value;
+  }
+  const home = env.HOME ?? homedir();
+  return join(home, '.spike', 'nexus');
 }

@@ -22,6 +22,9 @@ export const EXIT_BY_CODE = {
   ERR_WORKLOAD_API_UNAVAILABLE: 7,
   ERR_WORKLOAD_API_REJECTED: 7,
   ERR_UNAVAILABLE: 7,
+  ERR_SHAMIR_INVALID_SHARDS: 2,
+  ERR_SHAMIR_NOT_ENOUGH_SHARDS: 2,
+  ERR_ALREADY_UNSEALED: 5,
 } as const satisfies Record<ErrorCode, number>;
 
 export type OutputFormat = 'human' | 'json';

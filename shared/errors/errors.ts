@@ -21,6 +21,9 @@ export const ERROR_CODES = [
   'ERR_WORKLOAD_API_UNAVAILABLE',
   'ERR_WORKLOAD_API_REJECTED',
   'ERR_UNAVAILABLE',
+  'ERR_SHAMIR_INVALID_SHARDS',
+  'ERR_SHAMIR_NOT_ENOUGH_SHARDS',
+  'ERR_ALREADY_UNSEALED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -131,6 +134,63 @@ export class InvalidWorkloadApiAddressError extends BrokerError {
 export class UnavailableError extends BrokerError {
   constructor(message: string, options?: BrokerErrorOptions) {
     super('ERR_UNAVAILABLE', message, options);
+  }
+}
+
+/** Nexus is sealed: the root key has not been recovered yet. */
+export class NotReadyError extends BrokerError {
+  constructor(
+    message = 'Nexus is sealed: the root key has not been recovered yet',
+    options?: BrokerErrorOptions,
+  ) {
+    super('ERR_NOT_READY', message, options);
+  }
+}
+
+/** The request conflicts with the current state (e.g. a different value already stored). */
+export class ConflictError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_CONFLICT', message, options);
+  }
+}
+
+export class PayloadTooLargeError extends BrokerError {
+  constructor(message = 'Request body is too large', options?: BrokerErrorOptions) {
+    super('ERR_PAYLOAD_TOO_LARGE', message, options);
+  }
+}
+
+/** Stored or supplied data failed authentication. One fixed message for every cause. */
+export class DecryptionFailedError extends BrokerError {
+  constructor(options?: BrokerErrorOptions) {
+    super('ERR_DECRYPTION_FAILED', 'Decryption failed', options);
+  }
+}
+
+/** A restore was attempted on a Nexus that already holds its root key. */
+export class AlreadyUnsealedError extends BrokerError {
+  constructor(
+    message = 'Nexus is already unsealed: restore is only for a sealed Nexus',
+    options?: BrokerErrorOptions,
+  ) {
+    super('ERR_ALREADY_UNSEALED', message, options);
+  }
+}
+
+/**
+ * A set of shards cannot be combined: mixed generations or thresholds,
+ * duplicate indexes or x coordinates, or a malformed shard. Never names bytes.
+ */
+export class ShamirInvalidShardsError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_SHAMIR_INVALID_SHARDS', message, options);
+  }
+}
+
+/** Fewer shards than the split's threshold were given. */
+export class ShamirNotEnoughShardsError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_SHAMIR_NOT_ENOUGH_SHARDS', message, options);
   }
 }
 

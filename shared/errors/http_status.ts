@@ -21,6 +21,9 @@ export const STATUS_BY_CODE = {
   ERR_WORKLOAD_API_UNAVAILABLE: 503,
   ERR_WORKLOAD_API_REJECTED: 500,
   ERR_UNAVAILABLE: 503,
+  ERR_SHAMIR_INVALID_SHARDS: 400,
+  ERR_SHAMIR_NOT_ENOUGH_SHARDS: 400,
+  ERR_ALREADY_UNSEALED: 409,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {

@@ -8,7 +8,7 @@ import { AccessDeniedError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
 import { formatWorkloadApiAddress } from '../spiffe/workload_address.ts';
-import { createX509Source } from '../spiffe/x509_source.ts';
+import { createX509Source, type X509SvidSource } from '../spiffe/x509_source.ts';
 import type { GetPeer } from './peer.ts';
 import { peerFromConnection } from './peer.ts';
 import { type MtlsServer, serveMtls } from './serve.ts';
@@ -22,9 +22,13 @@ export interface MtlsServiceOptions {
   readonly authorizePeers: Matcher;
   readonly listen: ListenConfig;
   readonly version: string;
+  /** Builds the app; it may also use our X509 source (e.g. for its own mTLS clients). */
   readonly createFetch: (
     getPeer: GetPeer,
+    source: X509SvidSource,
   ) => (request: Request, env: never) => Response | Promise<Response>;
+  /** Runs at stop, after the server closed and before the source does. */
+  readonly onStop?: () => Promise<void> | void;
 }
 
 export interface MtlsService {
@@ -50,7 +54,7 @@ export async function startMtlsService(options: MtlsServiceOptions): Promise<Mtl
     // exists only once the server does; the indirection breaks that cycle.
     let getPeer: GetPeer = () => undefined;
     const server = await serveMtls({
-      fetch: options.createFetch((c) => getPeer(c)),
+      fetch: options.createFetch((c) => getPeer(c), source),
       source,
       authorize: options.authorizePeers,
       logger,
@@ -70,6 +74,7 @@ export async function startMtlsService(options: MtlsServiceOptions): Promise<Mtl
       async stop() {
         logger.info('Stopping');
         await server.close();
+        await options.onStop?.();
         source.close();
         logger.info('Stopped');
       },

@@ -4,7 +4,7 @@
  * for their log lines with timeouts, and keeps their output for failure
  * reports. `stopAll()` kills whatever is still running.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +35,10 @@ export interface RunningProgram {
   /** Resolves with the exit status (or the signal's name) once the process ends. */
   exited(timeoutMs?: number): Promise<number | string>;
   stop(): Promise<void>;
+  /** Freezes the process (SIGSTOP): it keeps its memory but answers nothing. */
+  pause(): void;
+  /** Lets a paused process run again (SIGCONT). */
+  resume(): void;
 }
 
 const running = new Set<RunningProgram>();
@@ -141,8 +145,17 @@ export function startProgram(program: Program, options: SpawnOptions = {}): Runn
       });
       return Promise.race([exit, timeout]).finally(() => clearTimeout(timer));
     },
+    // Through kill(1): Deno's child_process cannot send SIGCONT.
+    pause() {
+      execFileSync('kill', ['-STOP', String(child.pid)]);
+    },
+    resume() {
+      execFileSync('kill', ['-CONT', String(child.pid)]);
+    },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
+        // A paused process must run again to handle SIGTERM.
+        execFileSync('kill', ['-CONT', String(child.pid)]);
         child.kill('SIGTERM');
         const killer = setTimeout(() => child.kill('SIGKILL'), 5_000);
         await exit;
@@ -172,4 +185,18 @@ export async function runProgram(
   const handle = startProgram(program, options);
   const status = await handle.exited(options.timeoutMs ?? 30_000);
   return { status, stdout: handle.stdout(), stderr: handle.stderr() };
+}
+
+/** A TCP port that was free a moment ago (for programs that must keep their port across restarts). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolvePort, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolvePort(port));
+    });
+  });
 }

@@ -80,7 +80,14 @@ describe('the programs over the embedded agent', () => {
       env: { ...identityEnv('keeper-1'), SPIKE_KEEPER_TLS_PORT: '0' },
     });
     nexus = startProgram('nexus', {
-      env: { ...identityEnv('nexus'), SPIKE_NEXUS_TLS_PORT: '0' },
+      env: {
+        ...identityEnv('nexus'),
+        SPIKE_NEXUS_TLS_PORT: '0',
+        SPIKE_NEXUS_DATA_DIR: join(dir, 'nexus'),
+        // Nexus stays sealed here (no Keeper holds shards): these tests are
+        // about identities; test/integration/root_key.test.ts is about keys.
+        SPIKE_NEXUS_KEEPER_PEERS: 'https://127.0.0.1:9,https://127.0.0.1:10,https://127.0.0.1:11',
+      },
     });
     keeperUrl = new URL((await keeper.waitFor(LISTENING_REGEXP))[1] as string);
     nexusUrl = new URL((await nexus.waitFor(LISTENING_REGEXP))[1] as string);

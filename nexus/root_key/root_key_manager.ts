@@ -1,0 +1,421 @@
+/**
+ * Brings the root key to a running Nexus and keeps the Keepers supplied.
+ *
+ * At start: an empty store is initialised by exactly one Nexus (the store
+ * decides); every other start is a recovery from the Keepers' shards, retried
+ * with backoff until a generation recombines into a key that opens the sealed
+ * keyring. Once ready, Nexus re-splits the key so every Keeper holds the new
+ * generation, and checks the Keepers every few seconds: one that lost its
+ * shard (a restart) triggers a new split. Operators can also export a full
+ * recovery split (recover) and unseal from shards by hand (restore).
+ *
+ * The protocol and its invariants are in docs/root-key.md.
+ */
+import { randomBytes, zeroize } from '../../shared/crypto/bytes.ts';
+import { splitRootKey } from '../../shared/crypto/shamir.ts';
+import type { Shard } from '../../shared/crypto/shard.ts';
+import { ROOT_KEY_BYTES } from '../../shared/crypto/shard.ts';
+import {
+  AlreadyUnsealedError,
+  InvalidRequestError,
+  NotReadyError,
+} from '../../shared/errors/errors.ts';
+import type { Logger } from '../../shared/log/logger.ts';
+import type { RootKeyRecord, RootKeyStore } from '../store/root_key_store.ts';
+import { distributeRootKey } from './distribute.ts';
+import type { KeeperLink } from './keeper_link.ts';
+import { createKeyring, openKeyring, sealKeyring, verifyRootKey } from './keyring.ts';
+import { recoverRootKey } from './recover.ts';
+import type { RootKey } from './root_key.ts';
+
+export interface RootKeyManagerOptions {
+  readonly store: RootKeyStore;
+  readonly keepers: readonly KeeperLink[];
+  readonly threshold: number;
+  readonly rootKey: RootKey;
+  readonly logger: Logger;
+  /** How often the Keepers are checked once ready. */
+  readonly checkIntervalMs: number;
+  /** Cap of the recovery backoff while sealed. */
+  readonly recoveryMaxIntervalMs: number;
+  /** How long an unfinished initialisation may take before another Nexus may take over. */
+  readonly initDeadlineMs?: number;
+  /** Identifies this process in the store while it initialises. */
+  readonly owner?: string;
+  readonly now?: () => number;
+}
+
+/** What the Keepers looked like at the last check (no shard bytes). */
+export interface KeeperStatus {
+  readonly name: string;
+  readonly reachable: boolean;
+  readonly generations: readonly number[];
+}
+
+/** Progress of an operator restore. */
+export interface RestoreProgress {
+  readonly generation: number;
+  readonly collected: number;
+  readonly threshold: number;
+  readonly remaining: number;
+  readonly restored: boolean;
+}
+
+const DEFAULT_INIT_DEADLINE_MS = 60_000;
+const FIRST_RETRY_MS = 250;
+
+export class RootKeyManager {
+  readonly #o: RootKeyManagerOptions;
+  readonly #owner: string;
+  readonly #now: () => number;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+  #retryMs = FIRST_RETRY_MS;
+  /** Serialises start-up steps, checks, re-splits and restores. */
+  #queue: Promise<unknown> = Promise.resolve();
+  #keeperStatus: KeeperStatus[] = [];
+  /** Shards an operator submitted, per generation, until they unseal. */
+  readonly #restoreBuffer = new Map<number, Shard[]>();
+
+  constructor(options: RootKeyManagerOptions) {
+    if (options.keepers.length < options.threshold) {
+      throw new RangeError('There must be at least as many Keepers as the threshold');
+    }
+    this.#o = options;
+    this.#owner = options.owner ?? crypto.randomUUID();
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Starts the background work: recovery (or initialisation), then Keeper checks. */
+  start(): void {
+    this.#schedule(0);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    for (const shards of this.#restoreBuffer.values()) {
+      zeroize(...shards.map((shard) => shard.value));
+    }
+    this.#restoreBuffer.clear();
+  }
+
+  /** The Keepers as seen by the last check. */
+  keeperStatus(): readonly KeeperStatus[] {
+    return this.#keeperStatus;
+  }
+
+  /**
+   * One step of the background work, also called directly by tests: while
+   * sealed, one initialisation or recovery attempt; once ready, one check of
+   * the Keepers (re-splitting if one lacks the committed generation).
+   */
+  step(): Promise<void> {
+    return this.#serialised(() => (this.#o.rootKey.isReady ? this.#check() : this.#unsealOnce()));
+  }
+
+  /** A full split for offline safekeeping (break-glass recover). Not sent to Keepers. */
+  recoveryShards(): Promise<Shard[]> {
+    return this.#serialised(async () => {
+      if (!this.#o.rootKey.isReady) {
+        throw new NotReadyError('Nexus is sealed: recovery shards need the root key');
+      }
+      const generation = await this.#o.store.allocateGeneration();
+      const shards = await this.#o.rootKey.withKey((key) =>
+        splitRootKey(key, {
+          shares: this.#o.keepers.length,
+          threshold: this.#o.threshold,
+          generation,
+        }),
+      );
+      this.#o.logger.info('Made a recovery split for an operator', {
+        generation,
+        shares: shards.length,
+        threshold: this.#o.threshold,
+      });
+      return shards;
+    });
+  }
+
+  /** Break-glass restore: takes one shard; unseals when a generation reaches its threshold. */
+  restore(shard: Shard): Promise<RestoreProgress> {
+    return this.#serialised(async () => {
+      if (this.#o.rootKey.isReady) {
+        zeroize(shard.value);
+        throw new AlreadyUnsealedError();
+      }
+      const record = await this.#o.store.read();
+      if (record === undefined) {
+        zeroize(shard.value);
+        throw new InvalidRequestError('This Nexus store was never initialised: nothing to restore');
+      }
+      const buffer = this.#restoreBuffer.get(shard.generation) ?? [];
+      const duplicate = buffer.find((held) => held.index === shard.index);
+      if (duplicate === undefined) {
+        buffer.push({ ...shard, value: shard.value.slice() });
+        this.#restoreBuffer.set(shard.generation, buffer);
+      }
+      zeroize(shard.value);
+      const progress = (restored: boolean): RestoreProgress => ({
+        generation: shard.generation,
+        collected: restored ? shard.threshold : buffer.length,
+        threshold: shard.threshold,
+        remaining: restored ? 0 : Math.max(0, shard.threshold - buffer.length),
+        restored,
+      });
+      this.#o.logger.info('Restore: received a shard', {
+        generation: shard.generation,
+        index: shard.index,
+        collected: buffer.length,
+        threshold: shard.threshold,
+      });
+      if (buffer.length < shard.threshold) {
+        return progress(false);
+      }
+      const recovered = await recoverRootKey(buffer, (candidate) =>
+        verifyRootKey(candidate, record.sealedKeyring),
+      );
+      if (recovered === undefined) {
+        zeroize(...buffer.map((held) => held.value));
+        this.#restoreBuffer.delete(shard.generation);
+        throw new InvalidRequestError(
+          `The shards of generation ${shard.generation} do not recombine into this Nexus's root key; they were discarded`,
+        );
+      }
+      await this.#becomeReady(recovered.key, record, 'restore');
+      for (const shards of this.#restoreBuffer.values()) {
+        zeroize(...shards.map((held) => held.value));
+      }
+      this.#restoreBuffer.clear();
+      return progress(true);
+    });
+  }
+
+  #serialised<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(work, work);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  #schedule(delayMs: number): void {
+    if (this.#stopped) {
+      return;
+    }
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.step().then(
+        () => this.#schedule(this.#o.rootKey.isReady ? this.#o.checkIntervalMs : this.#backoff()),
+        (err: unknown) => {
+          this.#o.logger.error('Root key work failed; retrying', { error: describe(err) });
+          this.#schedule(this.#backoff());
+        },
+      );
+    }, delayMs);
+  }
+
+  #backoff(): number {
+    const delay = this.#retryMs;
+    this.#retryMs = Math.min(this.#retryMs * 2, this.#o.recoveryMaxIntervalMs);
+    return delay;
+  }
+
+  /** One attempt to leave the sealed state. */
+  async #unsealOnce(): Promise<void> {
+    const { store, logger } = this.#o;
+    const record = await store.read();
+    if (record === undefined) {
+      await this.#initialise();
+      return;
+    }
+    const shards = await this.#collectShards();
+    try {
+      const recovered = await recoverRootKey(shards, (candidate) =>
+        verifyRootKey(candidate, record.sealedKeyring),
+      );
+      if (recovered !== undefined) {
+        logger.info('Recovered the root key from the Keepers', {
+          generation: recovered.generation,
+        });
+        await this.#becomeReady(recovered.key, record, 'recovery');
+        return;
+      }
+    } finally {
+      zeroize(...shards.map((shard) => shard.value));
+    }
+    logger.info('Still sealed: not enough shards of one generation yet', {
+      shardsByGeneration: countByGeneration(shards),
+    });
+    if (
+      record.committedGeneration === null &&
+      record.initDeadline !== null &&
+      record.initDeadline.getTime() < this.#now()
+    ) {
+      await this.#takeOver();
+    }
+  }
+
+  /** First start on an empty store: whoever the store lets create the record. */
+  async #initialise(): Promise<void> {
+    const key = randomBytes(ROOT_KEY_BYTES);
+    const keyring = createKeyring();
+    try {
+      const created = await this.#o.store.tryInitialise({
+        sealedKeyring: sealKeyring(key, keyring),
+        owner: this.#owner,
+        deadline: new Date(this.#now() + (this.#o.initDeadlineMs ?? DEFAULT_INIT_DEADLINE_MS)),
+      });
+      if (!created) {
+        this.#o.logger.info(
+          'Another Nexus initialised the store; adopting its key from the Keepers',
+        );
+        return;
+      }
+      this.#o.logger.info('Initialising a new root key', { generation: 1 });
+      await this.#firstSplit(key, keyring, 1);
+    } finally {
+      zeroize(key, keyring);
+    }
+  }
+
+  /** Replaces an initialisation that another Nexus abandoned before committing. */
+  async #takeOver(): Promise<void> {
+    const key = randomBytes(ROOT_KEY_BYTES);
+    const keyring = createKeyring();
+    try {
+      const generation = await this.#o.store.tryTakeOver(
+        {
+          sealedKeyring: sealKeyring(key, keyring),
+          owner: this.#owner,
+          deadline: new Date(this.#now() + (this.#o.initDeadlineMs ?? DEFAULT_INIT_DEADLINE_MS)),
+        },
+        new Date(this.#now()),
+      );
+      if (generation === undefined) {
+        return;
+      }
+      this.#o.logger.warn('Took over an abandoned initialisation with a new root key', {
+        generation,
+      });
+      await this.#firstSplit(key, keyring, generation);
+    } finally {
+      zeroize(key, keyring);
+    }
+  }
+
+  /** Distributes a brand-new key; it becomes usable only once committed. */
+  async #firstSplit(key: Uint8Array, keyring: Uint8Array, generation: number): Promise<void> {
+    const result = await distributeRootKey(key, {
+      store: this.#o.store,
+      keepers: this.#o.keepers,
+      threshold: this.#o.threshold,
+      owner: this.#owner,
+      logger: this.#o.logger,
+      generation,
+    });
+    if (result.committed) {
+      this.#o.rootKey.unseal(key, keyring, generation);
+      this.#retryMs = FIRST_RETRY_MS;
+      this.#o.logger.info('Nexus is ready with a new root key', { generation });
+    }
+    // Otherwise the next step recovers these shards (or re-distributes).
+  }
+
+  async #becomeReady(key: Uint8Array, record: RootKeyRecord, how: string): Promise<void> {
+    const keyring = openKeyring(key, record.sealedKeyring);
+    try {
+      this.#o.rootKey.unseal(key, keyring, record.committedGeneration ?? 0);
+    } finally {
+      zeroize(key, keyring);
+    }
+    this.#retryMs = FIRST_RETRY_MS;
+    this.#o.logger.info('Nexus is ready', { how });
+    // Give every Keeper a shard of a fresh generation (restarted ones hold none).
+    await this.#resplit('after unsealing');
+  }
+
+  async #resplit(reason: string): Promise<void> {
+    const owner = this.#owner;
+    const result = await this.#o.rootKey.withKey((key) =>
+      distributeRootKey(key, {
+        store: this.#o.store,
+        keepers: this.#o.keepers,
+        threshold: this.#o.threshold,
+        owner,
+        logger: this.#o.logger,
+      }),
+    );
+    if (result.committed) {
+      this.#o.rootKey.generation = result.generation;
+    }
+    this.#o.logger.info('Re-split the root key', {
+      reason,
+      generation: result.generation,
+      committed: result.committed,
+      stored: result.stored.length,
+    });
+  }
+
+  /** Ready: re-supply any reachable Keeper that lacks the committed generation. */
+  async #check(): Promise<void> {
+    const record = await this.#o.store.read();
+    const committed = record?.committedGeneration ?? null;
+    const statuses = await Promise.all(
+      this.#o.keepers.map(async (keeper): Promise<KeeperStatus> => {
+        try {
+          return { name: keeper.name, reachable: true, generations: await keeper.generations() };
+        } catch {
+          return { name: keeper.name, reachable: false, generations: [] };
+        }
+      }),
+    );
+    this.#keeperStatus = statuses;
+    const lacking = statuses.filter(
+      (status) =>
+        status.reachable && (committed === null || !status.generations.includes(committed)),
+    );
+    if (lacking.length > 0) {
+      await this.#resplit(
+        `Keepers without generation ${committed}: ${lacking.map((s) => s.name).join(', ')}`,
+      );
+    }
+  }
+
+  /** Every shard every reachable Keeper holds. */
+  async #collectShards(): Promise<Shard[]> {
+    const results = await Promise.allSettled(this.#o.keepers.map((keeper) => keeper.listShards()));
+    const shards: Shard[] = [];
+    const statuses: KeeperStatus[] = [];
+    results.forEach((result, i) => {
+      const keeper = this.#o.keepers[i] as KeeperLink;
+      if (result.status === 'fulfilled') {
+        shards.push(...result.value);
+        statuses.push({
+          name: keeper.name,
+          reachable: true,
+          generations: [...new Set(result.value.map((shard) => shard.generation))].sort(
+            (a, b) => a - b,
+          ),
+        });
+      } else {
+        statuses.push({ name: keeper.name, reachable: false, generations: [] });
+      }
+    });
+    this.#keeperStatus = statuses;
+    return shards;
+  }
+}
+
+function countByGeneration(shards: readonly Shard[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const shard of shards) {
+    counts[String(shard.generation)] = (counts[String(shard.generation)] ?? 0) + 1;
+  }
+  return counts;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,45 @@
+/**
+ * `GET /v1/status`: ready (200) or sealed (503), as Vault's health route
+ * answers, with which Keepers answer and the generations they hold. For the
+ * operator roles only; liveness without data is `GET /v1/health`.
+ */
+import { Hono } from 'hono';
+import type { StatusResponse } from '../../shared/api/operator.ts';
+import { PATHS } from '../../shared/api/paths.ts';
+import { authorize } from '../../shared/http/authorize.ts';
+import type { PeerEnv } from '../../shared/http/peer.ts';
+import type { Logger } from '../../shared/log/logger.ts';
+import {
+  isPilotRecover,
+  isPilotRestore,
+  isPilotSuperuser,
+} from '../../shared/spiffe/identities.ts';
+import { matchEither } from '../../shared/spiffe/match.ts';
+import type { TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
+import type { RootKey } from '../root_key/root_key.ts';
+import type { KeeperStatus } from '../root_key/root_key_manager.ts';
+
+export interface StatusRoutesDeps {
+  readonly trustDomain: TrustDomain;
+  readonly rootKey: RootKey;
+  readonly keeperStatus: () => readonly KeeperStatus[];
+  readonly logger: Logger;
+}
+
+export function createStatusRoutes(deps: StatusRoutesDeps): Hono<PeerEnv> {
+  const td = deps.trustDomain;
+  const operators = matchEither(isPilotSuperuser(td), isPilotRecover(td), isPilotRestore(td));
+  const routes = new Hono<PeerEnv>();
+  routes.get(PATHS.status, authorize(operators, { logger: deps.logger }), (c) => {
+    const body: StatusResponse = {
+      state: deps.rootKey.state,
+      keepers: deps.keeperStatus().map((keeper) => ({
+        name: keeper.name,
+        reachable: keeper.reachable,
+        generations: [...keeper.generations],
+      })),
+    };
+    return c.json(body, deps.rootKey.isReady ? 200 : 503);
+  });
+  return routes;
+}

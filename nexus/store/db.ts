@@ -1,0 +1,168 @@
+/**
+ * Opens the SQLite database of Nexus. The only file that imports a SQLite
+ * driver (`@libsql/client`, which loads on Node and Deno alike).
+ *
+ * Opening does everything a usable database needs, in order: a private
+ * directory (0700) and file (0600), the pragmas, and the committed drizzle-kit
+ * migrations under `migrations/`.
+ *
+ * Pragmas, and why:
+ * - `journal_mode = WAL`: readers never block the writer and a commit writes
+ *   one file. It is a property of the file, so it holds for every connection.
+ * - `synchronous = FULL`: in WAL mode, NORMAL already survives a crash of the
+ *   process (`kill -9`), but a power loss or OS crash may roll back the last
+ *   acknowledged commits. FULL syncs the WAL on every commit, so an
+ *   acknowledged write (a committed shard generation, a secret) is durable.
+ *   A broker writes rarely; one fsync per commit is a fair price.
+ * - `busy_timeout` (the client's `timeout` option, applied to every connection
+ *   it opens): another process or connection holding the write lock makes a
+ *   statement wait up to that long instead of failing with SQLITE_BUSY at once.
+ * - `foreign_keys = ON`: plain SQLite leaves it off per connection (this
+ *   libsql build happens to default it on, as it defaults `synchronous` to
+ *   FULL); set and checked anyway, so a driver update cannot change them.
+ *
+ * The client keeps a single connection (`concurrency: 1`). The driver runs
+ * each statement synchronously on the calling thread, so more connections add
+ * no parallelism; one connection guarantees that the per-connection pragmas
+ * above hold for every statement, and that this process never waits (blocking
+ * its event loop) on a lock held by its own other connection. Consequence for
+ * callers: do multi-statement writes as one `db.batch([...])`, which runs to
+ * COMMIT without yielding, rather than an interactive `db.transaction()` that
+ * would hold the only connection across awaits.
+ */
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { type Client, createClient } from '@libsql/client';
+import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
+import { migrate } from 'drizzle-orm/libsql/migrator';
+import { InternalError } from '../../shared/errors/errors.ts';
+import * as schema from './schema.ts';
+
+/** The drizzle handle over the Nexus schema. */
+export type SqliteDb = LibSQLDatabase<typeof schema>;
+
+export interface OpenSqliteDatabaseOptions {
+  /** The database file; its directory is created (0700) when missing. */
+  readonly path: string;
+  /** How long a statement waits for another connection's lock. Default 5000. */
+  readonly busyTimeoutMs?: number;
+}
+
+export interface SqliteDatabase {
+  readonly db: SqliteDb;
+  /** The absolute path of the database file. */
+  readonly path: string;
+  /** Closes the connection. Idempotent. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
+
+/** Where the committed drizzle-kit migrations live, whatever the cwd or runtime. */
+const MIGRATIONS_FOLDER = fileURLToPath(new URL('./migrations', import.meta.url));
+
+/**
+ * Another process (or connection) may apply the same migration at the same
+ * moment; the loser's transaction fails and rolls back whole, and a second
+ * pass then finds it applied. A few passes cover that race.
+ */
+const MIGRATE_ATTEMPTS = 3;
+
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+
+/** The pragmas each connection must end up with, checked after setting them. */
+const PRAGMAS: readonly { readonly set: string; readonly name: string; readonly want: unknown }[] =
+  [
+    { set: 'PRAGMA journal_mode = WAL', name: 'journal_mode', want: 'wal' },
+    { set: 'PRAGMA synchronous = FULL', name: 'synchronous', want: 2 },
+    { set: 'PRAGMA foreign_keys = ON', name: 'foreign_keys', want: 1 },
+  ];
+
+export async function openSqliteDatabase(
+  options: OpenSqliteDatabaseOptions,
+): Promise<SqliteDatabase> {
+  const { path: givenPath, busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS } = options;
+  if (typeof givenPath !== 'string' || givenPath === '' || givenPath.startsWith(':')) {
+    throw new TypeError(`Expected a database file path, got "${String(givenPath)}"`);
+  }
+  if (!Number.isSafeInteger(busyTimeoutMs) || busyTimeoutMs < 0) {
+    throw new RangeError(`Expected busyTimeoutMs to be an integer >= 0, got ${busyTimeoutMs}`);
+  }
+  const path = resolve(givenPath);
+  prepareFile(path);
+
+  const client = createClient({
+    url: pathToFileURL(path).href,
+    concurrency: 1,
+    timeout: busyTimeoutMs,
+  });
+  const db = drizzle({ client, schema });
+  try {
+    await applyPragmas(client, path);
+    await migrateWithRetry(db);
+    restrictModes(path);
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+  let isClosed = false;
+  return {
+    db,
+    path,
+    close() {
+      if (!isClosed) {
+        isClosed = true;
+        client.close();
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+/**
+ * Creates the directory (0700) if missing and the file (0600) if missing, so
+ * the file is never readable by others, not even for a moment. An existing
+ * directory keeps its mode: it may be shared (a path under /tmp, say).
+ */
+function prepareFile(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: DIR_MODE });
+  closeSync(openSync(path, 'a', FILE_MODE));
+  chmodSync(path, FILE_MODE);
+}
+
+/** The file, its WAL and its shared-memory index: readable by the owner only. */
+function restrictModes(path: string): void {
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    if (existsSync(file)) chmodSync(file, FILE_MODE);
+  }
+}
+
+async function applyPragmas(client: Client, path: string): Promise<void> {
+  for (const pragma of PRAGMAS) {
+    await client.execute(pragma.set);
+    const result = await client.execute(`PRAGMA ${pragma.name}`);
+    const got = result.rows[0]?.[0];
+    if (got !== pragma.want) {
+      throw new InternalError(
+        `Cannot set "${pragma.name}" to ${JSON.stringify(pragma.want)} on "${path}": it is ${JSON.stringify(got)}`,
+      );
+    }
+  }
+}
+
+async function migrateWithRetry(db: SqliteDb): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await migrate(db, { migrationsFolder: MIGRATIONS_FOLDER });
+      return;
+    } catch (err) {
+      if (attempt >= MIGRATE_ATTEMPTS) {
+        throw new InternalError(`Cannot apply the database migrations in "${MIGRATIONS_FOLDER}"`, {
+          cause: err,
+        });
+      }
+    }
+  }
+}

@@ -1,0 +1,81 @@
+/**
+ * The SQLite tables of Nexus (drizzle). Only table definitions live here;
+ * `drizzle-kit generate` turns them into the committed SQL under
+ * `migrations/`, which `db.ts` applies at start-up.
+ *
+ * Names are chosen so that a PostgreSQL twin (`schema_pg.ts`, later) can use
+ * the same table and column names: snake_case, times as integer milliseconds
+ * since the epoch (`*_ms`, `bigint` there), bytes as `blob` here and `bytea`
+ * there. Constraint names are explicit for the same reason.
+ */
+import { sql } from 'drizzle-orm';
+import { check, customType, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+
+/**
+ * A BLOB column read and written as `Uint8Array`. The driver hands BLOBs back
+ * as `ArrayBuffer` (or `Buffer`); callers always get a fresh `Uint8Array` that
+ * shares memory with nothing else.
+ */
+const bytes = customType<{ data: Uint8Array; driverData: Uint8Array }>({
+  dataType() {
+    return 'blob';
+  },
+  toDriver(value) {
+    // A copy of exactly the view's bytes (a subarray or a Buffer slice
+    // would otherwise bring its whole backing buffer along).
+    return new Uint8Array(value);
+  },
+  fromDriver(value: unknown) {
+    if (value instanceof ArrayBuffer) return new Uint8Array(value.slice(0));
+    if (ArrayBuffer.isView(value)) {
+      return new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice();
+    }
+    throw new TypeError(`Expected a BLOB from the database, got ${typeof value}`);
+  },
+});
+
+/**
+ * The root-key record: exactly one row (`id = 1`, enforced by the database),
+ * so that of several Nexus processes initialising an empty store at once,
+ * exactly one INSERT succeeds. It never holds the root key, only the keyring
+ * sealed by it and the bookkeeping of shard generations.
+ */
+export const rootKey = sqliteTable(
+  'root_key',
+  {
+    /** Always 1: the table has a single row. */
+    id: integer('id').primaryKey(),
+    /** The keyring sealed under the root key (AEAD); a wrong key fails to open it. */
+    sealedKeyring: bytes('sealed_keyring').notNull(),
+    /** The last generation number handed out; only ever increases. */
+    lastGeneration: integer('last_generation').notNull(),
+    /** The newest generation held by at least `threshold` Keepers; null until the first. */
+    committedGeneration: integer('committed_generation'),
+    /** The Nexus process finishing an initialisation; null once committed. */
+    initOwner: text('init_owner'),
+    /** Until when `init_owner` may finish; afterwards another Nexus may take over. */
+    initDeadlineMs: integer('init_deadline_ms'),
+    createdAtMs: integer('created_at_ms').notNull(),
+    updatedAtMs: integer('updated_at_ms').notNull(),
+  },
+  (table) => [
+    check('root_key_single_row', sql`${table.id} = 1`),
+    check('root_key_generation_positive', sql`${table.lastGeneration} >= 1`),
+    check(
+      'root_key_committed_allocated',
+      sql`${table.committedGeneration} IS NULL OR (${table.committedGeneration} >= 1 AND ${table.committedGeneration} <= ${table.lastGeneration})`,
+    ),
+    // An owner always comes with a deadline, and an initialisation is
+    // pending (has an owner) exactly as long as nothing is committed.
+    check(
+      'root_key_init_owner_deadline',
+      sql`(${table.initOwner} IS NULL) = (${table.initDeadlineMs} IS NULL)`,
+    ),
+    check(
+      'root_key_init_until_commit',
+      sql`(${table.committedGeneration} IS NULL) = (${table.initOwner} IS NOT NULL)`,
+    ),
+  ],
+);
+
+export type RootKeyRow = typeof rootKey.$inferSelect;

@@ -1,0 +1,155 @@
+/**
+ * RootKeyStore on SQLite (drizzle + libsql). Every operation is one SQL
+ * statement whose WHERE clause carries the whole decision, so it is atomic
+ * against any other connection or process on the same file: there is no
+ * read-then-write anywhere. Outcomes are taken from RETURNING rows, never from
+ * `rowsAffected` (libsql reports 0 for statements with RETURNING), which also
+ * keeps the statements portable to PostgreSQL.
+ */
+import { and, eq, isNotNull, isNull, lt, or, sql } from 'drizzle-orm';
+import { InternalError } from '../../shared/errors/errors.ts';
+import {
+  checkDate,
+  checkGeneration,
+  checkInitialiseRequest,
+  checkOwner,
+} from './_root_key_checks.ts';
+import type { SqliteDatabase, SqliteDb } from './db.ts';
+import type { InitialiseRequest, RootKeyRecord, RootKeyStore } from './root_key_store.ts';
+import { type RootKeyRow, rootKey } from './schema.ts';
+
+/** The single row's key (the table's CHECK allows no other). */
+const ROW_ID = 1;
+const FIRST_GENERATION = 1;
+
+export class SqliteRootKeyStore implements RootKeyStore {
+  readonly #database: SqliteDatabase;
+  #isClosed = false;
+
+  /** Takes ownership of `database`: `close()` closes it. */
+  constructor(database: SqliteDatabase) {
+    this.#database = database;
+  }
+
+  async read(): Promise<RootKeyRecord | undefined> {
+    const rows = await this.#db().select().from(rootKey).where(eq(rootKey.id, ROW_ID)).limit(1);
+    const row = rows[0];
+    return row === undefined ? undefined : toRecord(row);
+  }
+
+  async tryInitialise(request: InitialiseRequest): Promise<boolean> {
+    checkInitialiseRequest(request);
+    const nowMs = Date.now();
+    const inserted = await this.#db()
+      .insert(rootKey)
+      .values({
+        id: ROW_ID,
+        sealedKeyring: request.sealedKeyring,
+        lastGeneration: FIRST_GENERATION,
+        committedGeneration: null,
+        initOwner: request.owner,
+        initDeadlineMs: request.deadline.getTime(),
+        createdAtMs: nowMs,
+        updatedAtMs: nowMs,
+      })
+      .onConflictDoNothing()
+      .returning({ id: rootKey.id });
+    return inserted.length === 1;
+  }
+
+  async tryTakeOver(request: InitialiseRequest, now: Date): Promise<number | undefined> {
+    checkInitialiseRequest(request);
+    checkDate('now', now);
+    const updated = await this.#db()
+      .update(rootKey)
+      .set({
+        sealedKeyring: request.sealedKeyring,
+        lastGeneration: sql`${rootKey.lastGeneration} + 1`,
+        initOwner: request.owner,
+        initDeadlineMs: request.deadline.getTime(),
+        updatedAtMs: Date.now(),
+      })
+      .where(
+        and(
+          eq(rootKey.id, ROW_ID),
+          isNull(rootKey.committedGeneration),
+          lt(rootKey.initDeadlineMs, now.getTime()),
+        ),
+      )
+      .returning({ generation: rootKey.lastGeneration });
+    return updated[0]?.generation;
+  }
+
+  async allocateGeneration(): Promise<number> {
+    const updated = await this.#db()
+      .update(rootKey)
+      .set({
+        lastGeneration: sql`${rootKey.lastGeneration} + 1`,
+        updatedAtMs: Date.now(),
+      })
+      .where(eq(rootKey.id, ROW_ID))
+      .returning({ generation: rootKey.lastGeneration });
+    const generation = updated[0]?.generation;
+    if (generation === undefined) {
+      throw new InternalError('Cannot allocate a generation: the root key record does not exist');
+    }
+    return generation;
+  }
+
+  async commitGeneration(generation: number, owner: string): Promise<boolean> {
+    checkGeneration(generation);
+    checkOwner(owner);
+    // committed = max(committed, generation), written as CASE so that the same
+    // statement works on PostgreSQL (SQLite's max() is NULL on a NULL input).
+    const updated = await this.#db()
+      .update(rootKey)
+      .set({
+        committedGeneration: sql`CASE WHEN ${rootKey.committedGeneration} IS NULL OR ${rootKey.committedGeneration} < ${generation} THEN ${generation} ELSE ${rootKey.committedGeneration} END`,
+        initOwner: null,
+        initDeadlineMs: null,
+        updatedAtMs: Date.now(),
+      })
+      .where(
+        and(
+          eq(rootKey.id, ROW_ID),
+          sql`${generation} <= ${rootKey.lastGeneration}`,
+          or(isNotNull(rootKey.committedGeneration), eq(rootKey.initOwner, owner)),
+        ),
+      )
+      .returning({ committed: rootKey.committedGeneration });
+    if (updated.length === 1) return true;
+    // Nothing changed. Tell a lost race (false) from a caller's bug: the last
+    // generation only ever grows, so reading it now is as good as in the
+    // UPDATE above for deciding whether `generation` was ever handed out.
+    const record = await this.read();
+    if (record === undefined) {
+      throw new InternalError('Cannot commit a generation: the root key record does not exist');
+    }
+    if (generation > record.lastGeneration) {
+      throw new RangeError(
+        `Cannot commit generation ${generation}: only ${record.lastGeneration} were allocated`,
+      );
+    }
+    return false;
+  }
+
+  close(): Promise<void> {
+    this.#isClosed = true;
+    return this.#database.close();
+  }
+
+  #db(): SqliteDb {
+    if (this.#isClosed) throw new InternalError('The root key store is closed');
+    return this.#database.db;
+  }
+}
+
+function toRecord(row: RootKeyRow): RootKeyRecord {
+  return Object.freeze({
+    sealedKeyring: row.sealedKeyring,
+    lastGeneration: row.lastGeneration,
+    committedGeneration: row.committedGeneration,
+    initOwner: row.initOwner,
+    initDeadline: row.initDeadlineMs === null ? null : new Date(row.initDeadlineMs),
+  });
+}

@@ -1,0 +1,86 @@
+/**
+ * Authenticated encryption for everything Nexus keeps at rest:
+ * XChaCha20-Poly1305 (@noble/ciphers) with a fresh random 24-byte nonce per
+ * message, so random nonces are safe for any number of messages.
+ *
+ * Sealed layout: `version (1 byte) ‖ nonce (24) ‖ ciphertext ‖ tag (16)`.
+ * The version byte is authenticated too (it is prefixed to the AAD), and the
+ * AAD is required: it binds a ciphertext to its place (for example a secret's
+ * path), so a ciphertext moved elsewhere fails to open.
+ */
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { DecryptionFailedError } from '../errors/errors.ts';
+import { randomBytes } from './bytes.ts';
+
+export const AEAD_KEY_BYTES = 32;
+export const AEAD_NONCE_BYTES = 24;
+export const AEAD_TAG_BYTES = 16;
+/** The only layout so far. */
+const LAYOUT_VERSION = 1;
+const HEADER_BYTES = 1 + AEAD_NONCE_BYTES;
+/** Size of a sealed empty plaintext: the smallest valid input to `open()`. */
+export const AEAD_OVERHEAD_BYTES = HEADER_BYTES + AEAD_TAG_BYTES;
+
+/** Encrypts and authenticates `plaintext`, bound to `aad`. */
+export function seal(key: Uint8Array, plaintext: Uint8Array, aad: Uint8Array): Uint8Array {
+  checkKey(key);
+  checkBytes(plaintext, 'plaintext');
+  checkAad(aad);
+  const sealed = new Uint8Array(AEAD_OVERHEAD_BYTES + plaintext.length);
+  sealed[0] = LAYOUT_VERSION;
+  const nonce = randomBytes(AEAD_NONCE_BYTES);
+  sealed.set(nonce, 1);
+  const body = xchacha20poly1305(key, nonce, versionedAad(LAYOUT_VERSION, aad)).encrypt(plaintext);
+  sealed.set(body, HEADER_BYTES);
+  return sealed;
+}
+
+/**
+ * Authenticates and decrypts what `seal()` produced under the same key and
+ * AAD. Every failure (truncated, unknown version, any changed bit, wrong key
+ * or AAD) throws `DecryptionFailedError` with one fixed message, so nothing
+ * tells the causes apart.
+ */
+export function open(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): Uint8Array {
+  checkKey(key);
+  checkBytes(sealed, 'sealed');
+  checkAad(aad);
+  if (sealed.length < AEAD_OVERHEAD_BYTES || sealed[0] !== LAYOUT_VERSION) {
+    throw new DecryptionFailedError();
+  }
+  const nonce = sealed.subarray(1, HEADER_BYTES);
+  try {
+    return xchacha20poly1305(key, nonce, versionedAad(LAYOUT_VERSION, aad)).decrypt(
+      sealed.subarray(HEADER_BYTES),
+    );
+  } catch {
+    throw new DecryptionFailedError();
+  }
+}
+
+function versionedAad(version: number, aad: Uint8Array): Uint8Array {
+  const out = new Uint8Array(1 + aad.length);
+  out[0] = version;
+  out.set(aad, 1);
+  return out;
+}
+
+function checkBytes(value: unknown, name: string): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new TypeError(`The ${name} must be a Uint8Array`);
+  }
+}
+
+function checkKey(key: unknown): asserts key is Uint8Array {
+  checkBytes(key, 'key');
+  if (key.length !== AEAD_KEY_BYTES) {
+    throw new RangeError(`The key must be ${AEAD_KEY_BYTES} bytes, got ${key.length}`);
+  }
+}
+
+function checkAad(aad: unknown): asserts aad is Uint8Array {
+  checkBytes(aad, 'associated data');
+  if (aad.length === 0) {
+    throw new RangeError('The associated data must not be empty');
+  }
+}
