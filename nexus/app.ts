@@ -1,18 +1,26 @@
-/** Nexus's HTTP app: requirePeer first, then health, status and operator routes. */
+/**
+ * Nexus's HTTP app. Middleware order (outermost first): the audit trail,
+ * requirePeer, no-store, the body limit; then health, status, secrets,
+ * policies and the break-glass operator routes; one error handler.
+ */
 import type { Hono } from 'hono';
 import { createBaseApp } from '../shared/http/app.ts';
+import type { AuditSink } from '../shared/http/audit.ts';
 import { limitBody } from '../shared/http/body_limit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
 import type { Logger } from '../shared/log/logger.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
+import type { AccessChecker } from './access/check_access.ts';
+import type { PolicyCache } from './access/policy_cache.ts';
 import type { RootKey } from './root_key/root_key.ts';
 import type { RootKeyManager } from './root_key/root_key_manager.ts';
 import { createOperatorRoutes } from './routes/operator.ts';
-import { createStatusRoutes } from './routes/status.ts';
-
-/** Operator bodies are one shard of text; secrets routes will set their own limit. */
-const BODY_LIMIT_BYTES = 64 * 1024;
+import { createPolicyRoutes } from './routes/policies.ts';
+import { createSecretRoutes } from './routes/secrets.ts';
+import { createStatusRoutes, type NexusStats } from './routes/status.ts';
+import type { PolicyStore } from './store/policy_store.ts';
+import type { SecretStore } from './store/secret_store.ts';
 
 export interface NexusAppDeps {
   readonly getPeer: GetPeer;
@@ -20,21 +28,48 @@ export interface NexusAppDeps {
   readonly trustDomain: TrustDomain;
   readonly rootKey: RootKey;
   readonly manager: RootKeyManager;
+  readonly secrets: SecretStore;
+  readonly policies: PolicyStore;
+  readonly policyCache: PolicyCache;
+  readonly access: AccessChecker;
+  readonly stats: () => NexusStats;
+  readonly maxBodyBytes: number;
+  readonly auditSink?: AuditSink;
 }
 
 export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
-  const app = createBaseApp(deps.getPeer, deps.logger);
-  app.use(limitBody(BODY_LIMIT_BYTES));
+  const { trustDomain, logger } = deps;
+  const app = createBaseApp(
+    deps.getPeer,
+    logger,
+    deps.auditSink === undefined ? {} : { audit: { sink: deps.auditSink, component: 'nexus' } },
+  );
+  app.use(limitBody(deps.maxBodyBytes));
   app.route('/', createHealthRoutes('nexus'));
   app.route(
     '/',
     createStatusRoutes({
-      trustDomain: deps.trustDomain,
+      trustDomain,
       rootKey: deps.rootKey,
       keeperStatus: () => deps.manager.keeperStatus(),
-      logger: deps.logger,
+      stats: deps.stats,
+      logger,
     }),
   );
-  app.route('/', createOperatorRoutes(deps));
+  app.route(
+    '/',
+    createSecretRoutes({ trustDomain, store: deps.secrets, access: deps.access, logger }),
+  );
+  app.route(
+    '/',
+    createPolicyRoutes({
+      trustDomain,
+      checker: deps.access,
+      cache: deps.policyCache,
+      store: deps.policies,
+      logger,
+    }),
+  );
+  app.route('/', createOperatorRoutes({ trustDomain, manager: deps.manager, logger }));
   return app;
 }

@@ -22,6 +22,16 @@ export const ENV_NEXUS_DATA_DIR = 'SPIKE_NEXUS_DATA_DIR';
 export const ENV_NEXUS_KEEPER_UPDATE_INTERVAL = 'SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL';
 export const ENV_NEXUS_RECOVERY_MAX_INTERVAL = 'SPIKE_NEXUS_RECOVERY_MAX_INTERVAL';
 export const ENV_NEXUS_KEEPER_TIMEOUT = 'SPIKE_NEXUS_KEEPER_TIMEOUT';
+export const ENV_NEXUS_BACKEND_STORE = 'SPIKE_NEXUS_BACKEND_STORE';
+export const ENV_NEXUS_MAX_SECRET_VERSIONS = 'SPIKE_NEXUS_MAX_SECRET_VERSIONS';
+export const ENV_NEXUS_MAX_BODY_BYTES = 'SPIKE_NEXUS_MAX_BODY_BYTES';
+export const ENV_NEXUS_AUDIT_LOG = 'SPIKE_NEXUS_AUDIT_LOG';
+
+/** `sqlite`: a file in the data dir; `memory`: gone at exit (tests, throw-away dev). */
+export const BACKEND_STORES = ['sqlite', 'memory'] as const;
+export type BackendStore = (typeof BACKEND_STORES)[number];
+export const DEFAULT_MAX_SECRET_VERSIONS = 10;
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
 export const DEFAULT_NEXUS_TLS_PORT = 8553;
 export const DEFAULT_SHAMIR_SHARES = 3;
@@ -42,6 +52,11 @@ export interface NexusConfig {
   readonly keeperUpdateIntervalMs: number;
   readonly recoveryMaxIntervalMs: number;
   readonly keeperTimeoutMs: number;
+  readonly backendStore: BackendStore;
+  readonly maxSecretVersions: number;
+  readonly maxBodyBytes: number;
+  /** A JSON-lines file for the audit trail, or `-` for stdout. */
+  readonly auditLog: string;
 }
 
 export function loadNexusConfig(env: Env): NexusConfig {
@@ -82,7 +97,24 @@ export function loadNexusConfig(env: Env): NexusConfig {
   const keeperTimeoutMs = reader.durationMs(ENV_NEXUS_KEEPER_TIMEOUT, DEFAULT_KEEPER_TIMEOUT_MS, {
     min: 100,
   });
+  const backendStore = reader.oneOf(ENV_NEXUS_BACKEND_STORE, BACKEND_STORES, 'sqlite');
+  const maxSecretVersions = reader.int(ENV_NEXUS_MAX_SECRET_VERSIONS, DEFAULT_MAX_SECRET_VERSIONS, {
+    min: 1,
+    max: 1000,
+  });
+  const maxBodyBytes = reader.int(ENV_NEXUS_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, {
+    min: 1024,
+    max: 64 * 1024 * 1024,
+  });
+  const auditLog = reader.str(ENV_NEXUS_AUDIT_LOG, '-');
+  if (auditLog !== '-' && !isAbsolute(auditLog)) {
+    reader.problem(ENV_NEXUS_AUDIT_LOG, auditLog, 'must be "-" (stdout) or an absolute file path');
+  }
   return reader.finish({
+    backendStore,
+    maxSecretVersions,
+    maxBodyBytes,
+    auditLog,
     identity,
     listen,
     keeperPeers,

@@ -1,34 +1,63 @@
 /**
- * Composition root of Nexus: config → database → SVID → Keeper links → root
- * key manager → mTLS server. Any SVID of our trust domain may connect; each
- * route authorizes the caller's SPIFFE ID. Nexus starts sealed and unseals
- * itself from the Keepers (or initialises an empty store).
+ * Composition root of Nexus: config → database → stores → SVID → Keeper
+ * links → root key manager → mTLS server. Any SVID of our trust domain may
+ * connect; each route authorizes the caller's SPIFFE ID. Nexus starts sealed
+ * and unseals itself from the Keepers (or initialises an empty store).
  */
 import { join } from 'node:path';
 import { VERSION } from '../shared/api/version.ts';
-import { startMtlsService } from '../shared/http/service.ts';
+import { createFileAuditSink } from '../shared/http/audit.ts';
+import { type MtlsService, startMtlsService } from '../shared/http/service.ts';
 import { createLogger } from '../shared/log/logger.ts';
 import { environment, runService } from '../shared/runtime/process.ts';
 import { isKeeper, isNexus } from '../shared/spiffe/identities.ts';
 import { matchMemberOf } from '../shared/spiffe/match.ts';
 import { MtlsClient } from '../shared/spiffe/mtls_client.ts';
+import { createAccessChecker } from './access/check_access.ts';
+import { loadPolicyCache } from './access/policy_cache.ts';
 import { createApp } from './app.ts';
 import { loadNexusConfig } from './config.ts';
 import { createHttpsKeeperLink } from './root_key/keeper_link.ts';
 import { RootKey } from './root_key/root_key.ts';
 import { RootKeyManager } from './root_key/root_key_manager.ts';
-import { openSqliteDatabase } from './store/db.ts';
+import { openMemoryDatabase, openSqliteDatabase } from './store/db.ts';
+import { SqlPolicyStore } from './store/policy_store.ts';
+import { SqlSecretStore } from './store/sql_secret_store.ts';
 import { SqliteRootKeyStore } from './store/sqlite_root_key_store.ts';
 
 await runService('spike-nexus', async () => {
   const config = loadNexusConfig(environment());
   const logger = createLogger({ component: 'nexus', level: config.identity.logLevel });
   const td = config.identity.trustDomain;
-  const database = await openSqliteDatabase({ path: join(config.dataDir, 'spike.db') });
-  const store = new SqliteRootKeyStore(database);
+  const database =
+    config.backendStore === 'memory'
+      ? await openMemoryDatabase()
+      : await openSqliteDatabase({ path: join(config.dataDir, 'spike.db') });
   const rootKey = new RootKey();
+  const rootKeys = new SqliteRootKeyStore(database);
+  const secrets = new SqlSecretStore({
+    database,
+    keyring: rootKey.withKeyring.bind(rootKey),
+    maxVersionsDefault: config.maxSecretVersions,
+  });
+  const policies = new SqlPolicyStore(database.db);
+  const policyCache = await loadPolicyCache({ store: policies, logger });
+  const access = createAccessChecker({ trustDomain: td, policies: () => policyCache.policies() });
+  const auditSink = createFileAuditSink(config.auditLog);
+  let deniedRequests = 0;
+  const countingAuditSink = {
+    write(event: Parameters<typeof auditSink.write>[0]) {
+      if (event.outcome === 'denied') {
+        deniedRequests += 1;
+      }
+      auditSink.write(event);
+    },
+    close: () => auditSink.close(),
+  };
   let manager: RootKeyManager | undefined;
   let keeperClient: MtlsClient | undefined;
+  // The server's refusal count is read by the status route once it exists.
+  const started: { service?: MtlsService } = {};
   const service = await startMtlsService({
     identity: config.identity,
     logger,
@@ -44,7 +73,7 @@ await runService('spike-nexus', async () => {
       });
       const client = keeperClient;
       manager = new RootKeyManager({
-        store,
+        store: rootKeys,
         keepers: config.keeperPeers.map((url) =>
           createHttpsKeeperLink(url, client, config.keeperTimeoutMs),
         ),
@@ -54,18 +83,43 @@ await runService('spike-nexus', async () => {
         checkIntervalMs: config.keeperUpdateIntervalMs,
         recoveryMaxIntervalMs: config.recoveryMaxIntervalMs,
       });
-      return createApp({ getPeer, logger, trustDomain: td, rootKey, manager }).fetch as never;
+      const stats = () => {
+        const svid = source.getX509Svid();
+        return {
+          spiffeId: svid.id.toString(),
+          svidNotAfter: svid.notAfter.toISOString(),
+          refusedHandshakes: started.service?.server.verifier.refusedCount ?? 0,
+          deniedRequests,
+        };
+      };
+      return createApp({
+        getPeer,
+        logger,
+        trustDomain: td,
+        rootKey,
+        manager,
+        secrets,
+        policies,
+        policyCache,
+        access,
+        stats,
+        maxBodyBytes: config.maxBodyBytes,
+        auditSink: countingAuditSink,
+      }).fetch as never;
     },
     onStop: async () => {
       manager?.stop();
       keeperClient?.close();
       rootKey.seal();
-      await store.close();
+      auditSink.close();
+      await database.close();
     },
   });
+  started.service = service;
   logger.info('Nexus is sealed until the root key is recovered', {
     keepers: config.keeperPeers.map((url) => url.origin),
     threshold: config.shamirThreshold,
+    backendStore: config.backendStore,
   });
   manager?.start();
   return service.stop;

@@ -1,6 +1,8 @@
 /**
  * `GET /v1/status`: ready (200) or sealed (503), as Vault's health route
- * answers, with which Keepers answer and the generations they hold. For the
+ * answers, with which Keepers answer and the generations they hold, our own
+ * SPIFFE ID and SVID expiry, and the counts of refused handshakes and denied
+ * requests since start. For the
  * operator roles only; liveness without data is `GET /v1/health`.
  */
 import { Hono } from 'hono';
@@ -19,10 +21,21 @@ import type { TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import type { RootKey } from '../root_key/root_key.ts';
 import type { KeeperStatus } from '../root_key/root_key_manager.ts';
 
+/** What a SPIFFE deployment monitors: our identity's expiry and authentication failures. */
+export interface NexusStats {
+  readonly spiffeId: string;
+  readonly svidNotAfter: string;
+  /** TLS connections refused since start (no, invalid or unauthorized SVID). */
+  readonly refusedHandshakes: number;
+  /** Requests denied by a role or policy since start. */
+  readonly deniedRequests: number;
+}
+
 export interface StatusRoutesDeps {
   readonly trustDomain: TrustDomain;
   readonly rootKey: RootKey;
   readonly keeperStatus: () => readonly KeeperStatus[];
+  readonly stats: () => NexusStats;
   readonly logger: Logger;
 }
 
@@ -33,6 +46,7 @@ export function createStatusRoutes(deps: StatusRoutesDeps): Hono<PeerEnv> {
   routes.get(PATHS.status, authorize(operators, { logger: deps.logger }), (c) => {
     const body: StatusResponse = {
       state: deps.rootKey.state,
+      ...deps.stats(),
       keepers: deps.keeperStatus().map((keeper) => ({
         name: keeper.name,
         reachable: keeper.reachable,

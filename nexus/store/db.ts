@@ -51,7 +51,7 @@ export interface OpenSqliteDatabaseOptions {
 
 export interface SqliteDatabase {
   readonly db: SqliteDb;
-  /** The absolute path of the database file. */
+  /** The absolute path of the database file (`:memory:` for an in-memory database). */
   readonly path: string;
   /** Closes the connection. Idempotent. */
   close(): Promise<void>;
@@ -72,13 +72,27 @@ const MIGRATE_ATTEMPTS = 3;
 const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
 
+interface Pragma {
+  readonly set: string;
+  readonly name: string;
+  readonly want: unknown;
+}
+
+const FOREIGN_KEYS_PRAGMA: Pragma = {
+  set: 'PRAGMA foreign_keys = ON',
+  name: 'foreign_keys',
+  want: 1,
+};
+
 /** The pragmas each connection must end up with, checked after setting them. */
-const PRAGMAS: readonly { readonly set: string; readonly name: string; readonly want: unknown }[] =
-  [
-    { set: 'PRAGMA journal_mode = WAL', name: 'journal_mode', want: 'wal' },
-    { set: 'PRAGMA synchronous = FULL', name: 'synchronous', want: 2 },
-    { set: 'PRAGMA foreign_keys = ON', name: 'foreign_keys', want: 1 },
-  ];
+const PRAGMAS: readonly Pragma[] = [
+  { set: 'PRAGMA journal_mode = WAL', name: 'journal_mode', want: 'wal' },
+  { set: 'PRAGMA synchronous = FULL', name: 'synchronous', want: 2 },
+  FOREIGN_KEYS_PRAGMA,
+];
+
+/** An in-memory database has no journal file to sync; only the constraints matter. */
+const MEMORY_PRAGMAS: readonly Pragma[] = [FOREIGN_KEYS_PRAGMA];
 
 export async function openSqliteDatabase(
   options: OpenSqliteDatabaseOptions,
@@ -98,11 +112,35 @@ export async function openSqliteDatabase(
     concurrency: 1,
     timeout: busyTimeoutMs,
   });
+  return await finishOpening(client, path, PRAGMAS, () => restrictModes(path));
+}
+
+/** The path reported by a database opened with `openMemoryDatabase()`. */
+export const MEMORY_DATABASE_PATH = ':memory:';
+
+/**
+ * A private, empty database in memory with the same schema (migrations) and
+ * semantics as a file: the `memory` backend and tests. It lives on its one
+ * connection and is gone once closed. Journal and sync pragmas do not apply
+ * to memory; foreign keys are set and checked as for a file.
+ */
+export async function openMemoryDatabase(): Promise<SqliteDatabase> {
+  const client = createClient({ url: MEMORY_DATABASE_PATH, concurrency: 1 });
+  return await finishOpening(client, MEMORY_DATABASE_PATH, MEMORY_PRAGMAS, () => {});
+}
+
+/** Pragmas, migrations, then the handle; closes the client if any step fails. */
+async function finishOpening(
+  client: Client,
+  path: string,
+  pragmas: readonly Pragma[],
+  afterMigrations: () => void,
+): Promise<SqliteDatabase> {
   const db = drizzle({ client, schema });
   try {
-    await applyPragmas(client, path);
+    await applyPragmas(client, path, pragmas);
     await migrateWithRetry(db);
-    restrictModes(path);
+    afterMigrations();
   } catch (err) {
     client.close();
     throw err;
@@ -139,8 +177,12 @@ function restrictModes(path: string): void {
   }
 }
 
-async function applyPragmas(client: Client, path: string): Promise<void> {
-  for (const pragma of PRAGMAS) {
+async function applyPragmas(
+  client: Client,
+  path: string,
+  pragmas: readonly Pragma[],
+): Promise<void> {
+  for (const pragma of pragmas) {
     await client.execute(pragma.set);
     const result = await client.execute(`PRAGMA ${pragma.name}`);
     const got = result.rows[0]?.[0];

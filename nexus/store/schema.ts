@@ -9,7 +9,15 @@
  * there. Constraint names are explicit for the same reason.
  */
 import { sql } from 'drizzle-orm';
-import { check, customType, integer, sqliteTable, text } from 'drizzle-orm/sqlite-core';
+import {
+  check,
+  customType,
+  foreignKey,
+  integer,
+  primaryKey,
+  sqliteTable,
+  text,
+} from 'drizzle-orm/sqlite-core';
 
 /**
  * A BLOB column read and written as `Uint8Array`. The driver hands BLOBs back
@@ -79,3 +87,88 @@ export const rootKey = sqliteTable(
 );
 
 export type RootKeyRow = typeof rootKey.$inferSelect;
+
+/**
+ * One row per path that exists: its bookkeeping and custom metadata. A path
+ * has this row exactly as long as it has version rows (`secrets`), which
+ * reference it and go with it (ON DELETE CASCADE).
+ */
+export const secretMetadata = sqliteTable(
+  'secret_metadata',
+  {
+    path: text('path').primaryKey(),
+    createdAtMs: integer('created_at_ms').notNull(),
+    updatedAtMs: integer('updated_at_ms').notNull(),
+    /** The newest version written (the next put writes `current_version + 1`). */
+    currentVersion: integer('current_version').notNull(),
+    /** The oldest version still kept; older ones were removed by the cap. */
+    oldestVersion: integer('oldest_version').notNull(),
+    /** This path's own cap on kept versions; null uses the store's default. */
+    maxVersions: integer('max_versions'),
+    /** The custom metadata as JSON, sealed (AEAD, bound to the path); null when empty. */
+    customMetadata: bytes('custom_metadata'),
+  },
+  (table) => [
+    check('secret_metadata_oldest_positive', sql`${table.oldestVersion} >= 1`),
+    check(
+      'secret_metadata_current_not_older',
+      sql`${table.currentVersion} >= ${table.oldestVersion}`,
+    ),
+    check(
+      'secret_metadata_max_versions_positive',
+      sql`${table.maxVersions} IS NULL OR ${table.maxVersions} >= 1`,
+    ),
+  ],
+);
+
+/**
+ * One row per kept version of a secret. The data is sealed (AEAD) and bound to
+ * the path and version number, so a ciphertext copied to another row fails
+ * to open. A destroyed version keeps its row (the number stays in the
+ * history) but loses its ciphertext.
+ */
+export const secrets = sqliteTable(
+  'secrets',
+  {
+    path: text('path').notNull(),
+    version: integer('version').notNull(),
+    createdAtMs: integer('created_at_ms').notNull(),
+    /** Set by a soft delete, cleared by undelete. */
+    deletedAtMs: integer('deleted_at_ms'),
+    destroyed: integer('destroyed', { mode: 'boolean' }).notNull().default(false),
+    /** The data as JSON, sealed; null exactly when destroyed. */
+    ciphertext: bytes('ciphertext'),
+  },
+  (table) => [
+    primaryKey({ name: 'secrets_pk', columns: [table.path, table.version] }),
+    foreignKey({
+      name: 'secrets_path_fk',
+      columns: [table.path],
+      foreignColumns: [secretMetadata.path],
+    }).onDelete('cascade'),
+    check('secrets_version_positive', sql`${table.version} >= 1`),
+    check(
+      'secrets_destroyed_no_data',
+      sql`(${table.destroyed} = 1) = (${table.ciphertext} IS NULL)`,
+    ),
+  ],
+);
+
+/**
+ * Access policies: who (a SPIFFE ID pattern) may do what (permissions) where
+ * (a secret path pattern). Stored in clear: they are configuration, not
+ * secrets, and must be readable to decide access.
+ */
+export const policies = sqliteTable('policies', {
+  name: text('name').primaryKey(),
+  spiffeIdPattern: text('spiffe_id_pattern').notNull(),
+  pathPattern: text('path_pattern').notNull(),
+  /** A JSON array of permission names. */
+  permissions: text('permissions').notNull(),
+  createdAtMs: integer('created_at_ms').notNull(),
+  updatedAtMs: integer('updated_at_ms').notNull(),
+});
+
+export type SecretMetadataRow = typeof secretMetadata.$inferSelect;
+export type SecretRow = typeof secrets.$inferSelect;
+export type PolicyRow = typeof policies.$inferSelect;

@@ -29,6 +29,10 @@ export interface RestoreResponse {
 /** `GET /v1/status`: 200 when ready, 503 when sealed. */
 export interface StatusResponse {
   readonly state: 'ready' | 'sealed';
+  readonly spiffeId: string;
+  readonly svidNotAfter: string;
+  readonly refusedHandshakes: number;
+  readonly deniedRequests: number;
   readonly keepers: readonly {
     readonly name: string;
     readonly reachable: boolean;

@@ -12,6 +12,18 @@ export const PATHS = {
   status: '/v1/status',
   /** Nexus, break-glass: a full set of shards (recover role only). */
   operatorRecover: '/v1/operator/recover',
+  /** Nexus: a secret version (GET read, PUT write, DELETE soft delete); `/{path}` follows. */
+  secretData: '/v1/secrets/data',
+  /** Nexus: a secret's metadata (GET, PUT, DELETE removes the path); `/{path}` follows. */
+  secretMetadata: '/v1/secrets/metadata',
+  /** Nexus: undo soft deletes; `/{path}` follows. */
+  secretUndelete: '/v1/secrets/undelete',
+  /** Nexus: remove version data for good; `/{path}` follows. */
+  secretDestroy: '/v1/secrets/destroy',
+  /** Nexus: list the paths under a prefix that the caller may list. */
+  secretList: '/v1/secrets/list',
   /** Nexus, break-glass: submit one shard (restore role only). */
   operatorRestore: '/v1/operator/restore',
+  /** Nexus: GET lists every policy; `/{name}` follows for GET, PUT and DELETE of one. */
+  policies: '/v1/policies',
 } as const;

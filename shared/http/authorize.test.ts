@@ -3,9 +3,9 @@ import { describe, test } from 'node:test';
 import { Hono } from 'hono';
 import { createLogger, createMemorySink } from '../log/logger.ts';
 import { matchAny, matchId } from '../spiffe/match.ts';
-import { parseSpiffeId } from '../spiffe/spiffe_id.ts';
+import { parseSpiffeId, type SpiffeId } from '../spiffe/spiffe_id.ts';
 import { createBaseApp } from './app.ts';
-import { authorize, isAuthorizeHandler } from './authorize.ts';
+import { authorize, authorizeRequest, authorizeWith, isAuthorizeHandler } from './authorize.ts';
 
 const ADMIN = parseSpiffeId('spiffe://example.org/admin');
 const HOUR_MS = 3_600_000;
@@ -71,5 +71,88 @@ describe('authorize()', () => {
 
   test('takes only matchers', () => {
     assert.throws(() => authorize((() => true) as never), TypeError);
+  });
+});
+
+describe('authorizeWith()', () => {
+  function appWith(peerId: string, check: (id: SpiffeId) => boolean) {
+    const sink = createMemorySink();
+    const logger = createLogger({ component: 'test', sink });
+    const app = createBaseApp(
+      () => ({
+        id: parseSpiffeId(peerId),
+        notBefore: new Date(Date.now() - HOUR_MS),
+        notAfter: new Date(Date.now() + HOUR_MS),
+        serialNumber: '01',
+      }),
+      logger,
+    );
+    let ran = 0;
+    const seen: string[] = [];
+    app.get(
+      '/thing',
+      authorizeWith(
+        (id) => {
+          seen.push(id.toString());
+          return check(id);
+        },
+        'write on "sys/things"',
+        { logger },
+      ),
+      (c) => {
+        ran += 1;
+        return c.text('ok');
+      },
+    );
+    return { app, sink, seen, ran: () => ran };
+  }
+
+  test('admits when the check says yes, passing it the parsed peer ID', async () => {
+    const { app, seen, ran } = appWith('spiffe://example.org/admin', () => true);
+    assert.equal((await app.request('/thing')).status, 200);
+    assert.deepEqual(seen, ['spiffe://example.org/admin']);
+    assert.equal(ran(), 1);
+  });
+
+  test('refuses with ERR_ACCESS_DENIED when it says no; the description goes to the log', async () => {
+    const { app, sink, ran } = appWith('spiffe://example.org/user', () => false);
+    const res = await app.request('/thing');
+    assert.equal(res.status, 403);
+    assert.equal(
+      ((await res.json()) as { error: { code: string } }).error.code,
+      'ERR_ACCESS_DENIED',
+    );
+    assert.equal(ran(), 0);
+    const denial = sink.lines.find((line) => line.msg === 'Access denied');
+    assert.equal(denial?.rule, 'write on "sys/things"');
+  });
+
+  test('its handlers count as guards; it needs a function and a description', () => {
+    assert.equal(isAuthorizeHandler(authorizeWith(() => true, 'anything')), true);
+    assert.throws(() => authorizeWith(undefined as never, 'x'), TypeError);
+    assert.throws(() => authorizeWith(() => true, ''), TypeError);
+  });
+});
+
+describe('authorizeRequest()', () => {
+  test('passes the request to the check, and its handlers count as guards', async () => {
+    const app = createBaseApp(
+      () => ({
+        id: parseSpiffeId('spiffe://example.org/app'),
+        notBefore: new Date(Date.now() - HOUR_MS),
+        notAfter: new Date(Date.now() + HOUR_MS),
+        serialNumber: '01',
+      }),
+      createLogger({ component: 'test', sink: createMemorySink() }),
+    );
+    const guard = authorizeRequest(
+      (c, peer) => c.req.param('name') === 'mine' && peer.path === '/app',
+      'only "mine"',
+    );
+    assert.equal(isAuthorizeHandler(guard), true);
+    app.get('/things/:name', guard, (c) => c.text('ok'));
+    assert.equal((await app.request('/things/mine')).status, 200);
+    assert.equal((await app.request('/things/yours')).status, 403);
+    assert.throws(() => authorizeRequest(() => true, ''), TypeError);
   });
 });

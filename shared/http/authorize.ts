@@ -5,10 +5,11 @@
  * rule failed (the rule goes to the log). Every handler it creates is
  * remembered, so a fitness test can prove that each route has a guard.
  */
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { AccessDeniedError, UnauthenticatedError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
+import type { SpiffeId } from '../spiffe/spiffe_id.ts';
 import type { PeerEnv } from './peer.ts';
 
 export interface AuthorizeOptions {
@@ -25,6 +26,45 @@ export function authorize(
   if (typeof matcher !== 'function' || typeof matcher.description !== 'string') {
     throw new TypeError('authorize() takes a Matcher from shared/spiffe/match.ts');
   }
+  return createGuard((_c, id) => matcher(id), matcher.description, options);
+}
+
+/**
+ * `authorize()` for a decision that is not a plain matcher, such as a policy
+ * check: `check(peer)` admits or refuses, and `description` (what it
+ * requires) goes to the log on a refusal. Registered like `authorize()`.
+ */
+export function authorizeWith(
+  check: (peer: SpiffeId) => boolean,
+  description: string,
+  options: AuthorizeOptions = {},
+): MiddlewareHandler<PeerEnv> {
+  if (typeof check !== 'function' || typeof description !== 'string' || description === '') {
+    throw new TypeError('authorizeWith() takes a check function and a description');
+  }
+  return createGuard((_c, id) => check(id), description, options);
+}
+
+/**
+ * `authorizeWith()` for a decision that also depends on the request, such as
+ * the secret path in the URL: `check(c, peer)`. Registered like `authorize()`.
+ */
+export function authorizeRequest(
+  check: (c: Context<PeerEnv>, peer: SpiffeId) => boolean,
+  description: string,
+  options: AuthorizeOptions = {},
+): MiddlewareHandler<PeerEnv> {
+  if (typeof check !== 'function' || typeof description !== 'string' || description === '') {
+    throw new TypeError('authorizeRequest() takes a check function and a description');
+  }
+  return createGuard(check, description, options);
+}
+
+function createGuard(
+  check: (c: Context<PeerEnv>, peer: SpiffeId) => boolean,
+  description: string,
+  options: AuthorizeOptions,
+): MiddlewareHandler<PeerEnv> {
   const { logger } = options;
   async function authorizeMiddleware(
     c: Parameters<MiddlewareHandler<PeerEnv>>[0],
@@ -35,12 +75,12 @@ export function authorize(
     if (peer === undefined) {
       throw new UnauthenticatedError();
     }
-    if (!matcher(peer.id)) {
+    if (!check(c, peer.id)) {
       logger?.warn('Access denied', {
         peer: peer.id.toString(),
         method: c.req.method,
         path: c.req.path,
-        rule: matcher.description,
+        rule: description,
       });
       throw new AccessDeniedError();
     }
@@ -50,7 +90,7 @@ export function authorize(
   return authorizeMiddleware;
 }
 
-/** Whether `handler` was created by `authorize()`. */
+/** Whether `handler` was created by `authorize()`, `authorizeWith()` or `authorizeRequest()`. */
 export function isAuthorizeHandler(handler: unknown): boolean {
   return typeof handler === 'function' && AUTHORIZE_HANDLERS.has(handler);
 }

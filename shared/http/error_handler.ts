@@ -19,6 +19,7 @@ export function createErrorHandler(logger: Logger) {
       brokerError = new InternalError();
     }
     c.header('Cache-Control', 'no-store');
+    c.set('errorCode', brokerError.code);
     return c.json(errorBody(brokerError), statusForCode(brokerError.code));
   };
 }

@@ -10,8 +10,12 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { UnauthenticatedError } from '../errors/errors.ts';
 import type { PeerVerifier } from '../spiffe/mtls.ts';
 import type { VerifiedSvid } from '../spiffe/x509_svid.ts';
+import type { AuditVariables } from './audit.ts';
 
-export type PeerEnv = { Bindings: HttpBindings; Variables: { peer: VerifiedSvid } };
+export type PeerEnv = {
+  Bindings: HttpBindings;
+  Variables: { peer: VerifiedSvid } & AuditVariables;
+};
 
 /** Finds the verified peer of a request; injected so route tests need no socket. */
 export type GetPeer = (c: Context) => VerifiedSvid | undefined;

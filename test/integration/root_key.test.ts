@@ -219,7 +219,22 @@ describe('root key across restarts, with real processes', () => {
     assert.equal((await operator('recover', '/v1/operator/restore', { shard })).status, 403);
   });
 
+  async function secretRequest(method: string, path: string, body?: unknown) {
+    const res = await (await client('pilot', 'nexus')).request({
+      method,
+      url: new URL(`https://127.0.0.1:${nexusPort}/v1/secrets/data/${path}`),
+      ...(body === undefined
+        ? {}
+        : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+    });
+    return { status: res.status, body: res.json() as Record<string, unknown> };
+  }
+
   test('after Nexus and every Keeper are lost, only break-glass restore brings the key back', async () => {
+    const written = await secretRequest('PUT', 'app/before-disaster', {
+      data: { password: 'written-before-the-disaster' },
+    });
+    assert.equal(written.status, 200);
     const recovered = await operator('recover', '/v1/operator/recover');
     assert.equal(recovered.status, 200);
     const split = recovered.body as unknown as RecoverResponse;
@@ -258,6 +273,10 @@ describe('root key across restarts, with real processes', () => {
     assert.equal(second.status, 200);
     assert.equal((second.body as unknown as RestoreResponse).restored, true);
     await waitUntil('Nexus is ready', () => isReady());
+    // The secret written before the disaster is readable again.
+    const read = await secretRequest('GET', 'app/before-disaster');
+    assert.equal(read.status, 200);
+    assert.deepEqual(read.body.data, { password: 'written-before-the-disaster' });
     await waitUntil(
       'every Keeper holds a shard again',
       async () => (await Promise.all([0, 1, 2].map(generationsOf))).every((g) => g.length > 0),
@@ -268,6 +287,8 @@ describe('root key across restarts, with real processes', () => {
     await nexus.stop();
     nexus = startNexus();
     await waitUntil('Nexus is ready after one more restart', () => isReady());
+    const afterRestart = await secretRequest('GET', 'app/before-disaster');
+    assert.deepEqual(afterRestart.body.data, { password: 'written-before-the-disaster' });
   });
 
   test('no process logged shard bytes', () => {
@@ -276,6 +297,9 @@ describe('root key across restarts, with real processes', () => {
       .join('\n');
     assert.doesNotMatch(logs, /spike-shard:v1/);
     assert.doesNotMatch(logs, /"shard":"/);
+    // The audit trail (stdout by default) records the request, never the value.
+    assert.match(nexus?.stdout() ?? '', /"action":"secret.read"/);
+    assert.doesNotMatch(logs, /written-before-the-disaster/);
   });
 });
 

@@ -1,0 +1,122 @@
+/**
+ * The access decision of Nexus: may this peer do this on this path? Pure: the
+ * policies come from a synchronous source (the policy cache), so deciding
+ * never waits on the database.
+ *
+ * Rules, in order:
+ * 1. A peer of another trust domain gets nothing.
+ * 2. A path that is not well-formed gets nothing (fail closed).
+ * 3. The Pilot superuser role (its ID or an ID under it) may do everything
+ *    on secrets and policies.
+ * 4. The recover and restore roles get nothing here: they have their
+ *    operator routes only.
+ * 5. Otherwise deny, unless some single policy's SPIFFE ID pattern matches
+ *    the peer, its path pattern matches the path, and it grants the
+ *    permission (or `super`).
+ *
+ * Paths under `sys/` are reserved for Nexus itself: `sys/policies` stands for
+ * policy management (so a policy can delegate it), and no secret may live
+ * there. A policy reaches a reserved path only when its path pattern starts
+ * with the literal segment `sys`: wildcards never cross into the reserved
+ * namespace, so `**` with `super` does not quietly make someone a policy
+ * admin (SPIKE's ADR-0033 closes the same hole differently).
+ */
+import {
+  isPilotRecover,
+  isPilotRestore,
+  isPilotSuperuser,
+} from '../../shared/spiffe/identities.ts';
+import { SpiffeId, type TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
+import { splitPath } from './pattern.ts';
+import { PERMISSIONS, type Permission } from './permissions.ts';
+import type { Policy } from './policy.ts';
+
+/** The first segment of every reserved path. */
+export const RESERVED_ROOT = 'sys';
+/** The path that stands for policy management: `list`, `read`, `write`, `delete`. */
+export const POLICY_ADMIN_PATH = 'sys/policies';
+
+/** Whether `path` is `sys` or lies under `sys/`, where no secret may live. */
+export function isReservedPath(path: string): boolean {
+  return path === RESERVED_ROOT || path.startsWith(`${RESERVED_ROOT}/`);
+}
+
+export interface AccessDecision {
+  readonly allowed: boolean;
+  /** Why, for the operational and audit logs; never for a response. */
+  readonly reason: string;
+  /** The policy that allowed the request, if one did. */
+  readonly policy?: string;
+}
+
+export interface AccessChecker {
+  isAllowed(peer: SpiffeId, permission: Permission, path: string): boolean;
+  /** The same decision, with the reason (the rule or policy that decided). */
+  explain(peer: SpiffeId, permission: Permission, path: string): AccessDecision;
+}
+
+export interface AccessCheckerOptions {
+  readonly trustDomain: TrustDomain;
+  /** The current policies; called on every check, so it must be synchronous and cheap. */
+  readonly policies: () => readonly Policy[];
+}
+
+export function createAccessChecker(options: AccessCheckerOptions): AccessChecker {
+  const { trustDomain, policies } = options;
+  if (typeof policies !== 'function') {
+    throw new TypeError('createAccessChecker() needs a policies() function');
+  }
+  const isSuperuser = isPilotSuperuser(trustDomain);
+  const isRecover = isPilotRecover(trustDomain);
+  const isRestore = isPilotRestore(trustDomain);
+
+  function explain(peer: SpiffeId, permission: Permission, path: string): AccessDecision {
+    if (!(peer instanceof SpiffeId)) {
+      throw new TypeError('An access check needs a SpiffeId from parseSpiffeId()');
+    }
+    if (!(PERMISSIONS as readonly string[]).includes(permission)) {
+      throw new TypeError(`Unknown permission ${JSON.stringify(permission)}`);
+    }
+    if (!peer.isMemberOf(trustDomain)) {
+      return deny(
+        `peer is of trust domain ${JSON.stringify(peer.trustDomain.name)}, not ${JSON.stringify(trustDomain.name)}`,
+      );
+    }
+    if (typeof path !== 'string' || splitPath(path) === undefined) {
+      return deny('the path is not well-formed');
+    }
+    if (isSuperuser(peer)) {
+      return { allowed: true, reason: 'superuser role' };
+    }
+    if (isRecover(peer) || isRestore(peer)) {
+      return deny('the recover and restore roles have no access to secrets or policies');
+    }
+    const isReserved = isReservedPath(path);
+    for (const policy of policies()) {
+      if (
+        policy.grants(permission) &&
+        (!isReserved || policy.pathPattern.startsWithLiteral(RESERVED_ROOT)) &&
+        policy.appliesTo(peer) &&
+        policy.covers(path)
+      ) {
+        return {
+          allowed: true,
+          reason: `policy ${JSON.stringify(policy.name)} grants ${JSON.stringify(permission)}`,
+          policy: policy.name,
+        };
+      }
+    }
+    return deny(`no policy grants ${JSON.stringify(permission)} on ${JSON.stringify(path)}`);
+  }
+
+  return {
+    explain,
+    isAllowed(peer, permission, path) {
+      return explain(peer, permission, path).allowed;
+    },
+  };
+}
+
+function deny(reason: string): AccessDecision {
+  return { allowed: false, reason };
+}

@@ -1,0 +1,141 @@
+/**
+ * Encryption at rest of what the secret store keeps: the data of one secret
+ * version and the custom metadata of a path. Both are string maps, serialised
+ * as JSON with sorted keys and sealed with `shared/crypto/aead.ts`
+ * (XChaCha20-Poly1305, random 24-byte nonce) under the data key.
+ *
+ * The associated data binds each ciphertext to what it is and where it
+ * belongs, so a ciphertext copied to another row fails to open:
+ * - data: `spike-ts:secret:v1 NUL <path> NUL <version>`;
+ * - custom metadata: `spike-ts:metadata:v1 NUL <path>`.
+ * Paths never contain NUL (`SecretPath` allows only `[A-Za-z0-9._-/]`), and
+ * the version is a decimal integer, so no two places share an AAD.
+ *
+ * Plaintext byte buffers made here are zeroed once sealed or decoded. The
+ * strings themselves cannot be wiped (JavaScript strings are immutable); the
+ * byte buffers are the copies this module can control.
+ */
+import type { SecretPath } from '../../shared/api/secret_path.ts';
+import { open, seal } from '../../shared/crypto/aead.ts';
+import { zeroize } from '../../shared/crypto/bytes.ts';
+import { DecryptionFailedError } from '../../shared/errors/errors.ts';
+
+/** A string map as the store keeps it: secret data or custom metadata. */
+export type StringMap = Readonly<Record<string, string>>;
+
+const DATA_AAD_PREFIX = 'spike-ts:secret:v1';
+const METADATA_AAD_PREFIX = 'spike-ts:metadata:v1';
+const SEPARATOR = '\0';
+
+const encoder = new TextEncoder();
+/** `fatal`: bytes that are not UTF-8 are an error, never replaced. */
+const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** The associated data of a secret version's ciphertext. */
+export function secretDataAad(path: SecretPath, version: number): Uint8Array {
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new RangeError(`A secret version must be an integer >= 1, got ${String(version)}`);
+  }
+  return encoder.encode(`${DATA_AAD_PREFIX}${SEPARATOR}${path}${SEPARATOR}${version}`);
+}
+
+/** The associated data of a path's custom metadata ciphertext. */
+export function customMetadataAad(path: SecretPath): Uint8Array {
+  return encoder.encode(`${METADATA_AAD_PREFIX}${SEPARATOR}${path}`);
+}
+
+/** Seals the data of version `version` of `path`. */
+export function sealSecretData(
+  key: Uint8Array,
+  path: SecretPath,
+  version: number,
+  data: StringMap,
+): Uint8Array {
+  return sealMap(key, data, secretDataAad(path, version));
+}
+
+/** Opens what `sealSecretData` made for the same path and version; else DecryptionFailedError. */
+export function openSecretData(
+  key: Uint8Array,
+  path: SecretPath,
+  version: number,
+  sealed: Uint8Array,
+): StringMap {
+  return openMap(key, sealed, secretDataAad(path, version));
+}
+
+/** Seals the custom metadata of `path`. */
+export function sealCustomMetadata(
+  key: Uint8Array,
+  path: SecretPath,
+  metadata: StringMap,
+): Uint8Array {
+  return sealMap(key, metadata, customMetadataAad(path));
+}
+
+/** Opens what `sealCustomMetadata` made for the same path; else DecryptionFailedError. */
+export function openCustomMetadata(
+  key: Uint8Array,
+  path: SecretPath,
+  sealed: Uint8Array,
+): StringMap {
+  return openMap(key, sealed, customMetadataAad(path));
+}
+
+/** The map as JSON with its keys in code-unit order: equal maps give equal bytes. */
+export function serializeMap(map: StringMap): Uint8Array {
+  const keys = Object.keys(map).sort();
+  let json = '{';
+  for (let i = 0; i < keys.length; i++) {
+    const name = keys[i] as string;
+    const value = map[name];
+    if (typeof value !== 'string') {
+      throw new TypeError('A string map may hold only string values');
+    }
+    json += `${i === 0 ? '' : ','}${JSON.stringify(name)}:${JSON.stringify(value)}`;
+  }
+  return encoder.encode(`${json}}`);
+}
+
+function sealMap(key: Uint8Array, map: StringMap, aad: Uint8Array): Uint8Array {
+  const plaintext = serializeMap(map);
+  try {
+    return seal(key, plaintext, aad);
+  } finally {
+    zeroize(plaintext);
+  }
+}
+
+function openMap(key: Uint8Array, sealed: Uint8Array, aad: Uint8Array): StringMap {
+  const plaintext = open(key, sealed, aad);
+  try {
+    return parseMap(plaintext);
+  } finally {
+    zeroize(plaintext);
+  }
+}
+
+/**
+ * Authentic bytes that are not a JSON object of strings were not made by this
+ * module; they are treated like a failed tag check, never returned.
+ */
+function parseMap(plaintext: Uint8Array): StringMap {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(decoder.decode(plaintext));
+  } catch {
+    throw new DecryptionFailedError();
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new DecryptionFailedError();
+  }
+  const map: Record<string, string> = {};
+  for (const [name, value] of Object.entries(parsed)) {
+    if (typeof value !== 'string') {
+      throw new DecryptionFailedError();
+    }
+    // defineProperty, so that a key named "__proto__" stays an ordinary key.
+    Object.defineProperty(map, name, { value, enumerable: true, writable: false });
+  }
+  return Object.freeze(map);
+}

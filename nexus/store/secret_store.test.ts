@@ -1,0 +1,470 @@
+/**
+ * The SecretStore contract on the SQLite file store and on the memory store,
+ * then what only a real file can show: tampering with stored rows, a wrong
+ * data key, reopening, and durability across a SIGKILL.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import process from 'node:process';
+import { after, describe, test } from 'node:test';
+import { and, asc, eq, sql } from 'drizzle-orm';
+import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
+import { randomBytes } from '../../shared/crypto/bytes.ts';
+import { DecryptionFailedError, InternalError } from '../../shared/errors/errors.ts';
+import { openMemoryDatabase, openSqliteDatabase, type SqliteDatabase } from './db.ts';
+import { createMemorySecretStore } from './memory_secret_store.ts';
+import { secretMetadata, secrets } from './schema.ts';
+import {
+  type ContractStoreOptions,
+  runSecretStoreContract,
+  type SecretStoreFixture,
+} from './secret_store_contract.ts';
+import { type KeyringAccess, SqlSecretStore } from './sql_secret_store.ts';
+
+const scratchDirs: string[] = [];
+after(() => {
+  for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function freshDatabasePath(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'spike-secrets-'));
+  scratchDirs.push(dir);
+  return join(dir, 'data', 'spike.db');
+}
+
+function keyringOf(key: Uint8Array): KeyringAccess {
+  return (use) => use(key);
+}
+
+async function storedVersions(database: SqliteDatabase, path: SecretPath): Promise<number[]> {
+  const rows = await database.db
+    .select({ version: secrets.version })
+    .from(secrets)
+    .where(eq(secrets.path, path))
+    .orderBy(asc(secrets.version));
+  return rows.map((row) => row.version);
+}
+
+/** A fixture over `open()`ed databases: the first is the store's, others are connect()'s. */
+async function sqlFixture(
+  options: ContractStoreOptions,
+  open: () => Promise<SqliteDatabase>,
+  shareFirst: boolean,
+): Promise<SecretStoreFixture> {
+  const first = await open();
+  const databases = [first];
+  const store = new SqlSecretStore({ ...options, database: first });
+  return {
+    store,
+    async connect() {
+      const database = shareFirst ? first : await open();
+      if (database !== first) databases.push(database);
+      return new SqlSecretStore({ ...options, database });
+    },
+    storedVersions: (path) => storedVersions(first, path),
+    async dispose() {
+      for (const database of databases) await database.close();
+    },
+  };
+}
+
+runSecretStoreContract('SQLite file', (options) => {
+  const path = freshDatabasePath();
+  // connect(): a second connection to the same file.
+  return sqlFixture(options, () => openSqliteDatabase({ path }), false);
+});
+
+runSecretStoreContract('memory', (options) =>
+  // One in-memory database has one connection: connect() shares it.
+  sqlFixture(options, openMemoryDatabase, true),
+);
+
+describe('createMemorySecretStore', () => {
+  test('gives a working, private store that close() discards', async () => {
+    const options = { keyring: keyringOf(randomBytes(32)), maxVersionsDefault: 3 };
+    const one = await createMemorySecretStore(options);
+    const two = await createMemorySecretStore(options);
+    const path = parseSecretPath('mem/x');
+    await one.put(path, { a: 'b' });
+    assert.deepEqual((await one.get(path)).data, { a: 'b' });
+    assert.deepEqual((await two.list('', { limit: 10 })).paths, []);
+    await one.close();
+    await assert.rejects(one.get(path), InternalError);
+    await two.close();
+  });
+
+  test('validates its options', async () => {
+    await assert.rejects(
+      createMemorySecretStore({ keyring: keyringOf(randomBytes(32)), maxVersionsDefault: 0 }),
+    );
+  });
+});
+
+describe('the secret tables', () => {
+  for (const [name, open] of [
+    ['file', () => openSqliteDatabase({ path: freshDatabasePath() })],
+    ['memory', openMemoryDatabase],
+  ] as const) {
+    test(`refuse rows that break the invariants (${name})`, async () => {
+      const database = await open();
+      const { db } = database;
+      try {
+        const meta = {
+          path: 'x',
+          createdAtMs: 1,
+          updatedAtMs: 1,
+          currentVersion: 2,
+          oldestVersion: 1,
+        };
+        const version = { path: 'x', version: 1, createdAtMs: 1, ciphertext: new Uint8Array(41) };
+        // A version needs its path's metadata row (foreign key).
+        await assert.rejects(db.insert(secrets).values(version));
+        await assert.rejects(db.insert(secretMetadata).values({ ...meta, oldestVersion: 0 }));
+        await assert.rejects(db.insert(secretMetadata).values({ ...meta, oldestVersion: 3 }));
+        await assert.rejects(db.insert(secretMetadata).values({ ...meta, maxVersions: 0 }));
+        await db.insert(secretMetadata).values(meta);
+        // Destroyed exactly when the ciphertext is gone.
+        await assert.rejects(db.insert(secrets).values({ ...version, ciphertext: null }));
+        await assert.rejects(db.insert(secrets).values({ ...version, destroyed: true }));
+        await assert.rejects(db.insert(secrets).values({ ...version, version: 0 }));
+        await db.insert(secrets).values(version);
+        await db
+          .insert(secrets)
+          .values({ ...version, version: 2, ciphertext: null, destroyed: true });
+        // Deleting the metadata row takes the versions with it.
+        await db.delete(secretMetadata).where(eq(secretMetadata.path, 'x'));
+        assert.deepEqual(await db.select().from(secrets), []);
+      } finally {
+        await database.close();
+      }
+    });
+  }
+});
+
+describe('SqlSecretStore on a file', () => {
+  const PATH_A = parseSecretPath('attack/a');
+  const PATH_B = parseSecretPath('attack/b');
+
+  /** A file store with two paths of two versions each, and the raw database. */
+  async function attackSetup() {
+    const database = await openSqliteDatabase({ path: freshDatabasePath() });
+    const key = randomBytes(32);
+    const store = new SqlSecretStore({ database, keyring: keyringOf(key), maxVersionsDefault: 10 });
+    for (const path of [PATH_A, PATH_B]) {
+      await store.put(path, { v: `${path}#1` });
+      await store.put(path, { v: `${path}#2` });
+      await store.writeMetadata(path, { customMetadata: { owner: path } });
+    }
+    return { database, key, store };
+  }
+
+  async function ciphertextOf(
+    database: SqliteDatabase,
+    path: SecretPath,
+    version: number,
+  ): Promise<Uint8Array> {
+    const [row] = await database.db
+      .select({ ciphertext: secrets.ciphertext })
+      .from(secrets)
+      .where(and(eq(secrets.path, path), eq(secrets.version, version)));
+    assert.ok(row?.ciphertext instanceof Uint8Array);
+    return row.ciphertext;
+  }
+
+  async function setCiphertext(
+    database: SqliteDatabase,
+    path: SecretPath,
+    version: number,
+    ciphertext: Uint8Array,
+  ): Promise<void> {
+    await database.db
+      .update(secrets)
+      .set({ ciphertext })
+      .where(and(eq(secrets.path, path), eq(secrets.version, version)));
+  }
+
+  const isDecryptionFailure = (err: unknown) =>
+    err instanceof DecryptionFailedError && err.message === 'Decryption failed';
+
+  test('ciphertexts are what is stored: no plaintext in the rows', async () => {
+    const { database } = await attackSetup();
+    try {
+      const rows = await database.db.select().from(secrets);
+      const metadata = await database.db.select().from(secretMetadata);
+      // Byte for byte (windows-1252 keeps ASCII bytes as they are).
+      const blobs = [...rows, ...metadata]
+        .flatMap((row) => Object.values(row))
+        .filter((value) => value instanceof Uint8Array)
+        .map((blob) => new TextDecoder('windows-1252').decode(blob));
+      assert.equal(blobs.length, 6);
+      for (const needle of ['attack/a#1', 'attack/a#2', 'attack/b#2', '"v"', '"owner"']) {
+        assert.ok(!blobs.some((text) => text.includes(needle)), needle);
+      }
+    } finally {
+      await database.close();
+    }
+  });
+
+  test('a flipped bit in stored data fails to decrypt, at any position', async () => {
+    const { database, store } = await attackSetup();
+    try {
+      const original = await ciphertextOf(database, PATH_A, 2);
+      for (const index of [0, 1, 12, 25, original.length - 17, original.length - 1]) {
+        const tampered = original.slice();
+        tampered[index] = (tampered[index] as number) ^ 0x04;
+        await setCiphertext(database, PATH_A, 2, tampered);
+        await assert.rejects(store.get(PATH_A), isDecryptionFailure);
+      }
+      await setCiphertext(database, PATH_A, 2, original.subarray(0, 30));
+      await assert.rejects(store.get(PATH_A), isDecryptionFailure);
+      await setCiphertext(database, PATH_A, 2, original);
+      assert.deepEqual((await store.get(PATH_A)).data, { v: 'attack/a#2' });
+      // The other rows were never affected.
+      assert.deepEqual((await store.get(PATH_A, 1)).data, { v: 'attack/a#1' });
+    } finally {
+      await database.close();
+    }
+  });
+
+  test('ciphertexts swapped between paths fail to decrypt', async () => {
+    const { database, store } = await attackSetup();
+    try {
+      const a = await ciphertextOf(database, PATH_A, 2);
+      const b = await ciphertextOf(database, PATH_B, 2);
+      await setCiphertext(database, PATH_A, 2, b);
+      await setCiphertext(database, PATH_B, 2, a);
+      await assert.rejects(store.get(PATH_A), isDecryptionFailure);
+      await assert.rejects(store.get(PATH_B, 2), isDecryptionFailure);
+    } finally {
+      await database.close();
+    }
+  });
+
+  test('ciphertexts swapped between versions of one path fail to decrypt', async () => {
+    const { database, store } = await attackSetup();
+    try {
+      const one = await ciphertextOf(database, PATH_A, 1);
+      const two = await ciphertextOf(database, PATH_A, 2);
+      await setCiphertext(database, PATH_A, 1, two);
+      await setCiphertext(database, PATH_A, 2, one);
+      await assert.rejects(store.get(PATH_A, 1), isDecryptionFailure);
+      await assert.rejects(store.get(PATH_A), isDecryptionFailure);
+    } finally {
+      await database.close();
+    }
+  });
+
+  test('custom metadata flipped or swapped between paths fails to decrypt', async () => {
+    const { database, store } = await attackSetup();
+    try {
+      const read = async (path: SecretPath) => {
+        const [row] = await database.db
+          .select({ sealed: secretMetadata.customMetadata })
+          .from(secretMetadata)
+          .where(eq(secretMetadata.path, path));
+        assert.ok(row?.sealed instanceof Uint8Array);
+        return row.sealed;
+      };
+      const write = (path: SecretPath, sealed: Uint8Array) =>
+        database.db
+          .update(secretMetadata)
+          .set({ customMetadata: sealed })
+          .where(eq(secretMetadata.path, path));
+      const a = await read(PATH_A);
+      const b = await read(PATH_B);
+      await write(PATH_A, b);
+      await assert.rejects(store.readMetadata(PATH_A), isDecryptionFailure);
+      const flipped = a.slice();
+      flipped[flipped.length - 3] = (flipped[flipped.length - 3] as number) ^ 0x80;
+      await write(PATH_A, flipped);
+      await assert.rejects(store.readMetadata(PATH_A), isDecryptionFailure);
+      assert.deepEqual((await store.readMetadata(PATH_B)).customMetadata, { owner: 'attack/b' });
+    } finally {
+      await database.close();
+    }
+  });
+
+  test('a row moved to another version number fails to decrypt', async () => {
+    const { database, store } = await attackSetup();
+    try {
+      // Renumber version 1 as 3 (an attacker "rolling forward" old data).
+      await database.db.batch([
+        database.db.delete(secrets).where(and(eq(secrets.path, PATH_A), eq(secrets.version, 2))),
+        database.db
+          .update(secrets)
+          .set({ version: 2 })
+          .where(and(eq(secrets.path, PATH_A), eq(secrets.version, 1))),
+      ]);
+      await assert.rejects(store.get(PATH_A), isDecryptionFailure);
+    } finally {
+      await database.close();
+    }
+  });
+
+  test('a wrong data key fails to decrypt and never yields plaintext', async () => {
+    const { database } = await attackSetup();
+    try {
+      const wrong = new SqlSecretStore({
+        database,
+        keyring: keyringOf(randomBytes(32)),
+        maxVersionsDefault: 10,
+      });
+      await assert.rejects(wrong.get(PATH_A), isDecryptionFailure);
+      await assert.rejects(wrong.get(PATH_B, 1), isDecryptionFailure);
+      await assert.rejects(wrong.readMetadata(PATH_A), isDecryptionFailure);
+      // Paths are in clear by design: listing needs no key.
+      assert.deepEqual((await wrong.list('', { limit: 10 })).paths, [PATH_A, PATH_B]);
+    } finally {
+      await database.close();
+    }
+  });
+
+  test('what was written reads back after the file is reopened', async () => {
+    const path = freshDatabasePath();
+    const key = randomBytes(32);
+    const secret = parseSecretPath('reopen/x');
+    let database = await openSqliteDatabase({ path });
+    let store = new SqlSecretStore({ database, keyring: keyringOf(key), maxVersionsDefault: 2 });
+    await store.put(secret, { a: '1' });
+    await store.put(secret, { a: '2' });
+    await store.put(secret, { a: '3' });
+    await store.writeMetadata(secret, { customMetadata: { c: 'd' } });
+    await store.softDelete(secret, [2]);
+    await database.close();
+    database = await openSqliteDatabase({ path });
+    store = new SqlSecretStore({ database, keyring: keyringOf(key), maxVersionsDefault: 2 });
+    try {
+      assert.deepEqual((await store.get(secret)).data, { a: '3' });
+      const metadata = await store.readMetadata(secret);
+      assert.equal(metadata.oldestVersion, 2);
+      assert.deepEqual(metadata.customMetadata, { c: 'd' });
+      assert.notEqual(metadata.versions[0]?.deletedAt, null);
+      assert.deepEqual(await storedVersions(database, secret), [2, 3]);
+    } finally {
+      await database.close();
+    }
+  });
+
+  test('the store does not close a database it does not own', async () => {
+    const database = await openSqliteDatabase({ path: freshDatabasePath() });
+    try {
+      const options = { database, keyring: keyringOf(randomBytes(32)), maxVersionsDefault: 2 };
+      const store = new SqlSecretStore(options);
+      await store.close();
+      await assert.rejects(store.list('', { limit: 1 }), InternalError);
+      const again = new SqlSecretStore(options);
+      assert.deepEqual(await again.list('', { limit: 1 }), { paths: [] });
+    } finally {
+      await database.close();
+    }
+  });
+
+  test('every acknowledged write survives a SIGKILL, and none is half-written', async () => {
+    const path = freshDatabasePath();
+    const key = randomBytes(32);
+    const acknowledged = await writeUntilKilled(path, key, 150);
+    assert.ok(acknowledged.length >= 150, `only ${acknowledged.length} writes acknowledged`);
+
+    const database = await openSqliteDatabase({ path });
+    try {
+      const [check] = await database.db.all<{ integrity_check: string }>(
+        sql`PRAGMA integrity_check`,
+      );
+      assert.equal(check?.integrity_check, 'ok');
+      const store = new SqlSecretStore({
+        database,
+        keyring: keyringOf(key),
+        maxVersionsDefault: 1000,
+      });
+      for (const ack of acknowledged) {
+        const read = await store.get(parseSecretPath(ack.path), ack.version);
+        assert.equal(read.data.i, String(ack.i));
+      }
+      // Every version that exists at all (acknowledged or not) is whole:
+      // readable, and its metadata agrees with its rows.
+      const { paths } = await store.list('', { limit: 1000 });
+      assert.ok(paths.length > 0);
+      for (const secretPath of paths) {
+        const metadata = await store.readMetadata(secretPath);
+        const versions = await storedVersions(database, secretPath);
+        assert.equal(versions.at(-1), metadata.currentVersion);
+        assert.equal(versions[0], metadata.oldestVersion);
+        assert.equal(versions.length, metadata.currentVersion - metadata.oldestVersion + 1);
+        for (const version of versions) {
+          const read = await store.get(secretPath, version);
+          assert.equal(read.data.pad?.length, 512);
+        }
+        const newest = acknowledged.filter((a) => a.path === secretPath).at(-1)?.version ?? 0;
+        // At most the one write in flight at the kill committed unacknowledged.
+        assert.ok(metadata.currentVersion - newest <= 1);
+      }
+    } finally {
+      await database.close();
+    }
+  });
+});
+
+interface Acknowledged {
+  readonly path: string;
+  readonly version: number;
+  readonly i: number;
+}
+
+/**
+ * Runs a writer in a child process (the current runtime) that puts versions
+ * as fast as it can and prints each one once `put` resolved; kills it with
+ * SIGKILL once `atLeast` were printed, at a random moment soon after.
+ */
+function writeUntilKilled(path: string, key: Uint8Array, atLeast: number): Promise<Acknowledged[]> {
+  const url = (file: string) => new URL(file, import.meta.url).href;
+  const code = `
+    const { openSqliteDatabase } = await import(${JSON.stringify(url('./db.ts'))});
+    const { SqlSecretStore } = await import(${JSON.stringify(url('./sql_secret_store.ts'))});
+    const { parseSecretPath } = await import(${JSON.stringify(url('../../shared/api/secret_path.ts'))});
+    const { stdout } = await import('node:process');
+    const key = Uint8Array.from(${JSON.stringify([...key])});
+    const database = await openSqliteDatabase({ path: ${JSON.stringify(path)} });
+    const store = new SqlSecretStore({ database, keyring: (use) => use(key), maxVersionsDefault: 1000 });
+    const pad = 'p'.repeat(512);
+    for (let i = 1; ; i++) {
+      const path = parseSecretPath('durable/' + (i % 7) + '/s');
+      const metadata = await store.put(path, { i: String(i), pad });
+      const line = JSON.stringify({ path, version: metadata.currentVersion, i }) + '\\n';
+      await new Promise((resolve) => stdout.write(line, resolve));
+    }
+  `;
+  const isDeno = 'Deno' in globalThis;
+  const args = isDeno
+    ? ['eval', '--quiet', code]
+    : ['--import', 'tsx', '--input-type=module', '-e', code];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let buffered = '';
+    let stderr = '';
+    const acknowledged: Acknowledged[] = [];
+    let isKillScheduled = false;
+    const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) acknowledged.push(JSON.parse(line) as Acknowledged);
+      if (acknowledged.length >= atLeast && !isKillScheduled) {
+        isKillScheduled = true;
+        setTimeout(() => child.kill('SIGKILL'), Math.floor(Math.random() * 20));
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    child.on('error', reject);
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      if (signal === 'SIGKILL' && isKillScheduled) resolve(acknowledged);
+      else reject(new Error(`writer ended with ${status ?? signal}: ${stderr}`));
+    });
+  });
+}

@@ -1,0 +1,814 @@
+/**
+ * The SecretStore contract as a reusable node:test suite: every backend
+ * (SQLite file, memory, PostgreSQL later) runs `runSecretStoreContract` with
+ * a factory, and must pass all of it. Only behaviour seen through the
+ * interface is checked here, plus the rows a backend physically keeps
+ * (`storedVersions`), so pruning is proven by the table, not by the metadata.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
+import { randomBytes } from '../../shared/crypto/bytes.ts';
+import {
+  ConflictError,
+  InvalidRequestError,
+  NotFoundError,
+  NotReadyError,
+} from '../../shared/errors/errors.ts';
+import {
+  MAX_CUSTOM_METADATA_KEY_LENGTH,
+  MAX_CUSTOM_METADATA_KEYS,
+  MAX_CUSTOM_METADATA_VALUE_LENGTH,
+  MAX_SECRET_DATA_BYTES,
+  MAX_SECRET_DATA_KEY_LENGTH,
+  MAX_SECRET_DATA_KEYS,
+} from './secret_limits.ts';
+import type { SecretMetadata, SecretStore } from './secret_store.ts';
+import type { KeyringAccess } from './sql_secret_store.ts';
+
+export interface ContractStoreOptions {
+  readonly keyring: KeyringAccess;
+  readonly maxVersionsDefault: number;
+  readonly now: () => number;
+}
+
+export interface SecretStoreFixture {
+  readonly store: SecretStore;
+  /** Another store on the same data (another connection where the backend has them). */
+  connect(): Promise<SecretStore>;
+  /** The version numbers of the rows physically stored for `path`, ascending. */
+  storedVersions(path: SecretPath): Promise<number[]>;
+  /** Closes every store and connection the fixture opened. */
+  dispose(): Promise<void>;
+}
+
+export type MakeSecretStore = (options: ContractStoreOptions) => Promise<SecretStoreFixture>;
+
+const T0 = Date.UTC(2026, 0, 1);
+const DEFAULT_CAP = 5;
+
+/** One test's world: a store, its clock and its seal switch. */
+interface World {
+  readonly fixture: SecretStoreFixture;
+  readonly store: SecretStore;
+  /** Moves the clock forward and returns the new time. */
+  tick(ms?: number): number;
+  readonly nowMs: () => number;
+  seal(): void;
+  unseal(): void;
+}
+
+const p = (text: string): SecretPath => parseSecretPath(text);
+
+function isError(type: new (...args: never[]) => Error, message?: RegExp) {
+  return (err: unknown) => {
+    assert.ok(err instanceof type, `expected ${type.name}, got ${String(err)}`);
+    if (message !== undefined) assert.match(err.message, message);
+    return true;
+  };
+}
+
+export function runSecretStoreContract(name: string, makeStore: MakeSecretStore): void {
+  async function withWorld(
+    body: (world: World) => Promise<void>,
+    maxVersionsDefault = DEFAULT_CAP,
+  ): Promise<void> {
+    const key = randomBytes(32);
+    let isSealed = false;
+    let nowMs = T0;
+    const keyring: KeyringAccess = (use) => {
+      if (isSealed) throw new NotReadyError();
+      return use(key);
+    };
+    const fixture = await makeStore({ keyring, maxVersionsDefault, now: () => nowMs });
+    try {
+      await body({
+        fixture,
+        store: fixture.store,
+        tick(ms = 1000) {
+          nowMs += ms;
+          return nowMs;
+        },
+        nowMs: () => nowMs,
+        seal() {
+          isSealed = true;
+        },
+        unseal() {
+          isSealed = false;
+        },
+      });
+    } finally {
+      await fixture.dispose();
+    }
+  }
+
+  /** Writes `count` versions of `path`, each `{ n: "<version>" }`, one second apart. */
+  async function fill(world: World, path: SecretPath, count: number): Promise<SecretMetadata> {
+    let metadata: SecretMetadata | undefined;
+    for (let i = 0; i < count; i++) {
+      world.tick();
+      const next = (metadata?.currentVersion ?? 0) + 1;
+      metadata = await world.store.put(path, { n: String(next) });
+    }
+    assert.ok(metadata !== undefined);
+    return metadata;
+  }
+
+  describe(`SecretStore contract: ${name}`, () => {
+    describe('put and get', () => {
+      test('the first put creates version 1 and the metadata', () =>
+        withWorld(async (world) => {
+          const path = p('app/db/creds');
+          const metadata = await world.store.put(path, { user: 'u', password: 'pw' });
+          assert.deepEqual(metadata, {
+            path,
+            createdAt: new Date(T0),
+            updatedAt: new Date(T0),
+            currentVersion: 1,
+            oldestVersion: 1,
+            maxVersions: DEFAULT_CAP,
+            maxVersionsOverride: null,
+            versions: [{ version: 1, createdAt: new Date(T0), deletedAt: null, destroyed: false }],
+            customMetadata: {},
+          });
+          const read = await world.store.get(path);
+          assert.deepEqual(read, {
+            path,
+            version: 1,
+            data: { user: 'u', password: 'pw' },
+            createdAt: new Date(T0),
+          });
+        }));
+
+      test('each put adds a version; get reads the current one or a given one', () =>
+        withWorld(async (world) => {
+          const path = p('app/x');
+          await world.store.put(path, { v: 'one' });
+          const t1 = world.tick();
+          const metadata = await world.store.put(path, { v: 'two' });
+          assert.equal(metadata.currentVersion, 2);
+          assert.deepEqual(metadata.createdAt, new Date(T0));
+          assert.deepEqual(metadata.updatedAt, new Date(t1));
+          assert.deepEqual((await world.store.get(path)).data, { v: 'two' });
+          assert.deepEqual((await world.store.get(path, 0)).data, { v: 'two' });
+          const first = await world.store.get(path, 1);
+          assert.equal(first.version, 1);
+          assert.deepEqual(first.data, { v: 'one' });
+          assert.deepEqual(first.createdAt, new Date(T0));
+        }));
+
+      test('an empty map, many keys and any Unicode round-trip exactly', () =>
+        withWorld(async (world) => {
+          await world.store.put(p('a/empty'), {});
+          assert.deepEqual({ ...(await world.store.get(p('a/empty'))).data }, {});
+          const data: Record<string, string> = { 'ünï 🔑': 'välüe 🗝️\n\t"quoted"\\\u0000' };
+          for (let i = 0; i < 50; i++) data[`k${i}`] = `v${i}`;
+          Object.defineProperty(data, '__proto__', { value: 'plain key', enumerable: true });
+          await world.store.put(p('a/full'), data);
+          const read = await world.store.get(p('a/full'));
+          assert.deepEqual({ ...read.data }, { ...data });
+        }));
+
+      test('what put and get return is frozen and detached from the caller', () =>
+        withWorld(async (world) => {
+          const path = p('a/b');
+          const data: Record<string, string> = { k: 'v' };
+          const metadata = await world.store.put(path, data);
+          data.k = 'changed';
+          const read = await world.store.get(path);
+          assert.deepEqual(read.data, { k: 'v' });
+          assert.ok(Object.isFrozen(read));
+          assert.ok(Object.isFrozen(read.data));
+          assert.ok(Object.isFrozen(metadata));
+          assert.ok(Object.isFrozen(metadata.versions));
+        }));
+
+      test('a missing path or version is not found', () =>
+        withWorld(async (world) => {
+          await assert.rejects(world.store.get(p('no/such')), isError(NotFoundError, /No secret/));
+          await world.store.put(p('a/b'), { k: 'v' });
+          await assert.rejects(
+            world.store.get(p('a/b'), 2),
+            isError(NotFoundError, /Version 2 .* does not exist/),
+          );
+          await assert.rejects(world.store.get(p('a')), isError(NotFoundError));
+        }));
+
+      test('a bad version number is an invalid request', () =>
+        withWorld(async (world) => {
+          await world.store.put(p('a/b'), { k: 'v' });
+          for (const version of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+            await assert.rejects(world.store.get(p('a/b'), version), isError(InvalidRequestError));
+          }
+        }));
+    });
+
+    describe('check-and-set', () => {
+      test('cas 0 creates only a new path', () =>
+        withWorld(async (world) => {
+          const path = p('cas/new');
+          assert.equal((await world.store.put(path, { a: '1' }, { cas: 0 })).currentVersion, 1);
+          await assert.rejects(
+            world.store.put(path, { a: '2' }, { cas: 0 }),
+            isError(ConflictError, /does not exist/),
+          );
+          assert.deepEqual((await world.store.get(path)).data, { a: '1' });
+        }));
+
+      test('a mismatch writes nothing; a match writes', () =>
+        withWorld(async (world) => {
+          const path = p('cas/x');
+          await fill(world, path, 2);
+          const before = await world.store.readMetadata(path);
+          world.tick();
+          for (const cas of [1, 3, 7]) {
+            await assert.rejects(
+              world.store.put(path, { a: 'x' }, { cas }),
+              isError(ConflictError, /current version is 2/),
+            );
+          }
+          assert.deepEqual(await world.store.readMetadata(path), before);
+          assert.deepEqual(await world.fixture.storedVersions(path), [1, 2]);
+          assert.equal((await world.store.put(path, { a: 'y' }, { cas: 2 })).currentVersion, 3);
+        }));
+
+      test('a non-zero cas on a missing path conflicts', () =>
+        withWorld(async (world) => {
+          await assert.rejects(
+            world.store.put(p('cas/none'), { a: '1' }, { cas: 1 }),
+            isError(ConflictError),
+          );
+          await assert.rejects(world.store.readMetadata(p('cas/none')), isError(NotFoundError));
+        }));
+
+      test('a soft-deleted current version still needs cas equal to it', () =>
+        withWorld(async (world) => {
+          const path = p('cas/deleted');
+          await fill(world, path, 2);
+          await world.store.softDelete(path);
+          await assert.rejects(world.store.put(path, { a: '1' }, { cas: 0 }), ConflictError);
+          await assert.rejects(world.store.put(path, { a: '1' }, { cas: 1 }), ConflictError);
+          assert.equal((await world.store.put(path, { a: '1' }, { cas: 2 })).currentVersion, 3);
+        }));
+
+      test('of many writers with the same cas exactly one wins', () =>
+        withWorld(async (world) => {
+          const path = p('cas/race');
+          await fill(world, path, 1);
+          const other = await world.fixture.connect();
+          const writers = Array.from({ length: 12 }, (_, i) =>
+            (i % 2 === 0 ? world.store : other).put(path, { writer: String(i) }, { cas: 1 }),
+          );
+          const results = await Promise.allSettled(writers);
+          const winners = results.flatMap((r, i) => (r.status === 'fulfilled' ? [i] : []));
+          assert.equal(winners.length, 1);
+          for (const result of results) {
+            if (result.status === 'rejected') assert.ok(result.reason instanceof ConflictError);
+          }
+          const current = await world.store.get(path);
+          assert.equal(current.version, 2);
+          assert.deepEqual(current.data, { writer: String(winners[0]) });
+          assert.deepEqual(await world.fixture.storedVersions(path), [1, 2]);
+        }));
+
+      test('of many writers creating a path with cas 0 exactly one wins', () =>
+        withWorld(async (world) => {
+          const path = p('cas/create-race');
+          const other = await world.fixture.connect();
+          const results = await Promise.allSettled(
+            Array.from({ length: 10 }, (_, i) =>
+              (i % 2 === 0 ? world.store : other).put(path, { writer: String(i) }, { cas: 0 }),
+            ),
+          );
+          assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+          assert.equal((await world.store.readMetadata(path)).currentVersion, 1);
+        }));
+
+      test('concurrent writers without cas never lose an update', () =>
+        withWorld(async (world) => {
+          const path = p('race/free');
+          const other = await world.fixture.connect();
+          const count = 24;
+          const results = await Promise.all(
+            Array.from({ length: count }, (_, i) =>
+              (i % 2 === 0 ? world.store : other).put(path, { writer: String(i) }),
+            ),
+          );
+          const versions = results.map((m) => m.versions.at(-1)?.version);
+          assert.equal(new Set(versions).size, count);
+          const metadata = await world.store.readMetadata(path);
+          assert.equal(metadata.currentVersion, count);
+          const writers = new Set<string>();
+          for (let version = 1; version <= count; version++) {
+            writers.add((await world.store.get(path, version)).data.writer as string);
+          }
+          assert.equal(writers.size, count);
+        }, 100));
+    });
+
+    describe('version cap', () => {
+      test('the oldest versions are removed from storage beyond the default cap', () =>
+        withWorld(async (world) => {
+          const path = p('cap/default');
+          const metadata = await fill(world, path, DEFAULT_CAP + 3);
+          assert.equal(metadata.currentVersion, 8);
+          assert.equal(metadata.oldestVersion, 4);
+          assert.deepEqual(
+            metadata.versions.map((v) => v.version),
+            [4, 5, 6, 7, 8],
+          );
+          assert.deepEqual(await world.fixture.storedVersions(path), [4, 5, 6, 7, 8]);
+          await assert.rejects(
+            world.store.get(path, 3),
+            isError(NotFoundError, /removed: only the newest 5/),
+          );
+          assert.deepEqual((await world.store.get(path, 4)).data, { n: '4' });
+        }));
+
+      test('deleted and destroyed versions count and are pruned too', () =>
+        withWorld(async (world) => {
+          const path = p('cap/deleted');
+          await fill(world, path, 3);
+          await world.store.softDelete(path, [1]);
+          await world.store.destroy(path, [2]);
+          await fill(world, path, 3);
+          assert.deepEqual(await world.fixture.storedVersions(path), [2, 3, 4, 5, 6]);
+          await world.store.put(path, { n: '7' });
+          assert.deepEqual(await world.fixture.storedVersions(path), [3, 4, 5, 6, 7]);
+        }));
+
+      test('a per-path cap overrides the default, and lowering it prunes at once', () =>
+        withWorld(async (world) => {
+          const path = p('cap/override');
+          await fill(world, path, 4);
+          let metadata = await world.store.writeMetadata(path, { maxVersions: 8 });
+          assert.equal(metadata.maxVersions, 8);
+          assert.equal(metadata.maxVersionsOverride, 8);
+          metadata = await fill(world, path, 5);
+          assert.equal(metadata.currentVersion, 9);
+          assert.deepEqual(await world.fixture.storedVersions(path), [2, 3, 4, 5, 6, 7, 8, 9]);
+          metadata = await world.store.writeMetadata(path, { maxVersions: 2 });
+          assert.equal(metadata.oldestVersion, 8);
+          assert.equal(metadata.currentVersion, 9);
+          assert.deepEqual(
+            metadata.versions.map((v) => v.version),
+            [8, 9],
+          );
+          assert.deepEqual(await world.fixture.storedVersions(path), [8, 9]);
+          // Removing the override restores the default (5): nothing to prune.
+          metadata = await world.store.writeMetadata(path, { maxVersions: null });
+          assert.equal(metadata.maxVersions, DEFAULT_CAP);
+          assert.equal(metadata.maxVersionsOverride, null);
+          await fill(world, path, 4);
+          assert.deepEqual(await world.fixture.storedVersions(path), [9, 10, 11, 12, 13]);
+        }));
+
+      test('a cap of 1 keeps only the current version', () =>
+        withWorld(async (world) => {
+          const path = p('cap/one');
+          await world.store.put(path, { n: '1' });
+          await world.store.writeMetadata(path, { maxVersions: 1 });
+          await fill(world, path, 3);
+          assert.deepEqual(await world.fixture.storedVersions(path), [4]);
+          assert.equal((await world.store.readMetadata(path)).oldestVersion, 4);
+        }));
+
+      test('a cap outside 1..1000 is an invalid request', () =>
+        withWorld(async (world) => {
+          const path = p('cap/bad');
+          await world.store.put(path, { n: '1' });
+          for (const maxVersions of [0, -1, 1001, 2.5]) {
+            await assert.rejects(
+              world.store.writeMetadata(path, { maxVersions }),
+              isError(InvalidRequestError),
+            );
+          }
+        }));
+    });
+
+    describe('soft delete, undelete, destroy', () => {
+      test('soft delete defaults to the current version; older ones stay readable', () =>
+        withWorld(async (world) => {
+          const path = p('del/default');
+          await fill(world, path, 3);
+          const at = world.tick();
+          const metadata = await world.store.softDelete(path);
+          assert.equal(metadata.currentVersion, 3);
+          assert.deepEqual(metadata.versions[2]?.deletedAt, new Date(at));
+          assert.equal(metadata.versions[1]?.deletedAt, null);
+          assert.deepEqual(metadata.updatedAt, new Date(at));
+          await assert.rejects(world.store.get(path), isError(NotFoundError, /is deleted/));
+          await assert.rejects(world.store.get(path, 3), isError(NotFoundError, /is deleted/));
+          assert.deepEqual((await world.store.get(path, 2)).data, { n: '2' });
+          assert.deepEqual(await world.fixture.storedVersions(path), [1, 2, 3]);
+        }));
+
+      test('undelete defaults to the current version and makes it readable again', () =>
+        withWorld(async (world) => {
+          const path = p('del/undelete-default');
+          await fill(world, path, 2);
+          await world.store.softDelete(path);
+          const metadata = await world.store.undelete(path);
+          assert.equal(metadata.versions[1]?.deletedAt, null);
+          assert.deepEqual((await world.store.get(path)).data, { n: '2' });
+          // An empty list means the default too.
+          await world.store.softDelete(path, []);
+          await assert.rejects(world.store.get(path), NotFoundError);
+          await world.store.undelete(path, []);
+          assert.deepEqual((await world.store.get(path)).data, { n: '2' });
+        }));
+
+      test('given versions are deleted and undeleted; 0 means current', () =>
+        withWorld(async (world) => {
+          const path = p('del/given');
+          await fill(world, path, 4);
+          const t1 = world.tick();
+          let metadata = await world.store.softDelete(path, [1, 3, 0, 3]);
+          assert.deepEqual(
+            metadata.versions.map((v) => v.deletedAt?.getTime() ?? null),
+            [t1, null, t1, t1],
+          );
+          // Deleting again keeps the first deletion time.
+          world.tick();
+          metadata = await world.store.softDelete(path, [1, 2]);
+          assert.deepEqual(
+            metadata.versions.map((v) => v.deletedAt?.getTime() ?? null),
+            [t1, metadata.updatedAt.getTime(), t1, t1],
+          );
+          metadata = await world.store.undelete(path, [1, 4]);
+          assert.deepEqual(
+            metadata.versions.map((v) => v.deletedAt === null),
+            [true, false, false, true],
+          );
+          assert.deepEqual((await world.store.get(path)).data, { n: '4' });
+          assert.deepEqual((await world.store.get(path, 1)).data, { n: '1' });
+        }));
+
+      test('undeleting a version that is not deleted changes nothing', () =>
+        withWorld(async (world) => {
+          const path = p('del/noop');
+          await fill(world, path, 2);
+          const before = await world.store.readMetadata(path);
+          world.tick();
+          assert.deepEqual(await world.store.undelete(path), before);
+          assert.deepEqual(await world.store.undelete(path, [1, 2]), before);
+        }));
+
+      test('destroy removes the data for good; undelete cannot bring it back', () =>
+        withWorld(async (world) => {
+          const path = p('del/destroy');
+          await fill(world, path, 3);
+          await world.store.softDelete(path, [2]);
+          const metadata = await world.store.destroy(path, [2, 3]);
+          assert.deepEqual(
+            metadata.versions.map((v) => v.destroyed),
+            [false, true, true],
+          );
+          assert.equal(metadata.currentVersion, 3);
+          await assert.rejects(world.store.get(path), isError(NotFoundError, /is destroyed/));
+          await assert.rejects(world.store.get(path, 2), isError(NotFoundError, /is destroyed/));
+          const after = await world.store.undelete(path, [2, 3]);
+          assert.deepEqual(
+            after.versions.map((v) => [v.destroyed, v.deletedAt !== null]),
+            [
+              [false, false],
+              [true, true],
+              [true, false],
+            ],
+          );
+          await assert.rejects(world.store.get(path, 2), isError(NotFoundError, /is destroyed/));
+          assert.deepEqual((await world.store.get(path, 1)).data, { n: '1' });
+          // The version numbers stay in the history and the table.
+          assert.deepEqual(await world.fixture.storedVersions(path), [1, 2, 3]);
+          // A new version can follow a destroyed current one.
+          assert.equal((await world.store.put(path, { n: '4' }, { cas: 3 })).currentVersion, 4);
+        }));
+
+      test('destroy must name its versions', () =>
+        withWorld(async (world) => {
+          const path = p('del/destroy-none');
+          await fill(world, path, 1);
+          await assert.rejects(world.store.destroy(path, []), isError(InvalidRequestError));
+          assert.deepEqual((await world.store.get(path)).data, { n: '1' });
+        }));
+
+      test('a version that is not kept is not found, and nothing changes', () =>
+        withWorld(async (world) => {
+          const path = p('del/missing');
+          await fill(world, path, DEFAULT_CAP + 1);
+          const before = await world.store.readMetadata(path);
+          world.tick();
+          for (const change of [
+            (v: number[]) => world.store.softDelete(path, v),
+            (v: number[]) => world.store.undelete(path, v),
+            (v: number[]) => world.store.destroy(path, v),
+          ]) {
+            await assert.rejects(change([2, 99]), isError(NotFoundError, /99 .* does not exist/));
+            await assert.rejects(change([2, 1]), isError(NotFoundError, /1 .* was removed/));
+          }
+          assert.deepEqual(await world.store.readMetadata(path), before);
+          await assert.rejects(world.store.softDelete(p('del/none')), isError(NotFoundError));
+        }));
+
+      test('bad version lists are invalid requests', () =>
+        withWorld(async (world) => {
+          const path = p('del/bad');
+          await fill(world, path, 1);
+          const bad: unknown[] = [[-1], [1.5], ['1'], [null], 'x', Array(1001).fill(1)];
+          for (const versions of bad) {
+            await assert.rejects(
+              world.store.softDelete(path, versions as number[]),
+              isError(InvalidRequestError),
+            );
+          }
+        }));
+    });
+
+    describe('deletePath', () => {
+      test('removes every version and the metadata; a new put starts over', () =>
+        withWorld(async (world) => {
+          const path = p('gone/x');
+          await fill(world, path, 3);
+          await world.store.writeMetadata(path, { maxVersions: 9, customMetadata: { a: 'b' } });
+          await world.store.deletePath(path);
+          assert.deepEqual(await world.fixture.storedVersions(path), []);
+          await assert.rejects(world.store.get(path), isError(NotFoundError, /No secret/));
+          await assert.rejects(world.store.get(path, 2), isError(NotFoundError, /No secret/));
+          await assert.rejects(world.store.readMetadata(path), NotFoundError);
+          assert.deepEqual((await world.store.list('', { limit: 10 })).paths, []);
+          const metadata = await world.store.put(path, { fresh: 'yes' }, { cas: 0 });
+          assert.equal(metadata.currentVersion, 1);
+          assert.equal(metadata.maxVersionsOverride, null);
+          assert.deepEqual(metadata.customMetadata, {});
+        }));
+
+      test('a missing path is not found; other paths are untouched', () =>
+        withWorld(async (world) => {
+          await world.store.put(p('keep/a'), { a: '1' });
+          await assert.rejects(world.store.deletePath(p('keep')), isError(NotFoundError));
+          await assert.rejects(world.store.deletePath(p('keep/b')), isError(NotFoundError));
+          assert.deepEqual((await world.store.get(p('keep/a'))).data, { a: '1' });
+        }));
+    });
+
+    describe('list', () => {
+      test('a prefix selects by whole segments', () =>
+        withWorld(async (world) => {
+          const all = ['app', 'app/x', 'app/y/z', 'app-b/c', 'app.d', 'apple', 'appz', 'b'];
+          for (const path of all) await world.store.put(p(path), { k: 'v' });
+          const list = async (prefix: string) =>
+            (await world.store.list(prefix, { limit: 100 })).paths;
+          assert.deepEqual(await list('app/'), ['app/x', 'app/y/z']);
+          assert.deepEqual(await list('app'), ['app', 'app/x', 'app/y/z']);
+          assert.deepEqual(await list('app/y'), ['app/y/z']);
+          assert.deepEqual(await list('app/y/z'), ['app/y/z']);
+          assert.deepEqual(await list('ap'), []);
+          assert.deepEqual(await list('nothing/'), []);
+          assert.deepEqual(await list(''), [...all].sort(byteOrder));
+        }));
+
+      test('paths come in byte order', () =>
+        withWorld(async (world) => {
+          const all = ['a/b', 'a-b', 'a.b', 'A', 'Z', '_', 'a/B', 'a0', 'ab', '9'];
+          for (const path of all) await world.store.put(p(path), { k: 'v' });
+          const { paths } = await world.store.list('', { limit: 100 });
+          assert.deepEqual(paths, [...all].sort(byteOrder));
+          assert.deepEqual(paths.slice(0, 3), ['9', 'A', 'Z']);
+        }));
+
+      test('pages cover every path once, in order, and are stable', () =>
+        withWorld(async (world) => {
+          const all: string[] = [];
+          for (let i = 0; i < 120; i++) all.push(`bulk/${String(i).padStart(3, '0')}/s${i % 7}`);
+          for (const path of all) await world.store.put(p(path), { k: 'v' });
+          await world.store.put(p('other/x'), { k: 'v' });
+          const seen: string[] = [];
+          let after: SecretPath | undefined;
+          let pages = 0;
+          for (;;) {
+            const page = await world.store.list('bulk/', {
+              limit: 13,
+              ...(after === undefined ? {} : { after }),
+            });
+            pages++;
+            seen.push(...page.paths);
+            if (page.next === undefined) break;
+            assert.equal(page.paths.length, 13);
+            assert.equal(page.next, page.paths.at(-1));
+            after = page.next;
+            if (pages === 3) {
+              // A path added before the cursor does not shift later pages.
+              await world.store.put(p('bulk/000/aaa'), { k: 'v' });
+            }
+          }
+          assert.equal(pages, Math.ceil(120 / 13));
+          assert.deepEqual(seen, [...all].sort(byteOrder));
+        }));
+
+      test('an exactly full last page has no next', () =>
+        withWorld(async (world) => {
+          for (const path of ['a/1', 'a/2', 'a/3', 'a/4']) await world.store.put(p(path), {});
+          const first = await world.store.list('a/', { limit: 2 });
+          assert.deepEqual(first, { paths: ['a/1', 'a/2'], next: 'a/2' });
+          const second = await world.store.list('a/', { limit: 2, after: p('a/2') });
+          assert.deepEqual(second, { paths: ['a/3', 'a/4'] });
+          const third = await world.store.list('a/', { limit: 2, after: p('a/4') });
+          assert.deepEqual(third, { paths: [] });
+          const exact = await world.store.list('a/', { limit: 4 });
+          assert.deepEqual(exact, { paths: ['a/1', 'a/2', 'a/3', 'a/4'] });
+        }));
+
+      test('paths whose versions are all deleted or destroyed are still listed', () =>
+        withWorld(async (world) => {
+          await fill(world, p('l/deleted'), 2);
+          await world.store.softDelete(p('l/deleted'), [1, 2]);
+          await fill(world, p('l/destroyed'), 1);
+          await world.store.destroy(p('l/destroyed'), [1]);
+          assert.deepEqual((await world.store.list('l/', { limit: 10 })).paths, [
+            'l/deleted',
+            'l/destroyed',
+          ]);
+        }));
+
+      test('a bad limit or prefix is an invalid request', () =>
+        withWorld(async (world) => {
+          for (const limit of [0, -1, 1001, 1.5, Number.NaN]) {
+            await assert.rejects(world.store.list('', { limit }), isError(InvalidRequestError));
+          }
+          for (const prefix of ['/a', 'a//b', '../x', 'a b/', 'a/../']) {
+            await assert.rejects(
+              world.store.list(prefix, { limit: 10 }),
+              isError(InvalidRequestError),
+            );
+          }
+        }));
+    });
+
+    describe('metadata', () => {
+      test('custom metadata is written, replaced and cleared without a new version', () =>
+        withWorld(async (world) => {
+          const path = p('meta/x');
+          await fill(world, path, 2);
+          const at = world.tick();
+          let metadata = await world.store.writeMetadata(path, {
+            customMetadata: { owner: 'team-a', 'ünï 🔑': 'välüe' },
+          });
+          assert.deepEqual(metadata.customMetadata, { owner: 'team-a', 'ünï 🔑': 'välüe' });
+          assert.deepEqual(metadata.updatedAt, new Date(at));
+          assert.equal(metadata.currentVersion, 2);
+          assert.deepEqual(await world.store.readMetadata(path), metadata);
+          // Writing only the cap keeps the custom metadata.
+          metadata = await world.store.writeMetadata(path, { maxVersions: 7 });
+          assert.deepEqual(metadata.customMetadata, { owner: 'team-a', 'ünï 🔑': 'välüe' });
+          metadata = await world.store.writeMetadata(path, { customMetadata: { b: '' } });
+          assert.deepEqual(metadata.customMetadata, { b: '' });
+          metadata = await world.store.writeMetadata(path, { customMetadata: {} });
+          assert.deepEqual(metadata.customMetadata, {});
+          assert.equal(metadata.maxVersions, 7);
+          // Puts keep it too.
+          await world.store.writeMetadata(path, { customMetadata: { c: 'd' } });
+          metadata = await world.store.put(path, { n: '3' });
+          assert.deepEqual(metadata.customMetadata, { c: 'd' });
+          assert.deepEqual(await world.fixture.storedVersions(path), [1, 2, 3]);
+        }));
+
+      test('an empty update changes nothing', () =>
+        withWorld(async (world) => {
+          const path = p('meta/empty');
+          await fill(world, path, 1);
+          const before = await world.store.readMetadata(path);
+          world.tick();
+          assert.deepEqual(await world.store.writeMetadata(path, {}), before);
+        }));
+
+      test('metadata of a missing path is not found', () =>
+        withWorld(async (world) => {
+          await assert.rejects(world.store.readMetadata(p('meta/none')), NotFoundError);
+          await assert.rejects(
+            world.store.writeMetadata(p('meta/none'), { customMetadata: { a: 'b' } }),
+            NotFoundError,
+          );
+          assert.deepEqual((await world.store.list('', { limit: 10 })).paths, []);
+        }));
+
+      test('custom metadata limits: 64 entries, keys 1..128, values up to 512 characters', () =>
+        withWorld(async (world) => {
+          const path = p('meta/limits');
+          await fill(world, path, 1);
+          const largest: Record<string, string> = {};
+          for (let i = 0; i < MAX_CUSTOM_METADATA_KEYS; i++) {
+            const key = `${i}`.padEnd(MAX_CUSTOM_METADATA_KEY_LENGTH, 'k');
+            largest[key] = 'v'.repeat(MAX_CUSTOM_METADATA_VALUE_LENGTH);
+          }
+          // Characters, not UTF-16 units: 128 astral characters fit.
+          delete largest[Object.keys(largest)[0] as string];
+          largest['🔑'.repeat(MAX_CUSTOM_METADATA_KEY_LENGTH)] = '🗝'.repeat(512);
+          const ok = await world.store.writeMetadata(path, { customMetadata: largest });
+          assert.deepEqual({ ...ok.customMetadata }, largest);
+          const tooMany = { ...largest, extra: 'x' };
+          const tooLongKey = { ['k'.repeat(MAX_CUSTOM_METADATA_KEY_LENGTH + 1)]: 'v' };
+          const tooLongValue = { k: 'v'.repeat(MAX_CUSTOM_METADATA_VALUE_LENGTH + 1) };
+          const bad: unknown[] = [
+            tooMany,
+            tooLongKey,
+            tooLongValue,
+            { '': 'v' },
+            { k: 1 },
+            { k: '\uD800' },
+            ['a'],
+            null,
+          ];
+          for (const customMetadata of bad) {
+            await assert.rejects(
+              world.store.writeMetadata(path, {
+                customMetadata: customMetadata as Record<string, string>,
+              }),
+              isError(InvalidRequestError),
+            );
+          }
+          assert.deepEqual({ ...(await world.store.readMetadata(path)).customMetadata }, largest);
+        }));
+    });
+
+    describe('data limits', () => {
+      test('256 keys of up to 256 characters and 1 MiB in all are accepted', () =>
+        withWorld(async (world) => {
+          const data: Record<string, string> = {};
+          for (let i = 0; i < MAX_SECRET_DATA_KEYS; i++) {
+            data[`${i}`.padEnd(MAX_SECRET_DATA_KEY_LENGTH, 'k')] = 'v';
+          }
+          await world.store.put(p('lim/keys'), data);
+          assert.equal(Object.keys((await world.store.get(p('lim/keys'))).data).length, 256);
+          // {"k":"vvv…"} is exactly the limit.
+          const big = { k: 'v'.repeat(MAX_SECRET_DATA_BYTES - 8) };
+          await world.store.put(p('lim/big'), big);
+          assert.equal((await world.store.get(p('lim/big'))).data.k?.length, big.k.length);
+        }));
+
+      test('beyond a limit is an invalid request and writes nothing', () =>
+        withWorld(async (world) => {
+          const path = p('lim/bad');
+          const tooMany: Record<string, string> = {};
+          for (let i = 0; i <= MAX_SECRET_DATA_KEYS; i++) tooMany[`k${i}`] = 'v';
+          const bad: unknown[] = [
+            tooMany,
+            { ['k'.repeat(MAX_SECRET_DATA_KEY_LENGTH + 1)]: 'v' },
+            { '': 'v' },
+            { k: 'v'.repeat(MAX_SECRET_DATA_BYTES - 7) },
+            // Escapes count as serialised: 6 bytes per control character.
+            { k: '\u0001'.repeat(MAX_SECRET_DATA_BYTES / 6) },
+            { k: 1 },
+            { k: null },
+            { k: '\uDC00 lone' },
+            ['v'],
+            'v',
+            null,
+          ];
+          for (const data of bad) {
+            await assert.rejects(
+              world.store.put(path, data as Record<string, string>),
+              isError(InvalidRequestError),
+            );
+          }
+          await assert.rejects(world.store.readMetadata(path), NotFoundError);
+        }));
+    });
+
+    describe('sealed', () => {
+      test('every method fails with NotReadyError and nothing is written', () =>
+        withWorld(async (world) => {
+          const path = p('sealed/x');
+          await fill(world, path, 2);
+          await world.store.writeMetadata(path, { customMetadata: { a: 'b' } });
+          const before = await world.store.readMetadata(path);
+          world.tick();
+          world.seal();
+          const calls: (() => Promise<unknown>)[] = [
+            () => world.store.put(path, { n: 'x' }),
+            () => world.store.put(p('sealed/new'), { n: 'x' }, { cas: 0 }),
+            () => world.store.get(path),
+            () => world.store.get(path, 1),
+            () => world.store.list('', { limit: 10 }),
+            () => world.store.softDelete(path),
+            () => world.store.undelete(path, [1]),
+            () => world.store.destroy(path, [1]),
+            () => world.store.deletePath(path),
+            () => world.store.readMetadata(path),
+            () => world.store.writeMetadata(path, { maxVersions: 1, customMetadata: {} }),
+          ];
+          for (const call of calls) {
+            await assert.rejects(call(), isError(NotReadyError));
+          }
+          world.unseal();
+          assert.deepEqual(await world.store.readMetadata(path), before);
+          assert.deepEqual(await world.fixture.storedVersions(path), [1, 2]);
+          assert.deepEqual((await world.store.list('', { limit: 10 })).paths, [path]);
+        }));
+    });
+  });
+}
+
+/** Byte order of ASCII strings (what the store promises for paths). */
+function byteOrder(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

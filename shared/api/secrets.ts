@@ -1,0 +1,213 @@
+/**
+ * Wire contract of the secret routes (KV v2 shapes users know from Vault):
+ *
+ * | Route | Permission | What |
+ * |---|---|---|
+ * | `GET /v1/secrets/data/{path}?version=N` | read | current or given version |
+ * | `PUT /v1/secrets/data/{path}` | write | new version (`cas` optional) |
+ * | `DELETE /v1/secrets/data/{path}?versions=1,2` | delete | soft delete (default: current) |
+ * | `POST /v1/secrets/undelete/{path}` | write | undo soft deletes (default: current) |
+ * | `POST /v1/secrets/destroy/{path}` | delete | remove version data for good |
+ * | `GET /v1/secrets/metadata/{path}` | read | metadata and version history |
+ * | `PUT /v1/secrets/metadata/{path}` | write | max versions, custom metadata |
+ * | `DELETE /v1/secrets/metadata/{path}` | delete | the path, every version |
+ * | `GET /v1/secrets/list?prefix=&limit=&after=` | list | paths the caller may list |
+ *
+ * Parsers are strict: unknown fields, wrong types and out-of-range numbers
+ * are refused with InvalidRequestError naming the field; values are never
+ * echoed in a message.
+ */
+import { InvalidRequestError } from '../errors/errors.ts';
+
+export const MAX_DATA_KEYS = 256;
+export const MAX_KEY_LENGTH = 256;
+export const MAX_VERSION = 2 ** 31 - 1;
+export const MAX_VERSIONS_PER_REQUEST = 100;
+export const MAX_LIST_LIMIT = 1000;
+export const DEFAULT_LIST_LIMIT = 100;
+export const MAX_CUSTOM_METADATA_KEYS = 64;
+
+export interface PutSecretRequest {
+  readonly data: Readonly<Record<string, string>>;
+  readonly cas?: number;
+}
+
+export interface VersionsRequest {
+  readonly versions?: readonly number[];
+}
+
+export interface PutMetadataRequest {
+  readonly maxVersions?: number | null;
+  readonly customMetadata?: Readonly<Record<string, string>>;
+}
+
+export interface SecretResponse {
+  readonly path: string;
+  readonly version: number;
+  readonly data: Readonly<Record<string, string>>;
+  readonly createdAt: string;
+}
+
+export interface VersionInfoWire {
+  readonly version: number;
+  readonly createdAt: string;
+  readonly deletedAt: string | null;
+  readonly destroyed: boolean;
+}
+
+export interface MetadataResponse {
+  readonly path: string;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly currentVersion: number;
+  readonly oldestVersion: number;
+  readonly maxVersions: number;
+  readonly maxVersionsOverride: number | null;
+  readonly versions: readonly VersionInfoWire[];
+  readonly customMetadata: Readonly<Record<string, string>>;
+}
+
+export interface ListResponse {
+  readonly paths: readonly string[];
+  readonly next?: string;
+}
+
+function objectOf(body: unknown, allowed: readonly string[]): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new InvalidRequestError('The body must be a JSON object');
+  }
+  for (const key of Object.keys(body)) {
+    if (!allowed.includes(key)) {
+      throw new InvalidRequestError(`Unknown field ${JSON.stringify(key.slice(0, 64))}`);
+    }
+  }
+  return body as Record<string, unknown>;
+}
+
+/** A map of string keys to string values, bounded. Values are never echoed. */
+export function parseStringMap(
+  value: unknown,
+  field: string,
+  maxKeys: number,
+): Record<string, string> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidRequestError(`Field "${field}" must be an object of string values`);
+  }
+  const entries = Object.entries(value);
+  if (entries.length > maxKeys) {
+    throw new InvalidRequestError(`Field "${field}" has more than ${maxKeys} keys`);
+  }
+  const out: Record<string, string> = {};
+  for (const [key, item] of entries) {
+    if (key.length === 0 || key.length > MAX_KEY_LENGTH) {
+      throw new InvalidRequestError(
+        `Field "${field}" has a key that is empty or longer than ${MAX_KEY_LENGTH} characters`,
+      );
+    }
+    if (typeof item !== 'string') {
+      throw new InvalidRequestError(
+        `Field "${field}" must map keys to strings; key ${JSON.stringify(key.slice(0, 64))} does not`,
+      );
+    }
+    out[key] = item;
+  }
+  return out;
+}
+
+export function parseVersionNumber(value: unknown, field: string, min = 1): number {
+  if (
+    typeof value !== 'number' ||
+    !Number.isSafeInteger(value) ||
+    value < min ||
+    value > MAX_VERSION
+  ) {
+    throw new InvalidRequestError(
+      `Field "${field}" must be an integer from ${min} to ${MAX_VERSION}`,
+    );
+  }
+  return value;
+}
+
+/** A version from a query string (`?version=3`). */
+export function parseVersionQuery(value: string | undefined, field: string): number | undefined {
+  if (value === undefined) {
+    return undefined;
+  }
+  if (!/^[1-9][0-9]{0,9}$/.test(value)) {
+    throw new InvalidRequestError(`Query "${field}" must be a positive integer`);
+  }
+  return parseVersionNumber(Number(value), field);
+}
+
+/** Versions from a query string (`?versions=1,2`). */
+export function parseVersionsQuery(value: string | undefined): number[] | undefined {
+  if (value === undefined) {
+    return undefined;
+  }
+  const parts = value.split(',');
+  if (parts.length > MAX_VERSIONS_PER_REQUEST) {
+    throw new InvalidRequestError(
+      `Query "versions" lists more than ${MAX_VERSIONS_PER_REQUEST} versions`,
+    );
+  }
+  return uniqueVersions(parts.map((part) => parseVersionQuery(part, 'versions') as number));
+}
+
+function uniqueVersions(versions: number[]): number[] {
+  return [...new Set(versions)].sort((a, b) => a - b);
+}
+
+export function parsePutSecretRequest(body: unknown): PutSecretRequest {
+  const input = objectOf(body, ['data', 'cas']);
+  const data = parseStringMap(input.data, 'data', MAX_DATA_KEYS);
+  if (input.cas === undefined) {
+    return { data };
+  }
+  return { data, cas: parseVersionNumber(input.cas, 'cas', 0) };
+}
+
+export function parseVersionsRequest(body: unknown, required: boolean): VersionsRequest {
+  const input = objectOf(body, ['versions']);
+  if (input.versions === undefined) {
+    if (required) {
+      throw new InvalidRequestError('Field "versions" is required');
+    }
+    return {};
+  }
+  if (!Array.isArray(input.versions) || input.versions.length === 0) {
+    throw new InvalidRequestError('Field "versions" must be a non-empty array of versions');
+  }
+  if (input.versions.length > MAX_VERSIONS_PER_REQUEST) {
+    throw new InvalidRequestError(
+      `Field "versions" has more than ${MAX_VERSIONS_PER_REQUEST} entries`,
+    );
+  }
+  return { versions: uniqueVersions(input.versions.map((v) => parseVersionNumber(v, 'versions'))) };
+}
+
+export function parsePutMetadataRequest(body: unknown): PutMetadataRequest {
+  const input = objectOf(body, ['maxVersions', 'customMetadata']);
+  const out: { maxVersions?: number | null; customMetadata?: Record<string, string> } = {};
+  if (input.maxVersions !== undefined) {
+    out.maxVersions =
+      input.maxVersions === null ? null : parseVersionNumber(input.maxVersions, 'maxVersions');
+  }
+  if (input.customMetadata !== undefined) {
+    out.customMetadata = parseStringMap(
+      input.customMetadata,
+      'customMetadata',
+      MAX_CUSTOM_METADATA_KEYS,
+    );
+  }
+  return out;
+}
+
+export function parseListLimit(value: string | undefined): number {
+  if (value === undefined) {
+    return DEFAULT_LIST_LIMIT;
+  }
+  if (!/^[1-9][0-9]{0,3}$/.test(value) || Number(value) > MAX_LIST_LIMIT) {
+    throw new InvalidRequestError(`Query "limit" must be an integer from 1 to ${MAX_LIST_LIMIT}`);
+  }
+  return Number(value);
+}
