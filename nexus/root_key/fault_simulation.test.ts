@@ -14,6 +14,7 @@ import { constantTimeEqual } from '../../shared/crypto/bytes.ts';
 import { combineShards } from '../../shared/crypto/shamir.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import { seededRandom } from '../../test/harness/seeded_random.ts';
 import { MemoryRootKeyStore } from '../store/memory_root_key_store.ts';
 import type { KeeperLink } from './keeper_link.ts';
 import { RootKey } from './root_key.ts';
@@ -22,18 +23,6 @@ import { RootKeyManager } from './root_key_manager.ts';
 const SCHEDULES = Number(process.env.FAULT_SCHEDULES ?? 150);
 const STEPS = 40;
 const logger = createLogger({ component: 'sim', sink: createMemorySink(), level: 'error' });
-
-/** mulberry32: a small seeded PRNG, so that a schedule can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class SimKeeper implements KeeperLink {
   readonly name: string;
@@ -124,7 +113,7 @@ async function runSchedule(
   threshold: number,
   trace: string[],
 ): Promise<void> {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const pick = (n: number) => Math.floor(random() * n);
   const store = new MemoryRootKeyStore();
   const keepers = Array.from({ length: shares }, (_, i) => new SimKeeper(`keeper-${i + 1}`));

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { constantTimeEqual, randomBytes } from '../../shared/crypto/bytes.ts';
 import { splitRootKey, xCoordinateOf } from '../../shared/crypto/shamir.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
+import { seededRandom } from '../../test/harness/seeded_random.ts';
 import { sealKeyring, verifyRootKey } from './keyring.ts';
 import { type RecoveredKey, recoverRootKey } from './recover.ts';
 
@@ -213,16 +214,6 @@ describe('recoverRootKey()', () => {
 });
 
 /** A small seeded generator (mulberry32), so a failing schedule can be replayed from its seed. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 function shuffle<T>(items: T[], random: () => number): T[] {
   for (let i = items.length - 1; i > 0; i--) {
