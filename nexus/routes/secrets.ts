@@ -13,6 +13,7 @@ import {
 } from '../../shared/api/secret_path.ts';
 import {
   type ListResponse,
+  MAX_LIST_LIMIT,
   type MetadataResponse,
   parseListLimit,
   parsePutMetadataRequest,
@@ -28,6 +29,7 @@ import { authorizeRequest } from '../../shared/http/authorize.ts';
 import type { PeerEnv } from '../../shared/http/peer.ts';
 import { validateJson } from '../../shared/http/validate.ts';
 import type { Logger } from '../../shared/log/logger.ts';
+import { isPilotRecover, isPilotRestore } from '../../shared/spiffe/identities.ts';
 import type { SpiffeId, TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import { isReservedPath } from '../access/check_access.ts';
 import type { Permission } from '../access/permissions.ts';
@@ -44,9 +46,6 @@ export interface SecretRoutesDeps {
   readonly access: SecretAccess;
   readonly logger: Logger;
 }
-
-/** How many store pages one list request may scan while filtering by permission. */
-const MAX_LIST_SCAN_PAGES = 20;
 
 const DATA = `${PATHS.secretData}/:path{.+}`;
 const METADATA = `${PATHS.secretMetadata}/:path{.+}`;
@@ -147,12 +146,18 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
   });
 
   // Listing is authorized per path: the guard admits members of our trust
-  // domain, and the answer holds only the paths the caller may list.
+  // domain except the operator roles (which have their operator routes
+  // only), and the answer holds only the paths the caller may list.
+  const isRecover = isPilotRecover(deps.trustDomain);
+  const isRestore = isPilotRestore(deps.trustDomain);
   routes.get(
     PATHS.secretList,
     authorizeRequest(
-      (_c, peer) => peer.isMemberOf(deps.trustDomain),
-      'a member of the trust domain (each listed path is then checked)',
+      (c, peer) => {
+        setAudit(c, { action: 'secret.list', resource: parseSecretPrefix(c.req.query('prefix')) });
+        return peer.isMemberOf(deps.trustDomain) && !isRecover(peer) && !isRestore(peer);
+      },
+      'a member of the trust domain other than the recover and restore roles (each listed path is then checked)',
       { logger },
     ),
     async (c) => {
@@ -161,20 +166,29 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
       const afterRaw = c.req.query('after');
       let after = afterRaw === undefined ? undefined : parseSecretPath(afterRaw);
       const peer = c.get('peer').id;
-      setAudit(c, { action: 'secret.list', resource: prefix });
-      const paths: string[] = [];
+      // The cursor (`next`) is always a path of the answer, so it names only
+      // paths the caller may list: the store is scanned in full pages until
+      // the answer is full or the prefix is exhausted. The cost is one query
+      // per thousand paths under the prefix that the caller may not list.
+      const paths: SecretPath[] = [];
       let next: SecretPath | undefined;
-      for (let page = 0; page < MAX_LIST_SCAN_PAGES && paths.length < limit; page++) {
+      for (;;) {
         const found = await store.list(prefix, {
-          limit: limit - paths.length,
+          limit: MAX_LIST_LIMIT,
           ...(after === undefined ? {} : { after }),
         });
-        for (const path of found.paths) {
+        let index = 0;
+        for (; index < found.paths.length && paths.length < limit; index++) {
+          const path = found.paths[index] as SecretPath;
           if (!isReservedPath(path) && access.isAllowed(peer, 'list', path)) {
             paths.push(path);
           }
         }
-        next = found.next;
+        const hasMore = index < found.paths.length || found.next !== undefined;
+        if (paths.length === limit && hasMore) {
+          next = paths[paths.length - 1];
+          break;
+        }
         if (found.next === undefined) {
           break;
         }
