@@ -11,6 +11,7 @@ import {
   readListenConfig,
 } from '../shared/config/common.ts';
 import { type Env, EnvReader } from '../shared/config/env.ts';
+import { redactUrl } from '../shared/config/redact_url.ts';
 import { MAX_SHARES } from '../shared/crypto/shard.ts';
 
 export const ENV_NEXUS_TLS_HOST = 'SPIKE_NEXUS_TLS_HOST';
@@ -23,12 +24,17 @@ export const ENV_NEXUS_KEEPER_UPDATE_INTERVAL = 'SPIKE_NEXUS_KEEPER_UPDATE_INTER
 export const ENV_NEXUS_RECOVERY_MAX_INTERVAL = 'SPIKE_NEXUS_RECOVERY_MAX_INTERVAL';
 export const ENV_NEXUS_KEEPER_TIMEOUT = 'SPIKE_NEXUS_KEEPER_TIMEOUT';
 export const ENV_NEXUS_BACKEND_STORE = 'SPIKE_NEXUS_BACKEND_STORE';
+export const ENV_NEXUS_DATABASE_URL = 'SPIKE_NEXUS_DATABASE_URL';
 export const ENV_NEXUS_MAX_SECRET_VERSIONS = 'SPIKE_NEXUS_MAX_SECRET_VERSIONS';
 export const ENV_NEXUS_MAX_BODY_BYTES = 'SPIKE_NEXUS_MAX_BODY_BYTES';
 export const ENV_NEXUS_AUDIT_LOG = 'SPIKE_NEXUS_AUDIT_LOG';
 
-/** `sqlite`: a file in the data dir; `memory`: gone at exit (tests, throw-away dev). */
-export const BACKEND_STORES = ['sqlite', 'memory'] as const;
+/**
+ * `sqlite`: a file in the data dir; `postgres`: a PostgreSQL server at
+ * `SPIKE_NEXUS_DATABASE_URL`, which several Nexus processes may share;
+ * `memory`: gone at exit (tests, throw-away dev).
+ */
+export const BACKEND_STORES = ['sqlite', 'postgres', 'memory'] as const;
 export type BackendStore = (typeof BACKEND_STORES)[number];
 export const DEFAULT_MAX_SECRET_VERSIONS = 10;
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -53,6 +59,11 @@ export interface NexusConfig {
   readonly recoveryMaxIntervalMs: number;
   readonly keeperTimeoutMs: number;
   readonly backendStore: BackendStore;
+  /**
+   * The PostgreSQL URL when `backendStore` is `postgres`, else undefined. It
+   * may hold a password: log it only through `redactUrl`.
+   */
+  readonly databaseUrl: string | undefined;
   readonly maxSecretVersions: number;
   readonly maxBodyBytes: number;
   /** A JSON-lines file for the audit trail, or `-` for stdout. */
@@ -98,6 +109,7 @@ export function loadNexusConfig(env: Env): NexusConfig {
     min: 100,
   });
   const backendStore = reader.oneOf(ENV_NEXUS_BACKEND_STORE, BACKEND_STORES, 'sqlite');
+  const databaseUrl = readDatabaseUrl(reader, backendStore);
   const maxSecretVersions = reader.int(ENV_NEXUS_MAX_SECRET_VERSIONS, DEFAULT_MAX_SECRET_VERSIONS, {
     min: 1,
     max: 1000,
@@ -112,6 +124,7 @@ export function loadNexusConfig(env: Env): NexusConfig {
   }
   return reader.finish({
     backendStore,
+    databaseUrl,
     maxSecretVersions,
     maxBodyBytes,
     auditLog,
@@ -175,6 +188,41 @@ function readKeeperPeers(reader: EnvReader, shares: number): URL[] {
     );
   }
   return urls;
+}
+
+/**
+ * `postgres://` or `postgresql://` with a host, required (and only read) for
+ * the postgres backend. Problems show the value with its password masked.
+ */
+function readDatabaseUrl(reader: EnvReader, backendStore: BackendStore): string | undefined {
+  if (backendStore !== 'postgres') return undefined;
+  const value = reader.raw(ENV_NEXUS_DATABASE_URL);
+  if (value === undefined) {
+    reader.problem(
+      ENV_NEXUS_DATABASE_URL,
+      undefined,
+      `is required when ${ENV_NEXUS_BACKEND_STORE} is "postgres" (e.g. postgres://spike:<password>@db.example:5432/spike)`,
+    );
+    return undefined;
+  }
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (
+    url === undefined ||
+    !['postgres:', 'postgresql:'].includes(url.protocol) ||
+    url.host === ''
+  ) {
+    reader.problem(
+      ENV_NEXUS_DATABASE_URL,
+      redactUrl(value),
+      'must be a postgres://user:password@host:port/database URL',
+    );
+  }
+  return value;
 }
 
 function readDataDir(reader: EnvReader, env: Env): string {

@@ -4,7 +4,6 @@
  * connect; each route authorizes the caller's SPIFFE ID. Nexus starts sealed
  * and unseals itself from the Keepers (or initialises an empty store).
  */
-import { join } from 'node:path';
 import { VERSION } from '../shared/api/version.ts';
 import { createFileAuditSink } from '../shared/http/audit.ts';
 import { type MtlsService, startMtlsService } from '../shared/http/service.ts';
@@ -20,29 +19,43 @@ import { loadNexusConfig } from './config.ts';
 import { createHttpsKeeperLink } from './root_key/keeper_link.ts';
 import { RootKey } from './root_key/root_key.ts';
 import { RootKeyManager } from './root_key/root_key_manager.ts';
-import { openMemoryDatabase, openSqliteDatabase } from './store/db.ts';
-import { SqlPolicyStore } from './store/policy_store.ts';
-import { SqlSecretStore } from './store/sql_secret_store.ts';
-import { SqliteRootKeyStore } from './store/sqlite_root_key_store.ts';
+import { openStores, type StoreBackend } from './store/open_stores.ts';
+
+/** How often policies are re-read from the database (for other replicas' changes). */
+const POLICY_REFRESH_INTERVAL_MS = 2_000;
 
 await runService('spike-nexus', async () => {
   const config = loadNexusConfig(environment());
   const logger = createLogger({ component: 'nexus', level: config.identity.logLevel });
   const td = config.identity.trustDomain;
-  const database =
-    config.backendStore === 'memory'
-      ? await openMemoryDatabase()
-      : await openSqliteDatabase({ path: join(config.dataDir, 'spike.db') });
+  const backend: StoreBackend =
+    config.backendStore === 'postgres' && config.databaseUrl !== undefined
+      ? { kind: 'postgres', url: config.databaseUrl }
+      : config.backendStore === 'memory'
+        ? { kind: 'memory' }
+        : { kind: 'sqlite', dataDir: config.dataDir };
   const rootKey = new RootKey();
-  const rootKeys = new SqliteRootKeyStore(database);
-  const secrets = new SqlSecretStore({
-    database,
+  const stores = await openStores({
+    backend,
     keyring: rootKey.withKeyring.bind(rootKey),
     maxVersionsDefault: config.maxSecretVersions,
+    onConnectionError: (err) =>
+      logger.warn('A pooled database connection failed; it will be replaced', {
+        error: err.message,
+      }),
   });
-  const policies = new SqlPolicyStore(database.db);
+  const { rootKeys, secrets, policies } = stores;
   const policyCache = await loadPolicyCache({ store: policies, logger });
   const access = createAccessChecker({ trustDomain: td, policies: () => policyCache.policies() });
+  // Changes made through this Nexus apply at once; changes made through
+  // another replica of a shared PostgreSQL database arrive with this reload.
+  const policyRefresh = setInterval(() => {
+    policyCache.reload().catch((err: unknown) => {
+      logger.warn('Cannot reload policies; keeping the current set', {
+        error: err instanceof Error ? err.message : String(err),
+      });
+    });
+  }, POLICY_REFRESH_INTERVAL_MS);
   const auditSink = createFileAuditSink(config.auditLog);
   let deniedRequests = 0;
   const countingAuditSink = {
@@ -108,11 +121,12 @@ await runService('spike-nexus', async () => {
       }).fetch as never;
     },
     onStop: async () => {
+      clearInterval(policyRefresh);
       manager?.stop();
       keeperClient?.close();
       rootKey.seal();
       auditSink.close();
-      await database.close();
+      await stores.close();
     },
   });
   started.service = service;
@@ -120,6 +134,7 @@ await runService('spike-nexus', async () => {
     keepers: config.keeperPeers.map((url) => url.origin),
     threshold: config.shamirThreshold,
     backendStore: config.backendStore,
+    database: stores.location,
   });
   manager?.start();
   return service.stop;

@@ -15,6 +15,18 @@ step "type-check"
 npm run --silent typecheck
 step "lint and format check"
 npm run --silent lint
+step "PostgreSQL"
+# The PostgreSQL suites run against a real server: CI (root) installs and
+# starts one; elsewhere an exported SPIKE_TEST_DATABASE_URL is used as is,
+# and without either the suites are skipped with a notice.
+if [ -z "${SPIKE_TEST_DATABASE_URL:-}" ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    SPIKE_TEST_DATABASE_URL=$(bash scripts/postgres.sh)
+    export SPIKE_TEST_DATABASE_URL
+  else
+    echo "not root and SPIKE_TEST_DATABASE_URL unset: the PostgreSQL tests will be skipped"
+  fi
+fi
 log_dir=$(mktemp -d)
 trap 'rm -rf "$log_dir"' EXIT
 step "tests on Node"

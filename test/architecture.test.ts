@@ -137,6 +137,7 @@ const SINGLE_IMPORTER: Record<string, string[]> = {
   '@peculiar/x509': ['shared/spiffe/_x509.ts'],
   'reflect-metadata': ['shared/spiffe/_x509.ts'],
   '@libsql/client': ['nexus/store/db.ts'],
+  pg: ['nexus/store/pg_db.ts'],
 };
 
 describe('architecture', () => {

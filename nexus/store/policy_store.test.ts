@@ -12,10 +12,17 @@ import { after, describe, test } from 'node:test';
 import { sql } from 'drizzle-orm';
 import type { PolicyDocument } from '../../shared/api/policies.ts';
 import { InternalError, InvalidRequestError } from '../../shared/errors/errors.ts';
+import {
+  dropScratchDatabases,
+  openScratchDatabase,
+  postgresSkip,
+} from '../../test/harness/postgres.ts';
 import { openSqliteDatabase, type SqliteDatabase } from './db.ts';
 import { MemoryPolicyStore } from './memory_policy_store.ts';
+import { PgPolicyStore } from './pg_policy_store.ts';
 import { type PolicyStore, type PolicyStoreOptions, SqlPolicyStore } from './policy_store.ts';
 
+after(dropScratchDatabases);
 const scratchDirs: string[] = [];
 after(() => {
   for (const dir of scratchDirs) rmSync(dir, { recursive: true, force: true });
@@ -35,6 +42,8 @@ interface Fixture {
 const IMPLEMENTATIONS: ReadonlyArray<{
   name: string;
   create(options: PolicyStoreOptions): Promise<Fixture>;
+  /** Why the implementation's tests are skipped here (PostgreSQL without a URL). */
+  skip?: string | false;
 }> = [
   {
     name: 'MemoryPolicyStore',
@@ -46,6 +55,14 @@ const IMPLEMENTATIONS: ReadonlyArray<{
     async create(options) {
       const database = await openSqliteDatabase({ path: freshDatabasePath() });
       return { store: new SqlPolicyStore(database.db, options), dispose: () => database.close() };
+    },
+  },
+  {
+    name: 'PgPolicyStore (PostgreSQL)',
+    skip: postgresSkip(),
+    async create(options) {
+      const { database } = await openScratchDatabase();
+      return { store: new PgPolicyStore(database.db, options), dispose: () => database.close() };
     },
   },
 ];
@@ -72,7 +89,9 @@ function manualClock(startMs: number) {
 }
 
 for (const implementation of IMPLEMENTATIONS) {
-  describe(`PolicyStore contract: ${implementation.name}`, () => {
+  describe(`PolicyStore contract: ${implementation.name}`, {
+    skip: implementation.skip ?? false,
+  }, () => {
     async function withStore(
       run: (store: PolicyStore, clock: ReturnType<typeof manualClock>) => Promise<void>,
     ) {

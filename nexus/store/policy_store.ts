@@ -11,9 +11,10 @@
  */
 import { asc, eq } from 'drizzle-orm';
 import { type PolicyDocument, parsePolicyDocument } from '../../shared/api/policies.ts';
-import { InternalError, isBrokerError } from '../../shared/errors/errors.ts';
+import { InternalError } from '../../shared/errors/errors.ts';
+import { policyRule, toStoredPolicy } from './_policy_rows.ts';
 import type { SqliteDb } from './db.ts';
-import { type PolicyRow, policies } from './schema.ts';
+import { policies } from './schema.ts';
 
 /** A policy document with its bookkeeping. */
 export interface StoredPolicy extends PolicyDocument {
@@ -62,11 +63,7 @@ export class SqlPolicyStore implements PolicyStore {
   async upsert(policy: PolicyDocument): Promise<StoredPolicy> {
     const document = parsePolicyDocument(policy);
     const nowMs = this.#now();
-    const rule = {
-      spiffeIdPattern: document.spiffeIdPattern,
-      pathPattern: document.pathPattern,
-      permissions: JSON.stringify(document.permissions),
-    };
+    const rule = policyRule(document);
     const rows = await this.#db
       .insert(policies)
       .values({ name: document.name, ...rule, createdAtMs: nowMs, updatedAtMs: nowMs })
@@ -86,31 +83,4 @@ export class SqlPolicyStore implements PolicyStore {
       .returning({ name: policies.name });
     return rows.length === 1;
   }
-}
-
-/**
- * A row back into a StoredPolicy, checked with the same parser as a request:
- * a row edited by hand into something invalid is an internal error naming
- * the policy, never a half-read policy.
- */
-function toStoredPolicy(row: PolicyRow): StoredPolicy {
-  let document: PolicyDocument;
-  try {
-    document = parsePolicyDocument({
-      name: row.name,
-      spiffeIdPattern: row.spiffeIdPattern,
-      pathPattern: row.pathPattern,
-      permissions: JSON.parse(row.permissions) as unknown,
-    });
-  } catch (err) {
-    if (!isBrokerError(err) && !(err instanceof SyntaxError)) throw err;
-    throw new InternalError(`Stored policy ${JSON.stringify(row.name)} is invalid`, {
-      cause: err,
-    });
-  }
-  return Object.freeze({
-    ...document,
-    createdAt: new Date(row.createdAtMs),
-    updatedAt: new Date(row.updatedAtMs),
-  });
 }

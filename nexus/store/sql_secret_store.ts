@@ -43,31 +43,32 @@ import {
   type SQL,
   sql,
 } from 'drizzle-orm';
+import { parseSecretPrefix, type SecretPath } from '../../shared/api/secret_path.ts';
+import { ConflictError, InternalError, InvalidRequestError } from '../../shared/errors/errors.ts';
 import {
-  parseSecretPath,
-  parseSecretPrefix,
-  type SecretPath,
-} from '../../shared/api/secret_path.ts';
-import {
-  ConflictError,
-  InternalError,
-  InvalidRequestError,
-  NotFoundError,
-} from '../../shared/errors/errors.ts';
+  casConflict,
+  checkedNow,
+  checkListLimit,
+  checkPath,
+  checkVersionList,
+  checkVersionNumber,
+  isChanged,
+  type KeyringAccess,
+  MAX_LIST_LIMIT,
+  missingPath,
+  missingVersion,
+  prefixRange,
+  requireUnsealed,
+  resolveTargets,
+  toMetadata,
+  unreadableVersion,
+  type VersionChange,
+  type VersionRow,
+} from './_secret_rules.ts';
 import type { SqliteDatabase, SqliteDb } from './db.ts';
 import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
-import {
-  openCustomMetadata,
-  openSecretData,
-  sealCustomMetadata,
-  sealSecretData,
-} from './secret_cipher.ts';
-import {
-  checkCustomMetadata,
-  checkMaxVersions,
-  checkSecretData,
-  MAX_VERSIONS_PER_REQUEST,
-} from './secret_limits.ts';
+import { openSecretData, sealCustomMetadata, sealSecretData } from './secret_cipher.ts';
+import { checkCustomMetadata, checkMaxVersions, checkSecretData } from './secret_limits.ts';
 import type {
   ListOptions,
   ListPage,
@@ -77,14 +78,10 @@ import type {
   SecretMetadata,
   SecretStore,
   SecretVersion,
-  VersionInfo,
 } from './secret_store.ts';
 
-/**
- * Lends the data key to `use` while Nexus is unsealed; throws NotReadyError
- * while sealed. `rootKey.withKeyring.bind(rootKey)` in production.
- */
-export type KeyringAccess = <T>(use: (key: Uint8Array) => T) => T;
+export type { KeyringAccess };
+export { MAX_LIST_LIMIT };
 
 export interface SqlSecretStoreOptions {
   readonly database: SqliteDatabase;
@@ -100,8 +97,6 @@ export interface SqlSecretStoreOptions {
   readonly ownsDatabase?: boolean;
 }
 
-/** Page sizes `list` accepts. */
-export const MAX_LIST_LIMIT = 1000;
 /**
  * Attempts of a write without check-and-set before giving up with
  * ConflictError. Each lost attempt means another write to the same path
@@ -117,19 +112,10 @@ const VERSION_COLUMNS = {
   destroyed: secrets.destroyed,
 } as const;
 
-interface VersionRow {
-  readonly version: number;
-  readonly createdAtMs: number;
-  readonly deletedAtMs: number | null;
-  readonly destroyed: boolean;
-}
-
 interface PathState {
   readonly row: SecretMetadataRow;
   readonly versions: readonly VersionRow[];
 }
-
-type VersionChange = 'delete' | 'undelete' | 'destroy';
 
 export class SqlSecretStore implements SecretStore {
   readonly #database: SqliteDatabase;
@@ -261,11 +247,9 @@ export class SqlSecretStore implements SecretStore {
     if (row === undefined) {
       throw this.#missingVersion(path, number, metadata);
     }
-    if (row.destroyed || row.ciphertext === null) {
-      throw new NotFoundError(`Version ${number} of "${path}" is destroyed`);
-    }
-    if (row.deletedAtMs !== null) {
-      throw new NotFoundError(`Version ${number} of "${path}" is deleted`);
+    const unreadable = unreadableVersion(path, number, row);
+    if (unreadable !== undefined || row.ciphertext === null) {
+      throw unreadable;
     }
     const sealed = row.ciphertext;
     const data = this.#keyring((key) => openSecretData(key, path, number, sealed));
@@ -275,11 +259,7 @@ export class SqlSecretStore implements SecretStore {
   async list(prefix: string, options: ListOptions): Promise<ListPage> {
     const checkedPrefix = parseSecretPrefix(prefix);
     const { limit, after } = options;
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LIST_LIMIT) {
-      throw new InvalidRequestError(
-        `A list limit must be an integer from 1 to ${MAX_LIST_LIMIT} (got ${String(limit)})`,
-      );
-    }
+    checkListLimit(limit);
     if (after !== undefined) checkPath(after);
     this.#requireUnsealed();
     const conditions: SQL[] = [];
@@ -392,14 +372,7 @@ export class SqlSecretStore implements SecretStore {
     const requested = checkVersionList(versions, change === 'destroy');
     this.#requireUnsealed();
     const state = await this.#readState(path);
-    const current = state.row.currentVersion;
-    const targets = [...new Set((requested ?? [current]).map((v) => (v === 0 ? current : v)))];
-    const byNumber = new Map(state.versions.map((row) => [row.version, row]));
-    for (const version of targets) {
-      if (!byNumber.has(version)) {
-        throw this.#missingVersion(path, version, state.row);
-      }
-    }
+    const { byNumber, targets } = resolveTargets(path, requested, state, this.#maxVersionsDefault);
     const changing = targets.filter((version) =>
       isChanged(byNumber.get(version) as VersionRow, change),
     );
@@ -485,73 +458,28 @@ export class SqlSecretStore implements SecretStore {
     row: SecretMetadataRow | undefined,
     versionRows: readonly VersionRow[],
   ): SecretMetadata {
-    if (row === undefined) {
-      throw new InternalError(`The metadata of "${path}" vanished inside a transaction`);
-    }
-    const sealed = row.customMetadata;
-    const customMetadata =
-      sealed === null
-        ? Object.freeze({})
-        : this.#keyring((key) => openCustomMetadata(key, path, sealed));
-    const versions: VersionInfo[] = versionRows.map((version) =>
-      Object.freeze({
-        version: version.version,
-        createdAt: new Date(version.createdAtMs),
-        deletedAt: version.deletedAtMs === null ? null : new Date(version.deletedAtMs),
-        destroyed: version.destroyed,
-      }),
-    );
-    return Object.freeze({
-      path,
-      createdAt: new Date(row.createdAtMs),
-      updatedAt: new Date(row.updatedAtMs),
-      currentVersion: row.currentVersion,
-      oldestVersion: row.oldestVersion,
-      maxVersions: row.maxVersions ?? this.#maxVersionsDefault,
-      maxVersionsOverride: row.maxVersions,
-      versions: Object.freeze(versions),
-      customMetadata,
+    return toMetadata(path, row, versionRows, {
+      keyring: this.#keyring,
+      maxVersionsDefault: this.#maxVersionsDefault,
     });
   }
 
-  #missingVersion(path: SecretPath, version: number, row: SecretMetadataRow): NotFoundError {
-    if (version < row.oldestVersion) {
-      return new NotFoundError(
-        `Version ${version} of "${path}" was removed: only the newest ${row.maxVersions ?? this.#maxVersionsDefault} versions are kept`,
-      );
-    }
-    return new NotFoundError(`Version ${version} of "${path}" does not exist`);
+  #missingVersion(path: SecretPath, version: number, row: SecretMetadataRow) {
+    return missingVersion(path, version, row, this.#maxVersionsDefault);
   }
 
   /** Throws NotReadyError while sealed, before anything is read or written. */
   #requireUnsealed(): void {
-    this.#keyring(() => undefined);
+    requireUnsealed(this.#keyring);
   }
 
   #nowMs(): number {
-    const nowMs = this.#now();
-    if (!Number.isSafeInteger(nowMs) || nowMs < 0) {
-      throw new InternalError(`The clock returned an invalid time: ${String(nowMs)}`);
-    }
-    return nowMs;
+    return checkedNow(this.#now);
   }
 
   #db(): SqliteDb {
     if (this.#isClosed) throw new InternalError('The secret store is closed');
     return this.#database.db;
-  }
-}
-
-/** Whether `change` would alter the version `row`. */
-function isChanged(row: VersionRow, change: VersionChange): boolean {
-  switch (change) {
-    case 'delete':
-      return row.deletedAtMs === null;
-    case 'undelete':
-      // A destroyed version has no data to come back to.
-      return row.deletedAtMs !== null && !row.destroyed;
-    case 'destroy':
-      return !row.destroyed;
   }
 }
 
@@ -567,68 +495,11 @@ function selectVersions(db: SqliteDb, path: SecretPath) {
     .orderBy(asc(secrets.version));
 }
 
-/**
- * Paths under a checked prefix, by segments: `app/` matches `app/x` and
- * `app/y/z`; `app` matches `app` itself too, never `apple`. Written as byte
- * ranges (`'/' + 1` is `'0'`), so no LIKE pattern needs escaping.
- */
+/** Paths under a checked prefix (`prefixRange`), as a condition. */
 function prefixCondition(prefix: string): SQL | undefined {
-  if (prefix === '') return undefined;
-  const base = prefix.endsWith('/') ? prefix.slice(0, -1) : prefix;
-  const below = and(gte(secretMetadata.path, `${base}/`), lt(secretMetadata.path, `${base}0`));
-  if (below === undefined) return undefined;
-  return prefix.endsWith('/') ? below : or(eq(secretMetadata.path, base), below);
-}
-
-function checkPath(path: unknown): asserts path is SecretPath {
-  // Typed callers pass parsed paths; re-checking is cheap and keeps a cast
-  // string from reaching the database or an AAD.
-  parseSecretPath(path);
-}
-
-/** A version number argument: an integer >= 0 (0 means the current version). */
-function checkVersionNumber(value: unknown, name: string): asserts value is number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw new InvalidRequestError(`${name} must be an integer >= 0 (got ${String(value)})`);
-  }
-}
-
-/**
- * The versions of a delete, undelete or destroy: undefined or empty means the
- * current one, except for destroy, which must name its versions.
- */
-function checkVersionList(
-  versions: readonly number[] | undefined,
-  isRequired: boolean,
-): readonly number[] | undefined {
-  if (versions === undefined || (Array.isArray(versions) && versions.length === 0)) {
-    if (isRequired) {
-      throw new InvalidRequestError('Name the versions to destroy');
-    }
-    return undefined;
-  }
-  if (!Array.isArray(versions)) {
-    throw new InvalidRequestError('versions must be an array of version numbers');
-  }
-  if (versions.length > MAX_VERSIONS_PER_REQUEST) {
-    throw new InvalidRequestError(
-      `At most ${MAX_VERSIONS_PER_REQUEST} versions may be named at once (got ${versions.length})`,
-    );
-  }
-  for (const version of versions) checkVersionNumber(version, 'A version');
-  return versions;
-}
-
-function missingPath(path: SecretPath): NotFoundError {
-  return new NotFoundError(`No secret at "${path}"`);
-}
-
-function casConflict(cas: number, current: number): ConflictError {
-  return new ConflictError(
-    cas === 0
-      ? `Check-and-set failed: "cas: 0" requires that the secret does not exist, and it is at version ${current}`
-      : current === 0
-        ? `Check-and-set failed: expected version ${cas}, but the secret does not exist`
-        : `Check-and-set failed: expected version ${cas}, but the current version is ${current}`,
-  );
+  const range = prefixRange(prefix);
+  if (range === undefined) return undefined;
+  const below = and(gte(secretMetadata.path, range.from), lt(secretMetadata.path, range.below));
+  if (below === undefined || range.exact === undefined) return below;
+  return or(eq(secretMetadata.path, range.exact), below);
 }

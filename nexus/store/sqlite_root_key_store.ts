@@ -14,13 +14,15 @@ import {
   checkInitialiseRequest,
   checkOwner,
 } from './_root_key_checks.ts';
+import {
+  explainNoCommit,
+  FIRST_GENERATION,
+  ROOT_KEY_ROW_ID as ROW_ID,
+  toRootKeyRecord,
+} from './_root_key_rows.ts';
 import type { SqliteDatabase, SqliteDb } from './db.ts';
 import type { InitialiseRequest, RootKeyRecord, RootKeyStore } from './root_key_store.ts';
-import { type RootKeyRow, rootKey } from './schema.ts';
-
-/** The single row's key (the table's CHECK allows no other). */
-const ROW_ID = 1;
-const FIRST_GENERATION = 1;
+import { rootKey } from './schema.ts';
 
 export class SqliteRootKeyStore implements RootKeyStore {
   readonly #database: SqliteDatabase;
@@ -34,7 +36,7 @@ export class SqliteRootKeyStore implements RootKeyStore {
   async read(): Promise<RootKeyRecord | undefined> {
     const rows = await this.#db().select().from(rootKey).where(eq(rootKey.id, ROW_ID)).limit(1);
     const row = rows[0];
-    return row === undefined ? undefined : toRecord(row);
+    return row === undefined ? undefined : toRootKeyRecord(row);
   }
 
   async tryInitialise(request: InitialiseRequest): Promise<boolean> {
@@ -118,19 +120,8 @@ export class SqliteRootKeyStore implements RootKeyStore {
       )
       .returning({ committed: rootKey.committedGeneration });
     if (updated.length === 1) return true;
-    // Nothing changed. Tell a lost race (false) from a caller's bug: the last
-    // generation only ever grows, so reading it now is as good as in the
-    // UPDATE above for deciding whether `generation` was ever handed out.
-    const record = await this.read();
-    if (record === undefined) {
-      throw new InternalError('Cannot commit a generation: the root key record does not exist');
-    }
-    if (generation > record.lastGeneration) {
-      throw new RangeError(
-        `Cannot commit generation ${generation}: only ${record.lastGeneration} were allocated`,
-      );
-    }
-    return false;
+    // Nothing changed: a lost race (false) or a caller's bug (throws).
+    return explainNoCommit(await this.read(), generation);
   }
 
   close(): Promise<void> {
@@ -142,14 +133,4 @@ export class SqliteRootKeyStore implements RootKeyStore {
     if (this.#isClosed) throw new InternalError('The root key store is closed');
     return this.#database.db;
   }
-}
-
-function toRecord(row: RootKeyRow): RootKeyRecord {
-  return Object.freeze({
-    sealedKeyring: row.sealedKeyring,
-    lastGeneration: row.lastGeneration,
-    committedGeneration: row.committedGeneration,
-    initOwner: row.initOwner,
-    initDeadline: row.initDeadlineMs === null ? null : new Date(row.initDeadlineMs),
-  });
 }

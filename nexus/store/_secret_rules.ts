@@ -1,0 +1,252 @@
+/**
+ * The dialect-free half of the SQL secret stores (SQLite `sql_secret_store.ts`
+ * and PostgreSQL `pg_secret_store.ts`): argument checks, the KV v2 rules that
+ * do not need the database (which versions a change touches, what the cap
+ * keeps, which paths a prefix covers), the error messages, and the mapping of
+ * rows back to `SecretMetadata` (which opens the sealed custom metadata). Both
+ * stores call these, so both refuse the same requests the same way and return
+ * identical values for identical rows. No drizzle, no driver: pure.
+ */
+import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
+import {
+  ConflictError,
+  InternalError,
+  InvalidRequestError,
+  NotFoundError,
+} from '../../shared/errors/errors.ts';
+import { openCustomMetadata } from './secret_cipher.ts';
+import { MAX_VERSIONS_PER_REQUEST } from './secret_limits.ts';
+import type { SecretMetadata, VersionInfo } from './secret_store.ts';
+
+/**
+ * Lends the data key to `use` while Nexus is unsealed; throws NotReadyError
+ * while sealed. `rootKey.withKeyring.bind(rootKey)` in production.
+ */
+export type KeyringAccess = <T>(use: (key: Uint8Array) => T) => T;
+
+/** Page sizes `list` accepts. */
+export const MAX_LIST_LIMIT = 1000;
+
+/** A path's metadata row, as either dialect reads it. */
+export interface MetadataRow {
+  readonly createdAtMs: number;
+  readonly updatedAtMs: number;
+  readonly currentVersion: number;
+  readonly oldestVersion: number;
+  readonly maxVersions: number | null;
+  readonly customMetadata: Uint8Array | null;
+}
+
+/** The columns of a version row that are not its data. */
+export interface VersionRow {
+  readonly version: number;
+  readonly createdAtMs: number;
+  readonly deletedAtMs: number | null;
+  readonly destroyed: boolean;
+}
+
+export type VersionChange = 'delete' | 'undelete' | 'destroy';
+
+/** Whether `change` would alter the version `row`. */
+export function isChanged(row: VersionRow, change: VersionChange): boolean {
+  switch (change) {
+    case 'delete':
+      return row.deletedAtMs === null;
+    case 'undelete':
+      // A destroyed version has no data to come back to.
+      return row.deletedAtMs !== null && !row.destroyed;
+    case 'destroy':
+      return !row.destroyed;
+  }
+}
+
+/**
+ * The version numbers a delete, undelete or destroy applies to (0 and the
+ * default mean the current one), deduplicated; NotFoundError when one of them
+ * is not kept.
+ */
+export function resolveTargets(
+  path: SecretPath,
+  requested: readonly number[] | undefined,
+  state: { readonly row: MetadataRow; readonly versions: readonly VersionRow[] },
+  maxVersionsDefault: number,
+): { readonly byNumber: ReadonlyMap<number, VersionRow>; readonly targets: number[] } {
+  const current = state.row.currentVersion;
+  const targets = [...new Set((requested ?? [current]).map((v) => (v === 0 ? current : v)))];
+  const byNumber = new Map(state.versions.map((row) => [row.version, row]));
+  for (const version of targets) {
+    if (!byNumber.has(version)) {
+      throw missingVersion(path, version, state.row, maxVersionsDefault);
+    }
+  }
+  return { byNumber, targets };
+}
+
+/** The lowest version the cap keeps, given the metadata row. */
+export function keptFrom(row: MetadataRow, maxVersionsDefault: number): number {
+  return row.currentVersion - (row.maxVersions ?? maxVersionsDefault) + 1;
+}
+
+/** A row back into SecretMetadata; opens the sealed custom metadata. */
+export function toMetadata(
+  path: SecretPath,
+  row: MetadataRow | undefined,
+  versionRows: readonly VersionRow[],
+  options: { readonly keyring: KeyringAccess; readonly maxVersionsDefault: number },
+): SecretMetadata {
+  if (row === undefined) {
+    throw new InternalError(`The metadata of "${path}" vanished inside a transaction`);
+  }
+  const sealed = row.customMetadata;
+  const customMetadata =
+    sealed === null
+      ? Object.freeze({})
+      : options.keyring((key) => openCustomMetadata(key, path, sealed));
+  const versions: VersionInfo[] = versionRows.map((version) =>
+    Object.freeze({
+      version: version.version,
+      createdAt: new Date(version.createdAtMs),
+      deletedAt: version.deletedAtMs === null ? null : new Date(version.deletedAtMs),
+      destroyed: version.destroyed,
+    }),
+  );
+  return Object.freeze({
+    path,
+    createdAt: new Date(row.createdAtMs),
+    updatedAt: new Date(row.updatedAtMs),
+    currentVersion: row.currentVersion,
+    oldestVersion: row.oldestVersion,
+    maxVersions: row.maxVersions ?? options.maxVersionsDefault,
+    maxVersionsOverride: row.maxVersions,
+    versions: Object.freeze(versions),
+    customMetadata,
+  });
+}
+
+/**
+ * Why a version read found nothing: deleted, destroyed, or not kept. Returns
+ * undefined when the version is readable.
+ */
+export function unreadableVersion(
+  path: SecretPath,
+  version: number,
+  row: VersionRow & { readonly ciphertext: Uint8Array | null },
+): NotFoundError | undefined {
+  if (row.destroyed || row.ciphertext === null) {
+    return new NotFoundError(`Version ${version} of "${path}" is destroyed`);
+  }
+  if (row.deletedAtMs !== null) {
+    return new NotFoundError(`Version ${version} of "${path}" is deleted`);
+  }
+  return undefined;
+}
+
+export function missingVersion(
+  path: SecretPath,
+  version: number,
+  row: MetadataRow,
+  maxVersionsDefault: number,
+): NotFoundError {
+  if (version < row.oldestVersion) {
+    return new NotFoundError(
+      `Version ${version} of "${path}" was removed: only the newest ${row.maxVersions ?? maxVersionsDefault} versions are kept`,
+    );
+  }
+  return new NotFoundError(`Version ${version} of "${path}" does not exist`);
+}
+
+export function missingPath(path: SecretPath): NotFoundError {
+  return new NotFoundError(`No secret at "${path}"`);
+}
+
+export function casConflict(cas: number, current: number): ConflictError {
+  return new ConflictError(
+    cas === 0
+      ? `Check-and-set failed: "cas: 0" requires that the secret does not exist, and it is at version ${current}`
+      : current === 0
+        ? `Check-and-set failed: expected version ${cas}, but the secret does not exist`
+        : `Check-and-set failed: expected version ${cas}, but the current version is ${current}`,
+  );
+}
+
+/**
+ * The paths under a checked prefix, by segments: `app/` covers `app/x` and
+ * `app/y/z`; `app` covers `app` itself too, never `apple`. As byte ranges
+ * (`'/' + 1` is `'0'`), so no LIKE pattern needs escaping: paths `p` with
+ * `from <= p < below`, or `p = exact`. Undefined for the empty prefix (all).
+ */
+export function prefixRange(
+  prefix: string,
+): { readonly exact?: string; readonly from: string; readonly below: string } | undefined {
+  if (prefix === '') return undefined;
+  const isDirectory = prefix.endsWith('/');
+  const base = isDirectory ? prefix.slice(0, -1) : prefix;
+  const range = { from: `${base}/`, below: `${base}0` };
+  return isDirectory ? range : { ...range, exact: base };
+}
+
+export function checkPath(path: unknown): asserts path is SecretPath {
+  // Typed callers pass parsed paths; re-checking is cheap and keeps a cast
+  // string from reaching the database or an AAD.
+  parseSecretPath(path);
+}
+
+export function checkListLimit(limit: unknown): asserts limit is number {
+  if (
+    typeof limit !== 'number' ||
+    !Number.isSafeInteger(limit) ||
+    limit < 1 ||
+    limit > MAX_LIST_LIMIT
+  ) {
+    throw new InvalidRequestError(
+      `A list limit must be an integer from 1 to ${MAX_LIST_LIMIT} (got ${String(limit)})`,
+    );
+  }
+}
+
+/** A version number argument: an integer >= 0 (0 means the current version). */
+export function checkVersionNumber(value: unknown, name: string): asserts value is number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidRequestError(`${name} must be an integer >= 0 (got ${String(value)})`);
+  }
+}
+
+/**
+ * The versions of a delete, undelete or destroy: undefined or empty means the
+ * current one, except for destroy, which must name its versions.
+ */
+export function checkVersionList(
+  versions: readonly number[] | undefined,
+  isRequired: boolean,
+): readonly number[] | undefined {
+  if (versions === undefined || (Array.isArray(versions) && versions.length === 0)) {
+    if (isRequired) {
+      throw new InvalidRequestError('Name the versions to destroy');
+    }
+    return undefined;
+  }
+  if (!Array.isArray(versions)) {
+    throw new InvalidRequestError('versions must be an array of version numbers');
+  }
+  if (versions.length > MAX_VERSIONS_PER_REQUEST) {
+    throw new InvalidRequestError(
+      `At most ${MAX_VERSIONS_PER_REQUEST} versions may be named at once (got ${versions.length})`,
+    );
+  }
+  for (const version of versions) checkVersionNumber(version, 'A version');
+  return versions;
+}
+
+/** The store's clock, checked: integer milliseconds since the epoch. */
+export function checkedNow(now: () => number): number {
+  const nowMs = now();
+  if (!Number.isSafeInteger(nowMs) || nowMs < 0) {
+    throw new InternalError(`The clock returned an invalid time: ${String(nowMs)}`);
+  }
+  return nowMs;
+}
+
+/** Throws NotReadyError while sealed, before anything is read or written. */
+export function requireUnsealed(keyring: KeyringAccess): void {
+  keyring(() => undefined);
+}

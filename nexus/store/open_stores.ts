@@ -1,0 +1,74 @@
+/**
+ * Opens the database of the configured backend and the three stores on it,
+ * so `main.ts` composes one value whatever the backend:
+ * - `sqlite`: a file (`spike.db`) in the data directory;
+ * - `memory`: a private in-memory SQLite database, gone at exit;
+ * - `postgres`: a pool on a PostgreSQL server, which several Nexus processes
+ *   may share (every decision two of them could race on is made by the
+ *   database: row locks, conditional updates, primary keys).
+ */
+import { join } from 'node:path';
+import type { KeyringAccess } from './_secret_rules.ts';
+import { openMemoryDatabase, openSqliteDatabase } from './db.ts';
+import { openPostgresDatabase } from './pg_db.ts';
+import { PgPolicyStore } from './pg_policy_store.ts';
+import { PgRootKeyStore } from './pg_root_key_store.ts';
+import { PgSecretStore } from './pg_secret_store.ts';
+import { type PolicyStore, SqlPolicyStore } from './policy_store.ts';
+import type { RootKeyStore } from './root_key_store.ts';
+import type { SecretStore } from './secret_store.ts';
+import { SqlSecretStore } from './sql_secret_store.ts';
+import { SqliteRootKeyStore } from './sqlite_root_key_store.ts';
+
+export type StoreBackend =
+  | { readonly kind: 'sqlite'; readonly dataDir: string }
+  | { readonly kind: 'memory' }
+  | { readonly kind: 'postgres'; readonly url: string };
+
+export interface OpenStoresOptions {
+  readonly backend: StoreBackend;
+  readonly keyring: KeyringAccess;
+  readonly maxVersionsDefault: number;
+  /** Told about failures of idle PostgreSQL connections (the pool replaces them). */
+  readonly onConnectionError?: (err: Error) => void;
+}
+
+export interface Stores {
+  readonly rootKeys: RootKeyStore;
+  readonly secrets: SecretStore;
+  readonly policies: PolicyStore;
+  /** Where the data lives, for the start-up log (a PostgreSQL password is masked). */
+  readonly location: string;
+  /** Closes the database (every store on it). */
+  close(): Promise<void>;
+}
+
+export async function openStores(options: OpenStoresOptions): Promise<Stores> {
+  const { backend, keyring, maxVersionsDefault } = options;
+  if (backend.kind === 'postgres') {
+    const database = await openPostgresDatabase({
+      url: backend.url,
+      ...(options.onConnectionError === undefined
+        ? {}
+        : { onIdleError: options.onConnectionError }),
+    });
+    return {
+      rootKeys: new PgRootKeyStore(database),
+      secrets: new PgSecretStore({ database, keyring, maxVersionsDefault }),
+      policies: new PgPolicyStore(database.db),
+      location: database.redactedUrl,
+      close: () => database.close(),
+    };
+  }
+  const database =
+    backend.kind === 'memory'
+      ? await openMemoryDatabase()
+      : await openSqliteDatabase({ path: join(backend.dataDir, 'spike.db') });
+  return {
+    rootKeys: new SqliteRootKeyStore(database),
+    secrets: new SqlSecretStore({ database, keyring, maxVersionsDefault }),
+    policies: new SqlPolicyStore(database.db),
+    location: database.path,
+    close: () => database.close(),
+  };
+}

@@ -1,0 +1,121 @@
+/**
+ * Opens the PostgreSQL database of Nexus. The only file that imports the
+ * PostgreSQL driver (`pg`, which runs on Node and Deno alike).
+ *
+ * Opening makes a connection pool, then applies the committed drizzle-kit
+ * migrations under `migrations_pg/` on one connection that holds a
+ * PostgreSQL advisory lock meanwhile: several Nexus processes starting at
+ * once on the same database take turns, and each one after the first finds
+ * the migrations applied. The lock is a session lock, released explicitly
+ * (and by PostgreSQL if the connection dies).
+ *
+ * The URL may carry a password: it appears only in redacted form
+ * (`redactUrl`) in errors; the driver's own errors (kept as `cause`) never
+ * contain it.
+ */
+import { fileURLToPath } from 'node:url';
+import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
+import pg from 'pg';
+import { redactUrl } from '../../shared/config/redact_url.ts';
+import { InternalError } from '../../shared/errors/errors.ts';
+import * as schema from './pg_schema.ts';
+
+/** The drizzle handle over the Nexus schema on PostgreSQL. */
+export type PgDb = NodePgDatabase<typeof schema>;
+
+export interface OpenPostgresDatabaseOptions {
+  /** `postgres://user:password@host:port/database?...` (libpq's URL form). */
+  readonly url: string;
+  /** Connections in the pool. Default 10. */
+  readonly maxConnections?: number;
+  /** How long to wait for a connection (also at start-up). Default 10000. */
+  readonly connectTimeoutMs?: number;
+  /**
+   * Called when an idle pooled connection fails (the server restarted, say);
+   * the pool replaces it. Without this, such an error would end the process.
+   */
+  readonly onIdleError?: (err: Error) => void;
+}
+
+export interface PostgresDatabase {
+  readonly db: PgDb;
+  /** The URL with its password masked, for logs. */
+  readonly redactedUrl: string;
+  /** Ends every connection of the pool. Idempotent. */
+  close(): Promise<void>;
+}
+
+export const DEFAULT_MAX_CONNECTIONS = 10;
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
+/** Where the committed drizzle-kit migrations live, whatever the cwd or runtime. */
+const MIGRATIONS_FOLDER = fileURLToPath(new URL('./migrations_pg', import.meta.url));
+
+/**
+ * The advisory lock key that serialises migrations: an arbitrary constant
+ * ("spike-ts" as bytes, shortened to fit a bigint), the same in every process.
+ */
+const MIGRATION_LOCK_KEY = 0x7370_696b_6574_73n;
+
+export async function openPostgresDatabase(
+  options: OpenPostgresDatabaseOptions,
+): Promise<PostgresDatabase> {
+  const {
+    url,
+    maxConnections = DEFAULT_MAX_CONNECTIONS,
+    connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS,
+    onIdleError = () => {},
+  } = options;
+  const redactedUrl = redactUrl(url);
+  if (typeof url !== 'string' || !/^postgres(ql)?:\/\//.test(url)) {
+    throw new TypeError(`Expected a postgres:// URL, got "${redactedUrl}"`);
+  }
+  if (!Number.isSafeInteger(maxConnections) || maxConnections < 1) {
+    throw new RangeError(`Expected maxConnections >= 1, got ${maxConnections}`);
+  }
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: maxConnections,
+    connectionTimeoutMillis: connectTimeoutMs,
+  });
+  pool.on('error', onIdleError);
+  const db = drizzle({ client: pool, schema });
+  try {
+    await migrateLocked(pool);
+  } catch (err) {
+    await pool.end();
+    throw new InternalError(`Cannot prepare the PostgreSQL database at "${redactedUrl}"`, {
+      cause: err,
+    });
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    db,
+    redactedUrl,
+    close() {
+      closing ??= pool.end();
+      return closing;
+    },
+  };
+}
+
+/** Applies the migrations on one connection while it holds the advisory lock. */
+async function migrateLocked(pool: pg.Pool): Promise<void> {
+  const client = await pool.connect();
+  let isBroken = false;
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
+    try {
+      await migrate(drizzle({ client, schema }), { migrationsFolder: MIGRATIONS_FOLDER });
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]);
+    }
+  } catch (err) {
+    // A connection that failed mid-way may still hold the lock: drop it.
+    isBroken = true;
+    throw err;
+  } finally {
+    client.release(isBroken);
+  }
+}

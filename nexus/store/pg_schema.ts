@@ -1,0 +1,145 @@
+/**
+ * The PostgreSQL tables of Nexus (drizzle): the twin of `schema.ts`, with the
+ * same table, column and constraint names, so both backends keep the same
+ * layout and the shared row mapping (`_secret_rules.ts`, `_policy_rows.ts`,
+ * `_root_key_checks.ts`) reads either. Only table definitions live here;
+ * `npm run db:generate` turns them into the committed SQL under
+ * `migrations_pg/`, which `pg_db.ts` applies at start-up.
+ *
+ * Differences from SQLite, all of type only: times are `bigint` milliseconds
+ * since the epoch read as JS numbers (safe until the year 287396), bytes are
+ * `bytea`, and `destroyed` is a real `boolean`.
+ */
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  boolean,
+  check,
+  customType,
+  foreignKey,
+  integer,
+  pgTable,
+  primaryKey,
+  text,
+} from 'drizzle-orm/pg-core';
+
+/**
+ * A BYTEA column read and written as `Uint8Array`. pg hands BYTEA back as a
+ * Buffer (a view into a shared pool); callers get a fresh `Uint8Array` that
+ * shares memory with nothing else.
+ */
+const bytes = customType<{ data: Uint8Array; driverData: Uint8Array }>({
+  dataType() {
+    return 'bytea';
+  },
+  toDriver(value) {
+    // pg sends a Buffer as binary; a plain Uint8Array would go out as text.
+    return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  },
+  fromDriver(value: unknown) {
+    if (ArrayBuffer.isView(value)) {
+      return new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice();
+    }
+    throw new TypeError(`Expected a BYTEA from the database, got ${typeof value}`);
+  },
+});
+
+/** Milliseconds since the epoch, as a JS number. */
+function millis(name: string) {
+  return bigint(name, { mode: 'number' });
+}
+
+/** The single root-key row; see `schema.ts` for the meaning of each column. */
+export const rootKey = pgTable(
+  'root_key',
+  {
+    id: integer('id').primaryKey(),
+    sealedKeyring: bytes('sealed_keyring').notNull(),
+    lastGeneration: integer('last_generation').notNull(),
+    committedGeneration: integer('committed_generation'),
+    initOwner: text('init_owner'),
+    initDeadlineMs: millis('init_deadline_ms'),
+    createdAtMs: millis('created_at_ms').notNull(),
+    updatedAtMs: millis('updated_at_ms').notNull(),
+  },
+  (table) => [
+    check('root_key_single_row', sql`${table.id} = 1`),
+    check('root_key_generation_positive', sql`${table.lastGeneration} >= 1`),
+    check(
+      'root_key_committed_allocated',
+      sql`${table.committedGeneration} IS NULL OR (${table.committedGeneration} >= 1 AND ${table.committedGeneration} <= ${table.lastGeneration})`,
+    ),
+    check(
+      'root_key_init_owner_deadline',
+      sql`(${table.initOwner} IS NULL) = (${table.initDeadlineMs} IS NULL)`,
+    ),
+    check(
+      'root_key_init_until_commit',
+      sql`(${table.committedGeneration} IS NULL) = (${table.initOwner} IS NOT NULL)`,
+    ),
+  ],
+);
+
+/** One row per existing path; see `schema.ts`. */
+export const secretMetadata = pgTable(
+  'secret_metadata',
+  {
+    path: text('path').primaryKey(),
+    createdAtMs: millis('created_at_ms').notNull(),
+    updatedAtMs: millis('updated_at_ms').notNull(),
+    currentVersion: integer('current_version').notNull(),
+    oldestVersion: integer('oldest_version').notNull(),
+    maxVersions: integer('max_versions'),
+    customMetadata: bytes('custom_metadata'),
+  },
+  (table) => [
+    check('secret_metadata_oldest_positive', sql`${table.oldestVersion} >= 1`),
+    check(
+      'secret_metadata_current_not_older',
+      sql`${table.currentVersion} >= ${table.oldestVersion}`,
+    ),
+    check(
+      'secret_metadata_max_versions_positive',
+      sql`${table.maxVersions} IS NULL OR ${table.maxVersions} >= 1`,
+    ),
+  ],
+);
+
+/** One row per kept version of a secret; see `schema.ts`. */
+export const secrets = pgTable(
+  'secrets',
+  {
+    path: text('path').notNull(),
+    version: integer('version').notNull(),
+    createdAtMs: millis('created_at_ms').notNull(),
+    deletedAtMs: millis('deleted_at_ms'),
+    destroyed: boolean('destroyed').notNull().default(false),
+    ciphertext: bytes('ciphertext'),
+  },
+  (table) => [
+    primaryKey({ name: 'secrets_pk', columns: [table.path, table.version] }),
+    foreignKey({
+      name: 'secrets_path_fk',
+      columns: [table.path],
+      foreignColumns: [secretMetadata.path],
+    }).onDelete('cascade'),
+    check('secrets_version_positive', sql`${table.version} >= 1`),
+    check('secrets_destroyed_no_data', sql`${table.destroyed} = (${table.ciphertext} IS NULL)`),
+  ],
+);
+
+/** Access policies, in clear; see `schema.ts`. */
+export const policies = pgTable('policies', {
+  name: text('name').primaryKey(),
+  spiffeIdPattern: text('spiffe_id_pattern').notNull(),
+  pathPattern: text('path_pattern').notNull(),
+  /** A JSON array of permission names (text, as on SQLite). */
+  permissions: text('permissions').notNull(),
+  createdAtMs: millis('created_at_ms').notNull(),
+  updatedAtMs: millis('updated_at_ms').notNull(),
+});
+
+export type RootKeyRow = typeof rootKey.$inferSelect;
+export type SecretMetadataRow = typeof secretMetadata.$inferSelect;
+export type SecretRow = typeof secrets.$inferSelect;
+export type PolicyRow = typeof policies.$inferSelect;

@@ -1,0 +1,199 @@
+/**
+ * The SecretStore contract on PostgreSQL, then what two Nexus processes on
+ * one database rely on: two stores on two separate pools see each other's
+ * writes at once, and check-and-set holds across them. Also: tampered rows
+ * fail to open, and the tables refuse rows that break the invariants.
+ *
+ * Skipped, with a notice, unless SPIKE_TEST_DATABASE_URL is set.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { and, asc, eq, sql } from 'drizzle-orm';
+import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
+import { randomBytes } from '../../shared/crypto/bytes.ts';
+import { ConflictError, DecryptionFailedError } from '../../shared/errors/errors.ts';
+import {
+  dropScratchDatabases,
+  openScratchDatabase,
+  postgresSkip,
+  TEST_DATABASE_URL_ENV,
+} from '../../test/harness/postgres.ts';
+import type { KeyringAccess } from './_secret_rules.ts';
+import { openPostgresDatabase, type PostgresDatabase } from './pg_db.ts';
+import { secretMetadata, secrets } from './pg_schema.ts';
+import { PgSecretStore } from './pg_secret_store.ts';
+import { runSecretStoreContract } from './secret_store_contract.ts';
+
+const skip = postgresSkip();
+after(dropScratchDatabases);
+const p = (text: string): SecretPath => parseSecretPath(text);
+
+function keyringOf(key: Uint8Array): KeyringAccess {
+  return (use) => use(key);
+}
+
+async function storedVersions(database: PostgresDatabase, path: SecretPath): Promise<number[]> {
+  const rows = await database.db
+    .select({ version: secrets.version })
+    .from(secrets)
+    .where(eq(secrets.path, path))
+    .orderBy(asc(secrets.version));
+  return rows.map((row) => row.version);
+}
+
+/** Two pools on one emptied database: two Nexus processes, as far as the store can tell. */
+async function withTwoPools(
+  body: (one: PgSecretStore, two: PgSecretStore, first: PostgresDatabase) => Promise<void>,
+): Promise<void> {
+  const { database: first, url } = await openScratchDatabase();
+  const second = await openPostgresDatabase({ url });
+  try {
+    const options = { keyring: keyringOf(KEY), maxVersionsDefault: 10 };
+    await body(
+      new PgSecretStore({ ...options, database: first }),
+      new PgSecretStore({ ...options, database: second }),
+      first,
+    );
+  } finally {
+    await first.close();
+    await second.close();
+  }
+}
+
+const KEY = randomBytes(32);
+
+if (skip !== false) {
+  test(`PostgreSQL secret store (${TEST_DATABASE_URL_ENV})`, { skip }, () => {});
+} else {
+  runSecretStoreContract('PostgreSQL', async (options) => {
+    const { database: first, url } = await openScratchDatabase();
+    const databases = [first];
+    return {
+      store: new PgSecretStore({ ...options, database: first }),
+      async connect() {
+        // connect(): a second pool, as another Nexus process would have.
+        const another = await openPostgresDatabase({ url });
+        databases.push(another);
+        return new PgSecretStore({ ...options, database: another });
+      },
+      storedVersions: (path) => storedVersions(first, path),
+      async dispose() {
+        for (const database of databases) await database.close();
+      },
+    };
+  });
+
+  describe('PgSecretStore on two pools (two Nexus processes)', () => {
+    test('a write through one is read through the other at once', () =>
+      withTwoPools(async (one, two) => {
+        const path = p('shared/db');
+        await one.put(path, { password: 'first' });
+        assert.deepEqual((await two.get(path)).data, { password: 'first' });
+        await two.put(path, { password: 'second' });
+        assert.deepEqual((await one.get(path)).data, { password: 'second' });
+        assert.equal((await one.readMetadata(path)).currentVersion, 2);
+        await one.softDelete(path);
+        await assert.rejects(two.get(path), /deleted/);
+        assert.deepEqual((await two.list('shared/', { limit: 10 })).paths, [path]);
+      }));
+
+    test('check-and-set holds across them: a stale version fails, nothing is written', () =>
+      withTwoPools(async (one, two, first) => {
+        const path = p('shared/cas');
+        await one.put(path, { v: '1' }, { cas: 0 });
+        await one.put(path, { v: '2' }, { cas: 1 });
+        await assert.rejects(two.put(path, { v: 'stale' }, { cas: 1 }), ConflictError);
+        await assert.rejects(two.put(path, { v: 'stale' }, { cas: 0 }), ConflictError);
+        assert.deepEqual(await storedVersions(first, path), [1, 2]);
+        assert.equal((await two.put(path, { v: '3' }, { cas: 2 })).currentVersion, 3);
+      }));
+
+    test('of writers racing with the same cas on two pools exactly one wins', () =>
+      withTwoPools(async (one, two) => {
+        const path = p('shared/race');
+        await one.put(path, { v: '1' });
+        for (let round = 1; round <= 5; round++) {
+          const results = await Promise.allSettled(
+            Array.from({ length: 8 }, (_, i) =>
+              (i % 2 === 0 ? one : two).put(path, { writer: `${round}-${i}` }, { cas: round }),
+            ),
+          );
+          const winners = results.filter((r) => r.status === 'fulfilled');
+          assert.equal(winners.length, 1, `round ${round}`);
+          for (const result of results) {
+            if (result.status === 'rejected') assert.ok(result.reason instanceof ConflictError);
+          }
+        }
+        assert.equal((await two.readMetadata(path)).currentVersion, 6);
+      }));
+  });
+
+  describe('PgSecretStore against tampering', () => {
+    test('a ciphertext copied to another version fails to open', () =>
+      withTwoPools(async (one, _two, first) => {
+        const path = p('tamper/x');
+        await one.put(path, { v: '1' });
+        await one.put(path, { v: '2' });
+        await first.db.execute(
+          sql`UPDATE ${secrets} SET ciphertext = (SELECT ciphertext FROM ${secrets} WHERE path = ${path} AND version = 1) WHERE path = ${path} AND version = 2`,
+        );
+        await assert.rejects(one.get(path, 2), DecryptionFailedError);
+        assert.deepEqual((await one.get(path, 1)).data, { v: '1' });
+      }));
+
+    test('a flipped bit fails to open', () =>
+      withTwoPools(async (one, _two, first) => {
+        const path = p('tamper/bit');
+        await one.put(path, { v: 'secret' });
+        const [row] = await first.db
+          .select({ ciphertext: secrets.ciphertext })
+          .from(secrets)
+          .where(and(eq(secrets.path, path), eq(secrets.version, 1)));
+        const flipped = new Uint8Array(row?.ciphertext ?? []);
+        flipped[flipped.length - 1] = (flipped[flipped.length - 1] ?? 0) ^ 1;
+        await first.db.update(secrets).set({ ciphertext: flipped }).where(eq(secrets.path, path));
+        await assert.rejects(one.get(path), DecryptionFailedError);
+      }));
+
+    test('the tables refuse rows that break the invariants', () =>
+      withTwoPools(async (_one, _two, first) => {
+        const { db } = first;
+        const meta = {
+          path: 'x',
+          createdAtMs: 1,
+          updatedAtMs: 1,
+          currentVersion: 1,
+          oldestVersion: 1,
+        };
+        await assert.rejects(db.insert(secretMetadata).values({ ...meta, oldestVersion: 0 }));
+        await assert.rejects(db.insert(secretMetadata).values({ ...meta, currentVersion: 0 }));
+        await assert.rejects(db.insert(secretMetadata).values({ ...meta, maxVersions: 0 }));
+        // A version needs its path's metadata row.
+        await assert.rejects(
+          db.insert(secrets).values({ path: 'x', version: 1, createdAtMs: 1, ciphertext: null }),
+        );
+        await db.insert(secretMetadata).values(meta);
+        // Destroyed exactly when it has no data.
+        await assert.rejects(
+          db
+            .insert(secrets)
+            .values({ path: 'x', version: 1, createdAtMs: 1, destroyed: false, ciphertext: null }),
+        );
+        await assert.rejects(
+          db.insert(secrets).values({
+            path: 'x',
+            version: 1,
+            createdAtMs: 1,
+            destroyed: true,
+            ciphertext: new Uint8Array([1]),
+          }),
+        );
+        await db
+          .insert(secrets)
+          .values({ path: 'x', version: 1, createdAtMs: 1, ciphertext: new Uint8Array([1, 2]) });
+        // Deleting the path takes its versions along.
+        await db.delete(secretMetadata).where(eq(secretMetadata.path, 'x'));
+        assert.deepEqual(await db.select().from(secrets), []);
+      }));
+  });
+}

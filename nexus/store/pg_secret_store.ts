@@ -1,0 +1,456 @@
+/**
+ * SecretStore on PostgreSQL (drizzle + pg): the KV v2 semantics of
+ * `SqlSecretStore` for several Nexus processes on one database. Everything
+ * that does not need the database (checks, cap arithmetic, prefix ranges,
+ * errors, row mapping and the custom-metadata cipher) is shared with the
+ * SQLite store through `_secret_rules.ts`, `secret_cipher.ts` and
+ * `secret_limits.ts`; what stays here is how the rules run on PostgreSQL.
+ *
+ * Atomicity. Each write is one interactive transaction on one pooled
+ * connection (PostgreSQL has no single-connection limit like the SQLite
+ * client), so it commits whole or not at all.
+ *
+ * Concurrency. A write first locks the path's metadata row
+ * (`SELECT ... FOR UPDATE`), so writes to one path run one after another,
+ * whichever process sends them, and each sees the last committed state: the
+ * check-and-set comparison, the version number the data is sealed to, and the
+ * pruning all happen under that lock. A new path is claimed by its primary
+ * key: of several transactions inserting its metadata row, one inserts and
+ * the others (`ON CONFLICT DO NOTHING`, which waits for the winner to commit)
+ * then lock the winner's row and continue as writes to an existing path.
+ * Reads are single statements or a read-only REPEATABLE READ transaction, so
+ * they see one committed state, and a write committed by any process is
+ * visible to the next read at once.
+ *
+ * Paths compare and sort in byte order (`COLLATE "C"`), as on SQLite,
+ * whatever the database's default collation.
+ */
+import {
+  and,
+  asc,
+  eq,
+  gt,
+  gte,
+  inArray,
+  isNotNull,
+  isNull,
+  lt,
+  or,
+  type SQL,
+  sql,
+} from 'drizzle-orm';
+import { parseSecretPrefix, type SecretPath } from '../../shared/api/secret_path.ts';
+import { InternalError, InvalidRequestError } from '../../shared/errors/errors.ts';
+import {
+  casConflict,
+  checkedNow,
+  checkListLimit,
+  checkPath,
+  checkVersionList,
+  checkVersionNumber,
+  isChanged,
+  type KeyringAccess,
+  keptFrom,
+  type MetadataRow,
+  missingPath,
+  missingVersion,
+  prefixRange,
+  requireUnsealed,
+  resolveTargets,
+  toMetadata,
+  unreadableVersion,
+  type VersionChange,
+  type VersionRow,
+} from './_secret_rules.ts';
+import type { PgDb, PostgresDatabase } from './pg_db.ts';
+import { type SecretMetadataRow, secretMetadata, secrets } from './pg_schema.ts';
+import { openSecretData, sealCustomMetadata, sealSecretData } from './secret_cipher.ts';
+import { checkCustomMetadata, checkMaxVersions, checkSecretData } from './secret_limits.ts';
+import type {
+  ListOptions,
+  ListPage,
+  MetadataUpdate,
+  PutOptions,
+  SecretData,
+  SecretMetadata,
+  SecretStore,
+  SecretVersion,
+} from './secret_store.ts';
+
+export interface PgSecretStoreOptions {
+  readonly database: PostgresDatabase;
+  readonly keyring: KeyringAccess;
+  /** The cap on kept versions of paths without their own (1..1000). */
+  readonly maxVersionsDefault: number;
+  /** The clock, in milliseconds since the epoch. Default `Date.now`. */
+  readonly now?: () => number;
+  /** Whether `close()` closes the database too. Default false. */
+  readonly ownsDatabase?: boolean;
+}
+
+/** A transaction handle (what `db.transaction()` passes its callback). */
+type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
+
+/**
+ * How often a new-path write may find the path created and deleted again
+ * between its insert and its lock, before giving up. Each round means two
+ * other writes committed meanwhile.
+ */
+const MAX_CLAIM_ROUNDS = 16;
+
+const VERSION_COLUMNS = {
+  version: secrets.version,
+  createdAtMs: secrets.createdAtMs,
+  deletedAtMs: secrets.deletedAtMs,
+  destroyed: secrets.destroyed,
+} as const;
+
+/** `column COLLATE "C"`: byte-order comparison and sorting of paths. */
+function bytewise(column: typeof secretMetadata.path): SQL {
+  return sql`${column} COLLATE "C"`;
+}
+
+export class PgSecretStore implements SecretStore {
+  readonly #database: PostgresDatabase;
+  readonly #keyring: KeyringAccess;
+  readonly #maxVersionsDefault: number;
+  readonly #now: () => number;
+  readonly #ownsDatabase: boolean;
+  #isClosed = false;
+
+  constructor(options: PgSecretStoreOptions) {
+    const { database, keyring, maxVersionsDefault, now = Date.now, ownsDatabase = false } = options;
+    if (typeof keyring !== 'function') {
+      throw new TypeError('The keyring option must be a function lending the data key');
+    }
+    checkMaxVersions(maxVersionsDefault, 'maxVersionsDefault');
+    this.#database = database;
+    this.#keyring = keyring;
+    this.#maxVersionsDefault = maxVersionsDefault;
+    this.#now = now;
+    this.#ownsDatabase = ownsDatabase;
+  }
+
+  async put(path: SecretPath, data: SecretData, options: PutOptions = {}): Promise<SecretMetadata> {
+    checkPath(path);
+    checkSecretData(data);
+    const { cas } = options;
+    if (cas !== undefined) checkVersionNumber(cas, 'cas');
+    requireUnsealed(this.#keyring);
+    return await this.#db().transaction(async (tx) => {
+      const nowMs = this.#nowMs();
+      const locked = await this.#lockOrCreate(tx, path, nowMs, cas);
+      if (locked.isCreated) {
+        // Version 1 of a new path: nothing to compare, nothing to prune.
+        const ciphertext = this.#keyring((key) => sealSecretData(key, path, 1, data));
+        await tx.insert(secrets).values({ path, version: 1, createdAtMs: nowMs, ciphertext });
+        return this.#toMetadata(path, locked.row, await selectVersions(tx, path));
+      }
+      const current = locked.row.currentVersion;
+      if (cas !== undefined && cas !== current) {
+        throw casConflict(cas, current);
+      }
+      const version = current + 1;
+      const ciphertext = this.#keyring((key) => sealSecretData(key, path, version, data));
+      const row = await this.#updateMetadata(tx, path, locked.row, {
+        currentVersion: version,
+        updatedAtMs: nowMs,
+      });
+      await tx.insert(secrets).values({ path, version, createdAtMs: nowMs, ciphertext });
+      return this.#toMetadata(path, row, await selectVersions(tx, path));
+    });
+  }
+
+  async get(path: SecretPath, version?: number): Promise<SecretVersion> {
+    checkPath(path);
+    if (version !== undefined) checkVersionNumber(version, 'version');
+    requireUnsealed(this.#keyring);
+    const isCurrent = version === undefined || version === 0;
+    // One statement: the metadata and the wanted version from one snapshot.
+    const rows = await this.#db()
+      .select({
+        metadata: secretMetadata,
+        version: { ...VERSION_COLUMNS, ciphertext: secrets.ciphertext },
+      })
+      .from(secretMetadata)
+      .leftJoin(
+        secrets,
+        and(
+          eq(secrets.path, secretMetadata.path),
+          eq(secrets.version, isCurrent ? secretMetadata.currentVersion : sql`${version}::integer`),
+        ),
+      )
+      .where(eq(secretMetadata.path, path));
+    const found = rows[0];
+    if (found === undefined) {
+      throw missingPath(path);
+    }
+    const number = isCurrent ? found.metadata.currentVersion : version;
+    const row = found.version;
+    if (row === null) {
+      throw missingVersion(path, number, found.metadata, this.#maxVersionsDefault);
+    }
+    const unreadable = unreadableVersion(path, number, row);
+    if (unreadable !== undefined || row.ciphertext === null) {
+      throw unreadable;
+    }
+    const sealed = row.ciphertext;
+    const data = this.#keyring((key) => openSecretData(key, path, number, sealed));
+    return Object.freeze({ path, version: number, data, createdAt: new Date(row.createdAtMs) });
+  }
+
+  async list(prefix: string, options: ListOptions): Promise<ListPage> {
+    const checkedPrefix = parseSecretPrefix(prefix);
+    const { limit, after } = options;
+    checkListLimit(limit);
+    if (after !== undefined) checkPath(after);
+    requireUnsealed(this.#keyring);
+    const path = bytewise(secretMetadata.path);
+    const conditions: SQL[] = [];
+    const range = prefixRange(checkedPrefix);
+    if (range !== undefined) {
+      const below = and(gte(path, range.from), lt(path, range.below)) as SQL;
+      conditions.push(
+        range.exact === undefined ? below : (or(eq(path, range.exact), below) as SQL),
+      );
+    }
+    if (after !== undefined) conditions.push(gt(path, after));
+    const rows = await this.#db()
+      .select({ path: secretMetadata.path })
+      .from(secretMetadata)
+      .where(and(...conditions))
+      .orderBy(asc(path))
+      .limit(limit + 1);
+    const paths = rows.slice(0, limit).map((row) => row.path as SecretPath);
+    const last = paths[paths.length - 1];
+    return rows.length > limit && last !== undefined
+      ? Object.freeze({ paths: Object.freeze(paths), next: last })
+      : Object.freeze({ paths: Object.freeze(paths) });
+  }
+
+  softDelete(path: SecretPath, versions?: readonly number[]): Promise<SecretMetadata> {
+    return this.#changeVersions(path, versions, 'delete');
+  }
+
+  undelete(path: SecretPath, versions?: readonly number[]): Promise<SecretMetadata> {
+    return this.#changeVersions(path, versions, 'undelete');
+  }
+
+  destroy(path: SecretPath, versions: readonly number[]): Promise<SecretMetadata> {
+    return this.#changeVersions(path, versions, 'destroy');
+  }
+
+  async deletePath(path: SecretPath): Promise<void> {
+    checkPath(path);
+    requireUnsealed(this.#keyring);
+    // One statement: the foreign key removes the versions with the row.
+    const deleted = await this.#db()
+      .delete(secretMetadata)
+      .where(eq(secretMetadata.path, path))
+      .returning({ path: secretMetadata.path });
+    if (deleted.length === 0) {
+      throw missingPath(path);
+    }
+  }
+
+  async readMetadata(path: SecretPath): Promise<SecretMetadata> {
+    checkPath(path);
+    requireUnsealed(this.#keyring);
+    return await this.#db().transaction(
+      async (tx) => {
+        const [row] = await tx.select().from(secretMetadata).where(eq(secretMetadata.path, path));
+        if (row === undefined) throw missingPath(path);
+        return this.#toMetadata(path, row, await selectVersions(tx, path));
+      },
+      { isolationLevel: 'repeatable read', accessMode: 'read only' },
+    );
+  }
+
+  async writeMetadata(path: SecretPath, update: MetadataUpdate): Promise<SecretMetadata> {
+    checkPath(path);
+    if (typeof update !== 'object' || update === null) {
+      throw new InvalidRequestError('A metadata update must be an object');
+    }
+    const { maxVersions, customMetadata } = update;
+    if (maxVersions !== undefined && maxVersions !== null) checkMaxVersions(maxVersions);
+    if (customMetadata !== undefined) checkCustomMetadata(customMetadata);
+    requireUnsealed(this.#keyring);
+    if (maxVersions === undefined && customMetadata === undefined) {
+      return this.readMetadata(path);
+    }
+    const sealed =
+      customMetadata === undefined || Object.keys(customMetadata).length === 0
+        ? null
+        : this.#keyring((key) => sealCustomMetadata(key, path, customMetadata));
+    return await this.#db().transaction(async (tx) => {
+      const locked = await lockMetadata(tx, path);
+      if (locked === undefined) throw missingPath(path);
+      // A lower cap prunes at once (#updateMetadata).
+      const row = await this.#updateMetadata(tx, path, locked, {
+        updatedAtMs: this.#nowMs(),
+        ...(maxVersions === undefined ? {} : { maxVersions }),
+        ...(customMetadata === undefined ? {} : { customMetadata: sealed }),
+      });
+      return this.#toMetadata(path, row, await selectVersions(tx, path));
+    });
+  }
+
+  /** Stops using the store; closes the database only if the store owns it. */
+  async close(): Promise<void> {
+    this.#isClosed = true;
+    if (this.#ownsDatabase) {
+      await this.#database.close();
+    }
+  }
+
+  async #changeVersions(
+    path: SecretPath,
+    versions: readonly number[] | undefined,
+    change: VersionChange,
+  ): Promise<SecretMetadata> {
+    checkPath(path);
+    const requested = checkVersionList(versions, change === 'destroy');
+    requireUnsealed(this.#keyring);
+    return await this.#db().transaction(async (tx) => {
+      const row = await lockMetadata(tx, path);
+      if (row === undefined) throw missingPath(path);
+      const state = { row, versions: await selectVersions(tx, path) };
+      const { byNumber, targets } = resolveTargets(
+        path,
+        requested,
+        state,
+        this.#maxVersionsDefault,
+      );
+      const changing = targets.filter((version) =>
+        isChanged(byNumber.get(version) as VersionRow, change),
+      );
+      if (changing.length === 0) {
+        return this.#toMetadata(path, row, state.versions);
+      }
+      const nowMs = this.#nowMs();
+      const rows = and(eq(secrets.path, path), inArray(secrets.version, changing));
+      if (change === 'delete') {
+        await tx
+          .update(secrets)
+          .set({ deletedAtMs: nowMs })
+          .where(and(rows, isNull(secrets.deletedAtMs)));
+      } else if (change === 'undelete') {
+        await tx
+          .update(secrets)
+          .set({ deletedAtMs: null })
+          .where(and(rows, isNotNull(secrets.deletedAtMs), eq(secrets.destroyed, false)));
+      } else {
+        await tx
+          .update(secrets)
+          .set({ destroyed: true, ciphertext: null })
+          .where(and(rows, eq(secrets.destroyed, false)));
+      }
+      const [updated] = await tx
+        .update(secretMetadata)
+        .set({ updatedAtMs: nowMs })
+        .where(eq(secretMetadata.path, path))
+        .returning();
+      return this.#toMetadata(path, updated, await selectVersions(tx, path));
+    });
+  }
+
+  /**
+   * Locks the path's metadata row, creating it (as version 1) when the path
+   * is new. Throws ConflictError when `cas` rules out what it finds.
+   */
+  async #lockOrCreate(
+    tx: Tx,
+    path: SecretPath,
+    nowMs: number,
+    cas: number | undefined,
+  ): Promise<{ readonly row: SecretMetadataRow; readonly isCreated: boolean }> {
+    for (let round = 1; round <= MAX_CLAIM_ROUNDS; round++) {
+      const existing = await lockMetadata(tx, path);
+      if (existing !== undefined) {
+        return { row: existing, isCreated: false };
+      }
+      if (cas !== undefined && cas !== 0) {
+        throw casConflict(cas, 0);
+      }
+      const [created] = await tx
+        .insert(secretMetadata)
+        .values({
+          path,
+          createdAtMs: nowMs,
+          updatedAtMs: nowMs,
+          currentVersion: 1,
+          oldestVersion: 1,
+          maxVersions: null,
+          customMetadata: null,
+        })
+        .onConflictDoNothing({ target: secretMetadata.path })
+        .returning();
+      if (created !== undefined) {
+        return { row: created, isCreated: true };
+      }
+      // Another transaction created the path and committed; lock its row.
+    }
+    throw new InternalError(`Cannot claim "${path}": it keeps being created and deleted`);
+  }
+
+  /**
+   * Writes `changes` to the locked metadata row, raises `oldest_version` to
+   * what the (possibly new) cap keeps and removes the versions below it.
+   */
+  async #updateMetadata(
+    tx: Tx,
+    path: SecretPath,
+    locked: SecretMetadataRow,
+    changes: Partial<
+      Pick<SecretMetadataRow, 'currentVersion' | 'updatedAtMs' | 'maxVersions' | 'customMetadata'>
+    >,
+  ): Promise<SecretMetadataRow | undefined> {
+    const next: MetadataRow = { ...locked, ...changes };
+    const oldestVersion = Math.max(locked.oldestVersion, keptFrom(next, this.#maxVersionsDefault));
+    const [row] = await tx
+      .update(secretMetadata)
+      .set({ ...changes, oldestVersion })
+      .where(eq(secretMetadata.path, path))
+      .returning();
+    await tx.delete(secrets).where(and(eq(secrets.path, path), lt(secrets.version, oldestVersion)));
+    return row;
+  }
+
+  #toMetadata(
+    path: SecretPath,
+    row: SecretMetadataRow | undefined,
+    versionRows: readonly VersionRow[],
+  ): SecretMetadata {
+    return toMetadata(path, row, versionRows, {
+      keyring: this.#keyring,
+      maxVersionsDefault: this.#maxVersionsDefault,
+    });
+  }
+
+  #nowMs(): number {
+    return checkedNow(this.#now);
+  }
+
+  #db(): PgDb {
+    if (this.#isClosed) throw new InternalError('The secret store is closed');
+    return this.#database.db;
+  }
+}
+
+/** The path's metadata row, locked until the transaction ends; undefined if none. */
+async function lockMetadata(tx: Tx, path: SecretPath): Promise<SecretMetadataRow | undefined> {
+  const [row] = await tx
+    .select()
+    .from(secretMetadata)
+    .where(eq(secretMetadata.path, path))
+    .for('update');
+  return row;
+}
+
+function selectVersions(tx: Tx, path: SecretPath): Promise<VersionRow[]> {
+  return tx
+    .select(VERSION_COLUMNS)
+    .from(secrets)
+    .where(eq(secrets.path, path))
+    .orderBy(asc(secrets.version));
+}
