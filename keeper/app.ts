@@ -8,6 +8,7 @@ import { limitBody } from '../shared/http/body_limit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
 import type { Logger } from '../shared/log/logger.ts';
+import { isNexus } from '../shared/spiffe/identities.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import { createShardRoutes } from './routes/shards.ts';
 import type { ShardHolder } from './shard_holder.ts';
@@ -25,7 +26,7 @@ export interface KeeperAppDeps {
 export function createApp(deps: KeeperAppDeps): Hono<PeerEnv> {
   const app = createBaseApp(deps.getPeer, deps.logger);
   app.use(limitBody(KEEPER_MAX_BODY_BYTES));
-  app.route('/', createHealthRoutes('keeper'));
+  app.route('/', createHealthRoutes('keeper', isNexus(deps.trustDomain), deps.logger));
   app.route(
     '/',
     createShardRoutes({ trustDomain: deps.trustDomain, holder: deps.holder, logger: deps.logger }),

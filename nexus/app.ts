@@ -10,6 +10,7 @@ import { limitBody } from '../shared/http/body_limit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
 import type { Logger } from '../shared/log/logger.ts';
+import { matchMemberOf } from '../shared/spiffe/match.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import type { AccessChecker } from './access/check_access.ts';
 import type { PolicyCache } from './access/policy_cache.ts';
@@ -45,7 +46,7 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
     deps.auditSink === undefined ? {} : { audit: { sink: deps.auditSink, component: 'nexus' } },
   );
   app.use(limitBody(deps.maxBodyBytes));
-  app.route('/', createHealthRoutes('nexus'));
+  app.route('/', createHealthRoutes('nexus', matchMemberOf(trustDomain), logger));
   app.route(
     '/',
     createStatusRoutes({

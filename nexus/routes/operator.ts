@@ -33,7 +33,7 @@ export function createOperatorRoutes(deps: OperatorRoutesDeps): Hono<PeerEnv> {
 
   routes.post(
     PATHS.operatorRecover,
-    authorize(isPilotRecover(deps.trustDomain), { logger }),
+    authorize(isPilotRecover(deps.trustDomain), { logger, action: 'root_key.recover' }),
     async (c) => {
       const shards = await manager.recoveryShards();
       try {
@@ -57,7 +57,7 @@ export function createOperatorRoutes(deps: OperatorRoutesDeps): Hono<PeerEnv> {
 
   routes.post(
     PATHS.operatorRestore,
-    authorize(isPilotRestore(deps.trustDomain), { logger }),
+    authorize(isPilotRestore(deps.trustDomain), { logger, action: 'root_key.restore' }),
     validateJson(parseRestoreRequest),
     async (c) => {
       const shard = parseShardText(c.req.valid('json').shard);

@@ -43,17 +43,21 @@ export function createStatusRoutes(deps: StatusRoutesDeps): Hono<PeerEnv> {
   const td = deps.trustDomain;
   const operators = matchEither(isPilotSuperuser(td), isPilotRecover(td), isPilotRestore(td));
   const routes = new Hono<PeerEnv>();
-  routes.get(PATHS.status, authorize(operators, { logger: deps.logger }), (c) => {
-    const body: StatusResponse = {
-      state: deps.rootKey.state,
-      ...deps.stats(),
-      keepers: deps.keeperStatus().map((keeper) => ({
-        name: keeper.name,
-        reachable: keeper.reachable,
-        generations: [...keeper.generations],
-      })),
-    };
-    return c.json(body, deps.rootKey.isReady ? 200 : 503);
-  });
+  routes.get(
+    PATHS.status,
+    authorize(operators, { logger: deps.logger, action: 'status.read' }),
+    (c) => {
+      const body: StatusResponse = {
+        state: deps.rootKey.state,
+        ...deps.stats(),
+        keepers: deps.keeperStatus().map((keeper) => ({
+          name: keeper.name,
+          reachable: keeper.reachable,
+          generations: [...keeper.generations],
+        })),
+      };
+      return c.json(body, deps.rootKey.isReady ? 200 : 503);
+    },
+  );
   return routes;
 }

@@ -10,11 +10,14 @@ import { AccessDeniedError, UnauthenticatedError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
 import type { SpiffeId } from '../spiffe/spiffe_id.ts';
+import { setAudit } from './audit.ts';
 import type { PeerEnv } from './peer.ts';
 
 export interface AuthorizeOptions {
   /** Where denials are written, with the peer and the rule it failed. */
   readonly logger?: Logger;
+  /** The audit action of the route (`root_key.recover`…), recorded before the check so denials carry it. */
+  readonly action?: string;
 }
 
 const AUTHORIZE_HANDLERS = new WeakSet<object>();
@@ -65,7 +68,7 @@ function createGuard(
   description: string,
   options: AuthorizeOptions,
 ): MiddlewareHandler<PeerEnv> {
-  const { logger } = options;
+  const { logger, action } = options;
   async function authorizeMiddleware(
     c: Parameters<MiddlewareHandler<PeerEnv>>[0],
     next: Parameters<MiddlewareHandler<PeerEnv>>[1],
@@ -74,6 +77,9 @@ function createGuard(
     const peer = c.get('peer') as PeerEnv['Variables']['peer'] | undefined;
     if (peer === undefined) {
       throw new UnauthenticatedError();
+    }
+    if (action !== undefined) {
+      setAudit(c, { action });
     }
     if (!check(c, peer.id)) {
       logger?.warn('Access denied', {
