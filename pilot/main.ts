@@ -1,53 +1,74 @@
 /**
- * `spike`, the admin CLI. argv → command → exit status; the only place in
- * Pilot that exits. Secret, policy and operator commands arrive with Nexus.
+ * `spike`, the admin CLI: builds the real dependencies (configuration from
+ * the environment, the SDK client over the caller's SVID, the terminal,
+ * the console) and exits with runCli's status. The only process.exit in Pilot.
  */
-import { Command, Option } from 'commander';
-import { VERSION } from '../shared/api/version.ts';
+import process from 'node:process';
+import { createSpikeClient } from '../sdk/index.ts';
 import { createLogger } from '../shared/log/logger.ts';
-import { environment, exit } from '../shared/runtime/process.ts';
+import { exit } from '../shared/runtime/process.ts';
 import { formatWorkloadApiAddress } from '../shared/spiffe/workload_address.ts';
 import { createX509Source } from '../shared/spiffe/x509_source.ts';
-import { loadPilotConfig } from './config.ts';
-import { type OutputFormat, printData, reportFailure } from './output.ts';
+import type { PilotClient } from './commands/_context.ts';
+import { loadPilotConfig, type PilotConfig } from './config.ts';
+import { createConsoleOutput } from './output.ts';
+import { runCli } from './program.ts';
+import { createTerminal } from './terminal.ts';
 
-const program = new Command('spike')
-  .description('Admin CLI of the spike-ts secrets broker')
-  .version(VERSION, '-v, --version')
-  .addOption(
-    new Option('--format <format>', 'output format').choices(['human', 'json']).default('human'),
-  )
-  .showHelpAfterError();
+async function openSource(config: PilotConfig) {
+  return createX509Source({
+    address: formatWorkloadApiAddress(config.identity.workloadApiAddress),
+    logger: createLogger({ component: 'pilot', level: 'error' }),
+    timeoutMs: config.identity.sourceTimeoutMs,
+  });
+}
 
-program
-  .command('whoami')
-  .description("Show this caller's SPIFFE ID and SVID expiry, from the Workload API")
-  .action(async () => {
-    const config = loadPilotConfig(environment());
-    const logger = createLogger({ component: 'pilot', level: 'warn' });
-    const source = await createX509Source({
-      address: formatWorkloadApiAddress(config.identity.workloadApiAddress),
-      logger,
-      timeoutMs: config.identity.sourceTimeoutMs,
+async function connect(config: PilotConfig): Promise<PilotClient> {
+  const source = await openSource(config);
+  try {
+    const client = await createSpikeClient({
+      nexusUrl: config.nexusUrl,
+      source,
+      trustDomain: config.identity.trustDomain,
+      timeoutMs: config.timeoutMs,
     });
+    const typed: PilotClient = client;
+    // The client does not own a source passed in: close both together.
+    return new Proxy(typed, {
+      get(target, property) {
+        if (property === 'close') {
+          return () => {
+            target.close();
+            source.close();
+          };
+        }
+        const value: unknown = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+  } catch (err) {
+    source.close();
+    throw err;
+  }
+}
+
+const status = await runCli(process.argv.slice(2), {
+  config: () => loadPilotConfig(process.env),
+  connect,
+  async whoami(config) {
+    const source = await openSource(config);
     try {
       const svid = source.getX509Svid();
-      printData(
-        {
-          spiffeId: svid.id.toString(),
-          trustDomain: svid.id.trustDomain.name,
-          notAfter: svid.notAfter.toISOString(),
-        },
-        program.opts<{ format: OutputFormat }>().format,
-      );
+      return {
+        spiffeId: svid.id.toString(),
+        trustDomain: svid.id.trustDomain.name,
+        notAfter: svid.notAfter.toISOString(),
+      };
     } finally {
       source.close();
     }
-  });
-
-try {
-  await program.parseAsync();
-  exit(0);
-} catch (err) {
-  exit(reportFailure(err));
-}
+  },
+  output: createConsoleOutput(),
+  terminal: createTerminal({ stdin: process.stdin, stderr: process.stderr }),
+});
+exit(status);

@@ -1,7 +1,9 @@
 /**
  * Everything Pilot prints: data to stdout, diagnostics to stderr, and the
- * mirror of the HTTP status table: error code → exit status.
+ * mirror of the HTTP status table: error code → exit status. Commands print
+ * through an `Output`, so tests capture what a user would see.
  */
+import { stringify as stringifyYaml } from 'yaml';
 import { type ErrorCode, isBrokerError } from '../shared/errors/errors.ts';
 
 export const EXIT_BY_CODE = {
@@ -27,24 +29,95 @@ export const EXIT_BY_CODE = {
   ERR_ALREADY_UNSEALED: 5,
 } as const satisfies Record<ErrorCode, number>;
 
-export type OutputFormat = 'human' | 'json';
+/** Exit status of a failure that is not a broker error (a bug, or a canceled prompt). */
+export const EXIT_FAILURE = 1;
+/** Exit status of a command-line usage error (unknown option, missing argument). */
+export const EXIT_USAGE = 2;
 
-export function printData(data: Readonly<Record<string, unknown>>, format: OutputFormat): void {
+export const OUTPUT_FORMATS = ['human', 'json', 'yaml'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+/** Where Pilot writes. Each call writes one block; a final newline is added when missing. */
+export interface Output {
+  stdout(text: string): void;
+  stderr(text: string): void;
+}
+
+/** The process's stdout and stderr. */
+export function createConsoleOutput(): Output {
+  return {
+    stdout(text) {
+      console.log(text.endsWith('\n') ? text.slice(0, -1) : text);
+    },
+    stderr(text) {
+      console.error(text.endsWith('\n') ? text.slice(0, -1) : text);
+    },
+  };
+}
+
+/**
+ * Prints a command's result: JSON or YAML of `data` as is (its fields are the
+ * stable machine interface), or the `human` rendering.
+ */
+export function printData(
+  output: Output,
+  format: OutputFormat,
+  data: unknown,
+  human: (data: unknown) => string = renderHuman,
+): void {
   if (format === 'json') {
-    console.log(JSON.stringify(data, null, 2));
-    return;
-  }
-  for (const [key, value] of Object.entries(data)) {
-    console.log(`${key}: ${String(value)}`);
+    output.stdout(JSON.stringify(data, null, 2));
+  } else if (format === 'yaml') {
+    output.stdout(stringifyYaml(data));
+  } else {
+    const text = human(data);
+    if (text !== '') {
+      output.stdout(text);
+    }
   }
 }
 
-/** Prints a short message for a failure and returns the exit status for it. */
-export function reportFailure(err: unknown): number {
+/** A plain object as `key: value` lines; nested values as compact JSON. */
+export function renderHuman(data: unknown): string {
+  if (typeof data !== 'object' || data === null) {
+    return String(data);
+  }
+  return Object.entries(data)
+    .map(
+      ([key, value]) =>
+        `${key}: ${typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value)}`,
+    )
+    .join('\n');
+}
+
+export interface FailureContext {
+  /** The caller's SPIFFE ID, when Pilot got as far as holding an SVID. */
+  readonly callerId?: string | undefined;
+}
+
+/**
+ * Prints one short line for a failure and returns its exit status. A broker
+ * error is shown with its code; access denied names the caller, sealed says
+ * how to unseal. Messages come from the SDK or Nexus, which never carry
+ * secret values.
+ */
+export function reportFailure(output: Output, err: unknown, context: FailureContext = {}): number {
   if (isBrokerError(err)) {
-    console.error(`spike: ${err.message} [${err.code}]`);
+    output.stderr(`spike: ${describeBrokerError(err.code, err.message, context)} [${err.code}]`);
     return EXIT_BY_CODE[err.code];
   }
-  console.error(`spike: ${err instanceof Error ? err.message : String(err)}`);
-  return 1;
+  output.stderr(`spike: ${err instanceof Error ? err.message : String(err)}`);
+  return EXIT_FAILURE;
+}
+
+function describeBrokerError(code: ErrorCode, message: string, context: FailureContext): string {
+  switch (code) {
+    case 'ERR_ACCESS_DENIED':
+    case 'ERR_UNAUTHENTICATED':
+      return context.callerId === undefined ? message : `${message} for ${context.callerId}`;
+    case 'ERR_NOT_READY':
+      return `${message}; an operator can unseal it with "spike operator restore"`;
+    default:
+      return message;
+  }
 }

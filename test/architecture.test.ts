@@ -10,7 +10,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SOURCE_DIRS = ['agent', 'keeper', 'nexus', 'pilot', 'shared', 'test'];
+const SOURCE_DIRS = ['agent', 'keeper', 'launcher', 'nexus', 'pilot', 'sdk', 'shared', 'test'];
 const IMPORT_REGEXP =
   /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|(?:^|\n)\s*import\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
 
@@ -118,8 +118,25 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
     zones: SERVER_ZONES,
     packages: /^(node:.*|hono|hono\/.*|drizzle-orm.*|@libsql\/client|pg)$/,
   },
+  sdk: {
+    zones: ['shared/errors', 'shared/spiffe', 'shared/log', 'shared/config', 'shared/api'],
+    packages: /^node:.*$/,
+  },
+  // The local broker launcher starts programs as processes; it imports none of them.
+  launcher: {
+    zones: [
+      'shared/errors',
+      'shared/spiffe',
+      'shared/log',
+      'shared/config',
+      'shared/runtime',
+      'shared/api',
+    ],
+    packages: /^node:.*$/,
+  },
   pilot: {
     zones: [
+      'sdk',
       'shared/errors',
       'shared/spiffe',
       'shared/log',

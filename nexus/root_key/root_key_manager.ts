@@ -74,6 +74,8 @@ export class RootKeyManager {
   /** Serialises start-up steps, checks, re-splits and restores. */
   #queue: Promise<unknown> = Promise.resolve();
   #keeperStatus: KeeperStatus[] = [];
+  /** A new key whose first split is not committed yet (this process initialises). */
+  #pending: { readonly key: Uint8Array; readonly keyring: Uint8Array } | undefined;
   /** Shards an operator submitted, per generation, until they unseal. */
   readonly #restoreBuffer = new Map<number, Shard[]>();
 
@@ -93,6 +95,7 @@ export class RootKeyManager {
 
   stop(): void {
     this.#stopped = true;
+    this.#dropPending();
     if (this.#timer !== undefined) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
@@ -230,6 +233,15 @@ export class RootKeyManager {
       await this.#initialise();
       return;
     }
+    if (this.#pending !== undefined) {
+      if (record.committedGeneration === null && record.initOwner === this.#owner) {
+        const { key, keyring } = this.#pending;
+        await this.#firstSplit(key, keyring);
+        return;
+      }
+      // Another Nexus took over (or committed): our unfinished key is void.
+      this.#dropPending();
+    }
     const shards = await this.#collectShards();
     try {
       const recovered = await recoverRootKey(shards, (candidate) =>
@@ -305,22 +317,42 @@ export class RootKeyManager {
     }
   }
 
-  /** Distributes a brand-new key; it becomes usable only once committed. */
-  async #firstSplit(key: Uint8Array, keyring: Uint8Array, generation: number): Promise<void> {
+  /**
+   * Distributes a brand-new key; it becomes usable only once committed. If
+   * too few Keepers took it (they may not be up yet), the key is kept aside
+   * and the next steps distribute it again under a new generation, for as
+   * long as this process still owns the unfinished initialisation.
+   */
+  async #firstSplit(key: Uint8Array, keyring: Uint8Array, generation?: number): Promise<void> {
     const result = await distributeRootKey(key, {
       store: this.#o.store,
       keepers: this.#o.keepers,
       threshold: this.#o.threshold,
       owner: this.#owner,
       logger: this.#o.logger,
-      generation,
+      ...(generation === undefined ? {} : { generation }),
     });
     if (result.committed) {
-      this.#o.rootKey.unseal(key, keyring, generation);
+      // Unseal first: `key` may be the pending copy that #dropPending wipes.
+      this.#o.rootKey.unseal(key, keyring, result.generation);
+      this.#dropPending();
       this.#retryMs = FIRST_RETRY_MS;
-      this.#o.logger.info('Nexus is ready with a new root key', { generation });
+      this.#o.logger.info('Nexus is ready with a new root key', { generation: result.generation });
+      return;
     }
-    // Otherwise the next step recovers these shards (or re-distributes).
+    if (this.#pending === undefined) {
+      this.#pending = { key: key.slice(), keyring: keyring.slice() };
+    }
+    this.#o.logger.warn('The new root key is not held by enough Keepers yet; retrying', {
+      generation: result.generation,
+    });
+  }
+
+  #dropPending(): void {
+    if (this.#pending !== undefined) {
+      zeroize(this.#pending.key, this.#pending.keyring);
+      this.#pending = undefined;
+    }
   }
 
   async #becomeReady(key: Uint8Array, record: RootKeyRecord, how: string): Promise<void> {

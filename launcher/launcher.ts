@@ -1,0 +1,345 @@
+/**
+ * The one-command local broker: the embedded agent, three Keepers and Nexus
+ * on SQLite as children of this process, all data in one folder. It waits
+ * until Nexus is ready, unsealing it from the development recovery file when
+ * every Keeper started empty, and saves a fresh recovery split on each start.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RecoverResponse, RestoreResponse } from '../shared/api/operator.ts';
+import { PATHS } from '../shared/api/paths.ts';
+import {
+  ENV_ENDPOINT_SOCKET,
+  ENV_SYSTEM_LOG_LEVEL,
+  ENV_TRUST_ROOT,
+} from '../shared/config/common.ts';
+import type { Env } from '../shared/config/env.ts';
+import { createLogger, type Logger } from '../shared/log/logger.ts';
+import { isNexus } from '../shared/spiffe/identities.ts';
+import { MtlsClient, type MtlsResponse } from '../shared/spiffe/mtls_client.ts';
+import { createX509Source, type X509Source } from '../shared/spiffe/x509_source.ts';
+import { Child, type ChildRuntime, type Program } from './child.ts';
+import { KEEPER_COUNT, type LauncherConfig, socketDirOf } from './config.ts';
+import { devShardsPath, readDevShards, writeDevShards } from './dev_shards.ts';
+
+/** The identities the agent serves, one socket each. */
+export const LOCAL_WORKLOADS: readonly (readonly [string, string])[] = Object.freeze([
+  ['nexus', '/spike/nexus'],
+  ['keeper-1', '/spike/keeper/1'],
+  ['keeper-2', '/spike/keeper/2'],
+  ['keeper-3', '/spike/keeper/3'],
+  ['pilot', '/spike/pilot/role/superuser'],
+  // Break-glass roles, used by the launcher itself only.
+  ['recover', '/spike/pilot/role/recover'],
+  ['restore', '/spike/pilot/role/restore'],
+  ['app', '/apps/example'],
+]);
+
+const AGENT_READY_REGEXP = /Press Ctrl-C to stop/;
+const POLL_INTERVAL_MS = 250;
+const REQUEST_TIMEOUT_MS = 3_000;
+
+export interface LauncherOptions {
+  readonly config: LauncherConfig;
+  readonly runtime: ChildRuntime['runtime'];
+  readonly execPath: string;
+  readonly rootDir: string;
+  /** The launcher's environment: children inherit it minus every SPIKE_/SPIFFE_ variable. */
+  readonly env: Env;
+  /** One plain line of progress for the person at the terminal. */
+  readonly say: (line: string) => void;
+}
+
+/** What the summary needs once Nexus is ready. */
+export interface LocalBrokerInfo {
+  readonly nexusUrl: string;
+  readonly socketDir: string;
+  readonly logsDir: string;
+  readonly dataDir: string;
+  readonly restored: boolean;
+}
+
+export class LocalBroker {
+  readonly #options: LauncherOptions;
+  readonly #children: Child[] = [];
+  readonly #sources: X509Source[] = [];
+  readonly #clients: MtlsClient[] = [];
+  readonly #logsDir: string;
+  readonly #socketDir: string;
+  #stopping: Promise<void> | undefined;
+
+  constructor(options: LauncherOptions) {
+    this.#options = options;
+    this.#logsDir = join(options.config.dataDir, 'logs');
+    this.#socketDir = socketDirOf(options.config.dataDir);
+  }
+
+  /** Which child ended on its own, once one has (a running broker is then broken). */
+  async firstExit(): Promise<Child> {
+    return Promise.race(this.#children.map((child) => child.exited.then(() => child)));
+  }
+
+  /**
+   * Starts everything and resolves once Nexus is ready; rejects with the
+   * reason (a child's log tail included) or the abort reason. The caller
+   * calls stop() either way.
+   */
+  async start(signal: AbortSignal): Promise<LocalBrokerInfo> {
+    const { config, say } = this.#options;
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    mkdirSync(this.#logsDir, { recursive: true, mode: 0o700 });
+    say(`Data folder ${config.dataDir}; each program logs to ${this.#logsDir}/<name>.log`);
+
+    const agent = this.#spawn('agent', 'agent', {
+      SPIKE_AGENT_DATA_DIR: join(config.dataDir, 'agent'),
+      SPIKE_AGENT_SOCKET_DIR: this.#socketDir,
+      SPIKE_AGENT_WORKLOADS: LOCAL_WORKLOADS.map(([name, path]) => `${name}=${path}`).join(','),
+    });
+    await agent.waitForOutput(AGENT_READY_REGEXP, {
+      timeoutMs: config.startTimeoutMs,
+      signal,
+    });
+    say(`Agent serves ${LOCAL_WORKLOADS.length} identities in ${this.#socketDir}`);
+
+    const keeperUrls = config.keeperPorts.map((port) => `https://127.0.0.1:${port}`);
+    for (let i = 0; i < KEEPER_COUNT; i++) {
+      this.#spawn(`keeper-${i + 1}`, 'keeper', {
+        [ENV_ENDPOINT_SOCKET]: this.#socket(`keeper-${i + 1}`),
+        SPIKE_KEEPER_TLS_HOST: '127.0.0.1',
+        SPIKE_KEEPER_TLS_PORT: String(config.keeperPorts[i]),
+      });
+    }
+    this.#spawn('nexus', 'nexus', {
+      [ENV_ENDPOINT_SOCKET]: this.#socket('nexus'),
+      SPIKE_NEXUS_TLS_HOST: '127.0.0.1',
+      SPIKE_NEXUS_TLS_PORT: String(config.nexusPort),
+      SPIKE_NEXUS_KEEPER_PEERS: keeperUrls.join(','),
+      SPIKE_NEXUS_BACKEND_STORE: 'sqlite',
+      SPIKE_NEXUS_DATA_DIR: join(config.dataDir, 'nexus'),
+      SPIKE_NEXUS_AUDIT_LOG: join(this.#logsDir, 'audit.log'),
+    });
+    say(
+      `Started 3 Keepers (ports ${config.keeperPorts.join(', ')}) and Nexus (port ${config.nexusPort})`,
+    );
+
+    const nexusUrl = `https://127.0.0.1:${config.nexusPort}`;
+    const restored = await this.#waitUntilReady(nexusUrl, signal);
+    await this.#saveRecoverySplit(nexusUrl);
+    // The launcher needs no identity while the broker runs.
+    this.#closeClients();
+    return {
+      nexusUrl,
+      socketDir: this.#socketDir,
+      logsDir: this.#logsDir,
+      dataDir: config.dataDir,
+      restored,
+    };
+  }
+
+  /** Stops Nexus, then the Keepers, then the agent; safe to call more than once. */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stopAll();
+    return this.#stopping;
+  }
+
+  async #stopAll(): Promise<void> {
+    // Clients first: on Deno a Workload API stream still open when the agent
+    // closes its connection can crash this process (docs/agent.md).
+    this.#closeClients();
+    const byName = (prefix: string) => this.#children.filter((c) => c.name.startsWith(prefix));
+    for (const group of [byName('nexus'), byName('keeper-'), byName('agent')]) {
+      await Promise.all(group.map((child) => child.stop()));
+    }
+  }
+
+  #closeClients(): void {
+    for (const client of this.#clients.splice(0)) client.close();
+    for (const source of this.#sources.splice(0)) source.close();
+  }
+
+  #socket(name: string): string {
+    return `unix://${join(this.#socketDir, `${name}.sock`)}`;
+  }
+
+  #spawn(name: string, program: Program, own: Record<string, string>): Child {
+    const { config, env } = this.#options;
+    const childEnv: Record<string, string | undefined> = {};
+    for (const [key, value] of Object.entries(env)) {
+      if (!key.startsWith('SPIKE_') && !key.startsWith('SPIFFE_')) childEnv[key] = value;
+    }
+    Object.assign(childEnv, {
+      [ENV_TRUST_ROOT]: config.trustDomain.name,
+      [ENV_SYSTEM_LOG_LEVEL]: config.logLevel,
+      NO_COLOR: '1',
+      ...own,
+    });
+    const child = new Child(
+      { name, program, env: childEnv },
+      {
+        runtime: this.#options.runtime,
+        execPath: this.#options.execPath,
+        rootDir: this.#options.rootDir,
+        logsDir: this.#logsDir,
+      },
+    );
+    this.#children.push(child);
+    return child;
+  }
+
+  async #client(name: 'pilot' | 'recover' | 'restore'): Promise<MtlsClient> {
+    const source = await createX509Source({
+      address: this.#socket(name),
+      logger: this.#logger(),
+      timeoutMs: REQUEST_TIMEOUT_MS * 3,
+    });
+    this.#sources.push(source);
+    const client = new MtlsClient({
+      source,
+      authorizeServer: isNexus(this.#options.config.trustDomain),
+      timeoutMs: REQUEST_TIMEOUT_MS,
+    });
+    this.#clients.push(client);
+    return client;
+  }
+
+  #logger(): Logger {
+    // The Workload API client's own JSON lines are of no use on the terminal.
+    return createLogger({ component: 'spike-local', level: 'error', sink: { write: () => true } });
+  }
+
+  /**
+   * Polls `GET /v1/status` as Pilot until 200. A Nexus that stays sealed for
+   * `restoreAfterMs` has Keepers that started empty: the saved split unseals
+   * it. Returns whether it did.
+   */
+  async #waitUntilReady(nexusUrl: string, signal: AbortSignal): Promise<boolean> {
+    const { config, say } = this.#options;
+    const pilot = await this.#client('pilot');
+    const deadline = Date.now() + config.startTimeoutMs;
+    const file = devShardsPath(config.dataDir);
+    let sealedSince: number | undefined;
+    let restored = false;
+    let hasSaidNoFile = false;
+    for (;;) {
+      signal.throwIfAborted();
+      const ended = this.#children.find((child) => child.status !== undefined);
+      if (ended !== undefined) {
+        throw ended.failure(`ended (status ${ended.status}) before Nexus was ready`);
+      }
+      const status = await statusOf(pilot, nexusUrl);
+      if (status === 200) {
+        say(
+          restored
+            ? 'Nexus is ready: restored from the development recovery file'
+            : 'Nexus is ready',
+        );
+        return restored;
+      }
+      if (status === 503) {
+        sealedSince ??= Date.now();
+        if (Date.now() - sealedSince >= config.restoreAfterMs) {
+          const saved = readDevShards(file);
+          if (saved !== undefined) {
+            say(
+              `Nexus is still sealed after ${config.restoreAfterMs}ms: its Keepers started empty. Restoring the root key from ${file} (development mode only)`,
+            );
+            restored = await this.#restore(nexusUrl, saved.shards, file);
+          } else if (!hasSaidNoFile) {
+            hasSaidNoFile = true;
+            say(
+              `Nexus is still sealed and ${file} does not exist: if it keeps data from before, restore it by hand (docs/root-key.md), or delete ${join(config.dataDir, 'nexus')} to start over`,
+            );
+          }
+        }
+      }
+      if (Date.now() > deadline) {
+        const nexus = this.#children.find((child) => child.name === 'nexus');
+        throw (
+          nexus?.failure(`was not ready within ${config.startTimeoutMs}ms`) ??
+          new Error(`Nexus was not ready within ${config.startTimeoutMs}ms`)
+        );
+      }
+      await delay(POLL_INTERVAL_MS, signal);
+    }
+  }
+
+  /** Submits shards until Nexus says restored (or already unsealed). */
+  async #restore(nexusUrl: string, shards: readonly string[], file: string): Promise<boolean> {
+    const restore = await this.#client('restore');
+    for (const shard of shards) {
+      const res = await restore.request({
+        method: 'POST',
+        url: new URL(PATHS.operatorRestore, nexusUrl),
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ shard }),
+      });
+      if (res.status === 409) return true;
+      if (res.status !== 200) {
+        throw new Error(
+          `Nexus refused a shard from ${file} (HTTP ${res.status}, ${errorCode(res)}): it does not hold the root key of this Nexus; restore by hand (docs/root-key.md) or delete ${this.#options.config.dataDir} to start over`,
+        );
+      }
+      const progress = res.json() as RestoreResponse;
+      this.#options.say(
+        `Restore: ${progress.collected} of ${progress.threshold} shards submitted${progress.restored ? ', Nexus is unsealed' : ''}`,
+      );
+      if (progress.restored) return true;
+    }
+    throw new Error(`The shards in ${file} were not enough to unseal Nexus`);
+  }
+
+  /**
+   * A fresh break-glass split on every start, so the file always matches the
+   * current root key (even when the database was deleted and a new key made).
+   */
+  async #saveRecoverySplit(nexusUrl: string): Promise<void> {
+    const { config, say } = this.#options;
+    const recover = await this.#client('recover');
+    const res = await recover.request({
+      method: 'POST',
+      url: new URL(PATHS.operatorRecover, nexusUrl),
+    });
+    if (res.status !== 200) {
+      throw new Error(
+        `Nexus refused to export a recovery split (HTTP ${res.status}, ${errorCode(res)})`,
+      );
+    }
+    const file = devShardsPath(config.dataDir);
+    const split = res.json() as RecoverResponse;
+    writeDevShards(file, split, { trustDomain: config.trustDomain.name });
+    say(`Saved the development recovery split (generation ${split.generation}) to ${file}`);
+  }
+}
+
+/** 200 ready, 503 sealed, 0 when Nexus does not answer yet. */
+async function statusOf(client: MtlsClient, nexusUrl: string): Promise<number> {
+  try {
+    const res = await client.request({ method: 'GET', url: new URL(PATHS.status, nexusUrl) });
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
+
+function errorCode(res: MtlsResponse): string {
+  try {
+    const body = res.json() as { error?: { code?: unknown } };
+    return typeof body.error?.code === 'string' ? body.error.code : 'no error code';
+  } catch {
+    return 'no error body';
+  }
+}
+
+function delay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,133 @@
+/**
+ * What every command is given: a lazily connected client, where to print,
+ * the terminal, and the loaded configuration. Commands never touch process
+ * globals; pilot/main.ts builds the real context and tests a fake one.
+ */
+import { type Command, Option } from 'commander';
+import type {
+  RecoverResponse,
+  RestoreResponse,
+  StatusResponse,
+} from '../../shared/api/operator.ts';
+import type {
+  ListPoliciesResponse,
+  PolicyDocument,
+  PolicyResponse,
+} from '../../shared/api/policies.ts';
+import type { ListResponse, MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
+import { InvalidRequestError } from '../../shared/errors/errors.ts';
+import type { PilotConfig } from '../config.ts';
+import { OUTPUT_FORMATS, type Output, type OutputFormat } from '../output.ts';
+
+/** The part of the SDK's SpikeClient that Pilot uses. */
+export interface PilotClient {
+  /** The caller's own SPIFFE ID (a SpiffeId; its toString() is the URI). */
+  spiffeId(): { toString(): string };
+  getSecret(path: string, options?: { version?: number }): Promise<SecretResponse>;
+  putSecret(
+    path: string,
+    data: Record<string, string>,
+    options?: { cas?: number },
+  ): Promise<MetadataResponse>;
+  listSecrets(options?: { prefix?: string; limit?: number; after?: string }): Promise<ListResponse>;
+  deleteSecret(path: string, options?: { versions?: number[] }): Promise<MetadataResponse>;
+  undeleteSecret(path: string, options?: { versions?: number[] }): Promise<MetadataResponse>;
+  destroySecret(path: string, versions: number[]): Promise<MetadataResponse>;
+  getMetadata(path: string): Promise<MetadataResponse>;
+  putMetadata(
+    path: string,
+    options: { maxVersions?: number | null; customMetadata?: Record<string, string> },
+  ): Promise<MetadataResponse>;
+  listPolicies(): Promise<ListPoliciesResponse>;
+  getPolicy(name: string): Promise<PolicyResponse>;
+  putPolicy(policy: PolicyDocument): Promise<PolicyResponse>;
+  deletePolicy(name: string): Promise<void>;
+  /** Ready (200) or sealed (503): both are answers. */
+  status(): Promise<StatusResponse & { readonly httpStatus: number }>;
+  recover(): Promise<RecoverResponse>;
+  restore(shardText: string): Promise<RestoreResponse>;
+  close(): void | Promise<void>;
+}
+
+/** The terminal Pilot runs in: stdin, prompts and hidden input. */
+export interface Terminal {
+  /** Whether stdin is an interactive terminal. */
+  isInteractive(): boolean;
+  /** All of stdin as text (at most `maxBytes`, else InvalidRequestError). */
+  readStdin(maxBytes: number): Promise<string>;
+  /** Asks a question on the terminal and returns the answer line. */
+  prompt(question: string): Promise<string>;
+  /** Like prompt, without echoing what is typed. */
+  promptHidden(question: string): Promise<string>;
+}
+
+export interface CommandContext {
+  readonly config: () => PilotConfig;
+  /** Connects on first use (after arguments were checked) and keeps the client. */
+  readonly client: () => Promise<PilotClient>;
+  readonly output: Output;
+  readonly terminal: Terminal;
+}
+
+/** The `--format` of a command: its own, else the one given before the subcommand. */
+export function formatOf(command: Command): OutputFormat {
+  let current: Command | null = command;
+  while (current !== null) {
+    const format = current.opts<{ format?: string }>().format;
+    if (format !== undefined) {
+      return parseFormat(format);
+    }
+    current = current.parent;
+  }
+  return 'human';
+}
+
+export function parseFormat(value: string): OutputFormat {
+  if ((OUTPUT_FORMATS as readonly string[]).includes(value)) {
+    return value as OutputFormat;
+  }
+  throw new InvalidRequestError(
+    `Unknown output format "${value}": use ${OUTPUT_FORMATS.join(', ')}`,
+  );
+}
+
+/** Adds `--format` to a leaf command (so it may follow the command's arguments). */
+export function withFormat(command: Command): Command {
+  return command.addOption(formatOption());
+}
+
+/** `-f, --format human|json|yaml`, refused at parse time when unknown. */
+export function formatOption(): Option {
+  return new Option('-f, --format <format>', 'output format').choices(OUTPUT_FORMATS);
+}
+
+/**
+ * Asks before an irreversible step: `--yes` skips the question; on a
+ * terminal the user must answer y; without a terminal the step is refused.
+ */
+export async function confirm(
+  context: CommandContext,
+  question: string,
+  options: { readonly yes: boolean | undefined },
+): Promise<void> {
+  if (options.yes === true) {
+    return;
+  }
+  if (!context.terminal.isInteractive()) {
+    throw new InvalidRequestError(
+      `${question.replace(/\?$/, '')}: refused without --yes because stdin is not a terminal`,
+    );
+  }
+  const answer = (await context.terminal.prompt(`${question} [y/N] `)).trim().toLowerCase();
+  if (answer !== 'y' && answer !== 'yes') {
+    throw new CanceledError('Canceled: nothing was changed');
+  }
+}
+
+/** The user answered no to a confirmation: exit status 1, nothing changed. */
+export class CanceledError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CanceledError';
+  }
+}

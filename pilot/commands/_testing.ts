@@ -1,0 +1,213 @@
+/**
+ * For Pilot's unit tests: an in-memory stand-in for the SDK client that
+ * records every call, a scripted terminal, a capturing output, and `run()`
+ * that drives runCli like a user would.
+ */
+
+import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
+import type { PolicyDocument, PolicyResponse } from '../../shared/api/policies.ts';
+import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
+import { NotFoundError } from '../../shared/errors/errors.ts';
+import { loadPilotConfig } from '../config.ts';
+import type { Output } from '../output.ts';
+import { runCli } from '../program.ts';
+import type { PilotClient, Terminal } from './_context.ts';
+
+export const CALLER_ID = 'spiffe://unit.test/spike/pilot/role/superuser';
+const T = '2026-01-01T00:00:00.000Z';
+
+export interface Call {
+  readonly method: string;
+  readonly args: readonly unknown[];
+}
+
+export class FakeClient implements PilotClient {
+  readonly calls: Call[] = [];
+  readonly secrets = new Map<string, Record<string, string>[]>();
+  readonly policies = new Map<string, PolicyResponse>();
+  restoreAnswers: RestoreResponse[] = [];
+  sealed = false;
+  /** When set, every call throws it. */
+  failWith: Error | undefined;
+  closed = false;
+
+  #record(method: string, ...args: unknown[]): void {
+    this.calls.push({ method, args });
+    if (this.failWith !== undefined) throw this.failWith;
+  }
+
+  #metadata(path: string): MetadataResponse {
+    const versions = this.secrets.get(path) ?? [];
+    return {
+      path,
+      createdAt: T,
+      updatedAt: T,
+      currentVersion: versions.length,
+      oldestVersion: versions.length === 0 ? 0 : 1,
+      maxVersions: 10,
+      maxVersionsOverride: null,
+      versions: versions.map((_, i) => ({
+        version: i + 1,
+        createdAt: T,
+        deletedAt: null,
+        destroyed: false,
+      })),
+      customMetadata: {},
+    };
+  }
+
+  spiffeId() {
+    return { toString: () => CALLER_ID };
+  }
+  async getSecret(path: string, options: { version?: number } = {}): Promise<SecretResponse> {
+    this.#record('getSecret', path, options);
+    const versions = this.secrets.get(path);
+    const version = options.version ?? versions?.length ?? 0;
+    const data = versions?.[version - 1];
+    if (data === undefined) throw new NotFoundError(`Secret "${path}" not found`);
+    return { path, version, data, createdAt: T };
+  }
+  async putSecret(path: string, data: Record<string, string>, options: { cas?: number } = {}) {
+    this.#record('putSecret', path, data, options);
+    this.secrets.set(path, [...(this.secrets.get(path) ?? []), data]);
+    return this.#metadata(path);
+  }
+  async listSecrets(options: { prefix?: string; limit?: number; after?: string } = {}) {
+    this.#record('listSecrets', options);
+    const all = [...this.secrets.keys()]
+      .filter((path) => path.startsWith(options.prefix ?? ''))
+      .sort();
+    const start = options.after === undefined ? 0 : all.indexOf(options.after) + 1;
+    const page = all.slice(start, start + 1);
+    const next = start + 1 < all.length ? page[0] : undefined;
+    return next === undefined ? { paths: page } : { paths: page, next };
+  }
+  async deleteSecret(path: string, options: { versions?: number[] } = {}) {
+    this.#record('deleteSecret', path, options);
+    return this.#metadata(path);
+  }
+  async undeleteSecret(path: string, options: { versions?: number[] } = {}) {
+    this.#record('undeleteSecret', path, options);
+    return this.#metadata(path);
+  }
+  async destroySecret(path: string, versions: number[]) {
+    this.#record('destroySecret', path, versions);
+    return this.#metadata(path);
+  }
+  async getMetadata(path: string) {
+    this.#record('getMetadata', path);
+    return this.#metadata(path);
+  }
+  async putMetadata(
+    path: string,
+    options: { maxVersions?: number | null; customMetadata?: Record<string, string> },
+  ) {
+    this.#record('putMetadata', path, options);
+    return this.#metadata(path);
+  }
+  async listPolicies() {
+    this.#record('listPolicies');
+    return { policies: [...this.policies.values()] };
+  }
+  async getPolicy(name: string) {
+    this.#record('getPolicy', name);
+    const found = this.policies.get(name);
+    if (found === undefined) throw new NotFoundError(`Policy "${name}" not found`);
+    return found;
+  }
+  async putPolicy(policy: PolicyDocument) {
+    this.#record('putPolicy', policy);
+    const stored = { ...policy, createdAt: T, updatedAt: T };
+    this.policies.set(policy.name, stored);
+    return stored;
+  }
+  async deletePolicy(name: string) {
+    this.#record('deletePolicy', name);
+    if (!this.policies.delete(name)) throw new NotFoundError(`Policy "${name}" not found`);
+  }
+  async status() {
+    this.#record('status');
+    return {
+      httpStatus: this.sealed ? 503 : 200,
+      state: this.sealed ? ('sealed' as const) : ('ready' as const),
+      spiffeId: 'spiffe://unit.test/spike/nexus',
+      svidNotAfter: T,
+      refusedHandshakes: 0,
+      deniedRequests: 0,
+      keepers: [{ name: 'https://127.0.0.1:1', reachable: true, generations: [1] }],
+    };
+  }
+  async recover(): Promise<RecoverResponse> {
+    this.#record('recover');
+    return { generation: 1, threshold: 2, shards: [] };
+  }
+  async restore(shard: string) {
+    this.#record('restore', shard);
+    const answer = this.restoreAnswers.shift();
+    if (answer === undefined) throw new Error('no scripted restore answer');
+    return answer;
+  }
+  close() {
+    this.closed = true;
+  }
+}
+
+export interface FakeTerminalOptions {
+  readonly interactive?: boolean;
+  readonly stdin?: string;
+  /** Answers to prompt() and promptHidden(), in order. */
+  readonly answers?: readonly string[];
+}
+
+export function createFakeTerminal(options: FakeTerminalOptions = {}): Terminal & {
+  readonly prompts: string[];
+} {
+  const answers = [...(options.answers ?? [])];
+  const prompts: string[] = [];
+  const answer = async (question: string) => {
+    prompts.push(question);
+    const next = answers.shift();
+    if (next === undefined) throw new Error(`unexpected prompt ${question}`);
+    return next;
+  };
+  return {
+    prompts,
+    isInteractive: () => options.interactive ?? false,
+    readStdin: async () => options.stdin ?? '',
+    prompt: answer,
+    promptHidden: answer,
+  };
+}
+
+export interface RunResult {
+  readonly status: number;
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly client: FakeClient;
+}
+
+/** Runs `spike <args>` against a fake client; nothing touches the network. */
+export async function run(
+  args: readonly string[],
+  options: { client?: FakeClient; terminal?: Terminal; env?: Record<string, string> } = {},
+): Promise<RunResult> {
+  const client = options.client ?? new FakeClient();
+  let stdout = '';
+  let stderr = '';
+  const output: Output = {
+    stdout: (text) => {
+      stdout += text.endsWith('\n') ? text : `${text}\n`;
+    },
+    stderr: (text) => {
+      stderr += text.endsWith('\n') ? text : `${text}\n`;
+    },
+  };
+  const status = await runCli(args, {
+    config: () => loadPilotConfig({ SPIKE_TRUST_ROOT: 'unit.test', ...options.env }),
+    connect: async () => client,
+    whoami: async () => ({ spiffeId: CALLER_ID, trustDomain: 'unit.test', notAfter: T }),
+    output,
+    terminal: options.terminal ?? createFakeTerminal(),
+  });
+  return { status, stdout, stderr, client };
+}

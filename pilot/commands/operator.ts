@@ -1,0 +1,144 @@
+/**
+ * `spike operator …`: the break-glass pair. `recover` fetches a full set of
+ * recovery shards and writes one owner-only file per shard; `restore` feeds
+ * shards back to a sealed Nexus, from a terminal without echo or from stdin,
+ * and shows progress until Nexus is unsealed.
+ */
+import { chmod, lstat, mkdir, writeFile } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
+import { MAX_SHARD_TEXT_LENGTH } from '../../shared/api/operator.ts';
+import { parseShardText } from '../../shared/api/shard_text.ts';
+import { InvalidRequestError, NotReadyError } from '../../shared/errors/errors.ts';
+import { printData } from '../output.ts';
+import { type CommandContext, formatOf, withFormat } from './_context.ts';
+
+const DIR_MODE = 0o700;
+const FILE_MODE = 0o600;
+/** Shards read from stdin at most (with generous room for blank lines). */
+const MAX_STDIN_BYTES = 64 * 1024;
+
+export interface RecoverResult {
+  readonly dir: string;
+  readonly generation: number;
+  readonly threshold: number;
+  readonly files: readonly string[];
+}
+
+/**
+ * Writes one file per shard into `dir` (created 0700 when missing; refused
+ * when it exists and others may read it). Files are 0600, named after the
+ * generation and the shard's index, and hold the shard text and a newline.
+ */
+export async function writeRecoveryFiles(
+  dir: string,
+  recovered: RecoverResponse,
+): Promise<RecoverResult> {
+  const target = isAbsolute(dir) ? dir : resolve(dir);
+  await mkdir(target, { recursive: true, mode: DIR_MODE });
+  const info = await lstat(target);
+  if (!info.isDirectory()) {
+    throw new InvalidRequestError(`Recovery directory "${target}" is not a directory`);
+  }
+  if ((info.mode & 0o077) !== 0) {
+    throw new InvalidRequestError(
+      `Recovery directory "${target}" is accessible by other users (mode ${(info.mode & 0o777).toString(8)}); use a directory with mode 700`,
+    );
+  }
+  const files: string[] = [];
+  for (const text of recovered.shards) {
+    const shard = parseShardText(text);
+    const file = join(target, `spike-recovery-g${shard.generation}-${shard.index}.txt`);
+    shard.value.fill(0);
+    await writeFile(file, `${text}\n`, { mode: FILE_MODE });
+    // The mode above applies only when the file is created.
+    await chmod(file, FILE_MODE);
+    files.push(file);
+  }
+  return { dir: target, generation: recovered.generation, threshold: recovered.threshold, files };
+}
+
+/** Non-empty, trimmed lines of stdin, each one shard's text. */
+export function shardLines(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('#'));
+}
+
+export function registerOperatorCommands(program: Command, context: CommandContext): void {
+  const operator = program
+    .command('operator')
+    .description('Break-glass recovery of the root key (recover and restore roles)');
+
+  withFormat(
+    operator
+      .command('recover')
+      .description('Save recovery shards, one owner-only file per shard')
+      .option('--dir <dir>', 'where to write them (default: SPIKE_PILOT_RECOVERY_DIR)'),
+  ).action(async (options: { dir?: string }, command: Command) => {
+    const dir = options.dir ?? context.config().recoveryDir;
+    const client = await context.client();
+    const recovered = await client.recover();
+    const result = await writeRecoveryFiles(dir, recovered);
+    printData(context.output, formatOf(command), result, () =>
+      [
+        `Wrote ${result.files.length} recovery shards of generation ${result.generation} to ${result.dir}:`,
+        ...result.files.map((file) => `  ${file}`),
+        `Any ${result.threshold} of them restore Nexus ("spike operator restore").`,
+      ].join('\n'),
+    );
+    context.output.stderr(
+      'Move these files to offline storage (encrypted, split among operators) and delete them here.',
+    );
+  });
+
+  withFormat(
+    operator
+      .command('restore')
+      .description('Submit recovery shards to a sealed Nexus (terminal without echo, or stdin)'),
+  ).action(async (_options: unknown, command: Command) => {
+    const interactive = context.terminal.isInteractive();
+    const lines = interactive
+      ? undefined
+      : shardLines(await context.terminal.readStdin(MAX_STDIN_BYTES));
+    if (lines !== undefined && lines.length === 0) {
+      throw new InvalidRequestError('No shard on stdin: give one shard text per line');
+    }
+    const client = await context.client();
+    let last: RestoreResponse | undefined;
+    for (let i = 0; lines === undefined || i < lines.length; i++) {
+      const text =
+        lines === undefined
+          ? await context.terminal.promptHidden(
+              last === undefined
+                ? 'Recovery shard: '
+                : `Recovery shard (${last.remaining} remaining): `,
+            )
+          : (lines[i] as string);
+      if (text.trim() === '') {
+        continue;
+      }
+      if (text.length > MAX_SHARD_TEXT_LENGTH) {
+        throw new InvalidRequestError(`Shard ${i + 1} is too long to be a shard`);
+      }
+      // Checked here too, so a typo is reported before anything is sent.
+      parseShardText(text).value.fill(0);
+      last = await client.restore(text.trim());
+      context.output.stderr(
+        `Shard accepted: ${last.collected} of ${last.threshold} collected, ${last.remaining} remaining`,
+      );
+      if (last.restored) {
+        break;
+      }
+    }
+    if (last === undefined || !last.restored) {
+      throw new NotReadyError(
+        `Nexus is still sealed: ${last?.collected ?? 0} shards collected, ${last?.remaining ?? 'more'} remaining`,
+      );
+    }
+    const done = last;
+    printData(context.output, formatOf(command), done, () => 'Nexus is restored and ready');
+  });
+}

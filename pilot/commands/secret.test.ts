@@ -1,0 +1,211 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { AccessDeniedError, UnavailableError } from '../../shared/errors/errors.ts';
+import { CALLER_ID, createFakeTerminal, FakeClient, run } from './_testing.ts';
+import { parseKeyValues, parseVersions } from './secret.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'pilot-secret-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const noStdin = { terminal: createFakeTerminal() };
+
+describe('parseKeyValues()', () => {
+  test('splits at the first "=" so values may contain "="', async () => {
+    assert.deepEqual(await parseKeyValues(['user=admin', 'token=a=b=c', 'empty='], noStdin), {
+      user: 'admin',
+      token: 'a=b=c',
+      empty: '',
+    });
+  });
+
+  test('reads key=@file as the file content, unchanged', async () => {
+    const file = join(dir, 'password.txt');
+    writeFileSync(file, 's3cret\n');
+    assert.deepEqual(await parseKeyValues([`password=@${file}`], noStdin), {
+      password: 's3cret\n',
+    });
+  });
+
+  test('reads key=- from stdin without its final newline', async () => {
+    const terminal = createFakeTerminal({ stdin: 'from-stdin\n' });
+    assert.deepEqual(await parseKeyValues(['password=-', 'user=a'], { terminal }), {
+      password: 'from-stdin',
+      user: 'a',
+    });
+  });
+
+  test('asks for key=- without echo when stdin is a terminal', async () => {
+    const terminal = createFakeTerminal({ interactive: true, answers: ['typed'] });
+    assert.deepEqual(await parseKeyValues(['password=-'], { terminal }), { password: 'typed' });
+    assert.deepEqual(terminal.prompts, ['Value of "password": ']);
+  });
+
+  test('refuses two keys from stdin, duplicates, missing "=" and unreadable files', async () => {
+    const terminal = createFakeTerminal({ stdin: 'x' });
+    const cases: [string[], RegExp][] = [
+      [['a=-', 'b=-'], /only one value can come from stdin/],
+      [['a=1', 'a=2'], /Key "a" is given more than once/],
+      [['no-equals-sign'], /Argument 1 .* key=value/],
+      [['=value'], /Argument 1 .* key=value/],
+      [[`a=@${join(dir, 'missing')}`], /Key "a": cannot read file .*ENOENT/],
+      [['a=@'], /"@" must be followed by a file name/],
+    ];
+    for (const [pairs, message] of cases) {
+      await assert.rejects(parseKeyValues(pairs, { terminal }), (err: Error) => {
+        assert.equal((err as { code?: string }).code, 'ERR_INVALID_REQUEST');
+        assert.match(err.message, message);
+        return true;
+      });
+    }
+  });
+
+  test('never repeats a value in an error', async () => {
+    await assert.rejects(parseKeyValues(['hunter2-secret'], noStdin), (err: Error) => {
+      assert.doesNotMatch(err.message, /hunter2/);
+      return true;
+    });
+  });
+});
+
+describe('parseVersions()', () => {
+  test('parses a comma-separated list, sorted and without duplicates', () => {
+    assert.deepEqual(parseVersions('3,1,2,3'), [1, 2, 3]);
+    assert.deepEqual(parseVersions(' 4 '), [4]);
+  });
+
+  test('refuses zero, negatives, non-numbers and empty entries', () => {
+    for (const bad of ['0', '-1', 'a', '1,,2', '', '1.5', '99999999999']) {
+      assert.throws(() => parseVersions(bad), { code: 'ERR_INVALID_REQUEST' }, bad);
+    }
+  });
+});
+
+describe('spike secret', () => {
+  test('put sends the pairs and --cas, and get prints them back', async () => {
+    const client = new FakeClient();
+    const put = await run(['secret', 'put', 'app/db', 'user=admin', 'pass=x', '--cas', '0'], {
+      client,
+    });
+    assert.equal(put.status, 0, put.stderr);
+    assert.deepEqual(client.calls[0], {
+      method: 'putSecret',
+      args: ['app/db', { user: 'admin', pass: 'x' }, { cas: 0 }],
+    });
+    assert.match(put.stdout, /Wrote "app\/db" version 1/);
+    assert.doesNotMatch(put.stdout + put.stderr, /admin/);
+
+    const get = await run(['secret', 'get', 'app/db', '--format', 'json'], { client });
+    assert.equal(get.status, 0, get.stderr);
+    assert.deepEqual(JSON.parse(get.stdout).data, { user: 'admin', pass: 'x' });
+
+    const field = await run(['secret', 'get', 'app/db', '--field', 'pass'], { client });
+    assert.equal(field.stdout, 'x\n');
+    const yaml = await run(['secret', 'get', 'app/db', '--format', 'yaml', '--field', 'user'], {
+      client,
+    });
+    assert.equal(yaml.stdout, 'admin\n');
+  });
+
+  test('get --field of a missing key is "not found" (exit 4)', async () => {
+    const client = new FakeClient();
+    client.secrets.set('app/db', [{ user: 'admin' }]);
+    const result = await run(['secret', 'get', 'app/db', '--field', 'nope'], { client });
+    assert.equal(result.status, 4);
+    assert.match(result.stderr, /has no key "nope"/);
+    assert.equal(result.stdout, '');
+  });
+
+  test('get --version is passed as a number; a bad one is refused before connecting', async () => {
+    const client = new FakeClient();
+    client.secrets.set('app/db', [{ a: '1' }, { a: '2' }]);
+    const result = await run(['secret', 'get', 'app/db', '--version', '1', '-f', 'json'], {
+      client,
+    });
+    assert.equal(JSON.parse(result.stdout).version, 1);
+    const bad = await run(['secret', 'get', 'app/db', '--version', 'x'], { client });
+    assert.equal(bad.status, 2);
+    assert.equal(client.calls.length, 1);
+  });
+
+  test('list follows every page and prints one path per line', async () => {
+    const client = new FakeClient();
+    for (const path of ['app/a', 'app/b', 'app/c', 'other/x']) client.secrets.set(path, [{}]);
+    const result = await run(['secret', 'list', 'app/'], { client });
+    assert.equal(result.stdout, 'app/a\napp/b\napp/c\n');
+    const json = await run(['secret', 'list', '--format', 'json'], { client });
+    assert.deepEqual(JSON.parse(json.stdout), { paths: ['app/a', 'app/b', 'app/c', 'other/x'] });
+  });
+
+  test('delete and undelete pass --versions as a list, or nothing for the current one', async () => {
+    const client = new FakeClient();
+    await run(['secret', 'delete', 'app/db', '--versions', '2,1'], { client });
+    await run(['secret', 'undelete', 'app/db'], { client });
+    assert.deepEqual(client.calls, [
+      { method: 'deleteSecret', args: ['app/db', { versions: [1, 2] }] },
+      { method: 'undeleteSecret', args: ['app/db', {}] },
+    ]);
+  });
+
+  test('destroy needs --versions, and --yes when stdin is not a terminal', async () => {
+    const client = new FakeClient();
+    const missing = await run(['secret', 'destroy', 'app/db'], { client });
+    assert.equal(missing.status, 2);
+    const refused = await run(['secret', 'destroy', 'app/db', '--versions', '1'], { client });
+    assert.equal(refused.status, 2);
+    assert.match(refused.stderr, /refused without --yes/);
+    assert.equal(client.calls.length, 0);
+    const done = await run(['secret', 'destroy', 'app/db', '--versions', '1', '--yes'], {
+      client,
+    });
+    assert.equal(done.status, 0, done.stderr);
+    assert.deepEqual(client.calls, [{ method: 'destroySecret', args: ['app/db', [1]] }]);
+  });
+
+  test('metadata put sends --max-versions and --custom pairs', async () => {
+    const client = new FakeClient();
+    const result = await run(
+      [
+        'secret',
+        'metadata',
+        'put',
+        'app/db',
+        '--max-versions',
+        '5',
+        '--custom',
+        'owner=a',
+        'team=b',
+      ],
+      { client },
+    );
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(client.calls[0], {
+      method: 'putMetadata',
+      args: ['app/db', { maxVersions: 5, customMetadata: { owner: 'a', team: 'b' } }],
+    });
+    const nothing = await run(['secret', 'metadata', 'put', 'app/db'], { client });
+    assert.equal(nothing.status, 2);
+  });
+
+  test('an invalid path is refused with exit 2 before connecting', async () => {
+    const result = await run(['secret', 'get', '../etc/passwd']);
+    assert.equal(result.status, 2);
+    assert.match(result.stderr, /ERR_INVALID_REQUEST/);
+    assert.equal(result.client.calls.length, 0);
+  });
+
+  test('access denied names the caller; unreachable exits 7; the client is closed', async () => {
+    const client = new FakeClient();
+    client.failWith = new AccessDeniedError();
+    const denied = await run(['secret', 'get', 'app/db'], { client });
+    assert.equal(denied.status, 3);
+    assert.match(denied.stderr, new RegExp(`Access denied for ${CALLER_ID}`));
+    assert.equal(client.closed, true);
+    client.failWith = new UnavailableError('Nexus is unreachable at https://127.0.0.1:1');
+    const down = await run(['secret', 'list'], { client });
+    assert.equal(down.status, 7);
+    assert.match(down.stderr, /unreachable at https:\/\/127\.0\.0\.1:1/);
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * The `spike` command tree and one run of it: argv → command → exit status.
+ * pilot/main.ts supplies the real client, terminal and output; tests supply
+ * fakes and check what a user would see and the exit status.
+ */
+import { Command, CommanderError } from 'commander';
+import { VERSION } from '../shared/api/version.ts';
+import {
+  type CommandContext,
+  formatOption,
+  type PilotClient,
+  type Terminal,
+} from './commands/_context.ts';
+import { renderCompletion } from './commands/completion.ts';
+import { registerOperatorCommands } from './commands/operator.ts';
+import { registerPolicyCommands } from './commands/policy.ts';
+import { registerSecretCommands } from './commands/secret.ts';
+import { registerStatusCommands, type Whoami } from './commands/status.ts';
+import type { PilotConfig } from './config.ts';
+import { EXIT_USAGE, type Output, reportFailure } from './output.ts';
+
+export interface CliDeps {
+  /** Loads the configuration (throws ConfigError); called only by commands that need it. */
+  readonly config: () => PilotConfig;
+  /** Connects to Nexus with the caller's SVID. */
+  readonly connect: (config: PilotConfig) => Promise<PilotClient>;
+  /** The caller's identity from the Workload API alone. */
+  readonly whoami: (config: PilotConfig) => Promise<Whoami>;
+  readonly output: Output;
+  readonly terminal: Terminal;
+}
+
+/** Commander's codes for "printed what was asked, nothing failed". */
+const SUCCESS_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version']);
+
+export function createProgram(context: CommandContext, deps: Pick<CliDeps, 'whoami'>): Command {
+  const program = new Command('spike')
+    .description('Admin CLI of the spike-ts secrets broker')
+    .version(VERSION, '-v, --version', 'print the version')
+    .addOption(formatOption())
+    .enablePositionalOptions()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => context.output.stdout(text),
+      writeErr: (text) => context.output.stderr(text),
+      outputError: (text, write) => write(`spike: ${text.replace(/^error: /, '')}`),
+    })
+    .showHelpAfterError('(add --help for usage)');
+  registerSecretCommands(program, context);
+  registerPolicyCommands(program, context);
+  registerOperatorCommands(program, context);
+  registerStatusCommands(program, context, {
+    whoami: () => deps.whoami(context.config()),
+  });
+  program
+    .command('completion')
+    .description('Print a bash completion script: source <(spike completion)')
+    .action(() => {
+      context.output.stdout(renderCompletion(program));
+    });
+  return program;
+}
+
+/**
+ * Runs `spike` once with `args` (without the runtime and script) and returns
+ * the exit status. Every failure prints one line to stderr and is non-zero.
+ */
+export async function runCli(args: readonly string[], deps: CliDeps): Promise<number> {
+  let config: PilotConfig | undefined;
+  let client: PilotClient | undefined;
+  let connecting: Promise<PilotClient> | undefined;
+  const context: CommandContext = {
+    config: () => {
+      config ??= deps.config();
+      return config;
+    },
+    client: () => {
+      connecting ??= deps.connect(context.config()).then((made) => {
+        client = made;
+        return made;
+      });
+      return connecting;
+    },
+    output: deps.output,
+    terminal: deps.terminal,
+  };
+  const program = createProgram(context, deps);
+  try {
+    await program.parseAsync([...args], { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander has already printed its message (or the help).
+      return SUCCESS_CODES.has(err.code) ? 0 : EXIT_USAGE;
+    }
+    return reportFailure(deps.output, err, { callerId: callerIdOf(client) });
+  } finally {
+    await client?.close();
+  }
+}
+
+function callerIdOf(client: PilotClient | undefined): string | undefined {
+  try {
+    return client?.spiffeId().toString();
+  } catch {
+    return undefined;
+  }
+}

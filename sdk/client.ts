@@ -1,0 +1,551 @@
+/**
+ * The SPIKE client for applications (and for Pilot): talks to Nexus over
+ * SPIFFE mTLS with the caller's own X509-SVID, accepts only a server whose
+ * SVID is Nexus's, and turns every answer into a checked value or a typed
+ * `BrokerError`.
+ *
+ * - Connections are kept alive and reused; when the Workload API rotates our
+ *   SVID, new connections use the new one (`MtlsClient` does both).
+ * - Arguments are validated with the wire contract's own parsers before any
+ *   request is sent, so a bad path fails with `InvalidRequestError` at once.
+ * - With `retryDeadlineMs`, a sealed Nexus (503 `ERR_NOT_READY`) and a Nexus
+ *   that cannot be reached are retried with backoff until the deadline. Only
+ *   requests Nexus cannot have acted on are retried: refused connections,
+ *   `ERR_NOT_READY` (answered before the store is touched), and reads.
+ */
+import {
+  parseRestoreRequest,
+  type RecoverResponse,
+  type RestoreResponse,
+  type StatusResponse,
+} from '../shared/api/operator.ts';
+import { PATHS } from '../shared/api/paths.ts';
+import {
+  type ListPoliciesResponse,
+  type PolicyDocument,
+  type PolicyResponse,
+  parseListPoliciesResponse,
+  parsePolicyDocument,
+  parsePolicyResponse,
+  policyPath,
+} from '../shared/api/policies.ts';
+import { parseSecretPath, parseSecretPrefix } from '../shared/api/secret_path.ts';
+import {
+  type ListResponse,
+  type MetadataResponse,
+  parseListLimit,
+  parsePutMetadataRequest,
+  parsePutSecretRequest,
+  parseVersionNumber,
+  parseVersionsRequest,
+  type SecretResponse,
+} from '../shared/api/secrets.ts';
+import { type BrokerError, ConfigError, InternalError } from '../shared/errors/errors.ts';
+import type { Logger } from '../shared/log/logger.ts';
+import { isNexus } from '../shared/spiffe/identities.ts';
+import { MtlsClient } from '../shared/spiffe/mtls_client.ts';
+import { parseTrustDomain, type SpiffeId, TrustDomain } from '../shared/spiffe/spiffe_id.ts';
+import { parseWorkloadApiAddress } from '../shared/spiffe/workload_address.ts';
+import { createX509Source, type X509SvidSource } from '../shared/spiffe/x509_source.ts';
+import { errorFromResponse, transportFailure } from './_errors.ts';
+import {
+  parseListResponse,
+  parseMetadataResponse,
+  parseRecoverResponse,
+  parseRestoreResponse,
+  parseSecretResponse,
+  parseStatusResponse,
+} from './_wire.ts';
+
+export interface SpikeClientOptions {
+  /** Where Nexus listens; `https:` only. Defaults to `https://localhost:8553`. */
+  readonly nexusUrl?: URL | string | undefined;
+  /** An explicit source of our SVID; otherwise one is created from `workloadApiAddress`. */
+  readonly source?: X509SvidSource | undefined;
+  /** The Workload API, `unix:///path` or `tcp://IP:port`; required when no `source` is given. */
+  readonly workloadApiAddress?: string | undefined;
+  /** The trust domain Nexus must belong to. Defaults to our own SVID's. */
+  readonly trustDomain?: TrustDomain | string | undefined;
+  /** Timeout of each request. Defaults to 10 s. */
+  readonly timeoutMs?: number | undefined;
+  /**
+   * Retry a sealed Nexus (503 `ERR_NOT_READY`) and an unreachable one with
+   * backoff for up to this long per call. Defaults to 0: no retry.
+   */
+  readonly retryDeadlineMs?: number | undefined;
+  /** Where retries and the source's SVID rotations are logged. Defaults to no logging. */
+  readonly logger?: Logger | undefined;
+}
+
+/** `status()`: Nexus's answer plus its HTTP status (200 ready, 503 sealed). */
+export type SpikeStatus = StatusResponse & { readonly httpStatus: number };
+
+/** A policy as the caller writes it. */
+export type PolicyInput = PolicyDocument;
+
+const DEFAULT_NEXUS_URL = 'https://localhost:8553';
+const DEFAULT_TIMEOUT_MS = 10_000;
+const FIRST_BACKOFF_MS = 100;
+const MAX_BACKOFF_MS = 2_000;
+
+const SILENT_LOGGER: Logger = {
+  debug: ignore,
+  info: ignore,
+  warn: ignore,
+  error: ignore,
+  child: () => SILENT_LOGGER,
+};
+
+function ignore(): void {
+  // Logging is off unless the caller passes a logger.
+}
+
+// Only createSpikeClient() may construct a client.
+const CONSTRUCT = Symbol('construct');
+
+interface ClientInit {
+  readonly origin: string;
+  readonly source: X509SvidSource;
+  /** Closed with the client: the source created from `workloadApiAddress`. */
+  readonly ownedSource: { close(): void } | undefined;
+  readonly trustDomain: TrustDomain;
+  readonly timeoutMs: number;
+  readonly retryDeadlineMs: number;
+  readonly logger: Logger;
+}
+
+interface Call {
+  readonly method: 'GET' | 'PUT' | 'POST' | 'DELETE';
+  readonly path: string;
+  readonly query?: Readonly<Record<string, string>>;
+  readonly body?: unknown;
+  /** Non-2xx statuses that are answers rather than errors (when they carry no error body). */
+  readonly answers?: readonly number[];
+}
+
+interface Reply {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+/**
+ * Creates a client. Without `source`, connects to the Workload API at
+ * `workloadApiAddress` and waits (up to 30 s) for our first SVID. Invalid
+ * options are refused together with one `ConfigError`.
+ */
+export async function createSpikeClient(options: SpikeClientOptions): Promise<SpikeClient> {
+  const problems: string[] = [];
+  const origin = originOf(options.nexusUrl ?? DEFAULT_NEXUS_URL, problems);
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    problems.push(`timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
+  }
+  const retryDeadlineMs = options.retryDeadlineMs ?? 0;
+  if (!Number.isFinite(retryDeadlineMs) || retryDeadlineMs < 0) {
+    problems.push(`retryDeadlineMs must be 0 or more milliseconds, got ${retryDeadlineMs}`);
+  }
+  let trustDomain: TrustDomain | undefined;
+  if (options.trustDomain !== undefined) {
+    try {
+      trustDomain =
+        options.trustDomain instanceof TrustDomain
+          ? options.trustDomain
+          : parseTrustDomain(options.trustDomain);
+    } catch (err) {
+      problems.push(`trustDomain is invalid: ${(err as Error).message}`);
+    }
+  }
+  if (options.source === undefined) {
+    if (options.workloadApiAddress === undefined || options.workloadApiAddress === '') {
+      problems.push('workloadApiAddress is required when no source is given');
+    } else {
+      try {
+        parseWorkloadApiAddress(options.workloadApiAddress);
+      } catch (err) {
+        problems.push((err as Error).message);
+      }
+    }
+  }
+  if (problems.length > 0) {
+    throw new ConfigError(problems);
+  }
+  const logger = options.logger ?? SILENT_LOGGER;
+  const owned =
+    options.source === undefined
+      ? await createX509Source({ address: options.workloadApiAddress as string, logger })
+      : undefined;
+  const source = options.source ?? (owned as X509SvidSource);
+  try {
+    return new SpikeClient(CONSTRUCT, {
+      origin,
+      source,
+      ownedSource: owned,
+      trustDomain: trustDomain ?? source.getX509Svid().id.trustDomain,
+      timeoutMs,
+      retryDeadlineMs,
+      logger,
+    });
+  } catch (err) {
+    owned?.close();
+    throw err;
+  }
+}
+
+export class SpikeClient {
+  readonly #origin: string;
+  readonly #source: X509SvidSource;
+  readonly #ownedSource: { close(): void } | undefined;
+  readonly #mtls: MtlsClient;
+  readonly #retryDeadlineMs: number;
+  readonly #logger: Logger;
+  readonly #sleepers = new Set<() => void>();
+  #closed = false;
+
+  /** Use `createSpikeClient()`. */
+  constructor(token: typeof CONSTRUCT, init: ClientInit) {
+    if (token !== CONSTRUCT) {
+      throw new TypeError('Use createSpikeClient() to create a SpikeClient');
+    }
+    this.#origin = init.origin;
+    this.#source = init.source;
+    this.#ownedSource = init.ownedSource;
+    this.#retryDeadlineMs = init.retryDeadlineMs;
+    this.#logger = init.logger;
+    this.#mtls = new MtlsClient({
+      source: init.source,
+      authorizeServer: isNexus(init.trustDomain),
+      timeoutMs: init.timeoutMs,
+    });
+  }
+
+  /** Our own SPIFFE ID, from the current SVID. */
+  spiffeId(): SpiffeId {
+    return this.#source.getX509Svid().id;
+  }
+
+  // ------------------------------------------------------------ secrets
+
+  /** The current version of a secret, or the given one. */
+  async getSecret(
+    path: string,
+    options: { version?: number | undefined } = {},
+  ): Promise<SecretResponse> {
+    const route = secretRoute(PATHS.secretData, path);
+    const query =
+      options.version === undefined
+        ? undefined
+        : { version: String(parseVersionNumber(options.version, 'version')) };
+    const reply = await this.#call({ method: 'GET', path: route, ...(query && { query }) });
+    return this.#check(parseSecretResponse, reply, 'GET', route);
+  }
+
+  /** Writes a new version; with `cas`, only if the current version is `cas` (0: must not exist). */
+  async putSecret(
+    path: string,
+    data: Record<string, string>,
+    options: { cas?: number | undefined } = {},
+  ): Promise<MetadataResponse> {
+    const route = secretRoute(PATHS.secretData, path);
+    const body = parsePutSecretRequest(
+      options.cas === undefined ? { data } : { data, cas: options.cas },
+    );
+    const reply = await this.#call({ method: 'PUT', path: route, body });
+    return this.#check(parseMetadataResponse, reply, 'PUT', route);
+  }
+
+  /** The paths under `prefix` that we may list, a page at a time (`next` → `after`). */
+  async listSecrets(
+    options: {
+      prefix?: string | undefined;
+      limit?: number | undefined;
+      after?: string | undefined;
+    } = {},
+  ): Promise<ListResponse> {
+    const query: Record<string, string> = { prefix: parseSecretPrefix(options.prefix) };
+    if (options.limit !== undefined) {
+      query.limit = String(parseListLimit(String(options.limit)));
+    }
+    if (options.after !== undefined) {
+      query.after = parseSecretPath(options.after);
+    }
+    const reply = await this.#call({ method: 'GET', path: PATHS.secretList, query });
+    return this.#check(parseListResponse, reply, 'GET', PATHS.secretList);
+  }
+
+  /** Soft-deletes the given versions (default: the current one). */
+  async deleteSecret(
+    path: string,
+    options: { versions?: number[] | undefined } = {},
+  ): Promise<MetadataResponse> {
+    const route = secretRoute(PATHS.secretData, path);
+    const versions = versionsOf(options.versions, false);
+    const query = versions === undefined ? undefined : { versions: versions.join(',') };
+    const reply = await this.#call({ method: 'DELETE', path: route, ...(query && { query }) });
+    return this.#check(parseMetadataResponse, reply, 'DELETE', route);
+  }
+
+  /** Undoes soft deletes of the given versions (default: the current one). */
+  async undeleteSecret(
+    path: string,
+    options: { versions?: number[] | undefined } = {},
+  ): Promise<MetadataResponse> {
+    const route = secretRoute(PATHS.secretUndelete, path);
+    const versions = versionsOf(options.versions, false);
+    const body = versions === undefined ? {} : { versions };
+    const reply = await this.#call({ method: 'POST', path: route, body });
+    return this.#check(parseMetadataResponse, reply, 'POST', route);
+  }
+
+  /** Removes the data of the given versions for good. */
+  async destroySecret(path: string, versions: number[]): Promise<MetadataResponse> {
+    const route = secretRoute(PATHS.secretDestroy, path);
+    const body = { versions: versionsOf(versions, true) };
+    const reply = await this.#call({ method: 'POST', path: route, body });
+    return this.#check(parseMetadataResponse, reply, 'POST', route);
+  }
+
+  async getMetadata(path: string): Promise<MetadataResponse> {
+    const route = secretRoute(PATHS.secretMetadata, path);
+    const reply = await this.#call({ method: 'GET', path: route });
+    return this.#check(parseMetadataResponse, reply, 'GET', route);
+  }
+
+  /** Sets max versions (`null`: back to the default) and custom metadata. */
+  async putMetadata(
+    path: string,
+    update: {
+      maxVersions?: number | null | undefined;
+      customMetadata?: Record<string, string> | undefined;
+    },
+  ): Promise<MetadataResponse> {
+    const route = secretRoute(PATHS.secretMetadata, path);
+    const body = parsePutMetadataRequest(update);
+    const reply = await this.#call({ method: 'PUT', path: route, body });
+    return this.#check(parseMetadataResponse, reply, 'PUT', route);
+  }
+
+  /** Removes the path with every version and its metadata. */
+  async deletePath(path: string): Promise<void> {
+    const route = secretRoute(PATHS.secretMetadata, path);
+    await this.#call({ method: 'DELETE', path: route });
+  }
+
+  // ------------------------------------------------------------ policies
+
+  async listPolicies(): Promise<ListPoliciesResponse> {
+    const reply = await this.#call({ method: 'GET', path: PATHS.policies });
+    return this.#check(parseListPoliciesResponse, reply, 'GET', PATHS.policies);
+  }
+
+  async getPolicy(name: string): Promise<PolicyResponse> {
+    const route = policyPath(name);
+    const reply = await this.#call({ method: 'GET', path: route });
+    return this.#check(parsePolicyResponse, reply, 'GET', route);
+  }
+
+  /** Creates or replaces the policy named `policy.name`. */
+  async putPolicy(policy: PolicyInput): Promise<PolicyResponse> {
+    const body = parsePolicyDocument(policy);
+    const route = policyPath(body.name);
+    const reply = await this.#call({ method: 'PUT', path: route, body });
+    return this.#check(parsePolicyResponse, reply, 'PUT', route);
+  }
+
+  async deletePolicy(name: string): Promise<void> {
+    await this.#call({ method: 'DELETE', path: policyPath(name) });
+  }
+
+  // ------------------------------------------------------------ operator
+
+  /** Ready (200) or sealed (503): both are answers, not errors. */
+  async status(): Promise<SpikeStatus> {
+    const reply = await this.#call({ method: 'GET', path: PATHS.status, answers: [503] });
+    const status = this.#check(parseStatusResponse, reply, 'GET', PATHS.status);
+    return { ...status, httpStatus: reply.status };
+  }
+
+  /** Break-glass: a full recovery split (recover role only). */
+  async recover(): Promise<RecoverResponse> {
+    const reply = await this.#call({ method: 'POST', path: PATHS.operatorRecover });
+    return this.#check(parseRecoverResponse, reply, 'POST', PATHS.operatorRecover);
+  }
+
+  /** Break-glass: submits one recovery shard (restore role only). */
+  async restore(shard: string): Promise<RestoreResponse> {
+    const body = parseRestoreRequest({ shard });
+    const reply = await this.#call({ method: 'POST', path: PATHS.operatorRestore, body });
+    return this.#check(parseRestoreResponse, reply, 'POST', PATHS.operatorRestore);
+  }
+
+  /**
+   * Closes kept-alive connections, ends pending retries, and closes the
+   * source if this client created it (a source passed in stays open).
+   * Idempotent.
+   */
+  close(): void {
+    if (this.#closed) {
+      return;
+    }
+    this.#closed = true;
+    for (const wake of [...this.#sleepers]) {
+      wake();
+    }
+    this.#mtls.close();
+    this.#ownedSource?.close();
+  }
+
+  // ------------------------------------------------------------ transport
+
+  /** Sends a call, retrying as the class comment says; throws the typed error otherwise. */
+  async #call(call: Call): Promise<Reply> {
+    const deadline = Date.now() + this.#retryDeadlineMs;
+    for (let attempt = 1; ; attempt++) {
+      if (this.#closed) {
+        throw new TypeError('SpikeClient is closed');
+      }
+      const outcome = await this.#attempt(call);
+      if (!('error' in outcome)) {
+        return outcome;
+      }
+      const { error, isRetrySafe } = outcome;
+      const delay = Math.min(FIRST_BACKOFF_MS * 2 ** (attempt - 1), MAX_BACKOFF_MS);
+      const left = deadline - Date.now();
+      if (!isRetrySafe || left <= 0) {
+        throw error;
+      }
+      const wait = Math.min(left, delay * (0.5 + Math.random() / 2));
+      this.#logger.debug('Nexus did not serve the request; retrying', {
+        nexus: this.#origin,
+        method: call.method,
+        route: call.path,
+        code: error.code,
+        attempt,
+        delayMs: Math.round(wait),
+      });
+      await this.#sleep(wait);
+    }
+  }
+
+  async #attempt(call: Call): Promise<Reply | { error: BrokerError; isRetrySafe: boolean }> {
+    const url = new URL(call.path, this.#origin);
+    for (const [name, value] of Object.entries(call.query ?? {})) {
+      url.searchParams.set(name, value);
+    }
+    const hasBody = call.body !== undefined;
+    let status: number;
+    let text: string;
+    try {
+      const res = await this.#mtls.request({
+        method: call.method,
+        url,
+        headers: hasBody
+          ? { accept: 'application/json', 'content-type': 'application/json' }
+          : { accept: 'application/json' },
+        ...(hasBody && { body: JSON.stringify(call.body) }),
+      });
+      status = res.status;
+      text = res.text();
+    } catch (err) {
+      if (this.#closed) {
+        throw new TypeError('SpikeClient is closed');
+      }
+      const failure = transportFailure(err, this.#origin);
+      return {
+        error: failure.error,
+        isRetrySafe:
+          failure.error.code === 'ERR_UNAVAILABLE' &&
+          (failure.isBeforeSend || call.method === 'GET'),
+      };
+    }
+    if (status >= 200 && status < 300) {
+      return { status, body: text === '' ? undefined : jsonOf(text, this.#origin, call) };
+    }
+    if (call.answers?.includes(status)) {
+      const body = jsonOrUndefined(text);
+      const isErrorBody = typeof body === 'object' && body !== null && 'error' in body;
+      if (body !== undefined && !isErrorBody) {
+        return { status, body };
+      }
+    }
+    const error = errorFromResponse(status, text, this.#origin);
+    return { error, isRetrySafe: error.code === 'ERR_NOT_READY' };
+  }
+
+  /** Parses a 2xx body; a malformed one becomes `InternalError` naming the route. */
+  #check<T>(parse: (body: unknown) => T, reply: Reply, method: string, route: string): T {
+    try {
+      return parse(reply.body);
+    } catch (err) {
+      throw new InternalError(
+        `Nexus at ${this.#origin} sent an unexpected answer to ${method} ${route}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer);
+        this.#sleepers.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, ms);
+      this.#sleepers.add(wake);
+    });
+  }
+}
+
+/** `https://host:port` of the Nexus URL; only `https:` is accepted. */
+function originOf(value: URL | string, problems: string[]): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    problems.push(`nexusUrl "${String(value)}" is not a URL`);
+    return '';
+  }
+  if (url.protocol !== 'https:') {
+    problems.push(`nexusUrl "${url.href}" must use https:`);
+  }
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '') {
+    problems.push(`nexusUrl "${url.origin}" must not have userinfo, a query or a fragment`);
+  }
+  if (url.pathname !== '/') {
+    problems.push(`nexusUrl "${url.origin}${url.pathname}" must not have a path`);
+  }
+  return url.origin;
+}
+
+/** `/v1/secrets/data/app/db` from a route and a secret path, validated and encoded per segment. */
+function secretRoute(base: string, path: string): string {
+  const parsed = parseSecretPath(path);
+  return `${base}/${parsed.split('/').map(encodeURIComponent).join('/')}`;
+}
+
+function versionsOf(versions: number[] | undefined, isRequired: boolean): number[] | undefined {
+  if (versions === undefined && !isRequired) {
+    return undefined;
+  }
+  const parsed = parseVersionsRequest(versions === undefined ? {} : { versions }, isRequired);
+  return parsed.versions === undefined ? undefined : [...parsed.versions];
+}
+
+function jsonOf(text: string, origin: string, call: Call): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (err) {
+    throw new InternalError(
+      `Nexus at ${origin} answered ${call.method} ${call.path} with a body that is not JSON`,
+      { cause: err },
+    );
+  }
+}
+
+function jsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}

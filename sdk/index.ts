@@ -1,0 +1,61 @@
+/**
+ * `spike-ts/sdk`: the client applications (and Pilot) use to talk to Nexus.
+ * See sdk/README.md.
+ */
+
+export type {
+  RecoverResponse,
+  RestoreResponse,
+  StatusResponse,
+} from '../shared/api/operator.ts';
+export type {
+  ListPoliciesResponse,
+  PolicyDocument,
+  PolicyPermission,
+  PolicyResponse,
+} from '../shared/api/policies.ts';
+export type {
+  ListResponse,
+  MetadataResponse,
+  SecretResponse,
+  VersionInfoWire,
+} from '../shared/api/secrets.ts';
+export {
+  AccessDeniedError,
+  AlreadyUnsealedError,
+  BrokerError,
+  ConfigError,
+  ConflictError,
+  DecryptionFailedError,
+  type ErrorCode,
+  InternalError,
+  InvalidRequestError,
+  isBrokerError,
+  NotFoundError,
+  NotReadyError,
+  PayloadTooLargeError,
+  SvidInvalidError,
+  UnauthenticatedError,
+  UnavailableError,
+  WorkloadApiUnavailableError,
+} from '../shared/errors/errors.ts';
+export type { Logger } from '../shared/log/logger.ts';
+export {
+  parseSpiffeId,
+  parseTrustDomain,
+  SpiffeId,
+  TrustDomain,
+} from '../shared/spiffe/spiffe_id.ts';
+export {
+  createX509Source,
+  type X509Source,
+  type X509SourceOptions,
+  type X509SvidSource,
+} from '../shared/spiffe/x509_source.ts';
+export {
+  createSpikeClient,
+  type PolicyInput,
+  SpikeClient,
+  type SpikeClientOptions,
+  type SpikeStatus,
+} from './client.ts';

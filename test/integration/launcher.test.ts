@@ -1,0 +1,233 @@
+/**
+ * spike-local end to end: the launcher as a subprocess on the current
+ * runtime, with a temporary data folder and free ports. A secret written
+ * through the printed Pilot socket survives a stop (SIGTERM, exit 0) and a
+ * second start, which can unseal Nexus only through the development
+ * recovery file, since its Keepers start empty.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { DEV_SHARDS_FILE, DEV_SHARDS_WARNING } from '../../launcher/dev_shards.ts';
+import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import { isNexus } from '../../shared/spiffe/identities.ts';
+import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
+import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
+import { createX509Source } from '../../shared/spiffe/x509_source.ts';
+import { currentRuntime, freePort, ROOT } from '../harness/spawn.ts';
+
+const TD_NAME = 'launcher.test';
+const START_TIMEOUT_MS = 120_000;
+const INSTRUCTIONS_REGEXP =
+  /export SPIFFE_ENDPOINT_SOCKET=(unix:\/\/\S+)[\s\S]*secret get app\/db\/creds/;
+
+interface Launched {
+  readonly child: ChildProcess;
+  output(): string;
+  waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
+  exited(timeoutMs: number): Promise<number | string>;
+  /** Sends a signal through kill(1): Deno's child.kill() reports the signal, not the exit status. */
+  signal(name: 'SIGTERM' | 'SIGINT'): void;
+}
+
+const launched = new Set<Launched>();
+
+/** The launcher as its documented command: `npm start` or `deno task local`. */
+function launch(env: Record<string, string>): Launched {
+  let command: string[];
+  if (currentRuntime() === 'deno') {
+    const config = JSON.parse(readFileSync(join(ROOT, 'deno.json'), 'utf8')) as {
+      tasks: Record<string, string>;
+    };
+    const words = (config.tasks.local ?? '').split(/\s+/);
+    assert.deepEqual(words.slice(0, 2), ['deno', 'run'], 'deno.json has a "local" task');
+    command = [process.execPath, 'run', '--quiet', ...words.slice(2)];
+  } else {
+    command = [process.execPath, '--import', 'tsx', 'launcher/main.ts'];
+  }
+  const [cmd = '', ...args] = command;
+  const child = spawn(cmd, args, {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const waiter of waiters) waiter();
+  };
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    out += chunk;
+    notify();
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    out += chunk;
+    notify();
+  });
+  const exit = new Promise<number | string>((resolve) => {
+    child.on('exit', (code, signal) => {
+      launched.delete(handle);
+      resolve(code ?? signal ?? 'unknown');
+      notify();
+    });
+  });
+  const handle: Launched = {
+    child,
+    output: () => out,
+    waitFor(pattern, timeoutMs) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const match = out.match(pattern);
+          if (match !== null) {
+            cleanup();
+            resolve(match);
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            cleanup();
+            reject(new Error(`spike-local exited before printing ${pattern}\n${out}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`Timed out waiting for ${pattern}\n${out}`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          waiters.delete(check);
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    signal(name) {
+      execFileSync('kill', [`-${name.slice(3)}`, String(child.pid)]);
+    },
+    exited(timeoutMs) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`spike-local did not exit in time\n${out}`)),
+          timeoutMs,
+        );
+      });
+      return Promise.race([exit, timeout]).finally(() => clearTimeout(timer));
+    },
+  };
+  launched.add(handle);
+  return handle;
+}
+
+/** PUT or GET of a secret as Pilot, through the socket the launcher printed. */
+async function asPilot(
+  socket: string,
+  nexusPort: number,
+  request: { method: 'PUT' | 'GET'; body?: unknown },
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const logger = createLogger({ component: 'test', sink: createMemorySink() });
+  const source = await createX509Source({ address: socket, logger, timeoutMs: 10_000 });
+  const client = new MtlsClient({
+    source,
+    authorizeServer: isNexus(parseTrustDomain(TD_NAME)),
+    timeoutMs: 10_000,
+  });
+  try {
+    const res = await client.request({
+      method: request.method,
+      url: new URL(`https://127.0.0.1:${nexusPort}/v1/secrets/data/app/db/creds`),
+      ...(request.body === undefined
+        ? {}
+        : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(request.body) }),
+    });
+    return { status: res.status, body: res.json() as Record<string, unknown> };
+  } finally {
+    // Closed before the launcher stops the agent (docs/agent.md, Deno note).
+    client.close();
+    source.close();
+  }
+}
+
+describe('spike-local, the one-command local broker', () => {
+  let dir: string;
+  let env: Record<string, string>;
+  let nexusPort: number;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'spike-local-'));
+    nexusPort = await freePort();
+    const keeperPorts = [await freePort(), await freePort(), await freePort()];
+    env = {
+      SPIKE_TRUST_ROOT: TD_NAME,
+      SPIKE_LOCAL_DATA_DIR: dir,
+      SPIKE_NEXUS_TLS_PORT: String(nexusPort),
+      SPIKE_LOCAL_KEEPER_PORTS: keeperPorts.join(','),
+      SPIKE_LOCAL_RESTORE_AFTER: '2s',
+      SPIKE_LOCAL_START_TIMEOUT: '100s',
+    };
+  });
+
+  after(async () => {
+    for (const running of launched) {
+      running.child.kill('SIGTERM');
+      await running.exited(30_000).catch(() => running.child.kill('SIGKILL'));
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('bad configuration exits 2 and names every problem', async () => {
+    const bad = launch({ ...env, SPIKE_LOCAL_KEEPER_PORTS: '1,2', SPIKE_LOCAL_DATA_DIR: 'rel' });
+    assert.equal(await bad.exited(30_000), 2);
+    assert.match(bad.output(), /SPIKE_LOCAL_KEEPER_PORTS must list exactly 3 ports/);
+    assert.match(bad.output(), /SPIKE_LOCAL_DATA_DIR must be an absolute path/);
+  });
+
+  test('starts, stores a secret, stops with exit 0, and reads it back after a restart', async () => {
+    const first = launch(env);
+    const [, socket = ''] = await first.waitFor(INSTRUCTIONS_REGEXP, START_TIMEOUT_MS);
+    assert.equal(socket, `unix://${join(dir, 'agent', 'sockets', 'pilot.sock')}`);
+    assert.match(
+      first.output(),
+      /npx spike secret put app\/db\/creds password=s3cret|deno task spike secret put/,
+    );
+    assert.match(first.output(), new RegExp(`logs are in ${join(dir, 'logs')}`));
+
+    const written = await asPilot(socket, nexusPort, {
+      method: 'PUT',
+      body: { data: { password: 's3cret' } },
+    });
+    assert.equal(written.status, 200, JSON.stringify(written.body));
+    const read = await asPilot(socket, nexusPort, { method: 'GET' });
+    assert.deepEqual(read.body.data, { password: 's3cret' });
+
+    const file = join(dir, DEV_SHARDS_FILE);
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const saved = JSON.parse(readFileSync(file, 'utf8')) as { warning: string; shards: string[] };
+    assert.equal(saved.warning, DEV_SHARDS_WARNING);
+    assert.equal(saved.shards.length, 3);
+
+    first.signal('SIGTERM');
+    assert.equal(await first.exited(60_000), 0, first.output());
+    assert.match(first.output(), /Stopped/);
+
+    const second = launch(env);
+    await second.waitFor(INSTRUCTIONS_REGEXP, START_TIMEOUT_MS);
+    assert.match(second.output(), /Restoring the root key from/);
+    const again = await asPilot(socket, nexusPort, { method: 'GET' });
+    assert.equal(again.status, 200, JSON.stringify(again.body));
+    assert.deepEqual(again.body.data, { password: 's3cret' });
+    // The stored split was refreshed after the restore.
+    const refreshed = JSON.parse(readFileSync(file, 'utf8')) as { generation: number };
+    assert.notEqual(refreshed.generation, (saved as unknown as { generation: number }).generation);
+
+    second.signal('SIGINT');
+    assert.equal(await second.exited(60_000), 0, second.output());
+    // Neither the shards nor the secret value reach a log or the terminal
+    // (the printed example command is the only "s3cret").
+    const logs = ['nexus', 'keeper-1', 'agent', 'audit']
+      .map((name) => readFileSync(join(dir, 'logs', `${name}.log`), 'utf8'))
+      .join('\n');
+    assert.doesNotMatch(logs, /spike-shard:v1|s3cret/);
+    assert.doesNotMatch(first.output() + second.output(), /spike-shard:v1/);
+  });
+});
