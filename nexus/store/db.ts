@@ -183,13 +183,33 @@ async function applyPragmas(
   pragmas: readonly Pragma[],
 ): Promise<void> {
   for (const pragma of pragmas) {
-    await client.execute(pragma.set);
-    const result = await client.execute(`PRAGMA ${pragma.name}`);
+    await retryWhileBusy(() => client.execute(pragma.set));
+    const result = await retryWhileBusy(() => client.execute(`PRAGMA ${pragma.name}`));
     const got = result.rows[0]?.[0];
     if (got !== pragma.want) {
       throw new InternalError(
         `Cannot set "${pragma.name}" to ${JSON.stringify(pragma.want)} on "${path}": it is ${JSON.stringify(got)}`,
       );
+    }
+  }
+}
+
+/**
+ * Retries a statement that SQLite refused with SQLITE_BUSY. Switching the
+ * journal to WAL needs an exclusive lock, and SQLite answers BUSY at once
+ * (without its busy handler) when two processes open a fresh file together.
+ */
+async function retryWhileBusy<T>(run: () => Promise<T>, deadlineMs = 10_000): Promise<T> {
+  const deadline = Date.now() + deadlineMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (code !== 'SQLITE_BUSY' || Date.now() > deadline) {
+        throw err;
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(10 * attempt, 200)));
     }
   }
 }
