@@ -1,0 +1,316 @@
+/**
+ * The local broker end to end, as a newcomer uses it: spike-local as a
+ * subprocess (temporary data folder, free ports), `spike` as a subprocess
+ * for put / get / list / delete / policy create, the example application
+ * (docs/examples/) reading its password under its own SPIFFE ID and being
+ * refused elsewhere, then a stop (SIGTERM, exit 0), a second start, and the
+ * secrets read back. Every child runs on the runtime of this test.
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { currentRuntime, freePort, ROOT, runProgram } from '../harness/spawn.ts';
+
+const START_TIMEOUT_MS = 120_000;
+const STOP_TIMEOUT_MS = 60_000;
+const COMMAND_TIMEOUT_MS = 60_000;
+const EXAMPLE = 'docs/examples/read_db_password.ts';
+const APP_ID = 'spiffe://spike.ist/apps/example';
+const PILOT_SOCKET_REGEXP = /export SPIFFE_ENDPOINT_SOCKET=(unix:\/\/\S+)/;
+const NEXUS_URL_REGEXP = /export SPIKE_NEXUS_API_URL=(https:\/\/\S+)/;
+const APP_SOCKET_REGEXP = /is served at (unix:\/\/\S+\/app\.sock)/;
+const READY_REGEXP = /Press Ctrl-C to stop/;
+/** The Deno command the example's README documents. */
+const DENO_EXAMPLE_REGEXP = /deno run ((?:--allow-[a-z]+ )+)docs\/examples\/read_db_password\.ts/;
+
+const DB_PASSWORD = `db-${crypto.randomUUID()}`;
+const CREDS_PASSWORD = `creds-${crypto.randomUUID()}`;
+
+interface Result {
+  readonly status: number | string;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+interface Launched {
+  readonly child: ChildProcess;
+  output(): string;
+  waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
+  exited(timeoutMs: number): Promise<number | string>;
+}
+
+const launched = new Set<Launched>();
+
+function show(result: Result): string {
+  return `status ${result.status}\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`;
+}
+
+/** Rejects after `timeoutMs` with `message`, unless `promise` settles first. */
+function withTimeout<T>(promise: Promise<T>, timeoutMs: number, message: () => string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message())), timeoutMs);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** spike-local as `npm start` runs it, or as `deno task local` does. */
+function launch(env: Record<string, string>): Launched {
+  let args: string[];
+  if (currentRuntime() === 'deno') {
+    const config = JSON.parse(readFileSync(join(ROOT, 'deno.json'), 'utf8')) as {
+      tasks: Record<string, string>;
+    };
+    const words = (config.tasks.local ?? '').split(/\s+/);
+    assert.deepEqual(words.slice(0, 2), ['deno', 'run'], 'deno.json has a "local" task');
+    args = ['run', '--quiet', '--no-check', ...words.slice(2)];
+  } else {
+    args = ['--import', 'tsx', 'launcher/main.ts'];
+  }
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const waiters = new Set<() => void>();
+  const notify = () => {
+    for (const waiter of waiters) waiter();
+  };
+  for (const stream of [child.stdout, child.stderr]) {
+    stream?.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk;
+      notify();
+    });
+  }
+  const exit = new Promise<number | string>((resolveExit) => {
+    child.on('exit', (code, signal) => {
+      launched.delete(handle);
+      resolveExit(code ?? signal ?? 'unknown');
+      notify();
+    });
+  });
+  const handle: Launched = {
+    child,
+    output: () => out,
+    waitFor(pattern, timeoutMs) {
+      let check = () => {};
+      const found = new Promise<RegExpMatchArray>((resolveMatch, reject) => {
+        check = () => {
+          const match = out.match(pattern);
+          if (match !== null) {
+            resolveMatch(match);
+          } else if (child.exitCode !== null || child.signalCode !== null) {
+            reject(new Error(`spike-local exited before printing ${pattern}\n${out}`));
+          }
+        };
+        waiters.add(check);
+        check();
+      });
+      return withTimeout(
+        found,
+        timeoutMs,
+        () => `Timed out waiting for ${pattern}\n${out}`,
+      ).finally(() => waiters.delete(check));
+    },
+    exited(timeoutMs) {
+      return withTimeout(exit, timeoutMs, () => `spike-local did not exit in time\n${out}`);
+    },
+  };
+  launched.add(handle);
+  return handle;
+}
+
+/** Sends SIGTERM through kill(1): Deno's child.kill() reports the signal, not the exit status. */
+function terminate(running: Launched): void {
+  execFileSync('kill', ['-TERM', String(running.child.pid)]);
+}
+
+/** The example application as a subprocess, with the documented command of this runtime. */
+function runExample(socket: string, nexusUrl: string, args: readonly string[]): Promise<Result> {
+  let cmd: string;
+  let baseArgs: string[];
+  if (currentRuntime() === 'deno') {
+    const readme = readFileSync(join(ROOT, 'docs/examples/README.md'), 'utf8');
+    const [, permissions = ''] = readme.match(DENO_EXAMPLE_REGEXP) ?? [];
+    assert.notEqual(permissions, '', 'docs/examples/README.md documents the Deno command');
+    cmd = join(ROOT, '.tools/node_modules/.bin/deno');
+    baseArgs = ['run', '--quiet', '--no-check', ...permissions.trim().split(/\s+/), EXAMPLE];
+  } else {
+    cmd = process.execPath;
+    baseArgs = ['--import', 'tsx', EXAMPLE];
+  }
+  const child = spawn(cmd, [...baseArgs, ...args], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '/tmp',
+      SPIFFE_ENDPOINT_SOCKET: socket,
+      SPIKE_NEXUS_API_URL: nexusUrl,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const done = new Promise<Result>((resolveRun) => {
+    child.on('close', (code, signal) => {
+      resolveRun({ status: code ?? signal ?? 'unknown', stdout, stderr });
+    });
+  });
+  return withTimeout(done, COMMAND_TIMEOUT_MS, () => {
+    child.kill('SIGKILL');
+    return `The example did not finish in time\n${stdout}\n${stderr}`;
+  });
+}
+
+describe('the local broker, end to end with spike and the example app', () => {
+  let dir: string;
+  let env: Record<string, string>;
+  let broker: Launched;
+  let pilotSocket: string;
+  let appSocket: string;
+  let nexusUrl: string;
+
+  function spike(args: readonly string[]): Promise<Result> {
+    return runProgram('pilot', {
+      args,
+      env: { SPIFFE_ENDPOINT_SOCKET: pilotSocket, SPIKE_NEXUS_API_URL: nexusUrl },
+      timeoutMs: COMMAND_TIMEOUT_MS,
+    });
+  }
+
+  async function ok(args: readonly string[]): Promise<Result> {
+    const result = await spike(args);
+    assert.equal(result.status, 0, `spike ${args.join(' ')}\n${show(result)}`);
+    return result;
+  }
+
+  /** Starts spike-local and reads what it printed: the sockets and Nexus's URL. */
+  async function start(): Promise<Launched> {
+    const running = launch(env);
+    await running.waitFor(READY_REGEXP, START_TIMEOUT_MS);
+    const output = running.output();
+    pilotSocket = output.match(PILOT_SOCKET_REGEXP)?.[1] ?? '';
+    nexusUrl = output.match(NEXUS_URL_REGEXP)?.[1] ?? '';
+    appSocket = output.match(APP_SOCKET_REGEXP)?.[1] ?? '';
+    assert.equal(pilotSocket, `unix://${join(dir, 'agent', 'sockets', 'pilot.sock')}`, output);
+    assert.equal(appSocket, `unix://${join(dir, 'agent', 'sockets', 'app.sock')}`, output);
+    assert.match(nexusUrl, /^https:\/\/(localhost|127\.0\.0\.1):\d+$/, output);
+    return running;
+  }
+
+  before(async () => {
+    // The default trust domain (spike.ist), so the README's policy is tested as written.
+    dir = mkdtempSync(join(tmpdir(), 'spike-lb-'));
+    const keeperPorts = [await freePort(), await freePort(), await freePort()];
+    env = {
+      SPIKE_LOCAL_DATA_DIR: dir,
+      SPIKE_NEXUS_TLS_PORT: String(await freePort()),
+      SPIKE_LOCAL_KEEPER_PORTS: keeperPorts.join(','),
+      SPIKE_LOCAL_RESTORE_AFTER: '2s',
+      SPIKE_LOCAL_START_TIMEOUT: '100s',
+    };
+  });
+
+  after(async () => {
+    for (const running of launched) {
+      running.child.kill('SIGTERM');
+      await running.exited(30_000).catch(() => running.child.kill('SIGKILL'));
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('spike-local starts and prints the sockets and the Nexus URL', async () => {
+    broker = await start();
+  });
+
+  test('spike puts, gets, lists and deletes secrets', async () => {
+    await ok(['secret', 'put', 'app/db/creds', 'user=app', `password=${CREDS_PASSWORD}`]);
+    const got = JSON.parse(
+      (await ok(['secret', 'get', 'app/db/creds', '--format', 'json'])).stdout,
+    );
+    assert.equal(got.path, 'app/db/creds');
+    assert.equal(got.version, 1);
+    assert.deepEqual(got.data, { user: 'app', password: CREDS_PASSWORD });
+
+    await ok(['secret', 'put', 'tmp/scratch', 'note=temporary']);
+    const listed = (await ok(['secret', 'list'])).stdout.split('\n').filter((line) => line !== '');
+    assert.deepEqual(listed.sort(), ['app/db/creds', 'tmp/scratch']);
+
+    await ok(['secret', 'delete', 'tmp/scratch']);
+    const deleted = await spike(['secret', 'get', 'tmp/scratch']);
+    assert.equal(deleted.status, 4, show(deleted));
+    assert.match(deleted.stderr, /ERR_NOT_FOUND/);
+  });
+
+  test('a policy lets the example app read app/example/db and nothing else', async () => {
+    await ok([
+      'policy',
+      'create',
+      '--name',
+      'example-db',
+      '--spiffeid-pattern',
+      APP_ID,
+      '--path-pattern',
+      'app/example/db',
+      '--permissions',
+      'read',
+    ]);
+    await ok(['secret', 'put', 'app/example/db', 'user=example', `password=${DB_PASSWORD}`]);
+
+    const read = await runExample(appSocket, nexusUrl, []);
+    assert.equal(read.status, 0, show(read));
+    assert.equal(
+      read.stdout.trim(),
+      `${APP_ID} read "app/example/db" (version 1): a ${DB_PASSWORD.length}-character password`,
+    );
+    assert.doesNotMatch(read.stdout + read.stderr, new RegExp(DB_PASSWORD));
+
+    for (const other of ['app/db/creds', 'app/example/other']) {
+      const refused = await runExample(appSocket, nexusUrl, [other]);
+      assert.notEqual(refused.status, 0, show(refused));
+      assert.match(refused.stderr, /\[ERR_ACCESS_DENIED\]/, show(refused));
+      assert.match(refused.stderr, new RegExp(`${APP_ID} could not read "${other}"`));
+      assert.doesNotMatch(refused.stdout + refused.stderr, new RegExp(CREDS_PASSWORD));
+    }
+  });
+
+  test('after a stop (SIGTERM, exit 0) and a second start, the secrets and the policy are back', async () => {
+    terminate(broker);
+    assert.equal(await broker.exited(STOP_TIMEOUT_MS), 0, broker.output());
+    assert.match(broker.output(), /Stopped/);
+
+    broker = await start();
+    assert.match(broker.output(), /Restoring the root key from/);
+
+    const got = JSON.parse(
+      (await ok(['secret', 'get', 'app/db/creds', '--format', 'json'])).stdout,
+    );
+    assert.deepEqual(got.data, { user: 'app', password: CREDS_PASSWORD });
+    const field = await ok(['secret', 'get', 'app/example/db', '--field', 'password']);
+    assert.equal(field.stdout.trim(), DB_PASSWORD);
+    const deleted = await spike(['secret', 'get', 'tmp/scratch']);
+    assert.equal(deleted.status, 4, show(deleted));
+
+    const read = await runExample(appSocket, nexusUrl, []);
+    assert.equal(read.status, 0, show(read));
+    assert.match(read.stdout, /read "app\/example\/db" \(version 1\)/);
+
+    terminate(broker);
+    assert.equal(await broker.exited(STOP_TIMEOUT_MS), 0, broker.output());
+    // No secret value reaches the launcher's terminal output or a log.
+    const logs = ['nexus', 'agent', 'audit']
+      .map((name) => readFileSync(join(dir, 'logs', `${name}.log`), 'utf8'))
+      .join('\n');
+    assert.doesNotMatch(broker.output() + logs, new RegExp(`${DB_PASSWORD}|${CREDS_PASSWORD}`));
+  });
+});
