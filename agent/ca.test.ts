@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,12 +48,14 @@ describe('loadOrCreateCa()', () => {
 
     assert.equal((await stat(dataDir)).mode & 0o777, 0o700);
     assert.equal((await stat(join(dataDir, CA_KEY_FILE))).mode & 0o777, 0o600);
-    const keyPem = await readFile(join(dataDir, CA_KEY_FILE), 'utf8');
-    assert.match(keyPem, /^-----BEGIN PRIVATE KEY-----/);
+    // The key file is a PKCS#8 P-256 key that belongs to the certificate.
+    const key = createPrivateKey(await readFile(join(dataDir, CA_KEY_FILE), 'utf8'));
+    assert.equal(key.asymmetricKeyType, 'ec');
 
     const certPem = await readFile(join(dataDir, CA_CERT_FILE), 'utf8');
     assert.equal(certPem, ca.certificatePem());
     const node = new X509Certificate(certPem);
+    assert.ok(node.checkPrivateKey(key));
     assert.equal(node.ca, true);
     assert.equal(node.subjectAltName, 'URI:spiffe://example.org');
     assert.ok(node.checkIssued(node));
