@@ -5,10 +5,10 @@
  */
 import type { Hono } from 'hono';
 import { createBaseApp } from '../shared/http/app.ts';
-import type { AuditSink } from '../shared/http/audit.ts';
 import { limitBody } from '../shared/http/body_limit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
+import type { AuditSink } from '../shared/log/audit_log.ts';
 import type { Logger } from '../shared/log/logger.ts';
 import { matchMemberOf } from '../shared/spiffe/match.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';

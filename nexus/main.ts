@@ -5,8 +5,8 @@
  * and unseals itself from the Keepers (or initialises an empty store).
  */
 import { VERSION } from '../shared/api/version.ts';
-import { createFileAuditSink } from '../shared/http/audit.ts';
 import { type MtlsService, startMtlsService } from '../shared/http/service.ts';
+import { createFileAuditSink } from '../shared/log/audit_log.ts';
 import { createLogger } from '../shared/log/logger.ts';
 import { environment, runService } from '../shared/runtime/process.ts';
 import { isKeeper, isNexus } from '../shared/spiffe/identities.ts';

@@ -20,7 +20,7 @@ import { formatShardText, parseShardText } from '../../shared/api/shard_text.ts'
 import { constantTimeEqual } from '../../shared/crypto/bytes.ts';
 import { combineShards } from '../../shared/crypto/shamir.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
-import { type AuditEvent, createMemoryAuditSink } from '../../shared/http/audit.ts';
+import { type AuditEvent, createMemoryAuditSink } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink, type Logger } from '../../shared/log/logger.ts';
 import {
   keeperId,

@@ -8,7 +8,7 @@ import {
   policyPath,
 } from '../../shared/api/policies.ts';
 import { createBaseApp } from '../../shared/http/app.ts';
-import { createMemoryAuditSink } from '../../shared/http/audit.ts';
+import { createMemoryAuditSink } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import {
   pilotRecoverId,

@@ -15,7 +15,7 @@ import type { PolicyDocument } from '../../shared/api/policies.ts';
 import { parseSecretPath } from '../../shared/api/secret_path.ts';
 import type { ListResponse, MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
 import { randomBytes } from '../../shared/crypto/bytes.ts';
-import { type AuditEvent, createMemoryAuditSink } from '../../shared/http/audit.ts';
+import { type AuditEvent, createMemoryAuditSink } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import {
   pilotRecoverId,

@@ -6,8 +6,9 @@
  */
 import { Hono } from 'hono';
 import { NotFoundError } from '../errors/errors.ts';
+import type { AuditSink } from '../log/audit_log.ts';
 import type { Logger } from '../log/logger.ts';
-import { type AuditSink, audit } from './audit.ts';
+import { audit } from './audit.ts';
 import { createErrorHandler } from './error_handler.ts';
 import { type GetPeer, type PeerEnv, requirePeer } from './peer.ts';
 

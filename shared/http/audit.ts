@@ -3,35 +3,11 @@
  * middleware once the response is known, so denials and errors are audited
  * too. Routes only annotate (`setAudit`) what they did and to what. Events
  * carry the caller's SPIFFE ID and never a secret value, shard or key, nor the
- * raw query string. They go to their own sink, apart from the operational log.
+ * raw query string. They go to their own sink (shared/log/audit_log.ts),
+ * apart from the operational log.
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
 import type { Context, MiddlewareHandler } from 'hono';
-
-export type AuditOutcome = 'allowed' | 'denied' | 'error';
-
-export interface AuditEvent {
-  readonly ts: string;
-  readonly trailId: string;
-  readonly component: string;
-  readonly peer: string | null;
-  readonly method: string;
-  /** The matched route pattern, e.g. `/v1/secrets/data/:path{.+}`. */
-  readonly route: string;
-  /** `noun.verb`, e.g. `secret.read`; `http.request` when a route set none. */
-  readonly action: string;
-  /** The entity acted on (a secret path, a policy name), never a value. */
-  readonly resource: string | null;
-  readonly outcome: AuditOutcome;
-  readonly status: number;
-  readonly errorCode: string | null;
-  readonly durationMs: number;
-}
-
-export interface AuditSink {
-  write(event: AuditEvent): void;
-  close(): void;
-}
+import type { AuditSink } from '../log/audit_log.ts';
 
 export interface AuditAnnotation {
   readonly action: string;
@@ -81,36 +57,5 @@ export function audit(options: AuditOptions): MiddlewareHandler {
         durationMs: now() - started,
       });
     }
-  };
-}
-
-/**
- * A JSON-lines sink: a file opened for appending (mode 0600), or stdout with
- * `-`. Writes are synchronous so that an acknowledged request is audited even
- * if the process dies right after.
- */
-export function createFileAuditSink(destination: string): AuditSink {
-  const fd = destination === '-' ? 1 : openSync(destination, 'a', 0o600);
-  return {
-    write(event) {
-      writeSync(fd, `${JSON.stringify(event)}\n`);
-    },
-    close() {
-      if (fd !== 1) {
-        closeSync(fd);
-      }
-    },
-  };
-}
-
-/** A sink that keeps events in memory, for tests. */
-export function createMemoryAuditSink(): AuditSink & { readonly events: AuditEvent[] } {
-  const events: AuditEvent[] = [];
-  return {
-    events,
-    write(event) {
-      events.push(event);
-    },
-    close() {},
   };
 }

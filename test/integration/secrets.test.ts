@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PATHS } from '../../shared/api/paths.ts';
 import type { ListResponse, SecretResponse } from '../../shared/api/secrets.ts';
-import type { AuditEvent } from '../../shared/http/audit.ts';
+import type { AuditEvent } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { isNexus } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
