@@ -10,7 +10,14 @@ import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.
 import { MAX_VERSION, MAX_VERSIONS_PER_REQUEST } from '../../shared/api/secrets.ts';
 import { InvalidRequestError, NotFoundError } from '../../shared/errors/errors.ts';
 import { printData } from '../output.ts';
-import { type CommandContext, confirm, formatOf, type Terminal, withFormat } from './_context.ts';
+import {
+  type CommandContext,
+  confirm,
+  formatOf,
+  type PilotClient,
+  type Terminal,
+  withFormat,
+} from './_context.ts';
 
 /** The largest value read from a file or stdin. */
 export const MAX_VALUE_BYTES = 1024 * 1024;
@@ -223,51 +230,44 @@ export function registerSecretCommands(program: Command, context: CommandContext
     printData(context.output, format, { paths }, () => paths.join('\n'));
   });
 
-  withFormat(
-    secret
-      .command('delete')
-      .description('Soft-delete versions of a secret (the current one unless --versions)')
-      .argument('<path>', 'secret path')
-      .option('--versions <list>', 'comma-separated versions, e.g. 1,2'),
-  ).action(async (path: string, options: { versions?: string }, command: Command) => {
-    const secretPath = parseSecretPath(path);
-    const versions = options.versions === undefined ? undefined : parseVersions(options.versions);
-    const client = await context.client();
-    const metadata = await client.deleteSecret(
-      secretPath,
-      versions === undefined ? {} : { versions },
-    );
-    printData(
-      context.output,
-      formatOf(command),
-      metadata,
-      () =>
-        `Deleted ${versions === undefined ? 'the current version' : `version(s) ${versions.join(', ')}`} of "${metadata.path}"`,
-    );
-  });
-
-  withFormat(
-    secret
-      .command('undelete')
-      .description('Restore soft-deleted versions (the current one unless --versions)')
-      .argument('<path>', 'secret path')
-      .option('--versions <list>', 'comma-separated versions, e.g. 1,2'),
-  ).action(async (path: string, options: { versions?: string }, command: Command) => {
-    const secretPath = parseSecretPath(path);
-    const versions = options.versions === undefined ? undefined : parseVersions(options.versions);
-    const client = await context.client();
-    const metadata = await client.undeleteSecret(
-      secretPath,
-      versions === undefined ? {} : { versions },
-    );
-    printData(
-      context.output,
-      formatOf(command),
-      metadata,
-      () =>
-        `Undeleted ${versions === undefined ? 'the current version' : `version(s) ${versions.join(', ')}`} of "${metadata.path}"`,
-    );
-  });
+  // delete and undelete differ only in the call and the verb they report.
+  for (const [name, description, verb, call] of [
+    [
+      'delete',
+      'Soft-delete versions of a secret (the current one unless --versions)',
+      'Deleted',
+      (client: PilotClient, path: string, options: { versions?: number[] }) =>
+        client.deleteSecret(path, options),
+    ],
+    [
+      'undelete',
+      'Restore soft-deleted versions (the current one unless --versions)',
+      'Undeleted',
+      (client: PilotClient, path: string, options: { versions?: number[] }) =>
+        client.undeleteSecret(path, options),
+    ],
+  ] as const) {
+    withFormat(
+      secret
+        .command(name)
+        .description(description)
+        .argument('<path>', 'secret path')
+        .option('--versions <list>', 'comma-separated versions, e.g. 1,2'),
+    ).action(async (path: string, options: { versions?: string }, command: Command) => {
+      const secretPath = parseSecretPath(path);
+      const versions = options.versions === undefined ? undefined : parseVersions(options.versions);
+      const client = await context.client();
+      const metadata = await call(client, secretPath, versions === undefined ? {} : { versions });
+      const which =
+        versions === undefined ? 'the current version' : `version(s) ${versions.join(', ')}`;
+      printData(
+        context.output,
+        formatOf(command),
+        metadata,
+        () => `${verb} ${which} of "${metadata.path}"`,
+      );
+    });
+  }
 
   withFormat(
     secret
