@@ -534,10 +534,10 @@ function versionsOf(versions: number[] | undefined, isRequired: boolean): number
 function jsonOf(text: string, origin: string, call: Call): unknown {
   try {
     return JSON.parse(text) as unknown;
-  } catch (err) {
+  } catch {
+    // No cause: the SyntaxError quotes part of the body, which may be a secret.
     throw new InternalError(
       `Nexus at ${origin} answered ${call.method} ${call.path} with a body that is not JSON`,
-      { cause: err },
     );
   }
 }

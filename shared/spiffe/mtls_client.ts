@@ -99,7 +99,7 @@ export class MtlsClient {
               headers: incoming.headers,
               body: bytes,
               text: () => new TextDecoder().decode(bytes),
-              json: () => JSON.parse(new TextDecoder().decode(bytes)) as unknown,
+              json: () => parseJsonBody(bytes, req.url),
             });
           });
         },
@@ -196,5 +196,17 @@ function retire(agent: Agent, graceMs: number): void {
   }
   for (const socket of busy) {
     socket.once('close', onClosed);
+  }
+}
+
+/**
+ * Parses a response body. The runtime's SyntaxError quotes part of the input,
+ * which may be a secret or a shard, so it is replaced by a fixed message.
+ */
+function parseJsonBody(bytes: Uint8Array, url: URL): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes)) as unknown;
+  } catch {
+    throw new UnavailableError(`The answer from ${url.origin} is not valid JSON`);
   }
 }
