@@ -109,7 +109,14 @@ export function parseStringMap(
         `Field "${field}" must map keys to strings; key ${JSON.stringify(key.slice(0, 64))} does not`,
       );
     }
-    out[key] = item;
+    // Defined, not assigned: `out["__proto__"] = item` would hit the
+    // prototype setter and silently drop that key.
+    Object.defineProperty(out, key, {
+      value: item,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return out;
 }

@@ -110,3 +110,58 @@ describe('requirePeer()', () => {
     assert.equal(await res.text(), 'ERR_UNAUTHENTICATED');
   });
 });
+
+describe('createBaseApp() refuses ambiguous request paths', () => {
+  /** A request whose raw target is `target`, as @hono/node-server hands it over. */
+  async function send(target: string): Promise<{ status: number; code: string; ran: number }> {
+    const { app, ran } = appWith(() => peer(Date.now() + HOUR_MS));
+    const res = await app.request(target, {}, { incoming: { url: target } });
+    const body = (await res.json()) as { error?: { code: string } };
+    return { status: res.status, code: body.error?.code ?? '', ran: ran() };
+  }
+
+  for (const target of [
+    '/x/../ok',
+    '/./ok',
+    '/x/%2e%2e/ok',
+    '/x/%2E./ok',
+    '/%2e/ok',
+    '//ok',
+    '/x%2fok',
+    '/x%5Cok',
+    '/ok%0A',
+    '/ok%00',
+    '/ok%E2%80%A8',
+    'https://host/x/../ok',
+  ]) {
+    test(`answers ${JSON.stringify(target)} with ERR_INVALID_REQUEST before any route runs`, async () => {
+      const answer = await send(target);
+      assert.deepEqual(answer, { status: 400, code: 'ERR_INVALID_REQUEST', ran: 0 });
+    });
+  }
+
+  test('still serves a plain path, with dots inside segments and a query', async () => {
+    const { app } = appWith(() => peer(Date.now() + HOUR_MS));
+    app.get('/a.b/..c/ok', (c) => c.json({ ok: true }));
+    const res = await app.request(
+      '/a.b/..c/ok?x=../..',
+      {},
+      { incoming: { url: '/a.b/..c/ok?x=../..' } },
+    );
+    assert.equal(res.status, 200);
+    assert.equal((await send('/ok?next=/a/../b//c')).status, 200);
+  });
+
+  test('checks the parsed URL when there is no raw target (app.request without env)', async () => {
+    const { app, ran } = appWith(() => peer(Date.now() + HOUR_MS));
+    const res = await app.request('/x%2Fok');
+    assert.equal(res.status, 400);
+    assert.equal(ran(), 0);
+  });
+
+  test('authenticates first: an unknown peer gets ERR_UNAUTHENTICATED, not a path error', async () => {
+    const { app } = appWith(() => undefined);
+    const res = await app.request('/x/../ok', {}, { incoming: { url: '/x/../ok' } });
+    assert.equal(res.status, 401);
+  });
+});
