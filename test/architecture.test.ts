@@ -10,7 +10,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SOURCE_DIRS = ['agent', 'keeper', 'launcher', 'nexus', 'pilot', 'sdk', 'shared', 'test'];
+const SOURCE_DIRS = ['agent', 'bench', 'keeper', 'launcher', 'nexus', 'pilot', 'sdk', 'shared', 'test'];
 const IMPORT_REGEXP =
   /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|(?:^|\n)\s*import\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
 
@@ -57,7 +57,9 @@ function zoneOf(path: string): string {
   return parts[0] === 'shared' ? `shared/${parts[1]}` : (parts[0] ?? '');
 }
 
-const isTest = (file: string) => file.endsWith('.test.ts') || file.startsWith('test/');
+/** Tests and the benchmark are tooling around the programs: they may import anything. */
+const isTest = (file: string) =>
+  file.endsWith('.test.ts') || file.startsWith('test/') || file.startsWith('bench/');
 
 /** The mTLS servers (Nexus, Keeper) may use every shared/ folder. */
 const SERVER_ZONES = [
@@ -116,7 +118,7 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
   },
   nexus: {
     zones: SERVER_ZONES,
-    packages: /^(node:.*|hono|hono\/.*|drizzle-orm.*|@libsql\/client|pg)$/,
+    packages: /^(node:.*|hono|hono\/.*|drizzle-orm.*|@libsql\/client|libsql|pg)$/,
   },
   sdk: {
     zones: ['shared/errors', 'shared/spiffe', 'shared/log', 'shared/config', 'shared/api'],
@@ -154,6 +156,7 @@ const SINGLE_IMPORTER: Record<string, string[]> = {
   '@peculiar/x509': ['shared/spiffe/_x509.ts'],
   'reflect-metadata': ['shared/spiffe/_x509.ts'],
   '@libsql/client': ['nexus/store/db.ts'],
+  libsql: ['nexus/store/db.ts'],
   pg: ['nexus/store/pg_db.ts'],
 };
 

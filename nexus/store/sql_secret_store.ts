@@ -65,7 +65,7 @@ import {
   type VersionChange,
   type VersionRow,
 } from './_secret_rules.ts';
-import type { SqliteDatabase, SqliteDb } from './db.ts';
+import type { PreparedRead, SqliteDatabase, SqliteDb } from './db.ts';
 import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
 import { openSecretData, sealCustomMetadata, sealSecretData } from './secret_cipher.ts';
 import { checkCustomMetadata, checkMaxVersions, checkSecretData } from './secret_limits.ts';
@@ -124,6 +124,7 @@ export class SqlSecretStore implements SecretStore {
   readonly #now: () => number;
   readonly #ownsDatabase: boolean;
   #isClosed = false;
+  #readVersionStatement: PreparedRead | undefined;
 
   constructor(options: SqlSecretStoreOptions) {
     const { database, keyring, maxVersionsDefault, now = Date.now, ownsDatabase = false } = options;
@@ -226,24 +227,12 @@ export class SqlSecretStore implements SecretStore {
     checkPath(path);
     if (version !== undefined) checkVersionNumber(version, 'version');
     this.#requireUnsealed();
-    const db = this.#db();
-    const wanted =
-      version === undefined || version === 0
-        ? sql`(SELECT ${secretMetadata.currentVersion} FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`
-        : sql`${version}`;
-    const [metadataRows, rows] = await db.batch([
-      selectMetadata(db, path),
-      db
-        .select({ ...VERSION_COLUMNS, ciphertext: secrets.ciphertext })
-        .from(secrets)
-        .where(and(eq(secrets.path, path), sql`${secrets.version} = ${wanted}`)),
-    ]);
-    const metadata = metadataRows[0];
-    if (metadata === undefined) {
+    const [found] = await this.#readVersion().all([path, version === 0 ? null : (version ?? null)]);
+    if (found === undefined) {
       throw missingPath(path);
     }
+    const { metadata, row } = versionFromRow(path, found);
     const number = version === undefined || version === 0 ? metadata.currentVersion : version;
-    const row = rows[0];
     if (row === undefined) {
       throw this.#missingVersion(path, number, metadata);
     }
@@ -477,10 +466,74 @@ export class SqlSecretStore implements SecretStore {
     return checkedNow(this.#now);
   }
 
+  /** The hot read of `get()`, compiled once (see "Hot reads" in db.ts). */
+  #readVersion(): PreparedRead {
+    if (this.#isClosed) throw new InternalError('The secret store is closed');
+    this.#readVersionStatement ??= this.#database.prepareRead(READ_VERSION_SQL);
+    return this.#readVersionStatement;
+  }
+
   #db(): SqliteDb {
     if (this.#isClosed) throw new InternalError('The secret store is closed');
     return this.#database.db;
   }
+}
+
+/**
+ * A path's metadata with one of its versions (?2, or the current one when
+ * null) in one statement. The version columns are null when that version is
+ * gone; no row at all means the path does not exist.
+ */
+const READ_VERSION_SQL = `
+  SELECT m.created_at_ms, m.updated_at_ms, m.current_version, m.oldest_version,
+         m.max_versions, m.custom_metadata,
+         s.version, s.created_at_ms, s.deleted_at_ms, s.destroyed, s.ciphertext
+  FROM secret_metadata AS m
+  LEFT JOIN secrets AS s ON s.path = m.path AND s.version = coalesce(?2, m.current_version)
+  WHERE m.path = ?1`;
+
+const asBytes = (value: unknown): Uint8Array | null =>
+  ArrayBuffer.isView(value)
+    ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength).slice()
+    : value instanceof ArrayBuffer
+      ? new Uint8Array(value.slice(0))
+      : null;
+
+/** One row of READ_VERSION_SQL as the metadata row and, if present, the version row. */
+function versionFromRow(path: SecretPath, cells: readonly unknown[]) {
+  const [
+    created,
+    updated,
+    current,
+    oldest,
+    maxVersions,
+    custom,
+    version,
+    at,
+    deletedAt,
+    gone,
+    data,
+  ] = cells;
+  const metadata: SecretMetadataRow = {
+    path,
+    createdAtMs: Number(created),
+    updatedAtMs: Number(updated),
+    currentVersion: Number(current),
+    oldestVersion: Number(oldest),
+    maxVersions: maxVersions === null ? null : Number(maxVersions),
+    customMetadata: asBytes(custom),
+  };
+  const row =
+    version === null
+      ? undefined
+      : {
+          version: Number(version),
+          createdAtMs: Number(at),
+          deletedAtMs: deletedAt === null ? null : Number(deletedAt),
+          destroyed: Number(gone) !== 0,
+          ciphertext: asBytes(data),
+        };
+  return { metadata, row };
 }
 
 function selectMetadata(db: SqliteDb, path: SecretPath) {

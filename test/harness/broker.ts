@@ -43,6 +43,8 @@ export interface BrokerOptions {
   /** Extra environment for every Nexus (overrides the defaults below). */
   readonly nexusEnv?: Readonly<Record<string, string>>;
   readonly agentEnv?: Readonly<Record<string, string>>;
+  /** Node flags for every Nexus (e.g. `--cpu-prof`); ignored on Deno. */
+  readonly nexusNodeFlags?: readonly string[];
   /** Start Nexus and wait until it is ready (default true). */
   readonly startNexus?: boolean;
 }
@@ -204,6 +206,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   function startNexus(env: Readonly<Record<string, string>> = {}): RunningProgram {
     nexusRun = startProgram('nexus', {
       ...(runtime === undefined ? {} : { runtime }),
+      ...(options.nexusNodeFlags === undefined ? {} : { nodeFlags: options.nexusNodeFlags }),
       env: {
         ...identityEnv('nexus'),
         SPIKE_NEXUS_TLS_PORT: String(nexusPort),

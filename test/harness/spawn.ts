@@ -22,6 +22,8 @@ export interface SpawnOptions {
   readonly env?: Readonly<Record<string, string>>;
   readonly args?: readonly string[];
   readonly runtime?: Runtime;
+  /** Flags for Node itself, before the program (e.g. `--cpu-prof`); ignored on Deno. */
+  readonly nodeFlags?: readonly string[];
 }
 
 export interface RunningProgram {
@@ -51,7 +53,11 @@ const DENO_TASKS: Record<Program, string> = {
   pilot: 'spike',
 };
 
-function command(program: Program, runtime: Runtime): [string, string[]] {
+function command(
+  program: Program,
+  runtime: Runtime,
+  nodeFlags: readonly string[] = [],
+): [string, string[]] {
   if (runtime === 'deno') {
     // Run the documented task's command line, so a task missing a permission
     // fails here rather than for a user.
@@ -68,11 +74,11 @@ function command(program: Program, runtime: Runtime): [string, string[]] {
     }
     return [join(ROOT, '.tools/node_modules/.bin/deno'), ['run', '--quiet', '--no-check', ...rest]];
   }
-  return [process.execPath, ['--import', 'tsx', join(ROOT, program, 'main.ts')]];
+  return [process.execPath, [...nodeFlags, '--import', 'tsx', join(ROOT, program, 'main.ts')]];
 }
 
 export function startProgram(program: Program, options: SpawnOptions = {}): RunningProgram {
-  const [cmd, baseArgs] = command(program, options.runtime ?? currentRuntime());
+  const [cmd, baseArgs] = command(program, options.runtime ?? currentRuntime(), options.nodeFlags);
   const child = spawn(cmd, [...baseArgs, ...(options.args ?? [])], {
     cwd: ROOT,
     env: {

@@ -1,0 +1,95 @@
+/**
+ * One load run, from a separate process: what to send (LoadSpec), what came
+ * back (LoadResult, vault-benchmark's columns), and `runLoad()`, which starts
+ * bench/load_worker.ts on Node and waits for its answer with a deadline.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { ROOT } from '../test/harness/spawn.ts';
+
+export interface LoadSpec {
+  readonly url: string;
+  readonly method: 'GET' | 'PUT';
+  readonly body?: string;
+  /**
+   * Replaces the URL's path per request: `{n}` becomes 1, 2, 3… (seeding) and
+   * `{r}` a uniformly random number from 1 to `randomMax` (reads across a set).
+   */
+  readonly pathTemplate?: string;
+  readonly randomMax?: number;
+  readonly connections: number;
+  /** Either a duration or a fixed number of requests. */
+  readonly durationS: number;
+  readonly amount?: number;
+  /** The client SVID as PEM files. */
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export interface LoadResult {
+  readonly operations: number;
+  /** Successful operations per second. */
+  readonly rate: number;
+  readonly meanMs: number;
+  readonly p50Ms: number;
+  readonly p95Ms: number;
+  readonly p99Ms: number;
+  /** 2xx answers ÷ all requests sent (errors and timeouts count as failures). */
+  readonly successRatio: number;
+}
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, index)] ?? Number.NaN;
+}
+
+export function median(values: readonly number[]): number {
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
+}
+
+export function summarise(input: {
+  latencies: number[];
+  ok: number;
+  failed: number;
+  seconds: number;
+}): LoadResult {
+  const sorted = input.latencies.sort((a, b) => a - b);
+  const total = input.ok + input.failed;
+  const sum = sorted.reduce((acc, ms) => acc + ms, 0);
+  return {
+    operations: total,
+    rate: input.seconds > 0 ? input.ok / input.seconds : 0,
+    meanMs: sorted.length === 0 ? Number.NaN : sum / sorted.length,
+    p50Ms: percentile(sorted, 50),
+    p95Ms: percentile(sorted, 95),
+    p99Ms: percentile(sorted, 99),
+    successRatio: total === 0 ? 0 : input.ok / total,
+  };
+}
+
+/** Runs one load in its own Node process; rejects after the duration plus a grace period. */
+export function runLoad(spec: LoadSpec): Promise<LoadResult> {
+  const deadlineMs = (spec.amount === undefined ? spec.durationS * 1000 : 600_000) + 30_000;
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', join(ROOT, 'bench/load_worker.ts'), JSON.stringify(spec)],
+      { cwd: ROOT, timeout: deadlineMs, maxBuffer: 1 << 20 },
+      (error, stdout, stderr) => {
+        if (error !== null) {
+          reject(new Error(`Load run failed: ${error.message}\n${stderr}`));
+          return;
+        }
+        try {
+          resolve(JSON.parse(stdout.trim().split('\n').pop() ?? '') as LoadResult);
+        } catch {
+          reject(new Error(`Load run printed no result\n${stdout}\n${stderr}`));
+        }
+      },
+    );
+  });
+}

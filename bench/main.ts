@@ -1,0 +1,517 @@
+/**
+ * `npm run bench`: starts the broker (agent, three Keepers, Nexus on SQLite,
+ * or on PostgreSQL with --database-url), seeds it, loads it from a separate
+ * process with a client SVID, and reports every figure next to its baseline
+ * measured in the same run. It reports; it never fails on a missed goal.
+ *
+ *   npm run bench                          full run (about 6 minutes)
+ *   npm run bench -- --quick               smoke run with tiny sizes (CI)
+ *   npm run bench -- --database-url URL    also the PostgreSQL figures
+ *
+ * Results go to bench/results/<date>.json and .md; docs/performance.md holds
+ * a committed run and what limits each figure.
+ */
+import { spawn } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { PATHS } from '../shared/api/paths.ts';
+import { open, seal } from '../shared/crypto/aead.ts';
+import { type Broker, startBroker } from '../test/harness/broker.ts';
+import { freePort, ROOT, type Runtime, runProgram, startProgram } from '../test/harness/spawn.ts';
+import { type LoadResult, type LoadSpec, median, runLoad } from './load.ts';
+import {
+  denoVersion,
+  describeMachine,
+  type Goal,
+  type LoadRow,
+  printLoad,
+  printLoadHeader,
+  writeReport,
+} from './report.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    'database-url': { type: 'string' },
+    'no-deno': { type: 'boolean', default: false },
+    out: { type: 'string', default: join(ROOT, 'bench/results') },
+  },
+});
+
+const QUICK = args.quick === true;
+const SETTINGS = {
+  durationS: Number(args.duration ?? (QUICK ? 1 : 10)),
+  small: QUICK ? 100 : 1_000,
+  large: QUICK ? 1_000 : 100_000,
+  restarts: QUICK ? 2 : 5,
+  cliRuns: QUICK ? 2 : 5,
+  aeadRounds: QUICK ? 1_000 : 50_000,
+  /** The whole run is bounded: past this, everything is stopped. */
+  deadlineMs: (QUICK ? 5 : 30) * 60_000,
+};
+const DATABASE_URL = args['database-url'] ?? process.env.SPIKE_BENCH_DATABASE_URL;
+const DENO = join(ROOT, '.tools/node_modules/.bin/deno');
+const VALUE_BYTES = 1024;
+const TD = 'bench.spike.test';
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+const loads: LoadRow[] = [];
+const goals: Goal[] = [];
+const brokers: Broker[] = [];
+const work = mkdtempSync(join(tmpdir(), 'spike-bench-'));
+
+const ms = (value: number) => `${value.toFixed(value < 10 ? 2 : 0)} ms`;
+const rate = (value: number) => `${value.toFixed(0)}/s`;
+const ratio = (value: number) => (Number.isFinite(value) ? value.toFixed(2) : '–');
+
+function goal(entry: Goal): void {
+  goals.push(entry);
+  const met = entry.met === undefined ? '' : entry.met ? '  [met]' : '  [missed]';
+  log(`  → ${entry.figure}: ${entry.value} vs ${entry.baseline} = ${entry.ratio}${met}`);
+}
+
+async function load(
+  name: string,
+  spec: Omit<LoadSpec, 'certFile' | 'keyFile' | 'durationS'> & {
+    durationS?: number;
+  },
+): Promise<LoadResult> {
+  const result = await runLoad({
+    durationS: SETTINGS.durationS,
+    certFile: join(work, 'client.pem'),
+    keyFile: join(work, 'client.key'),
+    ...spec,
+  });
+  const row = { name, ...result };
+  loads.push(row);
+  printLoad(row, log);
+  return result;
+}
+
+/** The client SVID of the benchmark app as PEM files that only we can read. */
+async function writeClientPem(broker: Broker): Promise<void> {
+  const svid = (await broker.source('app')).getX509Svid();
+  writeFileSync(join(work, 'client.pem'), svid.certificatePem(), { mode: 0o600 });
+  writeFileSync(join(work, 'client.key'), svid.privateKeyPem(), { mode: 0o600 });
+  chmodSync(join(work, 'client.key'), 0o600);
+}
+
+function residentMiB(pid: number | undefined): number {
+  if (pid === undefined) return Number.NaN;
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  return kib / 1024;
+}
+
+async function startBenchBroker(runtime: Runtime, databaseUrl?: string): Promise<Broker> {
+  const broker = await startBroker({
+    trustDomain: TD,
+    runtime,
+    workloads: { app: '/apps/bench', baseline: '/bench/baseline' },
+    ...(databaseUrl === undefined ? {} : { databaseUrl }),
+  });
+  brokers.push(broker);
+  const policy = await broker.call('pilot', 'PUT', `${PATHS.policies}/bench-app`, {
+    spiffeIdPattern: `spiffe://${TD}/apps/bench`,
+    pathPattern: 'bench/**',
+    permissions: ['read', 'list', 'write'],
+  });
+  if (policy.status !== 200) throw new Error(`Could not create the policy: ${policy.text}`);
+  await writeClientPem(broker);
+  return broker;
+}
+
+const secretBody = JSON.stringify({ data: { value: 'v'.repeat(VALUE_BYTES) } });
+
+/** Writes `count` new paths `<prefix>/<n>` with 1 KiB values. */
+async function seed(broker: Broker, prefix: string, count: number, name: string) {
+  return load(name, {
+    url: `${broker.nexusUrl}${PATHS.secretData}/${prefix}/1`,
+    method: 'PUT',
+    body: secretBody,
+    pathTemplate: `${PATHS.secretData}/${prefix}/{n}`,
+    connections: 16,
+    amount: count,
+  });
+}
+
+function readSpec(broker: Broker, prefix: string, count: number, connections: number) {
+  return {
+    url: `${broker.nexusUrl}${PATHS.secretData}/${prefix}/1`,
+    method: 'GET' as const,
+    pathTemplate: `${PATHS.secretData}/${prefix}/{r}`,
+    randomMax: count,
+    connections,
+  };
+}
+
+/** Starts a baseline server as its own process; returns its URL and a stop function. */
+async function startBaseline(broker: Broker, kind: 'bare' | 'hono', bodyBytes: number) {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(ROOT, 'bench/baseline_server.ts'),
+      kind,
+      String(port),
+      String(bodyBytes),
+    ],
+    { cwd: ROOT, env: { ...process.env, ...broker.identityEnv('baseline') }, stdio: 'pipe' },
+  );
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${kind} baseline did not start`)), 30_000);
+    child.stdout.setEncoding('utf8').on('data', (text: string) => {
+      if (text.includes('Listening')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.once('exit', () => reject(new Error(`${kind} baseline exited`)));
+  });
+  return {
+    url: `https://127.0.0.1:${port}/v1/secrets/data/bench/small/1`,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+/** Median wall time of restarting Nexus until its status route answers 200. */
+async function restartToReady(broker: Broker, rounds: number): Promise<number[]> {
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i += 1) {
+    await broker.nexus().stop();
+    broker.closeClients();
+    const started = performance.now();
+    broker.startNexus();
+    await broker.waitUntilReady('Nexus restarted');
+    times.push(performance.now() - started);
+  }
+  return times;
+}
+
+/** Wall time of whole processes, median of several runs. */
+async function processWall(rounds: number, run: () => Promise<void>): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < rounds; i += 1) {
+    const started = performance.now();
+    await run();
+    times.push(performance.now() - started);
+  }
+  return median(times);
+}
+
+/** µs per AEAD open of a sealed 1 KiB secret, in this process. */
+function aeadOpenMicros(rounds: number): number {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const aad = new TextEncoder().encode('bench/small/1#1');
+  const sealed = seal(key, new TextEncoder().encode(secretBody), aad);
+  for (let i = 0; i < 1_000; i += 1) open(key, sealed, aad);
+  const started = performance.now();
+  for (let i = 0; i < rounds; i += 1) open(key, sealed, aad);
+  return ((performance.now() - started) * 1000) / rounds;
+}
+
+async function nodeFigures(): Promise<{ read16: LoadResult }> {
+  log(`\n## Node, SQLite: broker with ${SETTINGS.small} then ${SETTINGS.large} secrets`);
+  const broker = await startBenchBroker('node');
+  const idleMiB = residentMiB(broker.nexus().child.pid);
+  printLoadHeader(log);
+  await seed(broker, 'bench/small', SETTINGS.small, `seed ${SETTINGS.small} paths (16 conn)`);
+
+  const sample = await broker.call('app', 'GET', `${PATHS.secretData}/bench/small/1`);
+  const bodyBytes = Buffer.byteLength(sample.text);
+
+  const base: Record<string, LoadResult> = {};
+  for (const kind of ['bare', 'hono'] as const) {
+    const server = await startBaseline(broker, kind, bodyBytes);
+    try {
+      for (const connections of [16, 64]) {
+        base[`${kind}${connections}`] = await load(`${kind} node:https, ${connections} conn`, {
+          url: server.url,
+          method: 'GET',
+          connections,
+        });
+      }
+    } finally {
+      await server.stop();
+    }
+  }
+
+  const read: Record<number, LoadResult> = {};
+  for (const connections of [16, 64]) {
+    read[connections] = await load(
+      `read 1 KiB of ${SETTINGS.small}, ${connections} conn`,
+      readSpec(broker, 'bench/small', SETTINGS.small, connections),
+    );
+  }
+  const write = await load('write new version, 16 conn', {
+    url: `${broker.nexusUrl}${PATHS.secretData}/bench/small/1`,
+    method: 'PUT',
+    body: secretBody,
+    pathTemplate: `${PATHS.secretData}/bench/small/{r}`,
+    randomMax: SETTINGS.small,
+    connections: 16,
+  });
+
+  const rest = SETTINGS.large - SETTINGS.small;
+  await seed(broker, 'bench/large', rest, `seed ${rest} more paths (16 conn)`);
+  const readLarge = await load(
+    `read 1 KiB of ${SETTINGS.large}, 16 conn`,
+    readSpec(broker, 'bench/large', rest, 16),
+  );
+  const list = await load(`list 1 page of ${rest}, 16 conn`, {
+    url: `${broker.nexusUrl}${PATHS.secretList}?prefix=bench/large/`,
+    method: 'GET',
+    connections: 16,
+  });
+  const fullMiB = residentMiB(broker.nexus().child.pid);
+
+  const restarts = await restartToReady(broker, SETTINGS.restarts);
+  const versionWall = await processWall(SETTINGS.cliRuns, async () => {
+    await runProgram('pilot', { runtime: 'node', args: ['--version'] });
+  });
+  const pilotEnv = {
+    ...broker.identityEnv('pilot'),
+    SPIKE_NEXUS_API_URL: broker.nexusUrl,
+  };
+  const getWall = await processWall(SETTINGS.cliRuns, async () => {
+    const result = await runProgram('pilot', {
+      runtime: 'node',
+      args: ['secret', 'get', 'bench/small/1'],
+      env: pilotEnv,
+    });
+    if (result.status !== 0) throw new Error(`spike secret get failed: ${result.stderr}`);
+  });
+  const nodeOnly = await processWall(SETTINGS.cliRuns, () => runNode(['-e', '']));
+  writeFileSync(join(work, 'empty.ts'), 'export {};\n');
+  const tsxOnly = await processWall(SETTINGS.cliRuns, () =>
+    runNode(['--import', 'tsx', join(work, 'empty.ts')]),
+  );
+  const aeadMicros = aeadOpenMicros(SETTINGS.aeadRounds);
+
+  for (const connections of [16, 64] as const) {
+    const bare = base[`bare${connections}`];
+    const hono = base[`hono${connections}`];
+    const mine = read[connections];
+    if (bare === undefined || hono === undefined || mine === undefined) continue;
+    goal({
+      figure: `secret read, ${connections} conn ÷ bare node:https`,
+      value: `${rate(mine.rate)}, p99 ${ms(mine.p99Ms)}`,
+      baseline: `bare ${rate(bare.rate)} (p99 ${ms(bare.p99Ms)}); Hono ${rate(hono.rate)}`,
+      ratio: `${ratio(mine.rate / bare.rate)} (Hono alone ${ratio(hono.rate / bare.rate)})`,
+      goal: '≥ 0.5',
+      met: mine.rate / bare.rate >= 0.5,
+    });
+  }
+  const read16 = read[16] as LoadResult;
+  goal({
+    figure: 'secret write (new version) ÷ read, 16 conn',
+    value: `${rate(write.rate)}, p99 ${ms(write.p99Ms)}`,
+    baseline: `read ${rate(read16.rate)}`,
+    ratio: ratio(write.rate / read16.rate),
+    goal: '≥ 0.25',
+    met: write.rate / read16.rate >= 0.25,
+  });
+  goal({
+    figure: `read with ${SETTINGS.large} stored ÷ with ${SETTINGS.small}`,
+    value: `${rate(readLarge.rate)}, p99 ${ms(readLarge.p99Ms)}`,
+    baseline: `${rate(read16.rate)}, p99 ${ms(read16.p99Ms)}`,
+    ratio: `${ratio(readLarge.rate / read16.rate)} (p99 ×${ratio(readLarge.p99Ms / read16.p99Ms)})`,
+    goal: '≥ 0.9, p99 ≤ 1.3×',
+    met: readLarge.rate / read16.rate >= 0.9 && readLarge.p99Ms / read16.p99Ms <= 1.3,
+  });
+  goal({
+    figure: `list one page (100) under a prefix of ${rest}, p99 ÷ read p99`,
+    value: `p99 ${ms(list.p99Ms)}, ${rate(list.rate)}`,
+    baseline: `read p99 ${ms(readLarge.p99Ms)}`,
+    ratio: ratio(list.p99Ms / readLarge.p99Ms),
+    goal: '< 10',
+    met: list.p99Ms / readLarge.p99Ms < 10,
+  });
+  const restartMedian = median(restarts);
+  goal({
+    figure: `Nexus restart → ready, median of ${SETTINGS.restarts}`,
+    value: ms(restartMedian),
+    baseline: `an empty .ts file through node + tsx ${ms(tsxOnly)}`,
+    ratio: ratio(restartMedian / tsxOnly),
+    goal: '< 1 s',
+    met: restartMedian < 1000,
+  });
+  const readCostMicros = 1e6 / read16.rate;
+  goal({
+    figure: 'AEAD open of 1 KiB ÷ whole read cost',
+    value: `${aeadMicros.toFixed(1)} µs`,
+    baseline: `read ${readCostMicros.toFixed(0)} µs (1 ÷ rate at 16 conn)`,
+    ratio: `${((aeadMicros / readCostMicros) * 100).toFixed(1)} %`,
+    goal: '< 10 %',
+    met: aeadMicros / readCostMicros < 0.1,
+  });
+  goal({
+    figure: 'spike --version, whole process',
+    value: ms(versionWall),
+    baseline: `node -e '' ${ms(nodeOnly)}; empty .ts via tsx ${ms(tsxOnly)}`,
+    ratio: ratio(versionWall / nodeOnly),
+    goal: 'reported',
+    met: undefined,
+  });
+  goal({
+    figure: 'spike secret get, whole process',
+    value: ms(getWall),
+    baseline: `node -e '' ${ms(nodeOnly)}; empty .ts via tsx ${ms(tsxOnly)}`,
+    ratio: ratio(getWall / nodeOnly),
+    goal: '< 0.5 s',
+    met: getWall < 500,
+  });
+  goal({
+    figure: `Nexus resident memory, idle → ${SETTINGS.large} secrets`,
+    value: `${idleMiB.toFixed(0)} MiB → ${fullMiB.toFixed(0)} MiB`,
+    baseline: '–',
+    ratio: ratio(fullMiB / idleMiB),
+    goal: '< 200 MB with 100 000',
+    met: fullMiB * 1.048576 < 200,
+  });
+  return { read16 };
+}
+
+/** Runs Node with these arguments to its end (for start-up baselines). */
+function runNode(argv: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, argv, { cwd: ROOT, stdio: 'ignore' });
+    child.once('exit', () => resolve());
+    child.once('error', reject);
+  });
+}
+
+async function denoFigures(nodeRead: LoadResult): Promise<void> {
+  log(`\n## Deno: the same broker, ${SETTINGS.small} secrets`);
+  const broker = await startBenchBroker('deno');
+  printLoadHeader(log);
+  await seed(broker, 'bench/small', SETTINGS.small, `deno: seed ${SETTINGS.small} paths`);
+  const read = await load(
+    'deno: read 1 KiB, 16 conn',
+    readSpec(broker, 'bench/small', SETTINGS.small, 16),
+  );
+  goal({
+    figure: 'Deno ÷ Node read throughput, 16 conn',
+    value: `${rate(read.rate)}, p99 ${ms(read.p99Ms)}`,
+    baseline: `Node ${rate(nodeRead.rate)}`,
+    ratio: ratio(read.rate / nodeRead.rate),
+    goal: 'reported',
+    met: undefined,
+  });
+  await stopBroker(broker);
+}
+
+async function postgresFigures(databaseUrl: string): Promise<void> {
+  log(`\n## PostgreSQL: one Nexus, then two on the same database`);
+  const broker = await startBenchBroker('node', databaseUrl);
+  printLoadHeader(log);
+  const prefix = `bench/pg-${Date.now()}`;
+  await seed(broker, prefix, SETTINGS.small, `pg: seed ${SETTINGS.small} paths`);
+  const one = await load(
+    'pg: one Nexus, read, 16 conn',
+    readSpec(broker, prefix, SETTINGS.small, 16),
+  );
+
+  const secondPort = await freePort();
+  const second = startProgram('nexus', {
+    runtime: 'node',
+    env: {
+      ...broker.identityEnv('nexus'),
+      SPIKE_NEXUS_TLS_PORT: String(secondPort),
+      SPIKE_NEXUS_DATA_DIR: join(broker.dir, 'nexus-2'),
+      SPIKE_NEXUS_KEEPER_PEERS: broker.keeperPorts.map((p) => `https://127.0.0.1:${p}`).join(','),
+      SPIKE_NEXUS_BACKEND_STORE: 'postgres',
+      SPIKE_NEXUS_DATABASE_URL: databaseUrl,
+    },
+  });
+  try {
+    const client = await broker.client('pilot');
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const status = await client
+        .request({ method: 'GET', url: new URL(`https://127.0.0.1:${secondPort}${PATHS.status}`) })
+        .then((res) => res.status)
+        .catch(() => 0);
+      if (status === 200) break;
+      if (Date.now() > deadline) throw new Error('The second Nexus did not become ready');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const secondUrl = `https://127.0.0.1:${secondPort}`;
+    const [a, b] = await Promise.all([
+      load('pg: two Nexus, read via #1, 8 conn', readSpec(broker, prefix, SETTINGS.small, 8)),
+      load('pg: two Nexus, read via #2, 8 conn', {
+        ...readSpec(broker, prefix, SETTINGS.small, 8),
+        url: `${secondUrl}${PATHS.secretData}/${prefix}/1`,
+      }),
+    ]);
+    goal({
+      figure: 'two Nexus on one PostgreSQL ÷ one Nexus (reads, 16 conn in all)',
+      value: `${rate(a.rate + b.rate)}`,
+      baseline: `one Nexus ${rate(one.rate)}`,
+      ratio: ratio((a.rate + b.rate) / one.rate),
+      goal: 'reported',
+      met: undefined,
+    });
+  } finally {
+    await second.stop();
+    await stopBroker(broker);
+  }
+}
+
+async function stopBroker(broker: Broker): Promise<void> {
+  brokers.splice(brokers.indexOf(broker), 1);
+  await broker.stop();
+}
+
+async function stopEverything(): Promise<void> {
+  await Promise.all(brokers.splice(0).map((broker) => broker.stop().catch(() => {})));
+  rmSync(work, { recursive: true, force: true });
+}
+
+async function main(): Promise<void> {
+  const deno = args['no-deno'] === true ? 'skipped' : denoVersion(DENO);
+  const machine = describeMachine({
+    store: DATABASE_URL === undefined ? 'SQLite' : 'SQLite + PostgreSQL',
+    mode: QUICK ? 'quick (smoke, sizes too small to judge goals)' : 'full',
+    deno,
+  });
+  log(`spike-ts benchmark: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${deno}`);
+  log(`${SETTINGS.durationS} s per load; ${SETTINGS.small} and ${SETTINGS.large} secrets of 1 KiB`);
+  const { read16 } = await nodeFigures();
+  for (const broker of brokers.splice(0)) await broker.stop();
+  if (deno !== 'skipped' && deno !== 'absent') await denoFigures(read16);
+  if (DATABASE_URL !== undefined) await postgresFigures(DATABASE_URL);
+  else log('\n(PostgreSQL figures skipped: no --database-url or SPIKE_BENCH_DATABASE_URL)');
+  const written = writeReport(args.out ?? join(ROOT, 'bench/results'), machine, loads, goals);
+  log(`\nWrote ${written.join(' and ')}`);
+}
+
+const watchdog = setTimeout(() => {
+  log(`The benchmark passed its ${SETTINGS.deadlineMs / 60_000} min bound; stopping.`);
+  void stopEverything().finally(() => process.exit(1));
+}, SETTINGS.deadlineMs);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => void stopEverything().finally(() => process.exit(130)));
+}
+
+try {
+  await main();
+  process.exitCode = 0;
+} catch (error) {
+  log(
+    `Benchmark failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+  );
+  process.exitCode = 1;
+} finally {
+  clearTimeout(watchdog);
+  await stopEverything();
+}

@@ -1,0 +1,59 @@
+/**
+ * `prepareRead()`: the compiled hot reads see every commit made through the
+ * client before they run, on a file and in memory, and on a file they cannot
+ * write.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { sql } from 'drizzle-orm';
+import { openMemoryDatabase, openSqliteDatabase, type SqliteDatabase } from './db.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'spike-db-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const COUNT_SQL = 'SELECT count(*) FROM secret_metadata WHERE path >= ?1';
+const insert = (database: SqliteDatabase, path: string) =>
+  database.db.run(
+    sql`INSERT INTO secret_metadata (path, created_at_ms, updated_at_ms, current_version, oldest_version)
+        VALUES (${path}, 1, 1, 1, 1)`,
+  );
+
+for (const [name, open] of [
+  ['a file', () => openSqliteDatabase({ path: join(dir, 'read.db') })],
+  ['memory', () => openMemoryDatabase()],
+] as const) {
+  describe(`prepareRead() on ${name}`, () => {
+    test('a compiled read sees each commit made through the client before it runs', async () => {
+      const database = await open();
+      try {
+        const count = database.prepareRead(COUNT_SQL);
+        assert.deepEqual(await count.all(['']), [[0]]);
+        await insert(database, 'a/b');
+        assert.deepEqual(await count.all(['']), [[1]]);
+        await insert(database, 'a/c');
+        assert.deepEqual(await count.all(['a/c']), [[1]]);
+      } finally {
+        await database.close();
+      }
+    });
+  });
+}
+
+test('prepareRead() on a file cannot write', async () => {
+  const database = await openSqliteDatabase({ path: join(dir, 'readonly.db') });
+  try {
+    await insert(database, 'x');
+    // RETURNING makes it a statement with rows, so only query_only can refuse it.
+    const remove = database.prepareRead(
+      'DELETE FROM secret_metadata WHERE path = ?1 RETURNING path',
+    );
+    await assert.rejects(remove.all(['x']), /readonly|query_only|attempt to write/i);
+    const count = database.prepareRead(COUNT_SQL);
+    assert.deepEqual(await count.all(['']), [[1]]);
+  } finally {
+    await database.close();
+  }
+});
