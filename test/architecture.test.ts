@@ -10,7 +10,17 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SOURCE_DIRS = ['agent', 'bench', 'keeper', 'launcher', 'nexus', 'pilot', 'sdk', 'shared', 'test'];
+const SOURCE_DIRS = [
+  'agent',
+  'bench',
+  'keeper',
+  'launcher',
+  'nexus',
+  'pilot',
+  'sdk',
+  'shared',
+  'test',
+];
 const IMPORT_REGEXP =
   /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s+['"]([^'"]+)['"]|(?:^|\n)\s*import\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
 
