@@ -2,13 +2,14 @@
  * `spike`, the admin CLI: builds the real dependencies (configuration from
  * the environment, the SDK client over the caller's SVID, the terminal,
  * the console) and exits with runCli's status. The only process.exit in Pilot.
+ *
+ * The Workload API client, X.509 parsing and the SDK are imported only when a
+ * command needs Nexus: they are most of the start-up time, and `--version`,
+ * `--help` and completion need none of them (docs/performance.md).
  */
 import process from 'node:process';
-import { createSpikeClient } from '../sdk/index.ts';
-import { createLogger } from '../shared/log/logger.ts';
 import { exit } from '../shared/runtime/process.ts';
 import { formatWorkloadApiAddress } from '../shared/spiffe/workload_address.ts';
-import { createX509Source } from '../shared/spiffe/x509_source.ts';
 import type { PilotClient } from './commands/_context.ts';
 import { loadPilotConfig, type PilotConfig } from './config.ts';
 import { createConsoleOutput } from './output.ts';
@@ -16,6 +17,10 @@ import { runCli } from './program.ts';
 import { createTerminal } from './terminal.ts';
 
 async function openSource(config: PilotConfig) {
+  const [{ createX509Source }, { createLogger }] = await Promise.all([
+    import('../shared/spiffe/x509_source.ts'),
+    import('../shared/log/logger.ts'),
+  ]);
   return createX509Source({
     address: formatWorkloadApiAddress(config.identity.workloadApiAddress),
     logger: createLogger({ component: 'pilot', level: 'error' }),
@@ -26,6 +31,7 @@ async function openSource(config: PilotConfig) {
 async function connect(config: PilotConfig): Promise<PilotClient> {
   const source = await openSource(config);
   try {
+    const { createSpikeClient } = await import('../sdk/index.ts');
     const client = await createSpikeClient({
       nexusUrl: config.nexusUrl,
       source,
