@@ -1,6 +1,8 @@
 /**
  * Nexus's HTTP app. Middleware order (outermost first): the audit trail,
- * requirePeer, no-store, the body limit; then health, status, secrets,
+ * requirePeer, no-store, the per-identity rate limit (after requirePeer, so
+ * it is keyed by a verified SPIFFE ID; before the body is read), the body
+ * limit; then health, status, secrets,
  * policies and the break-glass operator routes; one error handler.
  */
 import type { Hono } from 'hono';
@@ -8,6 +10,7 @@ import { createBaseApp } from '../shared/http/app.ts';
 import { limitBody } from '../shared/http/body_limit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
+import { type RateLimitOptions, rateLimitByPeer } from '../shared/http/rate_limit.ts';
 import type { AuditSink } from '../shared/log/audit_log.ts';
 import type { Logger } from '../shared/log/logger.ts';
 import { matchMemberOf } from '../shared/spiffe/match.ts';
@@ -35,6 +38,8 @@ export interface NexusAppDeps {
   readonly access: AccessChecker;
   readonly stats: () => NexusStats;
   readonly maxBodyBytes: number;
+  /** Requests per verified SPIFFE ID; without it (route tests) there is no limit. */
+  readonly rateLimit?: RateLimitOptions;
   readonly auditSink?: AuditSink;
 }
 
@@ -45,6 +50,9 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
     logger,
     deps.auditSink === undefined ? {} : { audit: { sink: deps.auditSink, component: 'nexus' } },
   );
+  if (deps.rateLimit !== undefined) {
+    app.use(rateLimitByPeer(deps.rateLimit));
+  }
   app.use(limitBody(deps.maxBodyBytes));
   app.route('/', createHealthRoutes('nexus', matchMemberOf(trustDomain), logger));
   app.route(

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConfigError } from '../shared/errors/errors.ts';
-import { ENV_NEXUS_BACKEND_STORE, ENV_NEXUS_DATABASE_URL, loadNexusConfig } from './config.ts';
+import { DEFAULT_SERVER_LIMITS } from '../shared/http/serve.ts';
+import {
+  DEFAULT_RATE_LIMIT_BURST,
+  DEFAULT_RATE_LIMIT_PER_SECOND,
+  ENV_NEXUS_BACKEND_STORE,
+  ENV_NEXUS_DATABASE_URL,
+  loadNexusConfig,
+} from './config.ts';
 
 const BASE = {
   SPIKE_TRUST_ROOT: 'example.org',
@@ -57,5 +64,67 @@ describe('loadNexusConfig() backend store', () => {
   test('the URL is ignored by other backends', () => {
     const config = loadNexusConfig({ ...BASE, [ENV_NEXUS_DATABASE_URL]: 'not a url' });
     assert.equal(config.databaseUrl, undefined);
+  });
+});
+
+describe('loadNexusConfig() resource limits', () => {
+  test('defaults to the server defaults and a generous per-identity rate', () => {
+    const config = loadNexusConfig(BASE);
+    assert.deepEqual({ ...config.limits }, { ...DEFAULT_SERVER_LIMITS });
+    assert.deepEqual(
+      { ...config.rateLimit },
+      { ratePerSecond: DEFAULT_RATE_LIMIT_PER_SECOND, burst: DEFAULT_RATE_LIMIT_BURST },
+    );
+    assert.ok(Object.isFrozen(config.limits));
+  });
+
+  test('reads every timeout as a duration and every cap as a count', () => {
+    const config = loadNexusConfig({
+      ...BASE,
+      SPIKE_NEXUS_HANDSHAKE_TIMEOUT: '2s',
+      SPIKE_NEXUS_HEADERS_TIMEOUT: '3s',
+      SPIKE_NEXUS_REQUEST_TIMEOUT: '1m',
+      SPIKE_NEXUS_KEEP_ALIVE_TIMEOUT: '500ms',
+      SPIKE_NEXUS_MAX_CONNECTIONS: '100',
+      SPIKE_NEXUS_MAX_CONNECTIONS_PER_ADDRESS: '0',
+      SPIKE_NEXUS_MAX_CONNECTIONS_PER_IDENTITY: '10',
+      SPIKE_NEXUS_RATE_LIMIT_PER_SECOND: '0',
+      SPIKE_NEXUS_RATE_LIMIT_BURST: '5',
+    });
+    assert.deepEqual(
+      { ...config.limits },
+      {
+        handshakeTimeoutMs: 2_000,
+        headersTimeoutMs: 3_000,
+        requestTimeoutMs: 60_000,
+        keepAliveTimeoutMs: 500,
+        maxConnections: 100,
+        maxConnectionsPerAddress: 0,
+        maxConnectionsPerIdentity: 10,
+      },
+    );
+    assert.deepEqual({ ...config.rateLimit }, { ratePerSecond: 0, burst: 5 });
+  });
+
+  test('reports every bad limit at once, naming each variable', () => {
+    const message = problemsOf({
+      SPIKE_NEXUS_HANDSHAKE_TIMEOUT: '0',
+      SPIKE_NEXUS_KEEP_ALIVE_TIMEOUT: 'soon',
+      SPIKE_NEXUS_MAX_CONNECTIONS: '-1',
+      SPIKE_NEXUS_RATE_LIMIT_BURST: '0',
+      SPIKE_NEXUS_RATE_LIMIT_PER_SECOND: '1.5',
+    });
+    assert.match(message, /SPIKE_NEXUS_HANDSHAKE_TIMEOUT must be at least 100ms/);
+    assert.match(message, /SPIKE_NEXUS_KEEP_ALIVE_TIMEOUT must be a duration/);
+    assert.match(message, /SPIKE_NEXUS_MAX_CONNECTIONS must be at least 0/);
+    assert.match(message, /SPIKE_NEXUS_RATE_LIMIT_BURST must be at least 1/);
+    assert.match(message, /SPIKE_NEXUS_RATE_LIMIT_PER_SECOND must be an integer/);
+  });
+
+  test('refuses a headers timeout longer than the request timeout', () => {
+    assert.match(
+      problemsOf({ SPIKE_NEXUS_HEADERS_TIMEOUT: '40s', SPIKE_NEXUS_REQUEST_TIMEOUT: '30s' }),
+      /SPIKE_NEXUS_HEADERS_TIMEOUT must not exceed SPIKE_NEXUS_REQUEST_TIMEOUT/,
+    );
   });
 });

@@ -13,6 +13,7 @@ import {
 import { type Env, EnvReader } from '../shared/config/env.ts';
 import { redactUrl } from '../shared/config/redact_url.ts';
 import { MAX_SHARES } from '../shared/crypto/shard.ts';
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../shared/http/serve.ts';
 
 export const ENV_NEXUS_TLS_HOST = 'SPIKE_NEXUS_TLS_HOST';
 export const ENV_NEXUS_TLS_PORT = 'SPIKE_NEXUS_TLS_PORT';
@@ -28,6 +29,15 @@ export const ENV_NEXUS_DATABASE_URL = 'SPIKE_NEXUS_DATABASE_URL';
 export const ENV_NEXUS_MAX_SECRET_VERSIONS = 'SPIKE_NEXUS_MAX_SECRET_VERSIONS';
 export const ENV_NEXUS_MAX_BODY_BYTES = 'SPIKE_NEXUS_MAX_BODY_BYTES';
 export const ENV_NEXUS_AUDIT_LOG = 'SPIKE_NEXUS_AUDIT_LOG';
+export const ENV_NEXUS_HANDSHAKE_TIMEOUT = 'SPIKE_NEXUS_HANDSHAKE_TIMEOUT';
+export const ENV_NEXUS_HEADERS_TIMEOUT = 'SPIKE_NEXUS_HEADERS_TIMEOUT';
+export const ENV_NEXUS_REQUEST_TIMEOUT = 'SPIKE_NEXUS_REQUEST_TIMEOUT';
+export const ENV_NEXUS_KEEP_ALIVE_TIMEOUT = 'SPIKE_NEXUS_KEEP_ALIVE_TIMEOUT';
+export const ENV_NEXUS_MAX_CONNECTIONS = 'SPIKE_NEXUS_MAX_CONNECTIONS';
+export const ENV_NEXUS_MAX_CONNECTIONS_PER_ADDRESS = 'SPIKE_NEXUS_MAX_CONNECTIONS_PER_ADDRESS';
+export const ENV_NEXUS_MAX_CONNECTIONS_PER_IDENTITY = 'SPIKE_NEXUS_MAX_CONNECTIONS_PER_IDENTITY';
+export const ENV_NEXUS_RATE_LIMIT_PER_SECOND = 'SPIKE_NEXUS_RATE_LIMIT_PER_SECOND';
+export const ENV_NEXUS_RATE_LIMIT_BURST = 'SPIKE_NEXUS_RATE_LIMIT_BURST';
 
 /**
  * `sqlite`: a file in the data dir; `postgres`: a PostgreSQL server at
@@ -45,6 +55,22 @@ export const DEFAULT_SHAMIR_THRESHOLD = 2;
 export const DEFAULT_KEEPER_UPDATE_INTERVAL_MS = 2_000;
 export const DEFAULT_RECOVERY_MAX_INTERVAL_MS = 5_000;
 export const DEFAULT_KEEPER_TIMEOUT_MS = 5_000;
+/**
+ * Per SPIFFE ID: far above what one workload needs, low enough that no
+ * single identity can keep Nexus busy on its own. Operators tune it.
+ */
+export const DEFAULT_RATE_LIMIT_PER_SECOND = 500;
+export const DEFAULT_RATE_LIMIT_BURST = 1000;
+/** Caps of the connection limits (and of the rate), well inside what a process can hold. */
+const MAX_CONNECTION_LIMIT = 1_000_000;
+const MAX_SERVER_TIMEOUT_MS = 10 * 60_000;
+
+/** Requests per verified SPIFFE ID: a token bucket (see shared/http/rate_limit.ts). */
+export interface NexusRateLimit {
+  /** Sustained requests per second per identity; 0 turns the limit off. */
+  readonly ratePerSecond: number;
+  readonly burst: number;
+}
 
 export interface NexusConfig {
   readonly identity: IdentityConfig;
@@ -68,6 +94,9 @@ export interface NexusConfig {
   readonly maxBodyBytes: number;
   /** A JSON-lines file for the audit trail, or `-` for stdout. */
   readonly auditLog: string;
+  /** Timeouts and connection caps of the mTLS server. */
+  readonly limits: ServerLimits;
+  readonly rateLimit: NexusRateLimit;
 }
 
 export function loadNexusConfig(env: Env): NexusConfig {
@@ -122,7 +151,20 @@ export function loadNexusConfig(env: Env): NexusConfig {
   if (auditLog !== '-' && !isAbsolute(auditLog)) {
     reader.problem(ENV_NEXUS_AUDIT_LOG, auditLog, 'must be "-" (stdout) or an absolute file path');
   }
+  const limits = readServerLimits(reader);
+  const rateLimit = {
+    ratePerSecond: reader.int(ENV_NEXUS_RATE_LIMIT_PER_SECOND, DEFAULT_RATE_LIMIT_PER_SECOND, {
+      min: 0,
+      max: MAX_CONNECTION_LIMIT,
+    }),
+    burst: reader.int(ENV_NEXUS_RATE_LIMIT_BURST, DEFAULT_RATE_LIMIT_BURST, {
+      min: 1,
+      max: MAX_CONNECTION_LIMIT,
+    }),
+  };
   return reader.finish({
+    limits: Object.freeze(limits),
+    rateLimit: Object.freeze(rateLimit),
     backendStore,
     databaseUrl,
     maxSecretVersions,
@@ -138,6 +180,43 @@ export function loadNexusConfig(env: Env): NexusConfig {
     recoveryMaxIntervalMs,
     keeperTimeoutMs,
   });
+}
+
+/** The server's timeouts (at least 100 ms, at most 10 min) and connection caps (0: none). */
+function readServerLimits(reader: EnvReader): ServerLimits {
+  const timeout = (name: string, fallbackMs: number) =>
+    reader.durationMs(name, fallbackMs, { min: 100, max: MAX_SERVER_TIMEOUT_MS });
+  const cap = (name: string, fallback: number) =>
+    reader.int(name, fallback, { min: 0, max: MAX_CONNECTION_LIMIT });
+  const limits: ServerLimits = {
+    handshakeTimeoutMs: timeout(
+      ENV_NEXUS_HANDSHAKE_TIMEOUT,
+      DEFAULT_SERVER_LIMITS.handshakeTimeoutMs,
+    ),
+    headersTimeoutMs: timeout(ENV_NEXUS_HEADERS_TIMEOUT, DEFAULT_SERVER_LIMITS.headersTimeoutMs),
+    requestTimeoutMs: timeout(ENV_NEXUS_REQUEST_TIMEOUT, DEFAULT_SERVER_LIMITS.requestTimeoutMs),
+    keepAliveTimeoutMs: timeout(
+      ENV_NEXUS_KEEP_ALIVE_TIMEOUT,
+      DEFAULT_SERVER_LIMITS.keepAliveTimeoutMs,
+    ),
+    maxConnections: cap(ENV_NEXUS_MAX_CONNECTIONS, DEFAULT_SERVER_LIMITS.maxConnections),
+    maxConnectionsPerAddress: cap(
+      ENV_NEXUS_MAX_CONNECTIONS_PER_ADDRESS,
+      DEFAULT_SERVER_LIMITS.maxConnectionsPerAddress,
+    ),
+    maxConnectionsPerIdentity: cap(
+      ENV_NEXUS_MAX_CONNECTIONS_PER_IDENTITY,
+      DEFAULT_SERVER_LIMITS.maxConnectionsPerIdentity,
+    ),
+  };
+  if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+    reader.problem(
+      ENV_NEXUS_HEADERS_TIMEOUT,
+      reader.raw(ENV_NEXUS_HEADERS_TIMEOUT),
+      `must not exceed ${ENV_NEXUS_REQUEST_TIMEOUT} (${limits.requestTimeoutMs}ms): the request timeout covers the headers too`,
+    );
+  }
+  return limits;
 }
 
 /** Comma-separated https URLs, unique, exactly one per shard (SPIKE's rule). */

@@ -77,6 +77,7 @@ await runService('spike-nexus', async () => {
     ownRole: isNexus(td),
     authorizePeers: matchMemberOf(td),
     listen: config.listen,
+    limits: config.limits,
     version: VERSION,
     createFetch: (getPeer, source) => {
       keeperClient = new MtlsClient({
@@ -117,6 +118,7 @@ await runService('spike-nexus', async () => {
         access,
         stats,
         maxBodyBytes: config.maxBodyBytes,
+        rateLimit: config.rateLimit,
         auditSink: countingAuditSink,
       }).fetch as never;
     },

@@ -20,6 +20,7 @@ import {
   NotFoundError,
   NotReadyError,
   PayloadTooLargeError,
+  RateLimitedError,
   ShamirInvalidShardsError,
   ShamirNotEnoughShardsError,
   SvidInvalidError,
@@ -59,6 +60,7 @@ const ERROR_BY_CODE = {
   ERR_SHAMIR_INVALID_SHARDS: (message) => new ShamirInvalidShardsError(message),
   ERR_SHAMIR_NOT_ENOUGH_SHARDS: (message) => new ShamirNotEnoughShardsError(message),
   ERR_ALREADY_UNSEALED: (message) => new AlreadyUnsealedError(message),
+  ERR_RATE_LIMITED: (message) => new RateLimitedError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error a non-2xx answer stands for. `body` is the raw response text. */

@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   'ERR_SHAMIR_INVALID_SHARDS',
   'ERR_SHAMIR_NOT_ENOUGH_SHARDS',
   'ERR_ALREADY_UNSEALED',
+  'ERR_RATE_LIMITED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -191,6 +192,23 @@ export class ShamirInvalidShardsError extends BrokerError {
 export class ShamirNotEnoughShardsError extends BrokerError {
   constructor(message: string, options?: BrokerErrorOptions) {
     super('ERR_SHAMIR_NOT_ENOUGH_SHARDS', message, options);
+  }
+}
+
+/**
+ * The caller's SPIFFE ID sent more requests than its rate allows. The answer
+ * carries `Retry-After`; other identities are not affected.
+ */
+export class RateLimitedError extends BrokerError {
+  /** Whole seconds until a request would be admitted again (at least 1). */
+  readonly retryAfterSeconds: number;
+
+  constructor(
+    message = 'Too many requests from this SPIFFE ID',
+    options?: BrokerErrorOptions & { readonly retryAfterSeconds?: number },
+  ) {
+    super('ERR_RATE_LIMITED', message, options);
+    this.retryAfterSeconds = Math.max(1, Math.ceil(options?.retryAfterSeconds ?? 1));
   }
 }
 

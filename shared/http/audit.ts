@@ -31,6 +31,9 @@ export interface AuditOptions {
   readonly now?: () => number;
 }
 
+/** Unauthenticated, forbidden, and rate limited (429 `ERR_RATE_LIMITED`) are denials. */
+const DENIED_STATUSES: ReadonlySet<number> = new Set([401, 403, 429]);
+
 export function audit(options: AuditOptions): MiddlewareHandler {
   const now = options.now ?? Date.now;
   return async function auditMiddleware(c, next) {
@@ -51,7 +54,7 @@ export function audit(options: AuditOptions): MiddlewareHandler {
         route: c.req.routePath,
         action: annotation?.action ?? 'http.request',
         resource: annotation?.resource ?? null,
-        outcome: status === 401 || status === 403 ? 'denied' : status >= 400 ? 'error' : 'allowed',
+        outcome: DENIED_STATUSES.has(status) ? 'denied' : status >= 400 ? 'error' : 'allowed',
         status,
         errorCode,
         durationMs: now() - started,

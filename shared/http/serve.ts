@@ -3,16 +3,66 @@
  * Node and Deno alike. Peers are verified and authorized once per connection
  * (refused ones are destroyed before a request is read); SVID and bundle
  * rotations swap the SecureContext so new handshakes use the new certificate.
+ *
+ * Resource limits (`ServerLimits`) bound what a client can hold without doing
+ * useful work: a TLS handshake, the request headers, the whole request and an
+ * idle kept-alive connection each have a timeout, and open connections are
+ * capped in total, per remote address (before TLS) and per verified SPIFFE ID
+ * (right after the handshake). A connection over a cap is closed at once and
+ * counted as a refusal. Per-identity request rates are the app's business
+ * (`rate_limit.ts`), since only a request has a verified caller to key on.
  */
 
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
 import { PeerVerifier, serverTlsOptions } from '../spiffe/mtls.ts';
 import type { X509SvidSource } from '../spiffe/x509_source.ts';
+
+export interface ServerLimits {
+  /** Time for a new connection's TLS handshake (a silent TCP connection is closed after it). */
+  readonly handshakeTimeoutMs: number;
+  /** Time for a request's headers to arrive, also on a fresh connection (slow-loris guard). */
+  readonly headersTimeoutMs: number;
+  /** Time for a whole request, headers and body, to arrive (slow-body guard). */
+  readonly requestTimeoutMs: number;
+  /** How long a kept-alive connection may sit idle between requests. */
+  readonly keepAliveTimeoutMs: number;
+  /** Open connections in all; 0 means no limit. */
+  readonly maxConnections: number;
+  /** Open connections from one remote IP address, counted before TLS; 0 means no limit. */
+  readonly maxConnectionsPerAddress: number;
+  /** Open connections of one verified SPIFFE ID; 0 means no limit. */
+  readonly maxConnectionsPerIdentity: number;
+}
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = Object.freeze({
+  handshakeTimeoutMs: 10_000,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 1024,
+  maxConnectionsPerAddress: 512,
+  maxConnectionsPerIdentity: 128,
+});
+
+/**
+ * Node checks the header and request timeouts of open connections on a
+ * timer, every 30 s by default, so a 10 s timeout could let a slow client
+ * hold its connection for 40 s. Checking at a quarter of the shorter
+ * timeout, within these bounds, keeps the overshoot small and the cost low.
+ */
+const MIN_CHECK_INTERVAL_MS = 100;
+const MAX_CHECK_INTERVAL_MS = 1_000;
+
+/** How often the open connections are checked against the header and request timeouts. */
+export function connectionsCheckingIntervalMs(limits: ServerLimits): number {
+  const shorter = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
+  return Math.min(MAX_CHECK_INTERVAL_MS, Math.max(MIN_CHECK_INTERVAL_MS, Math.floor(shorter / 4)));
+}
 
 export interface ServeMtlsOptions {
   readonly fetch: (request: Request, env: never) => Response | Promise<Response>;
@@ -22,34 +72,85 @@ export interface ServeMtlsOptions {
   readonly logger: Logger;
   readonly port: number;
   readonly hostname?: string;
-  /** Time allowed for a client to send request headers (slow-loris guard). */
-  readonly headersTimeoutMs?: number;
-  /** Time allowed for a whole request. */
-  readonly requestTimeoutMs?: number;
+  /** Timeouts and connection caps; unset fields take `DEFAULT_SERVER_LIMITS`. */
+  readonly limits?: Partial<ServerLimits>;
 }
 
 export interface MtlsServer {
   readonly port: number;
   readonly hostname: string;
   readonly verifier: PeerVerifier;
+  readonly limits: ServerLimits;
+  /** Connections open now (admitted or still in their handshake), refused ones not counted. */
+  openConnections(): number;
   close(): Promise<void>;
 }
 
 export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> {
   const { source, logger } = options;
   const verifier = new PeerVerifier({ source, authorize: options.authorize, logger });
+  const limits = checkLimits({ ...DEFAULT_SERVER_LIMITS, ...options.limits });
   const server = createAdaptorServer({
     fetch: options.fetch as never,
     createServer,
-    serverOptions: serverTlsOptions(source),
+    serverOptions: {
+      ...serverTlsOptions(source),
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: connectionsCheckingIntervalMs(limits),
+    },
   }) as Server;
-  server.headersTimeout = options.headersTimeoutMs ?? 10_000;
-  server.requestTimeout = options.requestTimeoutMs ?? 30_000;
-
-  server.on('secureConnection', (socket: TLSSocket) => {
-    verifier.admit(socket);
+  // Open connections in all and per remote address, counted when TCP accepts
+  // them (here rather than with `server.maxConnections`, whose drops Deno
+  // does not report).
+  const perAddress = new Counter(limits.maxConnectionsPerAddress);
+  // The TLS layer reports a socket closed here as a failed handshake; it is
+  // one refusal, already counted.
+  const refusedEarly = new WeakSet<Socket>();
+  let open = 0;
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? 'unknown';
+    let reason: string | undefined;
+    if (limits.maxConnections > 0 && open >= limits.maxConnections) {
+      reason = `Over the limit of ${limits.maxConnections} open connections`;
+    } else if (!perAddress.tryAcquire(address, socket)) {
+      reason = `Over the limit of ${limits.maxConnectionsPerAddress} open connections per remote address`;
+    }
+    if (reason !== undefined) {
+      refusedEarly.add(socket);
+      verifier.refuse(undefined, { reason, remoteAddress: address });
+      socket.destroy();
+      return;
+    }
+    open += 1;
+    socket.once('close', () => {
+      open -= 1;
+    });
+  });
+  // Open connections per verified SPIFFE ID, counted once the peer is admitted.
+  const perIdentity = new Counter(limits.maxConnectionsPerIdentity);
+  // Ahead of the HTTP server's own listener: a refused socket is destroyed
+  // before a parser is attached to it. Registered after it, Node has already
+  // parsed the first request of a refused connection and run the app on it.
+  server.prependListener('secureConnection', (socket: TLSSocket) => {
+    const peer = verifier.admit(socket);
+    if (peer !== undefined && !perIdentity.tryAcquire(peer.id.toString(), socket)) {
+      verifier.refuse(socket, {
+        reason: `Over the limit of ${limits.maxConnectionsPerIdentity} open connections per SPIFFE ID`,
+        peerId: peer.id.toString(),
+        ...(socket.remoteAddress === undefined ? {} : { remoteAddress: socket.remoteAddress }),
+      });
+    }
   });
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
+    // Node and Deno keep the accepted TCP socket of a server-side TLSSocket in `_parent`.
+    const raw = (socket as TLSSocket & { _parent?: Socket })._parent;
+    if (raw !== undefined && refusedEarly.has(raw)) {
+      socket.destroy();
+      return;
+    }
     verifier.refuse(socket, {
       reason: `TLS handshake failed: ${err.code ?? err.message}`,
       ...(socket.remoteAddress === undefined ? {} : { remoteAddress: socket.remoteAddress }),
@@ -102,6 +203,8 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
     port: address.port,
     hostname: address.address,
     verifier,
+    limits,
+    openConnections: () => open,
     close() {
       unsubscribe();
       return new Promise<void>((resolve) => {
@@ -110,4 +213,60 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
       });
     },
   };
+}
+
+function checkLimits(limits: ServerLimits): ServerLimits {
+  for (const [name, value] of Object.entries(limits)) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new RangeError(`Server limit ${name} must be a non-negative integer, got ${value}`);
+    }
+  }
+  for (const name of [
+    'handshakeTimeoutMs',
+    'headersTimeoutMs',
+    'requestTimeoutMs',
+    'keepAliveTimeoutMs',
+  ] as const) {
+    if (limits[name] === 0) {
+      throw new RangeError(`Server limit ${name} must be positive`);
+    }
+  }
+  if (limits.headersTimeoutMs > limits.requestTimeoutMs) {
+    throw new RangeError('The headers timeout must not exceed the request timeout');
+  }
+  return Object.freeze({ ...limits });
+}
+
+/** Counts open sockets per key up to a cap (0: no cap); a socket's close releases its slot. */
+class Counter {
+  readonly #max: number;
+  readonly #counts = new Map<string, number>();
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  /** Takes a slot for the socket, or returns false when the key is at its cap. */
+  tryAcquire(
+    key: string,
+    socket: { once(event: 'close', listener: () => void): unknown },
+  ): boolean {
+    if (this.#max === 0) {
+      return true;
+    }
+    const count = this.#counts.get(key) ?? 0;
+    if (count >= this.#max) {
+      return false;
+    }
+    this.#counts.set(key, count + 1);
+    socket.once('close', () => {
+      const left = (this.#counts.get(key) ?? 1) - 1;
+      if (left <= 0) {
+        this.#counts.delete(key);
+      } else {
+        this.#counts.set(key, left);
+      }
+    });
+    return true;
+  }
 }

@@ -11,7 +11,7 @@ import { formatWorkloadApiAddress } from '../spiffe/workload_address.ts';
 import { createX509Source, type X509SvidSource } from '../spiffe/x509_source.ts';
 import type { GetPeer } from './peer.ts';
 import { peerFromConnection } from './peer.ts';
-import { type MtlsServer, serveMtls } from './serve.ts';
+import { type MtlsServer, type ServerLimits, serveMtls } from './serve.ts';
 
 export interface MtlsServiceOptions {
   readonly identity: IdentityConfig;
@@ -27,6 +27,8 @@ export interface MtlsServiceOptions {
     getPeer: GetPeer,
     source: X509SvidSource,
   ) => (request: Request, env: never) => Response | Promise<Response>;
+  /** Timeouts and connection caps of the server; unset fields take the defaults. */
+  readonly limits?: Partial<ServerLimits>;
   /** Runs at stop, after the server closed and before the source does. */
   readonly onStop?: () => Promise<void> | void;
 }
@@ -60,6 +62,7 @@ export async function startMtlsService(options: MtlsServiceOptions): Promise<Mtl
       logger,
       port: options.listen.port,
       hostname: options.listen.host,
+      ...(options.limits === undefined ? {} : { limits: options.limits }),
     });
     getPeer = peerFromConnection(server.verifier);
     logger.info('Listening', {

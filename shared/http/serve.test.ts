@@ -1,0 +1,268 @@
+/**
+ * serveMtls's resource limits over real sockets: every timeout closes the
+ * connection it guards well before Node's default 30 s check would, and the
+ * connection caps refuse (and count once) what is over them while others
+ * still get in. Generous deadlines: these assert that a close happens, not
+ * how fast.
+ */
+import assert from 'node:assert/strict';
+import { type Socket, connect as tcpConnect } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { connect, type TLSSocket } from 'node:tls';
+import { bundleSetOf, createTestCa, type TestCa } from '../../test/harness/pki.ts';
+import { createLogger, createMemorySink } from '../log/logger.ts';
+import { matchMemberOf } from '../spiffe/match.ts';
+import { parseTrustDomain } from '../spiffe/spiffe_id.ts';
+import { StaticX509Source } from '../spiffe/x509_source.ts';
+import { createBaseApp } from './app.ts';
+import { type GetPeer, peerFromConnection } from './peer.ts';
+import {
+  connectionsCheckingIntervalMs,
+  DEFAULT_SERVER_LIMITS,
+  type MtlsServer,
+  type ServerLimits,
+  serveMtls,
+} from './serve.ts';
+
+const TD = parseTrustDomain('example.org');
+/** Far below the 30 s at which Node would first check a timeout by default. */
+const CLOSE_DEADLINE_MS = 10_000;
+
+interface Credentials {
+  readonly key: string;
+  readonly cert: string;
+}
+
+let ca: TestCa;
+const servers: MtlsServer[] = [];
+const sockets: Socket[] = [];
+
+async function credentialsOf(path: string): Promise<Credentials> {
+  const svid = (await ca.issueSvid(`spiffe://example.org${path}`)).x509Svid();
+  return { key: svid.privateKeyPem(), cert: svid.certificatePem() };
+}
+
+async function startServer(limits: Partial<ServerLimits>): Promise<MtlsServer> {
+  const svid = (await ca.issueSvid('spiffe://example.org/spike/nexus')).x509Svid();
+  const logger = createLogger({ component: 'test', sink: createMemorySink() });
+  let getPeer: GetPeer = () => undefined;
+  const app = createBaseApp((c) => getPeer(c), logger);
+  app.get('/ping', (c) => c.json({ ok: true }));
+  app.post('/echo', async (c) => c.json({ length: (await c.req.text()).length }));
+  const server = await serveMtls({
+    fetch: app.fetch as never,
+    source: new StaticX509Source(svid, bundleSetOf(ca)),
+    authorize: matchMemberOf(TD),
+    logger,
+    port: 0,
+    limits,
+  });
+  getPeer = peerFromConnection(server.verifier);
+  servers.push(server);
+  return server;
+}
+
+function track<T extends Socket>(socket: T): T {
+  sockets.push(socket);
+  socket.on('error', () => {});
+  // Reading keeps the socket flowing, so the server's close reaches us as 'close'.
+  socket.resume();
+  return socket;
+}
+
+function tlsConnect(server: MtlsServer, credentials: Credentials): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = track(
+      connect({
+        host: '127.0.0.1',
+        port: server.port,
+        ...credentials,
+        ca: ca.rootPem,
+        checkServerIdentity: () => undefined,
+      }),
+    );
+    socket.once('secureConnect', () => resolve(socket));
+    socket.once('error', reject);
+    socket.once('close', () => reject(new Error('closed before the handshake completed')));
+  });
+}
+
+/** Resolves with what the server wrote once it closes the socket; rejects after the deadline. */
+function whenClosed(socket: Socket, deadlineMs = CLOSE_DEADLINE_MS): Promise<string> {
+  let received = '';
+  socket.on('data', (chunk: Uint8Array) => {
+    received += new TextDecoder().decode(chunk);
+  });
+  return new Promise((resolve, reject) => {
+    if (socket.destroyed) {
+      resolve(received);
+      return;
+    }
+    const timer = setTimeout(
+      () => reject(new Error(`still open after ${deadlineMs} ms`)),
+      deadlineMs,
+    );
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(received);
+    });
+  });
+}
+
+/** Whether a fresh connection completes its handshake and stays usable for a request. */
+async function canRequest(server: MtlsServer, credentials: Credentials): Promise<boolean> {
+  try {
+    const socket = await tlsConnect(server, credentials);
+    const answer = whenClosed(socket);
+    socket.write('GET /ping HTTP/1.1\r\nHost: nexus\r\nConnection: close\r\n\r\n');
+    return (await answer).startsWith('HTTP/1.1 200');
+  } catch {
+    return false;
+  }
+}
+
+describe('serveMtls() resource limits', () => {
+  let app: Credentials;
+  let other: Credentials;
+
+  before(async () => {
+    ca = await createTestCa('example.org');
+    app = await credentialsOf('/apps/one');
+    other = await credentialsOf('/apps/two');
+  });
+
+  after(async () => {
+    for (const socket of sockets) socket.destroy();
+    await Promise.all(servers.map((server) => server.close()));
+  });
+
+  test('checks the timeouts often enough to enforce them (not every 30 s)', () => {
+    assert.equal(connectionsCheckingIntervalMs(DEFAULT_SERVER_LIMITS), 1_000);
+    assert.equal(
+      connectionsCheckingIntervalMs({
+        ...DEFAULT_SERVER_LIMITS,
+        headersTimeoutMs: 200,
+        requestTimeoutMs: 400,
+      }),
+      100,
+    );
+  });
+
+  test('a TCP connection that never starts TLS is closed after the handshake timeout', async () => {
+    const server = await startServer({ handshakeTimeoutMs: 300 });
+    const socket = track(tcpConnect({ host: '127.0.0.1', port: server.port }));
+    await whenClosed(socket);
+  });
+
+  test('a connection that sends no request is answered 408 and closed after the headers timeout', async () => {
+    const server = await startServer({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const socket = await tlsConnect(server, app);
+    assert.match(await whenClosed(socket), /^HTTP\/1\.1 408/);
+  });
+
+  test('headers trickled in one line at a time are cut off by the headers timeout', async () => {
+    const server = await startServer({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const socket = await tlsConnect(server, app);
+    socket.write('GET /ping HTTP/1.1\r\nHost: nexus\r\n');
+    const trickle = setInterval(() => {
+      if (!socket.destroyed) socket.write('X-Slow: 1\r\n');
+    }, 50);
+    try {
+      assert.match(await whenClosed(socket), /^HTTP\/1\.1 408/);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
+  test('a body trickled in one byte at a time is cut off by the request timeout', async () => {
+    const server = await startServer({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const socket = await tlsConnect(server, app);
+    socket.write('POST /echo HTTP/1.1\r\nHost: nexus\r\nContent-Length: 1000\r\n\r\n');
+    const trickle = setInterval(() => {
+      if (!socket.destroyed) socket.write('a');
+    }, 50);
+    try {
+      assert.match(await whenClosed(socket), /^HTTP\/1\.1 408/);
+    } finally {
+      clearInterval(trickle);
+    }
+  });
+
+  test('a kept-alive connection is closed once idle for the keep-alive timeout', async () => {
+    const server = await startServer({ keepAliveTimeoutMs: 300 });
+    const socket = await tlsConnect(server, app);
+    const answer = whenClosed(socket);
+    socket.write('GET /ping HTTP/1.1\r\nHost: nexus\r\n\r\n');
+    assert.match(await answer, /^HTTP\/1\.1 200/);
+  });
+
+  test('connections over the per-identity cap are refused, once each, and others still get in', async () => {
+    const server = await startServer({ maxConnectionsPerIdentity: 2 });
+    const held = [await tlsConnect(server, app), await tlsConnect(server, app)];
+    const refusedBefore = server.verifier.refusedCount;
+    // TLS 1.3 completes the client's handshake before the server has checked
+    // the peer, so a refused connection is one that closes without an answer.
+    const third = await tlsConnect(server, app);
+    assert.equal(await whenClosed(third), '');
+    assert.equal(server.verifier.refusedCount - refusedBefore, 1);
+    assert.equal(await canRequest(server, other), true);
+    // A closed connection gives its slot back.
+    const released = whenClosed(held[0] as TLSSocket);
+    held[0]?.destroy();
+    await released;
+    await waitFor(() => server.openConnections() <= 2);
+    assert.equal(await canRequest(server, app), true);
+  });
+
+  test('connections over the per-address cap are refused before TLS, counted once', async () => {
+    const server = await startServer({ maxConnectionsPerAddress: 2, handshakeTimeoutMs: 5_000 });
+    const held = [
+      track(tcpConnect({ host: '127.0.0.1', port: server.port })),
+      track(tcpConnect({ host: '127.0.0.1', port: server.port })),
+    ];
+    await waitFor(() => server.openConnections() === 2);
+    const refusedBefore = server.verifier.refusedCount;
+    const third = track(tcpConnect({ host: '127.0.0.1', port: server.port }));
+    await whenClosed(third);
+    // Give a second (wrong) refusal from the TLS layer the time to show up.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(server.verifier.refusedCount - refusedBefore, 1);
+    for (const socket of held) socket.destroy();
+    await waitFor(() => server.openConnections() === 0);
+    assert.equal(await canRequest(server, app), true);
+  });
+
+  test('connections over the total cap are refused before TLS, counted once', async () => {
+    const server = await startServer({ maxConnections: 2, handshakeTimeoutMs: 5_000 });
+    const held = [
+      track(tcpConnect({ host: '127.0.0.1', port: server.port })),
+      track(tcpConnect({ host: '127.0.0.1', port: server.port })),
+    ];
+    await waitFor(() => server.openConnections() === 2);
+    const refusedBefore = server.verifier.refusedCount;
+    const third = track(tcpConnect({ host: '127.0.0.1', port: server.port }));
+    await whenClosed(third);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(server.verifier.refusedCount - refusedBefore, 1);
+    for (const socket of held) socket.destroy();
+    await waitFor(() => server.openConnections() === 0);
+    assert.equal(await canRequest(server, app), true);
+  });
+
+  test('refuses limits that cannot work', async () => {
+    await assert.rejects(startServer({ headersTimeoutMs: 0 }), RangeError);
+    await assert.rejects(startServer({ maxConnections: -1 }), RangeError);
+    await assert.rejects(
+      startServer({ headersTimeoutMs: 2_000, requestTimeoutMs: 1_000 }),
+      RangeError,
+    );
+  });
+});
+
+async function waitFor(condition: () => boolean, timeoutMs = CLOSE_DEADLINE_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
