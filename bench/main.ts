@@ -6,7 +6,8 @@
  *
  *   npm run bench                          full run (about 6 minutes)
  *   npm run bench -- --quick               smoke run with tiny sizes (CI)
- *   npm run bench -- --database-url URL    also the PostgreSQL figures
+ *   npm run bench -- --database-url URL    also the PostgreSQL figures, on a
+ *                                          scratch database it creates there
  *
  * Results go to bench/results/<date>.json and .md; docs/performance.md holds
  * a committed run and what limits each figure.
@@ -19,6 +20,7 @@ import { parseArgs } from 'node:util';
 import { PATHS } from '../shared/api/paths.ts';
 import { open, seal } from '../shared/crypto/aead.ts';
 import { type Broker, startBroker } from '../test/harness/broker.ts';
+import { createScratchDatabase, dropScratchDatabases } from '../test/harness/postgres.ts';
 import { freePort, ROOT, type Runtime, runProgram, startProgram } from '../test/harness/spawn.ts';
 import { type LoadResult, type LoadSpec, median, runLoad } from './load.ts';
 import {
@@ -111,6 +113,9 @@ async function startBenchBroker(runtime: Runtime, databaseUrl?: string): Promise
     trustDomain: TD,
     runtime,
     workloads: { app: '/apps/bench', baseline: '/bench/baseline' },
+    // One identity sends the whole load: the per-identity rate limit would
+    // measure itself, not the broker's capacity.
+    nexusEnv: { SPIKE_NEXUS_RATE_LIMIT_PER_SECOND: '0' },
     ...(databaseUrl === undefined ? {} : { databaseUrl }),
   });
   brokers.push(broker);
@@ -410,8 +415,18 @@ async function denoFigures(nodeRead: LoadResult): Promise<void> {
   await stopBroker(broker);
 }
 
-async function postgresFigures(databaseUrl: string): Promise<void> {
+/** On a scratch database created on the given server, dropped at the end. */
+async function postgresFigures(serverUrl: string): Promise<void> {
   log(`\n## PostgreSQL: one Nexus, then two on the same database`);
+  const databaseUrl = await createScratchDatabase(serverUrl);
+  try {
+    await postgresLoads(databaseUrl);
+  } finally {
+    await dropScratchDatabases(serverUrl);
+  }
+}
+
+async function postgresLoads(databaseUrl: string): Promise<void> {
   const broker = await startBenchBroker('node', databaseUrl);
   printLoadHeader(log);
   const prefix = `bench/pg-${Date.now()}`;

@@ -33,6 +33,9 @@ step "tests on Node"
 bash scripts/test.sh node 2>&1 | tee "$log_dir/node.log"
 step "tests on Deno"
 NO_COLOR=1 bash scripts/test.sh deno 2>&1 | tee "$log_dir/deno.log"
+step "benchmark smoke run (tiny sizes: it proves the benchmark runs, not the figures)"
+npm run --silent bench -- --quick --out "$log_dir/bench" \
+  ${SPIKE_TEST_DATABASE_URL:+--database-url "$SPIKE_TEST_DATABASE_URL"}
 step "done"
 # One closing line for both runtimes. Deno counts top-level tests and their
 # steps separately; the steps are the equivalent of Node's subtests.

@@ -35,8 +35,9 @@ const created: string[] = [];
  * 0.1 s each: cheaper than any cleanup that would also isolate nested
  * fixtures.
  */
-export async function createScratchDatabase(): Promise<string> {
-  const base = testDatabaseUrl();
+export async function createScratchDatabase(
+  base: string | undefined = testDatabaseUrl(),
+): Promise<string> {
   if (base === undefined) {
     throw new Error(`${TEST_DATABASE_URL_ENV} is not set`);
   }
@@ -49,8 +50,9 @@ export async function createScratchDatabase(): Promise<string> {
 }
 
 /** Drops every database this process created, with any connection still open. */
-export async function dropScratchDatabases(): Promise<void> {
-  const base = testDatabaseUrl();
+export async function dropScratchDatabases(
+  base: string | undefined = testDatabaseUrl(),
+): Promise<void> {
   if (base === undefined) return;
   for (const name of created.splice(0)) {
     await admin(base, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
