@@ -1,12 +1,13 @@
 /**
- * The Keeper's HTTP app: the base app (peer first), a body limit, the health
- * route and the shard routes.
+ * The Keeper's HTTP app: the base app (audit trail, then peer), a body
+ * limit, the health route and the shard routes.
  */
 import type { Hono } from 'hono';
 import { createBaseApp } from '../shared/http/app.ts';
 import { limitBody } from '../shared/http/body_limit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
+import type { AuditSink } from '../shared/log/audit_log.ts';
 import type { Logger } from '../shared/log/logger.ts';
 import { isNexus } from '../shared/spiffe/identities.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
@@ -21,10 +22,16 @@ export interface KeeperAppDeps {
   readonly logger: Logger;
   readonly trustDomain: TrustDomain;
   readonly holder: ShardHolder;
+  /** Where each request is audited; without it requests are not audited (tests). */
+  readonly auditSink?: AuditSink;
 }
 
 export function createApp(deps: KeeperAppDeps): Hono<PeerEnv> {
-  const app = createBaseApp(deps.getPeer, deps.logger);
+  const app = createBaseApp(
+    deps.getPeer,
+    deps.logger,
+    deps.auditSink === undefined ? {} : { audit: { sink: deps.auditSink, component: 'keeper' } },
+  );
   app.use(limitBody(KEEPER_MAX_BODY_BYTES));
   app.route('/', createHealthRoutes('keeper', isNexus(deps.trustDomain), deps.logger));
   app.route(

@@ -1,4 +1,8 @@
-/** Keeper configuration: where it listens, plus the identity settings every program reads. */
+/**
+ * Keeper configuration: where it listens, where its audit trail goes, plus
+ * the identity settings every program reads.
+ */
+import { isAbsolute } from 'node:path';
 import {
   type IdentityConfig,
   type ListenConfig,
@@ -9,11 +13,14 @@ import { type Env, EnvReader } from '../shared/config/env.ts';
 
 export const ENV_KEEPER_TLS_HOST = 'SPIKE_KEEPER_TLS_HOST';
 export const ENV_KEEPER_TLS_PORT = 'SPIKE_KEEPER_TLS_PORT';
+export const ENV_KEEPER_AUDIT_LOG = 'SPIKE_KEEPER_AUDIT_LOG';
 export const DEFAULT_KEEPER_TLS_PORT = 8443;
 
 export interface KeeperConfig {
   readonly identity: IdentityConfig;
   readonly listen: ListenConfig;
+  /** `-` for stdout, or an absolute file path (as `SPIKE_NEXUS_AUDIT_LOG`). */
+  readonly auditLog: string;
 }
 
 export function loadKeeperConfig(env: Env): KeeperConfig {
@@ -24,5 +31,9 @@ export function loadKeeperConfig(env: Env): KeeperConfig {
     { host: ENV_KEEPER_TLS_HOST, port: ENV_KEEPER_TLS_PORT },
     DEFAULT_KEEPER_TLS_PORT,
   );
-  return reader.finish({ identity, listen });
+  const auditLog = reader.str(ENV_KEEPER_AUDIT_LOG, '-');
+  if (auditLog !== '-' && !isAbsolute(auditLog)) {
+    reader.problem(ENV_KEEPER_AUDIT_LOG, auditLog, 'must be "-" (stdout) or an absolute file path');
+  }
+  return reader.finish({ identity, listen, auditLog });
 }

@@ -79,6 +79,8 @@ await runService('spike-nexus', async () => {
     listen: config.listen,
     limits: config.limits,
     version: VERSION,
+    // Connections refused at TLS go to the plain sink: `deniedRequests` counts requests.
+    audit: { sink: auditSink, component: 'nexus' },
     createFetch: (getPeer, source) => {
       keeperClient = new MtlsClient({
         source,

@@ -5,9 +5,14 @@
  * carry the caller's SPIFFE ID and never a secret value, shard or key, nor the
  * raw query string. They go to their own sink (shared/log/audit_log.ts),
  * apart from the operational log.
+ *
+ * A connection refused at the TLS layer never becomes a request, so
+ * `auditRefusals` writes one `tls.connect` event for it instead.
  */
 import type { Context, MiddlewareHandler } from 'hono';
+import type { ErrorCode } from '../errors/errors.ts';
 import type { AuditSink } from '../log/audit_log.ts';
+import type { PeerRefusal, RefusalListener } from '../spiffe/mtls.ts';
 
 export interface AuditAnnotation {
   readonly action: string;
@@ -60,5 +65,40 @@ export function audit(options: AuditOptions): MiddlewareHandler {
         durationMs: now() - started,
       });
     }
+  };
+}
+
+/** The action of a connection refused at the TLS layer. */
+export const TLS_CONNECT_ACTION = 'tls.connect';
+
+/**
+ * A `PeerVerifier` listener that writes one denied `tls.connect` event per
+ * refused connection: the reason, the remote address, and the peer's SPIFFE
+ * ID (`peer` when its SVID verified but it may not connect here,
+ * `claimedPeer` when it was only read from an unverified certificate).
+ */
+export function auditRefusals(options: AuditOptions): RefusalListener {
+  const now = options.now ?? Date.now;
+  return function auditRefusal(refusal: PeerRefusal) {
+    const isVerified = refusal.peerId !== undefined;
+    options.sink.write({
+      ts: new Date(now()).toISOString(),
+      trailId: crypto.randomUUID(),
+      component: options.component,
+      peer: refusal.peerId ?? null,
+      claimedPeer: refusal.claimedId ?? null,
+      method: null,
+      route: null,
+      action: TLS_CONNECT_ACTION,
+      resource: null,
+      outcome: 'denied',
+      // A verified peer is known and not allowed; any other was not
+      // authenticated. The status is what the refusal stands for, never sent.
+      status: isVerified ? 403 : 401,
+      errorCode: (isVerified ? 'ERR_ACCESS_DENIED' : 'ERR_UNAUTHENTICATED') satisfies ErrorCode,
+      durationMs: 0,
+      reason: refusal.reason,
+      remoteAddress: refusal.remoteAddress ?? null,
+    });
   };
 }

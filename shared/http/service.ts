@@ -1,14 +1,17 @@
 /**
  * Start-up shared by the mTLS services (Nexus, Keeper): fetch our SVID from
  * the Workload API, refuse to run under the wrong identity, and serve an app
- * over SPIFFE mTLS. Returns what `runService` needs to stop it.
+ * over SPIFFE mTLS, auditing every connection refused at the TLS layer.
+ * Returns what `runService` needs to stop it.
  */
 import type { IdentityConfig, ListenConfig } from '../config/common.ts';
 import { AccessDeniedError } from '../errors/errors.ts';
+import type { AuditSink } from '../log/audit_log.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
 import { formatWorkloadApiAddress } from '../spiffe/workload_address.ts';
 import { createX509Source, type X509SvidSource } from '../spiffe/x509_source.ts';
+import { auditRefusals } from './audit.ts';
 import type { GetPeer } from './peer.ts';
 import { peerFromConnection } from './peer.ts';
 import { type MtlsServer, type ServerLimits, serveMtls } from './serve.ts';
@@ -27,6 +30,11 @@ export interface MtlsServiceOptions {
     getPeer: GetPeer,
     source: X509SvidSource,
   ) => (request: Request, env: never) => Response | Promise<Response>;
+  /**
+   * Where connections refused at the TLS layer are audited (one `tls.connect`
+   * event each); the app audits requests with the same sink.
+   */
+  readonly audit?: { readonly sink: AuditSink; readonly component: string };
   /** Timeouts and connection caps of the server; unset fields take the defaults. */
   readonly limits?: Partial<ServerLimits>;
   /** Runs at stop, after the server closed and before the source does. */
@@ -65,6 +73,12 @@ export async function startMtlsService(options: MtlsServiceOptions): Promise<Mtl
       ...(options.limits === undefined ? {} : { limits: options.limits }),
     });
     getPeer = peerFromConnection(server.verifier);
+    // Subscribed in the same turn as the listen callback, before any
+    // connection can be accepted, so no refusal goes unaudited.
+    const stopAuditingRefusals =
+      options.audit === undefined
+        ? undefined
+        : server.verifier.onRefusal(auditRefusals(options.audit));
     logger.info('Listening', {
       version: options.version,
       spiffeId: own.toString(),
@@ -77,6 +91,7 @@ export async function startMtlsService(options: MtlsServiceOptions): Promise<Mtl
       async stop() {
         logger.info('Stopping');
         await server.close();
+        stopAuditingRefusals?.();
         await options.onStop?.();
         source.close();
         logger.info('Stopped');

@@ -1,6 +1,6 @@
 /**
- * The audit log: JSON lines, one event per request, in its own sink apart
- * from the operational log. Writes are synchronous so that an acknowledged
+ * The audit log: JSON lines, one event per request and one per connection
+ * refused at the TLS layer, in its own sink apart from the operational log. Writes are synchronous so that an acknowledged
  * request is audited even if the process dies right after; pino's
  * destination (sonic-boom) retries when a pipe is full instead of failing.
  */
@@ -8,22 +8,38 @@ import { pino } from 'pino';
 
 export type AuditOutcome = 'allowed' | 'denied' | 'error';
 
+/**
+ * One audit event. A connection refused at the TLS layer (action
+ * `tls.connect`, outcome `denied`) has no method or route, since no request
+ * was read; its `status` is the one the refusal stands for (401 when the peer
+ * was not authenticated, 403 when its SVID verified but it may not connect),
+ * so `denied` still means 401 or 403. It carries `reason` and
+ * `remoteAddress`.
+ */
 export interface AuditEvent {
   readonly ts: string;
   readonly trailId: string;
   readonly component: string;
+  /** The verified SPIFFE ID of the caller, or null when none was verified. */
   readonly peer: string | null;
-  readonly method: string;
+  /** The SPIFFE ID an unverified certificate claimed (TLS refusals only). */
+  readonly claimedPeer?: string | null;
+  readonly method: string | null;
   /** The matched route pattern, e.g. `/v1/secrets/data/:path{.+}`. */
-  readonly route: string;
+  readonly route: string | null;
   /** `noun.verb`, e.g. `secret.read`; `http.request` when a route set none. */
   readonly action: string;
   /** The entity acted on (a secret path, a policy name), never a value. */
   readonly resource: string | null;
   readonly outcome: AuditOutcome;
+  /** The HTTP status; for a TLS refusal the status it stands for (never sent). */
   readonly status: number;
   readonly errorCode: string | null;
   readonly durationMs: number;
+  /** Why a connection was refused (TLS refusals only); never certificate bytes. */
+  readonly reason?: string;
+  /** `address:port` of the peer (TLS refusals only). */
+  readonly remoteAddress?: string | null;
 }
 
 export interface AuditSink {

@@ -8,14 +8,18 @@
  * our own trust domain only (one trust domain per SecureContext, so roots of
  * different trust domains are never merged), then `verifyX509Svid` re-checks
  * the whole chain by SPIFFE's rules and the matcher authorizes the ID. A server
- * destroys a refused connection before any request on it is parsed.
+ * destroys a refused connection before any request on it is parsed, and
+ * reports every refusal (reason, remote address, the peer's SPIFFE ID when
+ * one could be read) to its listeners, which write it to the audit log.
  */
 import { constants as cryptoConstants } from 'node:crypto';
 import type { AgentOptions, Agent as HttpsAgent } from 'node:https';
 import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
 import { isBrokerError, SvidInvalidError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
+import { x509 } from './_x509.ts';
 import type { Matcher } from './match.ts';
+import { parseSpiffeId } from './spiffe_id.ts';
 import type { X509SvidSource } from './x509_source.ts';
 import { MAX_CHAIN_LENGTH, type VerifiedSvid, verifyX509Svid } from './x509_svid.ts';
 
@@ -50,17 +54,25 @@ export function credentialsFromSource(source: X509SvidSource): TlsCredentials {
 }
 
 /**
- * Options for `https.createServer`: client certificates required, TLS 1.3.
+ * Options for `https.createServer`: a client certificate requested, TLS 1.3.
  * No TLS session is ever resumed: with SSL_OP_NO_TICKET OpenSSL issues only
  * stateful TLS 1.3 tickets, and Node's server keeps no session cache to resume
  * them from, so every connection does a full handshake and is verified in
  * full. `PeerVerifier.admit` would re-verify a resumed one anyway.
+ *
+ * `rejectUnauthorized` is off on purpose, and nothing unverified gets through
+ * because of it: OpenSSL still verifies the chain against our roots, and
+ * `PeerVerifier.admit` refuses every connection whose `socket.authorized` is
+ * false (no certificate, an unknown CA, outside its validity window) before a
+ * request is read. With it on, Node and Deno destroy such a connection
+ * themselves after the handshake, without a reason and without telling the
+ * server, so the refusal could be neither logged with its cause nor audited.
  */
 export function serverTlsOptions(source: X509SvidSource) {
   return {
     ...credentialsFromSource(source),
     requestCert: true,
-    rejectUnauthorized: true,
+    rejectUnauthorized: false,
     minVersion: MIN_TLS_VERSION,
     secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
   } as const;
@@ -84,12 +96,22 @@ export function peerChain(certificate: PeerCertificate | DetailedPeerCertificate
   return chain;
 }
 
-/** Why a peer was refused; logged and counted, never sent to the peer. */
+/**
+ * Why a peer was refused: logged, counted and audited, never sent to the
+ * peer. It never holds certificate bytes or keys.
+ */
 export interface PeerRefusal {
   readonly reason: string;
+  /** The SPIFFE ID of a peer whose SVID verified but that may not connect here. */
   readonly peerId?: string;
+  /** The SPIFFE ID an unverified certificate carries (its only URI SAN), if any. */
+  readonly claimedId?: string;
+  /** `address:port` of the peer. */
   readonly remoteAddress?: string;
 }
+
+/** Told about each refusal after the connection was destroyed. */
+export type RefusalListener = (refusal: PeerRefusal) => void;
 
 export interface PeerVerifierOptions {
   readonly source: X509SvidSource;
@@ -97,6 +119,9 @@ export interface PeerVerifierOptions {
   readonly authorize: Matcher;
   readonly logger: Logger;
 }
+
+/** Longest refusal reason passed on; peers choose some of its text (their URI SANs). */
+export const MAX_REFUSAL_REASON_CHARS = 512;
 
 /**
  * Verifies peers of a server once per connection and remembers the result per
@@ -107,6 +132,7 @@ export class PeerVerifier {
   readonly #authorize: Matcher;
   readonly #logger: Logger;
   readonly #peers = new WeakMap<TLSSocket, VerifiedSvid>();
+  readonly #listeners = new Set<RefusalListener>();
   #refused = 0;
   #admitted = 0;
   #suspendedReason: string | undefined;
@@ -144,21 +170,37 @@ export class PeerVerifier {
     return this.#suspendedReason !== undefined;
   }
 
+  /**
+   * Calls `listener` with every later refusal (the audit trail subscribes
+   * here); returns the unsubscribe function.
+   */
+  onRefusal(listener: RefusalListener): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
   /** Verifies and authorizes the peer of a new connection; destroys it if refused. */
   admit(socket: TLSSocket): VerifiedSvid | undefined {
+    let verified: VerifiedSvid | undefined;
     try {
       if (this.#suspendedReason !== undefined) {
         throw new SvidInvalidError(`Not serving: ${this.#suspendedReason}`);
       }
-      const peer = this.#verify(socket);
-      this.#peers.set(socket, peer);
+      verified = this.#verify(socket);
+      if (!this.#authorize(verified.id)) {
+        throw new SvidInvalidError(
+          `Peer "${verified.id}" is not allowed here: expected ${this.#authorize.description}`,
+        );
+      }
+      this.#peers.set(socket, verified);
       this.#admitted += 1;
-      return peer;
+      return verified;
     } catch (err) {
-      const remoteAddress = remoteOf(socket);
       this.refuse(socket, {
         reason: err instanceof Error ? err.message : String(err),
-        ...(remoteAddress === undefined ? {} : { remoteAddress }),
+        ...(verified === undefined ? {} : { peerId: verified.id.toString() }),
       });
       return undefined;
     }
@@ -169,25 +211,48 @@ export class PeerVerifier {
     return this.#peers.get(socket);
   }
 
-  /** Records a refusal (from `admit` or a TLS-level error) and closes the socket. */
+  /**
+   * Records a refusal (from `admit` or a TLS-level error) and closes the
+   * socket. The remote address (with its port) and the SPIFFE ID the peer's
+   * certificate claims are read from the socket when the refusal lacks them.
+   * Listeners run after the socket is destroyed; one that throws is logged
+   * and cannot undo the refusal.
+   */
   refuse(socket: TLSSocket | undefined, refusal: PeerRefusal): void {
     this.#refused += 1;
-    this.#logger.warn('Refused a TLS peer', { ...refusal });
+    const remoteAddress =
+      (socket === undefined ? undefined : remoteOf(socket)) ?? refusal.remoteAddress;
+    const claimedId =
+      refusal.claimedId ??
+      (refusal.peerId === undefined && socket !== undefined ? claimedIdOf(socket) : undefined);
     socket?.destroy();
+    const recorded: PeerRefusal = {
+      reason: truncate(refusal.reason, MAX_REFUSAL_REASON_CHARS),
+      ...(refusal.peerId === undefined ? {} : { peerId: refusal.peerId }),
+      ...(claimedId === undefined ? {} : { claimedId }),
+      ...(remoteAddress === undefined ? {} : { remoteAddress }),
+    };
+    this.#logger.warn('Refused a TLS peer', { ...recorded });
+    for (const listener of this.#listeners) {
+      try {
+        listener(recorded);
+      } catch (err) {
+        this.#logger.error('A refusal listener failed', {
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+    }
   }
 
   #verify(socket: TLSSocket): VerifiedSvid {
     if (!socket.authorized) {
+      if (!hasPeerCertificate(socket)) {
+        throw new SvidInvalidError('The peer presented no client certificate');
+      }
       throw new SvidInvalidError(`TLS verification failed: ${String(socket.authorizationError)}`);
     }
     const chain = peerChain(socket.getPeerCertificate(true));
-    const peer = verifyX509Svid(chain, this.#source.getX509Bundles(), { role: 'client' });
-    if (!this.#authorize(peer.id)) {
-      throw new SvidInvalidError(
-        `Peer "${peer.id}" is not allowed here: expected ${this.#authorize.description}`,
-      );
-    }
-    return peer;
+    return verifyX509Svid(chain, this.#source.getX509Bundles(), { role: 'client' });
   }
 }
 
@@ -195,6 +260,50 @@ function remoteOf(socket: TLSSocket): string | undefined {
   return socket.remoteAddress === undefined
     ? undefined
     : `${socket.remoteAddress}:${socket.remotePort ?? ''}`;
+}
+
+function hasPeerCertificate(socket: TLSSocket): boolean {
+  try {
+    return socket.getPeerCertificate(false)?.raw !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+/** The SPIFFE ID the peer's leaf claims, unverified; never throws. */
+function claimedIdOf(socket: TLSSocket): string | undefined {
+  let raw: Uint8Array | undefined;
+  try {
+    raw = socket.getPeerCertificate(false)?.raw;
+  } catch {
+    return undefined;
+  }
+  return raw === undefined ? undefined : claimedSpiffeId(raw);
+}
+
+/**
+ * The SPIFFE ID a certificate claims, read without verifying anything: its
+ * URI SAN when it has exactly one and that one is a well-formed SPIFFE ID
+ * (so it is plain ASCII of bounded length, safe for a log line). Otherwise,
+ * or if the certificate cannot be parsed, undefined. For audit records of
+ * refused peers only: never an input to an access decision.
+ */
+export function claimedSpiffeId(der: Uint8Array): string | undefined {
+  try {
+    const certificate = new x509.X509Certificate(new Uint8Array(der));
+    const san = certificate.getExtension(x509.SubjectAlternativeNameExtension);
+    const uris = san?.names.items.filter((name) => name.type === 'url') ?? [];
+    if (uris.length !== 1) {
+      return undefined;
+    }
+    return parseSpiffeId((uris[0] as x509.GeneralName).value).toString();
+  } catch {
+    return undefined;
+  }
+}
+
+function truncate(text: string, maxChars: number): string {
+  return text.length <= maxChars ? text : `${text.slice(0, maxChars)}…`;
 }
 
 /**

@@ -21,7 +21,17 @@
  * `notAfter`), the signer (`signer`) and what goes into the chain
  * (`includeIntermediate`, `includeRoot`). `createTestCa` options give a bad or
  * expired intermediate. All CAs of one trust domain share the same subject
- * names, as SPIRE's do, so only keys and signatures tell them apart.
+ * names, as SPIRE's do, so only keys and signatures tell them apart
+ * (`rootSubject` copies another CA's, e.g. a running agent's).
+ *
+ * Hostile certificates for a running broker:
+ *
+ * ```ts
+ * const real = await adoptTestCa(td, { certificatePem, privateKeyPem }); // the agent's CA
+ * await real.issueSvid(id, { validity: 'expired' });  // signed by the CA the broker trusts
+ * real.rootAsSvid();                                  // the trust domain's CA itself as a leaf
+ * await selfSignedSvid(id);                           // a leaf that signed itself
+ * ```
  */
 
 import { X509Certificate } from 'node:crypto';
@@ -29,9 +39,11 @@ import {
   type ExtKeyUsageName,
   type IssuedCertificate,
   type Issuer,
+  importSigningKey,
   issueCertificate,
   type KeyUsageName,
 } from '../../agent/certificate.ts';
+import { x509 } from '../../shared/spiffe/_x509.ts';
 import { X509Bundle, X509BundleSet } from '../../shared/spiffe/bundle.ts';
 import { concatBytes, derToPem } from '../../shared/spiffe/der.ts';
 import {
@@ -76,6 +88,8 @@ export interface TestCaOptions {
   readonly rootNotAfter?: Date;
   /** Root pathLenConstraint; absent means none. */
   readonly rootPathLength?: number;
+  /** The root's subject, e.g. another CA's to impersonate it; defaults to a test name. */
+  readonly rootSubject?: string;
 }
 
 export interface SvidOverrides {
@@ -129,6 +143,8 @@ export interface TestCa {
   /** The root as PEM (node:tls `ca`). */
   readonly rootPem: string;
   issueSvid(spiffeId: string, overrides?: SvidOverrides): Promise<TestSvid>;
+  /** The root certificate itself, with its key, presented as if it were a leaf SVID. */
+  rootAsSvid(): TestSvid;
   /** A bundle of this CA's root for its trust domain, or for another name. */
   bundle(trustDomainName?: string): X509Bundle;
 }
@@ -141,7 +157,7 @@ export async function createTestCa(
   const trustDomain = parseTrustDomain(trustDomainName);
   const now = options.now ?? new Date();
   const root = await issueCertificate({
-    subject: `O=SPIKE test, CN=${trustDomain.name} root`,
+    subject: options.rootSubject ?? `O=SPIKE test, CN=${trustDomain.name} root`,
     uriSans: [trustDomain.idString()],
     isCa: true,
     ...(options.rootPathLength === undefined ? {} : { pathLength: options.rootPathLength }),
@@ -168,6 +184,57 @@ export async function createTestCa(
       asIssuer(root),
     );
   }
+  return makeTestCa(trustDomain, root, intermediate, now);
+}
+
+/**
+ * A test CA around an existing root and its key, such as the embedded agent's
+ * CA in a broker's data folder, so that tests can sign hostile SVIDs that the
+ * broker's trust bundle anchors. The key stays in memory.
+ */
+export async function adoptTestCa(
+  trustDomainName: string,
+  pems: { readonly certificatePem: string; readonly privateKeyPem: string },
+  options: { readonly now?: Date } = {},
+): Promise<TestCa> {
+  const certificate = new x509.X509Certificate(pems.certificatePem);
+  const privateKeyPkcs8 = new Uint8Array(x509.PemConverter.decodeFirst(pems.privateKeyPem));
+  const root: IssuedCertificate = {
+    certificate,
+    der: new Uint8Array(certificate.rawData),
+    privateKey: await importSigningKey(privateKeyPkcs8),
+    privateKeyPkcs8,
+  };
+  return makeTestCa(parseTrustDomain(trustDomainName), root, undefined, options.now ?? new Date());
+}
+
+/**
+ * A leaf X509-SVID that signed itself (no CA at all): the shape of an SVID,
+ * anchored by nothing a bundle holds.
+ */
+export async function selfSignedSvid(
+  spiffeId: string,
+  options: { readonly now?: Date } = {},
+): Promise<TestSvid> {
+  const t = (options.now ?? new Date()).getTime();
+  const leaf = await issueCertificate({
+    subject: 'O=SPIKE test, CN=self-signed',
+    uriSans: [spiffeId],
+    isCa: false,
+    keyUsage: LEAF_KEY_USAGE,
+    extKeyUsage: LEAF_EXT_KEY_USAGE,
+    notBefore: new Date(t - 10_000),
+    notAfter: new Date(t + HOUR_MS),
+  });
+  return createTestSvid(spiffeId, leaf, [leaf.der]);
+}
+
+function makeTestCa(
+  trustDomain: TrustDomain,
+  root: IssuedCertificate,
+  intermediate: IssuedCertificate | undefined,
+  now: Date,
+): TestCa {
   const rootPem = derToPem(root.der, 'CERTIFICATE');
 
   async function issueSvid(spiffeId: string, overrides: SvidOverrides = {}): Promise<TestSvid> {
@@ -214,7 +281,11 @@ export async function createTestCa(
     return new X509Bundle(td, [new X509Certificate(root.der)]);
   }
 
-  return Object.freeze({ trustDomain, root, intermediate, rootPem, issueSvid, bundle });
+  function rootAsSvid(): TestSvid {
+    return createTestSvid(trustDomain.idString(), root, [root.der]);
+  }
+
+  return Object.freeze({ trustDomain, root, intermediate, rootPem, issueSvid, rootAsSvid, bundle });
 }
 
 /** One bundle per CA (its own trust domain), or the bundles as given. */

@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { createMemoryAuditSink } from '../log/audit_log.ts';
+import { auditRefusals, TLS_CONNECT_ACTION } from './audit.ts';
+
+const NOW = Date.parse('2026-01-02T03:04:05.000Z');
+
+describe('auditRefusals()', () => {
+  test('writes one denied tls.connect event with the reason, the address and the claimed ID', () => {
+    const sink = createMemoryAuditSink();
+    const audit = auditRefusals({ sink, component: 'keeper', now: () => NOW });
+    audit({
+      reason: 'TLS verification failed: CERT_HAS_EXPIRED',
+      claimedId: 'spiffe://example.org/spike/nexus',
+      remoteAddress: '127.0.0.1:40000',
+    });
+    assert.equal(sink.events.length, 1);
+    const [event] = sink.events;
+    assert.deepEqual(
+      { ...event, trailId: 'x' },
+      {
+        ts: '2026-01-02T03:04:05.000Z',
+        trailId: 'x',
+        component: 'keeper',
+        peer: null,
+        claimedPeer: 'spiffe://example.org/spike/nexus',
+        method: null,
+        route: null,
+        action: TLS_CONNECT_ACTION,
+        resource: null,
+        outcome: 'denied',
+        status: 401,
+        errorCode: 'ERR_UNAUTHENTICATED',
+        durationMs: 0,
+        reason: 'TLS verification failed: CERT_HAS_EXPIRED',
+        remoteAddress: '127.0.0.1:40000',
+      },
+    );
+    assert.match(event?.trailId ?? '', /^[0-9a-f-]{36}$/);
+  });
+
+  test('a verified peer that may not connect is the peer, with 403 ERR_ACCESS_DENIED', () => {
+    const sink = createMemoryAuditSink();
+    auditRefusals({ sink, component: 'keeper' })({
+      reason: 'Peer "spiffe://example.org/spike/keeper/2" is not allowed here',
+      peerId: 'spiffe://example.org/spike/keeper/2',
+    });
+    const [event] = sink.events;
+    assert.equal(event?.peer, 'spiffe://example.org/spike/keeper/2');
+    assert.equal(event?.claimedPeer, null);
+    assert.equal(event?.status, 403);
+    assert.equal(event?.errorCode, 'ERR_ACCESS_DENIED');
+    assert.equal(event?.outcome, 'denied');
+    assert.equal(event?.remoteAddress, null);
+  });
+
+  test('each refusal gets its own trail ID', () => {
+    const sink = createMemoryAuditSink();
+    const audit = auditRefusals({ sink, component: 'nexus' });
+    audit({ reason: 'a' });
+    audit({ reason: 'b' });
+    assert.notEqual(sink.events[0]?.trailId, sink.events[1]?.trailId);
+  });
+});
