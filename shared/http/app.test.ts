@@ -159,6 +159,20 @@ describe('createBaseApp() refuses ambiguous request paths', () => {
     assert.equal(ran(), 0);
   });
 
+  test('refuses a GET that declares a body, and serves one that declares none', async () => {
+    const { app, ran } = appWith(() => peer(Date.now() + HOUR_MS));
+    for (const headers of [{ 'content-length': '5' }, { 'transfer-encoding': 'chunked' }]) {
+      const res = await app.request('/ok', { headers });
+      assert.equal(res.status, 400, JSON.stringify(headers));
+      assert.equal(
+        ((await res.json()) as { error: { code: string } }).error.code,
+        'ERR_INVALID_REQUEST',
+      );
+    }
+    assert.equal(ran(), 0);
+    assert.equal((await app.request('/ok', { headers: { 'content-length': '0' } })).status, 200);
+  });
+
   test('authenticates first: an unknown peer gets ERR_UNAUTHENTICATED, not a path error', async () => {
     const { app } = appWith(() => undefined);
     const res = await app.request('/x/../ok', {}, { incoming: { url: '/x/../ok' } });

@@ -67,6 +67,11 @@ async function refuseAmbiguousPath(c: Context, next: Next): Promise<void> {
   if (hasControlCharacter(c.req.path)) {
     throw new InvalidRequestError('The request path must not contain control characters');
   }
+  // A body on GET has no meaning; the adapter drops it, so refuse it instead
+  // of answering as if it had not been sent (a request-smuggling staple).
+  if ((c.req.method === 'GET' || c.req.method === 'HEAD') && declaresBody(c)) {
+    throw new InvalidRequestError(`A ${c.req.method} request must not have a body`);
+  }
   await next();
 }
 
@@ -87,4 +92,11 @@ function hasControlCharacter(text: string): boolean {
     if (code < 0x20 || code === 0x7f || code === 0x2028 || code === 0x2029) return true;
   }
   return false;
+}
+
+function declaresBody(c: Context): boolean {
+  const length = c.req.header('content-length');
+  return (
+    c.req.header('transfer-encoding') !== undefined || (length !== undefined && length !== '0')
+  );
 }
