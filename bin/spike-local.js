@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-// Starts launcher/main.ts on Node through tsx (Deno runs the .ts file directly: see deno.json tasks).
-import { register } from 'tsx/esm/api';
+// spike-local: see _start.js for why it runs from dist/ or from the sources.
+import { start } from './_start.js';
 
-register();
-await import('../launcher/main.ts');
+await start('launcher');

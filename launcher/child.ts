@@ -1,6 +1,6 @@
 /**
  * One program of the local broker as a child process on the launcher's own
- * runtime: `node --import tsx <program>/main.ts`, or `deno run` with exactly
+ * runtime: `node bin/spike-<program>.js`, or `deno run` with exactly
  * the permissions of the program's deno.json task. Its stdout and stderr go
  * to `<logs dir>/<name>.log`; the last few kilobytes are also kept in memory
  * so that a failure report can show them.
@@ -15,6 +15,11 @@ export type Program = 'agent' | 'keeper' | 'nexus';
 
 /** The deno.json task of each program: children run with exactly its permissions. */
 const DENO_TASKS: Record<Program, string> = { agent: 'agent', keeper: 'keeper', nexus: 'nexus' };
+const NODE_BINS: Record<Program, string> = {
+  agent: 'spike-agent.js',
+  keeper: 'spike-keeper.js',
+  nexus: 'spike-nexus.js',
+};
 /** How much recent output is kept for failure reports. */
 const TAIL_CHARS = 4_000;
 /** A child that ignores SIGTERM this long is killed. */
@@ -156,7 +161,8 @@ export class Child {
 function commandFor(program: Program, runtime: ChildRuntime): [string, string[]] {
   const main = join(runtime.rootDir, program, 'main.ts');
   if (runtime.runtime === 'node') {
-    return [runtime.execPath, ['--import', 'tsx', main]];
+    // The program's bin entry: compiled dist/ when current, else tsx (bin/_start.js).
+    return [runtime.execPath, [join(runtime.rootDir, 'bin', NODE_BINS[program])]];
   }
   // The documented task's flags, so a task missing a permission fails here
   // rather than for someone running the program alone.

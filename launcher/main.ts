@@ -4,7 +4,7 @@
  * every child. Exit status: 0 after a clean stop (also when stopped while
  * starting), 1 on a failure, 2 on bad configuration.
  */
-import { dirname, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../shared/errors/errors.ts';
@@ -22,7 +22,9 @@ import { LocalBroker } from './launcher.ts';
 import { formatSummary } from './summary.ts';
 
 const NAME = 'spike-local';
-const ROOT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** The checkout: the parent of launcher/, or of dist/launcher/ when compiled (npm run build). */
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT_DIR = resolve(HERE, basename(resolve(HERE, '..')) === 'dist' ? '../..' : '..');
 
 function say(line: string): void {
   writeStderr(`${NAME}: ${line}`);

@@ -45,6 +45,8 @@ export interface BrokerOptions {
   readonly agentEnv?: Readonly<Record<string, string>>;
   /** Node flags for every Nexus (e.g. `--cpu-prof`); ignored on Deno. */
   readonly nexusNodeFlags?: readonly string[];
+  /** Start every program through its bin/ entry, as users do (see spawn.ts). */
+  readonly viaBin?: boolean;
   /** Start Nexus and wait until it is ready (default true). */
   readonly startNexus?: boolean;
 }
@@ -121,6 +123,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const clients = new Map<string, MtlsClient>();
   const logger = createLogger({ component: 'test', sink: createMemorySink() });
   const runtime = options.runtime;
+  const viaBin = options.viaBin === true ? { viaBin: true } : {};
   const needles = new Set<string>();
   const errorBodies: string[] = [];
 
@@ -138,6 +141,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
 
   const agent = startProgram('agent', {
     ...(runtime === undefined ? {} : { runtime }),
+    ...viaBin,
     env: {
       SPIKE_TRUST_ROOT: td,
       SPIKE_AGENT_DATA_DIR: dir,
@@ -206,6 +210,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   function startNexus(env: Readonly<Record<string, string>> = {}): RunningProgram {
     nexusRun = startProgram('nexus', {
       ...(runtime === undefined ? {} : { runtime }),
+      ...viaBin,
       ...(options.nexusNodeFlags === undefined ? {} : { nodeFlags: options.nexusNodeFlags }),
       env: {
         ...identityEnv('nexus'),
@@ -235,6 +240,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     if (port === undefined) throw new Error(`No Keeper at index ${index}`);
     const keeper = startProgram('keeper', {
       ...(runtime === undefined ? {} : { runtime }),
+      ...viaBin,
       env: { ...identityEnv(`keeper-${index + 1}`), SPIKE_KEEPER_TLS_PORT: String(port) },
     });
     started.push(keeper);

@@ -24,7 +24,20 @@ export interface SpawnOptions {
   readonly runtime?: Runtime;
   /** Flags for Node itself, before the program (e.g. `--cpu-prof`); ignored on Deno. */
   readonly nodeFlags?: readonly string[];
+  /**
+   * On Node, start the program as users do, through its bin/ entry (compiled
+   * dist/ when current). Tests run the sources; the benchmark sets this.
+   */
+  readonly viaBin?: boolean;
 }
+
+/** The bin/ entry of each program. */
+const NODE_BINS: Record<Program, string> = {
+  agent: 'spike-agent.js',
+  nexus: 'spike-nexus.js',
+  keeper: 'spike-keeper.js',
+  pilot: 'spike.js',
+};
 
 export interface RunningProgram {
   readonly program: Program;
@@ -57,6 +70,7 @@ function command(
   program: Program,
   runtime: Runtime,
   nodeFlags: readonly string[] = [],
+  viaBin = false,
 ): [string, string[]] {
   if (runtime === 'deno') {
     // Run the documented task's command line, so a task missing a permission
@@ -74,11 +88,17 @@ function command(
     }
     return [join(ROOT, '.tools/node_modules/.bin/deno'), ['run', '--quiet', '--no-check', ...rest]];
   }
+  if (viaBin) return [process.execPath, [...nodeFlags, join(ROOT, 'bin', NODE_BINS[program])]];
   return [process.execPath, [...nodeFlags, '--import', 'tsx', join(ROOT, program, 'main.ts')]];
 }
 
 export function startProgram(program: Program, options: SpawnOptions = {}): RunningProgram {
-  const [cmd, baseArgs] = command(program, options.runtime ?? currentRuntime(), options.nodeFlags);
+  const [cmd, baseArgs] = command(
+    program,
+    options.runtime ?? currentRuntime(),
+    options.nodeFlags,
+    options.viaBin,
+  );
   const child = spawn(cmd, [...baseArgs, ...(options.args ?? [])], {
     cwd: ROOT,
     env: {

@@ -46,7 +46,7 @@ function launch(env: Record<string, string>): Launched {
     assert.deepEqual(words.slice(0, 2), ['deno', 'run'], 'deno.json has a "local" task');
     command = [process.execPath, 'run', '--quiet', ...words.slice(2)];
   } else {
-    command = [process.execPath, '--import', 'tsx', 'launcher/main.ts'];
+    command = [process.execPath, 'bin/spike-local.js'];
   }
   const [cmd = '', ...args] = command;
   const child = spawn(cmd, args, {

@@ -68,7 +68,7 @@ function launch(env: Record<string, string>): Launched {
     assert.deepEqual(words.slice(0, 2), ['deno', 'run'], 'deno.json has a "local" task');
     args = ['run', '--quiet', '--no-check', ...words.slice(2)];
   } else {
-    args = ['--import', 'tsx', 'launcher/main.ts'];
+    args = ['bin/spike-local.js'];
   }
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
