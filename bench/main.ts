@@ -6,6 +6,8 @@
  *
  *   npm run bench                          full run (about 6 minutes)
  *   npm run bench -- --quick               smoke run with tiny sizes (CI)
+ *   npm run bench -- --profile             also CPU profiles of Nexus on Node
+ *                                          (bench/results/profiles/, for DevTools)
  *   npm run bench -- --database-url URL    also the PostgreSQL figures, on a
  *                                          scratch database it creates there
  *
@@ -39,11 +41,13 @@ const { values: args } = parseArgs({
     duration: { type: 'string' },
     'database-url': { type: 'string' },
     'no-deno': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
     out: { type: 'string', default: join(ROOT, 'bench/results') },
   },
 });
 
 const QUICK = args.quick === true;
+const OUT = args.out ?? join(ROOT, 'bench/results');
 const SETTINGS = {
   durationS: Number(args.duration ?? (QUICK ? 1 : 10)),
   small: QUICK ? 100 : 1_000,
@@ -117,6 +121,9 @@ async function startBenchBroker(runtime: Runtime, databaseUrl?: string): Promise
     // One identity sends the whole load: the per-identity rate limit would
     // measure itself, not the broker's capacity.
     nexusEnv: { SPIKE_NEXUS_RATE_LIMIT_PER_SECOND: '0' },
+    ...(args.profile === true && runtime === 'node'
+      ? { nexusNodeFlags: ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'profiles')}`] }
+      : {}),
     ...(databaseUrl === undefined ? {} : { databaseUrl }),
   });
   brokers.push(broker);
@@ -509,7 +516,7 @@ async function main(): Promise<void> {
   if (deno !== 'skipped' && deno !== 'absent') await denoFigures(read16);
   if (DATABASE_URL !== undefined) await postgresFigures(DATABASE_URL);
   else log('\n(PostgreSQL figures skipped: no --database-url or SPIKE_BENCH_DATABASE_URL)');
-  const written = writeReport(args.out ?? join(ROOT, 'bench/results'), machine, loads, goals);
+  const written = writeReport(OUT, machine, loads, goals);
   log(`\nWrote ${written.join(' and ')}`);
 }
 

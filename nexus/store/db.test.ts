@@ -1,5 +1,5 @@
 /**
- * `prepareRead()`: the compiled hot reads see every commit made through the
+ * `prepareRead()`: a compiled hot read sees every commit made through the
  * client before they run, on a file and in memory, and on a file they cannot
  * write.
  */
@@ -30,11 +30,11 @@ for (const [name, open] of [
       const database = await open();
       try {
         const count = database.prepareRead(COUNT_SQL);
-        assert.deepEqual(await count.all(['']), [[0]]);
+        assert.deepEqual(await count.get(['']), [0]);
         await insert(database, 'a/b');
-        assert.deepEqual(await count.all(['']), [[1]]);
+        assert.deepEqual(await count.get(['']), [1]);
         await insert(database, 'a/c');
-        assert.deepEqual(await count.all(['a/c']), [[1]]);
+        assert.deepEqual(await count.get(['a/c']), [1]);
       } finally {
         await database.close();
       }
@@ -50,9 +50,9 @@ test('prepareRead() on a file cannot write', async () => {
     const remove = database.prepareRead(
       'DELETE FROM secret_metadata WHERE path = ?1 RETURNING path',
     );
-    await assert.rejects(remove.all(['x']), /readonly|query_only|attempt to write/i);
+    await assert.rejects(remove.get(['x']), /readonly|query_only|attempt to write/i);
     const count = database.prepareRead(COUNT_SQL);
-    assert.deepEqual(await count.all(['']), [[1]]);
+    assert.deepEqual(await count.get(['']), [1]);
   } finally {
     await database.close();
   }

@@ -60,9 +60,9 @@ export interface OpenSqliteDatabaseOptions {
   readonly busyTimeoutMs?: number;
 }
 
-/** A read statement compiled once: positional arguments in, rows as arrays out. */
+/** A read statement compiled once: positional arguments in, its first row (as an array) out. */
 export interface PreparedRead {
-  all(args: readonly (string | number | null)[]): Promise<unknown[][]>;
+  get(args: readonly (string | number | null)[]): Promise<unknown[] | undefined>;
 }
 
 export interface SqliteDatabase {
@@ -144,8 +144,8 @@ export async function openSqliteDatabase(
     prepareRead(sql) {
       const statement = reader.prepare(sql).raw(true);
       return {
-        async all(args) {
-          return statement.all(...args) as unknown[][];
+        async get(args) {
+          return statement.get(...args) as unknown[] | undefined;
         },
       };
     },
@@ -192,9 +192,10 @@ async function finishOpening(
     path,
     prepareRead(sql) {
       return {
-        async all(args) {
+        async get(args) {
           const result = await client.execute({ sql, args: [...args] });
-          return result.rows.map((row) => Array.from(row) as unknown[]);
+          const row = result.rows[0];
+          return row === undefined ? undefined : (Array.from(row) as unknown[]);
         },
       };
     },

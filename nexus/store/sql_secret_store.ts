@@ -227,7 +227,7 @@ export class SqlSecretStore implements SecretStore {
     checkPath(path);
     if (version !== undefined) checkVersionNumber(version, 'version');
     this.#requireUnsealed();
-    const [found] = await this.#readVersion().all([path, version === 0 ? null : (version ?? null)]);
+    const found = await this.#readVersion().get([path, version === 0 ? null : (version ?? null)]);
     if (found === undefined) {
       throw missingPath(path);
     }
