@@ -4,6 +4,7 @@ import { shardToWire } from '../../shared/api/keeper.ts';
 import { PATHS } from '../../shared/api/paths.ts';
 import { encodeBase64 } from '../../shared/crypto/bytes.ts';
 import { SHARD_VALUE_BYTES, type Shard } from '../../shared/crypto/shard.ts';
+import { createMemoryAuditSink } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import {
   keeperId,
@@ -53,13 +54,15 @@ function keeperApp(peerId: SpiffeId | undefined) {
   const sink = createMemorySink();
   const logger = createLogger({ component: 'keeper', level: 'debug', sink });
   const holder = new CountingHolder({ logger });
+  const auditSink = createMemoryAuditSink();
   const app = createApp({
     getPeer: () => (peerId === undefined ? undefined : svid(peerId)),
     logger,
     trustDomain: TD,
     holder,
+    auditSink,
   });
-  return { app, holder, sink };
+  return { app, holder, sink, auditSink };
 }
 
 function value(seed: number): Uint8Array {
@@ -83,15 +86,36 @@ async function errorCode(res: Response): Promise<string> {
   return body.error.code;
 }
 
-const ROUTES: ReadonlyArray<{ name: string; path: string; init: () => RequestInit }> = [
+const ROUTES: ReadonlyArray<{
+  name: string;
+  path: string;
+  action: string;
+  init: () => RequestInit;
+}> = [
   {
     name: 'PUT shards',
     path: PATHS.keeperShards,
+    action: 'shard.contribute',
     init: () => jsonRequest('PUT', shardToWire(shard(1))),
   },
-  { name: 'GET shards', path: PATHS.keeperShards, init: () => ({ method: 'GET' }) },
-  { name: 'GET generations', path: PATHS.keeperGenerations, init: () => ({ method: 'GET' }) },
-  { name: 'POST prune', path: PATHS.keeperPrune, init: () => jsonRequest('POST', { keepFrom: 1 }) },
+  {
+    name: 'GET shards',
+    path: PATHS.keeperShards,
+    action: 'shard.read',
+    init: () => ({ method: 'GET' }),
+  },
+  {
+    name: 'GET generations',
+    path: PATHS.keeperGenerations,
+    action: 'shard.list',
+    init: () => ({ method: 'GET' }),
+  },
+  {
+    name: 'POST prune',
+    path: PATHS.keeperPrune,
+    action: 'shard.prune',
+    init: () => jsonRequest('POST', { keepFrom: 1 }),
+  },
 ];
 
 describe('Keeper shard routes, as Nexus', () => {
@@ -159,6 +183,38 @@ describe('Keeper shard routes, as Nexus', () => {
     assert.ok(sink.lines.some((line) => line.level === 'warn' && line.keepFrom === 7));
     const pruned = await app.request(PATHS.keeperPrune, jsonRequest('POST', { keepFrom: 3 }));
     assert.deepEqual(await pruned.json(), { generations: [3] });
+  });
+
+  for (const route of ROUTES) {
+    test(`${route.name} is audited once as ${route.action}, allowed`, async () => {
+      const { app, auditSink } = keeperApp(nexusId(TD));
+      const res = await app.request(route.path, route.init());
+      assert.equal(res.status, 200);
+      assert.equal(auditSink.events.length, 1);
+      const [event] = auditSink.events;
+      assert.equal(event?.action, route.action);
+      assert.equal(event?.outcome, 'allowed');
+      assert.equal(event?.peer, nexusId(TD).toString());
+      assert.equal(event?.route, route.path);
+      assert.equal(event?.errorCode, null);
+    });
+  }
+
+  test('a refused PUT keeps its action in the audit trail', async () => {
+    const { app, auditSink } = keeperApp(nexusId(TD));
+    await app.request(PATHS.keeperShards, jsonRequest('PUT', shardToWire(shard(1))));
+    const other = shardToWire(shard(1, { value: value(50) }));
+    await app.request(PATHS.keeperShards, jsonRequest('PUT', other));
+    await app.request(PATHS.keeperShards, jsonRequest('PUT', '{nope'));
+    assert.deepEqual(
+      auditSink.events.map((event) => [event.action, event.outcome, event.errorCode]),
+      [
+        ['shard.contribute', 'allowed', null],
+        ['shard.contribute', 'error', 'ERR_CONFLICT'],
+        ['shard.contribute', 'error', 'ERR_INVALID_REQUEST'],
+      ],
+    );
+    assert.ok(!JSON.stringify(auditSink.events).includes(encodeBase64(value(50))));
   });
 
   test('logs name generations and indexes, never shard bytes', async () => {
@@ -265,7 +321,7 @@ describe('Keeper shard routes refuse every peer but Nexus', () => {
   for (const [who, id] of strangers) {
     for (const route of ROUTES) {
       test(`${route.name} by ${who}: 403, holder untouched, rule only in the log`, async () => {
-        const { app, holder, sink } = keeperApp(id);
+        const { app, holder, sink, auditSink } = keeperApp(id);
         const res = await app.request(route.path, route.init());
         assert.equal(res.status, 403);
         const body = (await res.json()) as { error: { code: string; message: string } };
@@ -276,6 +332,11 @@ describe('Keeper shard routes refuse every peer but Nexus', () => {
         assert.equal(denials.length, 1);
         assert.equal(denials[0]?.peer, id.toString());
         assert.match(String(denials[0]?.rule), /spike\/nexus/);
+        assert.equal(auditSink.events.length, 1);
+        assert.equal(auditSink.events[0]?.outcome, 'denied');
+        assert.equal(auditSink.events[0]?.action, route.action);
+        assert.equal(auditSink.events[0]?.peer, id.toString());
+        assert.equal(auditSink.events[0]?.errorCode, 'ERR_ACCESS_DENIED');
       });
     }
   }

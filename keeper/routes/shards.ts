@@ -2,7 +2,10 @@
  * The Keeper's shard routes, each read left to right as guard → validate →
  * act. TLS already admits only Nexus; every route still checks the peer
  * again (SPIKE's two layers). Logs carry generations and indexes, never
- * shard bytes.
+ * shard bytes. Each guard names the route's audit action, so a denied
+ * request is audited with it too: `shard.contribute` (PUT), `shard.read`
+ * (GET, the shard bytes), `shard.list` (the generations held, no bytes) and
+ * `shard.prune`.
  */
 import { Hono } from 'hono';
 import {
@@ -37,7 +40,7 @@ export function createShardRoutes(deps: ShardRoutesDeps): Hono<PeerEnv> {
 
   routes.put(
     PATHS.keeperShards,
-    authorize(nexusOnly, { logger }),
+    authorize(nexusOnly, { logger, action: 'shard.contribute' }),
     validateJson<Shard, PeerEnv>(parsePutShardRequest),
     function putShard(c) {
       const shard = c.req.valid('json');
@@ -55,25 +58,33 @@ export function createShardRoutes(deps: ShardRoutesDeps): Hono<PeerEnv> {
     },
   );
 
-  routes.get(PATHS.keeperShards, authorize(nexusOnly, { logger }), function listShards(c) {
-    const shards = holder.list();
-    const body: ListShardsResponse = { shards: shards.map(shardToWire) };
-    zeroize(...shards.map((shard) => shard.value));
-    logger.info('Read shards', {
-      shards: shards.map((shard) => ({ generation: shard.generation, index: shard.index })),
-    });
-    return c.json(body);
-  });
+  routes.get(
+    PATHS.keeperShards,
+    authorize(nexusOnly, { logger, action: 'shard.read' }),
+    function listShards(c) {
+      const shards = holder.list();
+      const body: ListShardsResponse = { shards: shards.map(shardToWire) };
+      zeroize(...shards.map((shard) => shard.value));
+      logger.info('Read shards', {
+        shards: shards.map((shard) => ({ generation: shard.generation, index: shard.index })),
+      });
+      return c.json(body);
+    },
+  );
 
-  routes.get(PATHS.keeperGenerations, authorize(nexusOnly, { logger }), function generations(c) {
-    const held = holder.generations();
-    logger.debug('Read generations', { generations: held });
-    return c.json({ generations: held } satisfies GenerationsResponse);
-  });
+  routes.get(
+    PATHS.keeperGenerations,
+    authorize(nexusOnly, { logger, action: 'shard.list' }),
+    function generations(c) {
+      const held = holder.generations();
+      logger.debug('Read generations', { generations: held });
+      return c.json({ generations: held } satisfies GenerationsResponse);
+    },
+  );
 
   routes.post(
     PATHS.keeperPrune,
-    authorize(nexusOnly, { logger }),
+    authorize(nexusOnly, { logger, action: 'shard.prune' }),
     validateJson<{ keepFrom: number }, PeerEnv>(parsePruneRequest),
     function prune(c) {
       const { keepFrom } = c.req.valid('json');
