@@ -35,6 +35,9 @@ export const LOCAL_WORKLOADS: readonly (readonly [string, string])[] = Object.fr
   ['app', '/apps/example'],
 ]);
 
+/** Nexus's audit trail in the logs folder; each Keeper's is `<name>.audit.log`. */
+export const NEXUS_AUDIT_LOG_FILE = 'audit.log';
+
 const AGENT_READY_REGEXP = /Press Ctrl-C to stop/;
 const POLL_INTERVAL_MS = 250;
 const REQUEST_TIMEOUT_MS = 3_000;
@@ -48,6 +51,57 @@ export interface LauncherOptions {
   readonly env: Env;
   /** One plain line of progress for the person at the terminal. */
   readonly say: (line: string) => void;
+}
+
+/** A program the launcher starts once the agent serves: a Keeper or Nexus. */
+export interface ServiceSpec {
+  /** Also the name of its socket and of its log file. */
+  readonly name: string;
+  readonly program: Program;
+  /** Its own variables, on top of the ones every child gets. */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/**
+ * The Keepers, then Nexus, with their own variables. Each writes its audit
+ * trail to a file of its own in the logs folder, so that audit events never
+ * mix with its operational log (`<name>.log`): Nexus to `audit.log`, Keeper N
+ * to `keeper-N.audit.log`.
+ */
+export function serviceSpecs(
+  config: LauncherConfig,
+  dirs: { readonly logsDir: string; readonly socketDir: string },
+): ServiceSpec[] {
+  const specs: ServiceSpec[] = [];
+  for (let i = 0; i < KEEPER_COUNT; i++) {
+    const name = `keeper-${i + 1}`;
+    specs.push({
+      name,
+      program: 'keeper',
+      env: {
+        [ENV_ENDPOINT_SOCKET]: socketAddress(dirs.socketDir, name),
+        SPIKE_KEEPER_TLS_HOST: '127.0.0.1',
+        SPIKE_KEEPER_TLS_PORT: String(config.keeperPorts[i]),
+        SPIKE_KEEPER_AUDIT_LOG: join(dirs.logsDir, `${name}.audit.log`),
+      },
+    });
+  }
+  specs.push({
+    name: 'nexus',
+    program: 'nexus',
+    env: {
+      [ENV_ENDPOINT_SOCKET]: socketAddress(dirs.socketDir, 'nexus'),
+      SPIKE_NEXUS_TLS_HOST: '127.0.0.1',
+      SPIKE_NEXUS_TLS_PORT: String(config.nexusPort),
+      SPIKE_NEXUS_KEEPER_PEERS: config.keeperPorts
+        .map((port) => `https://127.0.0.1:${port}`)
+        .join(','),
+      SPIKE_NEXUS_BACKEND_STORE: 'sqlite',
+      SPIKE_NEXUS_DATA_DIR: join(config.dataDir, 'nexus'),
+      SPIKE_NEXUS_AUDIT_LOG: join(dirs.logsDir, NEXUS_AUDIT_LOG_FILE),
+    },
+  });
+  return specs;
 }
 
 /** What the summary needs once Nexus is ready. */
@@ -88,7 +142,9 @@ export class LocalBroker {
     const { config, say } = this.#options;
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
     mkdirSync(this.#logsDir, { recursive: true, mode: 0o700 });
-    say(`Data folder ${config.dataDir}; each program logs to ${this.#logsDir}/<name>.log`);
+    say(
+      `Data folder ${config.dataDir}; each program logs to ${this.#logsDir}/<name>.log, and audits to ${NEXUS_AUDIT_LOG_FILE} (Nexus) or <name>.audit.log (Keepers) beside it`,
+    );
 
     const agent = this.#spawn('agent', 'agent', {
       SPIKE_AGENT_DATA_DIR: join(config.dataDir, 'agent'),
@@ -101,23 +157,12 @@ export class LocalBroker {
     });
     say(`Agent serves ${LOCAL_WORKLOADS.length} identities in ${this.#socketDir}`);
 
-    const keeperUrls = config.keeperPorts.map((port) => `https://127.0.0.1:${port}`);
-    for (let i = 0; i < KEEPER_COUNT; i++) {
-      this.#spawn(`keeper-${i + 1}`, 'keeper', {
-        [ENV_ENDPOINT_SOCKET]: this.#socket(`keeper-${i + 1}`),
-        SPIKE_KEEPER_TLS_HOST: '127.0.0.1',
-        SPIKE_KEEPER_TLS_PORT: String(config.keeperPorts[i]),
-      });
+    for (const spec of serviceSpecs(config, {
+      logsDir: this.#logsDir,
+      socketDir: this.#socketDir,
+    })) {
+      this.#spawn(spec.name, spec.program, spec.env);
     }
-    this.#spawn('nexus', 'nexus', {
-      [ENV_ENDPOINT_SOCKET]: this.#socket('nexus'),
-      SPIKE_NEXUS_TLS_HOST: '127.0.0.1',
-      SPIKE_NEXUS_TLS_PORT: String(config.nexusPort),
-      SPIKE_NEXUS_KEEPER_PEERS: keeperUrls.join(','),
-      SPIKE_NEXUS_BACKEND_STORE: 'sqlite',
-      SPIKE_NEXUS_DATA_DIR: join(config.dataDir, 'nexus'),
-      SPIKE_NEXUS_AUDIT_LOG: join(this.#logsDir, 'audit.log'),
-    });
     say(
       `Started 3 Keepers (ports ${config.keeperPorts.join(', ')}) and Nexus (port ${config.nexusPort})`,
     );
@@ -158,10 +203,10 @@ export class LocalBroker {
   }
 
   #socket(name: string): string {
-    return `unix://${join(this.#socketDir, `${name}.sock`)}`;
+    return socketAddress(this.#socketDir, name);
   }
 
-  #spawn(name: string, program: Program, own: Record<string, string>): Child {
+  #spawn(name: string, program: Program, own: Readonly<Record<string, string>>): Child {
     const { config, env } = this.#options;
     const childEnv: Record<string, string | undefined> = {};
     for (const [key, value] of Object.entries(env)) {
@@ -309,6 +354,11 @@ export class LocalBroker {
     writeDevShards(file, split, { trustDomain: config.trustDomain.name });
     say(`Saved the development recovery split (generation ${split.generation}) to ${file}`);
   }
+}
+
+/** The Workload API address of the agent's socket `name`. */
+function socketAddress(socketDir: string, name: string): string {
+  return `unix://${join(socketDir, `${name}.sock`)}`;
 }
 
 /** 200 ready, 503 sealed, 0 when Nexus does not answer yet. */
