@@ -3,7 +3,7 @@
  * back (LoadResult, vault-benchmark's columns), and `runLoad()`, which starts
  * bench/load_worker.ts on Node and waits for its answer with a deadline.
  */
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT } from '../test/harness/spawn.ts';
 
@@ -71,15 +71,23 @@ export function summarise(input: {
   };
 }
 
+/** Load processes still running, so that an interrupted benchmark can stop them. */
+const running = new Set<ChildProcess>();
+
+export function stopLoads(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
+
 /** Runs one load in its own Node process; rejects after the duration plus a grace period. */
 export function runLoad(spec: LoadSpec): Promise<LoadResult> {
   const deadlineMs = (spec.amount === undefined ? spec.durationS * 1000 : 600_000) + 30_000;
   return new Promise((resolve, reject) => {
-    execFile(
+    const child = execFile(
       process.execPath,
       ['--import', 'tsx', join(ROOT, 'bench/load_worker.ts'), JSON.stringify(spec)],
       { cwd: ROOT, timeout: deadlineMs, maxBuffer: 1 << 20 },
       (error, stdout, stderr) => {
+        running.delete(child);
         if (error !== null) {
           reject(new Error(`Load run failed: ${error.message}\n${stderr}`));
           return;
@@ -91,5 +99,6 @@ export function runLoad(spec: LoadSpec): Promise<LoadResult> {
         }
       },
     );
+    running.add(child);
   });
 }

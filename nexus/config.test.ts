@@ -7,6 +7,7 @@ import {
   DEFAULT_RATE_LIMIT_PER_SECOND,
   ENV_NEXUS_BACKEND_STORE,
   ENV_NEXUS_DATABASE_URL,
+  ENV_NEXUS_SQLITE_SYNCHRONOUS,
   loadNexusConfig,
 } from './config.ts';
 
@@ -31,6 +32,13 @@ describe('loadNexusConfig() backend store', () => {
     const config = loadNexusConfig(BASE);
     assert.equal(config.backendStore, 'sqlite');
     assert.equal(config.databaseUrl, undefined);
+  });
+
+  test('SQLite syncs every commit (full) unless normal is chosen; nothing else is accepted', () => {
+    assert.equal(loadNexusConfig(BASE).sqliteSynchronous, 'full');
+    const normal = loadNexusConfig({ ...BASE, [ENV_NEXUS_SQLITE_SYNCHRONOUS]: 'normal' });
+    assert.equal(normal.sqliteSynchronous, 'normal');
+    assert.match(problemsOf({ [ENV_NEXUS_SQLITE_SYNCHRONOUS]: 'off' }), /SQLITE_SYNCHRONOUS/);
   });
 
   test('postgres takes its URL from SPIKE_NEXUS_DATABASE_URL', () => {

@@ -26,6 +26,7 @@ export const ENV_NEXUS_RECOVERY_MAX_INTERVAL = 'SPIKE_NEXUS_RECOVERY_MAX_INTERVA
 export const ENV_NEXUS_KEEPER_TIMEOUT = 'SPIKE_NEXUS_KEEPER_TIMEOUT';
 export const ENV_NEXUS_BACKEND_STORE = 'SPIKE_NEXUS_BACKEND_STORE';
 export const ENV_NEXUS_DATABASE_URL = 'SPIKE_NEXUS_DATABASE_URL';
+export const ENV_NEXUS_SQLITE_SYNCHRONOUS = 'SPIKE_NEXUS_SQLITE_SYNCHRONOUS';
 export const ENV_NEXUS_MAX_SECRET_VERSIONS = 'SPIKE_NEXUS_MAX_SECRET_VERSIONS';
 export const ENV_NEXUS_MAX_BODY_BYTES = 'SPIKE_NEXUS_MAX_BODY_BYTES';
 export const ENV_NEXUS_AUDIT_LOG = 'SPIKE_NEXUS_AUDIT_LOG';
@@ -46,6 +47,8 @@ export const ENV_NEXUS_RATE_LIMIT_BURST = 'SPIKE_NEXUS_RATE_LIMIT_BURST';
  */
 export const BACKEND_STORES = ['sqlite', 'postgres', 'memory'] as const;
 export type BackendStore = (typeof BACKEND_STORES)[number];
+export const SQLITE_SYNCHRONOUS = ['full', 'normal'] as const;
+export type SqliteSynchronous = (typeof SQLITE_SYNCHRONOUS)[number];
 export const DEFAULT_MAX_SECRET_VERSIONS = 10;
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
@@ -90,6 +93,8 @@ export interface NexusConfig {
    * may hold a password: log it only through `redactUrl`.
    */
   readonly databaseUrl: string | undefined;
+  /** SQLite's sync on commit: `full` (durable through power loss) or `normal`. */
+  readonly sqliteSynchronous: SqliteSynchronous;
   readonly maxSecretVersions: number;
   readonly maxBodyBytes: number;
   /** A JSON-lines file for the audit trail, or `-` for stdout. */
@@ -139,6 +144,7 @@ export function loadNexusConfig(env: Env): NexusConfig {
   });
   const backendStore = reader.oneOf(ENV_NEXUS_BACKEND_STORE, BACKEND_STORES, 'sqlite');
   const databaseUrl = readDatabaseUrl(reader, backendStore);
+  const sqliteSynchronous = reader.oneOf(ENV_NEXUS_SQLITE_SYNCHRONOUS, SQLITE_SYNCHRONOUS, 'full');
   const maxSecretVersions = reader.int(ENV_NEXUS_MAX_SECRET_VERSIONS, DEFAULT_MAX_SECRET_VERSIONS, {
     min: 1,
     max: 1000,
@@ -167,6 +173,7 @@ export function loadNexusConfig(env: Env): NexusConfig {
     rateLimit: Object.freeze(rateLimit),
     backendStore,
     databaseUrl,
+    sqliteSynchronous,
     maxSecretVersions,
     maxBodyBytes,
     auditLog,

@@ -33,7 +33,7 @@ await runService('spike-nexus', async () => {
       ? { kind: 'postgres', url: config.databaseUrl }
       : config.backendStore === 'memory'
         ? { kind: 'memory' }
-        : { kind: 'sqlite', dataDir: config.dataDir };
+        : { kind: 'sqlite', dataDir: config.dataDir, synchronous: config.sqliteSynchronous };
   const rootKey = new RootKey();
   const stores = await openStores({
     backend,

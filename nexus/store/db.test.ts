@@ -57,3 +57,25 @@ test('prepareRead() on a file cannot write', async () => {
     await database.close();
   }
 });
+
+test('a file opens with synchronous full by default or normal when asked, and nothing else', async () => {
+  for (const [synchronous, want] of [
+    [undefined, 2],
+    ['normal', 1],
+  ] as const) {
+    const database = await openSqliteDatabase({
+      path: join(dir, `sync-${synchronous ?? 'default'}.db`),
+      ...(synchronous === undefined ? {} : { synchronous }),
+    });
+    try {
+      const [row] = await database.db.all<{ synchronous: number }>(sql`PRAGMA synchronous`);
+      assert.equal(row?.synchronous, want);
+    } finally {
+      await database.close();
+    }
+  }
+  await assert.rejects(
+    openSqliteDatabase({ path: join(dir, 'sync-bad.db'), synchronous: 'off' as never }),
+    RangeError,
+  );
+});

@@ -13,7 +13,10 @@
  *   process (`kill -9`), but a power loss or OS crash may roll back the last
  *   acknowledged commits. FULL syncs the WAL on every commit, so an
  *   acknowledged write (a committed shard generation, a secret) is durable.
- *   A broker writes rarely; one fsync per commit is a fair price.
+ *   A broker writes rarely; one fsync per commit is a fair price. An operator
+ *   may choose NORMAL (`SPIKE_NEXUS_SQLITE_SYNCHRONOUS`), e.g. to load many
+ *   secrets at once: the driver runs on the event loop, so each fsync also
+ *   holds up every other request (docs/performance.md).
  * - `busy_timeout` (the client's `timeout` option, applied to every connection
  *   it opens): another process or connection holding the write lock makes a
  *   statement wait up to that long instead of failing with SQLITE_BUSY at once.
@@ -48,6 +51,7 @@ import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import Database from 'libsql';
 import { InternalError } from '../../shared/errors/errors.ts';
+import type { SqliteSynchronous } from '../config.ts';
 import * as schema from './schema.ts';
 
 /** The drizzle handle over the Nexus schema. */
@@ -58,6 +62,8 @@ export interface OpenSqliteDatabaseOptions {
   readonly path: string;
   /** How long a statement waits for another connection's lock. Default 5000. */
   readonly busyTimeoutMs?: number;
+  /** `full` (default) or `normal`; see "Pragmas" above. */
+  readonly synchronous?: SqliteSynchronous;
 }
 
 /** A read statement compiled once: positional arguments in, its first row (as an array) out. */
@@ -103,11 +109,15 @@ const FOREIGN_KEYS_PRAGMA: Pragma = {
 };
 
 /** The pragmas each connection must end up with, checked after setting them. */
-const PRAGMAS: readonly Pragma[] = [
-  { set: 'PRAGMA journal_mode = WAL', name: 'journal_mode', want: 'wal' },
-  { set: 'PRAGMA synchronous = FULL', name: 'synchronous', want: 2 },
-  FOREIGN_KEYS_PRAGMA,
-];
+function filePragmas(synchronous: SqliteSynchronous): readonly Pragma[] {
+  return [
+    { set: 'PRAGMA journal_mode = WAL', name: 'journal_mode', want: 'wal' },
+    synchronous === 'full'
+      ? { set: 'PRAGMA synchronous = FULL', name: 'synchronous', want: 2 }
+      : { set: 'PRAGMA synchronous = NORMAL', name: 'synchronous', want: 1 },
+    FOREIGN_KEYS_PRAGMA,
+  ];
+}
 
 /** An in-memory database has no journal file to sync; only the constraints matter. */
 const MEMORY_PRAGMAS: readonly Pragma[] = [FOREIGN_KEYS_PRAGMA];
@@ -115,7 +125,14 @@ const MEMORY_PRAGMAS: readonly Pragma[] = [FOREIGN_KEYS_PRAGMA];
 export async function openSqliteDatabase(
   options: OpenSqliteDatabaseOptions,
 ): Promise<SqliteDatabase> {
-  const { path: givenPath, busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS } = options;
+  const {
+    path: givenPath,
+    busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS,
+    synchronous = 'full',
+  } = options;
+  if (synchronous !== 'full' && synchronous !== 'normal') {
+    throw new RangeError(`Expected synchronous to be "full" or "normal", got "${synchronous}"`);
+  }
   if (typeof givenPath !== 'string' || givenPath === '' || givenPath.startsWith(':')) {
     throw new TypeError(`Expected a database file path, got "${String(givenPath)}"`);
   }
@@ -130,7 +147,9 @@ export async function openSqliteDatabase(
     concurrency: 1,
     timeout: busyTimeoutMs,
   });
-  const database = await finishOpening(client, path, PRAGMAS, () => restrictModes(path));
+  const database = await finishOpening(client, path, filePragmas(synchronous), () =>
+    restrictModes(path),
+  );
   let reader: Database.Database;
   try {
     reader = new Database(path, { timeout: busyTimeoutMs });

@@ -8,6 +8,7 @@
  *   database: row locks, conditional updates, primary keys).
  */
 import { join } from 'node:path';
+import type { SqliteSynchronous } from '../config.ts';
 import type { KeyringAccess } from './_secret_rules.ts';
 import { openMemoryDatabase, openSqliteDatabase } from './db.ts';
 import { openPostgresDatabase } from './pg_db.ts';
@@ -21,7 +22,7 @@ import { SqlSecretStore } from './sql_secret_store.ts';
 import { SqliteRootKeyStore } from './sqlite_root_key_store.ts';
 
 export type StoreBackend =
-  | { readonly kind: 'sqlite'; readonly dataDir: string }
+  | { readonly kind: 'sqlite'; readonly dataDir: string; readonly synchronous: SqliteSynchronous }
   | { readonly kind: 'memory' }
   | { readonly kind: 'postgres'; readonly url: string };
 
@@ -63,7 +64,10 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
   const database =
     backend.kind === 'memory'
       ? await openMemoryDatabase()
-      : await openSqliteDatabase({ path: join(backend.dataDir, 'spike.db') });
+      : await openSqliteDatabase({
+          path: join(backend.dataDir, 'spike.db'),
+          synchronous: backend.synchronous,
+        });
   return {
     rootKeys: new SqliteRootKeyStore(database),
     secrets: new SqlSecretStore({ database, keyring, maxVersionsDefault }),

@@ -26,7 +26,8 @@ export function postgresSkip(): string | false {
     : false;
 }
 
-const created: string[] = [];
+/** Every database made here, with the server URL it was made on. */
+const created: { base: string; name: string }[] = [];
 
 /**
  * A new, empty database for one fixture; returns its URL. Every test file
@@ -43,18 +44,15 @@ export async function createScratchDatabase(
   }
   const name = `spike_test_${process.pid}_${crypto.randomUUID().slice(0, 8)}`;
   await admin(base, `CREATE DATABASE "${name}"`);
-  created.push(name);
+  created.push({ base, name });
   const url = new URL(base);
   url.pathname = `/${name}`;
   return url.href;
 }
 
 /** Drops every database this process created, with any connection still open. */
-export async function dropScratchDatabases(
-  base: string | undefined = testDatabaseUrl(),
-): Promise<void> {
-  if (base === undefined) return;
-  for (const name of created.splice(0)) {
+export async function dropScratchDatabases(): Promise<void> {
+  for (const { base, name } of created.splice(0)) {
     await admin(base, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
   }
 }
