@@ -21,6 +21,7 @@ import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
 import { PeerVerifier, serverTlsOptions } from '../spiffe/mtls.ts';
 import type { X509SvidSource } from '../spiffe/x509_source.ts';
+import { createGracefulClose } from './graceful_close.ts';
 
 export interface ServerLimits {
   /** Time for a new connection's TLS handshake (a silent TCP connection is closed after it). */
@@ -83,8 +84,12 @@ export interface MtlsServer {
   readonly limits: ServerLimits;
   /** Connections open now (admitted or still in their handshake), refused ones not counted. */
   openConnections(): number;
+  /** Stops accepting, answers the requests in flight (for up to 3 s), then closes. */
   close(): Promise<void>;
 }
+
+/** How long a stop waits for requests in flight before it cuts their connections. */
+const DRAIN_GRACE_MS = 3_000;
 
 export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> {
   const { source, logger } = options;
@@ -102,6 +107,8 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
       connectionsCheckingInterval: connectionsCheckingIntervalMs(limits),
     },
   }) as Server;
+  // Stopping answers the requests in flight first (see graceful_close.ts).
+  const closeGracefully = createGracefulClose(server, { graceMs: DRAIN_GRACE_MS });
   // Open connections in all and per remote address, counted when TCP accepts
   // them (here rather than with `server.maxConnections`, whose drops Deno
   // does not report).
@@ -207,10 +214,7 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
     openConnections: () => open,
     close() {
       unsubscribe();
-      return new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections?.();
-      });
+      return closeGracefully();
     },
   };
 }
