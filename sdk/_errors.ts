@@ -29,6 +29,7 @@ import {
   WorkloadApiRejectedError,
   WorkloadApiUnavailableError,
 } from '../shared/errors/errors.ts';
+import { isNeverSent } from '../shared/spiffe/mtls_client.ts';
 
 type ErrorFactory = (message: string) => BrokerError;
 
@@ -81,16 +82,6 @@ export function errorFromResponse(status: number, text: string, origin: string):
   return new InternalError(`Nexus at ${origin} answered ${status} with an unexpected body`);
 }
 
-/** Socket errors that happen before a request reaches Nexus: always safe to retry. */
-const CONNECT_ERROR_CODES = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EADDRNOTAVAIL',
-]);
-
 /** What a failed request means, and whether sending it again is harmless. */
 export interface TransportFailure {
   readonly error: BrokerError;
@@ -102,23 +93,19 @@ export interface TransportFailure {
  * A request that got no answer. Broker errors raised on our side (no SVID
  * from the Workload API, a server that is not Nexus) are kept as they are;
  * anything else means Nexus could not be reached.
+ *
+ * Whether it is safe to send again is decided by what happened to the
+ * connections (`isNeverSent`), not by the error code: on Deno a request that
+ * Nexus executed can end in `ECONNREFUSED`, because the runtime re-sends it
+ * on a new connection by itself when the kept-alive one closes first.
  */
 export function transportFailure(err: unknown, origin: string): TransportFailure {
   if (isBrokerError(err) && err.code !== 'ERR_UNAVAILABLE') {
     return { error: err, isBeforeSend: false };
   }
-  const code = errorCodeOf(err);
   const reason = err instanceof Error ? err.message : String(err);
   return {
     error: new UnavailableError(`Nexus is unreachable at ${origin}: ${reason}`, { cause: err }),
-    isBeforeSend: code !== undefined && CONNECT_ERROR_CODES.has(code),
+    isBeforeSend: isNeverSent(err),
   };
-}
-
-function errorCodeOf(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) {
-    return undefined;
-  }
-  const code = (err as { code?: unknown }).code;
-  return typeof code === 'string' ? code : undefined;
 }

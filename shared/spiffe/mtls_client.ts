@@ -4,6 +4,13 @@
  * matcher allows, and reuses kept-alive connections. When the source rotates,
  * new connections use the new SVID while requests in flight finish on the old
  * ones, so no request fails because of a rotation.
+ *
+ * A failed request can be asked whether it provably never left this process
+ * (`isNeverSent`): none of the connections it was given ever completed its
+ * TLS handshake. Error codes alone cannot tell: Deno 2.9's node:https client
+ * silently sends a request again on a new connection when a kept-alive one
+ * closes before the answer (denoland/deno#36786), and then reports that new
+ * connection's `ECONNREFUSED` for a request the server may have executed.
  */
 import { Agent, request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
@@ -14,6 +21,22 @@ import { checkServerSvid, clientAgentOptions } from './mtls.ts';
 import type { X509SvidSource } from './x509_source.ts';
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+
+/** Connections whose TLS handshake completed: a request on one may have reached the server. */
+const HANDSHAKEN = new WeakSet<object>();
+/** Errors of requests that no server can have seen (see `isNeverSent`). */
+const NEVER_SENT = new WeakSet<object>();
+
+/**
+ * True when `err` failed a request of an `MtlsClient` before any of its bytes
+ * could reach a server: it was never on a kept-alive connection, and no
+ * connection it was given completed its TLS handshake. Sending it again
+ * cannot execute it twice. False for anything else, including every error
+ * this module did not raise.
+ */
+export function isNeverSent(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && NEVER_SENT.has(err);
+}
 
 export interface MtlsRequest {
   readonly method: string;
@@ -104,12 +127,29 @@ export class MtlsClient {
           });
         },
       );
+      // Every connection the request is given (more than one when the
+      // runtime retries on its own): could the request have gone out on it?
+      let isPossiblySent = false;
+      outgoing.on('socket', (socket: TLSSocket) => {
+        if (outgoing.reusedSocket || HANDSHAKEN.has(socket)) {
+          isPossiblySent = true;
+        } else {
+          socket.once('secureConnect', () => {
+            isPossiblySent = true;
+          });
+        }
+      });
       outgoing.on('timeout', () => {
         outgoing.destroy(
           new UnavailableError(`Request to ${req.url.origin} timed out after ${timeoutMs}ms`),
         );
       });
-      outgoing.on('error', reject);
+      outgoing.on('error', (err: Error) => {
+        if (!isPossiblySent) {
+          NEVER_SENT.add(err);
+        }
+        reject(err);
+      });
       outgoing.end(body);
     });
   }
@@ -137,6 +177,7 @@ export class MtlsClient {
       function createVerifiedConnection(...args: unknown[]): TLSSocket {
         const socket = createConnection(...args);
         socket.once('secureConnect', () => {
+          HANDSHAKEN.add(socket);
           const err = socket.isSessionReused()
             ? new SvidInvalidError('Refusing a resumed TLS session: the server must be verified')
             : check('', socket.getPeerCertificate(true));
