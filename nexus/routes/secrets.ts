@@ -167,14 +167,16 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
       let after = afterRaw === undefined ? undefined : parseSecretPath(afterRaw);
       const peer = c.get('peer').id;
       // The cursor (`next`) is always a path of the answer, so it names only
-      // paths the caller may list: the store is scanned in full pages until
-      // the answer is full or the prefix is exhausted. The cost is one query
+      // paths the caller may list: the store is scanned until the answer is
+      // full or the prefix is exhausted. The first query asks for one page,
+      // which is all it takes when the caller may list everything there;
+      // later ones read a thousand paths at a time, so the cost is one query
       // per thousand paths under the prefix that the caller may not list.
       const paths: SecretPath[] = [];
       let next: SecretPath | undefined;
-      for (;;) {
+      for (let chunk = limit; ; chunk = MAX_LIST_LIMIT) {
         const found = await store.list(prefix, {
-          limit: MAX_LIST_LIMIT,
+          limit: chunk,
           ...(after === undefined ? {} : { after }),
         });
         let index = 0;
