@@ -3,12 +3,11 @@
  * Keepers and Nexus on SQLite. The superuser uses every secret and policy
  * call, an app gets typed errors, an unreachable Nexus is named in the
  * error, and after a restart with frozen Keepers (so Nexus stays sealed) a
- * client with a retry deadline waits until Nexus is ready.
+ * client with a retry deadline waits until Nexus is ready. The harness's leak
+ * scan checks every output, file and error body, the SDK's log and the
+ * errors it threw, for the secret values.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   AccessDeniedError,
@@ -21,39 +20,46 @@ import {
 } from '../shared/errors/errors.ts';
 import { createLogger, createMemorySink } from '../shared/log/logger.ts';
 import { createX509Source } from '../shared/spiffe/x509_source.ts';
-import {
-  describe as describeProgram,
-  freePort,
-  type RunningProgram,
-  startProgram,
-  stopAll,
-} from '../test/harness/spawn.ts';
+import { type Broker, startBroker } from '../test/harness/broker.ts';
+import { freePort, type RunningProgram } from '../test/harness/spawn.ts';
 import { createSpikeClient, type SpikeClient, type SpikeClientOptions } from './index.ts';
 
 const TD_NAME = 'sdk.test';
-const WORKLOADS = [
-  'nexus=/spike/nexus',
-  'keeper-1=/spike/keeper/1',
-  'keeper-2=/spike/keeper/2',
-  'keeper-3=/spike/keeper/3',
-  'pilot=/spike/pilot/role/superuser',
-  'web=/apps/web',
-].join(',');
 const PILOT_ID = `spiffe://${TD_NAME}/spike/pilot/role/superuser`;
 const WEB_ID = `spiffe://${TD_NAME}/apps/web`;
+const VALUE_NAMES = ['first', 'second', 'stale', 'other', 'mine', 'tmp', 'nowhere'] as const;
 
 describe('SpikeClient against a running broker', () => {
-  let dir: string;
+  let broker: Broker;
   let nexusUrl: string;
-  let keeperPorts: number[] = [];
   let nexus: RunningProgram | undefined;
-  const keepers: RunningProgram[] = [];
-  const programs: RunningProgram[] = [];
   const clients: SpikeClient[] = [];
-  const logger = createLogger({ component: 'test', sink: createMemorySink() });
+  /** What the SDK logged (retries) and the errors it threw: the leak scan reads both. */
+  const logSink = createMemorySink();
+  const logger = createLogger({ component: 'test', level: 'debug', sink: logSink });
+  const errors: string[] = [];
+  /** Secret values, made once the harness (which scans for them) is up. */
+  let V: Record<(typeof VALUE_NAMES)[number], string>;
 
-  const socketOf = (name: string) => `unix://${join(dir, 'sockets', `${name}.sock`)}`;
-  const logs = () => programs.map(describeProgram).join('\n');
+  const socketOf = (name: string) => broker.socketOf(name);
+  const logs = () => broker.logs();
+
+  /** Keeps an error the SDK threw for the leak scan, and returns true for assert.rejects. */
+  function seen(err: unknown): true {
+    errors.push(err instanceof Error ? `${err.name}: ${err.message}` : String(err));
+    return true;
+  }
+
+  /** assert.rejects() with an error class, keeping the error for the leak scan. */
+  async function rejectsWith(
+    promise: Promise<unknown>,
+    type: new (...args: never[]) => Error,
+  ): Promise<void> {
+    await assert.rejects(promise, (err: unknown) => {
+      assert.ok(err instanceof type, String(err));
+      return seen(err);
+    });
+  }
 
   async function client(
     name: string,
@@ -70,81 +76,52 @@ describe('SpikeClient against a running broker', () => {
     return made;
   }
 
-  function startNexus(): RunningProgram {
-    const started = startProgram('nexus', {
-      env: {
-        SPIKE_TRUST_ROOT: TD_NAME,
-        SPIFFE_ENDPOINT_SOCKET: socketOf('nexus'),
-        SPIKE_NEXUS_TLS_PORT: new URL(nexusUrl).port,
-        SPIKE_NEXUS_DATA_DIR: join(dir, 'nexus-data'),
-        SPIKE_NEXUS_KEEPER_PEERS: keeperPorts.map((port) => `https://127.0.0.1:${port}`).join(','),
-        SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL: '500ms',
+  before(async () => {
+    broker = await startBroker({
+      trustDomain: TD_NAME,
+      workloads: { web: '/apps/web' },
+      nexusEnv: {
         SPIKE_NEXUS_RECOVERY_MAX_INTERVAL: '500ms',
         SPIKE_NEXUS_KEEPER_TIMEOUT: '500ms',
-        SPIKE_NEXUS_AUDIT_LOG: join(dir, 'audit.jsonl'),
       },
+      startNexus: false,
     });
-    programs.push(started);
-    return started;
-  }
-
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'spike-sdk-'));
-    const agent = startProgram('agent', {
-      env: {
-        SPIKE_TRUST_ROOT: TD_NAME,
-        SPIKE_AGENT_DATA_DIR: dir,
-        SPIKE_AGENT_WORKLOADS: WORKLOADS,
-      },
-    });
-    programs.push(agent);
-    await agent.waitFor(/Press Ctrl-C to stop/);
-    keeperPorts = [await freePort(), await freePort(), await freePort()];
-    nexusUrl = `https://127.0.0.1:${await freePort()}`;
-    await Promise.all(
-      keeperPorts.map(async (port, i) => {
-        const keeper = startProgram('keeper', {
-          env: {
-            SPIKE_TRUST_ROOT: TD_NAME,
-            SPIFFE_ENDPOINT_SOCKET: socketOf(`keeper-${i + 1}`),
-            SPIKE_KEEPER_TLS_PORT: String(port),
-          },
-        });
-        keepers.push(keeper);
-        programs.push(keeper);
-        await keeper.waitFor(/"msg":"Listening"/);
-      }),
-    );
-    nexus = startNexus();
+    V = Object.fromEntries(
+      VALUE_NAMES.map((name) => [name, broker.secretValue(`sdk-${name}`)]),
+    ) as typeof V;
+    broker.scan("the SDK clients' log", () => JSON.stringify(logSink.lines));
+    broker.scan('errors the SDK threw', () => errors.join('\n'));
+    nexusUrl = broker.nexusUrl;
+    nexus = broker.startNexus();
     // The first write waits, through the SDK's own retry, until Nexus has its key.
     const su = await client('pilot', { retryDeadlineMs: 60_000 });
-    const written = await su.putSecret('app/web/db', { password: 'first' }).catch((err) => {
+    const written = await su.putSecret('app/web/db', { password: V.first }).catch((err) => {
       throw new Error(`${String(err)}\n${logs()}`);
     });
     assert.equal(written.currentVersion, 1);
   });
 
   after(async () => {
+    // Closed before the harness stops the agent (Deno, docs/agent.md).
     for (const made of clients) made.close();
-    await stopAll();
-    rmSync(dir, { recursive: true, force: true });
+    await broker?.stop();
   });
 
   test('the superuser writes, reads, lists and versions secrets', async () => {
     const su = await client('pilot');
-    const second = await su.putSecret('app/web/db', { password: 'second' }, { cas: 1 });
+    const second = await su.putSecret('app/web/db', { password: V.second }, { cas: 1 });
     assert.equal(second.currentVersion, 2);
-    await assert.rejects(su.putSecret('app/web/db', { password: 'stale' }, { cas: 1 }), (err) => {
+    await assert.rejects(su.putSecret('app/web/db', { password: V.stale }, { cas: 1 }), (err) => {
       assert.ok(err instanceof ConflictError, String(err));
-      return true;
+      return seen(err);
     });
-    await su.putSecret('app/other/db', { password: 'other' }, { cas: 0 });
+    await su.putSecret('app/other/db', { password: V.other }, { cas: 0 });
 
     const current = await su.getSecret('app/web/db');
-    assert.deepEqual(current.data, { password: 'second' });
+    assert.deepEqual(current.data, { password: V.second });
     assert.equal(current.version, 2);
     assert.deepEqual((await su.getSecret('app/web/db', { version: 1 })).data, {
-      password: 'first',
+      password: V.first,
     });
 
     assert.deepEqual((await su.listSecrets({ prefix: 'app/' })).paths, [
@@ -162,14 +139,14 @@ describe('SpikeClient against a running broker', () => {
     const su = await client('pilot');
     const deleted = await su.deleteSecret('app/web/db', { versions: [2] });
     assert.notEqual(deleted.versions.find((v) => v.version === 2)?.deletedAt, null);
-    await assert.rejects(su.getSecret('app/web/db', { version: 2 }), NotFoundError);
+    await rejectsWith(su.getSecret('app/web/db', { version: 2 }), NotFoundError);
     const undeleted = await su.undeleteSecret('app/web/db');
     assert.equal(undeleted.versions.find((v) => v.version === 2)?.deletedAt, null);
-    assert.deepEqual((await su.getSecret('app/web/db')).data, { password: 'second' });
+    assert.deepEqual((await su.getSecret('app/web/db')).data, { password: V.second });
 
     const destroyed = await su.destroySecret('app/web/db', [1]);
     assert.equal(destroyed.versions.find((v) => v.version === 1)?.destroyed, true);
-    await assert.rejects(su.getSecret('app/web/db', { version: 1 }), NotFoundError);
+    await rejectsWith(su.getSecret('app/web/db', { version: 1 }), NotFoundError);
 
     const updated = await su.putMetadata('app/web/db', {
       maxVersions: 5,
@@ -180,9 +157,9 @@ describe('SpikeClient against a running broker', () => {
     assert.deepEqual(metadata.customMetadata, { owner: 'team-web' });
     assert.equal(metadata.maxVersions, 5);
 
-    await su.putSecret('app/tmp/x', { v: '1' });
+    await su.putSecret('app/tmp/x', { v: V.tmp });
     await su.deletePath('app/tmp/x');
-    await assert.rejects(su.getMetadata('app/tmp/x'), NotFoundError);
+    await rejectsWith(su.getMetadata('app/tmp/x'), NotFoundError);
   });
 
   test('the superuser manages policies', async () => {
@@ -207,8 +184,8 @@ describe('SpikeClient against a running broker', () => {
       ['scratch', 'web-reads'],
     );
     await su.deletePolicy('scratch');
-    await assert.rejects(su.getPolicy('scratch'), NotFoundError);
-    await assert.rejects(su.deletePolicy('scratch'), NotFoundError);
+    await rejectsWith(su.getPolicy('scratch'), NotFoundError);
+    await rejectsWith(su.deletePolicy('scratch'), NotFoundError);
   });
 
   test('an app reads what a policy allows and gets typed errors otherwise', async () => {
@@ -217,16 +194,16 @@ describe('SpikeClient against a running broker', () => {
     try {
       const web = await createSpikeClient({ nexusUrl, source });
       assert.equal(web.spiffeId().toString(), WEB_ID);
-      assert.deepEqual((await web.getSecret('app/web/db')).data, { password: 'second' });
+      assert.deepEqual((await web.getSecret('app/web/db')).data, { password: V.second });
       assert.deepEqual((await web.listSecrets()).paths, ['app/web/db']);
       await assert.rejects(web.getSecret('app/web/missing'), (err: unknown) => {
         assert.ok(err instanceof NotFoundError, String(err));
         assert.equal(err.code, 'ERR_NOT_FOUND');
-        return true;
+        return seen(err);
       });
       for (const refused of [
         () => web.getSecret('app/other/db'),
-        () => web.putSecret('app/web/db', { password: 'mine' }),
+        () => web.putSecret('app/web/db', { password: V.mine }),
         () => web.deletePath('app/web/db'),
         () => web.listPolicies(),
         () => web.status(),
@@ -234,7 +211,7 @@ describe('SpikeClient against a running broker', () => {
         await assert.rejects(refused(), (err: unknown) => {
           assert.ok(err instanceof AccessDeniedError, String(err));
           assert.equal(err.code, 'ERR_ACCESS_DENIED');
-          return true;
+          return seen(err);
         });
       }
       web.close();
@@ -253,13 +230,13 @@ describe('SpikeClient against a running broker', () => {
       () => offline.getSecret('/app/web'),
       () => offline.getSecret('app/../etc'),
       () => offline.getSecret('app/web', { version: 0 }),
-      () => offline.putSecret('app//web', { k: 'v' }),
+      () => offline.putSecret('app//web', { k: V.nowhere }),
       () => offline.destroySecret('app/web', []),
       () => offline.listSecrets({ limit: 5000 }),
       () => offline.getPolicy('no/slash'),
       () => offline.restore(''),
     ]) {
-      await assert.rejects(bad(), InvalidRequestError);
+      await rejectsWith(bad(), InvalidRequestError);
     }
   });
 
@@ -270,11 +247,11 @@ describe('SpikeClient against a running broker', () => {
       assert.ok(err instanceof UnavailableError, String(err));
       assert.equal(err.code, 'ERR_UNAVAILABLE');
       assert.match(err.message, new RegExp(`^Nexus is unreachable at ${url}`));
-      return true;
+      return seen(err);
     });
     const retrying = await client('pilot', { nexusUrl: url, retryDeadlineMs: 600 });
     const started = Date.now();
-    await assert.rejects(retrying.putSecret('app/web/db', { k: 'v' }), UnavailableError);
+    await rejectsWith(retrying.putSecret('app/web/db', { k: V.nowhere }), UnavailableError);
     assert.ok(Date.now() - started >= 500, 'gave up before the deadline');
   });
 
@@ -282,18 +259,19 @@ describe('SpikeClient against a running broker', () => {
     const wrong = await client('pilot', { trustDomain: 'elsewhere.test' });
     await assert.rejects(wrong.getSecret('app/web/db'), (err: unknown) => {
       assert.equal((err as { code?: unknown }).code, 'ERR_SVID_INVALID', String(err));
-      return true;
+      return seen(err);
     });
   });
 
   test('a client created while Nexus is sealed waits with retryDeadlineMs until it is ready', async () => {
     // Frozen Keepers answer nothing, so the restarted Nexus stays sealed.
+    const keepers = [0, 1, 2].map((i) => broker.keeper(i));
     for (const keeper of keepers) keeper.pause();
     const killed = nexus;
     assert.ok(killed !== undefined);
     killed.child.kill('SIGKILL');
     await killed.exited(10_000);
-    nexus = startNexus();
+    nexus = broker.startNexus();
     await nexus.waitFor(/"msg":"Listening"/);
 
     const impatient = await client('pilot');
@@ -304,10 +282,11 @@ describe('SpikeClient against a running broker', () => {
     await assert.rejects(impatient.getSecret('app/web/db'), (err: unknown) => {
       assert.ok(err instanceof NotReadyError, String(err));
       assert.equal(err.code, 'ERR_NOT_READY');
-      return true;
+      return seen(err);
     });
 
     const retries = createMemorySink();
+    broker.scan("the patient client's log", () => JSON.stringify(retries.lines));
     const patient = await client('pilot', {
       retryDeadlineMs: 60_000,
       logger: createLogger({ component: 'test', level: 'debug', sink: retries }),
@@ -318,7 +297,7 @@ describe('SpikeClient against a running broker', () => {
     const secret = await read.catch((err: unknown) => {
       throw new Error(`${String(err)}\n${logs()}`);
     });
-    assert.deepEqual(secret.data, { password: 'second' });
+    assert.deepEqual(secret.data, { password: V.second });
     const retried = retries.lines.filter(
       (line) => line.msg === 'Nexus did not serve the request; retrying',
     );
@@ -336,7 +315,7 @@ describe('SpikeClient against a running broker', () => {
       (err: unknown) => {
         assert.ok(err instanceof ConfigError, String(err));
         assert.equal(err.problems.length, 4);
-        return true;
+        return seen(err);
       },
     );
   });

@@ -7,15 +7,19 @@
  *
  * Ports are chosen once, so a restarted Nexus or Keeper keeps its address.
  *
- * Leak scan: values made by `secretValue()` or registered with `sensitive()`
- * must never appear in what the broker writes or says. `stop()` scans every
- * process's output, every file in the broker's folder (logs, audit, and the
- * database files, which hold only ciphertext) and every non-2xx body that
- * `call()` saw, and fails when one holds such a value.
+ * Leak scan (leak_scan.ts): values made by `secretValue()` or registered with
+ * `sensitive()` must never appear in what the broker writes or says. `stop()`
+ * scans every process's output, every file in the broker's folder (logs,
+ * audit, and the database files, which hold only ciphertext), every row of
+ * every table of the PostgreSQL database when there is one, every non-2xx
+ * body that `call()` saw and every text added with `scan()`, and fails when
+ * one holds such a value.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { Buffer } from 'node:buffer';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { PATHS } from '../../shared/api/paths.ts';
 import type { AuditEvent } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
@@ -23,6 +27,7 @@ import { isNexus } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain, type TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import { createX509Source, type X509Source } from '../../shared/spiffe/x509_source.ts';
+import { createLeakScan } from './leak_scan.ts';
 import {
   describe as describeProgram,
   freePort,
@@ -49,6 +54,22 @@ export interface BrokerOptions {
   readonly viaBin?: boolean;
   /** Start Nexus and wait until it is ready (default true). */
   readonly startNexus?: boolean;
+}
+
+export interface NexusOptions {
+  /** The identity it runs as (default `nexus`), e.g. a replica's. */
+  readonly identity?: string;
+  /**
+   * Its port (default the broker's `nexusPort`). Only a Nexus on the
+   * default port becomes `nexus()`; one elsewhere is a replica on the same
+   * store, which the caller stops.
+   */
+  readonly port?: number;
+}
+
+export interface CallOptions {
+  /** The port of the Nexus to ask (default the broker's `nexusPort`). */
+  readonly port?: number;
 }
 
 export interface Reply {
@@ -81,13 +102,19 @@ export interface Broker {
   /** A keep-alive mTLS client to Nexus as a named identity, made once and kept. */
   client(name: string): Promise<MtlsClient>;
   /** One request to Nexus as a named identity. */
-  call(name: string, method: string, path: string, body?: unknown): Promise<Reply>;
+  call(
+    name: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    options?: CallOptions,
+  ): Promise<Reply>;
   /** Drops kept-alive connections (after a Nexus restart); sources stay. */
   closeClients(): void;
-  startNexus(env?: Readonly<Record<string, string>>): RunningProgram;
+  startNexus(env?: Readonly<Record<string, string>>, options?: NexusOptions): RunningProgram;
   startKeeper(index: number): Promise<RunningProgram>;
   /** Polls the status route as the superuser until Nexus answers 200. */
-  waitUntilReady(what: string, timeoutMs?: number): Promise<void>;
+  waitUntilReady(what: string, timeoutMs?: number, options?: CallOptions): Promise<void>;
   auditEvents(): AuditEvent[];
   /** Logs of every process started, for failure messages. */
   logs(): string;
@@ -95,6 +122,11 @@ export interface Broker {
   secretValue(label?: string): string;
   /** Registers a value (a shard, a key) that must never leak. */
   sensitive(value: string): void;
+  /**
+   * Adds a text the test saw (a CLI run's output, an SDK error) to the leak
+   * scan; a function is read at scan time.
+   */
+  scan(name: string, text: string | (() => string)): void;
   /** Fails with the places where a registered value appears (see the module comment). */
   assertNoLeaks(): void;
   /** Stops everything, runs the leak scan, and removes the folder. */
@@ -119,13 +151,17 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const started: RunningProgram[] = [];
   const keeperRuns: RunningProgram[] = [];
   let nexusRun: RunningProgram | undefined;
-  const sources = new Map<string, X509Source>();
+  // Promises, so that two calls at once for one identity share one source
+  // (a second one would be left open, and keep the test process alive).
+  const sources = new Map<string, Promise<X509Source>>();
   const clients = new Map<string, MtlsClient>();
   const logger = createLogger({ component: 'test', sink: createMemorySink() });
   const runtime = options.runtime;
   const viaBin = options.viaBin === true ? { viaBin: true } : {};
-  const needles = new Set<string>();
-  const errorBodies: string[] = [];
+  const leakScan = createLeakScan();
+  let errorBodies = 0;
+  let sensitiveCount = 0;
+  leakScan.files(dir);
 
   const socketOf = (name: string) => `unix://${join(dir, 'sockets', `${name}.sock`)}`;
   const identityEnv = (name: string): Record<string, string> => ({
@@ -151,7 +187,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       ...options.agentEnv,
     },
   });
-  started.push(agent);
+  track(agent);
   const keeperPorts: number[] = [];
   for (let i = 0; i < keeperCount; i += 1) keeperPorts.push(await freePort());
   const nexusPort = await freePort();
@@ -159,20 +195,30 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
 
   const logs = () => started.map(describeProgram).join('\n');
 
-  async function source(name: string): Promise<X509Source> {
+  /** Keeps a started program for stop(), logs() and the leak scan. */
+  function track(program: RunningProgram): void {
+    const name = `output of ${program.program} #${started.length}`;
+    started.push(program);
+    leakScan.text(name, () => program.stdout() + program.stderr());
+  }
+
+  function source(name: string): Promise<X509Source> {
     let made = sources.get(name);
     if (made === undefined) {
-      made = await createX509Source({ address: socketOf(name), logger, timeoutMs: 10_000 });
+      made = createX509Source({ address: socketOf(name), logger, timeoutMs: 10_000 });
       sources.set(name, made);
+      // A failed start is not kept: the next call tries again.
+      made.catch(() => sources.delete(name));
     }
     return made;
   }
 
   async function client(name: string): Promise<MtlsClient> {
+    const src = await source(name);
     let made = clients.get(name);
     if (made === undefined) {
       made = new MtlsClient({
-        source: await source(name),
+        source: src,
         authorizeServer: isNexus(trustDomain),
         timeoutMs: 5_000,
       });
@@ -186,16 +232,25 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     clients.clear();
   }
 
-  async function call(name: string, method: string, path: string, body?: unknown): Promise<Reply> {
+  async function call(
+    name: string,
+    method: string,
+    path: string,
+    body?: unknown,
+    options: CallOptions = {},
+  ): Promise<Reply> {
     const res = await (await client(name)).request({
       method,
-      url: new URL(`${nexusUrl}${path}`),
+      url: new URL(`https://127.0.0.1:${options.port ?? nexusPort}${path}`),
       ...(body === undefined
         ? {}
         : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
     });
     const text = res.text();
-    if (res.status >= 300) errorBodies.push(`${method} ${path} → ${res.status}: ${text}`);
+    if (res.status >= 300) {
+      leakScan.text(`error body #${errorBodies} (${method} ${path} → ${res.status})`, text);
+      errorBodies += 1;
+    }
     let parsed: unknown;
     if (text !== '') {
       try {
@@ -207,14 +262,18 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     return { status: res.status, text, body: parsed };
   }
 
-  function startNexus(env: Readonly<Record<string, string>> = {}): RunningProgram {
-    nexusRun = startProgram('nexus', {
+  function startNexus(
+    env: Readonly<Record<string, string>> = {},
+    nexusOptions: NexusOptions = {},
+  ): RunningProgram {
+    const port = nexusOptions.port ?? nexusPort;
+    const run = startProgram('nexus', {
       ...(runtime === undefined ? {} : { runtime }),
       ...viaBin,
       ...(options.nexusNodeFlags === undefined ? {} : { nodeFlags: options.nexusNodeFlags }),
       env: {
-        ...identityEnv('nexus'),
-        SPIKE_NEXUS_TLS_PORT: String(nexusPort),
+        ...identityEnv(nexusOptions.identity ?? 'nexus'),
+        SPIKE_NEXUS_TLS_PORT: String(port),
         SPIKE_NEXUS_DATA_DIR: join(dir, 'nexus-data'),
         SPIKE_NEXUS_KEEPER_PEERS: keeperPorts.map((port) => `https://127.0.0.1:${port}`).join(','),
         SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL: '500ms',
@@ -231,8 +290,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         ...env,
       },
     });
-    started.push(nexusRun);
-    return nexusRun;
+    track(run);
+    if (port === nexusPort) nexusRun = run;
+    return run;
   }
 
   async function startKeeper(index: number): Promise<RunningProgram> {
@@ -243,17 +303,23 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       ...viaBin,
       env: { ...identityEnv(`keeper-${index + 1}`), SPIKE_KEEPER_TLS_PORT: String(port) },
     });
-    started.push(keeper);
+    track(keeper);
     keeperRuns[index] = keeper;
     await keeper.waitFor(/"msg":"Listening"/);
     return keeper;
   }
 
-  async function waitUntilReady(what: string, timeoutMs = 30_000): Promise<void> {
+  async function waitUntilReady(
+    what: string,
+    timeoutMs = 30_000,
+    callOptions: CallOptions = {},
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       try {
-        if ((await call('pilot', 'GET', PATHS.status)).status === 200) return;
+        if ((await call('pilot', 'GET', PATHS.status, undefined, callOptions)).status === 200) {
+          return;
+        }
       } catch {
         // Not listening yet, or a kept-alive connection to a Nexus that is gone.
         closeClients();
@@ -263,43 +329,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     }
   }
 
-  function filesUnder(folder: string): string[] {
-    const found: string[] = [];
-    for (const entry of readdirSync(folder)) {
-      const path = join(folder, entry);
-      const stat = statSync(path, { throwIfNoEntry: false });
-      if (stat?.isDirectory()) found.push(...filesUnder(path));
-      else if (stat?.isFile()) found.push(path);
-    }
-    return found;
-  }
-
-  function assertNoLeaks(): void {
-    if (needles.size === 0) return;
-    const places: [string, string][] = started.map((program, i) => [
-      `output of ${program.program} #${i}`,
-      program.stdout() + program.stderr(),
-    ]);
-    for (const file of filesUnder(dir)) places.push([file, readFileSync(file, 'latin1')]);
-    errorBodies.forEach((body, i) => {
-      places.push([`error body #${i}`, body]);
-    });
-    const hits: string[] = [];
-    for (const [where, text] of places) {
-      for (const needle of needles) {
-        if (text.includes(needle)) hits.push(`${where} holds a registered secret`);
-      }
-    }
-    if (hits.length > 0) throw new Error(`Secrets leaked:\n${[...new Set(hits)].join('\n')}`);
-  }
-
   async function stop(): Promise<void> {
     closeClients();
-    for (const made of sources.values()) made.close();
+    const opened = await Promise.allSettled(sources.values());
+    for (const made of opened) if (made.status === 'fulfilled') made.value.close();
     sources.clear();
     await Promise.all([...started].reverse().map((program) => program.stop()));
     try {
-      assertNoLeaks();
+      if (options.databaseUrl !== undefined) {
+        for (const [table, text] of await readPostgresTables(options.databaseUrl)) {
+          leakScan.text(`PostgreSQL table ${table}`, text);
+        }
+      }
+      leakScan.assertNoLeaks();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -347,14 +389,19 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     logs,
     secretValue(label = 'secret') {
       const value = `${label}-canary-${crypto.randomUUID()}`;
-      needles.add(value);
+      leakScan.needle(value, `the secret value "${label}"`);
       return value;
     },
     sensitive(value) {
-      if (value.length < 8) throw new Error('Too short to scan for without false hits');
-      needles.add(value);
+      sensitiveCount += 1;
+      leakScan.needle(value, `sensitive value #${sensitiveCount}`);
     },
-    assertNoLeaks,
+    scan(name, text) {
+      leakScan.text(name, text);
+    },
+    assertNoLeaks() {
+      leakScan.assertNoLeaks();
+    },
     stop,
   };
 
@@ -370,4 +417,41 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     throw error;
   }
   return broker;
+}
+
+/**
+ * Every row of every table in the database's public schema, as text per
+ * table (byte columns as the bytes they hold), for the leak scan.
+ */
+async function readPostgresTables(url: string): Promise<[string, string][]> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  await client.connect();
+  try {
+    const tables = await client.query<{ name: string }>(
+      "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name",
+    );
+    const texts: [string, string][] = [];
+    for (const { name } of tables.rows) {
+      const rows = await client.query<Record<string, unknown>>(
+        `SELECT * FROM "${name.replace(/"/g, '""')}"`,
+      );
+      const text = rows.rows
+        .map((row) =>
+          Object.values(row)
+            .map((value) =>
+              value instanceof Uint8Array
+                ? Buffer.from(value).toString('utf8')
+                : typeof value === 'object' && value !== null
+                  ? JSON.stringify(value)
+                  : String(value),
+            )
+            .join('\t'),
+        )
+        .join('\n');
+      texts.push([name, text]);
+    }
+    return texts;
+  } finally {
+    await client.end();
+  }
 }

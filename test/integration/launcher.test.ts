@@ -4,6 +4,11 @@
  * through the printed Pilot socket survives a stop (SIGTERM, exit 0) and a
  * second start, which can unseal Nexus only through the development
  * recovery file, since its Keepers start empty.
+ *
+ * Leak scan: the secret value and every shard text of the recovery file
+ * must appear nowhere else: not in the data folder (logs, audit, database;
+ * the recovery file, which holds the shards by design, is left out), not in
+ * what spike-local printed, not in an error body Nexus sent.
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -11,12 +16,13 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DEV_SHARDS_FILE, DEV_SHARDS_WARNING } from '../../launcher/dev_shards.ts';
+import { DEV_SHARDS_FILE, DEV_SHARDS_WARNING, readDevShards } from '../../launcher/dev_shards.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { isNexus } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import { createX509Source } from '../../shared/spiffe/x509_source.ts';
+import { createLeakScan, shardNeedles } from '../harness/leak_scan.ts';
 import { currentRuntime, freePort, ROOT } from '../harness/spawn.ts';
 
 const TD_NAME = 'launcher.test';
@@ -34,6 +40,14 @@ interface Launched {
 }
 
 const launched = new Set<Launched>();
+const leaks = createLeakScan();
+let launches = 0;
+let errorBodies = 0;
+/**
+ * The value written: it starts like the one in the printed example command
+ * (`password=s3cret`), and is unique, so the leak scan can tell them apart.
+ */
+const SECRET = `s3cret-${crypto.randomUUID()}`;
 
 /** The launcher as its documented command: `npm start` or `deno task local`. */
 function launch(env: Record<string, string>): Launched {
@@ -55,6 +69,8 @@ function launch(env: Record<string, string>): Launched {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
+  launches += 1;
+  leaks.text(`output of spike-local (launch #${launches})`, () => out);
   const waiters = new Set<() => void>();
   const notify = () => {
     for (const waiter of waiters) waiter();
@@ -140,6 +156,10 @@ async function asPilot(
         ? {}
         : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(request.body) }),
     });
+    if (res.status >= 300) {
+      errorBodies += 1;
+      leaks.text(`error body #${errorBodies} (${request.method} → ${res.status})`, res.text());
+    }
     return { status: res.status, body: res.json() as Record<string, unknown> };
   } finally {
     // Closed before the launcher stops the agent (docs/agent.md, Deno note).
@@ -155,6 +175,11 @@ describe('spike-local, the one-command local broker', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'spike-local-'));
+    leaks.needle(SECRET, 'the secret value');
+    leaks.files(dir, {
+      exclude: (path) =>
+        path === join(dir, DEV_SHARDS_FILE) || path === join(dir, `${DEV_SHARDS_FILE}.tmp`),
+    });
     nexusPort = await freePort();
     const keeperPorts = [await freePort(), await freePort(), await freePort()];
     env = {
@@ -167,12 +192,24 @@ describe('spike-local, the one-command local broker', () => {
     };
   });
 
+  /** The shard texts of the recovery file: the scan looks for them everywhere else. */
+  function registerShards(): void {
+    for (const shard of readDevShards(join(dir, DEV_SHARDS_FILE))?.shards ?? []) {
+      for (const needle of shardNeedles(shard)) leaks.needle(needle, 'a dev recovery shard');
+    }
+  }
+
   after(async () => {
     for (const running of launched) {
       running.child.kill('SIGTERM');
       await running.exited(30_000).catch(() => running.child.kill('SIGKILL'));
     }
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      registerShards();
+      leaks.assertNoLeaks();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('bad configuration exits 2 and names every problem', async () => {
@@ -194,17 +231,18 @@ describe('spike-local, the one-command local broker', () => {
 
     const written = await asPilot(socket, nexusPort, {
       method: 'PUT',
-      body: { data: { password: 's3cret' } },
+      body: { data: { password: SECRET } },
     });
     assert.equal(written.status, 200, JSON.stringify(written.body));
     const read = await asPilot(socket, nexusPort, { method: 'GET' });
-    assert.deepEqual(read.body.data, { password: 's3cret' });
+    assert.deepEqual(read.body.data, { password: SECRET });
 
     const file = join(dir, DEV_SHARDS_FILE);
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const saved = JSON.parse(readFileSync(file, 'utf8')) as { warning: string; shards: string[] };
     assert.equal(saved.warning, DEV_SHARDS_WARNING);
     assert.equal(saved.shards.length, 3);
+    registerShards();
 
     first.signal('SIGTERM');
     assert.equal(await first.exited(60_000), 0, first.output());
@@ -215,15 +253,17 @@ describe('spike-local, the one-command local broker', () => {
     assert.match(second.output(), /Restoring the root key from/);
     const again = await asPilot(socket, nexusPort, { method: 'GET' });
     assert.equal(again.status, 200, JSON.stringify(again.body));
-    assert.deepEqual(again.body.data, { password: 's3cret' });
+    assert.deepEqual(again.body.data, { password: SECRET });
     // The stored split was refreshed after the restore.
     const refreshed = JSON.parse(readFileSync(file, 'utf8')) as { generation: number };
+    registerShards();
     assert.notEqual(refreshed.generation, (saved as unknown as { generation: number }).generation);
 
     second.signal('SIGINT');
     assert.equal(await second.exited(60_000), 0, second.output());
     // Neither the shards nor the secret value reach a log or the terminal
-    // (the printed example command is the only "s3cret").
+    // (the printed example command is the only "s3cret"); the leak scan, in
+    // after(), checks every file and output for each of them as well.
     const logs = ['nexus', 'keeper-1', 'agent', 'audit']
       .map((name) => readFileSync(join(dir, 'logs', `${name}.log`), 'utf8'))
       .join('\n');

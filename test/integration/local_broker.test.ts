@@ -5,6 +5,12 @@
  * (docs/examples/) reading its password under its own SPIFFE ID and being
  * refused elsewhere, then a stop (SIGTERM, exit 0), a second start, and the
  * secrets read back. Every child runs on the runtime of this test.
+ *
+ * Leak scan: the two passwords and the shard texts of the development
+ * recovery file must appear nowhere but where they belong: not in the data
+ * folder (logs, audit, database; the recovery file holds the shards by
+ * design and is left out), not in what spike-local printed, not in any
+ * `spike` or example output (but the standard output of `secret get`).
  */
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
@@ -12,6 +18,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { DEV_SHARDS_FILE, readDevShards } from '../../launcher/dev_shards.ts';
+import { createLeakScan, shardNeedles } from '../harness/leak_scan.ts';
 import { currentRuntime, freePort, ROOT, runProgram } from '../harness/spawn.ts';
 
 const START_TIMEOUT_MS = 120_000;
@@ -43,6 +51,17 @@ interface Launched {
 }
 
 const launched = new Set<Launched>();
+const leaks = createLeakScan();
+/** Commands whose standard output is a secret value by design. */
+const REVEALING_COMMANDS_REGEXP = /^secret get$/;
+let runs = 0;
+
+/** Adds a finished subprocess's output to the leak scan. */
+function scanResult(what: string, result: Result, options: { revealing?: boolean } = {}): void {
+  runs += 1;
+  leaks.text(`stderr of ${what} (run #${runs})`, result.stderr);
+  if (options.revealing !== true) leaks.text(`stdout of ${what} (run #${runs})`, result.stdout);
+}
 
 function show(result: Result): string {
   return `status ${result.status}\n--- stdout ---\n${result.stdout}\n--- stderr ---\n${result.stderr}`;
@@ -93,6 +112,8 @@ function launch(env: Record<string, string>): Launched {
       notify();
     });
   });
+  runs += 1;
+  leaks.text(`output of spike-local (run #${runs})`, () => out);
   const handle: Launched = {
     child,
     output: () => out,
@@ -180,12 +201,30 @@ describe('the local broker, end to end with spike and the example app', () => {
   let appSocket: string;
   let nexusUrl: string;
 
-  function spike(args: readonly string[]): Promise<Result> {
-    return runProgram('pilot', {
+  async function spike(args: readonly string[]): Promise<Result> {
+    const result = await runProgram('pilot', {
       args,
       env: { SPIFFE_ENDPOINT_SOCKET: pilotSocket, SPIKE_NEXUS_API_URL: nexusUrl },
       timeoutMs: COMMAND_TIMEOUT_MS,
     });
+    const command = args.slice(0, 2).join(' ');
+    scanResult(`spike ${command}`, result, {
+      revealing: REVEALING_COMMANDS_REGEXP.test(command),
+    });
+    return result;
+  }
+
+  async function example(args: readonly string[]): Promise<Result> {
+    const result = await runExample(appSocket, nexusUrl, args);
+    scanResult('the example app', result);
+    return result;
+  }
+
+  /** The shard texts of the development recovery file: the scan looks for them elsewhere. */
+  function registerShards(): void {
+    for (const shard of readDevShards(join(dir, DEV_SHARDS_FILE))?.shards ?? []) {
+      for (const needle of shardNeedles(shard)) leaks.needle(needle, 'a dev recovery shard');
+    }
   }
 
   async function ok(args: readonly string[]): Promise<Result> {
@@ -205,12 +244,19 @@ describe('the local broker, end to end with spike and the example app', () => {
     assert.equal(pilotSocket, `unix://${join(dir, 'agent', 'sockets', 'pilot.sock')}`, output);
     assert.equal(appSocket, `unix://${join(dir, 'agent', 'sockets', 'app.sock')}`, output);
     assert.match(nexusUrl, /^https:\/\/(localhost|127\.0\.0\.1):\d+$/, output);
+    registerShards();
     return running;
   }
 
   before(async () => {
     // The default trust domain (spike.ist), so the README's policy is tested as written.
     dir = mkdtempSync(join(tmpdir(), 'spike-lb-'));
+    leaks.needle(DB_PASSWORD, 'the example db password');
+    leaks.needle(CREDS_PASSWORD, 'the app/db/creds password');
+    leaks.files(dir, {
+      exclude: (path) =>
+        path === join(dir, DEV_SHARDS_FILE) || path === join(dir, `${DEV_SHARDS_FILE}.tmp`),
+    });
     const keeperPorts = [await freePort(), await freePort(), await freePort()];
     env = {
       SPIKE_LOCAL_DATA_DIR: dir,
@@ -226,7 +272,12 @@ describe('the local broker, end to end with spike and the example app', () => {
       running.child.kill('SIGTERM');
       await running.exited(30_000).catch(() => running.child.kill('SIGKILL'));
     }
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      registerShards();
+      leaks.assertNoLeaks();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('spike-local starts and prints the sockets and the Nexus URL', async () => {
@@ -267,7 +318,7 @@ describe('the local broker, end to end with spike and the example app', () => {
     ]);
     await ok(['secret', 'put', 'app/example/db', 'user=example', `password=${DB_PASSWORD}`]);
 
-    const read = await runExample(appSocket, nexusUrl, []);
+    const read = await example([]);
     assert.equal(read.status, 0, show(read));
     assert.equal(
       read.stdout.trim(),
@@ -276,7 +327,7 @@ describe('the local broker, end to end with spike and the example app', () => {
     assert.doesNotMatch(read.stdout + read.stderr, new RegExp(DB_PASSWORD));
 
     for (const other of ['app/db/creds', 'app/example/other']) {
-      const refused = await runExample(appSocket, nexusUrl, [other]);
+      const refused = await example([other]);
       assert.notEqual(refused.status, 0, show(refused));
       assert.match(refused.stderr, /\[ERR_ACCESS_DENIED\]/, show(refused));
       assert.match(refused.stderr, new RegExp(`${APP_ID} could not read "${other}"`));
@@ -301,7 +352,7 @@ describe('the local broker, end to end with spike and the example app', () => {
     const deleted = await spike(['secret', 'get', 'tmp/scratch']);
     assert.equal(deleted.status, 4, show(deleted));
 
-    const read = await runExample(appSocket, nexusUrl, []);
+    const read = await example([]);
     assert.equal(read.status, 0, show(read));
     assert.match(read.stdout, /read "app\/example\/db" \(version 1\)/);
 

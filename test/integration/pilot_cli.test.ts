@@ -3,35 +3,25 @@
  * against real processes over real mTLS (the embedded agent, three Keepers
  * and Nexus on SQLite). Checks output, `--format json` fields, and the exit
  * status of every failure: access denied (an app identity), not found,
- * Nexus unreachable, invalid input.
+ * Nexus unreachable, invalid input. The harness's leak scan checks every
+ * output, file and error body, and every `spike` run's output (but the
+ * standard output of `secret get`), for the password and the shard texts.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { VERSION } from '../../shared/api/version.ts';
-import {
-  describe as describeProgram,
-  freePort,
-  type RunningProgram,
-  runProgram,
-  startProgram,
-  stopAll,
-} from '../harness/spawn.ts';
+import { type Broker, startBroker } from '../harness/broker.ts';
+import { shardNeedles } from '../harness/leak_scan.ts';
+import { freePort, runProgram } from '../harness/spawn.ts';
 
 const TD_NAME = 'pilot.test';
-const WORKLOADS = [
-  'nexus=/spike/nexus',
-  'keeper-1=/spike/keeper/1',
-  'keeper-2=/spike/keeper/2',
-  'keeper-3=/spike/keeper/3',
-  'pilot=/spike/pilot/role/superuser',
-  'recover=/spike/pilot/role/recover',
-  'web=/apps/web',
-].join(',');
 const WEB_ID = `spiffe://${TD_NAME}/apps/web`;
-const PASSWORD = `pw-${crypto.randomUUID()}`;
+/** Commands whose standard output is a secret value by design. */
+const REVEALING_COMMANDS_REGEXP = /^secret get$/;
+const SHARD_REGEXP = /spike-shard:v1:[^\s"]+/g;
 
 interface Result {
   readonly status: number | string;
@@ -40,25 +30,36 @@ interface Result {
 }
 
 describe('spike CLI against a running broker', () => {
-  let dir: string;
-  let nexusPort: number;
-  const programs: RunningProgram[] = [];
+  let broker: Broker;
+  /**
+   * The test's own files that hold a value by design (the password file, the
+   * shard files of `operator recover`), outside the broker's folder, which
+   * the leak scan reads whole.
+   */
+  let scratch: string;
+  let PASSWORD: string;
+  let runs = 0;
 
-  function spike(
+  async function spike(
     args: readonly string[],
     options: { as?: string; nexusUrl?: string } = {},
   ): Promise<Result> {
-    return runProgram('pilot', {
+    const result = await runProgram('pilot', {
       args,
       env: {
-        SPIKE_TRUST_ROOT: TD_NAME,
-        SPIFFE_ENDPOINT_SOCKET: `unix://${join(dir, 'sockets', `${options.as ?? 'pilot'}.sock`)}`,
-        SPIKE_SPIFFE_SOURCE_TIMEOUT: '10s',
-        SPIKE_NEXUS_API_URL: options.nexusUrl ?? `https://127.0.0.1:${nexusPort}`,
+        ...broker.identityEnv(options.as ?? 'pilot'),
+        SPIKE_NEXUS_API_URL: options.nexusUrl ?? broker.nexusUrl,
         SPIKE_PILOT_TIMEOUT: '5s',
       },
       timeoutMs: 30_000,
     });
+    runs += 1;
+    const run = `spike ${args.slice(0, 2).join(' ')} (run #${runs})`;
+    broker.scan(`stderr of ${run}`, result.stderr);
+    if (!REVEALING_COMMANDS_REGEXP.test(args.slice(0, 2).join(' '))) {
+      broker.scan(`stdout of ${run}`, result.stdout);
+    }
+    return result;
   }
 
   const show = (result: Result) =>
@@ -71,63 +72,20 @@ describe('spike CLI against a running broker', () => {
   }
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'spike-pilot-'));
-    const agent = startProgram('agent', {
-      env: {
-        SPIKE_TRUST_ROOT: TD_NAME,
-        SPIKE_AGENT_DATA_DIR: dir,
-        SPIKE_AGENT_WORKLOADS: WORKLOADS,
-      },
+    scratch = mkdtempSync(join(tmpdir(), 'spike-pilot-files-'));
+    broker = await startBroker({
+      trustDomain: TD_NAME,
+      workloads: { recover: '/spike/pilot/role/recover', web: '/apps/web' },
     });
-    programs.push(agent);
-    await agent.waitFor(/Press Ctrl-C to stop/);
-    const keeperPorts = [await freePort(), await freePort(), await freePort()];
-    nexusPort = await freePort();
-    const identityEnv = (name: string) => ({
-      SPIKE_TRUST_ROOT: TD_NAME,
-      SPIFFE_ENDPOINT_SOCKET: `unix://${join(dir, 'sockets', `${name}.sock`)}`,
-      SPIKE_SPIFFE_SOURCE_TIMEOUT: '10s',
-    });
-    await Promise.all(
-      keeperPorts.map(async (port, i) => {
-        const keeper = startProgram('keeper', {
-          env: { ...identityEnv(`keeper-${i + 1}`), SPIKE_KEEPER_TLS_PORT: String(port) },
-        });
-        programs.push(keeper);
-        await keeper.waitFor(/"msg":"Listening"/);
-      }),
-    );
-    programs.push(
-      startProgram('nexus', {
-        env: {
-          ...identityEnv('nexus'),
-          SPIKE_NEXUS_TLS_PORT: String(nexusPort),
-          SPIKE_NEXUS_DATA_DIR: join(dir, 'nexus-data'),
-          SPIKE_NEXUS_KEEPER_PEERS: keeperPorts
-            .map((port) => `https://127.0.0.1:${port}`)
-            .join(','),
-          SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL: '500ms',
-          SPIKE_NEXUS_AUDIT_LOG: join(dir, 'audit.jsonl'),
-        },
-      }),
-    );
-    // `spike status` exits 0 only once Nexus answers and is ready.
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const status = await spike(['status']);
-      if (status.status === 0) break;
-      if (Date.now() > deadline) {
-        throw new Error(
-          `Nexus never became ready\n${show(status)}\n${programs.map(describeProgram).join('\n')}`,
-        );
-      }
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
+    PASSWORD = broker.secretValue('pw');
   });
 
   after(async () => {
-    await stopAll();
-    rmSync(dir, { recursive: true, force: true });
+    try {
+      await broker?.stop();
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 
   test('spike --version prints the version', async () => {
@@ -143,7 +101,7 @@ describe('spike CLI against a running broker', () => {
   });
 
   test('secret put (inline and @file), get, list and metadata', async () => {
-    const file = join(dir, 'password.txt');
+    const file = join(scratch, 'password.txt');
     writeFileSync(file, PASSWORD, { mode: 0o600 });
     const put = await ok(['secret', 'put', 'app/web/db', 'user=web', `password=@${file}`]);
     assert.match(put.stdout, /Wrote "app\/web\/db" version 1/);
@@ -192,7 +150,7 @@ describe('spike CLI against a running broker', () => {
   });
 
   test('policy apply, list, get; the app then reads only what the policy allows', async () => {
-    const file = join(dir, 'policy.yaml');
+    const file = join(scratch, 'policy.yaml');
     writeFileSync(
       file,
       `- name: web-reads\n  spiffeIdPattern: ${WEB_ID}\n  pathPattern: app/web/**\n  permissions: [read, list]\n`,
@@ -243,9 +201,15 @@ describe('spike CLI against a running broker', () => {
   });
 
   test('operator recover writes owner-only shard files (recover role)', async () => {
-    const target = join(dir, 'recovery');
+    const target = join(scratch, 'recovery');
     const result = await ok(['operator', 'recover', '--dir', target, '-f', 'json'], 'recover');
     const printed = JSON.parse(result.stdout);
+    // The shard texts may be only in these files: the leak scan looks for them elsewhere.
+    for (const file of printed.files as string[]) {
+      for (const shard of readFileSync(file, 'utf8').match(SHARD_REGEXP) ?? []) {
+        for (const needle of shardNeedles(shard)) broker.sensitive(needle);
+      }
+    }
     assert.equal(printed.dir, target);
     assert.equal(statSync(target).mode & 0o777, 0o700);
     assert.equal(readdirSync(target).length, printed.files.length);

@@ -2,43 +2,24 @@
  * Two Nexus processes on one PostgreSQL database, with real processes over
  * real mTLS (the embedded agent, three Keepers): a secret written through one
  * is read through the other at once, and check-and-set holds across them.
+ * The harness's leak scan checks every output, file and error body for the
+ * values and the database password.
  *
  * Skipped, with a notice, unless SPIKE_TEST_DATABASE_URL is set.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
-import { isNexus } from '../../shared/spiffe/identities.ts';
-import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
-import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
-import { createX509Source, type X509Source } from '../../shared/spiffe/x509_source.ts';
+import { type Broker, startBroker } from '../harness/broker.ts';
 import {
   createScratchDatabase,
   dropScratchDatabases,
   postgresSkip,
   TEST_DATABASE_URL_ENV,
 } from '../harness/postgres.ts';
-import {
-  describe as describeProgram,
-  freePort,
-  type RunningProgram,
-  startProgram,
-  stopAll,
-} from '../harness/spawn.ts';
+import { freePort, type RunningProgram } from '../harness/spawn.ts';
 
 const TD_NAME = 'postgres.test';
-const TD = parseTrustDomain(TD_NAME);
-const WORKLOADS = [
-  'nexus=/spike/nexus',
-  'nexus-2=/spike/nexus/replica-2',
-  'keeper-1=/spike/keeper/1',
-  'keeper-2=/spike/keeper/2',
-  'keeper-3=/spike/keeper/3',
-  'pilot=/spike/pilot/role/superuser',
-].join(',');
 
 const skip = postgresSkip();
 
@@ -46,20 +27,12 @@ if (skip !== false) {
   test(`two Nexus processes on one PostgreSQL (${TEST_DATABASE_URL_ENV})`, { skip }, () => {});
 } else {
   describe('two Nexus processes on one PostgreSQL database', () => {
-    let dir: string;
+    let broker: Broker | undefined;
     let databaseUrl: string;
-    let pilot: MtlsClient;
-    let source: X509Source;
     const nexusPorts: number[] = [];
     const programs: RunningProgram[] = [];
-    const logger = createLogger({ component: 'test', sink: createMemorySink() });
-
-    const socketOf = (name: string) => `unix://${join(dir, 'sockets', `${name}.sock`)}`;
-    const identityEnv = (name: string) => ({
-      SPIKE_TRUST_ROOT: TD_NAME,
-      SPIFFE_ENDPOINT_SOCKET: socketOf(name),
-      SPIKE_SPIFFE_SOURCE_TIMEOUT: '10s',
-    });
+    /** Fresh values that the harness's leak scan looks for. */
+    const secret = (label: string) => (broker as Broker).secretValue(label);
 
     async function call(
       nexus: 0 | 1,
@@ -67,92 +40,50 @@ if (skip !== false) {
       path: string,
       body?: unknown,
     ): Promise<{ status: number; body: Record<string, unknown> }> {
-      const res = await pilot.request({
-        method,
-        url: new URL(`https://127.0.0.1:${nexusPorts[nexus]}${path}`),
-        ...(body === undefined
-          ? {}
-          : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+      const reply = await (broker as Broker).call('pilot', method, path, body, {
+        port: nexusPorts[nexus] as number,
       });
-      return { status: res.status, body: res.json() as Record<string, unknown> };
-    }
-
-    async function waitUntilReady(port: number, timeoutMs = 30_000): Promise<void> {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        try {
-          const res = await pilot.request({
-            method: 'GET',
-            url: new URL(`https://127.0.0.1:${port}/v1/status`),
-          });
-          if (res.status === 200) return;
-        } catch {
-          // not yet listening
-        }
-        if (Date.now() > deadline) {
-          throw new Error(
-            `Nexus on ${port} never became ready\n${programs.map(describeProgram).join('\n')}`,
-          );
-        }
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
+      return { status: reply.status, body: reply.body as Record<string, unknown> };
     }
 
     before(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'spike-postgres-'));
       databaseUrl = await createScratchDatabase();
-      const agent = startProgram('agent', {
-        env: {
-          SPIKE_TRUST_ROOT: TD_NAME,
-          SPIKE_AGENT_DATA_DIR: dir,
-          SPIKE_AGENT_WORKLOADS: WORKLOADS,
-        },
+      broker = await startBroker({
+        trustDomain: TD_NAME,
+        workloads: { 'nexus-2': '/spike/nexus/replica-2' },
+        databaseUrl,
+        startNexus: false,
       });
-      programs.push(agent);
-      await agent.waitFor(/Press Ctrl-C to stop/);
-      const keeperPorts = [await freePort(), await freePort(), await freePort()];
-      await Promise.all(
-        keeperPorts.map(async (port, i) => {
-          const keeper = startProgram('keeper', {
-            env: { ...identityEnv(`keeper-${i + 1}`), SPIKE_KEEPER_TLS_PORT: String(port) },
-          });
-          programs.push(keeper);
-          await keeper.waitFor(/"msg":"Listening"/);
-        }),
-      );
-      source = await createX509Source({ address: socketOf('pilot'), logger, timeoutMs: 10_000 });
-      pilot = new MtlsClient({ source, authorizeServer: isNexus(TD), timeoutMs: 5_000 });
-      for (const name of ['nexus', 'nexus-2']) {
-        const port = await freePort();
-        nexusPorts.push(port);
+      // The password of the database URL is a key the test sees.
+      const password = decodeURIComponent(new URL(databaseUrl).password);
+      if (password.length >= 8) broker.sensitive(password);
+      const started = broker;
+      nexusPorts.push(started.nexusPort, await freePort());
+      for (const [i, identity] of ['nexus', 'nexus-2'].entries()) {
         programs.push(
-          startProgram('nexus', {
-            env: {
-              ...identityEnv(name),
-              SPIKE_NEXUS_TLS_PORT: String(port),
-              SPIKE_NEXUS_BACKEND_STORE: 'postgres',
-              SPIKE_NEXUS_DATABASE_URL: databaseUrl,
-              // Unused by the postgres backend; a private directory all the same.
-              SPIKE_NEXUS_DATA_DIR: join(dir, `${name}-data`),
-              SPIKE_NEXUS_KEEPER_PEERS: keeperPorts
-                .map((keeperPort) => `https://127.0.0.1:${keeperPort}`)
-                .join(','),
-              SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL: '500ms',
-              SPIKE_NEXUS_RECOVERY_MAX_INTERVAL: '1s',
-              SPIKE_NEXUS_KEEPER_TIMEOUT: '1s',
-            },
-          }),
+          started.startNexus(
+            // Unused by the postgres backend; a private directory all the same.
+            { SPIKE_NEXUS_DATA_DIR: join(started.dir, `${identity}-data`) },
+            { identity, port: nexusPorts[i] as number },
+          ),
         );
       }
-      await Promise.all(nexusPorts.map((port) => waitUntilReady(port)));
+      await Promise.all(
+        nexusPorts.map((port) =>
+          started.waitUntilReady(`Nexus on ${port} is ready`, 30_000, { port }),
+        ),
+      );
     });
 
     after(async () => {
-      pilot?.close();
-      source?.close();
-      await stopAll();
-      await dropScratchDatabases();
-      rmSync(dir, { recursive: true, force: true });
+      // The replica is not the harness's to stop; then the harness stops the
+      // rest and runs its leak scan.
+      await programs[1]?.stop();
+      try {
+        await broker?.stop();
+      } finally {
+        await dropScratchDatabases();
+      }
     });
 
     test('both log the database with its password masked', () => {
@@ -165,35 +96,36 @@ if (skip !== false) {
     });
 
     test('a secret written through one Nexus is read through the other at once', async () => {
-      const put = await call(0, 'PUT', '/v1/secrets/data/app/db/creds', {
-        data: { user: 'app', password: 'first' },
-      });
+      const first = { user: 'app', password: secret('first') };
+      const put = await call(0, 'PUT', '/v1/secrets/data/app/db/creds', { data: first });
       assert.equal(put.status, 200, JSON.stringify(put.body));
       const read = await call(1, 'GET', '/v1/secrets/data/app/db/creds');
       assert.equal(read.status, 200, JSON.stringify(read.body));
-      assert.deepEqual(read.body.data, { user: 'app', password: 'first' });
+      assert.deepEqual(read.body.data, first);
       assert.equal(read.body.version, 1);
 
+      const second = { v: secret('second') };
       assert.equal(
-        (await call(1, 'PUT', '/v1/secrets/data/app/db/creds', { data: { v: '2' } })).status,
+        (await call(1, 'PUT', '/v1/secrets/data/app/db/creds', { data: second })).status,
         200,
       );
       const back = await call(0, 'GET', '/v1/secrets/data/app/db/creds');
-      assert.deepEqual(back.body.data, { v: '2' });
+      assert.deepEqual(back.body.data, second);
       assert.equal(back.body.version, 2);
     });
 
     test('a check-and-set write through the second with a stale version fails with 409', async () => {
       const path = '/v1/secrets/data/app/cas';
-      assert.equal((await call(0, 'PUT', path, { data: { v: '1' }, cas: 0 })).status, 200);
-      assert.equal((await call(0, 'PUT', path, { data: { v: '2' }, cas: 1 })).status, 200);
-      const stale = await call(1, 'PUT', path, { data: { v: 'stale' }, cas: 1 });
+      const [v1, v2, stalest, v3] = ['cas-1', 'cas-2', 'cas-stale', 'cas-3'].map(secret);
+      assert.equal((await call(0, 'PUT', path, { data: { v: v1 }, cas: 0 })).status, 200);
+      assert.equal((await call(0, 'PUT', path, { data: { v: v2 }, cas: 1 })).status, 200);
+      const stale = await call(1, 'PUT', path, { data: { v: stalest }, cas: 1 });
       assert.equal(stale.status, 409);
       assert.equal((stale.body.error as { code?: string } | undefined)?.code, 'ERR_CONFLICT');
       const current = await call(0, 'GET', path);
-      assert.deepEqual(current.body.data, { v: '2' });
-      assert.equal((await call(1, 'PUT', path, { data: { v: '3' }, cas: 2 })).status, 200);
-      assert.deepEqual((await call(0, 'GET', path)).body.data, { v: '3' });
+      assert.deepEqual(current.body.data, { v: v2 });
+      assert.equal((await call(1, 'PUT', path, { data: { v: v3 }, cas: 2 })).status, 200);
+      assert.deepEqual((await call(0, 'GET', path)).body.data, { v: v3 });
     });
   });
 }

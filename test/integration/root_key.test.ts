@@ -2,102 +2,40 @@
  * The root key with real processes over real mTLS: the embedded agent, three
  * Keepers and Nexus on a real SQLite file. Nexus initialises, recovers by
  * itself after a restart, re-supplies Keepers that restart, and after a total
- * loss comes back only through break-glass recover/restore.
+ * loss comes back only through break-glass recover/restore. The harness's
+ * leak scan checks every output, file and error body for the secret value
+ * and the recovered shard texts.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
-import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
-import { isKeeper, isNexus } from '../../shared/spiffe/identities.ts';
+import { isKeeper } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
-import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
-import { createX509Source, type X509Source } from '../../shared/spiffe/x509_source.ts';
-import {
-  describe as describeProgram,
-  freePort,
-  type RunningProgram,
-  startProgram,
-  stopAll,
-} from '../harness/spawn.ts';
+import { type Broker, startBroker } from '../harness/broker.ts';
+import { shardNeedles } from '../harness/leak_scan.ts';
+import { freePort, type RunningProgram } from '../harness/spawn.ts';
 
 const TD_NAME = 'root-key.test';
-const TD = parseTrustDomain(TD_NAME);
-const WORKLOADS = [
-  'nexus=/spike/nexus',
-  'nexus-2=/spike/nexus/replica-2',
-  'keeper-1=/spike/keeper/1',
-  'keeper-2=/spike/keeper/2',
-  'keeper-3=/spike/keeper/3',
-  'pilot=/spike/pilot/role/superuser',
-  'recover=/spike/pilot/role/recover',
-  'restore=/spike/pilot/role/restore',
-].join(',');
 
 describe('root key across restarts, with real processes', () => {
-  let dir: string;
-  let agent: RunningProgram;
+  let broker: Broker;
   let nexus: RunningProgram | undefined;
-  const keepers: (RunningProgram | undefined)[] = [];
-  let keeperPorts: number[] = [];
-  let nexusPort: number;
-  const sources: X509Source[] = [];
-  const clients = new Map<string, MtlsClient>();
-  const logger = createLogger({ component: 'test', sink: createMemorySink() });
+  /** Nexus's own identity towards the Keepers (the harness's clients talk to Nexus). */
+  let toKeepers: MtlsClient | undefined;
+  let beforeDisaster: { password: string };
 
-  const socketOf = (name: string) => `unix://${join(dir, 'sockets', `${name}.sock`)}`;
-  const identityEnv = (name: string) => ({
-    SPIKE_TRUST_ROOT: TD_NAME,
-    SPIFFE_ENDPOINT_SOCKET: socketOf(name),
-    SPIKE_SPIFFE_SOURCE_TIMEOUT: '10s',
-  });
-  const keeperUrls = () => keeperPorts.map((port) => `https://127.0.0.1:${port}`);
+  const keeperUrls = () => broker.keeperPorts.map((port) => `https://127.0.0.1:${port}`);
+  const keeper = (i: number) => broker.keeper(i);
+  const startKeeper = async (i: number) => {
+    await broker.startKeeper(i);
+  };
+  /** Nexus as the harness starts it (audit on stdout, see before()), or a replica. */
+  const startNexus = (options: { identity?: string; port?: number } = {}) =>
+    broker.startNexus({}, options);
 
-  async function client(name: string, server: 'nexus' | 'keeper'): Promise<MtlsClient> {
-    const key = `${name}->${server}`;
-    const known = clients.get(key);
-    if (known !== undefined) return known;
-    const source = await createX509Source({ address: socketOf(name), logger, timeoutMs: 10_000 });
-    sources.push(source);
-    const made = new MtlsClient({
-      source,
-      authorizeServer: server === 'nexus' ? isNexus(TD) : isKeeper(TD),
-      timeoutMs: 3_000,
-    });
-    clients.set(key, made);
-    return made;
-  }
-
-  async function startKeeper(i: number): Promise<void> {
-    const keeper = startProgram('keeper', {
-      env: { ...identityEnv(`keeper-${i + 1}`), SPIKE_KEEPER_TLS_PORT: String(keeperPorts[i]) },
-    });
-    keepers[i] = keeper;
-    await keeper.waitFor(/"msg":"Listening"/);
-  }
-
-  function startNexus(name = 'nexus', port = nexusPort): RunningProgram {
-    return startProgram('nexus', {
-      env: {
-        ...identityEnv(name),
-        SPIKE_NEXUS_TLS_PORT: String(port),
-        SPIKE_NEXUS_DATA_DIR: join(dir, 'nexus-data'),
-        SPIKE_NEXUS_KEEPER_PEERS: keeperUrls().join(','),
-        SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL: '500ms',
-        SPIKE_NEXUS_RECOVERY_MAX_INTERVAL: '1s',
-        SPIKE_NEXUS_KEEPER_TIMEOUT: '1s',
-      },
-    });
-  }
-
-  async function status(port = nexusPort): Promise<{ status: number; state: string | undefined }> {
-    const res = await (await client('pilot', 'nexus')).request({
-      method: 'GET',
-      url: new URL(`https://127.0.0.1:${port}/v1/status`),
-    });
-    return { status: res.status, state: (res.json() as { state?: string }).state };
+  async function status(port = broker.nexusPort) {
+    const reply = await broker.call('pilot', 'GET', '/v1/status', undefined, { port });
+    return { status: reply.status, state: (reply.body as { state?: string }).state };
   }
 
   async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
@@ -106,22 +44,27 @@ describe('root key across restarts, with real processes', () => {
       try {
         if (await check()) return;
       } catch {
-        // not yet reachable
+        // not yet reachable, or a kept-alive connection to a Nexus that is gone
+        broker.closeClients();
       }
       if (Date.now() > deadline) {
-        const logs = [nexus, ...keepers].flatMap((p) =>
-          p === undefined ? [] : [describeProgram(p)],
-        );
-        throw new Error(`Timed out waiting until ${what}\n${logs.join('\n')}`);
+        throw new Error(`Timed out waiting until ${what}\n${broker.logs()}`);
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 
-  const isReady = async (port = nexusPort) => (await status(port)).status === 200;
+  const isReady = async (port = broker.nexusPort) => (await status(port)).status === 200;
 
   async function generationsOf(i: number): Promise<number[]> {
-    const res = await (await client('nexus', 'keeper')).request({
+    if (toKeepers === undefined) {
+      toKeepers = new MtlsClient({
+        source: await broker.source('nexus'),
+        authorizeServer: isKeeper(broker.trustDomain),
+        timeoutMs: 3_000,
+      });
+    }
+    const res = await toKeepers.request({
       method: 'GET',
       url: new URL(`${keeperUrls()[i]}/v1/shards/generations`),
     });
@@ -129,42 +72,34 @@ describe('root key across restarts, with real processes', () => {
   }
 
   async function operator(name: 'pilot' | 'recover' | 'restore', path: string, body?: unknown) {
-    const res = await (await client(name, 'nexus')).request({
-      method: 'POST',
-      url: new URL(`https://127.0.0.1:${nexusPort}${path}`),
-      ...(body === undefined
-        ? {}
-        : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: res.json() as Record<string, unknown> };
+    const reply = await broker.call(name, 'POST', path, body);
+    return { status: reply.status, body: reply.body as Record<string, unknown> };
   }
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'spike-root-key-'));
-    agent = startProgram('agent', {
-      env: {
-        SPIKE_TRUST_ROOT: TD_NAME,
-        SPIKE_AGENT_DATA_DIR: dir,
-        SPIKE_AGENT_WORKLOADS: WORKLOADS,
+    broker = await startBroker({
+      trustDomain: TD_NAME,
+      workloads: {
+        'nexus-2': '/spike/nexus/replica-2',
+        recover: '/spike/pilot/role/recover',
+        restore: '/spike/pilot/role/restore',
       },
+      // The audit trail on stdout, its default, as the last test expects.
+      nexusEnv: { SPIKE_NEXUS_AUDIT_LOG: '-' },
+      startNexus: false,
     });
-    await agent.waitFor(/Press Ctrl-C to stop/);
-    keeperPorts = [await freePort(), await freePort(), await freePort()];
-    nexusPort = await freePort();
-    await Promise.all([0, 1, 2].map(startKeeper));
+    beforeDisaster = { password: broker.secretValue('written-before-the-disaster') };
   });
 
   after(async () => {
-    for (const made of clients.values()) made.close();
-    for (const source of sources) source.close();
-    await stopAll();
-    rmSync(dir, { recursive: true, force: true });
+    toKeepers?.close();
+    await broker?.stop();
   });
 
   test('two Nexus starting at once on an empty store initialise exactly once', async () => {
     const otherPort = await freePort();
     nexus = startNexus();
-    const second = startNexus('nexus-2', otherPort);
+    const second = startNexus({ identity: 'nexus-2', port: otherPort });
     await waitUntil('both are ready', async () => (await isReady()) && (await isReady(otherPort)));
     const initialised = [nexus, second].filter((p) =>
       p.stderr().includes('Initialising a new root key'),
@@ -178,20 +113,20 @@ describe('root key across restarts, with real processes', () => {
 
   test('a restarted Nexus is sealed (503) until it recovers the key from the Keepers by itself', async () => {
     // Pause two Keepers so that one shard is not enough, then restart Nexus.
-    keepers[0]?.pause();
-    keepers[1]?.pause();
+    keeper(0).pause();
+    keeper(1).pause();
     await nexus?.stop();
     nexus = startNexus();
     await waitUntil('Nexus answers sealed', async () => (await status()).status === 503);
     assert.equal((await status()).state, 'sealed');
-    keepers[0]?.resume();
-    keepers[1]?.resume();
+    keeper(0).resume();
+    keeper(1).resume();
     await waitUntil('Nexus is ready again', () => isReady());
     assert.match(nexus.stderr(), /Recovered the root key from the Keepers/);
   });
 
   test('a Keeper that restarts is re-supplied within seconds', async () => {
-    await keepers[2]?.stop();
+    await keeper(2).stop();
     await startKeeper(2);
     assert.deepEqual(await generationsOf(2), []);
     await waitUntil(
@@ -202,7 +137,7 @@ describe('root key across restarts, with real processes', () => {
   });
 
   test('all Keepers restarted while Nexus runs are all re-supplied', async () => {
-    await Promise.all([0, 1, 2].map((i) => keepers[i]?.stop()));
+    await Promise.all([0, 1, 2].map((i) => keeper(i).stop()));
     await Promise.all([0, 1, 2].map(startKeeper));
     await waitUntil(
       'every Keeper holds a shard again',
@@ -220,24 +155,19 @@ describe('root key across restarts, with real processes', () => {
   });
 
   async function secretRequest(method: string, path: string, body?: unknown) {
-    const res = await (await client('pilot', 'nexus')).request({
-      method,
-      url: new URL(`https://127.0.0.1:${nexusPort}/v1/secrets/data/${path}`),
-      ...(body === undefined
-        ? {}
-        : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
-    });
-    return { status: res.status, body: res.json() as Record<string, unknown> };
+    const reply = await broker.call('pilot', method, `/v1/secrets/data/${path}`, body);
+    return { status: reply.status, body: reply.body as Record<string, unknown> };
   }
 
   test('after Nexus and every Keeper are lost, only break-glass restore brings the key back', async () => {
     const written = await secretRequest('PUT', 'app/before-disaster', {
-      data: { password: 'written-before-the-disaster' },
+      data: beforeDisaster,
     });
     assert.equal(written.status, 200);
     const recovered = await operator('recover', '/v1/operator/recover');
     assert.equal(recovered.status, 200);
     const split = recovered.body as unknown as RecoverResponse;
+    for (const needle of split.shards.flatMap(shardNeedles)) broker.sensitive(needle);
     assert.equal(split.shards.length, 3);
     assert.equal(split.threshold, 2);
     // Restore is refused while Nexus is unsealed.
@@ -246,7 +176,7 @@ describe('root key across restarts, with real processes', () => {
     assert.equal((early.body.error as { code: string }).code, 'ERR_ALREADY_UNSEALED');
 
     await nexus?.stop();
-    await Promise.all([0, 1, 2].map((i) => keepers[i]?.stop()));
+    await Promise.all([0, 1, 2].map((i) => keeper(i).stop()));
     await Promise.all([0, 1, 2].map(startKeeper));
     nexus = startNexus();
     await waitUntil('Nexus answers sealed', async () => (await status()).status === 503);
@@ -276,7 +206,7 @@ describe('root key across restarts, with real processes', () => {
     // The secret written before the disaster is readable again.
     const read = await secretRequest('GET', 'app/before-disaster');
     assert.equal(read.status, 200);
-    assert.deepEqual(read.body.data, { password: 'written-before-the-disaster' });
+    assert.deepEqual(read.body.data, beforeDisaster);
     await waitUntil(
       'every Keeper holds a shard again',
       async () => (await Promise.all([0, 1, 2].map(generationsOf))).every((g) => g.length > 0),
@@ -288,18 +218,18 @@ describe('root key across restarts, with real processes', () => {
     nexus = startNexus();
     await waitUntil('Nexus is ready after one more restart', () => isReady());
     const afterRestart = await secretRequest('GET', 'app/before-disaster');
-    assert.deepEqual(afterRestart.body.data, { password: 'written-before-the-disaster' });
+    assert.deepEqual(afterRestart.body.data, beforeDisaster);
   });
 
   test('no process logged shard bytes', () => {
-    const logs = [agent, nexus, ...keepers]
-      .flatMap((p) => (p === undefined ? [] : [p.stdout(), p.stderr()]))
-      .join('\n');
+    const logs = broker.logs();
     assert.doesNotMatch(logs, /spike-shard:v1/);
     assert.doesNotMatch(logs, /"shard":"/);
     // The audit trail (stdout by default) records the request, never the value.
     assert.match(nexus?.stdout() ?? '', /"action":"secret.read"/);
     assert.doesNotMatch(logs, /written-before-the-disaster/);
+    // The harness's leak scan, at stop(), also checks the files and error
+    // bodies for the value and for every shard text that recover returned.
   });
 });
 

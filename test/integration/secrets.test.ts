@@ -5,56 +5,24 @@
  * app then reads only what it may, another app nothing; after a kill -9 the
  * restarted Nexus recovers its key from the Keepers and serves the same
  * secrets under the same policy. The audit file holds one line per request,
- * with the caller's SPIFFE ID and never a secret value.
+ * with the caller's SPIFFE ID and never a secret value; the harness's leak
+ * scan then checks every output, file and error body for the values.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { PATHS } from '../../shared/api/paths.ts';
 import type { ListResponse, SecretResponse } from '../../shared/api/secrets.ts';
-import type { AuditEvent } from '../../shared/log/audit_log.ts';
-import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
-import { isNexus } from '../../shared/spiffe/identities.ts';
-import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
-import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
-import { createX509Source, type X509Source } from '../../shared/spiffe/x509_source.ts';
-import {
-  describe as describeProgram,
-  freePort,
-  type RunningProgram,
-  startProgram,
-  stopAll,
-} from '../harness/spawn.ts';
+import { type Broker, type Reply, startBroker } from '../harness/broker.ts';
+import type { RunningProgram } from '../harness/spawn.ts';
 
 const TD_NAME = 'secrets.test';
-const TD = parseTrustDomain(TD_NAME);
-const WORKLOADS = [
-  'nexus=/spike/nexus',
-  'keeper-1=/spike/keeper/1',
-  'keeper-2=/spike/keeper/2',
-  'keeper-3=/spike/keeper/3',
-  'pilot=/spike/pilot/role/superuser',
-  'web=/apps/web',
-  'other=/apps/other',
-].join(',');
 const IDS = {
   pilot: `spiffe://${TD_NAME}/spike/pilot/role/superuser`,
   web: `spiffe://${TD_NAME}/apps/web`,
   other: `spiffe://${TD_NAME}/apps/other`,
 } as const;
 type Caller = keyof typeof IDS;
-
-const WEB_SECRET = { password: `web-secret-${crypto.randomUUID()}`, user: 'web' };
-const OTHER_SECRET = { password: `other-secret-${crypto.randomUUID()}` };
-const REFUSED_SECRET = { password: `refused-secret-${crypto.randomUUID()}` };
-
-interface Reply {
-  readonly status: number;
-  readonly body: unknown;
-  readonly text: string;
-}
 
 /** One request that Nexus answered, as the audit line should record it. */
 interface Answered {
@@ -64,88 +32,29 @@ interface Answered {
 }
 
 describe('secrets and policies with real processes', () => {
-  let dir: string;
-  let auditLog: string;
+  let broker: Broker;
   let nexus: RunningProgram | undefined;
-  /** Every Nexus started, the killed one included, for their logs. */
-  const nexusRuns: RunningProgram[] = [];
-  const keepers: RunningProgram[] = [];
-  let keeperPorts: number[] = [];
-  let nexusPort: number;
-  const sources = new Map<Caller, X509Source>();
-  const clients = new Map<Caller, MtlsClient>();
   const answered: Answered[] = [];
-  const logger = createLogger({ component: 'test', sink: createMemorySink() });
+  let WEB_SECRET: { password: string; user: string };
+  let OTHER_SECRET: { password: string };
+  let REFUSED_SECRET: { password: string };
 
-  const socketOf = (name: string) => `unix://${join(dir, 'sockets', `${name}.sock`)}`;
-  const identityEnv = (name: string) => ({
-    SPIKE_TRUST_ROOT: TD_NAME,
-    SPIFFE_ENDPOINT_SOCKET: socketOf(name),
-    SPIKE_SPIFFE_SOURCE_TIMEOUT: '10s',
-  });
-
-  async function client(caller: Caller): Promise<MtlsClient> {
-    const known = clients.get(caller);
-    if (known !== undefined) return known;
-    let source = sources.get(caller);
-    if (source === undefined) {
-      source = await createX509Source({ address: socketOf(caller), logger, timeoutMs: 10_000 });
-      sources.set(caller, source);
-    }
-    const made = new MtlsClient({ source, authorizeServer: isNexus(TD), timeoutMs: 5_000 });
-    clients.set(caller, made);
-    return made;
-  }
-
-  /** Drops kept-alive connections (to a Nexus that is gone); sources stay. */
-  function closeClients(): void {
-    for (const made of clients.values()) made.close();
-    clients.clear();
-  }
-
+  /** A request through the harness, kept for the audit comparison below. */
   async function call(
     caller: Caller,
     method: string,
     path: string,
     body?: unknown,
   ): Promise<Reply> {
-    const res = await (await client(caller)).request({
-      method,
-      url: new URL(`https://127.0.0.1:${nexusPort}${path}`),
-      ...(body === undefined
-        ? {}
-        : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
-    });
-    answered.push({ peer: IDS[caller], method, status: res.status });
-    const text = res.text();
-    return {
-      status: res.status,
-      text,
-      body: text === '' ? undefined : (JSON.parse(text) as unknown),
-    };
+    const reply = await broker.call(caller, method, path, body);
+    answered.push({ peer: IDS[caller], method, status: reply.status });
+    return reply;
   }
 
-  const data = (path: string) => `${PATHS.secretData}/${path}`;
-  const list = (prefix = '') => `${PATHS.secretList}?prefix=${encodeURIComponent(prefix)}`;
-  const codeOf = (reply: Reply) => (reply.body as { error?: { code?: string } }).error?.code;
-
-  function startNexus(): RunningProgram {
-    const started = startProgram('nexus', {
-      env: {
-        ...identityEnv('nexus'),
-        SPIKE_NEXUS_TLS_PORT: String(nexusPort),
-        SPIKE_NEXUS_DATA_DIR: join(dir, 'nexus-data'),
-        SPIKE_NEXUS_KEEPER_PEERS: keeperPorts.map((port) => `https://127.0.0.1:${port}`).join(','),
-        SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL: '500ms',
-        SPIKE_NEXUS_RECOVERY_MAX_INTERVAL: '1s',
-        SPIKE_NEXUS_KEEPER_TIMEOUT: '1s',
-        SPIKE_NEXUS_AUDIT_LOG: auditLog,
-      },
-    });
-    nexusRuns.push(started);
-    return started;
-  }
-
+  /**
+   * The harness's wait, through `call()` above, so that every status request
+   * Nexus answered is in `answered` as well.
+   */
   async function waitUntilReady(what: string, timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -153,54 +62,33 @@ describe('secrets and policies with real processes', () => {
         if ((await call('pilot', 'GET', PATHS.status)).status === 200) return;
       } catch {
         // Not listening yet, or a connection to the Nexus before a restart.
-        closeClients();
+        broker.closeClients();
       }
-      if (Date.now() > deadline) {
-        const logs = [...nexusRuns, ...keepers].map(describeProgram);
-        throw new Error(`Timed out waiting until ${what}\n${logs.join('\n')}`);
-      }
+      if (Date.now() > deadline)
+        throw new Error(`Timed out waiting until ${what}\n${broker.logs()}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
 
-  function auditEvents(): AuditEvent[] {
-    return readFileSync(auditLog, 'utf8')
-      .split('\n')
-      .filter((line) => line !== '')
-      .map((line) => JSON.parse(line) as AuditEvent);
-  }
+  const data = (path: string) => `${PATHS.secretData}/${path}`;
+  const list = (prefix = '') => `${PATHS.secretList}?prefix=${encodeURIComponent(prefix)}`;
+  const codeOf = (reply: Reply) => (reply.body as { error?: { code?: string } }).error?.code;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'spike-secrets-'));
-    auditLog = join(dir, 'audit.jsonl');
-    const agent = startProgram('agent', {
-      env: {
-        SPIKE_TRUST_ROOT: TD_NAME,
-        SPIKE_AGENT_DATA_DIR: dir,
-        SPIKE_AGENT_WORKLOADS: WORKLOADS,
-      },
+    broker = await startBroker({
+      trustDomain: TD_NAME,
+      workloads: { web: '/apps/web', other: '/apps/other' },
+      startNexus: false,
     });
-    await agent.waitFor(/Press Ctrl-C to stop/);
-    keeperPorts = [await freePort(), await freePort(), await freePort()];
-    nexusPort = await freePort();
-    await Promise.all(
-      keeperPorts.map(async (port, i) => {
-        const keeper = startProgram('keeper', {
-          env: { ...identityEnv(`keeper-${i + 1}`), SPIKE_KEEPER_TLS_PORT: String(port) },
-        });
-        keepers.push(keeper);
-        await keeper.waitFor(/"msg":"Listening"/);
-      }),
-    );
-    nexus = startNexus();
+    WEB_SECRET = { password: broker.secretValue('web-secret'), user: 'web' };
+    OTHER_SECRET = { password: broker.secretValue('other-secret') };
+    REFUSED_SECRET = { password: broker.secretValue('refused-secret') };
+    nexus = broker.startNexus();
     await waitUntilReady('Nexus initialised its root key');
   });
 
   after(async () => {
-    closeClients();
-    for (const source of sources.values()) source.close();
-    await stopAll();
-    rmSync(dir, { recursive: true, force: true });
+    await broker?.stop();
   });
 
   test('the superuser grants the web app read and list on app/web/** and writes two secrets', async () => {
@@ -285,8 +173,8 @@ describe('secrets and policies with real processes', () => {
     assert.ok(killed !== undefined);
     killed.child.kill('SIGKILL');
     assert.equal(await killed.exited(10_000), 'SIGKILL');
-    closeClients();
-    nexus = startNexus();
+    broker.closeClients();
+    nexus = broker.startNexus();
     await waitUntilReady('the restarted Nexus recovered its key');
     assert.match(nexus.stderr(), /Recovered the root key from the Keepers/);
     const read = await call('web', 'GET', data('app/web/db'));
@@ -303,7 +191,7 @@ describe('secrets and policies with real processes', () => {
   });
 
   test('the audit file has one line per answered request, with the caller and never a value', () => {
-    const events = auditEvents();
+    const events = broker.auditEvents();
     assert.deepEqual(
       events.map((event) => ({ peer: event.peer, method: event.method, status: event.status })),
       answered,
@@ -332,11 +220,11 @@ describe('secrets and policies with real processes', () => {
     );
     const policyWrite = events.find((e) => e.peer === IDS.pilot && e.action === 'policy.write');
     assert.equal(policyWrite?.resource, 'web-reads');
-    const text = readFileSync(auditLog, 'utf8');
+    const text = readFileSync(broker.auditLog, 'utf8');
     for (const secret of [WEB_SECRET, OTHER_SECRET, REFUSED_SECRET]) {
       assert.ok(!text.includes(secret.password), 'the audit log holds a secret value');
     }
-    const logs = [...nexusRuns, ...keepers].flatMap((p) => [p.stdout(), p.stderr()]).join('\n');
+    const logs = broker.logs();
     for (const secret of [WEB_SECRET, OTHER_SECRET, REFUSED_SECRET]) {
       assert.ok(!logs.includes(secret.password), 'a process log holds a secret value');
     }
