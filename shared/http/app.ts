@@ -30,9 +30,14 @@ export function createBaseApp(
   if (options.audit !== undefined) {
     app.use(audit(options.audit));
   }
+  // Set before the handler runs, so every response built through the context
+  // (c.json, c.body, the error handler) carries it. Setting it afterwards
+  // makes Hono rebuild the finished response around its body as a stream,
+  // which @hono/node-server then writes chunked: a read cost about twice as
+  // much that way (docs/performance.md).
   app.use(async function noStore(c, next) {
-    await next();
     c.header('Cache-Control', 'no-store');
+    await next();
   });
   app.use(requirePeer(getPeer));
   app.use(refuseAmbiguousPath);
