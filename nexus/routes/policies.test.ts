@@ -233,6 +233,7 @@ describe('policy routes: every route × every kind of caller', () => {
           assert.equal(audit.events[0]?.outcome, 'denied');
           assert.equal(audit.events[0]?.status, 403);
           assert.equal(audit.events[0]?.errorCode, 'ERR_ACCESS_DENIED');
+          assert.equal(audit.events[0]?.action, route.action);
           assert.equal(audit.events[0]?.peer, peer.toString());
           const denials = sink.lines.filter((line) => line.msg === 'Access denied');
           assert.equal(denials.length, 1);

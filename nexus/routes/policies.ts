@@ -47,11 +47,12 @@ export function createPolicyRoutes(deps: PolicyRoutesDeps): Hono<PeerEnv> {
   const { trustDomain, checker, cache, store, logger } = deps;
   const routes = new Hono<PeerEnv>();
 
-  function mayManage(permission: Permission) {
+  /** The guard, which also names the audit action, so denials and bad input carry it too. */
+  function mayManage(permission: Permission, action: string) {
     return authorizeWith(
       (peer) => checker.isAllowed(peer, permission, POLICY_ADMIN_PATH),
       `permission ${JSON.stringify(permission)} on ${JSON.stringify(POLICY_ADMIN_PATH)} (superuser or a policy)`,
-      { logger },
+      { logger, action },
     );
   }
 
@@ -59,26 +60,30 @@ export function createPolicyRoutes(deps: PolicyRoutesDeps): Hono<PeerEnv> {
     name: parsePolicyName(params.name),
   }));
 
-  routes.get(PATHS.policies, mayManage('list'), async function listPolicies(c) {
-    setAudit(c, { action: 'policy.list' });
+  routes.get(PATHS.policies, mayManage('list', 'policy.list'), async function listPolicies(c) {
     const policies = await store.list();
     const body: ListPoliciesResponse = { policies: policies.map(toPolicyResponse) };
     return c.json(body);
   });
 
-  routes.get(POLICY_ROUTE, mayManage('read'), validateName, async function readPolicy(c) {
-    const { name } = c.req.valid('param');
-    setAudit(c, { action: 'policy.read', resource: name });
-    const stored = await store.get(name);
-    if (stored === undefined) {
-      throw new NotFoundError(`Policy ${JSON.stringify(name)} does not exist`);
-    }
-    return c.json(toPolicyResponse(stored) satisfies PolicyResponse);
-  });
+  routes.get(
+    POLICY_ROUTE,
+    mayManage('read', 'policy.read'),
+    validateName,
+    async function readPolicy(c) {
+      const { name } = c.req.valid('param');
+      setAudit(c, { action: 'policy.read', resource: name });
+      const stored = await store.get(name);
+      if (stored === undefined) {
+        throw new NotFoundError(`Policy ${JSON.stringify(name)} does not exist`);
+      }
+      return c.json(toPolicyResponse(stored) satisfies PolicyResponse);
+    },
+  );
 
   routes.put(
     POLICY_ROUTE,
-    mayManage('write'),
+    mayManage('write', 'policy.write'),
     validateName,
     validateJson<PutPolicyRequest, PeerEnv>(parsePutPolicyRequest),
     async function writePolicy(c) {
@@ -91,15 +96,20 @@ export function createPolicyRoutes(deps: PolicyRoutesDeps): Hono<PeerEnv> {
     },
   );
 
-  routes.delete(POLICY_ROUTE, mayManage('delete'), validateName, async function deletePolicy(c) {
-    const { name } = c.req.valid('param');
-    setAudit(c, { action: 'policy.delete', resource: name });
-    if (!(await cache.delete(name))) {
-      throw new NotFoundError(`Policy ${JSON.stringify(name)} does not exist`);
-    }
-    logger.info('Policy deleted', { peer: c.get('peer').id.toString(), policy: name });
-    return c.body(null, 204);
-  });
+  routes.delete(
+    POLICY_ROUTE,
+    mayManage('delete', 'policy.delete'),
+    validateName,
+    async function deletePolicy(c) {
+      const { name } = c.req.valid('param');
+      setAudit(c, { action: 'policy.delete', resource: name });
+      if (!(await cache.delete(name))) {
+        throw new NotFoundError(`Policy ${JSON.stringify(name)} does not exist`);
+      }
+      logger.info('Policy deleted', { peer: c.get('peer').id.toString(), policy: name });
+      return c.body(null, 204);
+    },
+  );
 
   return routes;
 }
