@@ -187,6 +187,7 @@ async function startBaseline(broker: Broker, kind: 'bare' | 'hono', bodyBytes: n
     child.once('exit', () => reject(new Error(`${kind} baseline exited`)));
   });
   return {
+    kind,
     url: `https://127.0.0.1:${port}/v1/secrets/data/bench/small/1`,
     stop: () =>
       new Promise<void>((resolve) => {
@@ -248,28 +249,29 @@ async function nodeFigures(): Promise<{ read16: LoadResult }> {
   const sample = await broker.call('app', 'GET', `${PATHS.secretData}/bench/small/1`);
   const bodyBytes = Buffer.byteLength(sample.text);
 
+  // Each figure runs right after its baselines, at the same connection
+  // count, so that a change in the machine's load between them is small.
   const base: Record<string, LoadResult> = {};
-  for (const kind of ['bare', 'hono'] as const) {
-    const server = await startBaseline(broker, kind, bodyBytes);
-    try {
-      for (const connections of [16, 64]) {
-        base[`${kind}${connections}`] = await load(`${kind} node:https, ${connections} conn`, {
-          url: server.url,
-          method: 'GET',
-          connections,
-        });
-      }
-    } finally {
-      await server.stop();
-    }
-  }
-
   const read: Record<number, LoadResult> = {};
-  for (const connections of [16, 64]) {
-    read[connections] = await load(
-      `read 1 KiB of ${SETTINGS.small}, ${connections} conn`,
-      readSpec(broker, 'bench/small', SETTINGS.small, connections),
-    );
+  const servers = [
+    await startBaseline(broker, 'bare', bodyBytes),
+    await startBaseline(broker, 'hono', bodyBytes),
+  ];
+  try {
+    for (const connections of [16, 64]) {
+      for (const server of servers) {
+        base[`${server.kind}${connections}`] = await load(
+          `${server.kind} node:https, ${connections} conn`,
+          { url: server.url, method: 'GET', connections },
+        );
+      }
+      read[connections] = await load(
+        `read 1 KiB of ${SETTINGS.small}, ${connections} conn`,
+        readSpec(broker, 'bench/small', SETTINGS.small, connections),
+      );
+    }
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()));
   }
   const write = await load('write new version, 16 conn', {
     url: `${broker.nexusUrl}${PATHS.secretData}/bench/small/1`,
@@ -299,6 +301,13 @@ async function nodeFigures(): Promise<{ read16: LoadResult }> {
   const fullMiB = residentMiB(broker.nexus().child.pid);
 
   const restarts = await restartToReady(broker, SETTINGS.restarts);
+  // A Nexus that starts with the large set and serves reads from it, as in
+  // production, rather than one that has just bulk-loaded it.
+  await load(
+    `read 1 KiB of ${SETTINGS.large} after a restart, 16 conn`,
+    readSpec(broker, 'bench/large', rest, 16),
+  );
+  const servingMiB = residentMiB(broker.nexus().child.pid);
   const versionWall = await processWall(SETTINGS.cliRuns, async () => {
     await runProgram('pilot', { runtime: 'node', viaBin: true, args: ['--version'] });
   });
@@ -397,11 +406,11 @@ async function nodeFigures(): Promise<{ read16: LoadResult }> {
   });
   goal({
     figure: `Nexus resident memory, idle → ${SETTINGS.large} secrets`,
-    value: `${idleMiB.toFixed(0)} MiB → ${fullMiB.toFixed(0)} MiB`,
+    value: `${idleMiB.toFixed(0)} MiB idle; ${servingMiB.toFixed(0)} MiB serving ${SETTINGS.large} (${fullMiB.toFixed(0)} MiB right after loading them)`,
     baseline: '–',
-    ratio: ratio(fullMiB / idleMiB),
+    ratio: ratio(servingMiB / idleMiB),
     goal: '< 200 MB with 100 000',
-    met: fullMiB * 1.048576 < 200,
+    met: servingMiB * 1.048576 < 200,
   });
   return { read16 };
 }
