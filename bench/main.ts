@@ -61,6 +61,11 @@ const SETTINGS = {
 const DATABASE_URL = args['database-url'] ?? process.env.SPIKE_BENCH_DATABASE_URL;
 const DENO = join(ROOT, '.tools/node_modules/.bin/deno');
 const VALUE_BYTES = 1024;
+/**
+ * One identity sends the whole load: the per-identity rate limit would
+ * measure itself, not the broker's capacity.
+ */
+const BENCH_NEXUS_ENV = { SPIKE_NEXUS_RATE_LIMIT_PER_SECOND: '0' } as const;
 const TD = 'bench.spike.test';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
@@ -118,9 +123,7 @@ async function startBenchBroker(runtime: Runtime, databaseUrl?: string): Promise
     runtime,
     viaBin: true,
     workloads: { app: '/apps/bench', baseline: '/bench/baseline' },
-    // One identity sends the whole load: the per-identity rate limit would
-    // measure itself, not the broker's capacity.
-    nexusEnv: { SPIKE_NEXUS_RATE_LIMIT_PER_SECOND: '0' },
+    nexusEnv: BENCH_NEXUS_ENV,
     ...(args.profile === true && runtime === 'node'
       ? { nexusNodeFlags: ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'profiles')}`] }
       : {}),
@@ -476,6 +479,7 @@ async function postgresLoads(databaseUrl: string): Promise<void> {
       SPIKE_NEXUS_KEEPER_PEERS: broker.keeperPorts.map((p) => `https://127.0.0.1:${p}`).join(','),
       SPIKE_NEXUS_BACKEND_STORE: 'postgres',
       SPIKE_NEXUS_DATABASE_URL: databaseUrl,
+      ...BENCH_NEXUS_ENV,
     },
   });
   try {
