@@ -214,40 +214,28 @@ describe('serveMtls() resource limits', () => {
     assert.equal(await canRequest(server, app), true);
   });
 
-  test('connections over the per-address cap are refused before TLS, counted once', async () => {
-    const server = await startServer({ maxConnectionsPerAddress: 2, handshakeTimeoutMs: 5_000 });
-    const held = [
-      track(tcpConnect({ host: '127.0.0.1', port: server.port })),
-      track(tcpConnect({ host: '127.0.0.1', port: server.port })),
-    ];
-    await waitFor(() => server.openConnections() === 2);
-    const refusedBefore = server.verifier.refusedCount;
-    const third = track(tcpConnect({ host: '127.0.0.1', port: server.port }));
-    await whenClosed(third);
-    // Give a second (wrong) refusal from the TLS layer the time to show up.
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.equal(server.verifier.refusedCount - refusedBefore, 1);
-    for (const socket of held) socket.destroy();
-    await waitFor(() => server.openConnections() === 0);
-    assert.equal(await canRequest(server, app), true);
-  });
-
-  test('connections over the total cap are refused before TLS, counted once', async () => {
-    const server = await startServer({ maxConnections: 2, handshakeTimeoutMs: 5_000 });
-    const held = [
-      track(tcpConnect({ host: '127.0.0.1', port: server.port })),
-      track(tcpConnect({ host: '127.0.0.1', port: server.port })),
-    ];
-    await waitFor(() => server.openConnections() === 2);
-    const refusedBefore = server.verifier.refusedCount;
-    const third = track(tcpConnect({ host: '127.0.0.1', port: server.port }));
-    await whenClosed(third);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.equal(server.verifier.refusedCount - refusedBefore, 1);
-    for (const socket of held) socket.destroy();
-    await waitFor(() => server.openConnections() === 0);
-    assert.equal(await canRequest(server, app), true);
-  });
+  for (const [cap, limits] of [
+    ['per-address', { maxConnectionsPerAddress: 2 }],
+    ['total', { maxConnections: 2 }],
+  ] as const) {
+    test(`connections over the ${cap} cap are refused before TLS, counted once`, async () => {
+      const server = await startServer({ ...limits, handshakeTimeoutMs: 5_000 });
+      const held = [
+        track(tcpConnect({ host: '127.0.0.1', port: server.port })),
+        track(tcpConnect({ host: '127.0.0.1', port: server.port })),
+      ];
+      await waitFor(() => server.openConnections() === 2);
+      const refusedBefore = server.verifier.refusedCount;
+      const third = track(tcpConnect({ host: '127.0.0.1', port: server.port }));
+      await whenClosed(third);
+      // Give a second (wrong) refusal from the TLS layer the time to show up.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(server.verifier.refusedCount - refusedBefore, 1);
+      for (const socket of held) socket.destroy();
+      await waitFor(() => server.openConnections() === 0);
+      assert.equal(await canRequest(server, app), true);
+    });
+  }
 
   test('refuses limits that cannot work', async () => {
     await assert.rejects(startServer({ headersTimeoutMs: 0 }), RangeError);
