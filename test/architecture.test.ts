@@ -109,7 +109,7 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
   },
   'shared/http': {
     zones: ['shared/errors', 'shared/spiffe', 'shared/log', 'shared/api', 'shared/config'],
-    packages: /^(hono|hono\/.*|@hono\/node-server|node:(https|net|tls))$/,
+    packages: /^(hono|hono\/.*|@hono\/node-server|node:(http|https|net|tls))$/,
   },
   agent: {
     zones: [
