@@ -8,10 +8,12 @@
  *   SVID, new connections use the new one (`MtlsClient` does both).
  * - Arguments are validated with the wire contract's own parsers before any
  *   request is sent, so a bad path fails with `InvalidRequestError` at once.
- * - With `retryDeadlineMs`, a sealed Nexus (503 `ERR_NOT_READY`) and a Nexus
- *   that cannot be reached are retried with backoff until the deadline. Only
- *   requests Nexus cannot have acted on are retried: refused connections,
- *   `ERR_NOT_READY` (answered before the store is touched), and reads.
+ * - With `retryDeadlineMs`, a sealed Nexus (503 `ERR_NOT_READY`), a rate
+ *   limit (429 `ERR_RATE_LIMITED`, waiting at least its `Retry-After`) and a
+ *   Nexus that cannot be reached are retried with backoff until the deadline.
+ *   Only requests Nexus cannot have acted on are retried: refused connections,
+ *   `ERR_NOT_READY` and `ERR_RATE_LIMITED` (both answered before the store is
+ *   touched), and reads. A `Retry-After` beyond the deadline fails at once.
  */
 import {
   parseRestoreRequest,
@@ -407,13 +409,13 @@ export class SpikeClient {
       if (!('error' in outcome)) {
         return outcome;
       }
-      const { error, isRetrySafe } = outcome;
+      const { error, isRetrySafe, retryAfterMs = 0 } = outcome;
       const delay = Math.min(FIRST_BACKOFF_MS * 2 ** (attempt - 1), MAX_BACKOFF_MS);
       const left = deadline - Date.now();
-      if (!isRetrySafe || left <= 0) {
+      if (!isRetrySafe || left <= 0 || retryAfterMs > left) {
         throw error;
       }
-      const wait = Math.min(left, delay * (0.5 + Math.random() / 2));
+      const wait = Math.min(left, Math.max(retryAfterMs, delay * (0.5 + Math.random() / 2)));
       this.#logger.debug('Nexus did not serve the request; retrying', {
         nexus: this.#origin,
         method: call.method,
@@ -426,7 +428,7 @@ export class SpikeClient {
     }
   }
 
-  async #attempt(call: Call): Promise<Reply | { error: BrokerError; isRetrySafe: boolean }> {
+  async #attempt(call: Call): Promise<Reply | Failed> {
     const url = new URL(call.path, this.#origin);
     for (const [name, value] of Object.entries(call.query ?? {})) {
       url.searchParams.set(name, value);
@@ -434,6 +436,7 @@ export class SpikeClient {
     const hasBody = call.body !== undefined;
     let status: number;
     let text: string;
+    let retryAfter: string | string[] | undefined;
     try {
       const res = await this.#mtls.request({
         method: call.method,
@@ -445,6 +448,7 @@ export class SpikeClient {
       });
       status = res.status;
       text = res.text();
+      retryAfter = res.headers['retry-after'];
     } catch (err) {
       if (this.#closed) {
         throw new TypeError('SpikeClient is closed');
@@ -468,6 +472,9 @@ export class SpikeClient {
       }
     }
     const error = errorFromResponse(status, text, this.#origin);
+    if (error.code === 'ERR_RATE_LIMITED') {
+      return { error, isRetrySafe: true, retryAfterMs: retryAfterMsOf(retryAfter) };
+    }
     return { error, isRetrySafe: error.code === 'ERR_NOT_READY' };
   }
 
@@ -548,4 +555,17 @@ function jsonOrUndefined(text: string): unknown {
   } catch {
     return undefined;
   }
+}
+
+/** A call that Nexus did not serve, and whether (and when) it may be sent again. */
+interface Failed {
+  readonly error: BrokerError;
+  readonly isRetrySafe: boolean;
+  /** From a 429's `Retry-After` (delta-seconds); 0 when absent or not a number. */
+  readonly retryAfterMs?: number;
+}
+
+function retryAfterMsOf(header: string | string[] | undefined): number {
+  const value = Array.isArray(header) ? header[0] : header;
+  return value !== undefined && /^\d{1,6}$/.test(value.trim()) ? Number(value.trim()) * 1000 : 0;
 }
