@@ -35,26 +35,17 @@ export function exit(code: number): never {
 /**
  * Starts a long-running program. `start` returns its stop function; a signal
  * calls it once and exits 0 (a second signal exits at once).
+ *
+ * The handlers are installed before `start` runs: a program announces that it
+ * is ready from inside `start`, and a signal sent right after that line must
+ * still stop it cleanly, not kill it by the signal's default action. A signal
+ * that arrives while `start` runs stops the program as soon as it has started.
  */
 export async function runService(name: string, start: () => Promise<Stop>): Promise<void> {
-  let stop: Stop;
-  try {
-    stop = await start();
-  } catch (err) {
-    reportStartFailure(name, err);
-    return;
-  }
+  let stop: Stop | undefined;
   let stopping = false;
-  const onSignal = () => {
-    if (stopping) {
-      process.exit(EXIT_FAILURE);
-    }
-    stopping = true;
-    setTimeout(() => {
-      writeStderr(`${name}: did not stop within ${STOP_TIMEOUT_MS}ms`);
-      process.exit(EXIT_FAILURE);
-    }, STOP_TIMEOUT_MS).unref();
-    stop().then(
+  const runStop = (stopFn: Stop) => {
+    stopFn().then(
       () => process.exit(EXIT_OK),
       (err: unknown) => {
         writeStderr(
@@ -64,8 +55,26 @@ export async function runService(name: string, start: () => Promise<Stop>): Prom
       },
     );
   };
+  const onSignal = () => {
+    if (stopping) {
+      process.exit(EXIT_FAILURE);
+    }
+    stopping = true;
+    setTimeout(() => {
+      writeStderr(`${name}: did not stop within ${STOP_TIMEOUT_MS}ms`);
+      process.exit(EXIT_FAILURE);
+    }, STOP_TIMEOUT_MS).unref();
+    if (stop !== undefined) runStop(stop);
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  try {
+    stop = await start();
+  } catch (err) {
+    reportStartFailure(name, err);
+    return;
+  }
+  if (stopping) runStop(stop);
 }
 
 function reportStartFailure(name: string, err: unknown): void {
