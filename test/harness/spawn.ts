@@ -10,7 +10,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-export type Program = 'agent' | 'nexus' | 'keeper' | 'pilot';
+/** A program is its folder; `launcher` is spike-local, the one-command local broker. */
+export type Program = 'agent' | 'nexus' | 'keeper' | 'pilot' | 'launcher';
 export type Runtime = 'node' | 'deno';
 
 /** The runtime of the current test process: children run on the same one. */
@@ -37,6 +38,7 @@ const NODE_BINS: Record<Program, string> = {
   nexus: 'spike-nexus.js',
   keeper: 'spike-keeper.js',
   pilot: 'spike.js',
+  launcher: 'spike-local.js',
 };
 
 export interface RunningProgram {
@@ -45,6 +47,8 @@ export interface RunningProgram {
   /** Everything written so far, stdout and stderr separately. */
   stdout(): string;
   stderr(): string;
+  /** Both streams interleaved as they arrived. */
+  output(): string;
   /** Waits until a line of stdout or stderr matches; returns the match. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
   /** Resolves with the exit status (or the signal's name) once the process ends. */
@@ -54,6 +58,8 @@ export interface RunningProgram {
   pause(): void;
   /** Lets a paused process run again (SIGCONT). */
   resume(): void;
+  /** Sends a signal through kill(1): Deno's child.kill() reports the signal, not the exit status. */
+  signal(name: 'SIGTERM' | 'SIGINT'): void;
 }
 
 const running = new Set<RunningProgram>();
@@ -64,6 +70,7 @@ const DENO_TASKS: Record<Program, string> = {
   nexus: 'nexus',
   keeper: 'keeper',
   pilot: 'spike',
+  launcher: 'local',
 };
 
 function command(
@@ -111,16 +118,19 @@ export function startProgram(program: Program, options: SpawnOptions = {}): Runn
   });
   let out = '';
   let err = '';
+  let all = '';
   const waiters = new Set<() => void>();
   const notify = () => {
     for (const waiter of waiters) waiter();
   };
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
     out += chunk;
+    all += chunk;
     notify();
   });
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
     err += chunk;
+    all += chunk;
     notify();
   });
   const exit = new Promise<number | string>((resolveExit) => {
@@ -135,6 +145,7 @@ export function startProgram(program: Program, options: SpawnOptions = {}): Runn
     child,
     stdout: () => out,
     stderr: () => err,
+    output: () => all,
     waitFor(pattern, timeoutMs = 30_000) {
       return new Promise((resolveWait, reject) => {
         const check = () => {
@@ -177,6 +188,9 @@ export function startProgram(program: Program, options: SpawnOptions = {}): Runn
     },
     resume() {
       execFileSync('kill', ['-CONT', String(child.pid)]);
+    },
+    signal(name) {
+      execFileSync('kill', [`-${name.slice(3)}`, String(child.pid)]);
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {

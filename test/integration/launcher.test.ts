@@ -11,7 +11,6 @@
  * what spike-local printed, not in an error body Nexus sent.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,23 +22,13 @@ import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import { createX509Source } from '../../shared/spiffe/x509_source.ts';
 import { createLeakScan, shardNeedles } from '../harness/leak_scan.ts';
-import { currentRuntime, freePort, ROOT } from '../harness/spawn.ts';
+import { freePort, type RunningProgram, startProgram, stopAll } from '../harness/spawn.ts';
 
 const TD_NAME = 'launcher.test';
 const START_TIMEOUT_MS = 120_000;
 const INSTRUCTIONS_REGEXP =
   /export SPIFFE_ENDPOINT_SOCKET=(unix:\/\/\S+)[\s\S]*secret get app\/db\/creds/;
 
-interface Launched {
-  readonly child: ChildProcess;
-  output(): string;
-  waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
-  exited(timeoutMs: number): Promise<number | string>;
-  /** Sends a signal through kill(1): Deno's child.kill() reports the signal, not the exit status. */
-  signal(name: 'SIGTERM' | 'SIGINT'): void;
-}
-
-const launched = new Set<Launched>();
 const leaks = createLeakScan();
 let launches = 0;
 let errorBodies = 0;
@@ -49,90 +38,12 @@ let errorBodies = 0;
  */
 const SECRET = `s3cret-${crypto.randomUUID()}`;
 
-/** The launcher as its documented command: `npm start` or `deno task local`. */
-function launch(env: Record<string, string>): Launched {
-  let command: string[];
-  if (currentRuntime() === 'deno') {
-    const config = JSON.parse(readFileSync(join(ROOT, 'deno.json'), 'utf8')) as {
-      tasks: Record<string, string>;
-    };
-    const words = (config.tasks.local ?? '').split(/\s+/);
-    assert.deepEqual(words.slice(0, 2), ['deno', 'run'], 'deno.json has a "local" task');
-    command = [process.execPath, 'run', '--quiet', ...words.slice(2)];
-  } else {
-    command = [process.execPath, 'bin/spike-local.js'];
-  }
-  const [cmd = '', ...args] = command;
-  const child = spawn(cmd, args, {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
+/** The launcher as its documented command: `npm start` (bin/spike-local.js) or `deno task local`. */
+function launch(env: Record<string, string>): RunningProgram {
+  const running = startProgram('launcher', { env, viaBin: true });
   launches += 1;
-  leaks.text(`output of spike-local (launch #${launches})`, () => out);
-  const waiters = new Set<() => void>();
-  const notify = () => {
-    for (const waiter of waiters) waiter();
-  };
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    out += chunk;
-    notify();
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    out += chunk;
-    notify();
-  });
-  const exit = new Promise<number | string>((resolve) => {
-    child.on('exit', (code, signal) => {
-      launched.delete(handle);
-      resolve(code ?? signal ?? 'unknown');
-      notify();
-    });
-  });
-  const handle: Launched = {
-    child,
-    output: () => out,
-    waitFor(pattern, timeoutMs) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          const match = out.match(pattern);
-          if (match !== null) {
-            cleanup();
-            resolve(match);
-          } else if (child.exitCode !== null || child.signalCode !== null) {
-            cleanup();
-            reject(new Error(`spike-local exited before printing ${pattern}\n${out}`));
-          }
-        };
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new Error(`Timed out waiting for ${pattern}\n${out}`));
-        }, timeoutMs);
-        const cleanup = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      });
-    },
-    signal(name) {
-      execFileSync('kill', [`-${name.slice(3)}`, String(child.pid)]);
-    },
-    exited(timeoutMs) {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`spike-local did not exit in time\n${out}`)),
-          timeoutMs,
-        );
-      });
-      return Promise.race([exit, timeout]).finally(() => clearTimeout(timer));
-    },
-  };
-  launched.add(handle);
-  return handle;
+  leaks.text(`output of spike-local (launch #${launches})`, () => running.output());
+  return running;
 }
 
 /** PUT or GET of a secret as Pilot, through the socket the launcher printed. */
@@ -200,10 +111,7 @@ describe('spike-local, the one-command local broker', () => {
   }
 
   after(async () => {
-    for (const running of launched) {
-      running.child.kill('SIGTERM');
-      await running.exited(30_000).catch(() => running.child.kill('SIGKILL'));
-    }
+    await stopAll();
     try {
       registerShards();
       leaks.assertNoLeaks();

@@ -13,14 +13,22 @@
  * `spike` or example output (but the standard output of `secret get`).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DEV_SHARDS_FILE, readDevShards } from '../../launcher/dev_shards.ts';
 import { createLeakScan, shardNeedles } from '../harness/leak_scan.ts';
-import { currentRuntime, freePort, ROOT, runProgram } from '../harness/spawn.ts';
+import {
+  currentRuntime,
+  freePort,
+  ROOT,
+  type RunningProgram,
+  runProgram,
+  startProgram,
+  stopAll,
+} from '../harness/spawn.ts';
 
 const START_TIMEOUT_MS = 120_000;
 const STOP_TIMEOUT_MS = 60_000;
@@ -43,14 +51,6 @@ interface Result {
   readonly stderr: string;
 }
 
-interface Launched {
-  readonly child: ChildProcess;
-  output(): string;
-  waitFor(pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray>;
-  exited(timeoutMs: number): Promise<number | string>;
-}
-
-const launched = new Set<Launched>();
 const leaks = createLeakScan();
 /** Commands whose standard output is a secret value by design. */
 const REVEALING_COMMANDS_REGEXP = /^secret get$/;
@@ -76,78 +76,12 @@ function withTimeout<T>(promise: Promise<T>, timeoutMs: number, message: () => s
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** spike-local as `npm start` runs it, or as `deno task local` does. */
-function launch(env: Record<string, string>): Launched {
-  let args: string[];
-  if (currentRuntime() === 'deno') {
-    const config = JSON.parse(readFileSync(join(ROOT, 'deno.json'), 'utf8')) as {
-      tasks: Record<string, string>;
-    };
-    const words = (config.tasks.local ?? '').split(/\s+/);
-    assert.deepEqual(words.slice(0, 2), ['deno', 'run'], 'deno.json has a "local" task');
-    args = ['run', '--quiet', '--no-check', ...words.slice(2)];
-  } else {
-    args = ['bin/spike-local.js'];
-  }
-  const child = spawn(process.execPath, args, {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const waiters = new Set<() => void>();
-  const notify = () => {
-    for (const waiter of waiters) waiter();
-  };
-  for (const stream of [child.stdout, child.stderr]) {
-    stream?.setEncoding('utf8').on('data', (chunk: string) => {
-      out += chunk;
-      notify();
-    });
-  }
-  const exit = new Promise<number | string>((resolveExit) => {
-    child.on('exit', (code, signal) => {
-      launched.delete(handle);
-      resolveExit(code ?? signal ?? 'unknown');
-      notify();
-    });
-  });
+/** spike-local as `npm start` (bin/spike-local.js) runs it, or as `deno task local` does. */
+function launch(env: Record<string, string>): RunningProgram {
+  const running = startProgram('launcher', { env, viaBin: true });
   runs += 1;
-  leaks.text(`output of spike-local (run #${runs})`, () => out);
-  const handle: Launched = {
-    child,
-    output: () => out,
-    waitFor(pattern, timeoutMs) {
-      let check = () => {};
-      const found = new Promise<RegExpMatchArray>((resolveMatch, reject) => {
-        check = () => {
-          const match = out.match(pattern);
-          if (match !== null) {
-            resolveMatch(match);
-          } else if (child.exitCode !== null || child.signalCode !== null) {
-            reject(new Error(`spike-local exited before printing ${pattern}\n${out}`));
-          }
-        };
-        waiters.add(check);
-        check();
-      });
-      return withTimeout(
-        found,
-        timeoutMs,
-        () => `Timed out waiting for ${pattern}\n${out}`,
-      ).finally(() => waiters.delete(check));
-    },
-    exited(timeoutMs) {
-      return withTimeout(exit, timeoutMs, () => `spike-local did not exit in time\n${out}`);
-    },
-  };
-  launched.add(handle);
-  return handle;
-}
-
-/** Sends SIGTERM through kill(1): Deno's child.kill() reports the signal, not the exit status. */
-function terminate(running: Launched): void {
-  execFileSync('kill', ['-TERM', String(running.child.pid)]);
+  leaks.text(`output of spike-local (run #${runs})`, () => running.output());
+  return running;
 }
 
 /** The example application as a subprocess, with the documented command of this runtime. */
@@ -196,7 +130,7 @@ function runExample(socket: string, nexusUrl: string, args: readonly string[]): 
 describe('the local broker, end to end with spike and the example app', () => {
   let dir: string;
   let env: Record<string, string>;
-  let broker: Launched;
+  let broker: RunningProgram;
   let pilotSocket: string;
   let appSocket: string;
   let nexusUrl: string;
@@ -234,7 +168,7 @@ describe('the local broker, end to end with spike and the example app', () => {
   }
 
   /** Starts spike-local and reads what it printed: the sockets and Nexus's URL. */
-  async function start(): Promise<Launched> {
+  async function start(): Promise<RunningProgram> {
     const running = launch(env);
     await running.waitFor(READY_REGEXP, START_TIMEOUT_MS);
     const output = running.output();
@@ -268,10 +202,7 @@ describe('the local broker, end to end with spike and the example app', () => {
   });
 
   after(async () => {
-    for (const running of launched) {
-      running.child.kill('SIGTERM');
-      await running.exited(30_000).catch(() => running.child.kill('SIGKILL'));
-    }
+    await stopAll();
     try {
       registerShards();
       leaks.assertNoLeaks();
@@ -336,7 +267,7 @@ describe('the local broker, end to end with spike and the example app', () => {
   });
 
   test('after a stop (SIGTERM, exit 0) and a second start, the secrets and the policy are back', async () => {
-    terminate(broker);
+    broker.signal('SIGTERM');
     assert.equal(await broker.exited(STOP_TIMEOUT_MS), 0, broker.output());
     assert.match(broker.output(), /Stopped/);
 
@@ -356,7 +287,7 @@ describe('the local broker, end to end with spike and the example app', () => {
     assert.equal(read.status, 0, show(read));
     assert.match(read.stdout, /read "app\/example\/db" \(version 1\)/);
 
-    terminate(broker);
+    broker.signal('SIGTERM');
     assert.equal(await broker.exited(STOP_TIMEOUT_MS), 0, broker.output());
     // No secret value reaches the launcher's terminal output or a log.
     const logs = ['nexus', 'agent', 'audit']
