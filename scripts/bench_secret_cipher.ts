@@ -6,7 +6,7 @@
  *   node --import tsx scripts/bench_secret_cipher.ts [iterations]
  *   .tools/node_modules/.bin/deno run scripts/bench_secret_cipher.ts [iterations]
  *
- * Results are recorded in docs/decisions/0002-encryption-at-rest.md.
+ * Results are recorded in docs/decisions/0002-xchacha20-poly1305-at-rest.md.
  */
 
 import { openSecretData, sealSecretData, serializeMap } from '../nexus/store/secret_cipher.ts';
