@@ -15,6 +15,7 @@
  *   `ERR_NOT_READY` and `ERR_RATE_LIMITED` (both answered before the store is
  *   touched), and reads. A `Retry-After` beyond the deadline fails at once.
  */
+import { DEFAULT_NEXUS_URL } from '../shared/api/nexus_address.ts';
 import {
   parseRestoreRequest,
   type RecoverResponse,
@@ -85,7 +86,6 @@ export type SpikeStatus = StatusResponse & { readonly httpStatus: number };
 /** A policy as the caller writes it. */
 export type PolicyInput = PolicyDocument;
 
-const DEFAULT_NEXUS_URL = 'https://localhost:8553';
 const DEFAULT_TIMEOUT_MS = 10_000;
 const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 2_000;
