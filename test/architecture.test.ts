@@ -131,7 +131,14 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
     packages: /^(node:.*|hono|hono\/.*|drizzle-orm.*|@libsql\/client|libsql|pg)$/,
   },
   sdk: {
-    zones: ['shared/errors', 'shared/spiffe', 'shared/log', 'shared/config', 'shared/api'],
+    zones: [
+      'shared/errors',
+      'shared/spiffe',
+      'shared/log',
+      'shared/config',
+      'shared/runtime',
+      'shared/api',
+    ],
     packages: /^node:.*$/,
   },
   // The local broker launcher starts programs as processes; it imports none of them.
