@@ -141,9 +141,11 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
     ],
     packages: /^node:.*$/,
   },
-  // The local broker launcher starts programs as processes; it imports none of them.
+  // The local broker launcher starts programs as processes; it imports none of
+  // them, and talks to Nexus through the SDK.
   launcher: {
     zones: [
+      'sdk',
       'shared/errors',
       'shared/spiffe',
       'shared/log',
