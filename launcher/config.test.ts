@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { DEFAULT_NEXUS_PORT } from '../shared/api/nexus_address.ts';
 import { ConfigError } from '../shared/errors/errors.ts';
 import {
   DEFAULT_KEEPER_PORTS,
-  DEFAULT_NEXUS_PORT,
   DEFAULT_RESTORE_AFTER_MS,
   loadLauncherConfig,
   socketDirOf,
@@ -24,6 +24,7 @@ describe('loadLauncherConfig', () => {
     const config = loadLauncherConfig({ HOME: '/home/alice' });
     assert.equal(config.dataDir, '/home/alice/.spike/local');
     assert.equal(config.nexusPort, DEFAULT_NEXUS_PORT);
+    assert.equal(DEFAULT_NEXUS_PORT, 8553);
     assert.deepEqual(config.keeperPorts, DEFAULT_KEEPER_PORTS);
     assert.deepEqual(DEFAULT_KEEPER_PORTS, [8443, 8444, 8445]);
     assert.equal(config.restoreAfterMs, DEFAULT_RESTORE_AFTER_MS);

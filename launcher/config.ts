@@ -5,6 +5,7 @@
  * frozen. Every other setting of the children is fixed by the launcher.
  */
 import { isAbsolute, join } from 'node:path';
+import { DEFAULT_NEXUS_PORT } from '../shared/api/nexus_address.ts';
 import { ENV_SYSTEM_LOG_LEVEL, ENV_TRUST_ROOT } from '../shared/config/common.ts';
 import { type Env, EnvReader } from '../shared/config/env.ts';
 import { LOG_LEVELS, type LogLevel } from '../shared/log/logger.ts';
@@ -17,7 +18,6 @@ export const ENV_LOCAL_KEEPER_PORTS = 'SPIKE_LOCAL_KEEPER_PORTS';
 export const ENV_LOCAL_RESTORE_AFTER = 'SPIKE_LOCAL_RESTORE_AFTER';
 export const ENV_LOCAL_START_TIMEOUT = 'SPIKE_LOCAL_START_TIMEOUT';
 
-export const DEFAULT_NEXUS_PORT = 8553;
 export const DEFAULT_KEEPER_PORTS: readonly number[] = Object.freeze([8443, 8444, 8445]);
 export const KEEPER_COUNT = 3;
 export const DEFAULT_RESTORE_AFTER_MS = 5_000;

@@ -3,21 +3,21 @@
  * on SQLite as children of this process, all data in one folder. It waits
  * until Nexus is ready, unsealing it from the development recovery file when
  * every Keeper started empty, and saves a fresh recovery split on each start.
+ * It talks to Nexus through the SDK, as Pilot and applications do.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { createSpikeClient, type SpikeClient } from '../sdk/index.ts';
 import type { RecoverResponse, RestoreResponse } from '../shared/api/operator.ts';
-import { PATHS } from '../shared/api/paths.ts';
 import {
   ENV_ENDPOINT_SOCKET,
   ENV_SYSTEM_LOG_LEVEL,
   ENV_TRUST_ROOT,
 } from '../shared/config/common.ts';
 import type { Env } from '../shared/config/env.ts';
-import { createLogger, type Logger } from '../shared/log/logger.ts';
-import { isNexus } from '../shared/spiffe/identities.ts';
-import { MtlsClient, type MtlsResponse } from '../shared/spiffe/mtls_client.ts';
-import { createX509Source, type X509Source } from '../shared/spiffe/x509_source.ts';
+import { AlreadyUnsealedError, type BrokerError, isBrokerError } from '../shared/errors/errors.ts';
+import { statusForCode } from '../shared/errors/http_status.ts';
+import { delay } from '../shared/runtime/delay.ts';
 import { Child, type ChildRuntime, type Program } from './child.ts';
 import { KEEPER_COUNT, type LauncherConfig, socketDirOf } from './config.ts';
 import { devShardsPath, readDevShards, writeDevShards } from './dev_shards.ts';
@@ -116,16 +116,18 @@ export interface LocalBrokerInfo {
 export class LocalBroker {
   readonly #options: LauncherOptions;
   readonly #children: Child[] = [];
-  readonly #sources: X509Source[] = [];
-  readonly #clients: MtlsClient[] = [];
+  /** Each closes the Workload API source it opened. */
+  readonly #clients: SpikeClient[] = [];
   readonly #logsDir: string;
   readonly #socketDir: string;
+  readonly #nexusUrl: string;
   #stopping: Promise<void> | undefined;
 
   constructor(options: LauncherOptions) {
     this.#options = options;
     this.#logsDir = join(options.config.dataDir, 'logs');
     this.#socketDir = socketDirOf(options.config.dataDir);
+    this.#nexusUrl = `https://127.0.0.1:${options.config.nexusPort}`;
   }
 
   /** Which child ended on its own, once one has (a running broker is then broken). */
@@ -167,13 +169,12 @@ export class LocalBroker {
       `Started 3 Keepers (ports ${config.keeperPorts.join(', ')}) and Nexus (port ${config.nexusPort})`,
     );
 
-    const nexusUrl = `https://127.0.0.1:${config.nexusPort}`;
-    const restored = await this.#waitUntilReady(nexusUrl, signal);
-    await this.#saveRecoverySplit(nexusUrl);
+    const restored = await this.#waitUntilReady(signal);
+    await this.#saveRecoverySplit();
     // The launcher needs no identity while the broker runs.
     this.#closeClients();
     return {
-      nexusUrl,
+      nexusUrl: this.#nexusUrl,
       socketDir: this.#socketDir,
       logsDir: this.#logsDir,
       dataDir: config.dataDir,
@@ -199,7 +200,6 @@ export class LocalBroker {
 
   #closeClients(): void {
     for (const client of this.#clients.splice(0)) client.close();
-    for (const source of this.#sources.splice(0)) source.close();
   }
 
   #socket(name: string): string {
@@ -231,25 +231,21 @@ export class LocalBroker {
     return child;
   }
 
-  async #client(name: 'pilot' | 'recover' | 'restore'): Promise<MtlsClient> {
-    const source = await createX509Source({
-      address: this.#socket(name),
-      logger: this.#logger(),
-      timeoutMs: REQUEST_TIMEOUT_MS * 3,
-    });
-    this.#sources.push(source);
-    const client = new MtlsClient({
-      source,
-      authorizeServer: isNexus(this.#options.config.trustDomain),
+  /**
+   * An SDK client under one of the agent's identities. It owns its source;
+   * it logs nothing, since the Workload API client's own JSON lines are of no
+   * use on the terminal.
+   */
+  async #client(name: 'pilot' | 'recover' | 'restore'): Promise<SpikeClient> {
+    const client = await createSpikeClient({
+      nexusUrl: this.#nexusUrl,
+      workloadApiAddress: this.#socket(name),
+      workloadApiTimeoutMs: REQUEST_TIMEOUT_MS * 3,
+      trustDomain: this.#options.config.trustDomain,
       timeoutMs: REQUEST_TIMEOUT_MS,
     });
     this.#clients.push(client);
     return client;
-  }
-
-  #logger(): Logger {
-    // The Workload API client's own JSON lines are of no use on the terminal.
-    return createLogger({ component: 'spike-local', level: 'error', sink: { write: () => true } });
   }
 
   /**
@@ -257,7 +253,7 @@ export class LocalBroker {
    * `restoreAfterMs` has Keepers that started empty: the saved split unseals
    * it. Returns whether it did.
    */
-  async #waitUntilReady(nexusUrl: string, signal: AbortSignal): Promise<boolean> {
+  async #waitUntilReady(signal: AbortSignal): Promise<boolean> {
     const { config, say } = this.#options;
     const pilot = await this.#client('pilot');
     const deadline = Date.now() + config.startTimeoutMs;
@@ -271,7 +267,7 @@ export class LocalBroker {
       if (ended !== undefined) {
         throw ended.failure(`ended (status ${ended.status}) before Nexus was ready`);
       }
-      const status = await statusOf(pilot, nexusUrl);
+      const status = await statusOf(pilot);
       if (status === 200) {
         say(
           restored
@@ -288,7 +284,7 @@ export class LocalBroker {
             say(
               `Nexus is still sealed after ${config.restoreAfterMs}ms: its Keepers started empty. Restoring the root key from ${file} (development mode only)`,
             );
-            restored = await this.#restore(nexusUrl, saved.shards, file);
+            restored = await this.#restore(saved.shards, file);
           } else if (!hasSaidNoFile) {
             hasSaidNoFile = true;
             say(
@@ -304,27 +300,25 @@ export class LocalBroker {
           new Error(`Nexus was not ready within ${config.startTimeoutMs}ms`)
         );
       }
-      await delay(POLL_INTERVAL_MS, signal);
+      await delay(POLL_INTERVAL_MS, { signal });
     }
   }
 
   /** Submits shards until Nexus says restored (or already unsealed). */
-  async #restore(nexusUrl: string, shards: readonly string[], file: string): Promise<boolean> {
+  async #restore(shards: readonly string[], file: string): Promise<boolean> {
     const restore = await this.#client('restore');
     for (const shard of shards) {
-      const res = await restore.request({
-        method: 'POST',
-        url: new URL(PATHS.operatorRestore, nexusUrl),
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ shard }),
-      });
-      if (res.status === 409) return true;
-      if (res.status !== 200) {
-        throw new Error(
-          `Nexus refused a shard from ${file} (HTTP ${res.status}, ${errorCode(res)}): it does not hold the root key of this Nexus; restore by hand (docs/root-key.md) or delete ${this.#options.config.dataDir} to start over`,
+      let progress: RestoreResponse;
+      try {
+        progress = await restore.restore(shard);
+      } catch (err) {
+        if (err instanceof AlreadyUnsealedError) return true;
+        throw refusal(
+          err,
+          (answer) =>
+            `Nexus refused a shard from ${file} (${answer}): it does not hold the root key of this Nexus; restore by hand (docs/root-key.md) or delete ${this.#options.config.dataDir} to start over`,
         );
       }
-      const progress = res.json() as RestoreResponse;
       this.#options.say(
         `Restore: ${progress.collected} of ${progress.threshold} shards submitted${progress.restored ? ', Nexus is unsealed' : ''}`,
       );
@@ -337,20 +331,16 @@ export class LocalBroker {
    * A fresh break-glass split on every start, so the file always matches the
    * current root key (even when the database was deleted and a new key made).
    */
-  async #saveRecoverySplit(nexusUrl: string): Promise<void> {
+  async #saveRecoverySplit(): Promise<void> {
     const { config, say } = this.#options;
     const recover = await this.#client('recover');
-    const res = await recover.request({
-      method: 'POST',
-      url: new URL(PATHS.operatorRecover, nexusUrl),
-    });
-    if (res.status !== 200) {
-      throw new Error(
-        `Nexus refused to export a recovery split (HTTP ${res.status}, ${errorCode(res)})`,
-      );
+    let split: RecoverResponse;
+    try {
+      split = await recover.recover();
+    } catch (err) {
+      throw refusal(err, (answer) => `Nexus refused to export a recovery split (${answer})`);
     }
     const file = devShardsPath(config.dataDir);
-    const split = res.json() as RecoverResponse;
     writeDevShards(file, split, { trustDomain: config.trustDomain.name });
     say(`Saved the development recovery split (generation ${split.generation}) to ${file}`);
   }
@@ -361,35 +351,25 @@ function socketAddress(socketDir: string, name: string): string {
   return `unix://${join(socketDir, `${name}.sock`)}`;
 }
 
-/** 200 ready, 503 sealed, 0 when Nexus does not answer yet. */
-async function statusOf(client: MtlsClient, nexusUrl: string): Promise<number> {
+/** 200 ready, 503 sealed, 0 when Nexus does not answer (with a status) yet. */
+async function statusOf(client: SpikeClient): Promise<number> {
   try {
-    const res = await client.request({ method: 'GET', url: new URL(PATHS.status, nexusUrl) });
-    return res.status;
+    return (await client.status()).httpStatus;
   } catch {
     return 0;
   }
 }
 
-function errorCode(res: MtlsResponse): string {
-  try {
-    const body = res.json() as { error?: { code?: unknown } };
-    return typeof body.error?.code === 'string' ? body.error.code : 'no error code';
-  } catch {
-    return 'no error body';
-  }
+/**
+ * What Nexus's refusal becomes on the terminal: the message names its answer
+ * (`HTTP 400, ERR_SHAMIR_INVALID_SHARDS`). An unreachable Nexus, or anything
+ * else that is no answer, is thrown as it is.
+ */
+function refusal(err: unknown, message: (answer: string) => string): unknown {
+  if (!isBrokerError(err) || err.code === 'ERR_UNAVAILABLE') return err;
+  return new Error(message(answerOf(err)), { cause: err });
 }
 
-function delay(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
+function answerOf(err: BrokerError): string {
+  return `HTTP ${statusForCode(err.code)}, ${err.code}`;
 }

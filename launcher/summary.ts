@@ -1,6 +1,6 @@
 /** What spike-local prints on stdout once Nexus is ready: exactly what to type next. */
+import { DEFAULT_NEXUS_PORT } from '../shared/api/nexus_address.ts';
 import type { Runtime } from './child.ts';
-import { DEFAULT_NEXUS_PORT } from './config.ts';
 import type { LocalBrokerInfo } from './launcher.ts';
 
 export function formatSummary(

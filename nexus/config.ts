@@ -4,6 +4,7 @@
  */
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
+import { DEFAULT_NEXUS_PORT } from '../shared/api/nexus_address.ts';
 import {
   type IdentityConfig,
   type ListenConfig,
@@ -52,7 +53,6 @@ export type SqliteSynchronous = (typeof SQLITE_SYNCHRONOUS)[number];
 export const DEFAULT_MAX_SECRET_VERSIONS = 10;
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
-export const DEFAULT_NEXUS_TLS_PORT = 8553;
 export const DEFAULT_SHAMIR_SHARES = 3;
 export const DEFAULT_SHAMIR_THRESHOLD = 2;
 export const DEFAULT_KEEPER_UPDATE_INTERVAL_MS = 2_000;
@@ -110,7 +110,7 @@ export function loadNexusConfig(env: Env): NexusConfig {
   const listen = readListenConfig(
     reader,
     { host: ENV_NEXUS_TLS_HOST, port: ENV_NEXUS_TLS_PORT },
-    DEFAULT_NEXUS_TLS_PORT,
+    DEFAULT_NEXUS_PORT,
   );
   const shamirShares = reader.int(ENV_NEXUS_SHAMIR_SHARES, DEFAULT_SHAMIR_SHARES, {
     min: 2,

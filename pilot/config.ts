@@ -3,6 +3,7 @@
  * Nexus is, and where break-glass recovery shards are written.
  */
 import { isAbsolute, join } from 'node:path';
+import { DEFAULT_NEXUS_URL } from '../shared/api/nexus_address.ts';
 import { type IdentityConfig, readIdentityConfig } from '../shared/config/common.ts';
 import { type Env, EnvReader } from '../shared/config/env.ts';
 
@@ -10,7 +11,6 @@ export const ENV_NEXUS_API_URL = 'SPIKE_NEXUS_API_URL';
 export const ENV_PILOT_RECOVERY_DIR = 'SPIKE_PILOT_RECOVERY_DIR';
 export const ENV_PILOT_TIMEOUT = 'SPIKE_PILOT_TIMEOUT';
 
-export const DEFAULT_NEXUS_API_URL = 'https://localhost:8553';
 export const DEFAULT_PILOT_TIMEOUT_MS = 30_000;
 
 export interface PilotConfig {
@@ -26,7 +26,7 @@ export interface PilotConfig {
 export function loadPilotConfig(env: Env): PilotConfig {
   const reader = new EnvReader(env);
   const identity = readIdentityConfig(reader);
-  const nexusUrl = reader.parsed(ENV_NEXUS_API_URL, DEFAULT_NEXUS_API_URL, parseNexusUrl);
+  const nexusUrl = reader.parsed(ENV_NEXUS_API_URL, DEFAULT_NEXUS_URL, parseNexusUrl);
   const home = reader.raw('HOME') ?? '/tmp';
   const recoveryDir = reader.parsed(
     ENV_PILOT_RECOVERY_DIR,
@@ -49,7 +49,7 @@ export function parseNexusUrl(value: string): URL {
   try {
     url = new URL(value);
   } catch {
-    throw new Error('must be a URL such as https://localhost:8553');
+    throw new Error(`must be a URL such as ${DEFAULT_NEXUS_URL}`);
   }
   if (url.protocol !== 'https:') {
     throw new Error('must be an https: URL (Nexus speaks only mTLS)');

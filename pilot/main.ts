@@ -16,46 +16,38 @@ import { createConsoleOutput } from './output.ts';
 import { runCli } from './program.ts';
 import { createTerminal } from './terminal.ts';
 
+/** Only errors reach the terminal: Pilot reports failures itself. */
+async function createPilotLogger() {
+  const { createLogger } = await import('../shared/log/logger.ts');
+  return createLogger({ component: 'pilot', level: 'error' });
+}
+
 async function openSource(config: PilotConfig) {
-  const [{ createX509Source }, { createLogger }] = await Promise.all([
+  const [{ createX509Source }, logger] = await Promise.all([
     import('../shared/spiffe/x509_source.ts'),
-    import('../shared/log/logger.ts'),
+    createPilotLogger(),
   ]);
   return createX509Source({
     address: formatWorkloadApiAddress(config.identity.workloadApiAddress),
-    logger: createLogger({ component: 'pilot', level: 'error' }),
+    logger,
     timeoutMs: config.identity.sourceTimeoutMs,
   });
 }
 
+/** The client owns the source it opens from the Workload API: its close() closes both. */
 async function connect(config: PilotConfig): Promise<PilotClient> {
-  const source = await openSource(config);
-  try {
-    const { createSpikeClient } = await import('../sdk/index.ts');
-    const client = await createSpikeClient({
-      nexusUrl: config.nexusUrl,
-      source,
-      trustDomain: config.identity.trustDomain,
-      timeoutMs: config.timeoutMs,
-    });
-    const typed: PilotClient = client;
-    // The client does not own a source passed in: close both together.
-    return new Proxy(typed, {
-      get(target, property) {
-        if (property === 'close') {
-          return () => {
-            target.close();
-            source.close();
-          };
-        }
-        const value: unknown = Reflect.get(target, property, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
-  } catch (err) {
-    source.close();
-    throw err;
-  }
+  const [{ createSpikeClient }, logger] = await Promise.all([
+    import('../sdk/index.ts'),
+    createPilotLogger(),
+  ]);
+  return createSpikeClient({
+    nexusUrl: config.nexusUrl,
+    workloadApiAddress: formatWorkloadApiAddress(config.identity.workloadApiAddress),
+    workloadApiTimeoutMs: config.identity.sourceTimeoutMs,
+    trustDomain: config.identity.trustDomain,
+    timeoutMs: config.timeoutMs,
+    logger,
+  });
 }
 
 const status = await runCli(process.argv.slice(2), {

@@ -22,7 +22,7 @@ import { createLogger, createMemorySink } from '../shared/log/logger.ts';
 import { createX509Source } from '../shared/spiffe/x509_source.ts';
 import { type Broker, startBroker } from '../test/harness/broker.ts';
 import { freePort, type RunningProgram } from '../test/harness/spawn.ts';
-import { createSpikeClient, type SpikeClient, type SpikeClientOptions } from './index.ts';
+import { createSpikeClient, type OwnedSourceOptions, type SpikeClient } from './index.ts';
 
 const TD_NAME = 'sdk.test';
 const PILOT_ID = `spiffe://${TD_NAME}/spike/pilot/role/superuser`;
@@ -61,10 +61,7 @@ describe('SpikeClient against a running broker', () => {
     });
   }
 
-  async function client(
-    name: string,
-    options: Partial<SpikeClientOptions> = {},
-  ): Promise<SpikeClient> {
+  async function client(name: string, options: OwnedSourceOptions = {}): Promise<SpikeClient> {
     const made = await createSpikeClient({
       nexusUrl,
       workloadApiAddress: socketOf(name),

@@ -14,7 +14,11 @@
  *   Only requests Nexus cannot have acted on are retried: refused connections,
  *   `ERR_NOT_READY` and `ERR_RATE_LIMITED` (both answered before the store is
  *   touched), and reads. A `Retry-After` beyond the deadline fails at once.
+ * - The SVID source is either owned or borrowed, as the options say: from
+ *   `workloadApiAddress` the client opens its own and closes it on `close()`;
+ *   a `source` passed in stays the caller's and is left open.
  */
+import { DEFAULT_NEXUS_URL } from '../shared/api/nexus_address.ts';
 import {
   parseRestoreRequest,
   type RecoverResponse,
@@ -44,6 +48,7 @@ import {
 } from '../shared/api/secrets.ts';
 import { type BrokerError, ConfigError, InternalError } from '../shared/errors/errors.ts';
 import type { Logger } from '../shared/log/logger.ts';
+import { delay } from '../shared/runtime/delay.ts';
 import { isNexus } from '../shared/spiffe/identities.ts';
 import { MtlsClient } from '../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain, type SpiffeId, TrustDomain } from '../shared/spiffe/spiffe_id.ts';
@@ -59,13 +64,33 @@ import {
   parseStatusResponse,
 } from './_wire.ts';
 
-export interface SpikeClientOptions {
+/**
+ * The options of `createSpikeClient`. Where our SVID comes from decides who
+ * closes its source: give `workloadApiAddress` and the client owns the source
+ * it opens (`OwnedSourceOptions`), or give `source` and the client borrows it
+ * (`BorrowedSourceOptions`). Giving both is refused.
+ */
+export type SpikeClientOptions = OwnedSourceOptions | BorrowedSourceOptions;
+
+/** The client opens its own source from the Workload API and closes it on `close()`. */
+export interface OwnedSourceOptions extends CommonOptions {
+  /** The Workload API, `unix:///path` or `tcp://IP:port` (required). */
+  readonly workloadApiAddress?: string | undefined;
+  /** How long to wait for our first SVID. Defaults to 30 s. */
+  readonly workloadApiTimeoutMs?: number | undefined;
+  readonly source?: undefined;
+}
+
+/** The client uses a source the caller opened; `close()` leaves it open for its owner. */
+export interface BorrowedSourceOptions extends CommonOptions {
+  readonly source: X509SvidSource;
+  readonly workloadApiAddress?: undefined;
+  readonly workloadApiTimeoutMs?: undefined;
+}
+
+interface CommonOptions {
   /** Where Nexus listens; `https:` only. Defaults to `https://localhost:8553`. */
   readonly nexusUrl?: URL | string | undefined;
-  /** An explicit source of our SVID; otherwise one is created from `workloadApiAddress`. */
-  readonly source?: X509SvidSource | undefined;
-  /** The Workload API, `unix:///path` or `tcp://IP:port`; required when no `source` is given. */
-  readonly workloadApiAddress?: string | undefined;
   /** The trust domain Nexus must belong to. Defaults to our own SVID's. */
   readonly trustDomain?: TrustDomain | string | undefined;
   /** Timeout of each request. Defaults to 10 s. */
@@ -85,7 +110,6 @@ export type SpikeStatus = StatusResponse & { readonly httpStatus: number };
 /** A policy as the caller writes it. */
 export type PolicyInput = PolicyDocument;
 
-const DEFAULT_NEXUS_URL = 'https://localhost:8553';
 const DEFAULT_TIMEOUT_MS = 10_000;
 const FIRST_BACKOFF_MS = 100;
 const MAX_BACKOFF_MS = 2_000;
@@ -131,9 +155,9 @@ interface Reply {
 }
 
 /**
- * Creates a client. Without `source`, connects to the Workload API at
- * `workloadApiAddress` and waits (up to 30 s) for our first SVID. Invalid
- * options are refused together with one `ConfigError`.
+ * Creates a client. With `workloadApiAddress`, connects to the Workload API
+ * and waits (up to `workloadApiTimeoutMs`) for our first SVID; that source is
+ * the client's. Invalid options are refused together with one `ConfigError`.
  */
 export async function createSpikeClient(options: SpikeClientOptions): Promise<SpikeClient> {
   const problems: string[] = [];
@@ -157,16 +181,30 @@ export async function createSpikeClient(options: SpikeClientOptions): Promise<Sp
       problems.push(`trustDomain is invalid: ${(err as Error).message}`);
     }
   }
-  if (options.source === undefined) {
-    if (options.workloadApiAddress === undefined || options.workloadApiAddress === '') {
-      problems.push('workloadApiAddress is required when no source is given');
-    } else {
-      try {
-        parseWorkloadApiAddress(options.workloadApiAddress);
-      } catch (err) {
-        problems.push((err as Error).message);
-      }
+  const workloadApiTimeoutMs = options.workloadApiTimeoutMs;
+  if (options.source !== undefined) {
+    // Options typed by hand (plain JavaScript) can still carry both.
+    if (options.workloadApiAddress !== undefined || workloadApiTimeoutMs !== undefined) {
+      problems.push(
+        'give either source (borrowed) or workloadApiAddress (owned by the client), not both',
+      );
     }
+  } else if (options.workloadApiAddress === undefined || options.workloadApiAddress === '') {
+    problems.push('workloadApiAddress is required when no source is given');
+  } else {
+    try {
+      parseWorkloadApiAddress(options.workloadApiAddress);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  if (
+    workloadApiTimeoutMs !== undefined &&
+    (!Number.isFinite(workloadApiTimeoutMs) || workloadApiTimeoutMs <= 0)
+  ) {
+    problems.push(
+      `workloadApiTimeoutMs must be a positive number of milliseconds, got ${workloadApiTimeoutMs}`,
+    );
   }
   if (problems.length > 0) {
     throw new ConfigError(problems);
@@ -174,7 +212,11 @@ export async function createSpikeClient(options: SpikeClientOptions): Promise<Sp
   const logger = options.logger ?? SILENT_LOGGER;
   const owned =
     options.source === undefined
-      ? await createX509Source({ address: options.workloadApiAddress as string, logger })
+      ? await createX509Source({
+          address: options.workloadApiAddress as string,
+          logger,
+          ...(workloadApiTimeoutMs !== undefined && { timeoutMs: workloadApiTimeoutMs }),
+        })
       : undefined;
   const source = options.source ?? (owned as X509SvidSource);
   try {
@@ -200,8 +242,8 @@ export class SpikeClient {
   readonly #mtls: MtlsClient;
   readonly #retryDeadlineMs: number;
   readonly #logger: Logger;
-  readonly #sleepers = new Set<() => void>();
-  #closed = false;
+  /** Aborted by close(), once: marks the client closed and cuts every retry back-off short. */
+  readonly #closing = new AbortController();
 
   /** Use `createSpikeClient()`. */
   constructor(token: typeof CONSTRUCT, init: ClientInit) {
@@ -385,13 +427,10 @@ export class SpikeClient {
    * Idempotent.
    */
   close(): void {
-    if (this.#closed) {
+    if (this.#closing.signal.aborted) {
       return;
     }
-    this.#closed = true;
-    for (const wake of [...this.#sleepers]) {
-      wake();
-    }
+    this.#closing.abort();
     this.#mtls.close();
     this.#ownedSource?.close();
   }
@@ -402,7 +441,7 @@ export class SpikeClient {
   async #call(call: Call): Promise<Reply> {
     const deadline = Date.now() + this.#retryDeadlineMs;
     for (let attempt = 1; ; attempt++) {
-      if (this.#closed) {
+      if (this.#closing.signal.aborted) {
         throw new TypeError('SpikeClient is closed');
       }
       const outcome = await this.#attempt(call);
@@ -410,12 +449,12 @@ export class SpikeClient {
         return outcome;
       }
       const { error, isRetrySafe, retryAfterMs = 0 } = outcome;
-      const delay = Math.min(FIRST_BACKOFF_MS * 2 ** (attempt - 1), MAX_BACKOFF_MS);
+      const backoff = Math.min(FIRST_BACKOFF_MS * 2 ** (attempt - 1), MAX_BACKOFF_MS);
       const left = deadline - Date.now();
       if (!isRetrySafe || left <= 0 || retryAfterMs > left) {
         throw error;
       }
-      const wait = Math.min(left, Math.max(retryAfterMs, delay * (0.5 + Math.random() / 2)));
+      const wait = Math.min(left, Math.max(retryAfterMs, backoff * (0.5 + Math.random() / 2)));
       this.#logger.debug('Nexus did not serve the request; retrying', {
         nexus: this.#origin,
         method: call.method,
@@ -424,7 +463,11 @@ export class SpikeClient {
         attempt,
         delayMs: Math.round(wait),
       });
-      await this.#sleep(wait);
+      try {
+        await delay(wait, { signal: this.#closing.signal });
+      } catch {
+        // close() ended the wait: the check at the top of the loop throws.
+      }
     }
   }
 
@@ -450,7 +493,7 @@ export class SpikeClient {
       text = res.text();
       retryAfter = res.headers['retry-after'];
     } catch (err) {
-      if (this.#closed) {
+      if (this.#closing.signal.aborted) {
         throw new TypeError('SpikeClient is closed');
       }
       const failure = transportFailure(err, this.#origin);
@@ -488,18 +531,6 @@ export class SpikeClient {
         { cause: err },
       );
     }
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const wake = (): void => {
-        clearTimeout(timer);
-        this.#sleepers.delete(wake);
-        resolve();
-      };
-      const timer = setTimeout(wake, ms);
-      this.#sleepers.add(wake);
-    });
   }
 }
 

@@ -2,13 +2,14 @@
  * The SDK's answer to a rate limit, against a stand-in Nexus over real mTLS:
  * with a retry deadline it waits at least the `Retry-After` and sends again;
  * without one, or when `Retry-After` is beyond the deadline, it throws
- * RateLimitedError at once.
+ * RateLimitedError at once. close() cuts a back-off short.
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { RateLimitedError } from '../shared/errors/errors.ts';
+import { delay } from '../shared/runtime/delay.ts';
 import { serverTlsOptions } from '../shared/spiffe/mtls.ts';
 import { StaticX509Source } from '../shared/spiffe/x509_source.ts';
 import { bundleSetOf, createTestCa } from '../test/harness/pki.ts';
@@ -91,6 +92,24 @@ describe('SpikeClient on 429 ERR_RATE_LIMITED', () => {
     const { url, arrivals } = await nexus(1, '1');
     await assert.rejects((await client(url, 0)).getSecret('app/web/db'), RateLimitedError);
     assert.equal(arrivals.length, 1);
+  });
+
+  test('close() during a back-off ends the call at once with TypeError', async () => {
+    const { url, arrivals } = await nexus(1, '10');
+    const client = await createSpikeClient({
+      nexusUrl: url,
+      source: clientSource,
+      trustDomain: TD,
+      timeoutMs: 5_000,
+      retryDeadlineMs: 20_000,
+    });
+    const read = client.getSecret('app/web/db');
+    const started = Date.now();
+    while (arrivals.length === 0) await delay(10);
+    client.close();
+    await assert.rejects(read, TypeError);
+    assert.equal(arrivals.length, 1);
+    assert.ok(Date.now() - started < 5_000, 'sat out the Retry-After');
   });
 
   test('a Retry-After beyond the deadline fails at once instead of waiting', async () => {

@@ -53,7 +53,9 @@ export {
   type X509SvidSource,
 } from '../shared/spiffe/x509_source.ts';
 export {
+  type BorrowedSourceOptions,
   createSpikeClient,
+  type OwnedSourceOptions,
   type PolicyInput,
   SpikeClient,
   type SpikeClientOptions,

@@ -131,12 +131,21 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
     packages: /^(node:.*|hono|hono\/.*|drizzle-orm.*|@libsql\/client|libsql|pg)$/,
   },
   sdk: {
-    zones: ['shared/errors', 'shared/spiffe', 'shared/log', 'shared/config', 'shared/api'],
+    zones: [
+      'shared/errors',
+      'shared/spiffe',
+      'shared/log',
+      'shared/config',
+      'shared/runtime',
+      'shared/api',
+    ],
     packages: /^node:.*$/,
   },
-  // The local broker launcher starts programs as processes; it imports none of them.
+  // The local broker launcher starts programs as processes; it imports none of
+  // them, and talks to Nexus through the SDK.
   launcher: {
     zones: [
+      'sdk',
       'shared/errors',
       'shared/spiffe',
       'shared/log',

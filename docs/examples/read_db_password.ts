@@ -57,7 +57,8 @@ try {
   spike = await createSpikeClient({
     // The SDK never reads the environment; the application decides.
     workloadApiAddress: socket,
-    nexusUrl: process.env.SPIKE_NEXUS_API_URL ?? 'https://localhost:8553',
+    // Unset, the SDK looks for Nexus at its default, https://localhost:8553.
+    nexusUrl: process.env.SPIKE_NEXUS_API_URL,
     retryDeadlineMs: RETRY_DEADLINE_MS,
   });
   process.stdout.write(`${await readPassword(spike, path)}\n`);
