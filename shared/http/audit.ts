@@ -12,7 +12,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { ErrorCode } from '../errors/errors.ts';
 import type { AuditSink } from '../log/audit_log.ts';
-import type { PeerRefusal, RefusalListener } from '../spiffe/mtls.ts';
+import type { PeerRefusal, RefusalListener } from '../spiffe/peer_verifier.ts';
 
 export interface AuditAnnotation {
   readonly action: string;

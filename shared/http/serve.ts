@@ -19,7 +19,8 @@ import type { TLSSocket } from 'node:tls';
 import { createAdaptorServer } from '@hono/node-server';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
-import { PeerVerifier, serverTlsOptions } from '../spiffe/mtls.ts';
+import { serverTlsOptions } from '../spiffe/mtls.ts';
+import { PeerVerifier } from '../spiffe/peer_verifier.ts';
 import type { X509SvidSource } from '../spiffe/x509_source.ts';
 import { createGracefulClose } from './graceful_close.ts';
 
