@@ -1,14 +1,17 @@
 /**
- * Composition root of a Keeper: config → audit sink → SVID → mTLS server
- * (only Nexus may connect; every request and every refused connection is
- * audited).
+ * Composition root of a Keeper, top to bottom: config → logger → audit sink →
+ * our SVID → peer verifier (only Nexus may connect) → app → mTLS server.
+ * Every request and every refused connection is audited.
  */
 import { VERSION } from '../shared/api/version.ts';
-import { type MtlsService, startMtlsService } from '../shared/http/service.ts';
+import { auditRefusals } from '../shared/http/audit.ts';
+import { peerFromConnection } from '../shared/http/peer.ts';
+import { openIdentity, startMtlsService } from '../shared/http/service.ts';
 import { createFileAuditSink } from '../shared/log/audit_log.ts';
 import { createLogger } from '../shared/log/logger.ts';
 import { environment, runService } from '../shared/runtime/process.ts';
 import { isKeeper, isNexus } from '../shared/spiffe/identities.ts';
+import { PeerVerifier } from '../shared/spiffe/peer_verifier.ts';
 import { createApp } from './app.ts';
 import { loadKeeperConfig } from './config.ts';
 import { ShardHolder } from './shard_holder.ts';
@@ -19,26 +22,36 @@ await runService('spike-keeper', async () => {
   const td = config.identity.trustDomain;
   const holder = new ShardHolder({ logger });
   const auditSink = createFileAuditSink(config.auditLog);
-  let service: MtlsService;
   try {
-    service = await startMtlsService({
-      identity: config.identity,
+    const source = await openIdentity({ identity: config.identity, ownRole: isKeeper(td), logger });
+    const verifier = new PeerVerifier({ source, authorize: isNexus(td), logger });
+    // Subscribed before the server exists, so every refused connection is audited.
+    const stopAuditingRefusals = verifier.onRefusal(
+      auditRefusals({ sink: auditSink, component: 'keeper' }),
+    );
+    const app = createApp({
+      getPeer: peerFromConnection(verifier),
       logger,
-      ownRole: isKeeper(td),
-      authorizePeers: isNexus(td),
+      trustDomain: td,
+      holder,
+      auditSink,
+    });
+    const service = await startMtlsService({
+      fetch: app.fetch,
+      source,
+      verifier,
+      logger,
       listen: config.listen,
       version: VERSION,
-      audit: { sink: auditSink, component: 'keeper' },
-      createFetch: (getPeer) =>
-        createApp({ getPeer, logger, trustDomain: td, holder, auditSink }).fetch as never,
+      onStop: () => {
+        stopAuditingRefusals();
+        holder.clear();
+        auditSink.close();
+      },
     });
+    return service.stop;
   } catch (err) {
     auditSink.close();
     throw err;
   }
-  return async function stopKeeper() {
-    await service.stop();
-    holder.clear();
-    auditSink.close();
-  };
 });

@@ -11,6 +11,7 @@ import { limitBody } from '../shared/http/body_limit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
 import { type RateLimitOptions, rateLimitByPeer } from '../shared/http/rate_limit.ts';
+import type { RequestCount } from '../shared/http/request_count.ts';
 import type { AuditSink } from '../shared/log/audit_log.ts';
 import type { Logger } from '../shared/log/logger.ts';
 import { matchMemberOf } from '../shared/spiffe/match.ts';
@@ -22,7 +23,7 @@ import type { RootKeyManager } from './root_key/root_key_manager.ts';
 import { createOperatorRoutes } from './routes/operator.ts';
 import { createPolicyRoutes } from './routes/policies.ts';
 import { createSecretRoutes } from './routes/secrets.ts';
-import { createStatusRoutes, type NexusStats } from './routes/status.ts';
+import { createStatusRoutes, type StatusRoutesDeps } from './routes/status.ts';
 import type { PolicyStore } from './store/policy_store.ts';
 import type { SecretStore } from './store/secret_store.ts';
 
@@ -36,7 +37,12 @@ export interface NexusAppDeps {
   readonly policies: PolicyStore;
   readonly policyCache: PolicyCache;
   readonly access: AccessChecker;
-  readonly stats: () => NexusStats;
+  /** Our X509 source, for the status route. */
+  readonly identity: StatusRoutesDeps['identity'];
+  /** The server's PeerVerifier, whose refusal count the status route reports. */
+  readonly refusals: StatusRoutesDeps['refusals'];
+  /** Counted by the audit trail (with `auditSink`), reported by the status route. */
+  readonly deniedRequests: RequestCount;
   readonly maxBodyBytes: number;
   /** Requests per verified SPIFFE ID; without it (route tests) there is no limit. */
   readonly rateLimit?: RateLimitOptions;
@@ -48,7 +54,15 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
   const app = createBaseApp(
     deps.getPeer,
     logger,
-    deps.auditSink === undefined ? {} : { audit: { sink: deps.auditSink, component: 'nexus' } },
+    deps.auditSink === undefined
+      ? {}
+      : {
+          audit: {
+            sink: deps.auditSink,
+            component: 'nexus',
+            deniedRequests: deps.deniedRequests,
+          },
+        },
   );
   if (deps.rateLimit !== undefined) {
     app.use(rateLimitByPeer(deps.rateLimit));
@@ -61,7 +75,9 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
       trustDomain,
       rootKey: deps.rootKey,
       keeperStatus: () => deps.manager.keeperStatus(),
-      stats: deps.stats,
+      identity: deps.identity,
+      refusals: deps.refusals,
+      deniedRequests: deps.deniedRequests,
       logger,
     }),
   );

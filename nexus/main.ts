@@ -1,17 +1,22 @@
 /**
- * Composition root of Nexus: config → database → stores → SVID → Keeper
- * links → root key manager → mTLS server. Any SVID of our trust domain may
- * connect; each route authorizes the caller's SPIFFE ID. Nexus starts sealed
- * and unseals itself from the Keepers (or initialises an empty store).
+ * Composition root of Nexus, top to bottom: config → logger → database and
+ * stores → audit sink → our SVID → peer verifier → Keeper links → root key
+ * manager → app → mTLS server. Any SVID of our trust domain may connect; each
+ * route authorizes the caller's SPIFFE ID. Nexus starts sealed and unseals
+ * itself from the Keepers (or initialises an empty store).
  */
 import { VERSION } from '../shared/api/version.ts';
-import { type MtlsService, startMtlsService } from '../shared/http/service.ts';
+import { auditRefusals } from '../shared/http/audit.ts';
+import { peerFromConnection } from '../shared/http/peer.ts';
+import { RequestCount } from '../shared/http/request_count.ts';
+import { openIdentity, startMtlsService } from '../shared/http/service.ts';
 import { createFileAuditSink } from '../shared/log/audit_log.ts';
 import { createLogger } from '../shared/log/logger.ts';
 import { environment, runService } from '../shared/runtime/process.ts';
 import { isKeeper, isNexus } from '../shared/spiffe/identities.ts';
 import { matchMemberOf } from '../shared/spiffe/match.ts';
 import { MtlsClient } from '../shared/spiffe/mtls_client.ts';
+import { PeerVerifier } from '../shared/spiffe/peer_verifier.ts';
 import { createAccessChecker } from './access/check_access.ts';
 import { loadPolicyCache } from './access/policy_cache.ts';
 import { createApp } from './app.ts';
@@ -57,89 +62,70 @@ await runService('spike-nexus', async () => {
     });
   }, POLICY_REFRESH_INTERVAL_MS);
   const auditSink = createFileAuditSink(config.auditLog);
-  let deniedRequests = 0;
-  const countingAuditSink = {
-    write(event: Parameters<typeof auditSink.write>[0]) {
-      if (event.outcome === 'denied') {
-        deniedRequests += 1;
-      }
-      auditSink.write(event);
-    },
-    close: () => auditSink.close(),
-  };
-  let manager: RootKeyManager | undefined;
-  let keeperClient: MtlsClient | undefined;
-  // The server's refusal count is read by the status route once it exists.
-  const started: { service?: MtlsService } = {};
-  const service = await startMtlsService({
-    identity: config.identity,
+  const source = await openIdentity({ identity: config.identity, ownRole: isNexus(td), logger });
+  // Any SVID of our trust domain may connect; each route authorizes the caller.
+  const verifier = new PeerVerifier({ source, authorize: matchMemberOf(td), logger });
+  // Subscribed before the server exists, so every refused connection is audited.
+  const stopAuditingRefusals = verifier.onRefusal(
+    auditRefusals({ sink: auditSink, component: 'nexus' }),
+  );
+  const keeperClient = new MtlsClient({
+    source,
+    authorizeServer: isKeeper(td),
+    timeoutMs: config.keeperTimeoutMs,
+  });
+  const manager = new RootKeyManager({
+    store: rootKeys,
+    keepers: config.keeperPeers.map((url) =>
+      createHttpsKeeperLink(url, keeperClient, config.keeperTimeoutMs),
+    ),
+    threshold: config.shamirThreshold,
+    rootKey,
     logger,
-    ownRole: isNexus(td),
-    authorizePeers: matchMemberOf(td),
+    checkIntervalMs: config.keeperUpdateIntervalMs,
+    recoveryMaxIntervalMs: config.recoveryMaxIntervalMs,
+  });
+  const app = createApp({
+    getPeer: peerFromConnection(verifier),
+    logger,
+    trustDomain: td,
+    rootKey,
+    manager,
+    secrets,
+    policies,
+    policyCache,
+    access,
+    identity: source,
+    refusals: verifier,
+    deniedRequests: new RequestCount(),
+    maxBodyBytes: config.maxBodyBytes,
+    rateLimit: config.rateLimit,
+    auditSink,
+  });
+  const service = await startMtlsService({
+    fetch: app.fetch,
+    source,
+    verifier,
+    logger,
     listen: config.listen,
     limits: config.limits,
     version: VERSION,
-    // Connections refused at TLS go to the plain sink: `deniedRequests` counts requests.
-    audit: { sink: auditSink, component: 'nexus' },
-    createFetch: (getPeer, source) => {
-      keeperClient = new MtlsClient({
-        source,
-        authorizeServer: isKeeper(td),
-        timeoutMs: config.keeperTimeoutMs,
-      });
-      const client = keeperClient;
-      manager = new RootKeyManager({
-        store: rootKeys,
-        keepers: config.keeperPeers.map((url) =>
-          createHttpsKeeperLink(url, client, config.keeperTimeoutMs),
-        ),
-        threshold: config.shamirThreshold,
-        rootKey,
-        logger,
-        checkIntervalMs: config.keeperUpdateIntervalMs,
-        recoveryMaxIntervalMs: config.recoveryMaxIntervalMs,
-      });
-      const stats = () => {
-        const svid = source.getX509Svid();
-        return {
-          spiffeId: svid.id.toString(),
-          svidNotAfter: svid.notAfter.toISOString(),
-          refusedHandshakes: started.service?.server.verifier.refusedCount ?? 0,
-          deniedRequests,
-        };
-      };
-      return createApp({
-        getPeer,
-        logger,
-        trustDomain: td,
-        rootKey,
-        manager,
-        secrets,
-        policies,
-        policyCache,
-        access,
-        stats,
-        maxBodyBytes: config.maxBodyBytes,
-        rateLimit: config.rateLimit,
-        auditSink: countingAuditSink,
-      }).fetch as never;
-    },
     onStop: async () => {
+      stopAuditingRefusals();
       clearInterval(policyRefresh);
-      manager?.stop();
-      keeperClient?.close();
+      manager.stop();
+      keeperClient.close();
       rootKey.seal();
       auditSink.close();
       await stores.close();
     },
   });
-  started.service = service;
   logger.info('Nexus is sealed until the root key is recovered', {
     keepers: config.keeperPeers.map((url) => url.origin),
     threshold: config.shamirThreshold,
     backendStore: config.backendStore,
     database: stores.location,
   });
-  manager?.start();
+  manager.start();
   return service.stop;
 });

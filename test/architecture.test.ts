@@ -318,7 +318,9 @@ describe('route guards', () => {
       policies: unused,
       policyCache: unused,
       access: unused,
-      stats: unused,
+      identity: unused,
+      refusals: unused,
+      deniedRequests: unused,
       maxBodyBytes: 1024,
     });
     const endpoints = new Set(app.routes.map((route) => `${route.method} ${route.path}`));

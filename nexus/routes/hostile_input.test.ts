@@ -25,6 +25,7 @@ import { PATHS } from '../../shared/api/paths.ts';
 import type { PolicyDocument } from '../../shared/api/policies.ts';
 import { parseSecretPath, parseSecretPrefix } from '../../shared/api/secret_path.ts';
 import { randomBytes } from '../../shared/crypto/bytes.ts';
+import { RequestCount } from '../../shared/http/request_count.ts';
 import { createMemoryAuditSink } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import {
@@ -32,7 +33,7 @@ import {
   pilotRestoreId,
   pilotSuperuserId,
 } from '../../shared/spiffe/identities.ts';
-import { parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
+import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
 import {
   assertEveryRouteCovered,
   assertRefused,
@@ -139,12 +140,14 @@ async function nexusApp() {
     policies,
     policyCache,
     access,
-    stats: () => ({
-      spiffeId: 'spiffe://nexus.test/spike/nexus',
-      svidNotAfter: new Date(Date.now() + HOUR_MS).toISOString(),
-      refusedHandshakes: 0,
-      deniedRequests: 0,
-    }),
+    identity: {
+      getX509Svid: () => ({
+        id: parseSpiffeId('spiffe://nexus.test/spike/nexus'),
+        notAfter: new Date(Date.now() + HOUR_MS),
+      }),
+    },
+    refusals: { refusedCount: 0 },
+    deniedRequests: new RequestCount(),
     maxBodyBytes: MAX_BODY_BYTES,
     auditSink: audit,
   });

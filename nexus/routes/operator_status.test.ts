@@ -20,6 +20,7 @@ import { formatShardText, parseShardText } from '../../shared/api/shard_text.ts'
 import { constantTimeEqual } from '../../shared/crypto/bytes.ts';
 import { combineShards } from '../../shared/crypto/shamir.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
+import { RequestCount } from '../../shared/http/request_count.ts';
 import { type AuditEvent, createMemoryAuditSink } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink, type Logger } from '../../shared/log/logger.ts';
 import {
@@ -222,7 +223,6 @@ async function nexusApp(state: KeyState) {
   const policyCache = await loadPolicyCache({ store: policies, logger });
   const access = createAccessChecker({ trustDomain: TD, policies: () => policyCache.policies() });
   const audit = createMemoryAuditSink();
-  let deniedRequests = 0;
   const recordedManager = recording(manager);
   const secrets = untouchableSecretStore();
   let peer: SpiffeId | undefined = SUPERUSER;
@@ -244,21 +244,13 @@ async function nexusApp(state: KeyState) {
     policies,
     policyCache,
     access,
-    stats: () => ({
-      spiffeId: NEXUS_ID,
-      svidNotAfter: SVID_NOT_AFTER,
-      refusedHandshakes: REFUSED_HANDSHAKES,
-      deniedRequests,
-    }),
-    maxBodyBytes: MAX_BODY_BYTES,
-    // Counts denials as nexus/main.ts does, so the status route can report them.
-    auditSink: {
-      write(event) {
-        if (event.outcome === 'denied') deniedRequests += 1;
-        audit.write(event);
-      },
-      close() {},
+    identity: {
+      getX509Svid: () => ({ id: parseSpiffeId(NEXUS_ID), notAfter: new Date(SVID_NOT_AFTER) }),
     },
+    refusals: { refusedCount: REFUSED_HANDSHAKES },
+    deniedRequests: new RequestCount(),
+    maxBodyBytes: MAX_BODY_BYTES,
+    auditSink: audit,
   });
   const sent: Sent[] = [];
   /** Every shard text seen in this test, and the value field of each. */

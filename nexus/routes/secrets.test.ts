@@ -15,6 +15,7 @@ import type { PolicyDocument } from '../../shared/api/policies.ts';
 import { parseSecretPath } from '../../shared/api/secret_path.ts';
 import type { ListResponse, MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
 import { randomBytes } from '../../shared/crypto/bytes.ts';
+import { RequestCount } from '../../shared/http/request_count.ts';
 import { type AuditEvent, createMemoryAuditSink } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import {
@@ -167,12 +168,14 @@ async function nexusApp(options: NexusOptions = {}) {
     policies,
     policyCache,
     access,
-    stats: () => ({
-      spiffeId: 'spiffe://nexus.test/spike/nexus',
-      svidNotAfter: new Date(Date.now() + HOUR_MS).toISOString(),
-      refusedHandshakes: 0,
-      deniedRequests: 0,
-    }),
+    identity: {
+      getX509Svid: () => ({
+        id: parseSpiffeId('spiffe://nexus.test/spike/nexus'),
+        notAfter: new Date(Date.now() + HOUR_MS),
+      }),
+    },
+    refusals: { refusedCount: 0 },
+    deniedRequests: new RequestCount(),
     maxBodyBytes: MAX_BODY_BYTES,
     auditSink: audit,
   });

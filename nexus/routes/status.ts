@@ -17,25 +17,23 @@ import {
   isPilotSuperuser,
 } from '../../shared/spiffe/identities.ts';
 import { matchEither } from '../../shared/spiffe/match.ts';
-import type { TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
+import type { SpiffeId, TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import type { RootKey } from '../root_key/root_key.ts';
 import type { KeeperStatus } from '../root_key/root_key_manager.ts';
-
-/** What a SPIFFE deployment monitors: our identity's expiry and authentication failures. */
-export interface NexusStats {
-  readonly spiffeId: string;
-  readonly svidNotAfter: string;
-  /** TLS connections refused since start (no, invalid or unauthorized SVID). */
-  readonly refusedHandshakes: number;
-  /** Requests denied by a role or policy since start. */
-  readonly deniedRequests: number;
-}
 
 export interface StatusRoutesDeps {
   readonly trustDomain: TrustDomain;
   readonly rootKey: RootKey;
   readonly keeperStatus: () => readonly KeeperStatus[];
-  readonly stats: () => NexusStats;
+  /**
+   * Our X509 source. What a SPIFFE deployment monitors, our identity's expiry
+   * and the authentication failures below, is read per request.
+   */
+  readonly identity: { getX509Svid(): { readonly id: SpiffeId; readonly notAfter: Date } };
+  /** The server's PeerVerifier: TLS connections refused since start (no, invalid or unauthorized SVID). */
+  readonly refusals: { readonly refusedCount: number };
+  /** Requests denied by a role or policy since start, counted by the audit trail. */
+  readonly deniedRequests: { readonly value: number };
   readonly logger: Logger;
 }
 
@@ -47,9 +45,13 @@ export function createStatusRoutes(deps: StatusRoutesDeps): Hono<PeerEnv> {
     PATHS.status,
     authorize(operators, { logger: deps.logger, action: 'status.read' }),
     (c) => {
+      const svid = deps.identity.getX509Svid();
       const body: StatusResponse = {
         state: deps.rootKey.state,
-        ...deps.stats(),
+        spiffeId: svid.id.toString(),
+        svidNotAfter: svid.notAfter.toISOString(),
+        refusedHandshakes: deps.refusals.refusedCount,
+        deniedRequests: deps.deniedRequests.value,
         keepers: deps.keeperStatus().map((keeper) => ({
           name: keeper.name,
           reachable: keeper.reachable,

@@ -10,15 +10,14 @@ import type { HttpBindings } from '@hono/node-server';
 import type { Context, Next } from 'hono';
 import { Hono } from 'hono';
 import { InvalidRequestError, NotFoundError } from '../errors/errors.ts';
-import type { AuditSink } from '../log/audit_log.ts';
 import type { Logger } from '../log/logger.ts';
-import { audit } from './audit.ts';
+import { type AuditOptions, audit } from './audit.ts';
 import { createErrorHandler } from './error_handler.ts';
 import { type GetPeer, type PeerEnv, requirePeer } from './peer.ts';
 
 export interface BaseAppOptions {
   /** Where the audit trail goes; without it requests are not audited (tests). */
-  readonly audit?: { readonly sink: AuditSink; readonly component: string };
+  readonly audit?: AuditOptions;
 }
 
 export function createBaseApp(

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { Hono } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { createMemoryAuditSink } from '../log/audit_log.ts';
-import { auditRefusals, TLS_CONNECT_ACTION } from './audit.ts';
+import { audit, auditRefusals, TLS_CONNECT_ACTION } from './audit.ts';
+import { RequestCount } from './request_count.ts';
 
 const NOW = Date.parse('2026-01-02T03:04:05.000Z');
 
@@ -60,5 +63,21 @@ describe('auditRefusals()', () => {
     audit({ reason: 'a' });
     audit({ reason: 'b' });
     assert.notEqual(sink.events[0]?.trailId, sink.events[1]?.trailId);
+  });
+});
+
+describe('audit(): deniedRequests', () => {
+  test('counts the requests answered 401, 403 or 429, and no refused connection', async () => {
+    const sink = createMemoryAuditSink();
+    const deniedRequests = new RequestCount();
+    const app = new Hono();
+    app.use(audit({ sink, component: 'nexus', deniedRequests }));
+    app.get('/:status', (c) => c.body(null, Number(c.req.param('status')) as ContentfulStatusCode));
+    for (const status of [200, 401, 403, 404, 429, 500]) {
+      await app.request(`/${status}`);
+    }
+    assert.equal(deniedRequests.value, 3);
+    auditRefusals({ sink, component: 'nexus', deniedRequests })({ reason: 'no certificate' });
+    assert.equal(deniedRequests.value, 3);
   });
 });

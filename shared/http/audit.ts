@@ -12,7 +12,8 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { ErrorCode } from '../errors/errors.ts';
 import type { AuditSink } from '../log/audit_log.ts';
-import type { PeerRefusal, RefusalListener } from '../spiffe/mtls.ts';
+import type { PeerRefusal, RefusalListener } from '../spiffe/peer_verifier.ts';
+import type { RequestCount } from './request_count.ts';
 
 export interface AuditAnnotation {
   readonly action: string;
@@ -33,6 +34,8 @@ export function setAudit(c: Context, annotation: AuditAnnotation): void {
 export interface AuditOptions {
   readonly sink: AuditSink;
   readonly component: string;
+  /** Counts the requests audited as denied (refused connections are the verifier's count). */
+  readonly deniedRequests?: RequestCount;
   readonly now?: () => number;
 }
 
@@ -50,6 +53,9 @@ export function audit(options: AuditOptions): MiddlewareHandler {
       const annotation = c.get('audit') as AuditAnnotation | undefined;
       const peer = c.get('peer') as { id: { toString(): string } } | undefined;
       const errorCode = (c.get('errorCode') as string | undefined) ?? null;
+      if (DENIED_STATUSES.has(status)) {
+        options.deniedRequests?.increment();
+      }
       options.sink.write({
         ts: new Date(started).toISOString(),
         trailId: crypto.randomUUID(),

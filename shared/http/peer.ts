@@ -8,7 +8,7 @@ import type { TLSSocket } from 'node:tls';
 import type { HttpBindings } from '@hono/node-server';
 import type { Context, MiddlewareHandler } from 'hono';
 import { UnauthenticatedError } from '../errors/errors.ts';
-import type { PeerVerifier } from '../spiffe/mtls.ts';
+import type { PeerVerifier } from '../spiffe/peer_verifier.ts';
 import type { VerifiedSvid } from '../spiffe/x509_svid.ts';
 import type { AuditVariables } from './audit.ts';
 

@@ -12,10 +12,11 @@ import { connect, type TLSSocket } from 'node:tls';
 import { bundleSetOf, createTestCa, type TestCa } from '../../test/harness/pki.ts';
 import { createLogger, createMemorySink } from '../log/logger.ts';
 import { matchMemberOf } from '../spiffe/match.ts';
+import { PeerVerifier } from '../spiffe/peer_verifier.ts';
 import { parseTrustDomain } from '../spiffe/spiffe_id.ts';
 import { StaticX509Source } from '../spiffe/x509_source.ts';
 import { createBaseApp } from './app.ts';
-import { type GetPeer, peerFromConnection } from './peer.ts';
+import { peerFromConnection } from './peer.ts';
 import {
   connectionsCheckingIntervalMs,
   DEFAULT_SERVER_LIMITS,
@@ -42,24 +43,20 @@ async function credentialsOf(path: string): Promise<Credentials> {
   return { key: svid.privateKeyPem(), cert: svid.certificatePem() };
 }
 
-async function startServer(limits: Partial<ServerLimits>): Promise<MtlsServer> {
+/** A server with a /ping and an /echo route, and the verifier that counts its refusals. */
+async function startServer(
+  limits: Partial<ServerLimits>,
+): Promise<{ server: MtlsServer; verifier: PeerVerifier }> {
   const svid = (await ca.issueSvid('spiffe://example.org/spike/nexus')).x509Svid();
   const logger = createLogger({ component: 'test', sink: createMemorySink() });
-  let getPeer: GetPeer = () => undefined;
-  const app = createBaseApp((c) => getPeer(c), logger);
+  const source = new StaticX509Source(svid, bundleSetOf(ca));
+  const verifier = new PeerVerifier({ source, authorize: matchMemberOf(TD), logger });
+  const app = createBaseApp(peerFromConnection(verifier), logger);
   app.get('/ping', (c) => c.json({ ok: true }));
   app.post('/echo', async (c) => c.json({ length: (await c.req.text()).length }));
-  const server = await serveMtls({
-    fetch: app.fetch as never,
-    source: new StaticX509Source(svid, bundleSetOf(ca)),
-    authorize: matchMemberOf(TD),
-    logger,
-    port: 0,
-    limits,
-  });
-  getPeer = peerFromConnection(server.verifier);
+  const server = await serveMtls({ fetch: app.fetch, source, verifier, logger, port: 0, limits });
   servers.push(server);
-  return server;
+  return { server, verifier };
 }
 
 function track<T extends Socket>(socket: T): T {
@@ -149,19 +146,19 @@ describe('serveMtls() resource limits', () => {
   });
 
   test('a TCP connection that never starts TLS is closed after the handshake timeout', async () => {
-    const server = await startServer({ handshakeTimeoutMs: 300 });
+    const { server } = await startServer({ handshakeTimeoutMs: 300 });
     const socket = track(tcpConnect({ host: '127.0.0.1', port: server.port }));
     await whenClosed(socket);
   });
 
   test('a connection that sends no request is answered 408 and closed after the headers timeout', async () => {
-    const server = await startServer({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const { server } = await startServer({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
     const socket = await tlsConnect(server, app);
     assert.match(await whenClosed(socket), /^HTTP\/1\.1 408/);
   });
 
   test('headers trickled in one line at a time are cut off by the headers timeout', async () => {
-    const server = await startServer({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const { server } = await startServer({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
     const socket = await tlsConnect(server, app);
     socket.write('GET /ping HTTP/1.1\r\nHost: nexus\r\n');
     const trickle = setInterval(() => {
@@ -175,7 +172,7 @@ describe('serveMtls() resource limits', () => {
   });
 
   test('a body trickled in one byte at a time is cut off by the request timeout', async () => {
-    const server = await startServer({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
+    const { server } = await startServer({ headersTimeoutMs: 300, requestTimeoutMs: 600 });
     const socket = await tlsConnect(server, app);
     socket.write('POST /echo HTTP/1.1\r\nHost: nexus\r\nContent-Length: 1000\r\n\r\n');
     const trickle = setInterval(() => {
@@ -189,7 +186,7 @@ describe('serveMtls() resource limits', () => {
   });
 
   test('a kept-alive connection is closed once idle for the keep-alive timeout', async () => {
-    const server = await startServer({ keepAliveTimeoutMs: 300 });
+    const { server } = await startServer({ keepAliveTimeoutMs: 300 });
     const socket = await tlsConnect(server, app);
     const answer = whenClosed(socket);
     socket.write('GET /ping HTTP/1.1\r\nHost: nexus\r\n\r\n');
@@ -197,14 +194,14 @@ describe('serveMtls() resource limits', () => {
   });
 
   test('connections over the per-identity cap are refused, once each, and others still get in', async () => {
-    const server = await startServer({ maxConnectionsPerIdentity: 2 });
+    const { server, verifier } = await startServer({ maxConnectionsPerIdentity: 2 });
     const held = [await tlsConnect(server, app), await tlsConnect(server, app)];
-    const refusedBefore = server.verifier.refusedCount;
+    const refusedBefore = verifier.refusedCount;
     // TLS 1.3 completes the client's handshake before the server has checked
     // the peer, so a refused connection is one that closes without an answer.
     const third = await tlsConnect(server, app);
     assert.equal(await whenClosed(third), '');
-    assert.equal(server.verifier.refusedCount - refusedBefore, 1);
+    assert.equal(verifier.refusedCount - refusedBefore, 1);
     assert.equal(await canRequest(server, other), true);
     // A closed connection gives its slot back.
     const released = whenClosed(held[0] as TLSSocket);
@@ -219,18 +216,18 @@ describe('serveMtls() resource limits', () => {
     ['total', { maxConnections: 2 }],
   ] as const) {
     test(`connections over the ${cap} cap are refused before TLS, counted once`, async () => {
-      const server = await startServer({ ...limits, handshakeTimeoutMs: 5_000 });
+      const { server, verifier } = await startServer({ ...limits, handshakeTimeoutMs: 5_000 });
       const held = [
         track(tcpConnect({ host: '127.0.0.1', port: server.port })),
         track(tcpConnect({ host: '127.0.0.1', port: server.port })),
       ];
       await waitFor(() => server.openConnections() === 2);
-      const refusedBefore = server.verifier.refusedCount;
+      const refusedBefore = verifier.refusedCount;
       const third = track(tcpConnect({ host: '127.0.0.1', port: server.port }));
       await whenClosed(third);
       // Give a second (wrong) refusal from the TLS layer the time to show up.
       await new Promise((resolve) => setTimeout(resolve, 200));
-      assert.equal(server.verifier.refusedCount - refusedBefore, 1);
+      assert.equal(verifier.refusedCount - refusedBefore, 1);
       for (const socket of held) socket.destroy();
       await waitFor(() => server.openConnections() === 0);
       assert.equal(await canRequest(server, app), true);

@@ -1,8 +1,10 @@
 /**
  * Serves a Hono app over SPIFFE mTLS with @hono/node-server on node:https, on
- * Node and Deno alike. Peers are verified and authorized once per connection
- * (refused ones are destroyed before a request is read); SVID and bundle
- * rotations swap the SecureContext so new handshakes use the new certificate.
+ * Node and Deno alike. The caller's PeerVerifier verifies and authorizes the
+ * peer once per connection (refused ones are destroyed before a request is
+ * read), and the app finds that peer through it (`peerFromConnection`). SVID
+ * and bundle rotations swap the SecureContext so new handshakes use the new
+ * certificate.
  *
  * Resource limits (`ServerLimits`) bound what a client can hold without doing
  * useful work: a TLS handshake, the request headers, the whole request and an
@@ -16,10 +18,10 @@
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { createAdaptorServer } from '@hono/node-server';
+import { createAdaptorServer, type Http2Bindings, type HttpBindings } from '@hono/node-server';
 import type { Logger } from '../log/logger.ts';
-import type { Matcher } from '../spiffe/match.ts';
-import { PeerVerifier, serverTlsOptions } from '../spiffe/mtls.ts';
+import { serverTlsOptions } from '../spiffe/mtls.ts';
+import type { PeerVerifier } from '../spiffe/peer_verifier.ts';
 import type { X509SvidSource } from '../spiffe/x509_source.ts';
 import { createGracefulClose } from './graceful_close.ts';
 
@@ -65,11 +67,26 @@ export function connectionsCheckingIntervalMs(limits: ServerLimits): number {
   return Math.min(MAX_CHECK_INTERVAL_MS, Math.max(MIN_CHECK_INTERVAL_MS, Math.floor(shorter / 4)));
 }
 
+/**
+ * Answers one request: a Hono app's `app.fetch`. The adapter passes the
+ * node:http request and response as `env` (the app's `HttpBindings`).
+ */
+export type FetchHandler = (
+  request: Request,
+  env: HttpBindings | Http2Bindings,
+) => Response | Promise<Response>;
+
 export interface ServeMtlsOptions {
-  readonly fetch: (request: Request, env: never) => Response | Promise<Response>;
+  readonly fetch: FetchHandler;
+  /** Our identity: the certificate the server presents, swapped when it rotates. */
   readonly source: X509SvidSource;
-  /** Which peers may connect at all; routes narrow further. */
-  readonly authorize: Matcher;
+  /**
+   * Admits or refuses the peer of each new connection (which peers may
+   * connect at all; routes narrow further). It also hears every connection
+   * the server refuses for its limits, so its refusal count and listeners
+   * cover them all; it should check peers against the same `source`.
+   */
+  readonly verifier: PeerVerifier;
   readonly logger: Logger;
   readonly port: number;
   readonly hostname?: string;
@@ -80,7 +97,6 @@ export interface ServeMtlsOptions {
 export interface MtlsServer {
   readonly port: number;
   readonly hostname: string;
-  readonly verifier: PeerVerifier;
   readonly limits: ServerLimits;
   /** Connections open now (admitted or still in their handshake), refused ones not counted. */
   openConnections(): number;
@@ -92,11 +108,10 @@ export interface MtlsServer {
 const DRAIN_GRACE_MS = 3_000;
 
 export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> {
-  const { source, logger } = options;
-  const verifier = new PeerVerifier({ source, authorize: options.authorize, logger });
+  const { source, verifier, logger } = options;
   const limits = checkLimits({ ...DEFAULT_SERVER_LIMITS, ...options.limits });
   const server = createAdaptorServer({
-    fetch: options.fetch as never,
+    fetch: options.fetch,
     createServer,
     serverOptions: {
       ...serverTlsOptions(source),
@@ -209,7 +224,6 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
   return {
     port: address.port,
     hostname: address.address,
-    verifier,
     limits,
     openConnections: () => open,
     close() {

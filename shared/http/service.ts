@@ -1,40 +1,58 @@
 /**
- * Start-up shared by the mTLS services (Nexus, Keeper): fetch our SVID from
- * the Workload API, refuse to run under the wrong identity, and serve an app
- * over SPIFFE mTLS, auditing every connection refused at the TLS layer.
- * Returns what `runService` needs to stop it.
+ * Start-up shared by the mTLS services (Nexus, Keeper), in the order a main
+ * reads: `openIdentity` fetches our SVID from the Workload API and refuses to
+ * run under the wrong identity; the main then creates the `PeerVerifier`
+ * (subscribing the audit trail to its refusals) and the app that finds its
+ * peers through that verifier; `startMtlsService` serves the app and returns
+ * what `runService` needs to stop it.
  */
 import type { IdentityConfig, ListenConfig } from '../config/common.ts';
 import { AccessDeniedError } from '../errors/errors.ts';
-import type { AuditSink } from '../log/audit_log.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
+import type { PeerVerifier } from '../spiffe/peer_verifier.ts';
 import { formatWorkloadApiAddress } from '../spiffe/workload_address.ts';
-import { createX509Source, type X509SvidSource } from '../spiffe/x509_source.ts';
-import { auditRefusals } from './audit.ts';
-import type { GetPeer } from './peer.ts';
-import { peerFromConnection } from './peer.ts';
-import { type MtlsServer, type ServerLimits, serveMtls } from './serve.ts';
+import { createX509Source, type X509Source } from '../spiffe/x509_source.ts';
+import { type FetchHandler, type MtlsServer, type ServerLimits, serveMtls } from './serve.ts';
 
-export interface MtlsServiceOptions {
+export interface OpenIdentityOptions {
   readonly identity: IdentityConfig;
-  readonly logger: Logger;
   /** Our own SPIFFE ID must match this (e.g. a Keeper must be a Keeper). */
   readonly ownRole: Matcher;
-  /** Which peers may connect at all. */
-  readonly authorizePeers: Matcher;
+  readonly logger: Logger;
+}
+
+/**
+ * Our X509 source, once it holds an SVID of our trust domain that `ownRole`
+ * allows; otherwise the source is closed and an AccessDeniedError thrown.
+ */
+export async function openIdentity(options: OpenIdentityOptions): Promise<X509Source> {
+  const { identity, ownRole } = options;
+  const source = await createX509Source({
+    address: formatWorkloadApiAddress(identity.workloadApiAddress),
+    logger: options.logger,
+    timeoutMs: identity.sourceTimeoutMs,
+  });
+  const own = source.getX509Svid().id;
+  if (!own.isMemberOf(identity.trustDomain) || !ownRole(own)) {
+    source.close();
+    throw new AccessDeniedError(
+      `This program's SPIFFE ID "${own}" is not allowed for it: expected ${ownRole.description}`,
+    );
+  }
+  return source;
+}
+
+export interface MtlsServiceOptions {
+  /** The app's `app.fetch`. */
+  readonly fetch: FetchHandler;
+  /** From `openIdentity`; the service owns it from here and closes it last. */
+  readonly source: X509Source;
+  /** Admits each connection's peer; the app finds its peers through it. */
+  readonly verifier: PeerVerifier;
+  readonly logger: Logger;
   readonly listen: ListenConfig;
   readonly version: string;
-  /** Builds the app; it may also use our X509 source (e.g. for its own mTLS clients). */
-  readonly createFetch: (
-    getPeer: GetPeer,
-    source: X509SvidSource,
-  ) => (request: Request, env: never) => Response | Promise<Response>;
-  /**
-   * Where connections refused at the TLS layer are audited (one `tls.connect`
-   * event each); the app audits requests with the same sink.
-   */
-  readonly audit?: { readonly sink: AuditSink; readonly component: string };
   /** Timeouts and connection caps of the server; unset fields take the defaults. */
   readonly limits?: Partial<ServerLimits>;
   /** Runs at stop, after the server closed and before the source does. */
@@ -42,63 +60,43 @@ export interface MtlsServiceOptions {
 }
 
 export interface MtlsService {
-  readonly server: MtlsServer;
+  /** Closes the server (answering requests in flight), runs `onStop`, then closes the source. */
   stop(): Promise<void>;
 }
 
+/** Serves the app over mTLS; if it cannot, closes the source and throws. */
 export async function startMtlsService(options: MtlsServiceOptions): Promise<MtlsService> {
-  const { identity, logger } = options;
-  const source = await createX509Source({
-    address: formatWorkloadApiAddress(identity.workloadApiAddress),
-    logger,
-    timeoutMs: identity.sourceTimeoutMs,
-  });
+  const { source, logger } = options;
+  let server: MtlsServer;
   try {
-    const own = source.getX509Svid().id;
-    if (!own.isMemberOf(identity.trustDomain) || !options.ownRole(own)) {
-      throw new AccessDeniedError(
-        `This program's SPIFFE ID "${own}" is not allowed for it: expected ${options.ownRole.description}`,
-      );
-    }
-    // The app finds each request's peer through the server's verifier, which
-    // exists only once the server does; the indirection breaks that cycle.
-    let getPeer: GetPeer = () => undefined;
-    const server = await serveMtls({
-      fetch: options.createFetch((c) => getPeer(c), source),
+    server = await serveMtls({
+      fetch: options.fetch,
       source,
-      authorize: options.authorizePeers,
+      verifier: options.verifier,
       logger,
       port: options.listen.port,
       hostname: options.listen.host,
       ...(options.limits === undefined ? {} : { limits: options.limits }),
     });
-    getPeer = peerFromConnection(server.verifier);
-    // Subscribed in the same turn as the listen callback, before any
-    // connection can be accepted, so no refusal goes unaudited.
-    const stopAuditingRefusals =
-      options.audit === undefined
-        ? undefined
-        : server.verifier.onRefusal(auditRefusals(options.audit));
-    logger.info('Listening', {
-      version: options.version,
-      spiffeId: own.toString(),
-      trustDomain: identity.trustDomain.name,
-      address: `https://${server.hostname}:${server.port}`,
-      svidNotAfter: source.getX509Svid().notAfter.toISOString(),
-    });
-    return {
-      server,
-      async stop() {
-        logger.info('Stopping');
-        await server.close();
-        stopAuditingRefusals?.();
-        await options.onStop?.();
-        source.close();
-        logger.info('Stopped');
-      },
-    };
   } catch (err) {
     source.close();
     throw err;
   }
+  const svid = source.getX509Svid();
+  logger.info('Listening', {
+    version: options.version,
+    spiffeId: svid.id.toString(),
+    trustDomain: svid.id.trustDomain.name,
+    address: `https://${server.hostname}:${server.port}`,
+    svidNotAfter: svid.notAfter.toISOString(),
+  });
+  return {
+    async stop() {
+      logger.info('Stopping');
+      await server.close();
+      await options.onStop?.();
+      source.close();
+      logger.info('Stopped');
+    },
+  };
 }

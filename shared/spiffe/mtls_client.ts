@@ -15,9 +15,10 @@
 import { Agent, request as httpsRequest } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import { SvidInvalidError, UnavailableError } from '../errors/errors.ts';
+import { checkServerSvid } from './check_server_svid.ts';
 import { concatBytes } from './der.ts';
 import type { Matcher } from './match.ts';
-import { checkServerSvid, clientAgentOptions } from './mtls.ts';
+import { clientAgentOptions } from './mtls.ts';
 import type { X509SvidSource } from './x509_source.ts';
 
 const DEFAULT_TIMEOUT_MS = 30_000;

@@ -138,7 +138,9 @@ function nexusEndpoints(): Endpoint[] {
     policies: unused,
     policyCache: unused,
     access: unused,
-    stats: unused,
+    identity: unused,
+    refusals: unused,
+    deniedRequests: unused,
     maxBodyBytes: 1024,
   });
   return endpointsOf(app.routes);

@@ -9,12 +9,12 @@ import { after, before, describe, test } from 'node:test';
 import { type ConnectionOptions, connect } from 'node:tls';
 import { WorkloadApiUnavailableError } from '../../shared/errors/errors.ts';
 import { createBaseApp } from '../../shared/http/app.ts';
-import type { GetPeer } from '../../shared/http/peer.ts';
 import { peerFromConnection } from '../../shared/http/peer.ts';
 import { type MtlsServer, serveMtls } from '../../shared/http/serve.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { isKeeper, isNexus, isPilotSuperuser } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
+import { PeerVerifier } from '../../shared/spiffe/peer_verifier.ts';
 import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import { StaticX509Source, type X509SvidSource } from '../../shared/spiffe/x509_source.ts';
 import type { X509Svid } from '../../shared/spiffe/x509_svid.ts';
@@ -69,6 +69,7 @@ describe('SPIFFE mTLS server and client', () => {
   let serverSvid: TestSvid;
   let serverSource: StaticX509Source;
   let server: MtlsServer;
+  let verifier: PeerVerifier;
   let handlerRuns = 0;
   const logSink = createMemorySink();
   const logger = createLogger({ component: 'test', sink: logSink });
@@ -92,21 +93,14 @@ describe('SPIFFE mTLS server and client', () => {
     foreignCa = await createTestCa('foreign.org');
     serverSvid = await ca.issueSvid(NEXUS);
     serverSource = new StaticX509Source(serverSvid.x509Svid(), bundleSetOf(ca));
-    let getPeer: GetPeer = () => undefined;
-    const app = createBaseApp((c) => getPeer(c), logger);
+    verifier = new PeerVerifier({ source: serverSource, authorize: isPilotSuperuser(TD), logger });
+    const app = createBaseApp(peerFromConnection(verifier), logger);
     app.get('/whoami', (c) => {
       handlerRuns += 1;
       const peer = c.get('peer');
       return c.json({ id: peer.id.toString(), serial: peer.serialNumber });
     });
-    server = await serveMtls({
-      fetch: app.fetch as never,
-      source: serverSource,
-      authorize: isPilotSuperuser(TD),
-      logger,
-      port: 0,
-    });
-    getPeer = peerFromConnection(server.verifier);
+    server = await serveMtls({ fetch: app.fetch, source: serverSource, verifier, logger, port: 0 });
   });
 
   after(async () => {
@@ -126,12 +120,12 @@ describe('SPIFFE mTLS server and client', () => {
 
   test('a kept-alive connection is reused for later requests', async () => {
     const { client } = await clientFor(SUPERUSER);
-    const admittedBefore = server.verifier.admittedCount;
+    const admittedBefore = verifier.admittedCount;
     for (let i = 0; i < 5; i++) {
       const res = await client.request({ method: 'GET', url: url('/whoami') });
       assert.equal(res.status, 200);
     }
-    assert.equal(server.verifier.admittedCount - admittedBefore, 1);
+    assert.equal(verifier.admittedCount - admittedBefore, 1);
   });
 
   const refusals: Array<[string, () => Promise<{ key: string; cert: string } | undefined>]> = [
@@ -185,13 +179,13 @@ describe('SPIFFE mTLS server and client', () => {
   for (const [name, credentials] of refusals) {
     test(`${name} is refused before any handler runs`, async () => {
       const runsBefore = handlerRuns;
-      const refusedBefore = server.verifier.refusedCount;
+      const refusedBefore = verifier.refusedCount;
       const result = await rawRequest(server, ca, await credentials());
       assert.equal(result.status, undefined, `expected a refusal, got HTTP ${result.status}`);
       assert.ok(result.error);
       assert.equal(handlerRuns, runsBefore);
       // The refusal is counted and logged on the server side.
-      await waitFor(() => server.verifier.refusedCount > refusedBefore);
+      await waitFor(() => verifier.refusedCount > refusedBefore);
       assert.ok(logSink.lines.some((line) => line.msg === 'Refused a TLS peer'));
     });
   }
@@ -291,10 +285,10 @@ describe('SPIFFE mTLS server and client', () => {
       // Deno's TLS server sends no ticket at all: there is nothing to resume.
       return;
     }
-    const admittedBefore = server.verifier.admittedCount;
+    const admittedBefore = verifier.admittedCount;
     const second = await handshake({ ...options, session: first.session });
     assert.equal(second.reused, false);
-    await waitFor(() => server.verifier.admittedCount > admittedBefore);
+    await waitFor(() => verifier.admittedCount > admittedBefore);
   });
 
   test('while its own SVID is withdrawn a server refuses connections, and serves again with a new one', async () => {
@@ -302,9 +296,9 @@ describe('SPIFFE mTLS server and client', () => {
       new StaticX509Source((await ca.issueSvid(NEXUS)).x509Svid(), bundleSetOf(ca)),
     );
     const withdrawnServer = await serveMtls({
-      fetch: createBaseApp(() => undefined, logger).fetch as never,
+      fetch: createBaseApp(() => undefined, logger).fetch,
       source,
-      authorize: isPilotSuperuser(TD),
+      verifier: new PeerVerifier({ source, authorize: isPilotSuperuser(TD), logger }),
       logger,
       port: 0,
     });
