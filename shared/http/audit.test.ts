@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { Hono } from 'hono';
 import { createMemoryAuditSink } from '../log/audit_log.ts';
-import { auditRefusals, TLS_CONNECT_ACTION } from './audit.ts';
+import { audit, auditRefusals, setAudit, TLS_CONNECT_ACTION } from './audit.ts';
 
 const NOW = Date.parse('2026-01-02T03:04:05.000Z');
 
@@ -28,6 +29,7 @@ describe('auditRefusals()', () => {
         route: null,
         action: TLS_CONNECT_ACTION,
         resource: null,
+        decision: null,
         outcome: 'denied',
         status: 401,
         errorCode: 'ERR_UNAUTHENTICATED',
@@ -60,5 +62,41 @@ describe('auditRefusals()', () => {
     audit({ reason: 'a' });
     audit({ reason: 'b' });
     assert.notEqual(sink.events[0]?.trailId, sink.events[1]?.trailId);
+  });
+});
+
+describe('audit() and setAudit()', () => {
+  function appWith(annotate: (c: Parameters<typeof setAudit>[0]) => void) {
+    const sink = createMemoryAuditSink();
+    const app = new Hono();
+    app.use(audit({ sink, component: 'nexus', now: () => NOW }));
+    app.get('/thing', (c) => {
+      annotate(c);
+      return c.text('ok');
+    });
+    return { app, events: sink.events };
+  }
+
+  test("setAudit() calls add up: the guard's decision stays when the handler names the resource", async () => {
+    const { app, events } = appWith((c) => {
+      setAudit(c, { action: 'policy.read' });
+      setAudit(c, { decision: { reason: 'policy', policy: 'auditors' } });
+      setAudit(c, { resource: 'web-reads-db' });
+    });
+    assert.equal((await app.request('/thing')).status, 200);
+    assert.equal(events.length, 1);
+    const [event] = events;
+    assert.equal(event?.action, 'policy.read');
+    assert.equal(event?.resource, 'web-reads-db');
+    assert.deepEqual(event?.decision, { reason: 'policy', policy: 'auditors' });
+    assert.equal(event?.outcome, 'allowed');
+  });
+
+  test('without a guard the event has action http.request and decision null', async () => {
+    const { app, events } = appWith(() => {});
+    await app.request('/thing');
+    assert.equal(events[0]?.action, 'http.request');
+    assert.equal(events[0]?.resource, null);
+    assert.equal(events[0]?.decision, null);
   });
 });
