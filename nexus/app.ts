@@ -81,10 +81,7 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
       logger,
     }),
   );
-  app.route(
-    '/',
-    createSecretRoutes({ trustDomain, store: deps.secrets, access: deps.access, logger }),
-  );
+  app.route('/', createSecretRoutes({ store: deps.secrets, access: deps.access, logger }));
   app.route(
     '/',
     createPolicyRoutes({

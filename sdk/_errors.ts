@@ -1,68 +1,19 @@
 /**
  * How the SDK turns what went wrong on the wire into the broker's typed
  * errors: an error body becomes the subclass of its code (so callers can use
- * `instanceof` as well as `err.code`), a missing or malformed body a generic
+ * `instanceof` as well as `err.code`; the table is
+ * shared/errors/error_for_code.ts), a missing or malformed body a generic
  * `UnavailableError` or `InternalError`, and a failed connection an
  * `UnavailableError` naming the Nexus URL.
  */
 import { errorFromBody } from '../shared/api/error_body.ts';
 import {
-  AccessDeniedError,
-  AlreadyUnsealedError,
-  BrokerError,
-  ConflictError,
-  DecryptionFailedError,
-  type ErrorCode,
+  type BrokerError,
   InternalError,
-  InvalidRequestError,
-  InvalidSpiffeIdError,
   isBrokerError,
-  NotFoundError,
-  NotReadyError,
-  PayloadTooLargeError,
-  RateLimitedError,
-  ShamirInvalidShardsError,
-  ShamirNotEnoughShardsError,
-  SvidInvalidError,
-  UnauthenticatedError,
   UnavailableError,
-  WorkloadApiRejectedError,
-  WorkloadApiUnavailableError,
 } from '../shared/errors/errors.ts';
 import { isNeverSent } from '../shared/spiffe/mtls_client.ts';
-
-type ErrorFactory = (message: string) => BrokerError;
-
-function generic(code: ErrorCode): ErrorFactory {
-  return function createGenericError(message) {
-    return new BrokerError(code, message);
-  };
-}
-
-/** Every code has a class here, so a new code without one fails to compile. */
-const ERROR_BY_CODE = {
-  ERR_UNAUTHENTICATED: (message) => new UnauthenticatedError(message),
-  ERR_ACCESS_DENIED: (message) => new AccessDeniedError(message),
-  ERR_INVALID_REQUEST: (message) => new InvalidRequestError(message),
-  ERR_NOT_FOUND: (message) => new NotFoundError(message),
-  ERR_CONFLICT: (message) => new ConflictError(message),
-  ERR_PAYLOAD_TOO_LARGE: (message) => new PayloadTooLargeError(message),
-  ERR_NOT_READY: (message) => new NotReadyError(message),
-  ERR_KEEPER_UNAVAILABLE: generic('ERR_KEEPER_UNAVAILABLE'),
-  ERR_DECRYPTION_FAILED: () => new DecryptionFailedError(),
-  ERR_INTERNAL: (message) => new InternalError(message),
-  ERR_CONFIG_INVALID: generic('ERR_CONFIG_INVALID'),
-  ERR_SPIFFE_ID_INVALID: (message) => new InvalidSpiffeIdError(message),
-  ERR_SVID_INVALID: (message) => new SvidInvalidError(message),
-  ERR_BUNDLE_INVALID: generic('ERR_BUNDLE_INVALID'),
-  ERR_WORKLOAD_API_UNAVAILABLE: (message) => new WorkloadApiUnavailableError(message),
-  ERR_WORKLOAD_API_REJECTED: (message) => new WorkloadApiRejectedError(message),
-  ERR_UNAVAILABLE: (message) => new UnavailableError(message),
-  ERR_SHAMIR_INVALID_SHARDS: (message) => new ShamirInvalidShardsError(message),
-  ERR_SHAMIR_NOT_ENOUGH_SHARDS: (message) => new ShamirNotEnoughShardsError(message),
-  ERR_ALREADY_UNSEALED: (message) => new AlreadyUnsealedError(message),
-  ERR_RATE_LIMITED: (message) => new RateLimitedError(message),
-} satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error a non-2xx answer stands for. `body` is the raw response text. */
 export function errorFromResponse(status: number, text: string, origin: string): BrokerError {
@@ -74,7 +25,7 @@ export function errorFromResponse(status: number, text: string, origin: string):
   }
   const error = errorFromBody(body);
   if (error !== undefined) {
-    return ERROR_BY_CODE[error.code](error.message);
+    return error;
   }
   if (status === 502 || status === 503 || status === 504) {
     return new UnavailableError(`Nexus at ${origin} answered ${status} without an error body`);

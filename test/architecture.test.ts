@@ -374,12 +374,17 @@ describe('route guards', () => {
     const ok = (c: { text(body: string): Response }) => c.text('ok');
     const app = new Hono();
     app.use(async (_c, next) => next());
-    app.get('/guarded', authorize(matchAny()), ok);
+    app.get('/guarded', authorize(matchAny(), { action: 'test.read' }), ok);
     app.get('/open', ok);
-    app.put('/guard-second', async (_c, next) => next(), authorize(matchAny()), ok);
-    app.post('/guard-only', authorize(matchAny()));
+    app.put(
+      '/guard-second',
+      async (_c, next) => next(),
+      authorize(matchAny(), { action: 'test.read' }),
+      ok,
+    );
+    app.post('/guard-only', authorize(matchAny(), { action: 'test.read' }));
     const withOwnErrorHandler = new Hono();
-    withOwnErrorHandler.get('/wrapped', authorize(matchAny()), ok);
+    withOwnErrorHandler.get('/wrapped', authorize(matchAny(), { action: 'test.read' }), ok);
     withOwnErrorHandler.onError((_err, c) => c.text('no', 500));
     app.route('/sub', withOwnErrorHandler);
     assert.deepEqual(await unguardedRoutes(app.routes, []), [

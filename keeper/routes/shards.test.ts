@@ -197,6 +197,7 @@ describe('Keeper shard routes, as Nexus', () => {
       assert.equal(event?.peer, nexusId(TD).toString());
       assert.equal(event?.route, route.path);
       assert.equal(event?.errorCode, null);
+      assert.deepEqual(event?.decision, { reason: 'identity_matched', policy: null });
     });
   }
 
@@ -337,6 +338,10 @@ describe('Keeper shard routes refuse every peer but Nexus', () => {
         assert.equal(auditSink.events[0]?.action, route.action);
         assert.equal(auditSink.events[0]?.peer, id.toString());
         assert.equal(auditSink.events[0]?.errorCode, 'ERR_ACCESS_DENIED');
+        assert.deepEqual(auditSink.events[0]?.decision, {
+          reason: 'identity_not_matched',
+          policy: null,
+        });
       });
     }
   }

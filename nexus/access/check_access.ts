@@ -20,6 +20,9 @@
  * with the literal segment `sys`: wildcards never cross into the reserved
  * namespace, so `**` with `super` does not quietly make someone a policy
  * admin (SPIKE's ADR-0033 closes the same hole differently).
+ *
+ * Every decision says why, as a short code the guard writes to the audit
+ * event (never to a response), with the name of the policy that granted.
  */
 import {
   isPilotRecover,
@@ -41,18 +44,40 @@ export function isReservedPath(path: string): boolean {
   return path === RESERVED_ROOT || path.startsWith(`${RESERVED_ROOT}/`);
 }
 
+/** Why a request was allowed or denied; audited, never answered. */
+export type AccessReason =
+  /** Allowed: the Pilot superuser role. */
+  | 'superuser'
+  /** Allowed: the policy named in `policy` grants it. */
+  | 'policy'
+  /** Allowed to list: any member of the trust domain; each listed path is then checked. */
+  | 'trust_domain_member'
+  /** Denied: no policy grants the permission on the path. */
+  | 'no_matching_policy'
+  /** Denied: the recover and restore roles have their operator routes only. */
+  | 'operator_role'
+  /** Denied: the peer is of another trust domain. */
+  | 'foreign_trust_domain'
+  /** Denied: the path is not well-formed. */
+  | 'malformed_path';
+
 export interface AccessDecision {
   readonly allowed: boolean;
-  /** Why, for the operational and audit logs; never for a response. */
-  readonly reason: string;
-  /** The policy that allowed the request, if one did. */
+  readonly reason: AccessReason;
+  /** The name of the policy that allowed the request, if one did. */
   readonly policy?: string;
 }
 
 export interface AccessChecker {
   isAllowed(peer: SpiffeId, permission: Permission, path: string): boolean;
-  /** The same decision, with the reason (the rule or policy that decided). */
+  /** The same decision, with its reason and the policy that granted. */
   explain(peer: SpiffeId, permission: Permission, path: string): AccessDecision;
+  /**
+   * Whether the peer may list at all: any member of the trust domain but the
+   * recover and restore roles. What it then sees is checked path by path
+   * (`list_visible.ts`).
+   */
+  explainList(peer: SpiffeId): AccessDecision;
 }
 
 export interface AccessCheckerOptions {
@@ -70,26 +95,28 @@ export function createAccessChecker(options: AccessCheckerOptions): AccessChecke
   const isRecover = isPilotRecover(trustDomain);
   const isRestore = isPilotRestore(trustDomain);
 
-  function explain(peer: SpiffeId, permission: Permission, path: string): AccessDecision {
+  function requirePeer(peer: SpiffeId): void {
     if (!(peer instanceof SpiffeId)) {
       throw new TypeError('An access check needs a SpiffeId from parseSpiffeId()');
     }
+  }
+
+  function explain(peer: SpiffeId, permission: Permission, path: string): AccessDecision {
+    requirePeer(peer);
     if (!(PERMISSIONS as readonly string[]).includes(permission)) {
       throw new TypeError(`Unknown permission ${JSON.stringify(permission)}`);
     }
     if (!peer.isMemberOf(trustDomain)) {
-      return deny(
-        `peer is of trust domain ${JSON.stringify(peer.trustDomain.name)}, not ${JSON.stringify(trustDomain.name)}`,
-      );
+      return deny('foreign_trust_domain');
     }
     if (typeof path !== 'string' || splitPath(path) === undefined) {
-      return deny('the path is not well-formed');
+      return deny('malformed_path');
     }
     if (isSuperuser(peer)) {
-      return { allowed: true, reason: 'superuser role' };
+      return { allowed: true, reason: 'superuser' };
     }
     if (isRecover(peer) || isRestore(peer)) {
-      return deny('the recover and restore roles have no access to secrets or policies');
+      return deny('operator_role');
     }
     const isReserved = isReservedPath(path);
     for (const policy of policies()) {
@@ -99,24 +126,35 @@ export function createAccessChecker(options: AccessCheckerOptions): AccessChecke
         policy.appliesTo(peer) &&
         policy.covers(path)
       ) {
-        return {
-          allowed: true,
-          reason: `policy ${JSON.stringify(policy.name)} grants ${JSON.stringify(permission)}`,
-          policy: policy.name,
-        };
+        return { allowed: true, reason: 'policy', policy: policy.name };
       }
     }
-    return deny(`no policy grants ${JSON.stringify(permission)} on ${JSON.stringify(path)}`);
+    return deny('no_matching_policy');
+  }
+
+  function explainList(peer: SpiffeId): AccessDecision {
+    requirePeer(peer);
+    if (!peer.isMemberOf(trustDomain)) {
+      return deny('foreign_trust_domain');
+    }
+    if (isSuperuser(peer)) {
+      return { allowed: true, reason: 'superuser' };
+    }
+    if (isRecover(peer) || isRestore(peer)) {
+      return deny('operator_role');
+    }
+    return { allowed: true, reason: 'trust_domain_member' };
   }
 
   return {
     explain,
+    explainList,
     isAllowed(peer, permission, path) {
       return explain(peer, permission, path).allowed;
     },
   };
 }
 
-function deny(reason: string): AccessDecision {
+function deny(reason: AccessReason): AccessDecision {
   return { allowed: false, reason };
 }

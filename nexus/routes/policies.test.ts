@@ -256,6 +256,32 @@ describe('policy routes: every route × every kind of caller', () => {
       assert.equal(audit.events[0]?.outcome, 'denied');
     }
   });
+
+  test('the audit event carries the decision and the policy name as the resource', async () => {
+    const cases: ReadonlyArray<readonly [SpiffeId, string, number, unknown, string | null]> = [
+      [pilotSuperuserId(TD), PATHS.policies, 200, { reason: 'superuser', policy: null }, null],
+      [
+        AUDITOR,
+        policyPath('web-secrets'),
+        200,
+        { reason: 'policy', policy: 'policy-auditors' },
+        'web-secrets',
+      ],
+      [WEB, policyPath('web-secrets'), 403, { reason: 'no_matching_policy', policy: null }, null],
+      [pilotRecoverId(TD), PATHS.policies, 403, { reason: 'operator_role', policy: null }, null],
+    ];
+    for (const [peer, path, status, decision, resource] of cases) {
+      const { app, audit } = await policyApp(peer);
+      const res = await app.request(path);
+      assert.equal(res.status, status, `${peer} ${path}`);
+      if (status === 403) {
+        assert.doesNotMatch(await res.text(), /reason|polic|superuser|operator/);
+      }
+      assert.equal(audit.events.length, 1);
+      assert.deepEqual(audit.events[0]?.decision, decision, `${peer} ${path}`);
+      assert.equal(audit.events[0]?.resource, resource);
+    }
+  });
 });
 
 describe('policy routes: what they answer', () => {

@@ -19,7 +19,7 @@ import {
 } from '../../shared/api/policies.ts';
 import { NotFoundError } from '../../shared/errors/errors.ts';
 import { setAudit } from '../../shared/http/audit.ts';
-import { authorizeWith } from '../../shared/http/authorize.ts';
+import { authorize, type RequestCheck } from '../../shared/http/authorize.ts';
 import type { PeerEnv } from '../../shared/http/peer.ts';
 import { validateJson } from '../../shared/http/validate.ts';
 import type { Logger } from '../../shared/log/logger.ts';
@@ -47,13 +47,19 @@ export function createPolicyRoutes(deps: PolicyRoutesDeps): Hono<PeerEnv> {
   const { trustDomain, checker, cache, store, logger } = deps;
   const routes = new Hono<PeerEnv>();
 
-  /** The guard, which also names the audit action, so denials and bad input carry it too. */
+  /**
+   * The guard, which also names the audit action, so denials and bad input
+   * carry it too. It decides on the reserved path alone: the policy name is
+   * validated after it, so a refused caller learns nothing about the name.
+   */
   function mayManage(permission: Permission, action: string) {
-    return authorizeWith(
-      (peer) => checker.isAllowed(peer, permission, POLICY_ADMIN_PATH),
-      `permission ${JSON.stringify(permission)} on ${JSON.stringify(POLICY_ADMIN_PATH)} (superuser or a policy)`,
-      { logger, action },
-    );
+    const check: RequestCheck<undefined> = {
+      description: `permission ${JSON.stringify(permission)} on ${JSON.stringify(POLICY_ADMIN_PATH)} (superuser or a policy)`,
+      decide(_c, peer) {
+        return { ...checker.explain(peer, permission, POLICY_ADMIN_PATH), target: undefined };
+      },
+    };
+    return authorize(check, { action, logger });
   }
 
   const validateName = validator('param', (params: Record<string, string>) => ({
@@ -72,7 +78,7 @@ export function createPolicyRoutes(deps: PolicyRoutesDeps): Hono<PeerEnv> {
     validateName,
     async function readPolicy(c) {
       const { name } = c.req.valid('param');
-      setAudit(c, { action: 'policy.read', resource: name });
+      setAudit(c, { resource: name });
       const stored = await store.get(name);
       if (stored === undefined) {
         throw new NotFoundError(`Policy ${JSON.stringify(name)} does not exist`);
@@ -88,7 +94,7 @@ export function createPolicyRoutes(deps: PolicyRoutesDeps): Hono<PeerEnv> {
     validateJson<PutPolicyRequest, PeerEnv>(parsePutPolicyRequest),
     async function writePolicy(c) {
       const { name } = c.req.valid('param');
-      setAudit(c, { action: 'policy.write', resource: name });
+      setAudit(c, { resource: name });
       const policy = policyForPut(name, c.req.valid('json'), { trustDomain });
       const stored = await cache.upsert(policy);
       logger.info('Policy written', { peer: c.get('peer').id.toString(), policy: name });
@@ -102,7 +108,7 @@ export function createPolicyRoutes(deps: PolicyRoutesDeps): Hono<PeerEnv> {
     validateName,
     async function deletePolicy(c) {
       const { name } = c.req.valid('param');
-      setAudit(c, { action: 'policy.delete', resource: name });
+      setAudit(c, { resource: name });
       if (!(await cache.delete(name))) {
         throw new NotFoundError(`Policy ${JSON.stringify(name)} does not exist`);
       }

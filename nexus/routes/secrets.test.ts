@@ -529,6 +529,46 @@ describe('secret routes: what a caller who may not read is told', () => {
     assert.equal(denials[0]?.peer, WEB.toString());
     assert.match(String(denials[0]?.rule), /read/);
   });
+
+  nexusTest('the audit event carries the decision: why, and the policy that granted', async (n) => {
+    const cases: ReadonlyArray<readonly [SpiffeId, string, number, unknown]> = [
+      [SUPERUSER, dataUrl(WEB_DB), 200, { reason: 'superuser', policy: null }],
+      [WEB, dataUrl(WEB_DB), 200, { reason: 'policy', policy: 'web-reads' }],
+      [WEB, dataUrl(OTHER_DB), 403, { reason: 'no_matching_policy', policy: null }],
+      [pilotRecoverId(TD), dataUrl(WEB_DB), 403, { reason: 'operator_role', policy: null }],
+      [
+        parseSpiffeId('spiffe://other.test/apps/web'),
+        dataUrl(WEB_DB),
+        403,
+        { reason: 'foreign_trust_domain', policy: null },
+      ],
+      [NOBODY, listUrl({ prefix: 'app/' }), 200, { reason: 'trust_domain_member', policy: null }],
+      [
+        pilotRestoreId(TD),
+        listUrl({ prefix: 'app/' }),
+        403,
+        { reason: 'operator_role', policy: null },
+      ],
+    ];
+    for (const [peer, url, status, decision] of cases) {
+      n.actAs(peer);
+      const answer = await n.send(url);
+      assert.equal(answer.status, status, `${peer} ${url}`);
+      assert.doesNotMatch(answer.text, /reason|policy|superuser|operator_role|web-reads/);
+      const events = n.takeAudit();
+      assert.equal(events.length, 1);
+      assert.deepEqual(events[0]?.decision, decision, `${peer} ${url}`);
+    }
+  });
+
+  nexusTest('a malformed path is 400, audited with the action and no decision', async (n) => {
+    n.actAs(SUPERUSER);
+    assertError(await n.send(dataUrl('sys/policies')), 400, 'ERR_INVALID_REQUEST');
+    const [event] = n.takeAudit();
+    assert.equal(event?.action, 'secret.read');
+    assert.equal(event?.decision, null);
+    assert.deepEqual(n.calls, []);
+  });
 });
 
 describe('secret routes: KV semantics through HTTP', () => {

@@ -1,5 +1,6 @@
 /** The one wire shape of an error: `{ "error": { "code", "message" } }`. */
-import { BrokerError, ERROR_CODES, type ErrorCode } from '../errors/errors.ts';
+import { errorForCode } from '../errors/error_for_code.ts';
+import { type BrokerError, ERROR_CODES, type ErrorCode } from '../errors/errors.ts';
 
 export interface ErrorBody {
   readonly error: { readonly code: ErrorCode; readonly message: string };
@@ -9,7 +10,11 @@ export function errorBody(err: BrokerError): ErrorBody {
   return { error: { code: err.code, message: err.message } };
 }
 
-/** Turns an error body back into a BrokerError with the same code, or undefined if malformed. */
+/**
+ * Turns an error body back into the error of its code (the subclass, so
+ * `instanceof` works), or undefined if the body is malformed or the code
+ * unknown.
+ */
 export function errorFromBody(body: unknown): BrokerError | undefined {
   if (typeof body !== 'object' || body === null) {
     return undefined;
@@ -25,5 +30,5 @@ export function errorFromBody(body: unknown): BrokerError | undefined {
   if (!(ERROR_CODES as readonly string[]).includes(code)) {
     return undefined;
   }
-  return new BrokerError(code as ErrorCode, message);
+  return errorForCode(code as ErrorCode, message);
 }

@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { createMemoryAuditSink } from '../log/audit_log.ts';
-import { audit, auditRefusals, TLS_CONNECT_ACTION } from './audit.ts';
+import { audit, auditRefusals, setAudit, TLS_CONNECT_ACTION } from './audit.ts';
 import { RequestCount } from './request_count.ts';
 
 const NOW = Date.parse('2026-01-02T03:04:05.000Z');
@@ -31,6 +31,7 @@ describe('auditRefusals()', () => {
         route: null,
         action: TLS_CONNECT_ACTION,
         resource: null,
+        decision: null,
         outcome: 'denied',
         status: 401,
         errorCode: 'ERR_UNAUTHENTICATED',
@@ -79,5 +80,41 @@ describe('audit(): deniedRequests', () => {
     assert.equal(deniedRequests.value, 3);
     auditRefusals({ sink, component: 'nexus', deniedRequests })({ reason: 'no certificate' });
     assert.equal(deniedRequests.value, 3);
+  });
+});
+
+describe('audit() and setAudit()', () => {
+  function appWith(annotate: (c: Parameters<typeof setAudit>[0]) => void) {
+    const sink = createMemoryAuditSink();
+    const app = new Hono();
+    app.use(audit({ sink, component: 'nexus', now: () => NOW }));
+    app.get('/thing', (c) => {
+      annotate(c);
+      return c.text('ok');
+    });
+    return { app, events: sink.events };
+  }
+
+  test("setAudit() calls add up: the guard's decision stays when the handler names the resource", async () => {
+    const { app, events } = appWith((c) => {
+      setAudit(c, { action: 'policy.read' });
+      setAudit(c, { decision: { reason: 'policy', policy: 'auditors' } });
+      setAudit(c, { resource: 'web-reads-db' });
+    });
+    assert.equal((await app.request('/thing')).status, 200);
+    assert.equal(events.length, 1);
+    const [event] = events;
+    assert.equal(event?.action, 'policy.read');
+    assert.equal(event?.resource, 'web-reads-db');
+    assert.deepEqual(event?.decision, { reason: 'policy', policy: 'auditors' });
+    assert.equal(event?.outcome, 'allowed');
+  });
+
+  test('without a guard the event has action http.request and decision null', async () => {
+    const { app, events } = appWith(() => {});
+    await app.request('/thing');
+    assert.equal(events[0]?.action, 'http.request');
+    assert.equal(events[0]?.resource, null);
+    assert.equal(events[0]?.decision, null);
   });
 });

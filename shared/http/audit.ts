@@ -11,13 +11,15 @@
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import type { ErrorCode } from '../errors/errors.ts';
-import type { AuditSink } from '../log/audit_log.ts';
+import type { AuditDecision, AuditSink } from '../log/audit_log.ts';
 import type { PeerRefusal, RefusalListener } from '../spiffe/peer_verifier.ts';
 import type { RequestCount } from './request_count.ts';
 
 export interface AuditAnnotation {
-  readonly action: string;
+  readonly action?: string;
   readonly resource?: string;
+  /** Set by the route's guard: why it admitted or refused the request. */
+  readonly decision?: AuditDecision;
 }
 
 /** Context variables the audit trail reads. */
@@ -26,9 +28,14 @@ export type AuditVariables = {
   errorCode?: string;
 };
 
-/** Records what a route did; the last call wins. */
+/**
+ * Records what a route did and to what. Calls add up: a field given again
+ * replaces the earlier value, and fields not given are kept (so the guard's
+ * decision stays when the handler names the resource).
+ */
 export function setAudit(c: Context, annotation: AuditAnnotation): void {
-  c.set('audit', annotation);
+  const earlier = c.get('audit') as AuditAnnotation | undefined;
+  c.set('audit', { ...earlier, ...annotation });
 }
 
 export interface AuditOptions {
@@ -65,6 +72,7 @@ export function audit(options: AuditOptions): MiddlewareHandler {
         route: c.req.routePath,
         action: annotation?.action ?? 'http.request',
         resource: annotation?.resource ?? null,
+        decision: annotation?.decision ?? null,
         outcome: DENIED_STATUSES.has(status) ? 'denied' : status >= 400 ? 'error' : 'allowed',
         status,
         errorCode,
@@ -97,6 +105,7 @@ export function auditRefusals(options: AuditOptions): RefusalListener {
       route: null,
       action: TLS_CONNECT_ACTION,
       resource: null,
+      decision: null,
       outcome: 'denied',
       // A verified peer is known and not allowed; any other was not
       // authenticated. The status is what the refusal stands for, never sent.

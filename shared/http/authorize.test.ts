@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Hono } from 'hono';
+import { InvalidRequestError } from '../errors/errors.ts';
+import { createMemoryAuditSink } from '../log/audit_log.ts';
 import { createLogger, createMemorySink } from '../log/logger.ts';
 import { matchAny, matchId } from '../spiffe/match.ts';
-import { parseSpiffeId, type SpiffeId } from '../spiffe/spiffe_id.ts';
+import { parseSpiffeId } from '../spiffe/spiffe_id.ts';
 import { createBaseApp } from './app.ts';
-import { authorize, authorizeRequest, authorizeWith, isAuthorizeHandler } from './authorize.ts';
+import { authorize, isAuthorizeHandler, type RequestCheck } from './authorize.ts';
 
 const ADMIN = parseSpiffeId('spiffe://example.org/admin');
 const HOUR_MS = 3_600_000;
@@ -23,7 +25,7 @@ function appFor(peerId: string) {
     logger,
   );
   let ran = 0;
-  app.get('/admin', authorize(matchId(ADMIN), { logger }), (c) => {
+  app.get('/admin', authorize(matchId(ADMIN), { logger, action: 'admin.read' }), (c) => {
     ran += 1;
     return c.text('ok');
   });
@@ -53,13 +55,13 @@ describe('authorize()', () => {
 
   test('fails closed with ERR_UNAUTHENTICATED when no peer was set', async () => {
     const app = new Hono();
-    app.get('/', authorize(matchAny()), (c) => c.text('ran'));
+    app.get('/', authorize(matchAny(), { action: 'root.read' }), (c) => c.text('ran'));
     app.onError((err, c) => c.text((err as { code?: string }).code ?? 'none', 500));
     assert.equal(await (await app.request('/')).text(), 'ERR_UNAUTHENTICATED');
   });
 
   test('isAuthorizeHandler() knows exactly the handlers authorize() made', () => {
-    const guard = authorize(matchAny());
+    const guard = authorize(matchAny(), { action: 'any.read' });
     assert.equal(isAuthorizeHandler(guard), true);
     assert.equal(
       isAuthorizeHandler(async () => {}),
@@ -69,15 +71,45 @@ describe('authorize()', () => {
     assert.equal(isAuthorizeHandler({}), false);
   });
 
-  test('takes only matchers', () => {
-    assert.throws(() => authorize((() => true) as never), TypeError);
+  test("takes a Matcher or a RequestCheck, and the route's audit action", () => {
+    assert.throws(() => authorize((() => true) as never, { action: 'x.read' }), TypeError);
+    assert.throws(
+      () => authorize({ decide: () => true } as never, { action: 'x.read' }),
+      TypeError,
+    );
+    assert.throws(
+      () => authorize({ description: '', decide: () => true } as never, { action: 'x.read' }),
+      TypeError,
+    );
+    assert.throws(() => authorize(matchAny(), { action: '' }), TypeError);
+    assert.throws(() => authorize(matchAny(), {} as never), TypeError);
   });
 });
 
-describe('authorizeWith()', () => {
-  function appWith(peerId: string, check: (id: SpiffeId) => boolean) {
+describe('authorize() with a RequestCheck', () => {
+  /** Admits only "mine", and only for /app; the name is what it hands on. */
+  const onlyMine: RequestCheck<string> = {
+    description: 'only "mine"',
+    decide(c, peer) {
+      const name = c.req.param('name') ?? '';
+      if (name.includes('!')) {
+        throw new InvalidRequestError('Bad name');
+      }
+      const allowed = name === 'mine' && peer.path === '/app';
+      return {
+        allowed,
+        reason: allowed ? 'policy' : 'no_matching_policy',
+        policy: allowed ? 'mine-only' : undefined,
+        target: name.toUpperCase(),
+        resource: name,
+      };
+    },
+  };
+
+  function appWith(peerId: string) {
     const sink = createMemorySink();
     const logger = createLogger({ component: 'test', sink });
+    const auditSink = createMemoryAuditSink();
     const app = createBaseApp(
       () => ({
         id: parseSpiffeId(peerId),
@@ -86,73 +118,84 @@ describe('authorizeWith()', () => {
         serialNumber: '01',
       }),
       logger,
+      { audit: { sink: auditSink, component: 'test' } },
     );
-    let ran = 0;
     const seen: string[] = [];
-    app.get(
-      '/thing',
-      authorizeWith(
-        (id) => {
-          seen.push(id.toString());
-          return check(id);
-        },
-        'write on "sys/things"',
-        { logger },
-      ),
-      (c) => {
-        ran += 1;
-        return c.text('ok');
-      },
-    );
-    return { app, sink, seen, ran: () => ran };
+    app.get('/things/:name', authorize(onlyMine, { action: 'thing.read', logger }), (c) => {
+      // Typed by the guard: the handler never parses the name again.
+      const target: string = c.var.target;
+      seen.push(target);
+      return c.text('ok');
+    });
+    return { app, sink, audit: auditSink.events, seen };
   }
 
-  test('admits when the check says yes, passing it the parsed peer ID', async () => {
-    const { app, seen, ran } = appWith('spiffe://example.org/admin', () => true);
-    assert.equal((await app.request('/thing')).status, 200);
-    assert.deepEqual(seen, ['spiffe://example.org/admin']);
-    assert.equal(ran(), 1);
+  test('admits, and hands the parsed target to the handler', async () => {
+    const { app, seen } = appWith('spiffe://example.org/app');
+    assert.equal((await app.request('/things/mine')).status, 200);
+    assert.deepEqual(seen, ['MINE']);
   });
 
-  test('refuses with ERR_ACCESS_DENIED when it says no; the description goes to the log', async () => {
-    const { app, sink, ran } = appWith('spiffe://example.org/user', () => false);
-    const res = await app.request('/thing');
+  test('audits the action, the resource and the decision with the policy that granted', async () => {
+    const { app, audit } = appWith('spiffe://example.org/app');
+    await app.request('/things/mine');
+    assert.equal(audit.length, 1);
+    assert.equal(audit[0]?.action, 'thing.read');
+    assert.equal(audit[0]?.resource, 'mine');
+    assert.deepEqual(audit[0]?.decision, { reason: 'policy', policy: 'mine-only' });
+  });
+
+  test('a refusal is 403 without the rule; the audit event and the log carry the reason', async () => {
+    const { app, audit, sink, seen } = appWith('spiffe://example.org/app');
+    const res = await app.request('/things/yours');
     assert.equal(res.status, 403);
-    assert.equal(
-      ((await res.json()) as { error: { code: string } }).error.code,
-      'ERR_ACCESS_DENIED',
-    );
-    assert.equal(ran(), 0);
+    const text = await res.text();
+    assert.equal(JSON.parse(text).error.code, 'ERR_ACCESS_DENIED');
+    assert.doesNotMatch(text, /no_matching_policy|mine|yours/);
+    assert.deepEqual(seen, []);
+    assert.equal(audit[0]?.outcome, 'denied');
+    assert.equal(audit[0]?.resource, 'yours');
+    assert.deepEqual(audit[0]?.decision, { reason: 'no_matching_policy', policy: null });
     const denial = sink.lines.find((line) => line.msg === 'Access denied');
-    assert.equal(denial?.rule, 'write on "sys/things"');
+    assert.equal(denial?.rule, 'only "mine"');
+    assert.equal(denial?.reason, 'no_matching_policy');
   });
 
-  test('its handlers count as guards; it needs a function and a description', () => {
-    assert.equal(isAuthorizeHandler(authorizeWith(() => true, 'anything')), true);
-    assert.throws(() => authorizeWith(undefined as never, 'x'), TypeError);
-    assert.throws(() => authorizeWith(() => true, ''), TypeError);
+  test('a malformed target is 400 with the action audited and no decision', async () => {
+    const { app, audit, seen } = appWith('spiffe://example.org/app');
+    const res = await app.request('/things/mine!');
+    assert.equal(res.status, 400);
+    assert.deepEqual(seen, []);
+    assert.equal(audit[0]?.action, 'thing.read');
+    assert.equal(audit[0]?.decision, null);
   });
-});
 
-describe('authorizeRequest()', () => {
-  test('passes the request to the check, and its handlers count as guards', async () => {
+  test('a matcher guard audits identity_matched or identity_not_matched', async () => {
+    const auditSink = createMemoryAuditSink();
     const app = createBaseApp(
       () => ({
-        id: parseSpiffeId('spiffe://example.org/app'),
+        id: parseSpiffeId('spiffe://example.org/user'),
         notBefore: new Date(Date.now() - HOUR_MS),
         notAfter: new Date(Date.now() + HOUR_MS),
         serialNumber: '01',
       }),
       createLogger({ component: 'test', sink: createMemorySink() }),
+      { audit: { sink: auditSink, component: 'test' } },
     );
-    const guard = authorizeRequest(
-      (c, peer) => c.req.param('name') === 'mine' && peer.path === '/app',
-      'only "mine"',
+    app.get('/open', authorize(matchAny(), { action: 'open.read' }), (c) => c.text('ok'));
+    app.get('/admin', authorize(matchId(ADMIN), { action: 'admin.read' }), (c) => c.text('ok'));
+    assert.equal((await app.request('/open')).status, 200);
+    assert.equal((await app.request('/admin')).status, 403);
+    assert.deepEqual(
+      auditSink.events.map((event) => [event.action, event.resource, event.decision]),
+      [
+        ['open.read', null, { reason: 'identity_matched', policy: null }],
+        ['admin.read', null, { reason: 'identity_not_matched', policy: null }],
+      ],
     );
-    assert.equal(isAuthorizeHandler(guard), true);
-    app.get('/things/:name', guard, (c) => c.text('ok'));
-    assert.equal((await app.request('/things/mine')).status, 200);
-    assert.equal((await app.request('/things/yours')).status, 403);
-    assert.throws(() => authorizeRequest(() => true, ''), TypeError);
+  });
+
+  test('its handlers count as guards', () => {
+    assert.equal(isAuthorizeHandler(authorize(onlyMine, { action: 'thing.read' })), true);
   });
 });

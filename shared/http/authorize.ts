@@ -1,9 +1,19 @@
 /**
- * `authorize(matcher)`: the guard every route places first, after the path.
- * It admits the request only if the verified peer's SPIFFE ID matches, and
- * otherwise throws `AccessDeniedError` with a message that never says which
- * rule failed (the rule goes to the log). Every handler it creates is
- * remembered, so a fitness test can prove that each route has a guard.
+ * `authorize(check, { action })`: the guard every route places first, after
+ * the path. It names the route's audit action, then decides, before anything
+ * is looked up:
+ *
+ * - with a `Matcher`, on the verified peer's SPIFFE ID alone;
+ * - with a `RequestCheck`, on the peer and what the request names (the
+ *   secret path in the URL…): the check parses that (a malformed one is
+ *   `ERR_INVALID_REQUEST`), decides, and the guard hands the parsed value to
+ *   the handler as `c.var.target`, so no handler parses it again.
+ *
+ * Either way the decision's reason (and the policy that granted, if one did)
+ * goes into the request's audit event, and a refusal throws
+ * `AccessDeniedError`, whose message never says which rule failed (the rule
+ * goes to the operational log). Every guard it creates is remembered, so a
+ * fitness test can prove that each route has one.
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { AccessDeniedError, UnauthenticatedError } from '../errors/errors.ts';
@@ -13,90 +23,125 @@ import type { SpiffeId } from '../spiffe/spiffe_id.ts';
 import { setAudit } from './audit.ts';
 import type { PeerEnv } from './peer.ts';
 
-export interface AuthorizeOptions {
-  /** Where denials are written, with the peer and the rule it failed. */
-  readonly logger?: Logger;
-  /** The audit action of the route (`root_key.recover`…), recorded before the check so denials carry it. */
-  readonly action?: string;
+/** What a request-aware check concluded about one request. */
+export interface CheckOutcome<T> {
+  readonly allowed: boolean;
+  /** Why, as a short code (`superuser`, `policy`, `no_matching_policy`…): audited, never answered. */
+  readonly reason: string;
+  /** The policy that granted the request, if one did. */
+  readonly policy?: string | undefined;
+  /** What was checked, parsed; the handler gets it as `c.var.target`. */
+  readonly target: T;
+  /** How the audit event names what was checked (`resource`), if it names it. */
+  readonly resource?: string | undefined;
 }
+
+/** A decision that depends on the request as well as on the peer. */
+export interface RequestCheck<T> {
+  /** What the check requires, for the operational log on a refusal. */
+  readonly description: string;
+  /**
+   * Parses what the request names and decides. Throws `InvalidRequestError`
+   * when the request is malformed; looks nothing up.
+   */
+  decide(c: Context<PeerEnv>, peer: SpiffeId): CheckOutcome<T>;
+}
+
+export interface AuthorizeOptions {
+  /** The audit action of the route (`secret.read`…), recorded before the check so denials carry it. */
+  readonly action: string;
+  /** Where refusals are written, with the peer and the rule it failed. */
+  readonly logger?: Logger | undefined;
+}
+
+/** The context of a handler after a guard whose check hands it a `T`. */
+export type GuardedEnv<T> = PeerEnv & { Variables: { target: T } };
+
+/** The reasons a matcher's decision is audited with. */
+export const MATCHER_REASONS = {
+  allowed: 'identity_matched',
+  denied: 'identity_not_matched',
+} as const;
 
 const AUTHORIZE_HANDLERS = new WeakSet<object>();
 
-export function authorize(
-  matcher: Matcher,
-  options: AuthorizeOptions = {},
-): MiddlewareHandler<PeerEnv> {
-  if (typeof matcher !== 'function' || typeof matcher.description !== 'string') {
-    throw new TypeError('authorize() takes a Matcher from shared/spiffe/match.ts');
-  }
-  return createGuard((_c, id) => matcher(id), matcher.description, options);
-}
-
-/**
- * `authorize()` for a decision that is not a plain matcher, such as a policy
- * check: `check(peer)` admits or refuses, and `description` (what it
- * requires) goes to the log on a refusal. Registered like `authorize()`.
- */
-export function authorizeWith(
-  check: (peer: SpiffeId) => boolean,
-  description: string,
-  options: AuthorizeOptions = {},
-): MiddlewareHandler<PeerEnv> {
-  if (typeof check !== 'function' || typeof description !== 'string' || description === '') {
-    throw new TypeError('authorizeWith() takes a check function and a description');
-  }
-  return createGuard((_c, id) => check(id), description, options);
-}
-
-/**
- * `authorizeWith()` for a decision that also depends on the request, such as
- * the secret path in the URL: `check(c, peer)`. Registered like `authorize()`.
- */
-export function authorizeRequest(
-  check: (c: Context<PeerEnv>, peer: SpiffeId) => boolean,
-  description: string,
-  options: AuthorizeOptions = {},
-): MiddlewareHandler<PeerEnv> {
-  if (typeof check !== 'function' || typeof description !== 'string' || description === '') {
-    throw new TypeError('authorizeRequest() takes a check function and a description');
-  }
-  return createGuard(check, description, options);
-}
-
-function createGuard(
-  check: (c: Context<PeerEnv>, peer: SpiffeId) => boolean,
-  description: string,
+export function authorize(check: Matcher, options: AuthorizeOptions): MiddlewareHandler<PeerEnv>;
+export function authorize<T>(
+  check: RequestCheck<T>,
   options: AuthorizeOptions,
-): MiddlewareHandler<PeerEnv> {
+): MiddlewareHandler<GuardedEnv<T>>;
+export function authorize<T>(
+  check: Matcher | RequestCheck<T>,
+  options: AuthorizeOptions,
+): MiddlewareHandler<GuardedEnv<T>> | MiddlewareHandler<PeerEnv> {
+  const decide = toDecide(check);
   const { logger, action } = options;
+  if (typeof action !== 'string' || action === '') {
+    throw new TypeError('authorize() needs the audit action of the route');
+  }
   async function authorizeMiddleware(
-    c: Parameters<MiddlewareHandler<PeerEnv>>[0],
-    next: Parameters<MiddlewareHandler<PeerEnv>>[1],
+    c: Context<GuardedEnv<T>>,
+    next: Parameters<MiddlewareHandler>[1],
   ): Promise<void> {
     // requirePeer runs first in every app; without it, fail closed anyway.
     const peer = c.get('peer') as PeerEnv['Variables']['peer'] | undefined;
     if (peer === undefined) {
       throw new UnauthenticatedError();
     }
-    if (action !== undefined) {
-      setAudit(c, { action });
-    }
-    if (!check(c, peer.id)) {
+    setAudit(c, { action });
+    const outcome = decide(c as unknown as Context<PeerEnv>, peer.id);
+    setAudit(c, {
+      ...(outcome.resource === undefined ? {} : { resource: outcome.resource }),
+      decision: { reason: outcome.reason, policy: outcome.policy ?? null },
+    });
+    if (!outcome.allowed) {
       logger?.warn('Access denied', {
         peer: peer.id.toString(),
         method: c.req.method,
         path: c.req.path,
-        rule: description,
+        rule: check.description,
+        reason: outcome.reason,
       });
       throw new AccessDeniedError();
     }
+    c.set('target', outcome.target);
     await next();
   }
   AUTHORIZE_HANDLERS.add(authorizeMiddleware);
   return authorizeMiddleware;
 }
 
-/** Whether `handler` was created by `authorize()`, `authorizeWith()` or `authorizeRequest()`. */
+/** The check as one function, after making sure it is a Matcher or a RequestCheck. */
+function toDecide<T>(
+  check: Matcher | RequestCheck<T>,
+): (c: Context<PeerEnv>, peer: SpiffeId) => CheckOutcome<T> {
+  if (typeof check === 'function' && typeof check.description === 'string') {
+    return function decideByMatcher(_c, peer) {
+      const isAllowed = check(peer);
+      return {
+        allowed: isAllowed,
+        reason: isAllowed ? MATCHER_REASONS.allowed : MATCHER_REASONS.denied,
+        target: undefined as T,
+      };
+    };
+  }
+  if (
+    typeof check === 'object' &&
+    check !== null &&
+    typeof check.decide === 'function' &&
+    typeof check.description === 'string' &&
+    check.description !== ''
+  ) {
+    return function decideByRequest(c, peer) {
+      return check.decide(c, peer);
+    };
+  }
+  throw new TypeError(
+    'authorize() takes a Matcher from shared/spiffe/match.ts or a RequestCheck with a description',
+  );
+}
+
+/** Whether `handler` was created by `authorize()`. */
 export function isAuthorizeHandler(handler: unknown): boolean {
   return typeof handler === 'function' && AUTHORIZE_HANDLERS.has(handler);
 }

@@ -9,6 +9,23 @@ import { pino } from 'pino';
 export type AuditOutcome = 'allowed' | 'denied' | 'error';
 
 /**
+ * Why a route's guard admitted or refused a request. Audited, never
+ * answered: a refusal's response does not say which rule failed.
+ */
+export interface AuditDecision {
+  /**
+   * A short code: `identity_matched` or `identity_not_matched` for a guard
+   * on the caller's ID alone; from Nexus's access checker `superuser`,
+   * `policy`, `trust_domain_member` (listing, each path then checked),
+   * `no_matching_policy`, `operator_role`, `foreign_trust_domain` or
+   * `malformed_path`.
+   */
+  readonly reason: string;
+  /** The name of the policy that granted the request, else null. */
+  readonly policy: string | null;
+}
+
+/**
  * One audit event. A connection refused at the TLS layer (action
  * `tls.connect`, outcome `denied`) has no method or route, since no request
  * was read; its `status` is the one the refusal stands for (401 when the peer
@@ -31,6 +48,8 @@ export interface AuditEvent {
   readonly action: string;
   /** The entity acted on (a secret path, a policy name), never a value. */
   readonly resource: string | null;
+  /** The route guard's decision; null when no guard decided (a TLS refusal, a request refused before its guard). */
+  readonly decision: AuditDecision | null;
   readonly outcome: AuditOutcome;
   /** The HTTP status; for a TLS refusal the status it stands for (never sent). */
   readonly status: number;
