@@ -20,7 +20,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   WORKLOAD_API_HEADER,
   workloadApiServiceDefinition,
-} from '../../shared/spiffe/workload_api.ts';
+} from '../../shared/spiffe/workload_proto.ts';
 import type { TestCa, TestSvid } from './pki.ts';
 
 export type StreamRpc = 'FetchX509SVID' | 'FetchX509Bundles';
@@ -379,7 +379,8 @@ export async function startFakeWorkloadApi(
  * through verbatim (pre-encoded, possibly malformed messages).
  */
 function fakeServiceDefinition(): grpc.ServiceDefinition {
-  const real = workloadApiServiceDefinition();
+  // proto-loader's definition, typed as the grpc-js one it is made for.
+  const real = workloadApiServiceDefinition() as grpc.ServiceDefinition;
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(real)) {
     out[name] = {
