@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clearTimeout, setTimeout } from 'node:timers';
 import * as grpc from '@grpc/grpc-js';
+import { delay } from '../../shared/runtime/delay.ts';
 import {
   WORKLOAD_API_HEADER,
   workloadApiServiceDefinition,
@@ -417,28 +418,25 @@ export function rawBundleMap(...cas: readonly TestCa[]): Record<string, Uint8Arr
 }
 
 /** Polls `predicate` every few ms until it holds; rejects after `timeoutMs`. */
-export function waitUntil(
+export async function waitUntil(
   predicate: () => boolean,
   timeoutMs = 5000,
   what = 'a condition',
 ): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const deadline = Date.now() + timeoutMs;
-    const poll = (): void => {
-      let ok = false;
-      try {
-        ok = predicate();
-      } catch {
-        ok = false;
-      }
-      if (ok) {
-        resolve();
-      } else if (Date.now() >= deadline) {
-        reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`));
-      } else {
-        setTimeout(poll, 10);
-      }
-    };
-    poll();
-  });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let ok = false;
+    try {
+      ok = predicate();
+    } catch {
+      ok = false;
+    }
+    if (ok) {
+      return;
+    }
+    if (Date.now() >= deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await delay(10);
+  }
 }

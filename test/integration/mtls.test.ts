@@ -13,6 +13,7 @@ import type { GetPeer } from '../../shared/http/peer.ts';
 import { peerFromConnection } from '../../shared/http/peer.ts';
 import { type MtlsServer, serveMtls } from '../../shared/http/serve.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { isKeeper, isNexus, isPilotSuperuser } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
@@ -405,6 +406,6 @@ async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<vo
     if (Date.now() > deadline) {
       throw new Error('Timed out waiting for a condition');
     }
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await delay(10);
   }
 }
