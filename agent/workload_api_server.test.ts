@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import { ConfigError } from '../shared/errors/errors.ts';
 import { createLogger, createMemorySink } from '../shared/log/logger.ts';
+import { delay } from '../shared/runtime/delay.ts';
 import { parseSpiffeId, parseTrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import { RawWorkloadClient } from '../test/harness/raw_workload_client.ts';
 import { type IssuedSvid, type LocalCa, loadOrCreateCa } from './ca.ts';
@@ -83,7 +84,7 @@ async function until(check: () => boolean, timeoutMs: number): Promise<void> {
     if (Date.now() > deadline) {
       assert.fail(`condition not met within ${timeoutMs}ms`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await delay(20);
   }
 }
 

@@ -27,7 +27,7 @@ import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import {
   WORKLOAD_API_HEADER,
   workloadApiServiceDefinition,
-} from '../shared/spiffe/workload_api.ts';
+} from '../shared/spiffe/workload_proto.ts';
 import type { IssuedSvid } from './ca.ts';
 import type { Registration } from './registrations.ts';
 

@@ -171,7 +171,14 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
 
 /** Packages that only one file may import, so runtime risk stays in one place. */
 const SINGLE_IMPORTER: Record<string, string[]> = {
-  '@grpc/grpc-js': ['shared/spiffe/workload_api.ts', 'agent/workload_api_server.ts'],
+  // The Workload API client (channel, then stream watch) and the agent's server;
+  // message decoding and the proto need no gRPC transport.
+  '@grpc/grpc-js': [
+    'shared/spiffe/workload_api.ts',
+    'shared/spiffe/workload_stream.ts',
+    'agent/workload_api_server.ts',
+  ],
+  '@grpc/proto-loader': ['shared/spiffe/workload_proto.ts'],
   '@peculiar/x509': ['shared/spiffe/_x509.ts'],
   'reflect-metadata': ['shared/spiffe/_x509.ts'],
   '@libsql/client': ['nexus/store/db.ts'],

@@ -7,21 +7,18 @@
  * keyring. Once ready, Nexus re-splits the key so every Keeper holds the new
  * generation, and checks the Keepers every few seconds: one that lost its
  * shard (a restart) triggers a new split. Operators can also export a full
- * recovery split (recover) and unseal from shards by hand (restore).
+ * recovery split (recover) and unseal from shards by hand (restore); that
+ * break-glass logic is in `break_glass.ts`, run here in the same queue.
  *
  * The protocol and its invariants are in docs/root-key.md.
  */
 import { randomBytes, zeroize } from '../../shared/crypto/bytes.ts';
-import { splitRootKey } from '../../shared/crypto/shamir.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
 import { ROOT_KEY_BYTES } from '../../shared/crypto/shard.ts';
-import {
-  AlreadyUnsealedError,
-  InvalidRequestError,
-  NotReadyError,
-} from '../../shared/errors/errors.ts';
 import type { Logger } from '../../shared/log/logger.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import type { RootKeyRecord, RootKeyStore } from '../store/root_key_store.ts';
+import { makeRecoverySplit, type RestoreProgress, ShardRestore } from './break_glass.ts';
 import { distributeRootKey } from './distribute.ts';
 import type { KeeperLink } from './keeper_link.ts';
 import { createKeyring, openKeyring, sealKeyring, verifyRootKey } from './keyring.ts';
@@ -52,15 +49,6 @@ export interface KeeperStatus {
   readonly generations: readonly number[];
 }
 
-/** Progress of an operator restore. */
-export interface RestoreProgress {
-  readonly generation: number;
-  readonly collected: number;
-  readonly threshold: number;
-  readonly remaining: number;
-  readonly restored: boolean;
-}
-
 const DEFAULT_INIT_DEADLINE_MS = 60_000;
 const FIRST_RETRY_MS = 250;
 
@@ -68,16 +56,16 @@ export class RootKeyManager {
   readonly #o: RootKeyManagerOptions;
   readonly #owner: string;
   readonly #now: () => number;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #stopped = false;
+  /** Aborted by stop(): ends the background loop, even mid-wait. */
+  readonly #stopping = new AbortController();
   #retryMs = FIRST_RETRY_MS;
   /** Serialises start-up steps, checks, re-splits and restores. */
   #queue: Promise<unknown> = Promise.resolve();
   #keeperStatus: KeeperStatus[] = [];
   /** A new key whose first split is not committed yet (this process initialises). */
   #pending: { readonly key: Uint8Array; readonly keyring: Uint8Array } | undefined;
-  /** Shards an operator submitted, per generation, until they unseal. */
-  readonly #restoreBuffer = new Map<number, Shard[]>();
+  /** Shards an operator submitted, until they unseal. */
+  readonly #restore: ShardRestore;
 
   constructor(options: RootKeyManagerOptions) {
     if (options.keepers.length < options.threshold) {
@@ -86,24 +74,23 @@ export class RootKeyManager {
     this.#o = options;
     this.#owner = options.owner ?? crypto.randomUUID();
     this.#now = options.now ?? Date.now;
+    this.#restore = new ShardRestore({
+      store: options.store,
+      rootKey: options.rootKey,
+      logger: options.logger,
+      unseal: (key, record) => this.#becomeReady(key, record, 'restore'),
+    });
   }
 
   /** Starts the background work: recovery (or initialisation), then Keeper checks. */
   start(): void {
-    this.#schedule(0);
+    void this.#run();
   }
 
   stop(): void {
-    this.#stopped = true;
+    this.#stopping.abort();
     this.#dropPending();
-    if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-    }
-    for (const shards of this.#restoreBuffer.values()) {
-      zeroize(...shards.map((shard) => shard.value));
-    }
-    this.#restoreBuffer.clear();
+    this.#restore.discard();
   }
 
   /** The Keepers as seen by the last check. */
@@ -122,79 +109,20 @@ export class RootKeyManager {
 
   /** A full split for offline safekeeping (break-glass recover). Not sent to Keepers. */
   recoveryShards(): Promise<Shard[]> {
-    return this.#serialised(async () => {
-      if (!this.#o.rootKey.isReady) {
-        throw new NotReadyError('Nexus is sealed: recovery shards need the root key');
-      }
-      const generation = await this.#o.store.allocateGeneration();
-      const shards = await this.#o.rootKey.withKey((key) =>
-        splitRootKey(key, {
-          shares: this.#o.keepers.length,
-          threshold: this.#o.threshold,
-          generation,
-        }),
-      );
-      this.#o.logger.info('Made a recovery split for an operator', {
-        generation,
-        shares: shards.length,
+    return this.#serialised(() =>
+      makeRecoverySplit({
+        store: this.#o.store,
+        rootKey: this.#o.rootKey,
+        shares: this.#o.keepers.length,
         threshold: this.#o.threshold,
-      });
-      return shards;
-    });
+        logger: this.#o.logger,
+      }),
+    );
   }
 
   /** Break-glass restore: takes one shard; unseals when a generation reaches its threshold. */
   restore(shard: Shard): Promise<RestoreProgress> {
-    return this.#serialised(async () => {
-      if (this.#o.rootKey.isReady) {
-        zeroize(shard.value);
-        throw new AlreadyUnsealedError();
-      }
-      const record = await this.#o.store.read();
-      if (record === undefined) {
-        zeroize(shard.value);
-        throw new InvalidRequestError('This Nexus store was never initialised: nothing to restore');
-      }
-      const buffer = this.#restoreBuffer.get(shard.generation) ?? [];
-      const duplicate = buffer.find((held) => held.index === shard.index);
-      if (duplicate === undefined) {
-        buffer.push({ ...shard, value: shard.value.slice() });
-        this.#restoreBuffer.set(shard.generation, buffer);
-      }
-      zeroize(shard.value);
-      const progress = (restored: boolean): RestoreProgress => ({
-        generation: shard.generation,
-        collected: restored ? shard.threshold : buffer.length,
-        threshold: shard.threshold,
-        remaining: restored ? 0 : Math.max(0, shard.threshold - buffer.length),
-        restored,
-      });
-      this.#o.logger.info('Restore: received a shard', {
-        generation: shard.generation,
-        index: shard.index,
-        collected: buffer.length,
-        threshold: shard.threshold,
-      });
-      if (buffer.length < shard.threshold) {
-        return progress(false);
-      }
-      const recovered = await recoverRootKey(buffer, (candidate) =>
-        verifyRootKey(candidate, record.sealedKeyring),
-      );
-      if (recovered === undefined) {
-        zeroize(...buffer.map((held) => held.value));
-        this.#restoreBuffer.delete(shard.generation);
-        throw new InvalidRequestError(
-          `The shards of generation ${shard.generation} do not recombine into this Nexus's root key; they were discarded`,
-        );
-      }
-      await this.#becomeReady(recovered.key, record, 'restore');
-      for (const shards of this.#restoreBuffer.values()) {
-        zeroize(...shards.map((held) => held.value));
-      }
-      this.#restoreBuffer.clear();
-      return progress(true);
-    });
+    return this.#serialised(() => this.#restore.accept(shard));
   }
 
   #serialised<T>(work: () => Promise<T>): Promise<T> {
@@ -203,26 +131,36 @@ export class RootKeyManager {
     return run;
   }
 
-  #schedule(delayMs: number): void {
-    if (this.#stopped) {
-      return;
+  /**
+   * The background work until stop(): a step, then a wait chosen by its
+   * outcome (the check interval once ready, else the growing backoff).
+   */
+  async #run(): Promise<void> {
+    const { signal } = this.#stopping;
+    let waitMs = 0;
+    while (!signal.aborted) {
+      try {
+        await delay(waitMs, { signal });
+      } catch (err) {
+        if (signal.aborted) {
+          return;
+        }
+        throw err;
+      }
+      try {
+        await this.step();
+        waitMs = this.#o.rootKey.isReady ? this.#o.checkIntervalMs : this.#backoff();
+      } catch (err) {
+        this.#o.logger.error('Root key work failed; retrying', { error: describe(err) });
+        waitMs = this.#backoff();
+      }
     }
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.step().then(
-        () => this.#schedule(this.#o.rootKey.isReady ? this.#o.checkIntervalMs : this.#backoff()),
-        (err: unknown) => {
-          this.#o.logger.error('Root key work failed; retrying', { error: describe(err) });
-          this.#schedule(this.#backoff());
-        },
-      );
-    }, delayMs);
   }
 
   #backoff(): number {
-    const delay = this.#retryMs;
+    const waitMs = this.#retryMs;
     this.#retryMs = Math.min(this.#retryMs * 2, this.#o.recoveryMaxIntervalMs);
-    return delay;
+    return waitMs;
   }
 
   /** One attempt to leave the sealed state. */

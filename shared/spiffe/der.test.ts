@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { before, describe, test } from 'node:test';
 import { createTestCa, type TestCa } from '../../test/harness/pki.ts';
-import { concatBytes, derToPem } from './der.ts';
+import { bytesEqual, concatBytes, derToPem } from './der.ts';
 
 let ca: TestCa;
 
@@ -57,5 +57,19 @@ describe('derToPem()', () => {
     const backing = new Uint8Array([0xff, 1, 2, 3, 0xff]);
     const pem = derToPem(backing.subarray(1, 4), 'CERTIFICATE');
     assert.match(pem, /\nAQID\n/);
+  });
+});
+
+describe('bytesEqual()', () => {
+  test('bytesEqual() compares length and every byte', () => {
+    assert.ok(bytesEqual(new Uint8Array([1, 2, 3]), new Uint8Array([1, 2, 3])));
+    assert.ok(bytesEqual(new Uint8Array(0), new Uint8Array(0)));
+    assert.ok(!bytesEqual(new Uint8Array([1, 2, 3]), new Uint8Array([1, 2, 4])));
+    assert.ok(!bytesEqual(new Uint8Array([1, 2]), new Uint8Array([1, 2, 3])));
+  });
+
+  test('bytesEqual() compares a view by its own bytes, not its whole buffer', () => {
+    const backing = new Uint8Array([0xff, 1, 2, 0xff]);
+    assert.ok(bytesEqual(backing.subarray(1, 3), Buffer.from([1, 2])));
   });
 });

@@ -11,15 +11,10 @@ import {
 import { createTestCa, type TestCa, type TestSvid } from '../../test/harness/pki.ts';
 import { WorkloadApiRejectedError, WorkloadApiUnavailableError } from '../errors/errors.ts';
 import { createLogger, createMemorySink } from '../log/logger.ts';
-import {
-  createWorkloadApiClient,
-  FETCH_X509_SVID_PATH,
-  parseX509BundlesResponse,
-  parseX509SvidResponse,
-  type WorkloadApiClient,
-  type X509BundlesUpdate,
-  type X509SvidUpdate,
-} from './workload_api.ts';
+import { delay } from '../runtime/delay.ts';
+import { createWorkloadApiClient, type WorkloadApiClient } from './workload_api.ts';
+import type { X509BundlesUpdate, X509SvidUpdate } from './workload_messages.ts';
+import { FETCH_X509_SVID_PATH } from './workload_proto.ts';
 
 const UNIT_MS = 20;
 
@@ -192,7 +187,7 @@ describe('WorkloadApiClient.watchX509Svids()', () => {
     await fake.stop();
     // Let the client notice and fail at least one reconnect while it is down.
     await waitUntil(() => fake.callsOf('FetchX509SVID').length === 1, 1000);
-    await new Promise((resolve) => setTimeout(resolve, UNIT_MS * 5));
+    await delay(UNIT_MS * 5);
     fake.setX509SvidResponse({ svids: [rawSvid(svidB, ca)] });
     await fake.start();
     await waitUntil(() => updates.length === 2, 10_000, 'the update after the restart');
@@ -297,7 +292,7 @@ describe('WorkloadApiClient: final errors', () => {
       await waitUntil(() => rejections.length === 1, 5000, 'the rejection');
       await fake.waitForCalls('FetchX509Bundles', 4, 5000);
       // Twenty backoff units later there is still exactly one call.
-      await new Promise((resolve) => setTimeout(resolve, UNIT_MS * 20));
+      await delay(UNIT_MS * 20);
       assert.equal(fake.callsOf('FetchX509SVID').length, 1);
       assert.ok(rejections[0] instanceof WorkloadApiRejectedError);
       assert.equal(rejections[0].code, 'ERR_WORKLOAD_API_REJECTED');
@@ -340,45 +335,6 @@ describe('WorkloadApiClient.watchX509Bundles()', () => {
     assert.match(String(errors[0]?.error), /is empty/);
     assert.match(String(errors[1]?.error), /must be a trust domain ID/);
     assert.equal(fake.callsOf('FetchX509Bundles').length, 1, 'the stream survived');
-  });
-});
-
-describe('parseX509SvidResponse()', () => {
-  test('keeps several SVIDs in order with their hints', () => {
-    const update = parseX509SvidResponse({
-      svids: [rawSvid(svidA, ca, 'internal'), rawSvid(svidOther, ca, 'external')],
-    });
-    assert.deepEqual(
-      update.svids.map((svid) => [svid.id.toString(), svid.hint]),
-      [
-        ['spiffe://example.org/spike/nexus', 'internal'],
-        ['spiffe://example.org/spike/keeper/1', 'external'],
-      ],
-    );
-    assert.equal(update.bundles.size, 1);
-  });
-
-  test('refuses two SVIDs of one trust domain with different bundles', () => {
-    assert.throws(
-      () =>
-        parseX509SvidResponse({
-          svids: [rawSvid(svidA, ca), { ...rawSvid(svidOther, ca), bundle: federatedCa.root.der }],
-        }),
-      { code: 'ERR_BUNDLE_INVALID' },
-    );
-  });
-
-  test('refuses a message that is not an object', () => {
-    assert.throws(() => parseX509SvidResponse(null), { code: 'ERR_SVID_INVALID' });
-  });
-});
-
-describe('parseX509BundlesResponse()', () => {
-  test('refuses a bare trust domain name as key', () => {
-    assert.throws(
-      () => parseX509BundlesResponse({ bundles: { 'example.org': ca.root.der } }),
-      /must be a trust domain ID/,
-    );
   });
 });
 

@@ -21,11 +21,8 @@ import { X509Certificate } from 'node:crypto';
 import { type WorkloadApiRejectedError, WorkloadApiUnavailableError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { X509BundleSet } from './bundle.ts';
-import {
-  createWorkloadApiClient,
-  type WorkloadApiClient,
-  type X509SvidUpdate,
-} from './workload_api.ts';
+import { createWorkloadApiClient, type WorkloadApiClient } from './workload_api.ts';
+import type { X509SvidUpdate } from './workload_messages.ts';
 import type { X509Svid } from './x509_svid.ts';
 
 /** What the mTLS helpers consume. */

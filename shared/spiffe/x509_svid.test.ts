@@ -2,8 +2,12 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { before, describe, test } from 'node:test';
 import { inspect } from 'node:util';
-import { bundleSetOf, createTestCa, type TestCa, type TestSvid } from '../../test/harness/pki.ts';
-import { SvidInvalidError } from '../errors/errors.ts';
+import {
+  assertSvidInvalid,
+  bundleSetOf,
+  createTestCa,
+  type TestCa,
+} from '../../test/harness/pki.ts';
 import { X509Bundle } from './bundle.ts';
 import { concatBytes } from './der.ts';
 import { parseSpiffeId, parseTrustDomain } from './spiffe_id.ts';
@@ -16,17 +20,6 @@ import {
 
 const ID = 'spiffe://a.org/spike/nexus';
 const MINUTE_MS = 60_000;
-
-/** Asserts a SvidInvalidError (code ERR_SVID_INVALID) whose message matches `reason`. */
-function assertRejected(fn: () => unknown, reason: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(err instanceof SvidInvalidError, `expected SvidInvalidError, got ${String(err)}`);
-    assert.equal(err.code, 'ERR_SVID_INVALID');
-    assert.match(err.message, reason);
-    assert.doesNotMatch(err.message, /BEGIN|MII/, 'messages never carry certificates');
-    return true;
-  });
-}
 
 let caA: TestCa; // a.org, issues from the root
 let caAInter: TestCa; // a.org, issues from an intermediate
@@ -99,7 +92,7 @@ describe('verifyX509Svid() accepts valid SVIDs', () => {
     const svid = await ca.issueSvid(ID, { validity: 'expired' });
     const then = new Date(svid.notAfter.getTime() - MINUTE_MS);
     assert.equal(verifyX509Svid(svid.chain, bundleSetOf(ca), { now: then }).id.toString(), ID);
-    assertRejected(() => verifyX509Svid(svid.chain, bundleSetOf(ca), { now }), /has expired/);
+    assertSvidInvalid(() => verifyX509Svid(svid.chain, bundleSetOf(ca), { now }), /has expired/);
   });
 
   test('verifyX509Svid() gives the same answer when the chain is verified again', async () => {
@@ -117,16 +110,16 @@ describe('verifyX509Svid() accepts valid SVIDs', () => {
 
 describe('verifyX509Svid() rejects malformed chains (step 1)', () => {
   test('verifyX509Svid() rejects an empty chain', () => {
-    assertRejected(() => verifyX509Svid([], bundleSetOf(caA)), /certificate chain is empty/);
+    assertSvidInvalid(() => verifyX509Svid([], bundleSetOf(caA)), /certificate chain is empty/);
   });
 
   test('verifyX509Svid() rejects garbage bytes as the leaf', () => {
     const garbage = new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00]);
-    assertRejected(
+    assertSvidInvalid(
       () => verifyX509Svid([garbage], bundleSetOf(caA)),
       /leaf certificate could not be parsed/,
     );
-    assertRejected(
+    assertSvidInvalid(
       () => verifyX509Svid([new Uint8Array([1, 2, 3, 4])], bundleSetOf(caA)),
       /leaf certificate could not be parsed/,
     );
@@ -134,7 +127,7 @@ describe('verifyX509Svid() rejects malformed chains (step 1)', () => {
 
   test('verifyX509Svid() rejects garbage bytes as an intermediate', async () => {
     const svid = await caA.issueSvid(ID);
-    assertRejected(
+    assertSvidInvalid(
       () => verifyX509Svid([svid.chain[0] as Uint8Array, new Uint8Array(40)], bundleSetOf(caA)),
       /Certificate 1 of Peer X509-SVID "spiffe:\/\/a\.org\/spike\/nexus" could not be parsed/,
     );
@@ -145,105 +138,17 @@ describe('verifyX509Svid() rejects malformed chains (step 1)', () => {
     const long = Array.from({ length: MAX_CHAIN_LENGTH + 1 }, (_, i) =>
       i === 0 ? (svid.chain[0] as Uint8Array) : (svid.chain[1] as Uint8Array),
     );
-    assertRejected(
+    assertSvidInvalid(
       () => verifyX509Svid(long, bundleSetOf(caAInter)),
       new RegExp(`has ${MAX_CHAIN_LENGTH + 1} certificates; at most ${MAX_CHAIN_LENGTH}`),
     );
   });
 });
 
-describe('verifyX509Svid() rejects leaves that break the SVID rules (steps 2–6)', () => {
-  const cases: ReadonlyArray<
-    readonly [name: string, issue: (ca: TestCa) => Promise<TestSvid>, reason: RegExp]
-  > = [
-    ['a leaf with no URI SAN', (ca) => ca.issueSvid(ID, { uriSans: [] }), /has no URI SAN/],
-    [
-      'a leaf with no URI SAN but a DNS SAN',
-      (ca) => ca.issueSvid(ID, { uriSans: [], dnsSans: ['nexus.a.org'] }),
-      /has no URI SAN/,
-    ],
-    [
-      'a leaf with two URI SANs',
-      (ca) => ca.issueSvid(ID, { uriSans: [ID, 'spiffe://a.org/other'] }),
-      /has 2 URI SANs; exactly one is allowed/,
-    ],
-    [
-      'a leaf whose SPIFFE ID has no path',
-      (ca) => ca.issueSvid('spiffe://a.org'),
-      /"spiffe:\/\/a\.org" has no path; a leaf SVID needs a non-root path/,
-    ],
-    [
-      'a leaf whose URI SAN is not a SPIFFE ID',
-      (ca) => ca.issueSvid('https://a.org/spike/nexus'),
-      /has an invalid SPIFFE ID: .*"https:\/\/a\.org\/spike\/nexus".*scheme/,
-    ],
-    [
-      'a leaf whose SPIFFE ID is not strictly valid',
-      (ca) => ca.issueSvid('spiffe://A.org/spike/nexus'),
-      /has an invalid SPIFFE ID: .*invalid trust domain/,
-    ],
-    [
-      'a leaf with the CA flag',
-      (ca) => ca.issueSvid(ID, { isCa: true }),
-      /is a CA certificate; a leaf must have cA=false/,
-    ],
-    [
-      'a leaf with the keyCertSign key usage',
-      (ca) => ca.issueSvid(ID, { keyUsage: ['digitalSignature', 'keyCertSign'] }),
-      /has the keyCertSign key usage, which a leaf must not have/,
-    ],
-    [
-      'a leaf with the cRLSign key usage',
-      (ca) => ca.issueSvid(ID, { keyUsage: ['digitalSignature', 'cRLSign'] }),
-      /has the cRLSign key usage, which a leaf must not have/,
-    ],
-    [
-      'a leaf without the digitalSignature key usage',
-      (ca) => ca.issueSvid(ID, { keyUsage: ['keyEncipherment', 'keyAgreement'] }),
-      /lacks the digitalSignature key usage/,
-    ],
-    [
-      'a leaf without a keyUsage extension',
-      (ca) => ca.issueSvid(ID, { keyUsage: [] }),
-      /has no keyUsage extension/,
-    ],
-    [
-      'a leaf whose extendedKeyUsage has only serverAuth',
-      (ca) => ca.issueSvid(ID, { extKeyUsage: ['serverAuth'] }),
-      /extendedKeyUsage without clientAuth/,
-    ],
-    [
-      'a leaf whose extendedKeyUsage has only clientAuth',
-      (ca) => ca.issueSvid(ID, { extKeyUsage: ['clientAuth'] }),
-      /extendedKeyUsage without serverAuth/,
-    ],
-  ];
-
-  for (const [name, issue, reason] of cases) {
-    test(`verifyX509Svid() rejects ${name}`, async () => {
-      const svid = await issue(caA);
-      assertRejected(() => verifyX509Svid(svid.chain, bundleSetOf(caA)), reason);
-    });
-  }
-
-  test('verifyX509Svid() demands both EKUs even when the peer is only a client', async () => {
-    const svid = await caA.issueSvid(ID, { extKeyUsage: ['clientAuth'] });
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(caA), { role: 'client' }),
-      /^Peer client X509-SVID ".*" has an extendedKeyUsage without serverAuth/,
-    );
-  });
-
-  test('verifyX509Svid() checks the leaf rules before it looks for a bundle', async () => {
-    const svid = await caB.issueSvid(ID, { uriSans: [] });
-    assertRejected(() => verifyX509Svid(svid.chain, bundleSetOf(caA)), /has no URI SAN/);
-  });
-});
-
 describe('verifyX509Svid() picks the bundle by the leaf trust domain only (step 7)', () => {
   test('verifyX509Svid() rejects a leaf when no bundle exists for its trust domain', async () => {
     const svid = await caB.issueSvid('spiffe://b.org/spike/keeper/1');
-    assertRejected(
+    assertSvidInvalid(
       () => verifyX509Svid(svid.chain, bundleSetOf(caA)),
       /No trust bundle for trust domain "b\.org" of Peer X509-SVID "spiffe:\/\/b\.org\/spike\/keeper\/1"/,
     );
@@ -253,11 +158,11 @@ describe('verifyX509Svid() picks the bundle by the leaf trust domain only (step 
     // CA-B signs a leaf that claims a.org; CA-B's root is trusted, but only
     // for b.org, so the chain must not verify.
     const forged = await caB.issueSvid(ID);
-    assertRejected(
+    assertSvidInvalid(
       () => verifyX509Svid(forged.chain, bundleSetOf(caB)),
       /No trust bundle for trust domain "a\.org"/,
     );
-    assertRejected(
+    assertSvidInvalid(
       () => verifyX509Svid(forged.chain, bundleSetOf(caA, caB)),
       /"spiffe:\/\/a\.org\/spike\/nexus" does not chain to a root of trust domain "a\.org"/,
     );
@@ -266,142 +171,13 @@ describe('verifyX509Svid() picks the bundle by the leaf trust domain only (step 
   test('verifyX509Svid() rejects a leaf when its signer is filed under another trust domain', async () => {
     const svid = await caA.issueSvid(ID);
     const misfiled = bundleSetOf(caA.bundle('b.org'));
-    assertRejected(() => verifyX509Svid(svid.chain, misfiled), /No trust bundle for trust domain/);
+    assertSvidInvalid(
+      () => verifyX509Svid(svid.chain, misfiled),
+      /No trust bundle for trust domain/,
+    );
     const bothMisfiled = bundleSetOf(caA.bundle('b.org'), caB.bundle('a.org'));
-    assertRejected(
+    assertSvidInvalid(
       () => verifyX509Svid(svid.chain, bothMisfiled),
-      /does not chain to a root of trust domain "a\.org"/,
-    );
-  });
-});
-
-describe('verifyX509Svid() validates the certification path (step 8)', () => {
-  test('verifyX509Svid() rejects a leaf signed by another CA of the same trust domain name', async () => {
-    const impostor = await createTestCa('a.org');
-    const svid = await impostor.issueSvid(ID);
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(caA)),
-      /does not chain to a root of trust domain "a\.org"/,
-    );
-  });
-
-  test('verifyX509Svid() rejects a leaf whose intermediate was left out of the chain', async () => {
-    const svid = await caAInter.issueSvid(ID, { includeIntermediate: false });
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(caAInter)),
-      /does not chain to a root/,
-    );
-  });
-
-  test('verifyX509Svid() rejects an intermediate from another CA of the same trust domain', async () => {
-    const other = await createTestCa('a.org', { intermediate: true });
-    const svid = await other.issueSvid(ID);
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(caAInter)),
-      /does not chain to a root/,
-    );
-  });
-
-  test('verifyX509Svid() rejects an expired leaf and says so', async () => {
-    const svid = await caA.issueSvid(ID, { validity: 'expired' });
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(caA)),
-      /^Peer X509-SVID "spiffe:\/\/a\.org\/spike\/nexus" has expired: it was valid until /,
-    );
-  });
-
-  test('verifyX509Svid() rejects a leaf that is not yet valid and says so', async () => {
-    const svid = await caA.issueSvid(ID, { validity: 'notYetValid' });
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(caA)),
-      /^Peer X509-SVID ".*" is not yet valid: it is valid from /,
-    );
-  });
-
-  test('verifyX509Svid() rejects a chain whose intermediate has expired', async () => {
-    const ca = await createTestCa('a.org', { intermediate: { validity: 'expired' } });
-    const svid = await ca.issueSvid(ID);
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(ca)),
-      /^Intermediate certificate 1 of Peer X509-SVID ".*" has expired/,
-    );
-  });
-
-  test('verifyX509Svid() rejects a chain whose intermediate is not yet valid', async () => {
-    const ca = await createTestCa('a.org', { intermediate: { validity: 'notYetValid' } });
-    const svid = await ca.issueSvid(ID);
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(ca)),
-      /^Intermediate certificate 1 of .* is not yet valid/,
-    );
-  });
-
-  test('verifyX509Svid() rejects a chain whose root has expired', async () => {
-    const now = new Date();
-    const ca = await createTestCa('a.org', {
-      now,
-      rootNotBefore: new Date(now.getTime() - 120 * MINUTE_MS),
-      rootNotAfter: new Date(now.getTime() - MINUTE_MS),
-    });
-    const svid = await ca.issueSvid(ID);
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(ca), { now }),
-      /^Root certificate of trust domain "a\.org" for .* has expired/,
-    );
-  });
-
-  test('verifyX509Svid() rejects an intermediate that is not a CA', async () => {
-    const ca = await createTestCa('a.org', { intermediate: { isCa: false } });
-    const svid = await ca.issueSvid(ID);
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(ca)),
-      /^Intermediate certificate 1 of .* is not a CA certificate/,
-    );
-  });
-
-  test('verifyX509Svid() rejects an intermediate without keyCertSign', async () => {
-    const ca = await createTestCa('a.org', {
-      intermediate: { keyUsage: ['digitalSignature', 'cRLSign'] },
-    });
-    const svid = await ca.issueSvid(ID);
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(ca)),
-      /^Intermediate certificate 1 of .* lacks the keyCertSign key usage/,
-    );
-  });
-
-  test('verifyX509Svid() rejects a path longer than the root pathLenConstraint allows', async () => {
-    const ca = await createTestCa('a.org', { intermediate: true, rootPathLength: 0 });
-    const svid = await ca.issueSvid(ID);
-    assertRejected(
-      () => verifyX509Svid(svid.chain, bundleSetOf(ca)),
-      /^Root certificate .* allows 0 intermediate certificates below it, but the path has 1/,
-    );
-  });
-
-  test('verifyX509Svid() ignores extra certificates the path does not need', async () => {
-    const svid = await caAInter.issueSvid(ID);
-    const unrelated = (await caB.issueSvid('spiffe://b.org/x')).chain[0] as Uint8Array;
-    const chain = [svid.chain[0] as Uint8Array, unrelated, svid.chain[1] as Uint8Array];
-    assert.equal(verifyX509Svid(chain, bundleSetOf(caAInter)).id.toString(), ID);
-  });
-});
-
-describe('verifyX509Svid() bounds the work a hostile chain can cause', () => {
-  test('verifyX509Svid() uses a repeated intermediate once and still verifies', async () => {
-    const svid = await caAInter.issueSvid(ID);
-    const inter = svid.chain[1] as Uint8Array;
-    const chain = [svid.chain[0] as Uint8Array, ...Array.from({ length: 7 }, () => inter)];
-    assert.equal(verifyX509Svid(chain, bundleSetOf(caAInter)).id.toString(), ID);
-  });
-
-  test('verifyX509Svid() rejects a chain padded with certificates that lead nowhere', async () => {
-    const svid = await caAInter.issueSvid(ID, { includeIntermediate: false });
-    const stranger = await createTestCa('a.org', { intermediate: true });
-    const padding = stranger.intermediate?.der as Uint8Array;
-    const chain = [svid.chain[0] as Uint8Array, ...Array.from({ length: 7 }, () => padding)];
-    assertRejected(
-      () => verifyX509Svid(chain, bundleSetOf(caAInter)),
       /does not chain to a root of trust domain "a\.org"/,
     );
   });
@@ -439,7 +215,7 @@ describe('parseX509Svid()', () => {
   test('parseX509Svid() rejects a key that does not belong to the leaf', async () => {
     const issued = await caA.issueSvid(ID);
     const other = await caA.issueSvid(ID);
-    assertRejected(
+    assertSvidInvalid(
       () => parseX509Svid(issued.chainDer, other.privateKeyPkcs8),
       /Private key of X509-SVID "spiffe:\/\/a\.org\/spike\/nexus" does not match the leaf certificate/,
     );
@@ -447,7 +223,7 @@ describe('parseX509Svid()', () => {
 
   test('parseX509Svid() rejects bytes that are not a PKCS#8 key', async () => {
     const issued = await caA.issueSvid(ID);
-    assertRejected(
+    assertSvidInvalid(
       () => parseX509Svid(issued.chainDer, new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x00])),
       /is not a PKCS#8 private key/,
     );
@@ -456,7 +232,7 @@ describe('parseX509Svid()', () => {
   test('parseX509Svid() rejects an intermediate that is not a CA', async () => {
     const ca = await createTestCa('a.org', { intermediate: { isCa: false } });
     const issued = await ca.issueSvid(ID);
-    assertRejected(
+    assertSvidInvalid(
       () => parseX509Svid(issued.chainDer, issued.privateKeyPkcs8),
       /^Certificate 1 of X509-SVID ".*" is not a CA certificate/,
     );
@@ -465,7 +241,7 @@ describe('parseX509Svid()', () => {
   test('parseX509Svid() rejects an intermediate without keyCertSign', async () => {
     const ca = await createTestCa('a.org', { intermediate: { keyUsage: [] } });
     const issued = await ca.issueSvid(ID);
-    assertRejected(
+    assertSvidInvalid(
       () => parseX509Svid(issued.chainDer, issued.privateKeyPkcs8),
       /^Certificate 1 of X509-SVID ".*" lacks the keyCertSign key usage/,
     );
@@ -473,32 +249,32 @@ describe('parseX509Svid()', () => {
 
   test('parseX509Svid() applies the leaf rules', async () => {
     const rootPath = await caA.issueSvid('spiffe://a.org');
-    assertRejected(
+    assertSvidInvalid(
       () => parseX509Svid(rootPath.chainDer, rootPath.privateKeyPkcs8),
       /has no path; a leaf SVID needs a non-root path/,
     );
     const twoSans = await caA.issueSvid(ID, { uriSans: [ID, ID] });
-    assertRejected(
+    assertSvidInvalid(
       () => parseX509Svid(twoSans.chainDer, twoSans.privateKeyPkcs8),
       /has 2 URI SANs/,
     );
     const ca = await caA.issueSvid(ID, { isCa: true });
-    assertRejected(() => parseX509Svid(ca.chainDer, ca.privateKeyPkcs8), /is a CA certificate/);
+    assertSvidInvalid(() => parseX509Svid(ca.chainDer, ca.privateKeyPkcs8), /is a CA certificate/);
   });
 
   test('parseX509Svid() rejects an empty, truncated or garbage chain', async () => {
     const issued = await caA.issueSvid(ID);
     const key = issued.privateKeyPkcs8;
-    assertRejected(() => parseX509Svid(new Uint8Array(0), key), /certificate chain is empty/);
-    assertRejected(
+    assertSvidInvalid(() => parseX509Svid(new Uint8Array(0), key), /certificate chain is empty/);
+    assertSvidInvalid(
       () => parseX509Svid(issued.chainDer.subarray(0, issued.chainDer.length - 1), key),
       /is not DER-encoded certificates/,
     );
-    assertRejected(
+    assertSvidInvalid(
       () => parseX509Svid(new Uint8Array([0xde, 0xad, 0xbe, 0xef]), key),
       /is not DER-encoded certificates/,
     );
-    assertRejected(
+    assertSvidInvalid(
       () => parseX509Svid(concatBytes([issued.chainDer, new Uint8Array([0x30, 0x00])]), key),
       /Certificate 1 of X509-SVID ".*" could not be parsed/,
     );

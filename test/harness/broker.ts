@@ -23,6 +23,7 @@ import pg from 'pg';
 import { PATHS } from '../../shared/api/paths.ts';
 import type { AuditEvent } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { isNexus } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain, type TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
@@ -325,7 +326,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
         closeClients();
       }
       if (Date.now() > deadline) throw new Error(`Timed out waiting until ${what}\n${logs()}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await delay(50);
     }
   }
 

@@ -17,10 +17,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clearTimeout, setTimeout } from 'node:timers';
 import * as grpc from '@grpc/grpc-js';
+import { delay } from '../../shared/runtime/delay.ts';
 import {
   WORKLOAD_API_HEADER,
   workloadApiServiceDefinition,
-} from '../../shared/spiffe/workload_api.ts';
+} from '../../shared/spiffe/workload_proto.ts';
 import type { TestCa, TestSvid } from './pki.ts';
 
 export type StreamRpc = 'FetchX509SVID' | 'FetchX509Bundles';
@@ -379,7 +380,8 @@ export async function startFakeWorkloadApi(
  * through verbatim (pre-encoded, possibly malformed messages).
  */
 function fakeServiceDefinition(): grpc.ServiceDefinition {
-  const real = workloadApiServiceDefinition();
+  // proto-loader's definition, typed as the grpc-js one it is made for.
+  const real = workloadApiServiceDefinition() as grpc.ServiceDefinition;
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(real)) {
     out[name] = {
@@ -416,28 +418,25 @@ export function rawBundleMap(...cas: readonly TestCa[]): Record<string, Uint8Arr
 }
 
 /** Polls `predicate` every few ms until it holds; rejects after `timeoutMs`. */
-export function waitUntil(
+export async function waitUntil(
   predicate: () => boolean,
   timeoutMs = 5000,
   what = 'a condition',
 ): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const deadline = Date.now() + timeoutMs;
-    const poll = (): void => {
-      let ok = false;
-      try {
-        ok = predicate();
-      } catch {
-        ok = false;
-      }
-      if (ok) {
-        resolve();
-      } else if (Date.now() >= deadline) {
-        reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`));
-      } else {
-        setTimeout(poll, 10);
-      }
-    };
-    poll();
-  });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let ok = false;
+    try {
+      ok = predicate();
+    } catch {
+      ok = false;
+    }
+    if (ok) {
+      return;
+    }
+    if (Date.now() >= deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
+    await delay(10);
+  }
 }

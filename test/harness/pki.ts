@@ -34,6 +34,7 @@
  * ```
  */
 
+import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import {
   type ExtKeyUsageName,
@@ -43,6 +44,7 @@ import {
   issueCertificate,
   type KeyUsageName,
 } from '../../agent/certificate.ts';
+import { SvidInvalidError } from '../../shared/errors/errors.ts';
 import { x509 } from '../../shared/spiffe/_x509.ts';
 import { X509Bundle, X509BundleSet } from '../../shared/spiffe/bundle.ts';
 import { concatBytes, derToPem } from '../../shared/spiffe/der.ts';
@@ -293,6 +295,20 @@ export function bundleSetOf(...items: ReadonlyArray<TestCa | X509Bundle>): X509B
   return new X509BundleSet(
     items.map((item) => (item instanceof X509Bundle ? item : item.bundle())),
   );
+}
+
+/**
+ * Asserts that `fn` throws a SvidInvalidError (code ERR_SVID_INVALID) whose
+ * message matches `reason` and carries no certificate.
+ */
+export function assertSvidInvalid(fn: () => unknown, reason: RegExp): void {
+  assert.throws(fn, (err: unknown) => {
+    assert.ok(err instanceof SvidInvalidError, `expected SvidInvalidError, got ${String(err)}`);
+    assert.equal(err.code, 'ERR_SVID_INVALID');
+    assert.match(err.message, reason);
+    assert.doesNotMatch(err.message, /BEGIN|MII/, 'messages never carry certificates');
+    return true;
+  });
 }
 
 function createTestSvid(

@@ -10,7 +10,7 @@ import {
   Metadata,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { workloadApiServiceDefinition } from '../../shared/spiffe/workload_api.ts';
+import { workloadApiServiceDefinition } from '../../shared/spiffe/workload_proto.ts';
 
 export interface CallOptions {
   /** Values of `workload.spiffe.io`; defaults to `['true']`, `[]` sends none. */

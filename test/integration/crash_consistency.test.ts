@@ -26,6 +26,7 @@ import process from 'node:process';
 import { after, describe, test } from 'node:test';
 import { createClient } from '@libsql/client';
 import pg from 'pg';
+import { delay } from '../../shared/runtime/delay.ts';
 import { type Broker, type Reply, startBroker } from '../harness/broker.ts';
 import {
   createScratchDatabase,
@@ -83,7 +84,6 @@ function newLedger(): Ledger {
 }
 
 const keyOf = (path: string, version: number) => `${path}#${version}`;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function codeOf(reply: Reply): string | undefined {
   const body = reply.body as { error?: { code?: unknown } } | undefined;
@@ -134,7 +134,7 @@ async function writer(
       if (meta !== undefined && !isExpectedRefusal(meta)) {
         ledger.failures.push(`GET metadata ${path} → ${meta.status} ${meta.text}`);
       }
-      await sleep(20 + random() * 40);
+      await delay(20 + random() * 40);
       continue;
     }
     // Now and then a stale version, so check-and-set has something to refuse.
@@ -179,7 +179,7 @@ async function janitor(
   const { random, isRunning } = options;
   const base = broker.secretValue('janitor');
   for (let seq = 0; isRunning(); seq += 1) {
-    await sleep(30 + random() * 60);
+    await delay(30 + random() * 60);
     const path = PATHS_UNDER_TEST[Math.floor(random() * PATHS_UNDER_TEST.length)] as string;
     const meta = await tryCall(broker, 'GET', `/v1/secrets/metadata/${path}`);
     if (meta?.status !== 200) continue;
@@ -240,12 +240,12 @@ async function killNexusRepeatedly(
       const deadline = Date.now() + 20_000;
       while (ledger.acked.size < before + WRITES_PER_LIFE) {
         if (Date.now() > deadline) throw new Error(`No write was acknowledged before kill ${kill}`);
-        await sleep(20);
+        await delay(20);
       }
     }
     const pauseMs = isEarly ? 50 + Math.floor(random() * 550) : 200 + Math.floor(random() * 900);
     schedule.push(`${isEarly ? 'early' : 'ready'}+${pauseMs}ms`);
-    await sleep(pauseMs);
+    await delay(pauseMs);
     const nexus = broker.nexus();
     nexus.child.kill('SIGKILL');
     await nexus.exited(10_000);

@@ -32,6 +32,7 @@ import {
   type SpikeClient,
   UnavailableError,
 } from '../../sdk/index.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
 
 const TD = 'faults.test';
@@ -40,8 +41,6 @@ const CLIENTS = 4;
 const MAX_VERSIONS = 1000;
 /** A response may reach the client a little after the ready Nexus was seen. */
 const SLACK_MS = 300;
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface Window {
   readonly what: string;
@@ -159,7 +158,7 @@ async function application(
         what: `${code}: ${err instanceof Error ? err.message : String(err)} (retries before it: ${retried.join('; ') || 'none'})`,
       });
       isInDoubt = true;
-      await sleep(50);
+      await delay(50);
     }
   }
 }
@@ -177,7 +176,7 @@ async function monitor(broker: Broker, ledger: Ledger, isRunning: () => boolean)
       broker.closeClients();
     }
     if (what !== undefined) ledger.notReady.push({ at: Date.now(), client: -1, what });
-    await sleep(100);
+    await delay(100);
   }
 }
 
@@ -210,7 +209,7 @@ async function waitUntilKeepersHoldNewer(broker: Broker, after: number): Promise
     if (Date.now() > deadline) {
       throw new Error(`Keepers were not re-supplied past generation ${after}\n${broker.logs()}`);
     }
-    await sleep(100);
+    await delay(100);
   }
 }
 
@@ -283,7 +282,7 @@ describe('Keeper and Nexus faults under load', () => {
       const phases: string[] = [];
 
       try {
-        await sleep(500);
+        await delay(500);
         // 1. Two Keepers at once: Nexus holds its key and stays ready.
         let generation = await newestGeneration(broker);
         for (const group of [[0, 1]]) {
@@ -294,7 +293,7 @@ describe('Keeper and Nexus faults under load', () => {
             keeper.child.kill('SIGKILL');
             await keeper.exited(10_000);
           }
-          await sleep(400);
+          await delay(400);
           await Promise.all(group.map((index) => broker.startKeeper(index)));
           generation = await waitUntilKeepersHoldNewer(broker, generation);
           phases.push(
@@ -353,16 +352,16 @@ describe('Keeper and Nexus faults under load', () => {
         ) {
           if (Date.now() > sealedUntil)
             throw new Error(`No client met a sealed Nexus\n${broker.logs()}`);
-          await sleep(50);
+          await delay(50);
         }
-        await sleep(500);
+        await delay(500);
         broker.keeper(1).resume();
         broker.keeper(2).resume();
         await broker.waitUntilReady('Nexus unsealed once the Keepers thawed', 40_000);
         sealed.to = Date.now();
         phases.push(`sealed: ready again after ${sealed.to - sealed.from} ms`);
         await waitUntilKeepersHoldNewer(broker, generation);
-        await sleep(700);
+        await delay(700);
       } finally {
         isRunning = false;
         await Promise.all([...apps, watcher]);

@@ -17,6 +17,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { PATHS } from '../../shared/api/paths.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { isNexus } from '../../shared/spiffe/identities.ts';
 import { clientAgentOptions } from '../../shared/spiffe/mtls.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
@@ -96,7 +97,7 @@ async function rawRequest(
   for (const chunk of chunks) {
     if (socket.destroyed) break;
     socket.write(chunk);
-    if (options.pauseMs !== undefined) await sleep(options.pauseMs);
+    if (options.pauseMs !== undefined) await delay(options.pauseMs);
   }
   const deadline = Date.now() + (options.timeoutMs ?? 5000);
   let completeAt: number | undefined;
@@ -104,15 +105,11 @@ async function rawRequest(
     const text = Buffer.concat(received).toString('latin1');
     if (completeAt === undefined && isComplete(text)) completeAt = Date.now();
     if (completeAt !== undefined && Date.now() - completeAt >= (options.settleMs ?? 100)) break;
-    await Promise.race([ended, sleep(20)]);
+    await Promise.race([ended, delay(20)]);
   }
   socket.destroy();
   const raw = Buffer.concat(received).toString('utf8');
   return { ...firstResponse(raw), raw, closed };
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 function isComplete(text: string): boolean {
@@ -170,7 +167,7 @@ async function expectCase(
   const answer = await send();
   check(answer);
   if (answer.status !== undefined) assert.ok(answer.status < 500, answer.raw.slice(0, 400));
-  await sleep(50);
+  await delay(50);
   const events = broker.auditEvents().slice(eventsBefore);
   assert.equal(events.length, audited, `audit events: ${JSON.stringify(events)}`);
   if (audited === 1 && answer.status !== undefined) assert.equal(events[0]?.status, answer.status);
@@ -286,7 +283,7 @@ describe('Nexus over a real socket under hostile input', () => {
       ],
       { timeoutMs: REQUEST_TIMEOUT_MS + 10_000 },
     );
-    await sleep(200);
+    await delay(200);
     const started = Date.now();
     const health = await broker.call('pilot', 'GET', PATHS.health);
     assert.equal(health.status, 200);

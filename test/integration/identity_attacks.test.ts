@@ -36,6 +36,7 @@ import { createApp as createNexusApp } from '../../nexus/app.ts';
 import { PATHS } from '../../shared/api/paths.ts';
 import type { AuditEvent } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { isKeeper } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
@@ -251,7 +252,7 @@ async function eventually(check: () => boolean, what: string, timeoutMs = 10_000
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`Timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
+    await delay(25);
   }
 }
 

@@ -20,6 +20,7 @@ import { PATHS } from '../../shared/api/paths.ts';
 import { encodeBase64 } from '../../shared/crypto/bytes.ts';
 import { SHARD_VALUE_BYTES, type Shard } from '../../shared/crypto/shard.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { isKeeper } from '../../shared/spiffe/identities.ts';
 import { MtlsClient, type MtlsResponse } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
@@ -54,7 +55,7 @@ async function eventually(check: () => boolean, timeoutMs = 5_000): Promise<void
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error('Timed out waiting for a condition');
-    await new Promise((resolve) => setTimeout(resolve, 25));
+    await delay(25);
   }
 }
 

@@ -12,6 +12,7 @@ import { createBaseApp } from '../../shared/http/app.ts';
 import { peerFromConnection } from '../../shared/http/peer.ts';
 import { type MtlsServer, serveMtls } from '../../shared/http/serve.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { isKeeper, isNexus, isPilotSuperuser } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { PeerVerifier } from '../../shared/spiffe/peer_verifier.ts';
@@ -399,6 +400,6 @@ async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<vo
     if (Date.now() > deadline) {
       throw new Error('Timed out waiting for a condition');
     }
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await delay(10);
   }
 }

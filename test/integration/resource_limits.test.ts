@@ -13,6 +13,7 @@ import { type Socket, connect as tcpConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { PATHS } from '../../shared/api/paths.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { isNexus } from '../../shared/spiffe/identities.ts';
 import { clientAgentOptions } from '../../shared/spiffe/mtls.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
@@ -162,7 +163,7 @@ describe('resource limits: Nexus stays responsive for other identities', () => {
     };
     while (!isDone) {
       await read();
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await delay(100);
     }
     await read();
     const result = await outcome;

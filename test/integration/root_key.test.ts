@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { isKeeper } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
@@ -50,7 +51,7 @@ describe('root key across restarts, with real processes', () => {
       if (Date.now() > deadline) {
         throw new Error(`Timed out waiting until ${what}\n${broker.logs()}`);
       }
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await delay(100);
     }
   }
 
@@ -181,7 +182,7 @@ describe('root key across restarts, with real processes', () => {
     nexus = startNexus();
     await waitUntil('Nexus answers sealed', async () => (await status()).status === 503);
     // Sealed for good: the Keepers are empty.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await delay(1500);
     assert.equal((await status()).state, 'sealed');
 
     const first = await operator('restore', '/v1/operator/restore', { shard: split.shards[0] });

@@ -16,6 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import { createSpikeClient, type SpikeClient } from '../../sdk/client.ts';
 import type { StatusResponse } from '../../shared/api/operator.ts';
 import { PATHS } from '../../shared/api/paths.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
 
 const TD = 'rotation-load.test';
@@ -127,7 +128,7 @@ describe('SVID rotation under load', () => {
       } catch (err) {
         tally.failures.push(`status: ${err instanceof Error ? err.message : String(err)}`);
       }
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await delay(200);
     }
   }
 

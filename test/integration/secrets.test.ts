@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { PATHS } from '../../shared/api/paths.ts';
 import type { ListResponse, SecretResponse } from '../../shared/api/secrets.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { type Broker, type Reply, startBroker } from '../harness/broker.ts';
 import type { RunningProgram } from '../harness/spawn.ts';
 
@@ -66,7 +67,7 @@ describe('secrets and policies with real processes', () => {
       }
       if (Date.now() > deadline)
         throw new Error(`Timed out waiting until ${what}\n${broker.logs()}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await delay(100);
     }
   }
 
