@@ -14,6 +14,7 @@ import { type Env, EnvReader } from '../shared/config/env.ts';
 import { redactUrl } from '../shared/config/redact_url.ts';
 import { MAX_SHARES } from '../shared/crypto/shard.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../shared/http/serve.ts';
+import { SQLITE_SYNCHRONOUS, type SqliteSynchronous } from './store/sqlite/db.ts';
 
 export const ENV_NEXUS_TLS_HOST = 'SPIKE_NEXUS_TLS_HOST';
 export const ENV_NEXUS_TLS_PORT = 'SPIKE_NEXUS_TLS_PORT';
@@ -47,8 +48,6 @@ export const ENV_NEXUS_RATE_LIMIT_BURST = 'SPIKE_NEXUS_RATE_LIMIT_BURST';
  */
 export const BACKEND_STORES = ['sqlite', 'postgres', 'memory'] as const;
 export type BackendStore = (typeof BACKEND_STORES)[number];
-export const SQLITE_SYNCHRONOUS = ['full', 'normal'] as const;
-export type SqliteSynchronous = (typeof SQLITE_SYNCHRONOUS)[number];
 export const DEFAULT_MAX_SECRET_VERSIONS = 10;
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 

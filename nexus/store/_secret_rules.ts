@@ -16,13 +16,7 @@ import {
 } from '../../shared/errors/errors.ts';
 import { openCustomMetadata } from './secret_cipher.ts';
 import { MAX_VERSIONS_PER_REQUEST } from './secret_limits.ts';
-import type { SecretMetadata, VersionInfo } from './secret_store.ts';
-
-/**
- * Lends the data key to `use` while Nexus is unsealed; throws NotReadyError
- * while sealed. `rootKey.withKeyring.bind(rootKey)` in production.
- */
-export type KeyringAccess = <T>(use: (key: Uint8Array) => T) => T;
+import type { KeyringAccess, SecretMetadata, VersionInfo } from './secret_store.ts';
 
 /** Page sizes `list` accepts. */
 export const MAX_LIST_LIMIT = 1000;

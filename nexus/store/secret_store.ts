@@ -6,6 +6,13 @@
  */
 import type { SecretPath } from '../../shared/api/secret_path.ts';
 
+/**
+ * Lends the data key to `use` while Nexus is unsealed; throws NotReadyError
+ * while sealed. `rootKey.withKeyring.bind(rootKey)` in production. The stores
+ * take it so that they encrypt and decrypt inside, never holding the key.
+ */
+export type KeyringAccess = <T>(use: (key: Uint8Array) => T) => T;
+
 /** A secret version's data: string keys to string values. */
 export type SecretData = Readonly<Record<string, string>>;
 

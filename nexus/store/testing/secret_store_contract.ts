@@ -7,14 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
-import { randomBytes } from '../../shared/crypto/bytes.ts';
+import { parseSecretPath, type SecretPath } from '../../../shared/api/secret_path.ts';
+import { randomBytes } from '../../../shared/crypto/bytes.ts';
 import {
   ConflictError,
   InvalidRequestError,
   NotFoundError,
   NotReadyError,
-} from '../../shared/errors/errors.ts';
+} from '../../../shared/errors/errors.ts';
 import {
   MAX_CUSTOM_METADATA_KEY_LENGTH,
   MAX_CUSTOM_METADATA_KEYS,
@@ -22,9 +22,8 @@ import {
   MAX_SECRET_DATA_BYTES,
   MAX_SECRET_DATA_KEY_LENGTH,
   MAX_SECRET_DATA_KEYS,
-} from './secret_limits.ts';
-import type { SecretMetadata, SecretStore } from './secret_store.ts';
-import type { KeyringAccess } from './sql_secret_store.ts';
+} from '../secret_limits.ts';
+import type { KeyringAccess, SecretMetadata, SecretStore } from '../secret_store.ts';
 
 export interface ContractStoreOptions {
   readonly keyring: KeyringAccess;

@@ -43,8 +43,12 @@ import {
   type SQL,
   sql,
 } from 'drizzle-orm';
-import { parseSecretPrefix, type SecretPath } from '../../shared/api/secret_path.ts';
-import { ConflictError, InternalError, InvalidRequestError } from '../../shared/errors/errors.ts';
+import { parseSecretPrefix, type SecretPath } from '../../../shared/api/secret_path.ts';
+import {
+  ConflictError,
+  InternalError,
+  InvalidRequestError,
+} from '../../../shared/errors/errors.ts';
 import {
   casConflict,
   checkedNow,
@@ -53,8 +57,6 @@ import {
   checkVersionList,
   checkVersionNumber,
   isChanged,
-  type KeyringAccess,
-  MAX_LIST_LIMIT,
   missingPath,
   missingVersion,
   prefixRange,
@@ -64,12 +66,11 @@ import {
   unreadableVersion,
   type VersionChange,
   type VersionRow,
-} from './_secret_rules.ts';
-import type { PreparedRead, SqliteDatabase, SqliteDb } from './db.ts';
-import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
-import { openSecretData, sealCustomMetadata, sealSecretData } from './secret_cipher.ts';
-import { checkCustomMetadata, checkMaxVersions, checkSecretData } from './secret_limits.ts';
+} from '../_secret_rules.ts';
+import { openSecretData, sealCustomMetadata, sealSecretData } from '../secret_cipher.ts';
+import { checkCustomMetadata, checkMaxVersions, checkSecretData } from '../secret_limits.ts';
 import type {
+  KeyringAccess,
   ListOptions,
   ListPage,
   MetadataUpdate,
@@ -78,12 +79,11 @@ import type {
   SecretMetadata,
   SecretStore,
   SecretVersion,
-} from './secret_store.ts';
+} from '../secret_store.ts';
+import type { PreparedRead, SqliteDatabase, SqliteDb } from './db.ts';
+import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
 
-export type { KeyringAccess };
-export { MAX_LIST_LIMIT };
-
-export interface SqlSecretStoreOptions {
+export interface SqliteSecretStoreOptions {
   readonly database: SqliteDatabase;
   readonly keyring: KeyringAccess;
   /** The cap on kept versions of paths without their own (1..1000). */
@@ -117,7 +117,7 @@ interface PathState {
   readonly versions: readonly VersionRow[];
 }
 
-export class SqlSecretStore implements SecretStore {
+export class SqliteSecretStore implements SecretStore {
   readonly #database: SqliteDatabase;
   readonly #keyring: KeyringAccess;
   readonly #maxVersionsDefault: number;
@@ -126,7 +126,7 @@ export class SqlSecretStore implements SecretStore {
   #isClosed = false;
   #readVersionStatement: PreparedRead | undefined;
 
-  constructor(options: SqlSecretStoreOptions) {
+  constructor(options: SqliteSecretStoreOptions) {
     const { database, keyring, maxVersionsDefault, now = Date.now, ownsDatabase = false } = options;
     if (typeof keyring !== 'function') {
       throw new TypeError('The keyring option must be a function lending the data key');

@@ -1,6 +1,6 @@
 /**
  * SecretStore on PostgreSQL (drizzle + pg): the KV v2 semantics of
- * `SqlSecretStore` for several Nexus processes on one database. Everything
+ * `SqliteSecretStore` for several Nexus processes on one database. Everything
  * that does not need the database (checks, cap arithmetic, prefix ranges,
  * errors, row mapping and the custom-metadata cipher) is shared with the
  * SQLite store through `_secret_rules.ts`, `secret_cipher.ts` and
@@ -39,8 +39,8 @@ import {
   type SQL,
   sql,
 } from 'drizzle-orm';
-import { parseSecretPrefix, type SecretPath } from '../../shared/api/secret_path.ts';
-import { InternalError, InvalidRequestError } from '../../shared/errors/errors.ts';
+import { parseSecretPrefix, type SecretPath } from '../../../shared/api/secret_path.ts';
+import { InternalError, InvalidRequestError } from '../../../shared/errors/errors.ts';
 import {
   casConflict,
   checkedNow,
@@ -49,7 +49,6 @@ import {
   checkVersionList,
   checkVersionNumber,
   isChanged,
-  type KeyringAccess,
   keptFrom,
   type MetadataRow,
   missingPath,
@@ -61,12 +60,11 @@ import {
   unreadableVersion,
   type VersionChange,
   type VersionRow,
-} from './_secret_rules.ts';
-import type { PgDb, PostgresDatabase } from './pg_db.ts';
-import { type SecretMetadataRow, secretMetadata, secrets } from './pg_schema.ts';
-import { openSecretData, sealCustomMetadata, sealSecretData } from './secret_cipher.ts';
-import { checkCustomMetadata, checkMaxVersions, checkSecretData } from './secret_limits.ts';
+} from '../_secret_rules.ts';
+import { openSecretData, sealCustomMetadata, sealSecretData } from '../secret_cipher.ts';
+import { checkCustomMetadata, checkMaxVersions, checkSecretData } from '../secret_limits.ts';
 import type {
+  KeyringAccess,
   ListOptions,
   ListPage,
   MetadataUpdate,
@@ -75,7 +73,9 @@ import type {
   SecretMetadata,
   SecretStore,
   SecretVersion,
-} from './secret_store.ts';
+} from '../secret_store.ts';
+import type { PgDb, PostgresDatabase } from './db.ts';
+import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
 
 export interface PgSecretStoreOptions {
   readonly database: PostgresDatabase;
