@@ -4,6 +4,7 @@
  */
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
+import { MAX_KEPT_VERSIONS } from '../shared/api/secrets.ts';
 import {
   type IdentityConfig,
   type ListenConfig,
@@ -146,7 +147,7 @@ export function loadNexusConfig(env: Env): NexusConfig {
   const sqliteSynchronous = reader.oneOf(ENV_NEXUS_SQLITE_SYNCHRONOUS, SQLITE_SYNCHRONOUS, 'full');
   const maxSecretVersions = reader.int(ENV_NEXUS_MAX_SECRET_VERSIONS, DEFAULT_MAX_SECRET_VERSIONS, {
     min: 1,
-    max: 1000,
+    max: MAX_KEPT_VERSIONS,
   });
   const maxBodyBytes = reader.int(ENV_NEXUS_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, {
     min: 1024,

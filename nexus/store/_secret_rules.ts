@@ -8,6 +8,7 @@
  * identical values for identical rows. No drizzle, no driver: pure.
  */
 import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
+import { MAX_LIST_LIMIT, MAX_VERSIONS_PER_REQUEST } from '../../shared/api/secrets.ts';
 import {
   ConflictError,
   InternalError,
@@ -15,11 +16,7 @@ import {
   NotFoundError,
 } from '../../shared/errors/errors.ts';
 import { openCustomMetadata } from './secret_cipher.ts';
-import { MAX_VERSIONS_PER_REQUEST } from './secret_limits.ts';
 import type { KeyringAccess, SecretMetadata, VersionInfo } from './secret_store.ts';
-
-/** Page sizes `list` accepts. */
-export const MAX_LIST_LIMIT = 1000;
 
 /** A path's metadata row, as either dialect reads it. */
 export interface MetadataRow {

@@ -59,7 +59,7 @@ export interface PutOptions {
 }
 
 export interface ListOptions {
-  /** At most this many paths (1..1000). */
+  /** At most this many paths (1..MAX_LIST_LIMIT of `shared/api/secrets.ts`). */
   readonly limit: number;
   /** Continue after this path (the `next` of the previous page). */
   readonly after?: SecretPath;

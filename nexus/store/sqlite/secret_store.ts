@@ -86,7 +86,7 @@ import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
 export interface SqliteSecretStoreOptions {
   readonly database: SqliteDatabase;
   readonly keyring: KeyringAccess;
-  /** The cap on kept versions of paths without their own (1..1000). */
+  /** The cap on kept versions of paths without their own (1..MAX_KEPT_VERSIONS). */
   readonly maxVersionsDefault: number;
   /** The clock, in milliseconds since the epoch. Default `Date.now`. */
   readonly now?: () => number;
