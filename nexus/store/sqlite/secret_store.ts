@@ -1,7 +1,7 @@
 /**
  * SecretStore on SQLite (drizzle + libsql): KV v2 semantics over encrypted
  * rows. The `memory` backend is this same class on an in-memory database
- * (`memory_secret_store.ts`), so there is one implementation of the rules.
+ * (`openMemoryDatabase()`), so there is one implementation of the rules.
  *
  * Atomicity. The client has one connection, so an interactive transaction
  * would hold it across awaits and block every other call. Each write is
