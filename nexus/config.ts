@@ -5,6 +5,7 @@
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { DEFAULT_NEXUS_PORT } from '../shared/api/nexus_address.ts';
+import { MAX_KEPT_VERSIONS } from '../shared/api/secrets.ts';
 import {
   type IdentityConfig,
   type ListenConfig,
@@ -15,6 +16,7 @@ import { type Env, EnvReader } from '../shared/config/env.ts';
 import { redactUrl } from '../shared/config/redact_url.ts';
 import { MAX_SHARES } from '../shared/crypto/shard.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../shared/http/serve.ts';
+import { SQLITE_SYNCHRONOUS, type SqliteSynchronous } from './store/sqlite/db.ts';
 
 export const ENV_NEXUS_TLS_HOST = 'SPIKE_NEXUS_TLS_HOST';
 export const ENV_NEXUS_TLS_PORT = 'SPIKE_NEXUS_TLS_PORT';
@@ -48,8 +50,6 @@ export const ENV_NEXUS_RATE_LIMIT_BURST = 'SPIKE_NEXUS_RATE_LIMIT_BURST';
  */
 export const BACKEND_STORES = ['sqlite', 'postgres', 'memory'] as const;
 export type BackendStore = (typeof BACKEND_STORES)[number];
-export const SQLITE_SYNCHRONOUS = ['full', 'normal'] as const;
-export type SqliteSynchronous = (typeof SQLITE_SYNCHRONOUS)[number];
 export const DEFAULT_MAX_SECRET_VERSIONS = 10;
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
@@ -147,7 +147,7 @@ export function loadNexusConfig(env: Env): NexusConfig {
   const sqliteSynchronous = reader.oneOf(ENV_NEXUS_SQLITE_SYNCHRONOUS, SQLITE_SYNCHRONOUS, 'full');
   const maxSecretVersions = reader.int(ENV_NEXUS_MAX_SECRET_VERSIONS, DEFAULT_MAX_SECRET_VERSIONS, {
     min: 1,
-    max: 1000,
+    max: MAX_KEPT_VERSIONS,
   });
   const maxBodyBytes = reader.int(ENV_NEXUS_MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, {
     min: 1024,

@@ -10,7 +10,8 @@ rm -rf dist.tmp
 npx tsc -p tsconfig.build.json --outDir dist.tmp
 # Files the code finds next to itself at run time.
 cp shared/spiffe/workload.proto dist.tmp/shared/spiffe/
-cp -r nexus/store/migrations nexus/store/migrations_pg dist.tmp/nexus/store/
+cp -r nexus/store/sqlite/migrations dist.tmp/nexus/store/sqlite/
+cp -r nexus/store/postgres/migrations dist.tmp/nexus/store/postgres/
 node bin/_start.js --stamp dist.tmp
 rm -rf dist
 mv dist.tmp dist

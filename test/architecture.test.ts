@@ -51,6 +51,11 @@ function withoutComments(text: string): string {
   return text.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
 }
 
+/** Where the store keeps code for tests only; the build leaves it out. */
+const STORE_TESTING = 'nexus/store/testing/';
+/** The concrete stores, one folder per dialect, each with the same file names. */
+const STORE_DIALECTS = ['nexus/store/sqlite/', 'nexus/store/postgres/'];
+
 function importsOf(file: string): string[] {
   const text = readFileSync(join(ROOT, file), 'utf8');
   const out: string[] = [];
@@ -61,15 +66,28 @@ function importsOf(file: string): string[] {
   return out;
 }
 
+/** The repository files `file` imports by relative path. */
+function localImportsOf(file: string): string[] {
+  return importsOf(file)
+    .filter((spec) => spec.startsWith('.'))
+    .map((spec) => relative(ROOT, resolve(ROOT, dirname(file), spec)));
+}
+
 /** The zone of a repository path: `shared/spiffe`, `nexus`, `test`… */
 function zoneOf(path: string): string {
   const parts = path.split('/');
   return parts[0] === 'shared' ? `shared/${parts[1]}` : (parts[0] ?? '');
 }
 
-/** Tests and the benchmark are tooling around the programs: they may import anything. */
+/**
+ * Tests, their helpers (the store's contract suite and memory stores) and the
+ * benchmark are tooling around the programs: they may import anything.
+ */
 const isTest = (file: string) =>
-  file.endsWith('.test.ts') || file.startsWith('test/') || file.startsWith('bench/');
+  file.endsWith('.test.ts') ||
+  file.startsWith('test/') ||
+  file.startsWith('bench/') ||
+  file.startsWith(STORE_TESTING);
 
 /** The mTLS servers (Nexus, Keeper) may use every shared/ folder. */
 const SERVER_ZONES = [
@@ -181,9 +199,20 @@ const SINGLE_IMPORTER: Record<string, string[]> = {
   '@grpc/proto-loader': ['shared/spiffe/workload_proto.ts'],
   '@peculiar/x509': ['shared/spiffe/_x509.ts'],
   'reflect-metadata': ['shared/spiffe/_x509.ts'],
-  '@libsql/client': ['nexus/store/db.ts'],
-  libsql: ['nexus/store/db.ts'],
-  pg: ['nexus/store/pg_db.ts'],
+  '@libsql/client': ['nexus/store/sqlite/db.ts'],
+  libsql: ['nexus/store/sqlite/db.ts'],
+  pg: ['nexus/store/postgres/db.ts'],
+};
+
+/**
+ * Who may import a concrete store (a file under a dialect folder), besides
+ * the files of that folder: the composition root and the store opener. Config
+ * reads the SQLite `synchronous` setting against the driver file's list.
+ */
+const DIALECT_IMPORTERS: Record<string, string[]> = {
+  'nexus/main.ts': STORE_DIALECTS,
+  'nexus/store/open_stores.ts': STORE_DIALECTS,
+  'nexus/config.ts': ['nexus/store/sqlite/db.ts'],
 };
 
 describe('architecture', () => {
@@ -218,6 +247,62 @@ describe('architecture', () => {
       }
     }
     assert.deepEqual(problems, []);
+  });
+
+  test('the store depends on nothing else in Nexus, and only the opener picks a dialect', () => {
+    const problems: string[] = [];
+    for (const file of files) {
+      for (const target of localImportsOf(file)) {
+        if (
+          file.startsWith('nexus/store/') &&
+          target.startsWith('nexus/') &&
+          !target.startsWith('nexus/store/')
+        ) {
+          // Config, access and routes sit above the store, never below it.
+          problems.push(`${file}: the store may not import ${target}`);
+        }
+        if (isTest(file)) continue;
+        if (target.startsWith(STORE_TESTING)) {
+          problems.push(`${file}: only tests may import ${target}`);
+        }
+        const dialect = STORE_DIALECTS.find((folder) => target.startsWith(folder));
+        const allowed = DIALECT_IMPORTERS[file] ?? [];
+        if (
+          dialect !== undefined &&
+          !file.startsWith(dialect) &&
+          !allowed.some((prefix) => target.startsWith(prefix))
+        ) {
+          problems.push(`${file}: may not import ${target} (the store opener picks the dialect)`);
+        }
+      }
+    }
+    assert.deepEqual(problems, []);
+  });
+
+  test('no import cycles, type-only imports included', () => {
+    // Every relative import is an edge; a cycle, even through `import type`,
+    // means two modules that cannot be understood apart.
+    const edges = new Map(files.map((file) => [file, localImportsOf(file)]));
+    assert.deepEqual(importCycles(edges), []);
+  });
+
+  test('the cycle check reports a cycle and passes a tree', () => {
+    const graph = new Map([
+      ['a.ts', ['b.ts', 'c.ts']],
+      ['b.ts', ['c.ts']],
+      ['c.ts', ['a.ts']],
+      ['d.ts', ['c.ts']],
+    ]);
+    assert.deepEqual(importCycles(graph), ['a.ts -> b.ts -> c.ts -> a.ts']);
+    assert.deepEqual(
+      importCycles(
+        new Map([
+          ['a.ts', ['b.ts']],
+          ['b.ts', []],
+        ]),
+      ),
+      [],
+    );
   });
 
   test('process and Deno globals appear only in main.ts files and shared/runtime', () => {
@@ -269,6 +354,35 @@ describe('architecture', () => {
     assert.deepEqual(offenders, []);
   });
 });
+
+/**
+ * The import cycles of a graph, each once, as `a.ts -> b.ts -> a.ts`: a
+ * depth-first walk that reports every edge back to a file still on the stack.
+ */
+function importCycles(edges: ReadonlyMap<string, readonly string[]>): string[] {
+  const cycles: string[] = [];
+  const done = new Set<string>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  function visit(file: string): void {
+    stack.push(file);
+    onStack.add(file);
+    for (const target of edges.get(file) ?? []) {
+      if (onStack.has(target)) {
+        cycles.push([...stack.slice(stack.indexOf(target)), target].join(' -> '));
+      } else if (!done.has(target) && edges.has(target)) {
+        visit(target);
+      }
+    }
+    stack.pop();
+    onStack.delete(file);
+    done.add(file);
+  }
+  for (const file of edges.keys()) {
+    if (!done.has(file)) visit(file);
+  }
+  return cycles;
+}
 
 /**
  * Routes whose handlers are not led by an `authorize()` guard. Hono lists one

@@ -15,7 +15,7 @@ import { combineShards } from '../../shared/crypto/shamir.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { seededRandom } from '../../test/harness/seeded_random.ts';
-import { MemoryRootKeyStore } from '../store/memory_root_key_store.ts';
+import { MemoryRootKeyStore } from '../store/testing/memory_root_key_store.ts';
 import type { KeeperLink } from './keeper_link.ts';
 import { RootKey } from './root_key.ts';
 import { RootKeyManager } from './root_key_manager.ts';

@@ -4,7 +4,7 @@ import { ShardHolder } from '../../keeper/shard_holder.ts';
 import { constantTimeEqual } from '../../shared/crypto/bytes.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
-import { MemoryRootKeyStore } from '../store/memory_root_key_store.ts';
+import { MemoryRootKeyStore } from '../store/testing/memory_root_key_store.ts';
 import type { KeeperLink } from './keeper_link.ts';
 import { RootKey } from './root_key.ts';
 import { RootKeyManager } from './root_key_manager.ts';

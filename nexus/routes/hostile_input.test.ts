@@ -61,9 +61,9 @@ import { loadPolicyCache } from '../access/policy_cache.ts';
 import { createApp } from '../app.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import type { RootKeyManager } from '../root_key/root_key_manager.ts';
-import { MemoryPolicyStore } from '../store/memory_policy_store.ts';
-import { createMemorySecretStore } from '../store/memory_secret_store.ts';
-import type { SqlSecretStore } from '../store/sql_secret_store.ts';
+import type { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
+import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
+import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
 
 const TD = parseTrustDomain('nexus.test');
 const HOUR_MS = 3_600_000;
@@ -87,7 +87,7 @@ const SEEDED_POLICY: PolicyDocument = {
   permissions: ['read', 'list'],
 };
 
-const opened: SqlSecretStore[] = [];
+const opened: SqliteSecretStore[] = [];
 after(async () => {
   await Promise.all(opened.map((store) => store.close()));
 });

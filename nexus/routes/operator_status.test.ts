@@ -36,9 +36,9 @@ import { createApp } from '../app.ts';
 import type { KeeperLink } from '../root_key/keeper_link.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import { RootKeyManager } from '../root_key/root_key_manager.ts';
-import { MemoryPolicyStore } from '../store/memory_policy_store.ts';
-import { MemoryRootKeyStore } from '../store/memory_root_key_store.ts';
 import type { SecretStore } from '../store/secret_store.ts';
+import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
+import { MemoryRootKeyStore } from '../store/testing/memory_root_key_store.ts';
 
 const TD = parseTrustDomain('nexus.test');
 const HOUR_MS = 3_600_000;

@@ -18,8 +18,8 @@ import {
 import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
 import { createAccessChecker } from '../access/check_access.ts';
 import { loadPolicyCache } from '../access/policy_cache.ts';
-import { MemoryPolicyStore } from '../store/memory_policy_store.ts';
 import type { StoredPolicy } from '../store/policy_store.ts';
+import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
 import { createPolicyRoutes } from './policies.ts';
 
 const TD = parseTrustDomain('nexus.test');

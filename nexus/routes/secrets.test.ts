@@ -1,7 +1,7 @@
 /**
  * The secret routes through the whole Nexus app (`createApp`): every route ×
  * every kind of caller, KV semantics over HTTP, validation, the body limit and
- * the sealed state. The store is the real SqlSecretStore on an in-memory
+ * the sealed state. The store is the real SqliteSecretStore on an in-memory
  * SQLite database, encrypting under the keyring an unsealed RootKey lends;
  * policies come from a MemoryPolicyStore through the policy cache; the peer
  * is injected per request. Every test ends by checking that no response,
@@ -30,10 +30,10 @@ import { loadPolicyCache } from '../access/policy_cache.ts';
 import { createApp } from '../app.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import type { RootKeyManager } from '../root_key/root_key_manager.ts';
-import { MemoryPolicyStore } from '../store/memory_policy_store.ts';
-import { createMemorySecretStore } from '../store/memory_secret_store.ts';
 import type { SecretData, SecretStore } from '../store/secret_store.ts';
-import type { SqlSecretStore } from '../store/sql_secret_store.ts';
+import type { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
+import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
+import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
 
 const TD = parseTrustDomain('nexus.test');
 const FOREIGN = parseTrustDomain('other.test');
@@ -76,7 +76,7 @@ const OTHER_DB = 'app/other/db';
 const OTHER_DB_V1 = { password: secretValue('other-v1') };
 
 /** Stores opened by fixtures, closed once the file is done. */
-const opened: SqlSecretStore[] = [];
+const opened: SqliteSecretStore[] = [];
 after(async () => {
   await Promise.all(opened.map((store) => store.close()));
 });

@@ -1,7 +1,7 @@
 /**
  * Policy rows, both dialects: what a policy document becomes in the
  * `policies` table and how a row becomes a `StoredPolicy` again. Shared by
- * `SqlPolicyStore` (SQLite) and `PgPolicyStore`, so both store and check
+ * `SqlitePolicyStore` (SQLite) and `PgPolicyStore`, so both store and check
  * policies the same way. Pure.
  */
 import { type PolicyDocument, parsePolicyDocument } from '../../shared/api/policies.ts';

@@ -1,6 +1,6 @@
 /**
  * The `root_key` row back into a `RootKeyRecord`, for both dialects (SQLite
- * `sqlite_root_key_store.ts`, PostgreSQL `pg_root_key_store.ts`). Pure.
+ * `sqlite/root_key_store.ts`, PostgreSQL `postgres/root_key_store.ts`). Pure.
  */
 import { InternalError } from '../../shared/errors/errors.ts';
 import type { RootKeyRecord } from './root_key_store.ts';

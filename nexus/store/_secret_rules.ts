@@ -1,31 +1,61 @@
 /**
- * The dialect-free half of the SQL secret stores (SQLite `sql_secret_store.ts`
- * and PostgreSQL `pg_secret_store.ts`): argument checks, the KV v2 rules that
+ * The dialect-free half of the SQL secret stores (`sqlite/secret_store.ts` and
+ * `postgres/secret_store.ts`): argument checks, the KV v2 rules that
  * do not need the database (which versions a change touches, what the cap
  * keeps, which paths a prefix covers), the error messages, and the mapping of
  * rows back to `SecretMetadata` (which opens the sealed custom metadata). Both
  * stores call these, so both refuse the same requests the same way and return
  * identical values for identical rows. No drizzle, no driver: pure.
  */
-import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
+import {
+  parseSecretPath,
+  parseSecretPrefix,
+  type SecretPath,
+} from '../../shared/api/secret_path.ts';
+import { MAX_LIST_LIMIT, MAX_VERSIONS_PER_REQUEST } from '../../shared/api/secrets.ts';
 import {
   ConflictError,
   InternalError,
   InvalidRequestError,
   NotFoundError,
 } from '../../shared/errors/errors.ts';
-import { openCustomMetadata } from './secret_cipher.ts';
-import { MAX_VERSIONS_PER_REQUEST } from './secret_limits.ts';
-import type { SecretMetadata, VersionInfo } from './secret_store.ts';
+import { openCustomMetadata, openSecretData, sealCustomMetadata } from './secret_cipher.ts';
+import { checkCustomMetadata, checkMaxVersions } from './secret_limits.ts';
+import type {
+  KeyringAccess,
+  ListOptions,
+  ListPage,
+  MetadataUpdate,
+  SecretMetadata,
+  SecretVersion,
+  VersionInfo,
+} from './secret_store.ts';
 
-/**
- * Lends the data key to `use` while Nexus is unsealed; throws NotReadyError
- * while sealed. `rootKey.withKeyring.bind(rootKey)` in production.
- */
-export type KeyringAccess = <T>(use: (key: Uint8Array) => T) => T;
+/** What both SQL secret stores are built from; `Database` is the dialect's handle. */
+export interface SqlSecretStoreOptions<Database> {
+  readonly database: Database;
+  readonly keyring: KeyringAccess;
+  /** The cap on kept versions of paths without their own (1..MAX_KEPT_VERSIONS). */
+  readonly maxVersionsDefault: number;
+  /** The clock, in milliseconds since the epoch. Default `Date.now`. */
+  readonly now?: () => number;
+  /**
+   * Whether `close()` closes the database too. Default false: the database
+   * is usually shared with other stores, and its opener closes it.
+   */
+  readonly ownsDatabase?: boolean;
+}
 
-/** Page sizes `list` accepts. */
-export const MAX_LIST_LIMIT = 1000;
+/** Checks the options a store is built from, before it is used at all. */
+export function checkStoreOptions(options: {
+  readonly keyring: unknown;
+  readonly maxVersionsDefault: unknown;
+}): void {
+  if (typeof options.keyring !== 'function') {
+    throw new TypeError('The keyring option must be a function lending the data key');
+  }
+  checkMaxVersions(options.maxVersionsDefault, 'maxVersionsDefault');
+}
 
 /** A path's metadata row, as either dialect reads it. */
 export interface MetadataRow {
@@ -48,7 +78,7 @@ export interface VersionRow {
 export type VersionChange = 'delete' | 'undelete' | 'destroy';
 
 /** Whether `change` would alter the version `row`. */
-export function isChanged(row: VersionRow, change: VersionChange): boolean {
+function isChanged(row: VersionRow, change: VersionChange): boolean {
   switch (change) {
     case 'delete':
       return row.deletedAtMs === null;
@@ -61,25 +91,27 @@ export function isChanged(row: VersionRow, change: VersionChange): boolean {
 }
 
 /**
- * The version numbers a delete, undelete or destroy applies to (0 and the
- * default mean the current one), deduplicated; NotFoundError when one of them
- * is not kept.
+ * The versions a delete, undelete or destroy changes: those it names (0 and
+ * the default mean the current one), deduplicated, less those already in the
+ * wanted state. NotFoundError when a named version is not kept.
  */
-export function resolveTargets(
+export function versionsToChange(
   path: SecretPath,
   requested: readonly number[] | undefined,
+  change: VersionChange,
   state: { readonly row: MetadataRow; readonly versions: readonly VersionRow[] },
   maxVersionsDefault: number,
-): { readonly byNumber: ReadonlyMap<number, VersionRow>; readonly targets: number[] } {
+): number[] {
   const current = state.row.currentVersion;
   const targets = [...new Set((requested ?? [current]).map((v) => (v === 0 ? current : v)))];
   const byNumber = new Map(state.versions.map((row) => [row.version, row]));
-  for (const version of targets) {
-    if (!byNumber.has(version)) {
+  return targets.filter((version) => {
+    const row = byNumber.get(version);
+    if (row === undefined) {
       throw missingVersion(path, version, state.row, maxVersionsDefault);
     }
-  }
-  return { byNumber, targets };
+    return isChanged(row, change);
+  });
 }
 
 /** The lowest version the cap keeps, given the metadata row. */
@@ -124,21 +156,24 @@ export function toMetadata(
 }
 
 /**
- * Why a version read found nothing: deleted, destroyed, or not kept. Returns
- * undefined when the version is readable.
+ * The version `get` found, decrypted; NotFoundError saying why when it is
+ * destroyed or deleted.
  */
-export function unreadableVersion(
+export function openVersion(
   path: SecretPath,
   version: number,
   row: VersionRow & { readonly ciphertext: Uint8Array | null },
-): NotFoundError | undefined {
-  if (row.destroyed || row.ciphertext === null) {
-    return new NotFoundError(`Version ${version} of "${path}" is destroyed`);
+  keyring: KeyringAccess,
+): SecretVersion {
+  const sealed = row.ciphertext;
+  if (row.destroyed || sealed === null) {
+    throw new NotFoundError(`Version ${version} of "${path}" is destroyed`);
   }
   if (row.deletedAtMs !== null) {
-    return new NotFoundError(`Version ${version} of "${path}" is deleted`);
+    throw new NotFoundError(`Version ${version} of "${path}" is deleted`);
   }
-  return undefined;
+  const data = keyring((key) => openSecretData(key, path, version, sealed));
+  return Object.freeze({ path, version, data, createdAt: new Date(row.createdAtMs) });
 }
 
 export function missingVersion(
@@ -191,7 +226,29 @@ export function checkPath(path: unknown): asserts path is SecretPath {
   parseSecretPath(path);
 }
 
-export function checkListLimit(limit: unknown): asserts limit is number {
+/** The checked arguments of `list`: the prefix, the page size, where to continue. */
+export function checkListArguments(
+  prefix: string,
+  options: ListOptions,
+): { readonly prefix: string; readonly limit: number; readonly after?: SecretPath } {
+  const checkedPrefix = parseSecretPrefix(prefix);
+  const { limit, after } = options;
+  checkListLimit(limit);
+  if (after === undefined) return { prefix: checkedPrefix, limit };
+  checkPath(after);
+  return { prefix: checkedPrefix, limit, after };
+}
+
+/** A page of `list` from rows read with `limit + 1`: one more row means a next page. */
+export function toListPage(rows: readonly { readonly path: string }[], limit: number): ListPage {
+  const paths = rows.slice(0, limit).map((row) => row.path as SecretPath);
+  const last = paths[paths.length - 1];
+  return rows.length > limit && last !== undefined
+    ? Object.freeze({ paths: Object.freeze(paths), next: last })
+    : Object.freeze({ paths: Object.freeze(paths) });
+}
+
+function checkListLimit(limit: unknown): asserts limit is number {
   if (
     typeof limit !== 'number' ||
     !Number.isSafeInteger(limit) ||
@@ -235,6 +292,43 @@ export function checkVersionList(
   }
   for (const version of versions) checkVersionNumber(version, 'A version');
   return versions;
+}
+
+/** A metadata update, checked: an object whose fields are within the limits. */
+export function checkMetadataUpdate(update: MetadataUpdate): void {
+  if (typeof update !== 'object' || update === null) {
+    throw new InvalidRequestError('A metadata update must be an object');
+  }
+  const { maxVersions, customMetadata } = update;
+  if (maxVersions !== undefined && maxVersions !== null) checkMaxVersions(maxVersions);
+  if (customMetadata !== undefined) checkCustomMetadata(customMetadata);
+}
+
+/**
+ * The `secret_metadata` columns a checked update writes, custom metadata
+ * sealed (an empty map is stored as null). Sealed before any statement runs,
+ * so no transaction waits on encryption.
+ */
+export function metadataChanges(
+  path: SecretPath,
+  update: MetadataUpdate,
+  updatedAtMs: number,
+  keyring: KeyringAccess,
+): {
+  readonly updatedAtMs: number;
+  readonly maxVersions?: number | null;
+  readonly customMetadata?: Uint8Array | null;
+} {
+  const { maxVersions, customMetadata } = update;
+  const sealed =
+    customMetadata === undefined || Object.keys(customMetadata).length === 0
+      ? null
+      : keyring((key) => sealCustomMetadata(key, path, customMetadata));
+  return {
+    updatedAtMs,
+    ...(maxVersions === undefined ? {} : { maxVersions }),
+    ...(customMetadata === undefined ? {} : { customMetadata: sealed }),
+  };
 }
 
 /** The store's clock, checked: integer milliseconds since the epoch. */

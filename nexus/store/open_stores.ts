@@ -8,18 +8,17 @@
  *   database: row locks, conditional updates, primary keys).
  */
 import { join } from 'node:path';
-import type { SqliteSynchronous } from '../config.ts';
-import type { KeyringAccess } from './_secret_rules.ts';
-import { openMemoryDatabase, openSqliteDatabase } from './db.ts';
-import { openPostgresDatabase } from './pg_db.ts';
-import { PgPolicyStore } from './pg_policy_store.ts';
-import { PgRootKeyStore } from './pg_root_key_store.ts';
-import { PgSecretStore } from './pg_secret_store.ts';
-import { type PolicyStore, SqlPolicyStore } from './policy_store.ts';
+import type { PolicyStore } from './policy_store.ts';
+import { openPostgresDatabase } from './postgres/db.ts';
+import { PgPolicyStore } from './postgres/policy_store.ts';
+import { PgRootKeyStore } from './postgres/root_key_store.ts';
+import { PgSecretStore } from './postgres/secret_store.ts';
 import type { RootKeyStore } from './root_key_store.ts';
-import type { SecretStore } from './secret_store.ts';
-import { SqlSecretStore } from './sql_secret_store.ts';
-import { SqliteRootKeyStore } from './sqlite_root_key_store.ts';
+import type { KeyringAccess, SecretStore } from './secret_store.ts';
+import { openMemoryDatabase, openSqliteDatabase, type SqliteSynchronous } from './sqlite/db.ts';
+import { SqlitePolicyStore } from './sqlite/policy_store.ts';
+import { SqliteRootKeyStore } from './sqlite/root_key_store.ts';
+import { SqliteSecretStore } from './sqlite/secret_store.ts';
 
 export type StoreBackend =
   | { readonly kind: 'sqlite'; readonly dataDir: string; readonly synchronous: SqliteSynchronous }
@@ -70,8 +69,8 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
         });
   return {
     rootKeys: new SqliteRootKeyStore(database),
-    secrets: new SqlSecretStore({ database, keyring, maxVersionsDefault }),
-    policies: new SqlPolicyStore(database.db),
+    secrets: new SqliteSecretStore({ database, keyring, maxVersionsDefault }),
+    policies: new SqlitePolicyStore(database.db),
     location: database.path,
     close: () => database.close(),
   };

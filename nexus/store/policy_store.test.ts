@@ -17,10 +17,11 @@ import {
   openScratchDatabase,
   postgresSkip,
 } from '../../test/harness/postgres.ts';
-import { openSqliteDatabase, type SqliteDatabase } from './db.ts';
-import { MemoryPolicyStore } from './memory_policy_store.ts';
-import { PgPolicyStore } from './pg_policy_store.ts';
-import { type PolicyStore, type PolicyStoreOptions, SqlPolicyStore } from './policy_store.ts';
+import type { PolicyStore, PolicyStoreOptions } from './policy_store.ts';
+import { PgPolicyStore } from './postgres/policy_store.ts';
+import { openSqliteDatabase, type SqliteDatabase } from './sqlite/db.ts';
+import { SqlitePolicyStore } from './sqlite/policy_store.ts';
+import { MemoryPolicyStore } from './testing/memory_policy_store.ts';
 
 after(dropScratchDatabases);
 const scratchDirs: string[] = [];
@@ -51,10 +52,13 @@ const IMPLEMENTATIONS: ReadonlyArray<{
       Promise.resolve({ store: new MemoryPolicyStore(options), dispose: () => Promise.resolve() }),
   },
   {
-    name: 'SqlPolicyStore (SQLite file)',
+    name: 'SqlitePolicyStore (SQLite file)',
     async create(options) {
       const database = await openSqliteDatabase({ path: freshDatabasePath() });
-      return { store: new SqlPolicyStore(database.db, options), dispose: () => database.close() };
+      return {
+        store: new SqlitePolicyStore(database.db, options),
+        dispose: () => database.close(),
+      };
     },
   },
   {
@@ -204,7 +208,7 @@ for (const implementation of IMPLEMENTATIONS) {
   });
 }
 
-describe('SqlPolicyStore on a real SQLite file', () => {
+describe('SqlitePolicyStore on a real SQLite file', () => {
   async function open(path: string): Promise<SqliteDatabase> {
     return openSqliteDatabase({ path });
   }
@@ -212,7 +216,7 @@ describe('SqlPolicyStore on a real SQLite file', () => {
   test('stores permissions as a JSON array in the policies table', async () => {
     const database = await open(freshDatabasePath());
     try {
-      await new SqlPolicyStore(database.db, { now: () => 5 }).upsert(document('web'));
+      await new SqlitePolicyStore(database.db, { now: () => 5 }).upsert(document('web'));
       const rows = await database.db.all<Record<string, unknown>>(sql`SELECT * FROM policies`);
       assert.deepEqual(rows, [
         {
@@ -234,8 +238,8 @@ describe('SqlPolicyStore on a real SQLite file', () => {
     const a = await open(path);
     const b = await open(path);
     try {
-      const storeA = new SqlPolicyStore(a.db);
-      const storeB = new SqlPolicyStore(b.db);
+      const storeA = new SqlitePolicyStore(a.db);
+      const storeB = new SqlitePolicyStore(b.db);
       await storeA.upsert(document('web'));
       assert.equal((await storeB.get('web'))?.name, 'web');
       assert.equal(await storeB.delete('web'), true);
@@ -248,7 +252,7 @@ describe('SqlPolicyStore on a real SQLite file', () => {
     const reopened = await open(path);
     try {
       assert.deepEqual(
-        (await new SqlPolicyStore(reopened.db).list()).map((policy) => policy.name),
+        (await new SqlitePolicyStore(reopened.db).list()).map((policy) => policy.name),
         ['kept'],
       );
     } finally {
@@ -266,13 +270,13 @@ describe('SqlPolicyStore on a real SQLite file', () => {
         tick += 1;
         return tick;
       };
-      const stores = [new SqlPolicyStore(a.db, { now }), new SqlPolicyStore(b.db, { now })];
+      const stores = [new SqlitePolicyStore(a.db, { now }), new SqlitePolicyStore(b.db, { now })];
       await Promise.all(
         Array.from({ length: 20 }, (_, i) =>
-          (stores[i % 2] as SqlPolicyStore).upsert(document('web', { pathPattern: `p${i}` })),
+          (stores[i % 2] as SqlitePolicyStore).upsert(document('web', { pathPattern: `p${i}` })),
         ),
       );
-      const all = await (stores[0] as SqlPolicyStore).list();
+      const all = await (stores[0] as SqlitePolicyStore).list();
       assert.equal(all.length, 1);
       assert.equal(all[0]?.createdAt.getTime(), 1);
       assert.ok((all[0]?.updatedAt.getTime() ?? 0) > 1);
@@ -285,7 +289,7 @@ describe('SqlPolicyStore on a real SQLite file', () => {
   test('a row edited into something invalid is an InternalError naming the policy', async () => {
     const database = await open(freshDatabasePath());
     try {
-      const store = new SqlPolicyStore(database.db);
+      const store = new SqlitePolicyStore(database.db);
       await store.upsert(document('web'));
       for (const permissions of ['not json', '["execute"]', '[]', '{"read":true}']) {
         await database.db.run(sql`UPDATE policies SET permissions = ${permissions}`);

@@ -18,12 +18,12 @@ import {
   openScratchDatabase,
   postgresSkip,
 } from '../../test/harness/postgres.ts';
-import { openSqliteDatabase } from './db.ts';
-import { MemoryRootKeyStore } from './memory_root_key_store.ts';
-import { openPostgresDatabase } from './pg_db.ts';
-import { PgRootKeyStore } from './pg_root_key_store.ts';
+import { openPostgresDatabase } from './postgres/db.ts';
+import { PgRootKeyStore } from './postgres/root_key_store.ts';
 import type { InitialiseRequest, RootKeyStore } from './root_key_store.ts';
-import { SqliteRootKeyStore } from './sqlite_root_key_store.ts';
+import { openSqliteDatabase } from './sqlite/db.ts';
+import { SqliteRootKeyStore } from './sqlite/root_key_store.ts';
+import { MemoryRootKeyStore } from './testing/memory_root_key_store.ts';
 
 interface Fixture {
   readonly store: RootKeyStore;
@@ -548,8 +548,8 @@ describe('SqliteRootKeyStore (files and processes)', () => {
  * allocates `count` generations and prints the outcome as JSON.
  */
 function runChild(path: string, owner: string, count: number, startAtMs: number): Promise<string> {
-  const dbUrl = new URL('./db.ts', import.meta.url).href;
-  const storeUrl = new URL('./sqlite_root_key_store.ts', import.meta.url).href;
+  const dbUrl = new URL('./sqlite/db.ts', import.meta.url).href;
+  const storeUrl = new URL('./sqlite/root_key_store.ts', import.meta.url).href;
   const code = `
     const { openSqliteDatabase } = await import(${JSON.stringify(dbUrl)});
     const { SqliteRootKeyStore } = await import(${JSON.stringify(storeUrl)});

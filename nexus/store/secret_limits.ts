@@ -1,46 +1,40 @@
 /**
  * Size limits of what the secret store accepts, checked before anything is
- * encrypted or written. Beyond a limit the caller gets InvalidRequestError;
- * messages name the limit, never a value.
+ * encrypted or written. The numbers are the wire contract's
+ * (`shared/api/secrets.ts`); the checks here hold for every caller of the
+ * store, not only the routes. Beyond a limit the caller gets
+ * InvalidRequestError; messages name the limit, never a value.
  *
  * Lengths count characters (Unicode code points). Strings must be well-formed
  * UTF-16: a lone surrogate would be replaced by U+FFFD when encoded, so the
  * stored value would silently differ from the one given.
  */
+import {
+  MAX_CUSTOM_METADATA_KEY_LENGTH,
+  MAX_CUSTOM_METADATA_KEYS,
+  MAX_CUSTOM_METADATA_VALUE_LENGTH,
+  MAX_DATA_KEYS,
+  MAX_KEPT_VERSIONS,
+  MAX_KEY_LENGTH,
+  MAX_SECRET_DATA_BYTES,
+} from '../../shared/api/secrets.ts';
 import { InvalidRequestError } from '../../shared/errors/errors.ts';
-
-/** Keys in one secret version's data. */
-export const MAX_SECRET_DATA_KEYS = 256;
-/** Characters in a data key (at least 1). */
-export const MAX_SECRET_DATA_KEY_LENGTH = 256;
-/** Bytes of a version's data serialised as JSON (what is encrypted). */
-export const MAX_SECRET_DATA_BYTES = 1024 * 1024;
-/** Entries in a path's custom metadata (OpenBao's limit). */
-export const MAX_CUSTOM_METADATA_KEYS = 64;
-/** Characters in a custom metadata key (at least 1). */
-export const MAX_CUSTOM_METADATA_KEY_LENGTH = 128;
-/** Characters in a custom metadata value (may be empty). */
-export const MAX_CUSTOM_METADATA_VALUE_LENGTH = 512;
-/** The largest per-path cap on kept versions (the default has the same bound). */
-export const MAX_VERSIONS_LIMIT = 1000;
-/** Version numbers in one delete, undelete or destroy request. */
-export const MAX_VERSIONS_PER_REQUEST = 1000;
 
 const LONE_SURROGATE_REGEXP = /[\uD800-\uDFFF]/u;
 
 const encoder = new TextEncoder();
 
-/** Checks a secret version's data against the limits above. */
+/** Checks a secret version's data against the limits. */
 export function checkSecretData(data: unknown): asserts data is Readonly<Record<string, string>> {
   const entries = plainEntries(data, 'Secret data');
-  if (entries.length > MAX_SECRET_DATA_KEYS) {
+  if (entries.length > MAX_DATA_KEYS) {
     throw new InvalidRequestError(
-      `Secret data may have at most ${MAX_SECRET_DATA_KEYS} keys (got ${entries.length})`,
+      `Secret data may have at most ${MAX_DATA_KEYS} keys (got ${entries.length})`,
     );
   }
   let bytes = 2;
   for (const [key, value] of entries) {
-    checkString(key, 'A secret data key', 1, MAX_SECRET_DATA_KEY_LENGTH);
+    checkString(key, 'A secret data key', 1, MAX_KEY_LENGTH);
     checkString(value, 'A secret data value', 0, Number.POSITIVE_INFINITY);
     // The JSON form: "key":"value", plus a comma; escapes counted exactly.
     bytes += encoder.encode(JSON.stringify(key)).length + 1;
@@ -53,7 +47,7 @@ export function checkSecretData(data: unknown): asserts data is Readonly<Record<
   }
 }
 
-/** Checks a path's custom metadata against the limits above. */
+/** Checks a path's custom metadata against the limits. */
 export function checkCustomMetadata(
   metadata: unknown,
 ): asserts metadata is Readonly<Record<string, string>> {
@@ -69,16 +63,16 @@ export function checkCustomMetadata(
   }
 }
 
-/** Checks a cap on kept versions: an integer in 1..MAX_VERSIONS_LIMIT. */
+/** Checks a cap on kept versions: an integer in 1..MAX_KEPT_VERSIONS. */
 export function checkMaxVersions(value: unknown, name = 'maxVersions'): asserts value is number {
   if (
     typeof value !== 'number' ||
     !Number.isSafeInteger(value) ||
     value < 1 ||
-    value > MAX_VERSIONS_LIMIT
+    value > MAX_KEPT_VERSIONS
   ) {
     throw new InvalidRequestError(
-      `${name} must be an integer from 1 to ${MAX_VERSIONS_LIMIT} (got ${String(value)})`,
+      `${name} must be an integer from 1 to ${MAX_KEPT_VERSIONS} (got ${String(value)})`,
     );
   }
 }

@@ -6,6 +6,13 @@
  */
 import type { SecretPath } from '../../shared/api/secret_path.ts';
 
+/**
+ * Lends the data key to `use` while Nexus is unsealed; throws NotReadyError
+ * while sealed. `rootKey.withKeyring.bind(rootKey)` in production. The stores
+ * take it so that they encrypt and decrypt inside, never holding the key.
+ */
+export type KeyringAccess = <T>(use: (key: Uint8Array) => T) => T;
+
 /** A secret version's data: string keys to string values. */
 export type SecretData = Readonly<Record<string, string>>;
 
@@ -52,7 +59,7 @@ export interface PutOptions {
 }
 
 export interface ListOptions {
-  /** At most this many paths (1..1000). */
+  /** At most this many paths (1..MAX_LIST_LIMIT of `shared/api/secrets.ts`). */
   readonly limit: number;
   /** Continue after this path (the `next` of the previous page). */
   readonly after?: SecretPath;

@@ -3,9 +3,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { MAX_KEPT_VERSIONS } from '../../shared/api/secrets.ts';
 import { AccessDeniedError, UnavailableError } from '../../shared/errors/errors.ts';
 import { CALLER_ID, createFakeTerminal, FakeClient, run } from './_testing.ts';
-import { parseKeyValues, parseVersions } from './secret.ts';
+import { parseKeyValues, parseMaxVersions, parseVersions } from './secret.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'pilot-secret-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -79,6 +80,16 @@ describe('parseVersions()', () => {
   test('refuses zero, negatives, non-numbers and empty entries', () => {
     for (const bad of ['0', '-1', 'a', '1,,2', '', '1.5', '99999999999']) {
       assert.throws(() => parseVersions(bad), { code: 'ERR_INVALID_REQUEST' }, bad);
+    }
+  });
+});
+
+describe('parseMaxVersions()', () => {
+  test('accepts the caps Nexus accepts, and no other', () => {
+    assert.equal(parseMaxVersions('1'), 1);
+    assert.equal(parseMaxVersions(String(MAX_KEPT_VERSIONS)), MAX_KEPT_VERSIONS);
+    for (const bad of ['0', '-1', '1.5', 'x', '', String(MAX_KEPT_VERSIONS + 1)]) {
+      assert.throws(() => parseMaxVersions(bad), { code: 'ERR_INVALID_REQUEST' }, bad);
     }
   });
 });

@@ -7,7 +7,11 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { parseSecretPath, parseSecretPrefix } from '../../shared/api/secret_path.ts';
 import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
-import { MAX_VERSION, MAX_VERSIONS_PER_REQUEST } from '../../shared/api/secrets.ts';
+import {
+  MAX_KEPT_VERSIONS,
+  MAX_VERSION,
+  MAX_VERSIONS_PER_REQUEST,
+} from '../../shared/api/secrets.ts';
 import { InvalidRequestError, NotFoundError } from '../../shared/errors/errors.ts';
 import { printData } from '../output.ts';
 import {
@@ -126,6 +130,16 @@ export function parseVersions(value: string, option = '--versions'): number[] {
   }
   const versions = parts.map((part) => parseVersion(part, option));
   return [...new Set(versions)].sort((a, b) => a - b);
+}
+
+/** `--max-versions N`: a cap on kept versions, bounded as Nexus bounds it. */
+export function parseMaxVersions(value: string): number {
+  if (!VERSION_REGEXP.test(value) || Number(value) > MAX_KEPT_VERSIONS) {
+    throw new InvalidRequestError(
+      `--max-versions must be an integer from 1 to ${MAX_KEPT_VERSIONS} (got "${value.slice(0, 32)}")`,
+    );
+  }
+  return Number(value);
 }
 
 /** `--cas N`: the version the secret must be at (0: must not exist yet). */
@@ -328,9 +342,7 @@ export function registerSecretCommands(program: Command, context: CommandContext
       } = {};
       if (options.maxVersions !== undefined) {
         body.maxVersions =
-          options.maxVersions === 'default'
-            ? null
-            : parseVersion(options.maxVersions, '--max-versions');
+          options.maxVersions === 'default' ? null : parseMaxVersions(options.maxVersions);
       }
       if (options.custom !== undefined) {
         body.customMetadata = parseCustomMetadata(options.custom);

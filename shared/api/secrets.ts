@@ -19,13 +19,32 @@
  */
 import { InvalidRequestError } from '../errors/errors.ts';
 
+// The one table of secret limits: the route parsers below, the secret store
+// (`nexus/store/secret_limits.ts`, which checks them again below the wire)
+// and Pilot all take their numbers from here, so a client and the server
+// never disagree on a bound.
+
+/** Keys in one secret version's data. */
 export const MAX_DATA_KEYS = 256;
+/** Characters in a data key (at least 1). Custom metadata keys: MAX_CUSTOM_METADATA_KEY_LENGTH. */
 export const MAX_KEY_LENGTH = 256;
+/** Bytes of a version's data serialised as JSON (what is encrypted). */
+export const MAX_SECRET_DATA_BYTES = 1024 * 1024;
+/** The largest version number. */
 export const MAX_VERSION = 2 ** 31 - 1;
+/** Version numbers in one delete, undelete or destroy request. */
 export const MAX_VERSIONS_PER_REQUEST = 100;
+/** The largest cap on kept versions: a path's `maxVersions`, and the server default. */
+export const MAX_KEPT_VERSIONS = 1000;
+/** Paths in one page of a list. */
 export const MAX_LIST_LIMIT = 1000;
 export const DEFAULT_LIST_LIMIT = 100;
+/** Entries in a path's custom metadata (OpenBao's limit). */
 export const MAX_CUSTOM_METADATA_KEYS = 64;
+/** Characters in a custom metadata key (at least 1). */
+export const MAX_CUSTOM_METADATA_KEY_LENGTH = 128;
+/** Characters in a custom metadata value (may be empty). */
+export const MAX_CUSTOM_METADATA_VALUE_LENGTH = 512;
 
 export interface PutSecretRequest {
   readonly data: Readonly<Record<string, string>>;

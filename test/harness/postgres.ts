@@ -9,7 +9,7 @@
  */
 import process from 'node:process';
 import pg from 'pg';
-import { openPostgresDatabase, type PostgresDatabase } from '../../nexus/store/pg_db.ts';
+import { openPostgresDatabase, type PostgresDatabase } from '../../nexus/store/postgres/db.ts';
 
 export const TEST_DATABASE_URL_ENV = 'SPIKE_TEST_DATABASE_URL';
 

@@ -3,7 +3,7 @@
  * `drizzle-kit generate` turns them into the committed SQL under
  * `migrations/`, which `db.ts` applies at start-up.
  *
- * Names are chosen so that a PostgreSQL twin (`schema_pg.ts`, later) can use
+ * Names are chosen so that the PostgreSQL twin (`postgres/schema.ts`) uses
  * the same table and column names: snake_case, times as integer milliseconds
  * since the epoch (`*_ms`, `bigint` there), bytes as `blob` here and `bytea`
  * there. Constraint names are explicit for the same reason.

@@ -5,14 +5,14 @@
  * the single SQL statement it stands for. Bytes are copied in and out, so no
  * caller can change the stored record through a reference it holds.
  */
-import { InternalError } from '../../shared/errors/errors.ts';
+import { InternalError } from '../../../shared/errors/errors.ts';
 import {
   checkDate,
   checkGeneration,
   checkInitialiseRequest,
   checkOwner,
-} from './_root_key_checks.ts';
-import type { InitialiseRequest, RootKeyRecord, RootKeyStore } from './root_key_store.ts';
+} from '../_root_key_checks.ts';
+import type { InitialiseRequest, RootKeyRecord, RootKeyStore } from '../root_key_store.ts';
 
 const FIRST_GENERATION = 1;
 

@@ -1,33 +1,32 @@
 /**
- * PolicyStore on PostgreSQL (drizzle + pg), the twin of `SqlPolicyStore`:
- * every operation is one SQL statement (atomic against any other Nexus
- * process on the database), and rows are written and read through the shared
- * `_policy_rows.ts`, so both backends store and check policies alike.
+ * PolicyStore on SQLite (drizzle + libsql). Every operation is one SQL
+ * statement, so it is atomic against any other connection or process on the
+ * same database. Outcomes come from RETURNING rows, never from
+ * `rowsAffected` (libsql reports 0 with RETURNING). Rows are written and read
+ * through the shared `_policy_rows.ts`, so both backends store and check
+ * policies alike.
  */
-import { asc, eq, sql } from 'drizzle-orm';
-import { type PolicyDocument, parsePolicyDocument } from '../../shared/api/policies.ts';
-import { InternalError } from '../../shared/errors/errors.ts';
-import { policyRule, toStoredPolicy } from './_policy_rows.ts';
-import type { PgDb } from './pg_db.ts';
-import { policies } from './pg_schema.ts';
-import type { PolicyStore, PolicyStoreOptions, StoredPolicy } from './policy_store.ts';
+import { asc, eq } from 'drizzle-orm';
+import { type PolicyDocument, parsePolicyDocument } from '../../../shared/api/policies.ts';
+import { InternalError } from '../../../shared/errors/errors.ts';
+import { policyRule, toStoredPolicy } from '../_policy_rows.ts';
+import type { PolicyStore, PolicyStoreOptions, StoredPolicy } from '../policy_store.ts';
+import type { SqliteDb } from './db.ts';
+import { policies } from './schema.ts';
 
-export class PgPolicyStore implements PolicyStore {
-  readonly #db: PgDb;
+export class SqlitePolicyStore implements PolicyStore {
+  readonly #db: SqliteDb;
   readonly #now: () => number;
 
   /** Uses `db` without owning it: whoever opened the database closes it. */
-  constructor(db: PgDb, options: PolicyStoreOptions = {}) {
+  constructor(db: SqliteDb, options: PolicyStoreOptions = {}) {
     this.#db = db;
     this.#now = options.now ?? Date.now;
   }
 
   async list(): Promise<StoredPolicy[]> {
-    // COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
-    const rows = await this.#db
-      .select()
-      .from(policies)
-      .orderBy(asc(sql`${policies.name} COLLATE "C"`));
+    // SQLite compares text by bytes (BINARY), the order the interface promises.
+    const rows = await this.#db.select().from(policies).orderBy(asc(policies.name));
     return rows.map(toStoredPolicy);
   }
 

@@ -1,6 +1,6 @@
 /**
  * SecretStore on PostgreSQL (drizzle + pg): the KV v2 semantics of
- * `SqlSecretStore` for several Nexus processes on one database. Everything
+ * `SqliteSecretStore` for several Nexus processes on one database. Everything
  * that does not need the database (checks, cap arithmetic, prefix ranges,
  * errors, row mapping and the custom-metadata cipher) is shared with the
  * SQLite store through `_secret_rules.ts`, `secret_cipher.ts` and
@@ -39,34 +39,36 @@ import {
   type SQL,
   sql,
 } from 'drizzle-orm';
-import { parseSecretPrefix, type SecretPath } from '../../shared/api/secret_path.ts';
-import { InternalError, InvalidRequestError } from '../../shared/errors/errors.ts';
+import type { SecretPath } from '../../../shared/api/secret_path.ts';
+import { InternalError } from '../../../shared/errors/errors.ts';
 import {
   casConflict,
   checkedNow,
-  checkListLimit,
+  checkListArguments,
+  checkMetadataUpdate,
   checkPath,
+  checkStoreOptions,
   checkVersionList,
   checkVersionNumber,
-  isChanged,
-  type KeyringAccess,
   keptFrom,
   type MetadataRow,
+  metadataChanges,
   missingPath,
   missingVersion,
+  openVersion,
   prefixRange,
   requireUnsealed,
-  resolveTargets,
+  type SqlSecretStoreOptions,
+  toListPage,
   toMetadata,
-  unreadableVersion,
   type VersionChange,
   type VersionRow,
-} from './_secret_rules.ts';
-import type { PgDb, PostgresDatabase } from './pg_db.ts';
-import { type SecretMetadataRow, secretMetadata, secrets } from './pg_schema.ts';
-import { openSecretData, sealCustomMetadata, sealSecretData } from './secret_cipher.ts';
-import { checkCustomMetadata, checkMaxVersions, checkSecretData } from './secret_limits.ts';
+  versionsToChange,
+} from '../_secret_rules.ts';
+import { sealSecretData } from '../secret_cipher.ts';
+import { checkSecretData } from '../secret_limits.ts';
 import type {
+  KeyringAccess,
   ListOptions,
   ListPage,
   MetadataUpdate,
@@ -75,18 +77,11 @@ import type {
   SecretMetadata,
   SecretStore,
   SecretVersion,
-} from './secret_store.ts';
+} from '../secret_store.ts';
+import type { PgDb, PostgresDatabase } from './db.ts';
+import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
 
-export interface PgSecretStoreOptions {
-  readonly database: PostgresDatabase;
-  readonly keyring: KeyringAccess;
-  /** The cap on kept versions of paths without their own (1..1000). */
-  readonly maxVersionsDefault: number;
-  /** The clock, in milliseconds since the epoch. Default `Date.now`. */
-  readonly now?: () => number;
-  /** Whether `close()` closes the database too. Default false. */
-  readonly ownsDatabase?: boolean;
-}
+export type PgSecretStoreOptions = SqlSecretStoreOptions<PostgresDatabase>;
 
 /** A transaction handle (what `db.transaction()` passes its callback). */
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
@@ -119,11 +114,8 @@ export class PgSecretStore implements SecretStore {
   #isClosed = false;
 
   constructor(options: PgSecretStoreOptions) {
+    checkStoreOptions(options);
     const { database, keyring, maxVersionsDefault, now = Date.now, ownsDatabase = false } = options;
-    if (typeof keyring !== 'function') {
-      throw new TypeError('The keyring option must be a function lending the data key');
-    }
-    checkMaxVersions(maxVersionsDefault, 'maxVersionsDefault');
     this.#database = database;
     this.#keyring = keyring;
     this.#maxVersionsDefault = maxVersionsDefault;
@@ -190,30 +182,16 @@ export class PgSecretStore implements SecretStore {
     if (row === null) {
       throw missingVersion(path, number, found.metadata, this.#maxVersionsDefault);
     }
-    const unreadable = unreadableVersion(path, number, row);
-    if (unreadable !== undefined || row.ciphertext === null) {
-      throw unreadable;
-    }
-    const sealed = row.ciphertext;
-    const data = this.#keyring((key) => openSecretData(key, path, number, sealed));
-    return Object.freeze({ path, version: number, data, createdAt: new Date(row.createdAtMs) });
+    return openVersion(path, number, row, this.#keyring);
   }
 
   async list(prefix: string, options: ListOptions): Promise<ListPage> {
-    const checkedPrefix = parseSecretPrefix(prefix);
-    const { limit, after } = options;
-    checkListLimit(limit);
-    if (after !== undefined) checkPath(after);
+    const { prefix: checkedPrefix, limit, after } = checkListArguments(prefix, options);
     requireUnsealed(this.#keyring);
     const path = bytewise(secretMetadata.path);
     const conditions: SQL[] = [];
-    const range = prefixRange(checkedPrefix);
-    if (range !== undefined) {
-      const below = and(gte(path, range.from), lt(path, range.below)) as SQL;
-      conditions.push(
-        range.exact === undefined ? below : (or(eq(path, range.exact), below) as SQL),
-      );
-    }
+    const under = prefixCondition(checkedPrefix);
+    if (under !== undefined) conditions.push(under);
     if (after !== undefined) conditions.push(gt(path, after));
     const rows = await this.#db()
       .select({ path: secretMetadata.path })
@@ -221,11 +199,7 @@ export class PgSecretStore implements SecretStore {
       .where(and(...conditions))
       .orderBy(asc(path))
       .limit(limit + 1);
-    const paths = rows.slice(0, limit).map((row) => row.path as SecretPath);
-    const last = paths[paths.length - 1];
-    return rows.length > limit && last !== undefined
-      ? Object.freeze({ paths: Object.freeze(paths), next: last })
-      : Object.freeze({ paths: Object.freeze(paths) });
+    return toListPage(rows, limit);
   }
 
   softDelete(path: SecretPath, versions?: readonly number[]): Promise<SecretMetadata> {
@@ -268,29 +242,18 @@ export class PgSecretStore implements SecretStore {
 
   async writeMetadata(path: SecretPath, update: MetadataUpdate): Promise<SecretMetadata> {
     checkPath(path);
-    if (typeof update !== 'object' || update === null) {
-      throw new InvalidRequestError('A metadata update must be an object');
-    }
-    const { maxVersions, customMetadata } = update;
-    if (maxVersions !== undefined && maxVersions !== null) checkMaxVersions(maxVersions);
-    if (customMetadata !== undefined) checkCustomMetadata(customMetadata);
+    checkMetadataUpdate(update);
     requireUnsealed(this.#keyring);
-    if (maxVersions === undefined && customMetadata === undefined) {
+    if (update.maxVersions === undefined && update.customMetadata === undefined) {
       return this.readMetadata(path);
     }
-    const sealed =
-      customMetadata === undefined || Object.keys(customMetadata).length === 0
-        ? null
-        : this.#keyring((key) => sealCustomMetadata(key, path, customMetadata));
-    return await this.#db().transaction(async (tx) => {
+    const db = this.#db();
+    const changes = metadataChanges(path, update, this.#nowMs(), this.#keyring);
+    return await db.transaction(async (tx) => {
       const locked = await lockMetadata(tx, path);
       if (locked === undefined) throw missingPath(path);
       // A lower cap prunes at once (#updateMetadata).
-      const row = await this.#updateMetadata(tx, path, locked, {
-        updatedAtMs: this.#nowMs(),
-        ...(maxVersions === undefined ? {} : { maxVersions }),
-        ...(customMetadata === undefined ? {} : { customMetadata: sealed }),
-      });
+      const row = await this.#updateMetadata(tx, path, locked, changes);
       return this.#toMetadata(path, row, await selectVersions(tx, path));
     });
   }
@@ -315,15 +278,7 @@ export class PgSecretStore implements SecretStore {
       const row = await lockMetadata(tx, path);
       if (row === undefined) throw missingPath(path);
       const state = { row, versions: await selectVersions(tx, path) };
-      const { byNumber, targets } = resolveTargets(
-        path,
-        requested,
-        state,
-        this.#maxVersionsDefault,
-      );
-      const changing = targets.filter((version) =>
-        isChanged(byNumber.get(version) as VersionRow, change),
-      );
+      const changing = versionsToChange(path, requested, change, state, this.#maxVersionsDefault);
       if (changing.length === 0) {
         return this.#toMetadata(path, row, state.versions);
       }
@@ -453,4 +408,14 @@ function selectVersions(tx: Tx, path: SecretPath): Promise<VersionRow[]> {
     .from(secrets)
     .where(eq(secrets.path, path))
     .orderBy(asc(secrets.version));
+}
+
+/** Paths under a checked prefix (`prefixRange`), as a condition, in byte order. */
+function prefixCondition(prefix: string): SQL | undefined {
+  const range = prefixRange(prefix);
+  if (range === undefined) return undefined;
+  const path = bytewise(secretMetadata.path);
+  const below = and(gte(path, range.from), lt(path, range.below));
+  if (below === undefined || range.exact === undefined) return below;
+  return or(eq(path, range.exact), below);
 }

@@ -50,9 +50,15 @@ import { type Client, createClient } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import Database from 'libsql';
-import { InternalError } from '../../shared/errors/errors.ts';
-import type { SqliteSynchronous } from '../config.ts';
+import { InternalError } from '../../../shared/errors/errors.ts';
 import * as schema from './schema.ts';
+
+/**
+ * The `synchronous` settings an operator may choose (see "Pragmas" above);
+ * `nexus/config.ts` reads `SPIKE_NEXUS_SQLITE_SYNCHRONOUS` against this list.
+ */
+export const SQLITE_SYNCHRONOUS = ['full', 'normal'] as const;
+export type SqliteSynchronous = (typeof SQLITE_SYNCHRONOUS)[number];
 
 /** The drizzle handle over the Nexus schema. */
 export type SqliteDb = LibSQLDatabase<typeof schema>;

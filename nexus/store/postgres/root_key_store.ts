@@ -1,35 +1,35 @@
 /**
- * RootKeyStore on SQLite (drizzle + libsql). Every operation is one SQL
- * statement whose WHERE clause carries the whole decision, so it is atomic
- * against any other connection or process on the same file: there is no
- * read-then-write anywhere. Outcomes are taken from RETURNING rows, never from
- * `rowsAffected` (libsql reports 0 for statements with RETURNING), which also
- * keeps the statements portable to PostgreSQL.
+ * RootKeyStore on PostgreSQL (drizzle + pg). The same single statements as
+ * `SqliteRootKeyStore`: each WHERE clause carries the whole decision, so every
+ * operation is atomic against any other Nexus process on the same database.
+ * Initialisation is decided by the primary key: of several processes
+ * inserting the single row (`id = 1`) at once, PostgreSQL lets exactly one
+ * insert and the others' `ON CONFLICT DO NOTHING` return no row.
  */
 import { and, eq, isNotNull, isNull, lt, or, sql } from 'drizzle-orm';
-import { InternalError } from '../../shared/errors/errors.ts';
+import { InternalError } from '../../../shared/errors/errors.ts';
 import {
   checkDate,
   checkGeneration,
   checkInitialiseRequest,
   checkOwner,
-} from './_root_key_checks.ts';
+} from '../_root_key_checks.ts';
 import {
   explainNoCommit,
   FIRST_GENERATION,
   ROOT_KEY_ROW_ID as ROW_ID,
   toRootKeyRecord,
-} from './_root_key_rows.ts';
-import type { SqliteDatabase, SqliteDb } from './db.ts';
-import type { InitialiseRequest, RootKeyRecord, RootKeyStore } from './root_key_store.ts';
+} from '../_root_key_rows.ts';
+import type { InitialiseRequest, RootKeyRecord, RootKeyStore } from '../root_key_store.ts';
+import type { PgDb, PostgresDatabase } from './db.ts';
 import { rootKey } from './schema.ts';
 
-export class SqliteRootKeyStore implements RootKeyStore {
-  readonly #database: SqliteDatabase;
+export class PgRootKeyStore implements RootKeyStore {
+  readonly #database: PostgresDatabase;
   #isClosed = false;
 
   /** Takes ownership of `database`: `close()` closes it. */
-  constructor(database: SqliteDatabase) {
+  constructor(database: PostgresDatabase) {
     this.#database = database;
   }
 
@@ -54,7 +54,7 @@ export class SqliteRootKeyStore implements RootKeyStore {
         createdAtMs: nowMs,
         updatedAtMs: nowMs,
       })
-      .onConflictDoNothing()
+      .onConflictDoNothing({ target: rootKey.id })
       .returning({ id: rootKey.id });
     return inserted.length === 1;
   }
@@ -85,10 +85,7 @@ export class SqliteRootKeyStore implements RootKeyStore {
   async allocateGeneration(): Promise<number> {
     const updated = await this.#db()
       .update(rootKey)
-      .set({
-        lastGeneration: sql`${rootKey.lastGeneration} + 1`,
-        updatedAtMs: Date.now(),
-      })
+      .set({ lastGeneration: sql`${rootKey.lastGeneration} + 1`, updatedAtMs: Date.now() })
       .where(eq(rootKey.id, ROW_ID))
       .returning({ generation: rootKey.lastGeneration });
     const generation = updated[0]?.generation;
@@ -101,12 +98,11 @@ export class SqliteRootKeyStore implements RootKeyStore {
   async commitGeneration(generation: number, owner: string): Promise<boolean> {
     checkGeneration(generation);
     checkOwner(owner);
-    // committed = max(committed, generation), written as CASE so that the same
-    // statement works on PostgreSQL (SQLite's max() is NULL on a NULL input).
+    // committed = GREATEST(committed, generation); GREATEST ignores NULLs.
     const updated = await this.#db()
       .update(rootKey)
       .set({
-        committedGeneration: sql`CASE WHEN ${rootKey.committedGeneration} IS NULL OR ${rootKey.committedGeneration} < ${generation} THEN ${generation} ELSE ${rootKey.committedGeneration} END`,
+        committedGeneration: sql`GREATEST(${rootKey.committedGeneration}, ${generation}::integer)`,
         initOwner: null,
         initDeadlineMs: null,
         updatedAtMs: Date.now(),
@@ -114,7 +110,7 @@ export class SqliteRootKeyStore implements RootKeyStore {
       .where(
         and(
           eq(rootKey.id, ROW_ID),
-          sql`${generation} <= ${rootKey.lastGeneration}`,
+          sql`${generation}::integer <= ${rootKey.lastGeneration}`,
           or(isNotNull(rootKey.committedGeneration), eq(rootKey.initOwner, owner)),
         ),
       )
@@ -129,7 +125,7 @@ export class SqliteRootKeyStore implements RootKeyStore {
     return this.#database.close();
   }
 
-  #db(): SqliteDb {
+  #db(): PgDb {
     if (this.#isClosed) throw new InternalError('The root key store is closed');
     return this.#database.db;
   }

@@ -11,18 +11,19 @@ import { join } from 'node:path';
 import process from 'node:process';
 import { after, describe, test } from 'node:test';
 import { and, asc, eq, sql } from 'drizzle-orm';
-import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
-import { randomBytes } from '../../shared/crypto/bytes.ts';
-import { DecryptionFailedError, InternalError } from '../../shared/errors/errors.ts';
-import { openMemoryDatabase, openSqliteDatabase, type SqliteDatabase } from './db.ts';
-import { createMemorySecretStore } from './memory_secret_store.ts';
-import { secretMetadata, secrets } from './schema.ts';
+import { parseSecretPath, type SecretPath } from '../../../shared/api/secret_path.ts';
+import { randomBytes } from '../../../shared/crypto/bytes.ts';
+import { DecryptionFailedError, InternalError } from '../../../shared/errors/errors.ts';
+import type { KeyringAccess } from '../secret_store.ts';
+import { createMemorySecretStore } from '../testing/memory_secret_store.ts';
 import {
   type ContractStoreOptions,
   runSecretStoreContract,
   type SecretStoreFixture,
-} from './secret_store_contract.ts';
-import { type KeyringAccess, SqlSecretStore } from './sql_secret_store.ts';
+} from '../testing/secret_store_contract.ts';
+import { openMemoryDatabase, openSqliteDatabase, type SqliteDatabase } from './db.ts';
+import { secretMetadata, secrets } from './schema.ts';
+import { SqliteSecretStore } from './secret_store.ts';
 
 const scratchDirs: string[] = [];
 after(() => {
@@ -56,13 +57,13 @@ async function sqlFixture(
 ): Promise<SecretStoreFixture> {
   const first = await open();
   const databases = [first];
-  const store = new SqlSecretStore({ ...options, database: first });
+  const store = new SqliteSecretStore({ ...options, database: first });
   return {
     store,
     async connect() {
       const database = shareFirst ? first : await open();
       if (database !== first) databases.push(database);
-      return new SqlSecretStore({ ...options, database });
+      return new SqliteSecretStore({ ...options, database });
     },
     storedVersions: (path) => storedVersions(first, path),
     async dispose() {
@@ -144,7 +145,7 @@ describe('the secret tables', () => {
   }
 });
 
-describe('SqlSecretStore on a file', () => {
+describe('SqliteSecretStore on a file', () => {
   const PATH_A = parseSecretPath('attack/a');
   const PATH_B = parseSecretPath('attack/b');
 
@@ -152,7 +153,11 @@ describe('SqlSecretStore on a file', () => {
   async function attackSetup() {
     const database = await openSqliteDatabase({ path: freshDatabasePath() });
     const key = randomBytes(32);
-    const store = new SqlSecretStore({ database, keyring: keyringOf(key), maxVersionsDefault: 10 });
+    const store = new SqliteSecretStore({
+      database,
+      keyring: keyringOf(key),
+      maxVersionsDefault: 10,
+    });
     for (const path of [PATH_A, PATH_B]) {
       await store.put(path, { v: `${path}#1` });
       await store.put(path, { v: `${path}#2` });
@@ -307,7 +312,7 @@ describe('SqlSecretStore on a file', () => {
   test('a wrong data key fails to decrypt and never yields plaintext', async () => {
     const { database } = await attackSetup();
     try {
-      const wrong = new SqlSecretStore({
+      const wrong = new SqliteSecretStore({
         database,
         keyring: keyringOf(randomBytes(32)),
         maxVersionsDefault: 10,
@@ -327,7 +332,7 @@ describe('SqlSecretStore on a file', () => {
     const key = randomBytes(32);
     const secret = parseSecretPath('reopen/x');
     let database = await openSqliteDatabase({ path });
-    let store = new SqlSecretStore({ database, keyring: keyringOf(key), maxVersionsDefault: 2 });
+    let store = new SqliteSecretStore({ database, keyring: keyringOf(key), maxVersionsDefault: 2 });
     await store.put(secret, { a: '1' });
     await store.put(secret, { a: '2' });
     await store.put(secret, { a: '3' });
@@ -335,7 +340,7 @@ describe('SqlSecretStore on a file', () => {
     await store.softDelete(secret, [2]);
     await database.close();
     database = await openSqliteDatabase({ path });
-    store = new SqlSecretStore({ database, keyring: keyringOf(key), maxVersionsDefault: 2 });
+    store = new SqliteSecretStore({ database, keyring: keyringOf(key), maxVersionsDefault: 2 });
     try {
       assert.deepEqual((await store.get(secret)).data, { a: '3' });
       const metadata = await store.readMetadata(secret);
@@ -352,10 +357,10 @@ describe('SqlSecretStore on a file', () => {
     const database = await openSqliteDatabase({ path: freshDatabasePath() });
     try {
       const options = { database, keyring: keyringOf(randomBytes(32)), maxVersionsDefault: 2 };
-      const store = new SqlSecretStore(options);
+      const store = new SqliteSecretStore(options);
       await store.close();
       await assert.rejects(store.list('', { limit: 1 }), InternalError);
-      const again = new SqlSecretStore(options);
+      const again = new SqliteSecretStore(options);
       assert.deepEqual(await again.list('', { limit: 1 }), { paths: [] });
     } finally {
       await database.close();
@@ -374,7 +379,7 @@ describe('SqlSecretStore on a file', () => {
         sql`PRAGMA integrity_check`,
       );
       assert.equal(check?.integrity_check, 'ok');
-      const store = new SqlSecretStore({
+      const store = new SqliteSecretStore({
         database,
         keyring: keyringOf(key),
         maxVersionsDefault: 1000,
@@ -422,12 +427,12 @@ function writeUntilKilled(path: string, key: Uint8Array, atLeast: number): Promi
   const url = (file: string) => new URL(file, import.meta.url).href;
   const code = `
     const { openSqliteDatabase } = await import(${JSON.stringify(url('./db.ts'))});
-    const { SqlSecretStore } = await import(${JSON.stringify(url('./sql_secret_store.ts'))});
-    const { parseSecretPath } = await import(${JSON.stringify(url('../../shared/api/secret_path.ts'))});
+    const { SqliteSecretStore } = await import(${JSON.stringify(url('./secret_store.ts'))});
+    const { parseSecretPath } = await import(${JSON.stringify(url('../../../shared/api/secret_path.ts'))});
     const { stdout } = await import('node:process');
     const key = Uint8Array.from(${JSON.stringify([...key])});
     const database = await openSqliteDatabase({ path: ${JSON.stringify(path)} });
-    const store = new SqlSecretStore({ database, keyring: (use) => use(key), maxVersionsDefault: 1000 });
+    const store = new SqliteSecretStore({ database, keyring: (use) => use(key), maxVersionsDefault: 1000 });
     const pad = 'p'.repeat(512);
     for (let i = 1; ; i++) {
       const path = parseSecretPath('durable/' + (i % 7) + '/s');

@@ -7,24 +7,26 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
-import { randomBytes } from '../../shared/crypto/bytes.ts';
+import { parseSecretPath, type SecretPath } from '../../../shared/api/secret_path.ts';
+import {
+  MAX_CUSTOM_METADATA_KEY_LENGTH,
+  MAX_CUSTOM_METADATA_KEYS,
+  MAX_CUSTOM_METADATA_VALUE_LENGTH,
+  MAX_DATA_KEYS,
+  MAX_KEPT_VERSIONS,
+  MAX_KEY_LENGTH,
+  MAX_LIST_LIMIT,
+  MAX_SECRET_DATA_BYTES,
+  MAX_VERSIONS_PER_REQUEST,
+} from '../../../shared/api/secrets.ts';
+import { randomBytes } from '../../../shared/crypto/bytes.ts';
 import {
   ConflictError,
   InvalidRequestError,
   NotFoundError,
   NotReadyError,
-} from '../../shared/errors/errors.ts';
-import {
-  MAX_CUSTOM_METADATA_KEY_LENGTH,
-  MAX_CUSTOM_METADATA_KEYS,
-  MAX_CUSTOM_METADATA_VALUE_LENGTH,
-  MAX_SECRET_DATA_BYTES,
-  MAX_SECRET_DATA_KEY_LENGTH,
-  MAX_SECRET_DATA_KEYS,
-} from './secret_limits.ts';
-import type { SecretMetadata, SecretStore } from './secret_store.ts';
-import type { KeyringAccess } from './sql_secret_store.ts';
+} from '../../../shared/errors/errors.ts';
+import type { KeyringAccess, SecretMetadata, SecretStore } from '../secret_store.ts';
 
 export interface ContractStoreOptions {
   readonly keyring: KeyringAccess;
@@ -373,11 +375,13 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
           assert.equal((await world.store.readMetadata(path)).oldestVersion, 4);
         }));
 
-      test('a cap outside 1..1000 is an invalid request', () =>
+      test('a cap outside 1..MAX_KEPT_VERSIONS is an invalid request', () =>
         withWorld(async (world) => {
           const path = p('cap/bad');
           await world.store.put(path, { n: '1' });
-          for (const maxVersions of [0, -1, 1001, 2.5]) {
+          const top = await world.store.writeMetadata(path, { maxVersions: MAX_KEPT_VERSIONS });
+          assert.equal(top.maxVersions, MAX_KEPT_VERSIONS);
+          for (const maxVersions of [0, -1, MAX_KEPT_VERSIONS + 1, 2.5]) {
             await assert.rejects(
               world.store.writeMetadata(path, { maxVersions }),
               isError(InvalidRequestError),
@@ -514,13 +518,17 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
         withWorld(async (world) => {
           const path = p('del/bad');
           await fill(world, path, 1);
-          const bad: unknown[] = [[-1], [1.5], ['1'], [null], 'x', Array(1001).fill(1)];
+          const tooMany = Array(MAX_VERSIONS_PER_REQUEST + 1).fill(1);
+          const bad: unknown[] = [[-1], [1.5], ['1'], [null], 'x', tooMany];
           for (const versions of bad) {
             await assert.rejects(
               world.store.softDelete(path, versions as number[]),
               isError(InvalidRequestError),
             );
           }
+          // The wire's bound, not a tighter one: as many as a request may name.
+          const most = await world.store.softDelete(path, Array(MAX_VERSIONS_PER_REQUEST).fill(1));
+          assert.notEqual(most.versions[0]?.deletedAt, null);
         }));
     });
 
@@ -632,7 +640,7 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
 
       test('a bad limit or prefix is an invalid request', () =>
         withWorld(async (world) => {
-          for (const limit of [0, -1, 1001, 1.5, Number.NaN]) {
+          for (const limit of [0, -1, MAX_LIST_LIMIT + 1, 1.5, Number.NaN]) {
             await assert.rejects(world.store.list('', { limit }), isError(InvalidRequestError));
           }
           for (const prefix of ['/a', 'a//b', '../x', 'a b/', 'a/../']) {
@@ -734,8 +742,8 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
       test('256 keys of up to 256 characters and 1 MiB in all are accepted', () =>
         withWorld(async (world) => {
           const data: Record<string, string> = {};
-          for (let i = 0; i < MAX_SECRET_DATA_KEYS; i++) {
-            data[`${i}`.padEnd(MAX_SECRET_DATA_KEY_LENGTH, 'k')] = 'v';
+          for (let i = 0; i < MAX_DATA_KEYS; i++) {
+            data[`${i}`.padEnd(MAX_KEY_LENGTH, 'k')] = 'v';
           }
           await world.store.put(p('lim/keys'), data);
           assert.equal(Object.keys((await world.store.get(p('lim/keys'))).data).length, 256);
@@ -749,10 +757,10 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
         withWorld(async (world) => {
           const path = p('lim/bad');
           const tooMany: Record<string, string> = {};
-          for (let i = 0; i <= MAX_SECRET_DATA_KEYS; i++) tooMany[`k${i}`] = 'v';
+          for (let i = 0; i <= MAX_DATA_KEYS; i++) tooMany[`k${i}`] = 'v';
           const bad: unknown[] = [
             tooMany,
-            { ['k'.repeat(MAX_SECRET_DATA_KEY_LENGTH + 1)]: 'v' },
+            { ['k'.repeat(MAX_KEY_LENGTH + 1)]: 'v' },
             { '': 'v' },
             { k: 'v'.repeat(MAX_SECRET_DATA_BYTES - 7) },
             // Escapes count as serialised: 6 bytes per control character.

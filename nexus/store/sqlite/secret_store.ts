@@ -1,7 +1,7 @@
 /**
  * SecretStore on SQLite (drizzle + libsql): KV v2 semantics over encrypted
  * rows. The `memory` backend is this same class on an in-memory database
- * (`memory_secret_store.ts`), so there is one implementation of the rules.
+ * (`openMemoryDatabase()`), so there is one implementation of the rules.
  *
  * Atomicity. The client has one connection, so an interactive transaction
  * would hold it across awaits and block every other call. Each write is
@@ -43,33 +43,34 @@ import {
   type SQL,
   sql,
 } from 'drizzle-orm';
-import { parseSecretPrefix, type SecretPath } from '../../shared/api/secret_path.ts';
-import { ConflictError, InternalError, InvalidRequestError } from '../../shared/errors/errors.ts';
+import type { SecretPath } from '../../../shared/api/secret_path.ts';
+import { ConflictError, InternalError } from '../../../shared/errors/errors.ts';
 import {
   casConflict,
   checkedNow,
-  checkListLimit,
+  checkListArguments,
+  checkMetadataUpdate,
   checkPath,
+  checkStoreOptions,
   checkVersionList,
   checkVersionNumber,
-  isChanged,
-  type KeyringAccess,
-  MAX_LIST_LIMIT,
+  metadataChanges,
   missingPath,
   missingVersion,
+  openVersion,
   prefixRange,
   requireUnsealed,
-  resolveTargets,
+  type SqlSecretStoreOptions,
+  toListPage,
   toMetadata,
-  unreadableVersion,
   type VersionChange,
   type VersionRow,
-} from './_secret_rules.ts';
-import type { PreparedRead, SqliteDatabase, SqliteDb } from './db.ts';
-import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
-import { openSecretData, sealCustomMetadata, sealSecretData } from './secret_cipher.ts';
-import { checkCustomMetadata, checkMaxVersions, checkSecretData } from './secret_limits.ts';
+  versionsToChange,
+} from '../_secret_rules.ts';
+import { sealSecretData } from '../secret_cipher.ts';
+import { checkSecretData } from '../secret_limits.ts';
 import type {
+  KeyringAccess,
   ListOptions,
   ListPage,
   MetadataUpdate,
@@ -78,24 +79,11 @@ import type {
   SecretMetadata,
   SecretStore,
   SecretVersion,
-} from './secret_store.ts';
+} from '../secret_store.ts';
+import type { PreparedRead, SqliteDatabase, SqliteDb } from './db.ts';
+import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
 
-export type { KeyringAccess };
-export { MAX_LIST_LIMIT };
-
-export interface SqlSecretStoreOptions {
-  readonly database: SqliteDatabase;
-  readonly keyring: KeyringAccess;
-  /** The cap on kept versions of paths without their own (1..1000). */
-  readonly maxVersionsDefault: number;
-  /** The clock, in milliseconds since the epoch. Default `Date.now`. */
-  readonly now?: () => number;
-  /**
-   * Whether `close()` closes the database too. Default false: the database
-   * is usually shared with other stores, and its opener closes it.
-   */
-  readonly ownsDatabase?: boolean;
-}
+export type SqliteSecretStoreOptions = SqlSecretStoreOptions<SqliteDatabase>;
 
 /**
  * Attempts of a write without check-and-set before giving up with
@@ -117,7 +105,7 @@ interface PathState {
   readonly versions: readonly VersionRow[];
 }
 
-export class SqlSecretStore implements SecretStore {
+export class SqliteSecretStore implements SecretStore {
   readonly #database: SqliteDatabase;
   readonly #keyring: KeyringAccess;
   readonly #maxVersionsDefault: number;
@@ -126,12 +114,9 @@ export class SqlSecretStore implements SecretStore {
   #isClosed = false;
   #readVersionStatement: PreparedRead | undefined;
 
-  constructor(options: SqlSecretStoreOptions) {
+  constructor(options: SqliteSecretStoreOptions) {
+    checkStoreOptions(options);
     const { database, keyring, maxVersionsDefault, now = Date.now, ownsDatabase = false } = options;
-    if (typeof keyring !== 'function') {
-      throw new TypeError('The keyring option must be a function lending the data key');
-    }
-    checkMaxVersions(maxVersionsDefault, 'maxVersionsDefault');
     this.#database = database;
     this.#keyring = keyring;
     this.#maxVersionsDefault = maxVersionsDefault;
@@ -144,7 +129,7 @@ export class SqlSecretStore implements SecretStore {
     checkSecretData(data);
     const { cas } = options;
     if (cas !== undefined) checkVersionNumber(cas, 'cas');
-    this.#requireUnsealed();
+    requireUnsealed(this.#keyring);
     const db = this.#db();
     for (let attempt = 1; attempt <= MAX_PUT_ATTEMPTS; attempt++) {
       const [current] = await db
@@ -226,7 +211,7 @@ export class SqlSecretStore implements SecretStore {
   async get(path: SecretPath, version?: number): Promise<SecretVersion> {
     checkPath(path);
     if (version !== undefined) checkVersionNumber(version, 'version');
-    this.#requireUnsealed();
+    requireUnsealed(this.#keyring);
     const found = await this.#readVersion().get([path, version === 0 ? null : (version ?? null)]);
     if (found === undefined) {
       throw missingPath(path);
@@ -234,23 +219,14 @@ export class SqlSecretStore implements SecretStore {
     const { metadata, row } = versionFromRow(path, found);
     const number = version === undefined || version === 0 ? metadata.currentVersion : version;
     if (row === undefined) {
-      throw this.#missingVersion(path, number, metadata);
+      throw missingVersion(path, number, metadata, this.#maxVersionsDefault);
     }
-    const unreadable = unreadableVersion(path, number, row);
-    if (unreadable !== undefined || row.ciphertext === null) {
-      throw unreadable;
-    }
-    const sealed = row.ciphertext;
-    const data = this.#keyring((key) => openSecretData(key, path, number, sealed));
-    return Object.freeze({ path, version: number, data, createdAt: new Date(row.createdAtMs) });
+    return openVersion(path, number, row, this.#keyring);
   }
 
   async list(prefix: string, options: ListOptions): Promise<ListPage> {
-    const checkedPrefix = parseSecretPrefix(prefix);
-    const { limit, after } = options;
-    checkListLimit(limit);
-    if (after !== undefined) checkPath(after);
-    this.#requireUnsealed();
+    const { prefix: checkedPrefix, limit, after } = checkListArguments(prefix, options);
+    requireUnsealed(this.#keyring);
     const conditions: SQL[] = [];
     const under = prefixCondition(checkedPrefix);
     if (under !== undefined) conditions.push(under);
@@ -261,11 +237,7 @@ export class SqlSecretStore implements SecretStore {
       .where(and(...conditions))
       .orderBy(asc(secretMetadata.path))
       .limit(limit + 1);
-    const paths = rows.slice(0, limit).map((row) => row.path as SecretPath);
-    const last = paths[paths.length - 1];
-    return rows.length > limit && last !== undefined
-      ? Object.freeze({ paths: Object.freeze(paths), next: last })
-      : Object.freeze({ paths: Object.freeze(paths) });
+    return toListPage(rows, limit);
   }
 
   softDelete(path: SecretPath, versions?: readonly number[]): Promise<SecretMetadata> {
@@ -282,7 +254,7 @@ export class SqlSecretStore implements SecretStore {
 
   async deletePath(path: SecretPath): Promise<void> {
     checkPath(path);
-    this.#requireUnsealed();
+    requireUnsealed(this.#keyring);
     const db = this.#db();
     // Versions first, then the row they reference (the foreign key cascades
     // as well; explicit keeps the batch the same on every dialect).
@@ -300,36 +272,24 @@ export class SqlSecretStore implements SecretStore {
 
   async readMetadata(path: SecretPath): Promise<SecretMetadata> {
     checkPath(path);
-    this.#requireUnsealed();
+    requireUnsealed(this.#keyring);
     const state = await this.#readState(path);
     return this.#toMetadata(path, state.row, state.versions);
   }
 
   async writeMetadata(path: SecretPath, update: MetadataUpdate): Promise<SecretMetadata> {
     checkPath(path);
-    if (typeof update !== 'object' || update === null) {
-      throw new InvalidRequestError('A metadata update must be an object');
-    }
-    const { maxVersions, customMetadata } = update;
-    if (maxVersions !== undefined && maxVersions !== null) checkMaxVersions(maxVersions);
-    if (customMetadata !== undefined) checkCustomMetadata(customMetadata);
-    this.#requireUnsealed();
-    if (maxVersions === undefined && customMetadata === undefined) {
+    checkMetadataUpdate(update);
+    requireUnsealed(this.#keyring);
+    if (update.maxVersions === undefined && update.customMetadata === undefined) {
       return this.readMetadata(path);
     }
-    const sealed =
-      customMetadata === undefined || Object.keys(customMetadata).length === 0
-        ? null
-        : this.#keyring((key) => sealCustomMetadata(key, path, customMetadata));
     const db = this.#db();
+    const changes = metadataChanges(path, update, this.#nowMs(), this.#keyring);
     const [updated, , , metadataRows, versionRows] = await db.batch([
       db
         .update(secretMetadata)
-        .set({
-          updatedAtMs: this.#nowMs(),
-          ...(maxVersions === undefined ? {} : { maxVersions }),
-          ...(customMetadata === undefined ? {} : { customMetadata: sealed }),
-        })
+        .set(changes)
         .where(eq(secretMetadata.path, path))
         .returning({ path: secretMetadata.path }),
       // A lower cap prunes at once.
@@ -359,12 +319,9 @@ export class SqlSecretStore implements SecretStore {
   ): Promise<SecretMetadata> {
     checkPath(path);
     const requested = checkVersionList(versions, change === 'destroy');
-    this.#requireUnsealed();
+    requireUnsealed(this.#keyring);
     const state = await this.#readState(path);
-    const { byNumber, targets } = resolveTargets(path, requested, state, this.#maxVersionsDefault);
-    const changing = targets.filter((version) =>
-      isChanged(byNumber.get(version) as VersionRow, change),
-    );
+    const changing = versionsToChange(path, requested, change, state, this.#maxVersionsDefault);
     if (changing.length === 0) {
       return this.#toMetadata(path, state.row, state.versions);
     }
@@ -451,15 +408,6 @@ export class SqlSecretStore implements SecretStore {
       keyring: this.#keyring,
       maxVersionsDefault: this.#maxVersionsDefault,
     });
-  }
-
-  #missingVersion(path: SecretPath, version: number, row: SecretMetadataRow) {
-    return missingVersion(path, version, row, this.#maxVersionsDefault);
-  }
-
-  /** Throws NotReadyError while sealed, before anything is read or written. */
-  #requireUnsealed(): void {
-    requireUnsealed(this.#keyring);
   }
 
   #nowMs(): number {

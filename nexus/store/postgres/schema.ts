@@ -1,10 +1,10 @@
 /**
- * The PostgreSQL tables of Nexus (drizzle): the twin of `schema.ts`, with the
- * same table, column and constraint names, so both backends keep the same
- * layout and the shared row mapping (`_secret_rules.ts`, `_policy_rows.ts`,
- * `_root_key_checks.ts`) reads either. Only table definitions live here;
+ * The PostgreSQL tables of Nexus (drizzle): the twin of `sqlite/schema.ts`,
+ * with the same table, column and constraint names, so both backends keep the
+ * same layout and the shared row mapping (`_secret_rules.ts`,
+ * `_policy_rows.ts`, `_root_key_rows.ts`) reads either. Only table definitions live here;
  * `npm run db:generate` turns them into the committed SQL under
- * `migrations_pg/`, which `pg_db.ts` applies at start-up.
+ * `migrations/`, which `db.ts` applies at start-up.
  *
  * Differences from SQLite, all of type only: times are `bigint` milliseconds
  * since the epoch read as JS numbers (safe until the year 287396), bytes are

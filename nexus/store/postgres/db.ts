@@ -3,7 +3,7 @@
  * PostgreSQL driver (`pg`, which runs on Node and Deno alike).
  *
  * Opening makes a connection pool, then applies the committed drizzle-kit
- * migrations under `migrations_pg/` on one connection that holds a
+ * migrations under `migrations/` on one connection that holds a
  * PostgreSQL advisory lock meanwhile: several Nexus processes starting at
  * once on the same database take turns, and each one after the first finds
  * the migrations applied. The lock is a session lock, released explicitly
@@ -17,9 +17,9 @@ import { fileURLToPath } from 'node:url';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
-import { redactUrl } from '../../shared/config/redact_url.ts';
-import { InternalError } from '../../shared/errors/errors.ts';
-import * as schema from './pg_schema.ts';
+import { redactUrl } from '../../../shared/config/redact_url.ts';
+import { InternalError } from '../../../shared/errors/errors.ts';
+import * as schema from './schema.ts';
 
 /** The drizzle handle over the Nexus schema on PostgreSQL. */
 export type PgDb = NodePgDatabase<typeof schema>;
@@ -50,7 +50,7 @@ export const DEFAULT_MAX_CONNECTIONS = 10;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 
 /** Where the committed drizzle-kit migrations live, whatever the cwd or runtime. */
-const MIGRATIONS_FOLDER = fileURLToPath(new URL('./migrations_pg', import.meta.url));
+const MIGRATIONS_FOLDER = fileURLToPath(new URL('./migrations', import.meta.url));
 
 /**
  * The advisory lock key that serialises migrations: an arbitrary constant

@@ -9,20 +9,20 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { and, asc, eq, sql } from 'drizzle-orm';
-import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
-import { randomBytes } from '../../shared/crypto/bytes.ts';
-import { ConflictError, DecryptionFailedError } from '../../shared/errors/errors.ts';
+import { parseSecretPath, type SecretPath } from '../../../shared/api/secret_path.ts';
+import { randomBytes } from '../../../shared/crypto/bytes.ts';
+import { ConflictError, DecryptionFailedError } from '../../../shared/errors/errors.ts';
 import {
   dropScratchDatabases,
   openScratchDatabase,
   postgresSkip,
   TEST_DATABASE_URL_ENV,
-} from '../../test/harness/postgres.ts';
-import type { KeyringAccess } from './_secret_rules.ts';
-import { openPostgresDatabase, type PostgresDatabase } from './pg_db.ts';
-import { secretMetadata, secrets } from './pg_schema.ts';
-import { PgSecretStore } from './pg_secret_store.ts';
-import { runSecretStoreContract } from './secret_store_contract.ts';
+} from '../../../test/harness/postgres.ts';
+import type { KeyringAccess } from '../secret_store.ts';
+import { runSecretStoreContract } from '../testing/secret_store_contract.ts';
+import { openPostgresDatabase, type PostgresDatabase } from './db.ts';
+import { secretMetadata, secrets } from './schema.ts';
+import { PgSecretStore } from './secret_store.ts';
 
 const skip = postgresSkip();
 after(dropScratchDatabases);

@@ -1,12 +1,12 @@
 /**
- * PolicyStore in memory, with the same semantics as SqlPolicyStore, for
- * tests and the `memory` backend. Each operation reads and changes the map in
- * one synchronous step, as atomic as the SQL statement it stands for. Every
- * read returns fresh objects, so no caller can change a stored policy
- * through a reference it holds.
+ * PolicyStore in memory, with the same semantics as SqlitePolicyStore, for
+ * tests (the `memory` backend is SQLite in memory). Each operation reads and
+ * changes the map in one synchronous step, as atomic as the SQL statement it
+ * stands for. Every read returns fresh objects, so no caller can change a
+ * stored policy through a reference it holds.
  */
-import { type PolicyDocument, parsePolicyDocument } from '../../shared/api/policies.ts';
-import type { PolicyStore, PolicyStoreOptions, StoredPolicy } from './policy_store.ts';
+import { type PolicyDocument, parsePolicyDocument } from '../../../shared/api/policies.ts';
+import type { PolicyStore, PolicyStoreOptions, StoredPolicy } from '../policy_store.ts';
 
 interface Entry {
   readonly document: PolicyDocument;
