@@ -1,10 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parsePutMetadataRequest, parsePutSecretRequest, parseStringMap } from './secrets.ts';
+import {
+  MAX_CUSTOM_METADATA_KEY_LENGTH,
+  MAX_CUSTOM_METADATA_VALUE_LENGTH,
+  MAX_KEY_LENGTH,
+  parsePutMetadataRequest,
+  parsePutSecretRequest,
+  parseStringMap,
+} from './secrets.ts';
+
+const DATA_LIMITS = { field: 'data', maxKeys: 10, maxKeyLength: MAX_KEY_LENGTH };
 
 describe('parseStringMap()', () => {
   test('keeps a key named "__proto__" as an ordinary key instead of dropping it', () => {
-    const map = parseStringMap(JSON.parse('{"__proto__":"x","a":"b"}'), 'data', 10);
+    const map = parseStringMap(JSON.parse('{"__proto__":"x","a":"b"}'), DATA_LIMITS);
     assert.deepEqual(Object.keys(map).sort(), ['__proto__', 'a']);
     assert.equal(Object.getOwnPropertyDescriptor(map, '__proto__')?.value, 'x');
     assert.equal(Object.getPrototypeOf(map), Object.prototype);
@@ -12,7 +21,7 @@ describe('parseStringMap()', () => {
   });
 
   test('keeps "constructor" and "toString" keys as given', () => {
-    const map = parseStringMap({ constructor: 'c', toString: 't' }, 'data', 10);
+    const map = parseStringMap({ constructor: 'c', toString: 't' }, DATA_LIMITS);
     assert.deepEqual({ ...map }, { constructor: 'c', toString: 't' });
   });
 });
@@ -27,6 +36,35 @@ describe('parsePutSecretRequest() and parsePutMetadataRequest()', () => {
 
   test('refuse a body whose own "__proto__" member is not a known field', () => {
     assert.throws(() => parsePutSecretRequest(JSON.parse('{"data":{},"__proto__":{"cas":0}}')), {
+      code: 'ERR_INVALID_REQUEST',
+    });
+  });
+});
+
+describe('the wire refuses what the store would refuse, with the same numbers', () => {
+  test('a custom metadata key or value over its limit is refused at the edge', () => {
+    const atKeyLimit = 'k'.repeat(MAX_CUSTOM_METADATA_KEY_LENGTH);
+    const atValueLimit = 'v'.repeat(MAX_CUSTOM_METADATA_VALUE_LENGTH);
+    assert.deepEqual(
+      parsePutMetadataRequest({ customMetadata: { [atKeyLimit]: atValueLimit } }).customMetadata,
+      { [atKeyLimit]: atValueLimit },
+    );
+    assert.throws(() => parsePutMetadataRequest({ customMetadata: { [`${atKeyLimit}k`]: 'v' } }), {
+      code: 'ERR_INVALID_REQUEST',
+      message: /longer than 128 characters/,
+    });
+    assert.throws(() => parsePutMetadataRequest({ customMetadata: { k: `${atValueLimit}v` } }), {
+      code: 'ERR_INVALID_REQUEST',
+      message: /value longer than 512 characters/,
+    });
+  });
+
+  test('a data key over its limit is refused at the edge', () => {
+    const atLimit = 'k'.repeat(MAX_KEY_LENGTH);
+    assert.deepEqual(Object.keys(parsePutSecretRequest({ data: { [atLimit]: 'v' } }).data), [
+      atLimit,
+    ]);
+    assert.throws(() => parsePutSecretRequest({ data: { [`${atLimit}k`]: 'v' } }), {
       code: 'ERR_INVALID_REQUEST',
     });
   });

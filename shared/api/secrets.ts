@@ -103,12 +103,19 @@ function objectOf(body: unknown, allowed: readonly string[]): Record<string, unk
   return body as Record<string, unknown>;
 }
 
+export interface StringMapLimits {
+  /** The field's name in messages. */
+  readonly field: string;
+  readonly maxKeys: number;
+  /** Characters in a key (at least 1). */
+  readonly maxKeyLength: number;
+  /** Characters in a value; unbounded here when unset (a total bounds it elsewhere). */
+  readonly maxValueLength?: number;
+}
+
 /** A map of string keys to string values, bounded. Values are never echoed. */
-export function parseStringMap(
-  value: unknown,
-  field: string,
-  maxKeys: number,
-): Record<string, string> {
+export function parseStringMap(value: unknown, limits: StringMapLimits): Record<string, string> {
+  const { field, maxKeys, maxKeyLength, maxValueLength } = limits;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new InvalidRequestError(`Field "${field}" must be an object of string values`);
   }
@@ -118,14 +125,19 @@ export function parseStringMap(
   }
   const out: Record<string, string> = {};
   for (const [key, item] of entries) {
-    if (key.length === 0 || key.length > MAX_KEY_LENGTH) {
+    if (key.length === 0 || key.length > maxKeyLength) {
       throw new InvalidRequestError(
-        `Field "${field}" has a key that is empty or longer than ${MAX_KEY_LENGTH} characters`,
+        `Field "${field}" has a key that is empty or longer than ${maxKeyLength} characters`,
       );
     }
     if (typeof item !== 'string') {
       throw new InvalidRequestError(
         `Field "${field}" must map keys to strings; key ${JSON.stringify(key.slice(0, 64))} does not`,
+      );
+    }
+    if (maxValueLength !== undefined && item.length > maxValueLength) {
+      throw new InvalidRequestError(
+        `Field "${field}" has a value longer than ${maxValueLength} characters`,
       );
     }
     // Defined, not assigned: `out["__proto__"] = item` would hit the
@@ -185,7 +197,11 @@ function uniqueVersions(versions: number[]): number[] {
 
 export function parsePutSecretRequest(body: unknown): PutSecretRequest {
   const input = objectOf(body, ['data', 'cas']);
-  const data = parseStringMap(input.data, 'data', MAX_DATA_KEYS);
+  const data = parseStringMap(input.data, {
+    field: 'data',
+    maxKeys: MAX_DATA_KEYS,
+    maxKeyLength: MAX_KEY_LENGTH,
+  });
   if (input.cas === undefined) {
     return { data };
   }
@@ -219,11 +235,12 @@ export function parsePutMetadataRequest(body: unknown): PutMetadataRequest {
       input.maxVersions === null ? null : parseVersionNumber(input.maxVersions, 'maxVersions');
   }
   if (input.customMetadata !== undefined) {
-    out.customMetadata = parseStringMap(
-      input.customMetadata,
-      'customMetadata',
-      MAX_CUSTOM_METADATA_KEYS,
-    );
+    out.customMetadata = parseStringMap(input.customMetadata, {
+      field: 'customMetadata',
+      maxKeys: MAX_CUSTOM_METADATA_KEYS,
+      maxKeyLength: MAX_CUSTOM_METADATA_KEY_LENGTH,
+      maxValueLength: MAX_CUSTOM_METADATA_VALUE_LENGTH,
+    });
   }
   return out;
 }
