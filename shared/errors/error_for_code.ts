@@ -19,6 +19,7 @@ import {
   NotReadyError,
   PayloadTooLargeError,
   RateLimitedError,
+  ResponseTooLargeError,
   ShamirInvalidShardsError,
   ShamirNotEnoughShardsError,
   SvidInvalidError,
@@ -53,6 +54,7 @@ const ERROR_BY_CODE = {
   ERR_SHAMIR_NOT_ENOUGH_SHARDS: (message) => new ShamirNotEnoughShardsError(message),
   ERR_ALREADY_UNSEALED: (message) => new AlreadyUnsealedError(message),
   ERR_RATE_LIMITED: (message) => new RateLimitedError(message),
+  ERR_RESPONSE_TOO_LARGE: (message) => new ResponseTooLargeError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   'ERR_SHAMIR_NOT_ENOUGH_SHARDS',
   'ERR_ALREADY_UNSEALED',
   'ERR_RATE_LIMITED',
+  'ERR_RESPONSE_TOO_LARGE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -157,6 +158,17 @@ export class ConflictError extends BrokerError {
 export class PayloadTooLargeError extends BrokerError {
   constructor(message = 'Request body is too large', options?: BrokerErrorOptions) {
     super('ERR_PAYLOAD_TOO_LARGE', message, options);
+  }
+}
+
+/**
+ * A server's answer is larger than the client reads for that call: the
+ * client stops reading and closes the connection (a client-side error, which
+ * no server sends).
+ */
+export class ResponseTooLargeError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_RESPONSE_TOO_LARGE', message, options);
   }
 }
 

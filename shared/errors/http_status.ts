@@ -1,6 +1,6 @@
 import type { ErrorCode } from './errors.ts';
 
-export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 429 | 500 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 429 | 500 | 502 | 503;
 
 /** THE table from error code to HTTP status. Nothing else chooses a status. */
 export const STATUS_BY_CODE = {
@@ -24,6 +24,8 @@ export const STATUS_BY_CODE = {
   ERR_SHAMIR_NOT_ENOUGH_SHARDS: 400,
   ERR_ALREADY_UNSEALED: 409,
   ERR_RATE_LIMITED: 429,
+  // A bad answer from upstream, as an HTTP gateway would say it.
+  ERR_RESPONSE_TOO_LARGE: 502,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {

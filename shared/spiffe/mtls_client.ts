@@ -11,10 +11,17 @@
  * silently sends a request again on a new connection when a kept-alive one
  * closes before the answer (denoland/deno#36786), and then reports that new
  * connection's `ECONNREFUSED` for a request the server may have executed.
+ *
+ * Answers are read up to a cap (per client, or per call): a larger one, by
+ * its `Content-Length` or as it streams in, fails the call with
+ * `ResponseTooLargeError` and its connection is destroyed, so no server can
+ * make the caller hold more than the cap. A failure of the server's
+ * certificate or SPIFFE ID can be told apart (`isServerRefused`), for the
+ * caller to log or audit who answered in place of whom.
  */
 import { Agent, request as httpsRequest } from 'node:https';
-import type { TLSSocket } from 'node:tls';
-import { SvidInvalidError, UnavailableError } from '../errors/errors.ts';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
+import { ResponseTooLargeError, SvidInvalidError, UnavailableError } from '../errors/errors.ts';
 import { checkServerSvid } from './check_server_svid.ts';
 import { concatBytes } from './der.ts';
 import type { Matcher } from './match.ts';
@@ -22,11 +29,19 @@ import { clientAgentOptions } from './mtls.ts';
 import type { X509SvidSource } from './x509_source.ts';
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+/**
+ * What a client reads of one answer unless told otherwise: far above any
+ * answer of Nexus (a secret holds at most 1 MiB of data), low enough that a
+ * hostile server cannot exhaust the caller's memory.
+ */
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
 /** Connections whose TLS handshake completed: a request on one may have reached the server. */
 const HANDSHAKEN = new WeakSet<object>();
 /** Errors of requests that no server can have seen (see `isNeverSent`). */
 const NEVER_SENT = new WeakSet<object>();
+/** Errors that refused the server's certificate or SPIFFE ID (see `isServerRefused`). */
+const SERVER_REFUSED = new WeakSet<object>();
 
 /**
  * True when `err` failed a request of an `MtlsClient` before any of its bytes
@@ -39,12 +54,24 @@ export function isNeverSent(err: unknown): boolean {
   return typeof err === 'object' && err !== null && NEVER_SENT.has(err);
 }
 
+/**
+ * True when `err` is an `MtlsClient`'s refusal of the server it connected to:
+ * its certificate is not a valid X509-SVID of our trust domain, its SPIFFE ID
+ * is not the one the client authorizes, or it tried to resume a session.
+ * Nothing was sent to such a server.
+ */
+export function isServerRefused(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && SERVER_REFUSED.has(err);
+}
+
 export interface MtlsRequest {
   readonly method: string;
   readonly url: URL;
   readonly headers?: Readonly<Record<string, string>>;
   readonly body?: Uint8Array | string;
   readonly timeoutMs?: number;
+  /** The most bytes of the answer's body to read (default: the client's `maxResponseBytes`). */
+  readonly maxBodyBytes?: number;
 }
 
 export interface MtlsResponse {
@@ -60,12 +87,15 @@ export interface MtlsClientOptions {
   /** Which server SPIFFE IDs are acceptable (hostnames are not checked). */
   readonly authorizeServer: Matcher;
   readonly timeoutMs?: number;
+  /** The most bytes of one answer's body to read (default `DEFAULT_MAX_RESPONSE_BYTES`). */
+  readonly maxResponseBytes?: number;
 }
 
 export class MtlsClient {
   readonly #source: X509SvidSource;
   readonly #authorizeServer: Matcher;
   readonly #timeoutMs: number;
+  readonly #maxResponseBytes: number;
   readonly #unsubscribe: () => void;
   #agent: Agent;
   #closed = false;
@@ -76,6 +106,10 @@ export class MtlsClient {
     this.#source = options.source;
     this.#authorizeServer = options.authorizeServer;
     this.#timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.#maxResponseBytes = requireByteCap(
+      options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES,
+      'maxResponseBytes',
+    );
     this.#longestTimeoutMs = this.#timeoutMs;
     this.#agent = this.#newAgent();
     this.#unsubscribe = this.#source.onUpdate(() => this.#rotate());
@@ -97,6 +131,12 @@ export class MtlsClient {
         new TypeError(`Only https URLs are supported, got "${req.url.protocol}"`),
       );
     }
+    let maxBodyBytes: number;
+    try {
+      maxBodyBytes = requireByteCap(req.maxBodyBytes ?? this.#maxResponseBytes, 'maxBodyBytes');
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const timeoutMs = req.timeoutMs ?? this.#timeoutMs;
     this.#longestTimeoutMs = Math.max(this.#longestTimeoutMs, timeoutMs);
     const body = typeof req.body === 'string' ? new TextEncoder().encode(req.body) : req.body;
@@ -114,9 +154,43 @@ export class MtlsClient {
         },
         (incoming) => {
           const chunks: Uint8Array[] = [];
-          incoming.on('data', (chunk: Uint8Array) => chunks.push(chunk));
+          let received = 0;
+          let isTooLarge = false;
+          // Stops reading for good: the connection goes with the answer, so
+          // the rest of the body is never read, and never reused.
+          const refuse = () => {
+            isTooLarge = true;
+            chunks.length = 0;
+            reject(
+              new ResponseTooLargeError(
+                `The answer from ${req.url.origin} is larger than ${maxBodyBytes} bytes: stopped reading it`,
+              ),
+            );
+            incoming.destroy();
+            outgoing.destroy();
+          };
+          const declared = Number(incoming.headers['content-length']);
+          if (declared > maxBodyBytes) {
+            incoming.on('error', () => undefined);
+            refuse();
+            return;
+          }
+          incoming.on('data', (chunk: Uint8Array) => {
+            if (isTooLarge) {
+              return;
+            }
+            received += chunk.byteLength;
+            if (received > maxBodyBytes) {
+              refuse();
+              return;
+            }
+            chunks.push(chunk);
+          });
           incoming.on('error', reject);
           incoming.on('end', () => {
+            if (isTooLarge) {
+              return;
+            }
             const bytes = concatBytes(chunks);
             resolve({
               status: incoming.statusCode ?? 0,
@@ -166,11 +240,22 @@ export class MtlsClient {
   }
 
   #newAgent(): Agent {
-    const agent = new Agent(clientAgentOptions(this.#source, this.#authorizeServer));
+    const checkServer = checkServerSvid(this.#source, this.#authorizeServer);
+    // Marks its refusals, so a caller can tell them from a Keeper that is down.
+    const check = (host: string, certificate: PeerCertificate) => {
+      const err = checkServer(host, certificate);
+      if (err !== undefined) {
+        SERVER_REFUSED.add(err);
+      }
+      return err;
+    };
+    const agent = new Agent({
+      ...clientAgentOptions(this.#source, this.#authorizeServer),
+      checkServerIdentity: check,
+    });
     // Node skips checkServerIdentity for a resumed TLS session. Sessions are
     // never cached here (maxCachedSessions: 0), but check every new
     // connection once more so that the server's SPIFFE ID is verified on each.
-    const check = checkServerSvid(this.#source, this.#authorizeServer);
     const createConnection = agent.createConnection.bind(agent) as (
       ...args: unknown[]
     ) => TLSSocket;
@@ -179,9 +264,15 @@ export class MtlsClient {
         const socket = createConnection(...args);
         socket.once('secureConnect', () => {
           HANDSHAKEN.add(socket);
-          const err = socket.isSessionReused()
-            ? new SvidInvalidError('Refusing a resumed TLS session: the server must be verified')
-            : check('', socket.getPeerCertificate(true));
+          let err: Error | undefined;
+          if (socket.isSessionReused()) {
+            err = new SvidInvalidError(
+              'Refusing a resumed TLS session: the server must be verified',
+            );
+            SERVER_REFUSED.add(err);
+          } else {
+            err = check('', socket.getPeerCertificate(true));
+          }
           if (err !== undefined) {
             socket.destroy(err);
           }
@@ -239,6 +330,14 @@ function retire(agent: Agent, graceMs: number): void {
   for (const socket of busy) {
     socket.once('close', onClosed);
   }
+}
+
+/** A byte cap must be a positive whole number; anything else is a programming error. */
+function requireByteCap(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
 }
 
 /**
