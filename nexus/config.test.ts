@@ -7,6 +7,7 @@ import {
   DEFAULT_RATE_LIMIT_PER_SECOND,
   ENV_NEXUS_BACKEND_STORE,
   ENV_NEXUS_DATABASE_URL,
+  ENV_NEXUS_KEEPER_IDS,
   ENV_NEXUS_SQLITE_SYNCHRONOUS,
   loadNexusConfig,
 } from './config.ts';
@@ -135,4 +136,69 @@ describe('loadNexusConfig() resource limits', () => {
       /SPIKE_NEXUS_HEADERS_TIMEOUT must not exceed SPIKE_NEXUS_REQUEST_TIMEOUT/,
     );
   });
+});
+
+describe('loadNexusConfig() Keeper identities', () => {
+  const ids = (env: Record<string, string>) =>
+    loadNexusConfig({ ...BASE, ...env }).keeperPeers.map((peer) => [
+      peer.url.origin,
+      peer.id.toString(),
+    ]);
+
+  test('by default the i-th Keeper (1-based) must be .../spike/keeper/<i>', () => {
+    assert.deepEqual(ids({}), [
+      ['https://127.0.0.1:8443', 'spiffe://example.org/spike/keeper/1'],
+      ['https://127.0.0.1:8444', 'spiffe://example.org/spike/keeper/2'],
+      ['https://127.0.0.1:8445', 'spiffe://example.org/spike/keeper/3'],
+    ]);
+  });
+
+  test('SPIKE_NEXUS_KEEPER_IDS names them in the order of the peers', () => {
+    const named = [
+      'spiffe://example.org/spike/keeper/pod-b',
+      'spiffe://example.org/spike/keeper',
+      'spiffe://example.org/spike/keeper/pod-a/x',
+    ];
+    assert.deepEqual(
+      ids({ [ENV_NEXUS_KEEPER_IDS]: named.join(', ') }).map(([, id]) => id),
+      named,
+    );
+  });
+
+  for (const [what, value, problem] of [
+    [
+      'too few',
+      'spiffe://example.org/spike/keeper/1,spiffe://example.org/spike/keeper/2',
+      /SPIKE_NEXUS_KEEPER_IDS must list exactly one SPIFFE ID per entry of SPIKE_NEXUS_KEEPER_PEERS \(3\), in the same order; it lists 2/,
+    ],
+    [
+      'a repeated ID',
+      'spiffe://example.org/spike/keeper/1,spiffe://example.org/spike/keeper/1,spiffe://example.org/spike/keeper/3',
+      /duplicate entry "spiffe:\/\/example\.org\/spike\/keeper\/1"/,
+    ],
+    [
+      'not a SPIFFE ID',
+      'spiffe://example.org/spike/keeper/1,https://example.org/k,spiffe://example.org/spike/keeper/3',
+      /is not a SPIFFE ID: "https:\/\/example\.org\/k"/,
+    ],
+    [
+      'another trust domain',
+      'spiffe://example.org/spike/keeper/1,spiffe://evil.org/spike/keeper/2,spiffe://example.org/spike/keeper/3',
+      /must be Keeper IDs of "example\.org".*got "spiffe:\/\/evil\.org\/spike\/keeper\/2"/,
+    ],
+    [
+      'not a Keeper ID',
+      'spiffe://example.org/spike/keeper/1,spiffe://example.org/spike/nexus,spiffe://example.org/spike/keeperx/3',
+      /got "spiffe:\/\/example\.org\/spike\/nexus"[\s\S]*got "spiffe:\/\/example\.org\/spike\/keeperx\/3"/,
+    ],
+    [
+      'an empty entry',
+      'spiffe://example.org/spike/keeper/1,,spiffe://example.org/spike/keeper/3',
+      /must not contain empty entries/,
+    ],
+  ] as const) {
+    test(`${what} is refused`, () => {
+      assert.match(problemsOf({ [ENV_NEXUS_KEEPER_IDS]: value }), problem);
+    });
+  }
 });

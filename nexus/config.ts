@@ -1,5 +1,6 @@
 /**
- * Nexus configuration: where it listens, its Keepers and Shamir parameters,
+ * Nexus configuration: where it listens, its Keepers (address and SPIFFE ID
+ * of each) and Shamir parameters,
  * where its database lives, and the identity settings every program reads.
  */
 import { homedir } from 'node:os';
@@ -16,11 +17,14 @@ import { type Env, EnvReader } from '../shared/config/env.ts';
 import { redactUrl } from '../shared/config/redact_url.ts';
 import { MAX_SHARES } from '../shared/crypto/shard.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../shared/http/serve.ts';
+import { isKeeper, keeperId } from '../shared/spiffe/identities.ts';
+import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import { SQLITE_SYNCHRONOUS, type SqliteSynchronous } from './store/sqlite/db.ts';
 
 export const ENV_NEXUS_TLS_HOST = 'SPIKE_NEXUS_TLS_HOST';
 export const ENV_NEXUS_TLS_PORT = 'SPIKE_NEXUS_TLS_PORT';
 export const ENV_NEXUS_KEEPER_PEERS = 'SPIKE_NEXUS_KEEPER_PEERS';
+export const ENV_NEXUS_KEEPER_IDS = 'SPIKE_NEXUS_KEEPER_IDS';
 export const ENV_NEXUS_SHAMIR_SHARES = 'SPIKE_NEXUS_SHAMIR_SHARES';
 export const ENV_NEXUS_SHAMIR_THRESHOLD = 'SPIKE_NEXUS_SHAMIR_THRESHOLD';
 export const ENV_NEXUS_DATA_DIR = 'SPIKE_NEXUS_DATA_DIR';
@@ -75,11 +79,20 @@ export interface NexusRateLimit {
   readonly burst: number;
 }
 
+/** One Keeper: where it listens, and the only SPIFFE ID it may answer with. */
+export interface KeeperPeer {
+  readonly url: URL;
+  readonly id: SpiffeId;
+}
+
 export interface NexusConfig {
   readonly identity: IdentityConfig;
   readonly listen: ListenConfig;
-  /** One URL per Keeper; shard i goes to Keeper i. */
-  readonly keeperPeers: readonly URL[];
+  /**
+   * One per Keeper; shard i goes to Keeper i, and only if the server at its
+   * URL presents its ID (by default `.../spike/keeper/<i>`, 1-based).
+   */
+  readonly keeperPeers: readonly KeeperPeer[];
   readonly shamirShares: number;
   readonly shamirThreshold: number;
   /** Holds the database (`spike.db`). Absolute. */
@@ -127,7 +140,8 @@ export function loadNexusConfig(env: Env): NexusConfig {
       `must not exceed ${ENV_NEXUS_SHAMIR_SHARES} (${shamirShares})`,
     );
   }
-  const keeperPeers = readKeeperPeers(reader, shamirShares);
+  const keeperUrls = readKeeperUrls(reader, shamirShares);
+  const keeperPeers = withKeeperIds(reader, keeperUrls, identity.trustDomain);
   const dataDir = readDataDir(reader, env);
   const keeperUpdateIntervalMs = reader.durationMs(
     ENV_NEXUS_KEEPER_UPDATE_INTERVAL,
@@ -227,7 +241,7 @@ function readServerLimits(reader: EnvReader): ServerLimits {
 }
 
 /** Comma-separated https URLs, unique, exactly one per shard (SPIKE's rule). */
-function readKeeperPeers(reader: EnvReader, shares: number): URL[] {
+function readKeeperUrls(reader: EnvReader, shares: number): URL[] {
   const raw = reader.raw(ENV_NEXUS_KEEPER_PEERS);
   if (raw === undefined) {
     reader.problem(
@@ -274,6 +288,65 @@ function readKeeperPeers(reader: EnvReader, shares: number): URL[] {
     );
   }
   return urls;
+}
+
+/**
+ * The SPIFFE ID each Keeper must present. By default the i-th URL belongs to
+ * `.../spike/keeper/<i>` (what the launcher, the embedded agent and the docs
+ * register); `SPIKE_NEXUS_KEEPER_IDS` names them instead, in the same order:
+ * Keeper IDs of our trust domain (a Keeper refuses to start with any other),
+ * unique, one per URL.
+ */
+function withKeeperIds(
+  reader: EnvReader,
+  urls: readonly URL[],
+  trustDomain: TrustDomain | undefined,
+): KeeperPeer[] {
+  if (trustDomain === undefined) {
+    return [];
+  }
+  const raw = reader.raw(ENV_NEXUS_KEEPER_IDS);
+  if (raw === undefined) {
+    return urls.map((url, i) => ({ url, id: keeperId(trustDomain, String(i + 1)) }));
+  }
+  const ids: SpiffeId[] = [];
+  const isKeeperId = isKeeper(trustDomain);
+  const entries = reader.list(ENV_NEXUS_KEEPER_IDS, []);
+  for (const entry of entries) {
+    let id: SpiffeId;
+    try {
+      id = parseSpiffeId(entry);
+    } catch (err) {
+      reader.problem(
+        ENV_NEXUS_KEEPER_IDS,
+        raw,
+        `has an entry that is not a SPIFFE ID: "${entry}" (${err instanceof Error ? err.message : String(err)})`,
+      );
+      continue;
+    }
+    if (!isKeeperId(id)) {
+      reader.problem(
+        ENV_NEXUS_KEEPER_IDS,
+        raw,
+        `entries must be Keeper IDs of "${trustDomain.name}" (${isKeeperId.description}), got "${entry}"`,
+      );
+    } else if (!ids.some((known) => known.equals(id))) {
+      // IDs parse strictly, so a repeated one is a repeated entry, which
+      // list() has already reported.
+      ids.push(id);
+    }
+  }
+  if (urls.length > 0 && entries.length !== urls.length) {
+    reader.problem(
+      ENV_NEXUS_KEEPER_IDS,
+      raw,
+      `must list exactly one SPIFFE ID per entry of ${ENV_NEXUS_KEEPER_PEERS} (${urls.length}), in the same order; it lists ${entries.length}`,
+    );
+  }
+  return urls.flatMap((url, i) => {
+    const id = ids[i];
+    return id === undefined ? [] : [{ url, id }];
+  });
 }
 
 /**

@@ -13,9 +13,8 @@ import { openIdentity, startMtlsService } from '../shared/http/service.ts';
 import { createFileAuditSink } from '../shared/log/audit_log.ts';
 import { createLogger } from '../shared/log/logger.ts';
 import { environment, runService } from '../shared/runtime/process.ts';
-import { isKeeper, isNexus } from '../shared/spiffe/identities.ts';
+import { isNexus } from '../shared/spiffe/identities.ts';
 import { matchMemberOf } from '../shared/spiffe/match.ts';
-import { MtlsClient } from '../shared/spiffe/mtls_client.ts';
 import { PeerVerifier } from '../shared/spiffe/peer_verifier.ts';
 import { createAccessChecker } from './access/check_access.ts';
 import { loadPolicyCache } from './access/policy_cache.ts';
@@ -69,16 +68,20 @@ await runService('spike-nexus', async () => {
   const stopAuditingRefusals = verifier.onRefusal(
     auditRefusals({ sink: auditSink, component: 'nexus' }),
   );
-  const keeperClient = new MtlsClient({
-    source,
-    authorizeServer: isKeeper(td),
-    timeoutMs: config.keeperTimeoutMs,
-  });
+  // Each link admits only the SPIFFE ID configured for its Keeper's position.
+  const keepers = config.keeperPeers.map(({ url, id }) =>
+    createHttpsKeeperLink({
+      url,
+      id,
+      source,
+      timeoutMs: config.keeperTimeoutMs,
+      logger,
+      auditSink,
+    }),
+  );
   const manager = new RootKeyManager({
     store: rootKeys,
-    keepers: config.keeperPeers.map((url) =>
-      createHttpsKeeperLink(url, keeperClient, config.keeperTimeoutMs),
-    ),
+    keepers,
     threshold: config.shamirThreshold,
     rootKey,
     logger,
@@ -114,14 +117,14 @@ await runService('spike-nexus', async () => {
       stopAuditingRefusals();
       clearInterval(policyRefresh);
       manager.stop();
-      keeperClient.close();
+      for (const keeper of keepers) keeper.close();
       rootKey.seal();
       auditSink.close();
       await stores.close();
     },
   });
   logger.info('Nexus is sealed until the root key is recovered', {
-    keepers: config.keeperPeers.map((url) => url.origin),
+    keepers: config.keeperPeers.map(({ url, id }) => `${url.origin} (${id})`),
     threshold: config.shamirThreshold,
     backendStore: config.backendStore,
     database: stores.location,
