@@ -24,6 +24,7 @@ import {
   SvidInvalidError,
   UnauthenticatedError,
   UnavailableError,
+  UsageError,
   WorkloadApiRejectedError,
   WorkloadApiUnavailableError,
 } from './errors.ts';
@@ -53,6 +54,7 @@ const ERROR_BY_CODE = {
   ERR_SHAMIR_NOT_ENOUGH_SHARDS: (message) => new ShamirNotEnoughShardsError(message),
   ERR_ALREADY_UNSEALED: (message) => new AlreadyUnsealedError(message),
   ERR_RATE_LIMITED: (message) => new RateLimitedError(message),
+  ERR_USAGE: (message) => new UsageError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */
