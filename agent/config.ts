@@ -5,8 +5,9 @@
  * other agent module ever reads the environment.
  */
 import { isAbsolute, join } from 'node:path';
+import { readLogLevel } from '../shared/config/common.ts';
 import { type Env, EnvReader } from '../shared/config/env.ts';
-import { LOG_LEVELS, type LogLevel } from '../shared/log/logger.ts';
+import type { LogLevel } from '../shared/log/logger.ts';
 import { DEFAULT_TRUST_DOMAIN_NAME } from '../shared/spiffe/identities.ts';
 import { parseTrustDomain, type TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import { DEFAULT_REGISTRATIONS, parseRegistrations, type Registration } from './registrations.ts';
@@ -94,7 +95,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
     reader.problem(ENV_AGENT_WORKLOADS, workloads, problem);
   }
 
-  const logLevel = reader.oneOf(ENV_SYSTEM_LOG_LEVEL, LOG_LEVELS, 'info');
+  const logLevel = readLogLevel(reader);
 
   if (trustDomain === undefined || dataDir === undefined || socketDir === undefined) {
     // Each undefined above recorded a problem, so this throws the ConfigError.

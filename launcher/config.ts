@@ -6,9 +6,9 @@
  */
 import { isAbsolute, join } from 'node:path';
 import { DEFAULT_NEXUS_PORT } from '../shared/api/nexus_address.ts';
-import { ENV_SYSTEM_LOG_LEVEL, ENV_TRUST_ROOT } from '../shared/config/common.ts';
+import { ENV_TRUST_ROOT, readLogLevel } from '../shared/config/common.ts';
 import { type Env, EnvReader } from '../shared/config/env.ts';
-import { LOG_LEVELS, type LogLevel } from '../shared/log/logger.ts';
+import type { LogLevel } from '../shared/log/logger.ts';
 import { DEFAULT_TRUST_DOMAIN_NAME } from '../shared/spiffe/identities.ts';
 import { parseTrustDomain, type TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 
@@ -52,7 +52,7 @@ export function loadLauncherConfig(env: Env): LauncherConfig {
   const trustDomain = reader.parsed(ENV_TRUST_ROOT, DEFAULT_TRUST_DOMAIN_NAME, parseTrustDomain);
   const dataDir = readDataDir(reader, env);
   // A fixed port (not 0): the printed commands and SPIKE_NEXUS_API_URL name it.
-  const nexusPort = reader.int(ENV_LOCAL_NEXUS_PORT, DEFAULT_NEXUS_PORT, { min: 1, max: 65535 });
+  const nexusPort = reader.port(ENV_LOCAL_NEXUS_PORT, DEFAULT_NEXUS_PORT, { min: 1 });
   const keeperPorts = readKeeperPorts(reader);
   if (keeperPorts.includes(nexusPort)) {
     reader.problem(
@@ -67,7 +67,7 @@ export function loadLauncherConfig(env: Env): LauncherConfig {
   const startTimeoutMs = reader.durationMs(ENV_LOCAL_START_TIMEOUT, DEFAULT_START_TIMEOUT_MS, {
     min: 1_000,
   });
-  const logLevel = reader.oneOf(ENV_SYSTEM_LOG_LEVEL, LOG_LEVELS, 'info');
+  const logLevel = readLogLevel(reader);
   if (trustDomain === undefined || dataDir === undefined) {
     // Each undefined above recorded a problem, so this throws the ConfigError.
     reader.finish({});

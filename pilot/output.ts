@@ -28,12 +28,11 @@ export const EXIT_BY_CODE = {
   ERR_ALREADY_UNSEALED: 5,
   ERR_RATE_LIMITED: 8,
   ERR_RESPONSE_TOO_LARGE: 7,
+  ERR_USAGE: 2,
 } as const satisfies Record<ErrorCode, number>;
 
 /** Exit status of a failure that is not a broker error (a bug, or a canceled prompt). */
 export const EXIT_FAILURE = 1;
-/** Exit status of a command-line usage error (unknown option, missing argument). */
-export const EXIT_USAGE = 2;
 
 export const OUTPUT_FORMATS = ['human', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];

@@ -3,21 +3,22 @@
  * pilot/main.ts supplies the real client, terminal and output; tests supply
  * fakes and check what a user would see and the exit status.
  */
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, type HelpContext } from 'commander';
 import { VERSION } from '../shared/api/version.ts';
+import { UsageError } from '../shared/errors/errors.ts';
 import {
   type CommandContext,
   formatOption,
   type PilotClient,
   type Terminal,
 } from './commands/_context.ts';
-import { renderCompletion } from './commands/completion.ts';
+import { registerCompletionCommand } from './commands/completion.ts';
 import { registerOperatorCommands } from './commands/operator.ts';
 import { registerPolicyCommands } from './commands/policy.ts';
 import { registerSecretCommands } from './commands/secret.ts';
 import { registerStatusCommands, type Whoami } from './commands/status.ts';
 import type { PilotConfig } from './config.ts';
-import { EXIT_USAGE, type Output, reportFailure } from './output.ts';
+import { type Output, reportFailure } from './output.ts';
 
 export interface CliDeps {
   /** Loads the configuration (throws ConfigError); called only by commands that need it. */
@@ -33,8 +34,45 @@ export interface CliDeps {
 /** Commander's codes for "printed what was asked, nothing failed". */
 const SUCCESS_CODES = new Set(['commander.helpDisplayed', 'commander.help', 'commander.version']);
 
+/**
+ * A command whose usage errors are UsageErrors rather than commander's own
+ * printout (a message, then the whole help), so that they are reported like
+ * every other failure: one line with a code, naming the `--help` to read.
+ * Commander sends every such error through `error()`, and a group called
+ * without its command through `help({ error: true })`.
+ */
+class SpikeCommand extends Command {
+  override createCommand(name?: string): Command {
+    return new SpikeCommand(name);
+  }
+
+  override error(message: string): never {
+    // Commander may add a line ("(Did you mean secret?)"): one line is the rule.
+    const what = message.replace(/^error: /, '').replace(/\s*\n\s*/g, ' ');
+    throw new UsageError(`${what}; see '${this.#fullName()} --help'`);
+  }
+
+  override help(context?: HelpContext | ((text: string) => string)): never {
+    if (typeof context === 'object' && context.error) {
+      const names = this.commands.map((command) => command.name());
+      throw new UsageError(
+        `missing command: one of ${names.join(', ')}; see '${this.#fullName()} --help'`,
+      );
+    }
+    return super.help(context as HelpContext);
+  }
+
+  #fullName(): string {
+    const names: string[] = [];
+    for (let command: Command | null = this; command !== null; command = command.parent) {
+      names.unshift(command.name());
+    }
+    return names.join(' ');
+  }
+}
+
 export function createProgram(context: CommandContext, deps: Pick<CliDeps, 'whoami'>): Command {
-  const program = new Command('spike')
+  const program = new SpikeCommand('spike')
     .description('Admin CLI of the spike-ts secrets broker')
     .version(VERSION, '-v, --version', 'print the version')
     .addOption(formatOption())
@@ -43,9 +81,7 @@ export function createProgram(context: CommandContext, deps: Pick<CliDeps, 'whoa
     .configureOutput({
       writeOut: (text) => context.output.stdout(text),
       writeErr: (text) => context.output.stderr(text),
-      outputError: (text, write) => write(`spike: ${text.replace(/^error: /, '')}`),
-    })
-    .showHelpAfterError('(add --help for usage)');
+    });
   registerSecretCommands(program, context);
   registerPolicyCommands(program, context);
   registerOperatorCommands(program, context);
@@ -53,11 +89,12 @@ export function createProgram(context: CommandContext, deps: Pick<CliDeps, 'whoa
     whoami: () => deps.whoami(context.config()),
   });
   program
-    .command('completion')
-    .description('Print a bash completion script: source <(spike completion)')
+    .command('version')
+    .description('Print the version, as spike --version does')
     .action(() => {
-      context.output.stdout(renderCompletion(program));
+      context.output.stdout(VERSION);
     });
+  registerCompletionCommand(program, context);
   return program;
 }
 
@@ -89,9 +126,9 @@ export async function runCli(args: readonly string[], deps: CliDeps): Promise<nu
     await program.parseAsync([...args], { from: 'user' });
     return 0;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // Commander has already printed its message (or the help).
-      return SUCCESS_CODES.has(err.code) ? 0 : EXIT_USAGE;
+    if (err instanceof CommanderError && SUCCESS_CODES.has(err.code)) {
+      // The help or the version, printed as asked.
+      return 0;
     }
     return reportFailure(deps.output, err, { callerId: callerIdOf(client) });
   } finally {

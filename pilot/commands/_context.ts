@@ -3,7 +3,7 @@
  * the terminal, and the loaded configuration. Commands never touch process
  * globals; pilot/main.ts builds the real context and tests a fake one.
  */
-import { type Command, Option } from 'commander';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import type {
   RecoverResponse,
   RestoreResponse,
@@ -15,7 +15,7 @@ import type {
   PolicyResponse,
 } from '../../shared/api/policies.ts';
 import type { ListResponse, MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
-import { InvalidRequestError } from '../../shared/errors/errors.ts';
+import { InvalidRequestError, isBrokerError } from '../../shared/errors/errors.ts';
 import type { PilotConfig } from '../config.ts';
 import { OUTPUT_FORMATS, type Output, type OutputFormat } from '../output.ts';
 
@@ -38,6 +38,8 @@ export interface PilotClient {
     path: string,
     options: { maxVersions?: number | null; customMetadata?: Record<string, string> },
   ): Promise<MetadataResponse>;
+  /** Removes the path with every version and its metadata. */
+  deletePath(path: string): Promise<void>;
   listPolicies(): Promise<ListPoliciesResponse>;
   getPolicy(name: string): Promise<PolicyResponse>;
   putPolicy(policy: PolicyDocument): Promise<PolicyResponse>;
@@ -99,6 +101,22 @@ export function withFormat(command: Command): Command {
 /** `-f, --format human|json|yaml`, refused at parse time when unknown. */
 export function formatOption(): Option {
   return new Option('-f, --format <format>', 'output format').choices(OUTPUT_FORMATS);
+}
+
+/**
+ * An option's value parser for commander: a value of the wrong kind (not a
+ * number, not a list of versions) is then a usage error of that option,
+ * reported before the command runs.
+ */
+export function optionValue<T>(parse: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return parse(value);
+    } catch (err) {
+      if (isBrokerError(err)) throw new InvalidArgumentError(err.message);
+      throw err;
+    }
+  };
 }
 
 /**

@@ -7,7 +7,7 @@
 import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
 import type { PolicyDocument, PolicyResponse } from '../../shared/api/policies.ts';
 import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
-import { NotFoundError } from '../../shared/errors/errors.ts';
+import { AccessDeniedError, ConflictError, NotFoundError } from '../../shared/errors/errors.ts';
 import { loadPilotConfig } from '../config.ts';
 import type { Output } from '../output.ts';
 import { runCli } from '../program.ts';
@@ -27,6 +27,12 @@ export class FakeClient implements PilotClient {
   readonly policies = new Map<string, PolicyResponse>();
   restoreAnswers: RestoreResponse[] = [];
   sealed = false;
+  /** Version states by path: `deleted` or `destroyed` (a version not listed is live). */
+  readonly versionStates = new Map<string, Map<number, 'deleted' | 'destroyed'>>();
+  /** `method path` pairs answered with AccessDeniedError, e.g. `deletePath app/x`. */
+  readonly denied = new Set<string>();
+  /** Runs before a putSecret is applied (to play a concurrent writer). */
+  beforePut: (() => void) | undefined;
   /** When set, every call throws it. */
   failWith: Error | undefined;
   closed = false;
@@ -34,6 +40,15 @@ export class FakeClient implements PilotClient {
   #record(method: string, ...args: unknown[]): void {
     this.calls.push({ method, args });
     if (this.failWith !== undefined) throw this.failWith;
+    if (typeof args[0] === 'string' && this.denied.has(`${method} ${args[0]}`)) {
+      throw new AccessDeniedError();
+    }
+  }
+
+  #mark(path: string, versions: readonly number[], state: 'deleted' | 'destroyed'): void {
+    const states = this.versionStates.get(path) ?? new Map();
+    for (const version of versions) states.set(version, state);
+    this.versionStates.set(path, states);
   }
 
   #metadata(path: string): MetadataResponse {
@@ -46,12 +61,15 @@ export class FakeClient implements PilotClient {
       oldestVersion: versions.length === 0 ? 0 : 1,
       maxVersions: 10,
       maxVersionsOverride: null,
-      versions: versions.map((_, i) => ({
-        version: i + 1,
-        createdAt: T,
-        deletedAt: null,
-        destroyed: false,
-      })),
+      versions: versions.map((_, i) => {
+        const state = this.versionStates.get(path)?.get(i + 1);
+        return {
+          version: i + 1,
+          createdAt: T,
+          deletedAt: state === undefined ? null : T,
+          destroyed: state === 'destroyed',
+        };
+      }),
       customMetadata: {},
     };
   }
@@ -64,11 +82,18 @@ export class FakeClient implements PilotClient {
     const versions = this.secrets.get(path);
     const version = options.version ?? versions?.length ?? 0;
     const data = versions?.[version - 1];
-    if (data === undefined) throw new NotFoundError(`Secret "${path}" not found`);
+    if (data === undefined || this.versionStates.get(path)?.has(version)) {
+      throw new NotFoundError(`Secret "${path}" not found`);
+    }
     return { path, version, data, createdAt: T };
   }
   async putSecret(path: string, data: Record<string, string>, options: { cas?: number } = {}) {
     this.#record('putSecret', path, data, options);
+    this.beforePut?.();
+    const current = this.secrets.get(path)?.length ?? 0;
+    if (options.cas !== undefined && options.cas !== current) {
+      throw new ConflictError(`Check-and-set failed: expected version ${options.cas}`);
+    }
     this.secrets.set(path, [...(this.secrets.get(path) ?? []), data]);
     return this.#metadata(path);
   }
@@ -84,6 +109,7 @@ export class FakeClient implements PilotClient {
   }
   async deleteSecret(path: string, options: { versions?: number[] } = {}) {
     this.#record('deleteSecret', path, options);
+    this.#mark(path, options.versions ?? [this.secrets.get(path)?.length ?? 0], 'deleted');
     return this.#metadata(path);
   }
   async undeleteSecret(path: string, options: { versions?: number[] } = {}) {
@@ -92,11 +118,18 @@ export class FakeClient implements PilotClient {
   }
   async destroySecret(path: string, versions: number[]) {
     this.#record('destroySecret', path, versions);
+    this.#mark(path, versions, 'destroyed');
     return this.#metadata(path);
   }
   async getMetadata(path: string) {
     this.#record('getMetadata', path);
+    if (!this.secrets.has(path)) throw new NotFoundError(`Secret "${path}" not found`);
     return this.#metadata(path);
+  }
+  async deletePath(path: string) {
+    this.#record('deletePath', path);
+    if (!this.secrets.delete(path)) throw new NotFoundError(`Secret "${path}" not found`);
+    this.versionStates.delete(path);
   }
   async putMetadata(
     path: string,

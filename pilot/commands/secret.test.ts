@@ -220,3 +220,182 @@ describe('spike secret', () => {
     assert.match(down.stderr, /unreachable at https:\/\/127\.0\.0\.1:1/);
   });
 });
+
+describe('spike secret patch', () => {
+  test('writes the current data with the given keys set, with check-and-set on the version read', async () => {
+    const client = new FakeClient();
+    client.secrets.set('app/db', [
+      { user: 'a', pass: 'old' },
+      { user: 'b', pass: 'old-2' },
+    ]);
+    const result = await run(['secret', 'patch', 'app/db', 'pass=new', 'port=5432'], { client });
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(client.calls.at(-1), {
+      method: 'putSecret',
+      args: ['app/db', { user: 'b', pass: 'new', port: '5432' }, { cas: 2 }],
+    });
+    assert.match(result.stdout, /Patched "app\/db": version 3 sets pass, port \(from version 2\)/);
+    assert.doesNotMatch(result.stdout + result.stderr, /new|old|5432/);
+  });
+
+  test('a write between the read and the patch is a conflict (exit 5) and is not overwritten', async () => {
+    const client = new FakeClient();
+    client.secrets.set('app/db', [{ user: 'a' }]);
+    client.beforePut = () => {
+      client.beforePut = undefined;
+      client.secrets.set('app/db', [{ user: 'a' }, { user: 'concurrent' }]);
+    };
+    const result = await run(['secret', 'patch', 'app/db', 'pass=x'], { client });
+    assert.equal(result.status, 5, result.stderr);
+    assert.match(
+      result.stderr,
+      /changed while it was patched .*nothing was written.*\[ERR_CONFLICT\]/,
+    );
+    assert.deepEqual(client.secrets.get('app/db'), [{ user: 'a' }, { user: 'concurrent' }]);
+  });
+
+  test('a secret that does not exist is not created (exit 4)', async () => {
+    const client = new FakeClient();
+    const result = await run(['secret', 'patch', 'app/none', 'a=b'], { client });
+    assert.equal(result.status, 4);
+    assert.match(result.stderr, /no current version to patch.*spike secret put.*\[ERR_NOT_FOUND\]/);
+    assert.equal(client.secrets.has('app/none'), false);
+    const usage = await run(['secret', 'patch', 'app/db'], { client });
+    assert.equal(usage.status, 2);
+    assert.match(usage.stderr, /missing required argument 'pairs'/);
+  });
+});
+
+describe('spike secret metadata delete', () => {
+  test('removes the path after --yes; refuses off a terminal without it; asks on a terminal', async () => {
+    const client = new FakeClient();
+    client.secrets.set('app/db', [{ a: '1' }]);
+    const refused = await run(['secret', 'metadata', 'delete', 'app/db'], { client });
+    assert.equal(refused.status, 2);
+    assert.match(refused.stderr, /refused without --yes/);
+    const no = await run(['secret', 'metadata', 'delete', 'app/db'], {
+      client,
+      terminal: createFakeTerminal({ interactive: true, answers: ['n'] }),
+    });
+    assert.equal(no.status, 1);
+    assert.equal(client.calls.length, 0);
+    const done = await run(['secret', 'metadata', 'delete', 'app/db', '--yes', '-f', 'json'], {
+      client,
+    });
+    assert.equal(done.status, 0, done.stderr);
+    assert.deepEqual(JSON.parse(done.stdout), { path: 'app/db', deleted: true });
+    assert.deepEqual(client.calls, [{ method: 'deletePath', args: ['app/db'] }]);
+    const again = await run(['secret', 'metadata', 'delete', 'app/db', '--yes'], { client });
+    assert.equal(again.status, 4);
+  });
+});
+
+describe('spike secret purge', () => {
+  /** app/gone: all deleted; app/razed: deleted and destroyed; app/live: one live version. */
+  function world(): FakeClient {
+    const client = new FakeClient();
+    client.secrets.set('app/gone', [{ a: '1' }, { a: '2' }]);
+    client.versionStates.set(
+      'app/gone',
+      new Map([
+        [1, 'deleted'],
+        [2, 'deleted'],
+      ] as const),
+    );
+    client.secrets.set('app/razed', [{ a: '1' }, { a: '2' }]);
+    client.versionStates.set(
+      'app/razed',
+      new Map([
+        [1, 'destroyed'],
+        [2, 'deleted'],
+      ] as const),
+    );
+    client.secrets.set('app/live', [{ a: '1' }, { a: '2' }]);
+    client.versionStates.set('app/live', new Map([[2, 'deleted']] as const));
+    client.secrets.set('other/gone', [{ a: '1' }]);
+    client.versionStates.set('other/gone', new Map([[1, 'deleted']] as const));
+    return client;
+  }
+
+  test('--dry-run lists the emptied paths under a prefix and removes nothing', async () => {
+    const client = world();
+    const result = await run(['secret', 'purge', 'app/', '--dry-run'], { client });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stdout, 'Would purge: app/gone\nWould purge: app/razed\n');
+    assert.match(result.stderr, /Dry run: 2 path\(s\) under "app\/" would be purged/);
+    assert.ok(!client.calls.some((call) => call.method === 'deletePath'));
+    const json = await run(['secret', 'purge', 'app/', '--dry-run', '-f', 'json'], { client });
+    assert.deepEqual(JSON.parse(json.stdout), {
+      dryRun: true,
+      paths: ['app/gone', 'app/razed'],
+      skipped: [],
+    });
+  });
+
+  test('removes only paths whose every version is deleted or destroyed, after --yes', async () => {
+    const client = world();
+    const refused = await run(['secret', 'purge', 'app/'], { client });
+    assert.equal(refused.status, 2);
+    assert.match(refused.stderr, /refused without --yes/);
+    assert.equal(client.secrets.size, 4);
+    const result = await run(['secret', 'purge', 'app/', '--yes'], { client });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stdout, 'Purged: app/gone\nPurged: app/razed\n');
+    assert.deepEqual([...client.secrets.keys()].sort(), ['app/live', 'other/gone']);
+  });
+
+  test('a path without a final "/" is that one path only', async () => {
+    const client = world();
+    client.secrets.set('app/gone2', [{ a: '1' }]);
+    client.versionStates.set('app/gone2', new Map([[1, 'deleted']] as const));
+    const result = await run(['secret', 'purge', 'app/gone', '--yes'], { client });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(result.stdout, 'Purged: app/gone\n');
+    assert.ok(client.secrets.has('app/gone2'));
+    assert.ok(!client.calls.some((call) => call.method === 'listSecrets'));
+    const live = await run(['secret', 'purge', 'app/live', '--yes'], { client });
+    assert.equal(live.status, 0);
+    assert.match(live.stderr, /Nothing to purge at "app\/live"/);
+    assert.ok(client.secrets.has('app/live'));
+    const missing = await run(['secret', 'purge', 'app/none', '--yes'], { client });
+    assert.equal(missing.status, 4);
+  });
+
+  test('in a prefix, paths the caller may not read or remove are skipped and counted', async () => {
+    const client = world();
+    client.denied.add('getMetadata app/gone');
+    client.denied.add('deletePath app/razed');
+    const result = await run(['secret', 'purge', 'app/', '--yes', '-f', 'json'], { client });
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout), {
+      paths: [],
+      skipped: [
+        { path: 'app/gone', code: 'ERR_ACCESS_DENIED' },
+        { path: 'app/razed', code: 'ERR_ACCESS_DENIED' },
+      ],
+    });
+    assert.match(result.stderr, /Purged 0 path\(s\) under "app\/"; skipped 2 you may not read/);
+    assert.equal(client.secrets.size, 4);
+    const single = await run(['secret', 'purge', 'app/razed', '--yes'], { client });
+    assert.equal(single.status, 3, 'one named path: access denied is the answer');
+  });
+
+  test('a path written to after the first look keeps its new version', async () => {
+    const client = world();
+    const terminal = createFakeTerminal({ interactive: true, answers: ['y'] });
+    const prompt = terminal.prompt;
+    terminal.prompt = async (question) => {
+      // Someone writes while the user reads the question.
+      client.secrets.set('app/gone', [{ a: '1' }, { a: '2' }, { a: 'new' }]);
+      return prompt(question);
+    };
+    const result = await run(['secret', 'purge', 'app/'], { client, terminal });
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(terminal.prompts, [
+      'Remove 2 path(s) under "app/" whose every version is deleted or destroyed, for good? [y/N] ',
+    ]);
+    assert.equal(result.stdout, 'Purged: app/razed\n');
+    assert.match(result.stderr, /skipped 1 written to meanwhile/);
+    assert.equal(client.secrets.get('app/gone')?.length, 3);
+  });
+});

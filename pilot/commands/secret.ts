@@ -1,7 +1,8 @@
 /**
- * `spike secret …`: put, get, list, delete, undelete, destroy and metadata.
- * Values can come from a file (`key=@file`) or stdin (`key=-`) so that they
- * need not appear in shell history; only `get` ever prints a value.
+ * `spike secret …`: put, patch, get, list, delete, undelete, destroy, purge
+ * and metadata. Values can come from a file (`key=@file`) or stdin (`key=-`)
+ * so that they need not appear in shell history; only `get` ever prints a
+ * value.
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
@@ -12,12 +13,18 @@ import {
   MAX_VERSION,
   MAX_VERSIONS_PER_REQUEST,
 } from '../../shared/api/secrets.ts';
-import { InvalidRequestError, NotFoundError } from '../../shared/errors/errors.ts';
+import {
+  ConflictError,
+  InvalidRequestError,
+  isBrokerError,
+  NotFoundError,
+} from '../../shared/errors/errors.ts';
 import { printData } from '../output.ts';
 import {
   type CommandContext,
   confirm,
   formatOf,
+  optionValue,
   type PilotClient,
   type Terminal,
   withFormat,
@@ -30,6 +37,8 @@ const MAX_LIST_PAGES = 1000;
 const LIST_PAGE_SIZE = 1000;
 
 const VERSION_REGEXP = /^[1-9][0-9]{0,9}$/;
+/** `--versions 1,2` as a sorted list, checked when the command line is parsed. */
+const VERSIONS_VALUE = optionValue((value: string) => parseVersions(value));
 
 export interface ValueSources {
   readonly terminal: Pick<Terminal, 'readStdin' | 'isInteractive' | 'promptHidden'>;
@@ -169,10 +178,14 @@ export function registerSecretCommands(program: Command, context: CommandContext
       .description('Write a new version of a secret (value: text, @file or - for stdin)')
       .argument('<path>', 'secret path, e.g. app/db/creds')
       .argument('<pairs...>', 'key=value, key=@file or key=-')
-      .option('--cas <version>', 'write only if the current version is this one (0: new only)'),
-  ).action(async (path: string, pairs: string[], options: { cas?: string }, command: Command) => {
+      .option(
+        '--cas <version>',
+        'write only if the current version is this one (0: new only)',
+        optionValue(parseCas),
+      ),
+  ).action(async (path: string, pairs: string[], options: { cas?: number }, command: Command) => {
     const secretPath = parseSecretPath(path);
-    const cas = options.cas === undefined ? undefined : parseCas(options.cas);
+    const cas = options.cas;
     const data = await parseKeyValues(pairs, { terminal: context.terminal });
     const client = await context.client();
     const metadata = await client.putSecret(secretPath, data, cas === undefined ? {} : { cas });
@@ -186,15 +199,25 @@ export function registerSecretCommands(program: Command, context: CommandContext
 
   withFormat(
     secret
+      .command('patch')
+      .description('Write a new version: the current data with these keys set (check-and-set)')
+      .argument('<path>', 'secret path of an existing secret')
+      .argument('<pairs...>', 'key=value, key=@file or key=-'),
+  ).action((path: string, pairs: string[], _options: unknown, command: Command) =>
+    patch(context, path, pairs, command),
+  );
+
+  withFormat(
+    secret
       .command('get')
       .description('Print a secret version (the current one unless --version)')
       .argument('<path>', 'secret path')
-      .option('--version <n>', 'version to read')
+      .option('--version <n>', 'version to read', optionValue(parseVersion))
       .option('--field <key>', 'print only this key'),
   ).action(
-    async (path: string, options: { version?: string; field?: string }, command: Command) => {
+    async (path: string, options: { version?: number; field?: string }, command: Command) => {
       const secretPath = parseSecretPath(path);
-      const version = options.version === undefined ? undefined : parseVersion(options.version);
+      const version = options.version;
       const client = await context.client();
       const secretValue = await client.getSecret(
         secretPath,
@@ -223,19 +246,7 @@ export function registerSecretCommands(program: Command, context: CommandContext
       .argument('[prefix]', 'e.g. app/ (default: everything)'),
   ).action(async (prefix: string | undefined, _options: unknown, command: Command) => {
     const parsedPrefix = parseSecretPrefix(prefix ?? '');
-    const client = await context.client();
-    const paths: string[] = [];
-    let after: string | undefined;
-    for (let page = 0; page < MAX_LIST_PAGES; page++) {
-      const answer = await client.listSecrets({
-        prefix: parsedPrefix,
-        limit: LIST_PAGE_SIZE,
-        ...(after === undefined ? {} : { after }),
-      });
-      paths.push(...answer.paths);
-      if (answer.next === undefined) break;
-      after = answer.next;
-    }
+    const paths = await listAll(await context.client(), parsedPrefix);
     const format = formatOf(command);
     if (format === 'human' && paths.length === 0) {
       context.output.stderr('No secrets found');
@@ -266,10 +277,10 @@ export function registerSecretCommands(program: Command, context: CommandContext
         .command(name)
         .description(description)
         .argument('<path>', 'secret path')
-        .option('--versions <list>', 'comma-separated versions, e.g. 1,2'),
-    ).action(async (path: string, options: { versions?: string }, command: Command) => {
+        .option('--versions <list>', 'comma-separated versions, e.g. 1,2', VERSIONS_VALUE),
+    ).action(async (path: string, options: { versions?: number[] }, command: Command) => {
       const secretPath = parseSecretPath(path);
-      const versions = options.versions === undefined ? undefined : parseVersions(options.versions);
+      const versions = options.versions;
       const client = await context.client();
       const metadata = await call(client, secretPath, versions === undefined ? {} : { versions });
       const which =
@@ -288,25 +299,40 @@ export function registerSecretCommands(program: Command, context: CommandContext
       .command('destroy')
       .description('Erase the data of versions for good (asks first unless --yes)')
       .argument('<path>', 'secret path')
-      .requiredOption('--versions <list>', 'comma-separated versions, e.g. 1,2')
+      .requiredOption('--versions <list>', 'comma-separated versions, e.g. 1,2', VERSIONS_VALUE)
       .option('-y, --yes', 'do not ask for confirmation'),
-  ).action(async (path: string, options: { versions: string; yes?: boolean }, command: Command) => {
-    const secretPath = parseSecretPath(path);
-    const versions = parseVersions(options.versions);
-    await confirm(
-      context,
-      `Destroy version(s) ${versions.join(', ')} of "${secretPath}" for good?`,
-      { yes: options.yes },
-    );
-    const client = await context.client();
-    const metadata = await client.destroySecret(secretPath, versions);
-    printData(
-      context.output,
-      formatOf(command),
-      metadata,
-      () => `Destroyed version(s) ${versions.join(', ')} of "${metadata.path}"`,
-    );
-  });
+  ).action(
+    async (path: string, options: { versions: number[]; yes?: boolean }, command: Command) => {
+      const secretPath = parseSecretPath(path);
+      const versions = options.versions;
+      await confirm(
+        context,
+        `Destroy version(s) ${versions.join(', ')} of "${secretPath}" for good?`,
+        { yes: options.yes },
+      );
+      const client = await context.client();
+      const metadata = await client.destroySecret(secretPath, versions);
+      printData(
+        context.output,
+        formatOf(command),
+        metadata,
+        () => `Destroyed version(s) ${versions.join(', ')} of "${metadata.path}"`,
+      );
+    },
+  );
+
+  withFormat(
+    secret
+      .command('purge')
+      .description(
+        'Remove paths whose every version is deleted or destroyed (asks first unless --yes)',
+      )
+      .argument('<path-or-prefix>', 'one path (app/db/creds), or every path under a prefix (app/)')
+      .option('--dry-run', 'only list what would be removed')
+      .option('-y, --yes', 'do not ask for confirmation'),
+  ).action((target: string, options: { dryRun?: boolean; yes?: boolean }, command: Command) =>
+    purge(context, target, { dryRun: options.dryRun === true, yes: options.yes }, command),
+  );
 
   const metadata = secret.command('metadata').description("A secret's versions and settings");
 
@@ -327,12 +353,16 @@ export function registerSecretCommands(program: Command, context: CommandContext
       .command('put')
       .description('Set the version cap or custom metadata of a secret')
       .argument('<path>', 'secret path')
-      .option('--max-versions <n>', 'versions to keep ("default": the server default)')
+      .option(
+        '--max-versions <n>',
+        'versions to keep ("default": the server default)',
+        optionValue((value) => (value === 'default' ? null : parseMaxVersions(value))),
+      )
       .option('--custom <pairs...>', 'custom metadata as key=value (replaces all of it)'),
   ).action(
     async (
       path: string,
-      options: { maxVersions?: string; custom?: string[] },
+      options: { maxVersions?: number | null; custom?: string[] },
       command: Command,
     ) => {
       const secretPath = parseSecretPath(path);
@@ -341,8 +371,7 @@ export function registerSecretCommands(program: Command, context: CommandContext
         customMetadata?: Record<string, string>;
       } = {};
       if (options.maxVersions !== undefined) {
-        body.maxVersions =
-          options.maxVersions === 'default' ? null : parseMaxVersions(options.maxVersions);
+        body.maxVersions = options.maxVersions;
       }
       if (options.custom !== undefined) {
         body.customMetadata = parseCustomMetadata(options.custom);
@@ -359,6 +388,193 @@ export function registerSecretCommands(program: Command, context: CommandContext
         () => `Updated the metadata of "${answer.path}"`,
       );
     },
+  );
+
+  withFormat(
+    metadata
+      .command('delete')
+      .description('Remove a path with every version and its metadata (asks first unless --yes)')
+      .argument('<path>', 'secret path')
+      .option('-y, --yes', 'do not ask for confirmation'),
+  ).action(async (path: string, options: { yes?: boolean }, command: Command) => {
+    const secretPath = parseSecretPath(path);
+    await confirm(context, `Remove "${secretPath}" with every version, for good?`, {
+      yes: options.yes,
+    });
+    const client = await context.client();
+    await client.deletePath(secretPath);
+    printData(
+      context.output,
+      formatOf(command),
+      { path: secretPath, deleted: true },
+      () => `Removed "${secretPath}" with every version`,
+    );
+  });
+}
+
+/** Every path under `prefix` that the caller may list, page after page. */
+async function listAll(client: PilotClient, prefix: string): Promise<string[]> {
+  const paths: string[] = [];
+  let after: string | undefined;
+  for (let page = 0; page < MAX_LIST_PAGES; page++) {
+    const answer = await client.listSecrets({
+      prefix,
+      limit: LIST_PAGE_SIZE,
+      ...(after === undefined ? {} : { after }),
+    });
+    paths.push(...answer.paths);
+    if (answer.next === undefined) break;
+    after = answer.next;
+  }
+  return paths;
+}
+
+/** Whether no version of the path can be read any more: each is deleted or destroyed. */
+export function isEmptied(metadata: MetadataResponse): boolean {
+  return metadata.versions.every((version) => version.destroyed || version.deletedAt !== null);
+}
+
+/** A path that purge left alone, and the code of the reason. */
+interface Skipped {
+  readonly path: string;
+  readonly code: string;
+}
+
+/** Errors that make purge skip one path of a prefix rather than stop. */
+function skipCode(err: unknown): string | undefined {
+  return isBrokerError(err) && (err.code === 'ERR_ACCESS_DENIED' || err.code === 'ERR_NOT_FOUND')
+    ? err.code
+    : undefined;
+}
+
+/**
+ * `secret purge`: a path ending in `/` is a prefix (every path under it the
+ * caller may list), anything else is that one path. Each candidate is read
+ * again just before its removal, so a version written since the first look
+ * keeps its path; a path the caller may not read or remove is skipped (in a
+ * prefix) or an error (a single path).
+ */
+async function purge(
+  context: CommandContext,
+  target: string,
+  options: { readonly dryRun: boolean; readonly yes: boolean | undefined },
+  command: Command,
+): Promise<void> {
+  const isPrefix = target.endsWith('/');
+  const scope = isPrefix ? parseSecretPrefix(target) : parseSecretPath(target);
+  const client = await context.client();
+  const skipped: Skipped[] = [];
+  const candidates: string[] = [];
+  for (const path of isPrefix ? await listAll(client, scope) : [scope]) {
+    try {
+      if (isEmptied(await client.getMetadata(path))) candidates.push(path);
+    } catch (err) {
+      const code = isPrefix ? skipCode(err) : undefined;
+      if (code === undefined) throw err;
+      skipped.push({ path, code });
+    }
+  }
+  const format = formatOf(command);
+  const where = isPrefix ? `under "${scope}"` : `at "${scope}"`;
+  if (options.dryRun) {
+    printData(context.output, format, { dryRun: true, paths: candidates, skipped }, () =>
+      candidates.map((path) => `Would purge: ${path}`).join('\n'),
+    );
+    context.output.stderr(
+      `Dry run: ${candidates.length} path(s) ${where} would be purged${skippedNote(skipped)}`,
+    );
+    return;
+  }
+  if (candidates.length === 0) {
+    printData(context.output, format, { paths: [], skipped }, () => '');
+    context.output.stderr(
+      `Nothing to purge ${where}: no path whose every version is deleted or destroyed${skippedNote(skipped)}`,
+    );
+    return;
+  }
+  await confirm(
+    context,
+    `Remove ${candidates.length} path(s) ${where} whose every version is deleted or destroyed, for good?`,
+    { yes: options.yes },
+  );
+  const purged: string[] = [];
+  for (const path of candidates) {
+    try {
+      if (!isEmptied(await client.getMetadata(path))) {
+        skipped.push({ path, code: 'ERR_CONFLICT' });
+        continue;
+      }
+      await client.deletePath(path);
+      purged.push(path);
+    } catch (err) {
+      const code = isPrefix ? skipCode(err) : undefined;
+      if (code === undefined) throw err;
+      skipped.push({ path, code });
+    }
+  }
+  printData(context.output, format, { paths: purged, skipped }, () =>
+    purged.map((path) => `Purged: ${path}`).join('\n'),
+  );
+  context.output.stderr(`Purged ${purged.length} path(s) ${where}${skippedNote(skipped)}`);
+}
+
+function skippedNote(skipped: readonly Skipped[]): string {
+  if (skipped.length === 0) return '';
+  const written = skipped.filter((entry) => entry.code === 'ERR_CONFLICT').length;
+  const parts = [
+    skipped.length - written > 0
+      ? `${skipped.length - written} you may not read or remove (or gone meanwhile)`
+      : '',
+    written > 0 ? `${written} written to meanwhile` : '',
+  ].filter((part) => part !== '');
+  return `; skipped ${parts.join(' and ')}`;
+}
+
+/**
+ * `secret patch`: the current data with the given keys set, written as the
+ * next version only if no one wrote since it was read (check-and-set).
+ */
+async function patch(
+  context: CommandContext,
+  path: string,
+  pairs: readonly string[],
+  command: Command,
+): Promise<void> {
+  const secretPath = parseSecretPath(path);
+  const changes = await parseKeyValues(pairs, { terminal: context.terminal });
+  const client = await context.client();
+  let current: SecretResponse;
+  try {
+    current = await client.getSecret(secretPath);
+  } catch (err) {
+    if (isBrokerError(err) && err.code === 'ERR_NOT_FOUND') {
+      throw new NotFoundError(
+        `Secret "${secretPath}" has no current version to patch (${err.message}); use "spike secret put" to create it`,
+      );
+    }
+    throw err;
+  }
+  let metadata: MetadataResponse;
+  try {
+    metadata = await client.putSecret(
+      secretPath,
+      { ...current.data, ...changes },
+      { cas: current.version },
+    );
+  } catch (err) {
+    if (isBrokerError(err) && err.code === 'ERR_CONFLICT') {
+      throw new ConflictError(
+        `Secret "${secretPath}" changed while it was patched (read at version ${current.version}): nothing was written; run the patch again`,
+      );
+    }
+    throw err;
+  }
+  printData(
+    context.output,
+    formatOf(command),
+    metadata,
+    () =>
+      `Patched "${metadata.path}": version ${metadata.currentVersion} sets ${Object.keys(changes).sort().join(', ')} (from version ${current.version})`,
   );
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConfigError } from '../errors/errors.ts';
-import { parseListenHost, readIdentityConfig, readListenConfig } from './common.ts';
+import { parseListenHost, readIdentityConfig, readListenConfig, readLogLevel } from './common.ts';
 import { EnvReader } from './env.ts';
 
 const NAMES = { host: 'X_TLS_HOST', port: 'X_TLS_PORT' };
@@ -34,7 +34,42 @@ describe('readIdentityConfig()', () => {
   });
 });
 
+describe('readLogLevel()', () => {
+  test("takes SPIKE's upper-case levels, in any case", () => {
+    for (const [value, level] of [
+      ['DEBUG', 'debug'],
+      ['INFO', 'info'],
+      ['WARN', 'warn'],
+      ['Error', 'error'],
+      ['warn', 'warn'],
+    ] as const) {
+      const reader = new EnvReader({ SPIKE_SYSTEM_LOG_LEVEL: value });
+      assert.equal(readLogLevel(reader), level, value);
+      assert.equal(reader.finish(readIdentityConfig(reader)).logLevel, level, value);
+    }
+  });
+
+  test('refuses words SPIKE does not know (WARNING, TRACE)', () => {
+    for (const value of ['WARNING', 'TRACE']) {
+      const reader = new EnvReader({ SPIKE_SYSTEM_LOG_LEVEL: value });
+      readLogLevel(reader);
+      assert.throws(
+        () => reader.finish({}),
+        /SPIKE_SYSTEM_LOG_LEVEL must be one of debug, info, warn, error \(any case\)/,
+      );
+    }
+  });
+});
+
 describe('readListenConfig()', () => {
+  test('takes the port as SPIKE writes it, ":8553"; a host:port names the host variable', () => {
+    const reader = new EnvReader({ X_TLS_PORT: ':8553' });
+    assert.deepEqual(readListenConfig(reader, NAMES, 8443), { host: '127.0.0.1', port: 8553 });
+    const hostInPort = new EnvReader({ X_TLS_PORT: '0.0.0.0:8553' });
+    readListenConfig(hostInPort, NAMES, 8443);
+    assert.throws(() => hostInPort.finish({}), /X_TLS_PORT .*set the host with X_TLS_HOST/);
+  });
+
   test('listens on loopback at the default port unless told otherwise', () => {
     const reader = new EnvReader({});
     assert.deepEqual(readListenConfig(reader, NAMES, 8443), { host: '127.0.0.1', port: 8443 });

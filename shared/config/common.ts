@@ -36,7 +36,7 @@ export function readIdentityConfig(reader: EnvReader): IdentityConfig {
   const sourceTimeoutMs = reader.durationMs(ENV_SOURCE_TIMEOUT, DEFAULT_SOURCE_TIMEOUT_MS, {
     min: 1,
   });
-  const logLevel = reader.oneOf(ENV_SYSTEM_LOG_LEVEL, LOG_LEVELS, 'info');
+  const logLevel = readLogLevel(reader);
   // When a value was bad, `finish()` throws before these placeholders are used.
   return {
     trustDomain: trustDomain as TrustDomain,
@@ -44,6 +44,11 @@ export function readIdentityConfig(reader: EnvReader): IdentityConfig {
     sourceTimeoutMs,
     logLevel,
   };
+}
+
+/** `SPIKE_SYSTEM_LOG_LEVEL`: SPIKE writes `DEBUG`, `INFO`, `WARN`, `ERROR`; any case is taken. */
+export function readLogLevel(reader: EnvReader): LogLevel {
+  return reader.oneOf(ENV_SYSTEM_LOG_LEVEL, LOG_LEVELS, 'info', { ignoreCase: true });
 }
 
 export interface ListenConfig {
@@ -61,7 +66,7 @@ export function readListenConfig(
   defaultPort: number,
 ): ListenConfig {
   const host = reader.parsed(names.host, DEFAULT_LISTEN_HOST, parseListenHost);
-  const port = reader.port(names.port, defaultPort);
+  const port = reader.port(names.port, defaultPort, { hostVariable: names.host });
   return { host: host as string, port };
 }
 

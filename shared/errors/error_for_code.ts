@@ -25,6 +25,7 @@ import {
   SvidInvalidError,
   UnauthenticatedError,
   UnavailableError,
+  UsageError,
   WorkloadApiRejectedError,
   WorkloadApiUnavailableError,
 } from './errors.ts';
@@ -55,6 +56,7 @@ const ERROR_BY_CODE = {
   ERR_ALREADY_UNSEALED: (message) => new AlreadyUnsealedError(message),
   ERR_RATE_LIMITED: (message) => new RateLimitedError(message),
   ERR_RESPONSE_TOO_LARGE: (message) => new ResponseTooLargeError(message),
+  ERR_USAGE: (message) => new UsageError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

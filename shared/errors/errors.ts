@@ -25,6 +25,7 @@ export const ERROR_CODES = [
   'ERR_ALREADY_UNSEALED',
   'ERR_RATE_LIMITED',
   'ERR_RESPONSE_TOO_LARGE',
+  'ERR_USAGE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -220,6 +221,17 @@ export class RateLimitedError extends BrokerError {
   ) {
     super('ERR_RATE_LIMITED', message, options);
     this.retryAfterSeconds = Math.max(1, Math.ceil(options?.retryAfterSeconds ?? 1));
+  }
+}
+
+/**
+ * A command line that does not fit the command: an unknown command or
+ * option, a missing or extra argument, an option value of the wrong kind.
+ * Raised by Pilot before anything is sent; no route answers with it.
+ */
+export class UsageError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_USAGE', message, options);
   }
 }
 

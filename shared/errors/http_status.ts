@@ -26,6 +26,7 @@ export const STATUS_BY_CODE = {
   ERR_RATE_LIMITED: 429,
   // A bad answer from upstream, as an HTTP gateway would say it.
   ERR_RESPONSE_TOO_LARGE: 502,
+  ERR_USAGE: 400,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {
