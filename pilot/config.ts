@@ -19,7 +19,7 @@ export interface PilotConfig {
   readonly nexusUrl: URL;
   /** Where `spike operator recover` writes shard files unless `--dir` is given. */
   readonly recoveryDir: string;
-  /** Timeout of one call to Nexus. */
+  /** The whole wait of one run: our SVID, every connection and request to Nexus. */
   readonly timeoutMs: number;
 }
 

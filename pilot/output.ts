@@ -4,7 +4,9 @@
  * through an `Output`, so tests capture what a user would see.
  */
 import { stringify as stringifyYaml } from 'yaml';
+import { ENV_TRUST_ROOT } from '../shared/config/common.ts';
 import { type ErrorCode, isBrokerError } from '../shared/errors/errors.ts';
+import { ENV_NEXUS_API_URL } from './config.ts';
 
 export const EXIT_BY_CODE = {
   ERR_UNAUTHENTICATED: 3,
@@ -23,6 +25,7 @@ export const EXIT_BY_CODE = {
   ERR_WORKLOAD_API_UNAVAILABLE: 7,
   ERR_WORKLOAD_API_REJECTED: 7,
   ERR_UNAVAILABLE: 7,
+  ERR_SERVER_UNTRUSTED: 3,
   ERR_SHAMIR_INVALID_SHARDS: 2,
   ERR_SHAMIR_NOT_ENOUGH_SHARDS: 2,
   ERR_ALREADY_UNSEALED: 5,
@@ -98,8 +101,8 @@ export interface FailureContext {
 /**
  * Prints one short line for a failure and returns its exit status. A broker
  * error is shown with its code; access denied names the caller, sealed says
- * how to unseal. Messages come from the SDK or Nexus, which never carry
- * secret values.
+ * how to unseal, an untrusted server what to check. Messages come from the
+ * SDK or Nexus, which never carry secret values.
  */
 export function reportFailure(output: Output, err: unknown, context: FailureContext = {}): number {
   if (isBrokerError(err)) {
@@ -117,6 +120,8 @@ function describeBrokerError(code: ErrorCode, message: string, context: FailureC
       return context.callerId === undefined ? message : `${message} for ${context.callerId}`;
     case 'ERR_NOT_READY':
       return `${message}; an operator can unseal it with "spike operator restore"`;
+    case 'ERR_SERVER_UNTRUSTED':
+      return `${message}; check that ${ENV_NEXUS_API_URL} is Nexus, that ${ENV_TRUST_ROOT} names its trust domain, and that the Workload API's trust bundle holds its CA`;
     default:
       return message;
   }

@@ -8,8 +8,10 @@ import {
   InternalError,
   NotFoundError,
   NotReadyError,
+  ServerUntrustedError,
   SvidInvalidError,
   UnavailableError,
+  WorkloadApiUnavailableError,
 } from '../shared/errors/errors.ts';
 import { errorFromResponse, transportFailure } from './_errors.ts';
 
@@ -83,8 +85,36 @@ describe('transportFailure()', () => {
     assert.equal(timeout.isBeforeSend, false);
   });
 
-  test('keeps errors raised on our side as they are', () => {
+  test('makes a server that is not the expected one a trust problem, not unreachable', () => {
     const wrongServer = new SvidInvalidError('Server "spiffe://x/y" is not the expected one');
-    assert.equal(transportFailure(wrongServer, ORIGIN).error, wrongServer);
+    const failure = transportFailure(wrongServer, ORIGIN);
+    assert.ok(failure.error instanceof ServerUntrustedError);
+    assert.equal(failure.error.code, 'ERR_SERVER_UNTRUSTED');
+    assert.equal(
+      failure.error.message,
+      'The server at https://nexus.test:8553 is not trusted: Server "spiffe://x/y" is not the expected one',
+    );
+  });
+
+  test('makes a chain the handshake refused a trust problem, naming the reason', () => {
+    for (const [code, message] of [
+      ['SELF_SIGNED_CERT_IN_CHAIN', 'self-signed certificate in certificate chain'],
+      ['UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'unable to get local issuer certificate'],
+      ['UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'unable to verify the first certificate'],
+      ['CERT_HAS_EXPIRED', 'certificate has expired'],
+    ] as const) {
+      const failure = transportFailure(Object.assign(new Error(message), { code }), ORIGIN);
+      assert.ok(failure.error instanceof ServerUntrustedError, code);
+      assert.match(
+        failure.error.message,
+        /^The server at https:\/\/nexus\.test:8553 is not trusted: /,
+      );
+      assert.ok(failure.error.message.includes(message), failure.error.message);
+    }
+  });
+
+  test('keeps other errors raised on our side as they are', () => {
+    const noSvid = new WorkloadApiUnavailableError('No X509-SVID is available');
+    assert.equal(transportFailure(noSvid, ORIGIN).error, noSvid);
   });
 });

@@ -255,7 +255,7 @@ describe('SpikeClient against a running broker', () => {
   test('a Nexus outside the expected trust domain is refused', async () => {
     const wrong = await client('pilot', { trustDomain: 'elsewhere.test' });
     await assert.rejects(wrong.getSecret('app/web/db'), (err: unknown) => {
-      assert.equal((err as { code?: unknown }).code, 'ERR_SVID_INVALID', String(err));
+      assert.equal((err as { code?: unknown }).code, 'ERR_SERVER_UNTRUSTED', String(err));
       return seen(err);
     });
   });

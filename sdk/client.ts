@@ -14,6 +14,8 @@
  *   Only requests Nexus cannot have acted on are retried: refused connections,
  *   `ERR_NOT_READY` and `ERR_RATE_LIMITED` (both answered before the store is
  *   touched), and reads. A `Retry-After` beyond the deadline fails at once.
+ * - With `deadline`, nothing waits past it: the first SVID of an owned
+ *   source, each request and each retry get only the time that is left.
  * - The SVID source is either owned or borrowed, as the options say: from
  *   `workloadApiAddress` the client opens its own and closes it on `close()`;
  *   a `source` passed in stays the caller's and is left open.
@@ -46,14 +48,23 @@ import {
   parseVersionsRequest,
   type SecretResponse,
 } from '../shared/api/secrets.ts';
-import { type BrokerError, ConfigError, InternalError } from '../shared/errors/errors.ts';
+import {
+  type BrokerError,
+  ConfigError,
+  InternalError,
+  UnavailableError,
+} from '../shared/errors/errors.ts';
 import type { Logger } from '../shared/log/logger.ts';
 import { delay } from '../shared/runtime/delay.ts';
 import { isNexus } from '../shared/spiffe/identities.ts';
 import { MtlsClient } from '../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain, type SpiffeId, TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import { parseWorkloadApiAddress } from '../shared/spiffe/workload_address.ts';
-import { createX509Source, type X509SvidSource } from '../shared/spiffe/x509_source.ts';
+import {
+  createX509Source,
+  DEFAULT_FIRST_SVID_TIMEOUT_MS,
+  type X509SvidSource,
+} from '../shared/spiffe/x509_source.ts';
 import { errorFromResponse, transportFailure } from './_errors.ts';
 import {
   parseListResponse,
@@ -93,8 +104,15 @@ interface CommonOptions {
   readonly nexusUrl?: URL | string | undefined;
   /** The trust domain Nexus must belong to. Defaults to our own SVID's. */
   readonly trustDomain?: TrustDomain | string | undefined;
-  /** Timeout of each request. Defaults to 10 s. */
+  /** Timeout of each request, from connecting to the end of the answer. Defaults to 10 s. */
   readonly timeoutMs?: number | undefined;
+  /**
+   * The end of the client's whole time budget, for a one-shot program such
+   * as Pilot: the wait for an owned source's first SVID, every request and
+   * every retry end by then (each request's timeout is cut to what is
+   * left). Defaults to none.
+   */
+  readonly deadline?: Date | undefined;
   /**
    * Retry a sealed Nexus (503 `ERR_NOT_READY`) and an unreachable one with
    * backoff for up to this long per call. Defaults to 0: no retry.
@@ -137,6 +155,8 @@ interface ClientInit {
   readonly trustDomain: TrustDomain;
   readonly timeoutMs: number;
   readonly retryDeadlineMs: number;
+  /** Epoch milliseconds; Infinity when the client has no deadline. */
+  readonly deadline: number;
   readonly logger: Logger;
 }
 
@@ -181,6 +201,10 @@ export async function createSpikeClient(options: SpikeClientOptions): Promise<Sp
       problems.push(`trustDomain is invalid: ${(err as Error).message}`);
     }
   }
+  const deadline = options.deadline === undefined ? Infinity : options.deadline.getTime();
+  if (Number.isNaN(deadline)) {
+    problems.push('deadline must be a valid Date');
+  }
   const workloadApiTimeoutMs = options.workloadApiTimeoutMs;
   if (options.source !== undefined) {
     // Options typed by hand (plain JavaScript) can still carry both.
@@ -210,12 +234,18 @@ export async function createSpikeClient(options: SpikeClientOptions): Promise<Sp
     throw new ConfigError(problems);
   }
   const logger = options.logger ?? SILENT_LOGGER;
+  // The deadline cuts the wait for a first SVID short; 1 ms at least, so a
+  // deadline already past still asks once and fails with the source's error.
+  const firstSvidTimeoutMs = Math.max(
+    1,
+    Math.min(workloadApiTimeoutMs ?? DEFAULT_FIRST_SVID_TIMEOUT_MS, deadline - Date.now()),
+  );
   const owned =
     options.source === undefined
       ? await createX509Source({
           address: options.workloadApiAddress as string,
           logger,
-          ...(workloadApiTimeoutMs !== undefined && { timeoutMs: workloadApiTimeoutMs }),
+          timeoutMs: firstSvidTimeoutMs,
         })
       : undefined;
   const source = options.source ?? (owned as X509SvidSource);
@@ -227,6 +257,7 @@ export async function createSpikeClient(options: SpikeClientOptions): Promise<Sp
       trustDomain: trustDomain ?? source.getX509Svid().id.trustDomain,
       timeoutMs,
       retryDeadlineMs,
+      deadline,
       logger,
     });
   } catch (err) {
@@ -240,7 +271,9 @@ export class SpikeClient {
   readonly #source: X509SvidSource;
   readonly #ownedSource: { close(): void } | undefined;
   readonly #mtls: MtlsClient;
+  readonly #timeoutMs: number;
   readonly #retryDeadlineMs: number;
+  readonly #deadline: number;
   readonly #logger: Logger;
   /** Aborted by close(), once: marks the client closed and cuts every retry back-off short. */
   readonly #closing = new AbortController();
@@ -253,7 +286,9 @@ export class SpikeClient {
     this.#origin = init.origin;
     this.#source = init.source;
     this.#ownedSource = init.ownedSource;
+    this.#timeoutMs = init.timeoutMs;
     this.#retryDeadlineMs = init.retryDeadlineMs;
+    this.#deadline = init.deadline;
     this.#logger = init.logger;
     this.#mtls = new MtlsClient({
       source: init.source,
@@ -439,7 +474,7 @@ export class SpikeClient {
 
   /** Sends a call, retrying as the class comment says; throws the typed error otherwise. */
   async #call(call: Call): Promise<Reply> {
-    const deadline = Date.now() + this.#retryDeadlineMs;
+    const deadline = Math.min(Date.now() + this.#retryDeadlineMs, this.#deadline);
     for (let attempt = 1; ; attempt++) {
       if (this.#closing.signal.aborted) {
         throw new TypeError('SpikeClient is closed');
@@ -477,6 +512,15 @@ export class SpikeClient {
       url.searchParams.set(name, value);
     }
     const hasBody = call.body !== undefined;
+    const timeoutMs = Math.min(this.#timeoutMs, this.#deadline - Date.now());
+    if (timeoutMs <= 0) {
+      return {
+        error: new UnavailableError(
+          `No time was left to call Nexus at ${this.#origin}: the client's deadline has passed`,
+        ),
+        isRetrySafe: false,
+      };
+    }
     let status: number;
     let text: string;
     let retryAfter: string | string[] | undefined;
@@ -484,6 +528,7 @@ export class SpikeClient {
       const res = await this.#mtls.request({
         method: call.method,
         url,
+        timeoutMs,
         headers: hasBody
           ? { accept: 'application/json', 'content-type': 'application/json' }
           : { accept: 'application/json' },

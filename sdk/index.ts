@@ -34,6 +34,7 @@ export {
   NotFoundError,
   NotReadyError,
   PayloadTooLargeError,
+  ServerUntrustedError,
   SvidInvalidError,
   UnauthenticatedError,
   UnavailableError,

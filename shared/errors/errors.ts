@@ -20,6 +20,7 @@ export const ERROR_CODES = [
   'ERR_WORKLOAD_API_UNAVAILABLE',
   'ERR_WORKLOAD_API_REJECTED',
   'ERR_UNAVAILABLE',
+  'ERR_SERVER_UNTRUSTED',
   'ERR_SHAMIR_INVALID_SHARDS',
   'ERR_SHAMIR_NOT_ENOUGH_SHARDS',
   'ERR_ALREADY_UNSEALED',
@@ -136,6 +137,18 @@ export class InvalidWorkloadApiAddressError extends BrokerError {
 export class UnavailableError extends BrokerError {
   constructor(message: string, options?: BrokerErrorOptions) {
     super('ERR_UNAVAILABLE', message, options);
+  }
+}
+
+/**
+ * The server a client connected to is not one it trusts: its certificate
+ * does not chain to our trust bundle (another CA, another trust domain), or
+ * its SPIFFE ID is not the expected server's. A trust problem, unlike
+ * `UnavailableError`: trying again does not help, the configuration does.
+ */
+export class ServerUntrustedError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_SERVER_UNTRUSTED', message, options);
   }
 }
 

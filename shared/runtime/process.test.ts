@@ -2,6 +2,8 @@
  * runService(): a SIGTERM sent the moment a program says it is ready (from
  * inside `start`, as every program does) stops it cleanly through its stop
  * function, and so does one sent while `start` is still running.
+ * exitWhenFlushed(): a program that writes more than a pipe holds and exits
+ * loses nothing, however slowly the other end reads.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -32,9 +34,9 @@ setInterval(() => {}, 1000);
   return file;
 }
 
-function run(file: string): Promise<{ status: number | string; out: string }> {
+function spawnProgram(file: string) {
   const isDeno = 'Deno' in globalThis;
-  const child = isDeno
+  return isDeno
     ? spawn(join(process.cwd(), '.tools/node_modules/.bin/deno'), [
         'run',
         '-A',
@@ -43,6 +45,10 @@ function run(file: string): Promise<{ status: number | string; out: string }> {
         file,
       ])
     : spawn(process.execPath, ['--import', 'tsx', file]);
+}
+
+function run(file: string): Promise<{ status: number | string; out: string }> {
+  const child = spawnProgram(file);
   let out = '';
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
     out += chunk;
@@ -68,3 +74,39 @@ for (const [when, afterReadyMs] of [
     if (!('Deno' in globalThis)) assert.equal(status, 0);
   });
 }
+
+test('exitWhenFlushed() exits with its status after a slow reader took all of stdout', async () => {
+  const bytes = 2 * 1024 * 1024;
+  const file = join(dir, 'flush.mts');
+  writeFileSync(
+    file,
+    `import { exitWhenFlushed, writeStderr, writeStdout } from ${JSON.stringify(PROCESS_MODULE)};
+writeStdout('x'.repeat(${bytes - 1}));
+writeStderr('done');
+await exitWhenFlushed(3);
+`,
+  );
+  const child = spawnProgram(file);
+  let received = 0;
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    err += chunk;
+  });
+  // Take one chunk at a time and pause after each, so the pipe stays full
+  // while the program reaches its exit.
+  child.stdout.on('data', (chunk: Uint8Array) => {
+    received += chunk.length;
+    child.stdout.pause();
+    setTimeout(() => child.stdout.resume(), 2);
+  });
+  const status = await new Promise<number | string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no exit; ${received} bytes`)), 60_000);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve(code ?? signal ?? 'unknown');
+    });
+  });
+  assert.equal(received, bytes);
+  assert.equal(err, 'done\n');
+  assert.equal(status, 3);
+});

@@ -28,8 +28,32 @@ export function writeStdout(text: string): void {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 }
 
+/** Exits at once: what was written to a pipe and not yet taken may be lost. */
 export function exit(code: number): never {
   process.exit(code);
+}
+
+/**
+ * Exits once everything written to stdout and stderr has been handed to the
+ * system. On Node, writes to a pipe are asynchronous: `process.exit` right
+ * after them drops what the reader has not taken yet (all but the first
+ * 64 KiB of a large `spike secret get | …`). A write's callback runs after
+ * every earlier write, so an empty write on each stream marks the end.
+ */
+export function exitWhenFlushed(code: number): Promise<never> {
+  process.exitCode = code;
+  return new Promise<never>(() => {
+    let pending = 2;
+    const flushed = () => {
+      pending -= 1;
+      if (pending === 0) {
+        process.exit(code);
+      }
+    };
+    // A failed write (the reader went away) still calls back: exit anyway.
+    process.stdout.write('', flushed);
+    process.stderr.write('', flushed);
+  });
 }
 
 /**

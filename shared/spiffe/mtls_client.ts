@@ -69,6 +69,7 @@ export interface MtlsRequest {
   readonly url: URL;
   readonly headers?: Readonly<Record<string, string>>;
   readonly body?: Uint8Array | string;
+  /** The whole request, from connecting to the last byte of the answer. */
   readonly timeoutMs?: number;
   /** The most bytes of the answer's body to read (default: the client's `maxResponseBytes`). */
   readonly maxBodyBytes?: number;
@@ -141,6 +142,10 @@ export class MtlsClient {
     this.#longestTimeoutMs = Math.max(this.#longestTimeoutMs, timeoutMs);
     const body = typeof req.body === 'string' ? new TextEncoder().encode(req.body) : req.body;
     return new Promise<MtlsResponse>((resolve, reject) => {
+      // One timer for the whole request. node:https's own `timeout` is an
+      // idle timeout that, over TLS, fires only after twice its value on Node
+      // and Deno alike, and a server that trickles bytes would reset it.
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const outgoing = httpsRequest(
         req.url,
         {
@@ -150,7 +155,6 @@ export class MtlsClient {
             ...req.headers,
             ...(body === undefined ? {} : { 'content-length': String(body.byteLength) }),
           },
-          timeout: timeoutMs,
         },
         (incoming) => {
           const chunks: Uint8Array[] = [];
@@ -188,6 +192,7 @@ export class MtlsClient {
           });
           incoming.on('error', reject);
           incoming.on('end', () => {
+            clearTimeout(timer);
             if (isTooLarge) {
               return;
             }
@@ -214,12 +219,14 @@ export class MtlsClient {
           });
         }
       });
-      outgoing.on('timeout', () => {
+      timer = setTimeout(() => {
         outgoing.destroy(
           new UnavailableError(`Request to ${req.url.origin} timed out after ${timeoutMs}ms`),
         );
-      });
+      }, timeoutMs);
+      outgoing.once('close', () => clearTimeout(timer));
       outgoing.on('error', (err: Error) => {
+        clearTimeout(timer);
         if (!isPossiblySent) {
           NEVER_SENT.add(err);
         }

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -300,6 +302,58 @@ describe('WorkloadApiClient: final errors', () => {
       assert.equal(errorLines(sink, /rejected/).length, 1);
     });
   }
+});
+
+describe('WorkloadApiClient when it cannot connect', () => {
+  test('says why in words and names the address: no socket there, or nothing listening', async () => {
+    for (const [where, reason] of [
+      [
+        `unix://${join(tmpdir(), 'spike-no-such-dir', 'agent.sock')}`,
+        /: the socket does not exist$/,
+      ],
+      ['tcp://127.0.0.1:1', /: nothing listens on it$/],
+    ] as const) {
+      const client = createWorkloadApiClient({
+        address: where,
+        logger: createLogger({ component: 'test', sink: createMemorySink() }),
+        backoffUnitMs: UNIT_MS,
+      });
+      try {
+        const errors: WorkloadApiUnavailableError[] = [];
+        client.watchX509Svids({ onUpdate: () => {}, onError: (error) => errors.push(error) });
+        await waitUntil(() => errors.length >= 1, 5000, 'the first failure');
+        assert.ok(errors[0] instanceof WorkloadApiUnavailableError);
+        assert.ok(
+          errors[0].message.startsWith(`Cannot connect to the Workload API at ${where}: `),
+          errors[0].message,
+        );
+        assert.match(errors[0].message, reason);
+      } finally {
+        client.close();
+      }
+    }
+  });
+
+  test('does not retry when the runtime refuses the socket (Deno without --allow-write)', async () => {
+    const { fake, client } = await setup();
+    // What grpc-js reports when Deno denies the connect() to the socket.
+    const details =
+      'No connection established. Last error: NotCapable: Requires write access to "/x/agent.sock", run again with the --allow-write flag. Resolution note: ';
+    fake.sendError(grpc.status.UNAVAILABLE, { persist: true, details, rpc: 'FetchX509SVID' });
+    const rejections: WorkloadApiRejectedError[] = [];
+    client.watchX509Svids({
+      onUpdate: () => assert.fail('no update expected'),
+      onRejected: (error) => rejections.push(error),
+    });
+    await waitUntil(() => rejections.length === 1, 5000, 'the rejection');
+    await delay(UNIT_MS * 20);
+    assert.equal(fake.callsOf('FetchX509SVID').length, 1);
+    assert.ok(rejections[0] instanceof WorkloadApiRejectedError);
+    assert.equal(
+      rejections[0].message,
+      `The runtime does not allow connecting to the Workload API at ${fake.address}: Requires write access to "/x/agent.sock", run again with the --allow-write flag; not retrying`,
+    );
+  });
 });
 
 describe('WorkloadApiClient.watchX509Bundles()', () => {

@@ -41,6 +41,7 @@ export interface WorkloadApiClientOptions {
 
 export class WorkloadApiClient {
   readonly #client: grpc.Client;
+  readonly #address: string;
   readonly #logger: Logger;
   readonly #backoffUnitMs: number;
   readonly #backoffMaxMs: number;
@@ -58,7 +59,8 @@ export class WorkloadApiClient {
       options.backoffMaxMs ?? this.#backoffUnitMs * BACKOFF_MAX_STEPS,
       'backoffMaxMs',
     );
-    this.#logger = options.logger.child({ workloadApi: formatWorkloadApiAddress(address) });
+    this.#address = formatWorkloadApiAddress(address);
+    this.#logger = options.logger.child({ workloadApi: this.#address });
     this.#client = new grpc.Client(
       grpcTargetForAddress(address),
       grpc.credentials.createInsecure(),
@@ -109,6 +111,7 @@ export class WorkloadApiClient {
     }
     const watch: StreamWatch<T> = new StreamWatch<T>({
       client: this.#client,
+      address: this.#address,
       path,
       method,
       parse,

@@ -5,9 +5,10 @@
  * watcher keeps its previous good state (Workload API §5, conformance WA-2).
  * When the stream ends or fails the watch reopens it after a linear backoff
  * (1, 2, 3 … units, capped, reset by the next good message), except after
- * `InvalidArgument` or `Unimplemented`, which are final. `PermissionDenied`
- * means the caller's identity was taken away: the watcher is told, and the
- * watch keeps trying.
+ * `InvalidArgument` or `Unimplemented`, which are final, and after the
+ * runtime refused us the socket (Deno without `--allow-write`), which no
+ * retry can change. `PermissionDenied` means the caller's identity was taken
+ * away: the watcher is told, and the watch keeps trying.
  */
 import * as grpc from '@grpc/grpc-js';
 import {
@@ -25,7 +26,7 @@ export interface WorkloadApiWatcher<T> {
   onRedacted?(error: WorkloadApiUnavailableError): void;
   /** The stream ended or failed and will be reopened after a backoff. */
   onError?(error: WorkloadApiUnavailableError): void;
-  /** `InvalidArgument` or `Unimplemented`: the watch has stopped for good. */
+  /** `InvalidArgument`, `Unimplemented` or a runtime permission: the watch has stopped for good. */
   onRejected?(error: WorkloadApiRejectedError): void;
 }
 
@@ -43,6 +44,8 @@ type Frame =
 
 export interface StreamWatchOptions<T> {
   readonly client: grpc.Client;
+  /** The Workload API's address as users write it, for error messages. */
+  readonly address: string;
   readonly path: string;
   readonly method: StreamRpc;
   readonly parse: (raw: unknown) => T;
@@ -152,9 +155,16 @@ export class StreamWatch<T> implements WorkloadApiWatch {
     }
     const codeName = grpc.status[status.code] ?? String(status.code);
     const details = status.details === '' ? 'no details' : status.details;
-    if (status.code === grpc.status.INVALID_ARGUMENT || status.code === grpc.status.UNIMPLEMENTED) {
+    const denied = status.code === grpc.status.UNAVAILABLE ? runtimeDenial(details) : undefined;
+    if (
+      status.code === grpc.status.INVALID_ARGUMENT ||
+      status.code === grpc.status.UNIMPLEMENTED ||
+      denied !== undefined
+    ) {
       const error = new WorkloadApiRejectedError(
-        `The Workload API rejected ${this.#o.method} with ${codeName} ("${details}"); not retrying`,
+        denied === undefined
+          ? `The Workload API rejected ${this.#o.method} with ${codeName} ("${details}"); not retrying`
+          : `The runtime does not allow connecting to the Workload API at ${this.#o.address}: ${denied}; not retrying`,
       );
       this.#o.logger.error('Workload API call rejected; not retrying', {
         code: codeName,
@@ -177,8 +187,12 @@ export class StreamWatch<T> implements WorkloadApiWatch {
       this.#notify(() => this.#o.watcher.onRedacted?.(error));
     } else {
       const what = status.code === grpc.status.OK ? 'ended' : `failed with ${codeName}`;
+      const unreachable =
+        status.code === grpc.status.UNAVAILABLE ? connectFailure(details) : undefined;
       const error = new WorkloadApiUnavailableError(
-        `The Workload API stream ${this.#o.method} ${what} ("${details}")`,
+        unreachable === undefined
+          ? `The Workload API stream ${this.#o.method} ${what} ("${details}")`
+          : `Cannot connect to the Workload API at ${this.#o.address}: ${unreachable}`,
       );
       this.#o.logger.warn('Workload API stream ended; reconnecting after a backoff', {
         code: codeName,
@@ -207,6 +221,40 @@ export class StreamWatch<T> implements WorkloadApiWatch {
       });
     }
   }
+}
+
+/**
+ * Deno's refusal of the socket, as grpc-js passes it on in the details of
+ * `Unavailable` ("… NotCapable: Requires write access to "/x.sock", run
+ * again with the --allow-write flag …"; `PermissionDenied` before Deno 2).
+ * The permission cannot be granted while the program runs, so it is final.
+ */
+const RUNTIME_DENIAL_REGEXP =
+  /\b(?:NotCapable|PermissionDenied): (Requires .+? --allow-[a-z-]+ flag)/;
+
+function runtimeDenial(details: string): string | undefined {
+  return RUNTIME_DENIAL_REGEXP.exec(details)?.[1];
+}
+
+/**
+ * Why the channel could not connect, in words, from the system error grpc-js
+ * puts in the details of `Unavailable` ("No connection established. Last
+ * error: Error: connect ENOENT /x.sock"); undefined for any other failure.
+ */
+function connectFailure(details: string): string | undefined {
+  if (!details.includes('No connection established')) {
+    return undefined;
+  }
+  if (/\bENOENT\b/.test(details)) {
+    return 'the socket does not exist';
+  }
+  if (/\bECONNREFUSED\b/.test(details)) {
+    return 'nothing listens on it';
+  }
+  if (/\bEACCES\b/.test(details)) {
+    return 'no permission to connect to it';
+  }
+  return details;
 }
 
 function serializeEmptyRequest(): Buffer {

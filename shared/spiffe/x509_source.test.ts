@@ -49,7 +49,7 @@ async function startFake(options: { transport?: 'unix' | 'tcp' } = {}): Promise<
 
 async function connect(
   fake: FakeWorkloadApi | string,
-  options: { hint?: string; timeoutMs?: number } = {},
+  options: { hint?: string; timeoutMs?: number; failFast?: boolean } = {},
 ) {
   const sink = createMemorySink();
   const source = await createX509Source({
@@ -58,6 +58,7 @@ async function connect(
     backoffUnitMs: UNIT_MS,
     timeoutMs: options.timeoutMs ?? 5000,
     ...(options.hint === undefined ? {} : { hint: options.hint }),
+    ...(options.failFast === undefined ? {} : { failFast: options.failFast }),
   });
   sources.push(source);
   return { source, sink };
@@ -131,6 +132,7 @@ describe('createX509Source()', () => {
         (err: unknown) => {
           assert.ok(err instanceof WorkloadApiUnavailableError);
           assert.match(err.message, /within 300 ms/);
+          assert.ok(err.message.includes(`at unix://${join(dir, 'missing.sock')} `), err.message);
           return true;
         },
       );
@@ -152,6 +154,48 @@ describe('createX509Source()', () => {
     const started = Date.now();
     await assert.rejects(connect(fake, { timeoutMs: 10_000 }), WorkloadApiRejectedError);
     assert.ok(Date.now() - started < 5000, 'it did not wait for the timeout');
+    assert.equal(fake.callsOf('FetchX509SVID').length, 1);
+  });
+
+  test('with failFast, a missing socket or one nothing listens on fails at once, saying which', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'spike-wl-fail-fast-'));
+    try {
+      const fake = await startFake({ transport: 'tcp' });
+      const refusing = fake.address;
+      await fake.stop();
+      for (const [address, reason] of [
+        [`unix://${join(dir, 'missing.sock')}`, 'the socket does not exist'],
+        [refusing, 'nothing listens on it'],
+      ] as const) {
+        // A timeout the test runner would give up on first: only failFast ends the wait.
+        await assert.rejects(connect(address, { timeoutMs: 10 * 60_000, failFast: true }), {
+          name: 'WorkloadApiUnavailableError',
+          message: `Cannot connect to the Workload API at ${address}: ${reason}`,
+        });
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('with failFast, a Workload API that is there but sends nothing is still waited for', async () => {
+    const fake = await startFake();
+    await assert.rejects(connect(fake, { timeoutMs: 300, failFast: true }), /within 300 ms/);
+  });
+
+  test('rejects at once when the runtime refuses the socket, failFast or not', async () => {
+    const fake = await startFake();
+    fake.sendError(grpc.status.UNAVAILABLE, {
+      persist: true,
+      rpc: 'FetchX509SVID',
+      details:
+        'No connection established. Last error: NotCapable: Requires write access to "/x.sock", run again with the --allow-write flag. Resolution note: ',
+    });
+    await assert.rejects(connect(fake, { timeoutMs: 10 * 60_000 }), (err: unknown) => {
+      assert.ok(err instanceof WorkloadApiRejectedError, String(err));
+      assert.match(err.message, /--allow-write flag/);
+      return true;
+    });
     assert.equal(fake.callsOf('FetchX509SVID').length, 1);
   });
 

@@ -18,7 +18,7 @@
  * (`PermissionDenied`).
  */
 import { X509Certificate } from 'node:crypto';
-import { type WorkloadApiRejectedError, WorkloadApiUnavailableError } from '../errors/errors.ts';
+import { WorkloadApiUnavailableError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { X509BundleSet } from './bundle.ts';
 import { createWorkloadApiClient, type WorkloadApiClient } from './workload_api.ts';
@@ -41,13 +41,21 @@ export interface X509SourceOptions {
   readonly logger: Logger;
   /** How long `createX509Source` waits for a first SVID. Defaults to 30 s. */
   readonly timeoutMs?: number;
+  /**
+   * For a one-shot program (the CLI): the wait for a first SVID ends at the
+   * first failed attempt (no socket at the path, nothing listening on it)
+   * instead of retrying until `timeoutMs`. Services leave it off: their
+   * agent may start after them.
+   */
+  readonly failFast?: boolean;
   /** Serve the SVID with this hint instead of the first one. */
   readonly hint?: string;
   /** Backoff step of the Workload API client (default 1000 ms); tests make it small. */
   readonly backoffUnitMs?: number;
 }
 
-const DEFAULT_TIMEOUT_MS = 30_000;
+/** How long `createX509Source` waits for a first SVID unless told otherwise. */
+export const DEFAULT_FIRST_SVID_TIMEOUT_MS = 30_000;
 /** Warn this close to expiry at most (or at 10% of the lifetime, if that is sooner). */
 const EXPIRY_WARNING_MAX_MS = 5 * 60_000;
 const EXPIRY_WARNING_FRACTION = 0.1;
@@ -58,6 +66,8 @@ const EMPTY_BUNDLES = new X509BundleSet([]);
 export class X509Source implements X509SvidSource {
   readonly #logger: Logger;
   readonly #hint: string | undefined;
+  readonly #address: string;
+  readonly #failFast: boolean;
   readonly #client: WorkloadApiClient;
   readonly #listeners = new Set<() => void>();
   readonly #readyWaiters = new Set<(error: Error | undefined) => void>();
@@ -66,13 +76,16 @@ export class X509Source implements X509SvidSource {
   #warnTimer: { close(): void } | undefined;
   #expiryTimer: { close(): void } | undefined;
   #lastError: Error | undefined;
-  #rejected: WorkloadApiRejectedError | undefined;
+  /** Why waiting for a first SVID is pointless: a final rejection, or with failFast a failure. */
+  #hopeless: Error | undefined;
   #closed = false;
 
   /** Starts watching the Workload API at once; `createX509Source` also waits for a first SVID. */
   constructor(options: X509SourceOptions) {
     this.#logger = options.logger;
     this.#hint = options.hint === undefined || options.hint === '' ? undefined : options.hint;
+    this.#address = options.address;
+    this.#failFast = options.failFast === true;
     this.#client = createWorkloadApiClient({
       address: options.address,
       logger: options.logger,
@@ -83,11 +96,13 @@ export class X509Source implements X509SvidSource {
       onRedacted: (error) => this.#redactSvids(error),
       onError: (error) => {
         this.#lastError = error;
+        if (this.#failFast && this.#current === undefined) {
+          this.#giveUp(error);
+        }
       },
       onRejected: (error) => {
         this.#lastError = error;
-        this.#rejected = error;
-        this.#settleWaiters(error);
+        this.#giveUp(error);
       },
     });
   }
@@ -143,8 +158,8 @@ export class X509Source implements X509SvidSource {
     if (this.#hasUsableSvid()) {
       return Promise.resolve();
     }
-    if (this.#rejected !== undefined) {
-      return Promise.reject(this.#rejected);
+    if (this.#hopeless !== undefined) {
+      return Promise.reject(this.#hopeless);
     }
     if (this.#closed) {
       return Promise.reject(new WorkloadApiUnavailableError('The X509 source is closed'));
@@ -163,7 +178,7 @@ export class X509Source implements X509SvidSource {
         const last = this.#lastError;
         settle(
           new WorkloadApiUnavailableError(
-            `No X509-SVID arrived from the Workload API within ${timeoutMs} ms${
+            `No X509-SVID arrived from the Workload API at ${this.#address} within ${timeoutMs} ms${
               last === undefined ? '' : ` (last error: ${last.message})`
             }`,
             last === undefined ? undefined : { cause: last },
@@ -267,6 +282,11 @@ export class X509Source implements X509SvidSource {
     }
   }
 
+  #giveUp(error: Error): void {
+    this.#hopeless ??= error;
+    this.#settleWaiters(error);
+  }
+
   #settleWaiters(error: Error | undefined): void {
     for (const settle of [...this.#readyWaiters]) {
       settle(error);
@@ -311,12 +331,13 @@ export class X509Source implements X509SvidSource {
 
 /**
  * Connects to the Workload API and resolves once a first SVID arrived.
- * Rejects with `WorkloadApiUnavailableError` after `timeoutMs` (default 30 s)
- * and with `WorkloadApiRejectedError` if the API refuses the call for good;
- * the source is closed in both cases.
+ * Rejects with `WorkloadApiUnavailableError` after `timeoutMs` (default 30 s),
+ * or with `failFast` at the first failure, and with `WorkloadApiRejectedError`
+ * if the API or the runtime refuses the call for good; the source is closed
+ * in every case.
  */
 export async function createX509Source(options: X509SourceOptions): Promise<X509Source> {
-  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const timeoutMs = options.timeoutMs ?? DEFAULT_FIRST_SVID_TIMEOUT_MS;
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
     throw new RangeError(`timeoutMs must be a positive number, got ${timeoutMs}`);
   }

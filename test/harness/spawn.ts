@@ -73,7 +73,7 @@ const DENO_TASKS: Record<Program, string> = {
   launcher: 'local',
 };
 
-function command(
+export function command(
   program: Program,
   runtime: Runtime,
   nodeFlags: readonly string[] = [],
