@@ -272,6 +272,30 @@ describe('Workload API server start and stop', () => {
     assert.equal(await lstat(path).catch(() => undefined), undefined);
   });
 
+  test('refuses to replace a socket that another agent serves, and leaves that one serving', async () => {
+    const dir = join(root, 'live');
+    await ensureSocketDir(dir);
+    const path = join(dir, 'web.sock');
+    const first = await start(path);
+    try {
+      await assert.rejects(start(path), (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.match(err.problems[0] ?? '', /is served by another running agent/);
+        return true;
+      });
+      assert.ok((await lstat(path)).isSocket());
+      const raw = new RawWorkloadClient(first.address);
+      try {
+        const answer = await raw.stream('FetchX509SVID').next(WAIT_MS);
+        assert.equal(firstSvid(answer).spiffe_id, ID.toString());
+      } finally {
+        raw.close();
+      }
+    } finally {
+      await first.close();
+    }
+  });
+
   test('refuses to replace a file that is not a socket', async () => {
     const dir = join(root, 'notsock');
     await ensureSocketDir(dir);

@@ -11,6 +11,7 @@
  * Only the X.509 profile is served. JWT and WIT RPCs answer Unimplemented.
  */
 import { chmod, lstat, mkdir, rm } from 'node:fs/promises';
+import { connect } from 'node:net';
 import {
   type handleUnaryCall,
   type Metadata,
@@ -153,6 +154,12 @@ export async function startWorkloadApiServer(
   const address = socketAddress(registration.socketPath);
   try {
     await bind(server, address);
+  } catch (err) {
+    // Not bound: whatever is at the path now is not ours to remove.
+    server.forceShutdown();
+    throw err;
+  }
+  try {
     await chmod(registration.socketPath, 0o600);
   } catch (err) {
     server.forceShutdown();
@@ -295,7 +302,12 @@ function grpcError(code: status, details: string): Partial<ServerErrorResponse> 
   return { code, details, message: details };
 }
 
-/** Removes a leftover socket file; any other kind of file at the path is refused. */
+/**
+ * Removes a leftover socket file. Any other kind of file at the path is
+ * refused, and so is a socket that accepts a connection: another agent (a
+ * second spike-local on the same data folder, say) serves it, and removing
+ * it would cut that agent's workloads off from their identities.
+ */
 async function removeStaleSocket(path: string): Promise<void> {
   let info: Awaited<ReturnType<typeof lstat>>;
   try {
@@ -311,7 +323,32 @@ async function removeStaleSocket(path: string): Promise<void> {
       `"${path}" exists and is not a socket; the agent will not replace it. Remove it or choose another SPIKE_AGENT_SOCKET_DIR`,
     ]);
   }
+  if (await isServed(path)) {
+    throw new ConfigError([
+      `"${path}" is served by another running agent; the agent will not replace it. Stop that agent or choose another SPIKE_AGENT_SOCKET_DIR`,
+    ]);
+  }
   await rm(path, { force: true });
+}
+
+/**
+ * Whether something listens on the unix socket: a connection is accepted.
+ * Only a refusal (nobody listens) or a vanished file means stale; any other
+ * error counts as served, so a socket is removed only when provably dead.
+ */
+function isServed(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ path });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', (err: Error) => {
+      socket.destroy();
+      const { code } = err as { code?: unknown };
+      resolve(code !== 'ECONNREFUSED' && code !== 'ENOENT');
+    });
+  });
 }
 
 function bind(server: Server, address: string): Promise<void> {

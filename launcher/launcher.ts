@@ -20,7 +20,9 @@ import { statusForCode } from '../shared/errors/http_status.ts';
 import { delay } from '../shared/runtime/delay.ts';
 import { Child, type ChildRuntime, type Program } from './child.ts';
 import { KEEPER_COUNT, type LauncherConfig, socketDirOf } from './config.ts';
+import { acquireDataDirLock, type DataDirLock } from './data_dir_lock.ts';
 import { devShardsPath, readDevShards, writeDevShards } from './dev_shards.ts';
+import { checkPortsFree, LOCAL_HOST, plannedPorts } from './ports.ts';
 
 /** The identities the agent serves, one socket each. */
 export const LOCAL_WORKLOADS: readonly (readonly [string, string])[] = Object.freeze([
@@ -80,7 +82,7 @@ export function serviceSpecs(
       program: 'keeper',
       env: {
         [ENV_ENDPOINT_SOCKET]: socketAddress(dirs.socketDir, name),
-        SPIKE_KEEPER_TLS_HOST: '127.0.0.1',
+        SPIKE_KEEPER_TLS_HOST: LOCAL_HOST,
         SPIKE_KEEPER_TLS_PORT: String(config.keeperPorts[i]),
         SPIKE_KEEPER_AUDIT_LOG: join(dirs.logsDir, `${name}.audit.log`),
       },
@@ -91,10 +93,10 @@ export function serviceSpecs(
     program: 'nexus',
     env: {
       [ENV_ENDPOINT_SOCKET]: socketAddress(dirs.socketDir, 'nexus'),
-      SPIKE_NEXUS_TLS_HOST: '127.0.0.1',
+      SPIKE_NEXUS_TLS_HOST: LOCAL_HOST,
       SPIKE_NEXUS_TLS_PORT: String(config.nexusPort),
       SPIKE_NEXUS_KEEPER_PEERS: config.keeperPorts
-        .map((port) => `https://127.0.0.1:${port}`)
+        .map((port) => `https://${LOCAL_HOST}:${port}`)
         .join(','),
       SPIKE_NEXUS_BACKEND_STORE: 'sqlite',
       SPIKE_NEXUS_DATA_DIR: join(config.dataDir, 'nexus'),
@@ -121,13 +123,15 @@ export class LocalBroker {
   readonly #logsDir: string;
   readonly #socketDir: string;
   readonly #nexusUrl: string;
+  /** Held from the start of start() until every child has stopped. */
+  #lock: DataDirLock | undefined;
   #stopping: Promise<void> | undefined;
 
   constructor(options: LauncherOptions) {
     this.#options = options;
     this.#logsDir = join(options.config.dataDir, 'logs');
     this.#socketDir = socketDirOf(options.config.dataDir);
-    this.#nexusUrl = `https://127.0.0.1:${options.config.nexusPort}`;
+    this.#nexusUrl = `https://${LOCAL_HOST}:${options.config.nexusPort}`;
   }
 
   /** Which child ended on its own, once one has (a running broker is then broken). */
@@ -139,10 +143,20 @@ export class LocalBroker {
    * Starts everything and resolves once Nexus is ready; rejects with the
    * reason (a child's log tail included) or the abort reason. The caller
    * calls stop() either way.
+   *
+   * Before any child starts, it takes the data folder's lock (a second
+   * spike-local on the folder refuses here and changes nothing) and checks
+   * that every port it will use is free.
    */
   async start(signal: AbortSignal): Promise<LocalBrokerInfo> {
     const { config, say } = this.#options;
     mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    const lock = acquireDataDirLock(config.dataDir);
+    this.#lock = lock;
+    if (lock.staleFrom !== undefined) {
+      say(`Took over the lock of a spike-local that is gone (PID ${lock.staleFrom})`);
+    }
+    await checkPortsFree(plannedPorts(config));
     mkdirSync(this.#logsDir, { recursive: true, mode: 0o700 });
     say(
       `Data folder ${config.dataDir}; each program logs to ${this.#logsDir}/<name>.log, and audits to ${NEXUS_AUDIT_LOG_FILE} (Nexus) or <name>.audit.log (Keepers) beside it`,
@@ -196,6 +210,7 @@ export class LocalBroker {
     for (const group of [byName('nexus'), byName('keeper-'), byName('agent')]) {
       await Promise.all(group.map((child) => child.stop()));
     }
+    this.#lock?.release();
   }
 
   #closeClients(): void {

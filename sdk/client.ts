@@ -4,8 +4,10 @@
  * SVID is Nexus's, and turns every answer into a checked value or a typed
  * `BrokerError`.
  *
- * - Connections are kept alive and reused; when the Workload API rotates our
- *   SVID, new connections use the new one (`MtlsClient` does both).
+ * - Connections are kept alive and reused, except one that the server may
+ *   close after its answer (`Connection: close`, a 413, an answer before our
+ *   whole body was sent); when the Workload API rotates our SVID, new
+ *   connections use the new one (`MtlsClient` does all of this).
  * - Arguments are validated with the wire contract's own parsers before any
  *   request is sent, so a bad path fails with `InvalidRequestError` at once.
  * - With `retryDeadlineMs`, a sealed Nexus (503 `ERR_NOT_READY`), a rate

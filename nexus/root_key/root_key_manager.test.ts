@@ -90,4 +90,32 @@ describe('RootKeyManager', () => {
     manager.stop();
     second.stop();
   });
+
+  test('the Keepers are known the moment a first start makes Nexus ready, before any check', async () => {
+    const keepers = [keeper('k1'), keeper('k2'), keeper('k3')];
+    const [up1, up2] = keepers;
+    if (up1 === undefined || up2 === undefined) throw new Error('three Keepers');
+    up1.state.isUp = true;
+    up2.state.isUp = true;
+    const rootKey = new RootKey();
+    const manager = new RootKeyManager({
+      store: new MemoryRootKeyStore(),
+      keepers: keepers.map((k) => k.link),
+      threshold: 2,
+      rootKey,
+      logger,
+      // No periodic check runs in this test: step() below is the first start only.
+      checkIntervalMs: 60_000,
+      recoveryMaxIntervalMs: 1000,
+    });
+    await manager.step();
+    assert.equal(rootKey.isReady, true);
+    // What the first split learnt: two Keepers took generation 1, one did not answer.
+    assert.deepEqual(manager.keeperStatus(), [
+      { name: 'k1', reachable: true, generations: [1] },
+      { name: 'k2', reachable: true, generations: [1] },
+      { name: 'k3', reachable: false, generations: [] },
+    ]);
+    manager.stop();
+  });
 });

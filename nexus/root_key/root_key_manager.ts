@@ -271,6 +271,15 @@ export class RootKeyManager {
       ...(generation === undefined ? {} : { generation }),
     });
     if (result.committed) {
+      // Known before Nexus says it is ready, so that a status right after
+      // start lists every Keeper instead of none until the first check (a
+      // recovery knows them from collecting the shards). The Keepers that
+      // took their shard were just pruned down to this generation.
+      this.#keeperStatus = this.#o.keepers.map((keeper) =>
+        result.stored.includes(keeper.name)
+          ? { name: keeper.name, reachable: true, generations: [result.generation] }
+          : { name: keeper.name, reachable: false, generations: [] },
+      );
       // Unseal first: `key` may be the pending copy that #dropPending wipes.
       this.#o.rootKey.unseal(key, keyring, result.generation);
       this.#dropPending();

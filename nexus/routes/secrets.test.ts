@@ -694,22 +694,31 @@ describe('secret routes: KV semantics through HTTP', () => {
     );
   });
 
-  nexusTest('destroy removes version data for good; undelete does not bring it back', async (n) => {
-    const destroyed = await n.send(destroyUrl(WEB_DB), json('POST', { versions: [1] }));
-    assert.equal(destroyed.status, 200);
-    const versions = (destroyed.body as MetadataResponse).versions;
-    assert.equal(versions.find((v) => v.version === 1)?.destroyed, true);
-    assert.equal(versions.find((v) => v.version === 2)?.destroyed, false);
-    assertError(await n.send(dataUrl(WEB_DB, '?version=1')), 404, 'ERR_NOT_FOUND');
-    await n.send(undeleteUrl(WEB_DB), json('POST', { versions: [1] }));
-    assertError(await n.send(dataUrl(WEB_DB, '?version=1')), 404, 'ERR_NOT_FOUND');
-    assert.deepEqual(((await n.send(dataUrl(WEB_DB))).body as SecretResponse).data, WEB_DB_V2);
-    assertError(
-      await n.send(destroyUrl(WEB_DB), json('POST', { versions: [7] })),
-      404,
-      'ERR_NOT_FOUND',
-    );
-  });
+  nexusTest(
+    'destroy removes version data for good; undelete of it is 409 ERR_CONFLICT',
+    async (n) => {
+      const destroyed = await n.send(destroyUrl(WEB_DB), json('POST', { versions: [1] }));
+      assert.equal(destroyed.status, 200);
+      const versions = (destroyed.body as MetadataResponse).versions;
+      assert.equal(versions.find((v) => v.version === 1)?.destroyed, true);
+      assert.equal(versions.find((v) => v.version === 2)?.destroyed, false);
+      assertError(await n.send(dataUrl(WEB_DB, '?version=1')), 404, 'ERR_NOT_FOUND');
+      const before = (await n.send(metadataUrl(WEB_DB))).body;
+      assertError(
+        await n.send(undeleteUrl(WEB_DB), json('POST', { versions: [1] })),
+        409,
+        'ERR_CONFLICT',
+      );
+      assert.deepEqual((await n.send(metadataUrl(WEB_DB))).body, before);
+      assertError(await n.send(dataUrl(WEB_DB, '?version=1')), 404, 'ERR_NOT_FOUND');
+      assert.deepEqual(((await n.send(dataUrl(WEB_DB))).body as SecretResponse).data, WEB_DB_V2);
+      assertError(
+        await n.send(destroyUrl(WEB_DB), json('POST', { versions: [7] })),
+        404,
+        'ERR_NOT_FOUND',
+      );
+    },
+  );
 
   nexusTest(
     'metadata PUT sets the cap and custom metadata; GET shows them; a lower cap prunes',

@@ -83,8 +83,8 @@ function isChanged(row: VersionRow, change: VersionChange): boolean {
     case 'delete':
       return row.deletedAtMs === null;
     case 'undelete':
-      // A destroyed version has no data to come back to.
-      return row.deletedAtMs !== null && !row.destroyed;
+      // Destroyed versions were refused before (versionsToChange).
+      return row.deletedAtMs !== null;
     case 'destroy':
       return !row.destroyed;
   }
@@ -93,7 +93,11 @@ function isChanged(row: VersionRow, change: VersionChange): boolean {
 /**
  * The versions a delete, undelete or destroy changes: those it names (0 and
  * the default mean the current one), deduplicated, less those already in the
- * wanted state. NotFoundError when a named version is not kept.
+ * wanted state. NotFoundError when a named version is not kept; for an
+ * undelete, ConflictError when a named version is destroyed, since its data
+ * cannot come back (Vault skips such a version silently, which tells the
+ * caller that the undelete worked). Either error comes before any write, so
+ * nothing changes.
  */
 export function versionsToChange(
   path: SecretPath,
@@ -109,6 +113,11 @@ export function versionsToChange(
     const row = byNumber.get(version);
     if (row === undefined) {
       throw missingVersion(path, version, state.row, maxVersionsDefault);
+    }
+    if (change === 'undelete' && row.destroyed) {
+      throw new ConflictError(
+        `Version ${version} of "${path}" is destroyed: its data is gone and cannot be undeleted`,
+      );
     }
     return isChanged(row, change);
   });

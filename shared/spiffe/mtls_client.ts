@@ -1,9 +1,11 @@
 /**
  * An HTTPS client over SPIFFE mTLS, for Pilot, Nexus (to Keepers) and the
  * SDK. It presents our current SVID, accepts only a server whose SVID the
- * matcher allows, and reuses kept-alive connections. When the source rotates,
- * new connections use the new SVID while requests in flight finish on the old
- * ones, so no request fails because of a rotation.
+ * matcher allows, and reuses kept-alive connections (not one after an answer
+ * the server gave without reading our body, see `keepAliveOnlyIfReusable`).
+ * When the source rotates, new connections use the new SVID while requests
+ * in flight finish on the old ones, so no request fails because of a
+ * rotation.
  *
  * A failed request can be asked whether it provably never left this process
  * (`isNeverSent`): none of the connections it was given ever completed its
@@ -157,6 +159,7 @@ export class MtlsClient {
           },
         },
         (incoming) => {
+          keepAliveOnlyIfReusable(outgoing, incoming);
           const chunks: Uint8Array[] = [];
           let received = 0;
           let isTooLarge = false;
@@ -303,6 +306,33 @@ export class MtlsClient {
     const retired = this.#agent;
     this.#agent = fresh;
     retire(retired, this.#longestTimeoutMs);
+  }
+}
+
+/**
+ * Keeps the connection for the next request only when the server can still
+ * read one on it. Not after an answer that says `Connection: close`, nor
+ * after a 413 or any answer that came before our whole body was sent: the
+ * server answered without reading the body and may close the connection
+ * right after (RFC 9110, 15.5.14) while still saying `keep-alive`, as Nexus
+ * does, so the next request would go out on a dead socket and fail. Such a
+ * connection is closed once the answer is read (`shouldKeepAlive` is what
+ * the runtime's ClientRequest reads when the answer ends).
+ */
+function keepAliveOnlyIfReusable(
+  outgoing: { readonly writableFinished: boolean; shouldKeepAlive: boolean },
+  incoming: {
+    readonly statusCode?: number | undefined;
+    readonly headers: { readonly connection?: string | undefined };
+  },
+): void {
+  const connection = incoming.headers.connection?.toLowerCase() ?? '';
+  if (
+    connection.split(',').some((token) => token.trim() === 'close') ||
+    incoming.statusCode === 413 ||
+    !outgoing.writableFinished
+  ) {
+    outgoing.shouldKeepAlive = false;
   }
 }
 

@@ -11,10 +11,12 @@
  * what spike-local printed, not in an error body Nexus sent.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { LOCK_FILE } from '../../launcher/data_dir_lock.ts';
 import { DEV_SHARDS_FILE, DEV_SHARDS_WARNING, readDevShards } from '../../launcher/dev_shards.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { isNexus } from '../../shared/spiffe/identities.ts';
@@ -44,6 +46,16 @@ function launch(env: Record<string, string>): RunningProgram {
   launches += 1;
   leaks.text(`output of spike-local (launch #${launches})`, () => running.output());
   return running;
+}
+
+/** Holds a port on the address the children listen on, as another program would. */
+async function hold(port: number): Promise<Server> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: '127.0.0.1', port }, resolve);
+  });
+  return server;
 }
 
 /** PUT or GET of a secret as Pilot, through the socket the launcher printed. */
@@ -83,6 +95,7 @@ describe('spike-local, the one-command local broker', () => {
   let dir: string;
   let env: Record<string, string>;
   let nexusPort: number;
+  let keeperPorts: number[];
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'spike-local-'));
@@ -92,7 +105,7 @@ describe('spike-local, the one-command local broker', () => {
         path === join(dir, DEV_SHARDS_FILE) || path === join(dir, `${DEV_SHARDS_FILE}.tmp`),
     });
     nexusPort = await freePort();
-    const keeperPorts = [await freePort(), await freePort(), await freePort()];
+    keeperPorts = [await freePort(), await freePort(), await freePort()];
     env = {
       SPIKE_TRUST_ROOT: TD_NAME,
       SPIKE_LOCAL_DATA_DIR: dir,
@@ -127,6 +140,34 @@ describe('spike-local, the one-command local broker', () => {
     assert.match(bad.output(), /SPIKE_LOCAL_DATA_DIR must be an absolute path/);
   });
 
+  test('a port in use is named with the variable that moves it, before anything starts', async () => {
+    const busyDir = mkdtempSync(join(tmpdir(), 'spike-local-busy-'));
+    const busy = [await hold(nexusPort), await hold(keeperPorts[1] as number)];
+    try {
+      const refused = launch({ ...env, SPIKE_LOCAL_DATA_DIR: busyDir });
+      assert.equal(await refused.exited(30_000), 1, refused.output());
+      assert.match(
+        refused.output(),
+        new RegExp(
+          `Port ${nexusPort} \\(Nexus\\) is in use; set SPIKE_NEXUS_TLS_PORT to another port`,
+        ),
+      );
+      assert.match(
+        refused.output(),
+        new RegExp(
+          `Port ${keeperPorts[1]} \\(Keeper 2\\) is in use; set SPIKE_LOCAL_KEEPER_PORTS to three other ports`,
+        ),
+      );
+      // Nothing started: no agent, no log of any child, and the lock is gone again.
+      assert.doesNotMatch(refused.output(), /Agent serves|Started 3 Keepers/);
+      assert.equal(existsSync(join(busyDir, 'logs', 'agent.log')), false);
+      assert.equal(existsSync(join(busyDir, LOCK_FILE)), false);
+    } finally {
+      for (const server of busy) server.close();
+      rmSync(busyDir, { recursive: true, force: true });
+    }
+  });
+
   test('starts, stores a secret, stops with exit 0, and reads it back after a restart', async () => {
     const first = launch(env);
     const [, socket = ''] = await first.waitFor(INSTRUCTIONS_REGEXP, START_TIMEOUT_MS);
@@ -145,6 +186,22 @@ describe('spike-local, the one-command local broker', () => {
     const read = await asPilot(socket, nexusPort, { method: 'GET' });
     assert.deepEqual(read.body.data, { password: SECRET });
 
+    // A second spike-local on the same folder refuses at once, before it
+    // starts anything, and the first one keeps serving through its sockets.
+    assert.ok(existsSync(join(dir, LOCK_FILE)));
+    const intruder = launch(env);
+    assert.equal(await intruder.exited(30_000), 1, intruder.output());
+    assert.match(
+      intruder.output(),
+      new RegExp(
+        `Another spike-local \\(PID ${first.child.pid}\\) is using the data folder ${dir}; stop it first, or set SPIKE_LOCAL_DATA_DIR to another folder`,
+      ),
+    );
+    assert.doesNotMatch(intruder.output(), /Agent serves|Started 3 Keepers/);
+    const still = await asPilot(socket, nexusPort, { method: 'GET' });
+    assert.equal(still.status, 200, JSON.stringify(still.body));
+    assert.deepEqual(still.body.data, { password: SECRET });
+
     const file = join(dir, DEV_SHARDS_FILE);
     assert.equal(statSync(file).mode & 0o777, 0o600);
     const saved = JSON.parse(readFileSync(file, 'utf8')) as { warning: string; shards: string[] };
@@ -155,6 +212,7 @@ describe('spike-local, the one-command local broker', () => {
     first.signal('SIGTERM');
     assert.equal(await first.exited(60_000), 0, first.output());
     assert.match(first.output(), /Stopped/);
+    assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'a clean stop releases the lock');
 
     const second = launch(env);
     await second.waitFor(INSTRUCTIONS_REGEXP, START_TIMEOUT_MS);

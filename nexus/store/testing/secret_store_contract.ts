@@ -458,7 +458,7 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
           assert.deepEqual(await world.store.undelete(path, [1, 2]), before);
         }));
 
-      test('destroy removes the data for good; undelete cannot bring it back', () =>
+      test('destroy removes the data for good; the version number stays', () =>
         withWorld(async (world) => {
           const path = p('del/destroy');
           await fill(world, path, 3);
@@ -471,21 +471,31 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
           assert.equal(metadata.currentVersion, 3);
           await assert.rejects(world.store.get(path), isError(NotFoundError, /is destroyed/));
           await assert.rejects(world.store.get(path, 2), isError(NotFoundError, /is destroyed/));
-          const after = await world.store.undelete(path, [2, 3]);
-          assert.deepEqual(
-            after.versions.map((v) => [v.destroyed, v.deletedAt !== null]),
-            [
-              [false, false],
-              [true, true],
-              [true, false],
-            ],
-          );
-          await assert.rejects(world.store.get(path, 2), isError(NotFoundError, /is destroyed/));
           assert.deepEqual((await world.store.get(path, 1)).data, { n: '1' });
           // The version numbers stay in the history and the table.
           assert.deepEqual(await world.fixture.storedVersions(path), [1, 2, 3]);
           // A new version can follow a destroyed current one.
           assert.equal((await world.store.put(path, { n: '4' }, { cas: 3 })).currentVersion, 4);
+        }));
+
+      test('undelete of a destroyed version is a conflict, and nothing changes', () =>
+        withWorld(async (world) => {
+          const path = p('del/undelete-destroyed');
+          await fill(world, path, 3);
+          await world.store.softDelete(path, [1, 2]);
+          await world.store.destroy(path, [2, 3]);
+          const before = await world.store.readMetadata(path);
+          world.tick();
+          // Named, with a deleted version beside it that alone could come back.
+          await assert.rejects(
+            world.store.undelete(path, [1, 2]),
+            isError(ConflictError, /Version 2 of "del\/undelete-destroyed" is destroyed/),
+          );
+          // The default: the current version, destroyed without a soft delete first.
+          await assert.rejects(world.store.undelete(path), isError(ConflictError, /Version 3/));
+          await assert.rejects(world.store.undelete(path, [0]), ConflictError);
+          assert.deepEqual(await world.store.readMetadata(path), before);
+          await assert.rejects(world.store.get(path, 1), isError(NotFoundError, /is deleted/));
         }));
 
       test('destroy must name its versions', () =>
