@@ -239,6 +239,28 @@ export function checkListArguments(
   return { prefix: checkedPrefix, limit, after };
 }
 
+/**
+ * The checked argument of `listExisting`: an array of at most
+ * MAX_LIST_LIMIT paths, each well-formed, returned without duplicates.
+ */
+export function checkListedPaths(paths: readonly SecretPath[]): SecretPath[] {
+  if (!Array.isArray(paths)) {
+    throw new InvalidRequestError('The paths to look up must be an array of paths');
+  }
+  if (paths.length > MAX_LIST_LIMIT) {
+    throw new InvalidRequestError(
+      `At most ${MAX_LIST_LIMIT} paths may be looked up at once (got ${paths.length})`,
+    );
+  }
+  for (const path of paths) checkPath(path);
+  return [...new Set(paths)];
+}
+
+/** The answer of `listExisting` from the rows found, already in byte order. */
+export function toListedPaths(rows: readonly { readonly path: string }[]): readonly SecretPath[] {
+  return Object.freeze(rows.map((row) => row.path as SecretPath));
+}
+
 /** A page of `list` from rows read with `limit + 1`: one more row means a next page. */
 export function toListPage(rows: readonly { readonly path: string }[], limit: number): ListPage {
   const paths = rows.slice(0, limit).map((row) => row.path as SecretPath);

@@ -49,6 +49,7 @@ import {
   casConflict,
   checkedNow,
   checkListArguments,
+  checkListedPaths,
   checkMetadataUpdate,
   checkPath,
   checkStoreOptions,
@@ -61,6 +62,7 @@ import {
   prefixRange,
   requireUnsealed,
   type SqlSecretStoreOptions,
+  toListedPaths,
   toListPage,
   toMetadata,
   type VersionChange,
@@ -238,6 +240,18 @@ export class SqliteSecretStore implements SecretStore {
       .orderBy(asc(secretMetadata.path))
       .limit(limit + 1);
     return toListPage(rows, limit);
+  }
+
+  async listExisting(paths: readonly SecretPath[]): Promise<readonly SecretPath[]> {
+    const wanted = checkListedPaths(paths);
+    requireUnsealed(this.#keyring);
+    if (wanted.length === 0) return toListedPaths([]);
+    const rows = await this.#db()
+      .select({ path: secretMetadata.path })
+      .from(secretMetadata)
+      .where(inArray(secretMetadata.path, wanted))
+      .orderBy(asc(secretMetadata.path));
+    return toListedPaths(rows);
   }
 
   softDelete(path: SecretPath, versions?: readonly number[]): Promise<SecretMetadata> {
