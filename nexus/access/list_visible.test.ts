@@ -88,7 +88,9 @@ describe('listVisible()', () => {
       paths: ['apps/s00000', 'apps/s00001', 'apps/s00002'],
       next: 'apps/s00002',
     });
-    assert.deepEqual(store.queries, [{ prefix: 'apps', limit: 3 }]);
+    // `apps` itself is looked up, its subtree read for one page.
+    assert.deepEqual(store.asked, [['apps']]);
+    assert.deepEqual(store.queries, [{ prefix: 'apps/', limit: 3 }]);
   });
 
   test('continues after the cursor, and the last page has no next', async () => {
@@ -271,10 +273,13 @@ describe('listVisible(): the cost follows what the caller may see', () => {
       big.flat(),
       ALL.filter((path) => path === 'big' || path.startsWith('big/')).sort(),
     );
-    // One query a page: `big` and its subtree on the first, the subtree after it.
+    // `big` itself is looked up, and its subtree read one query a page; the
+    // siblings between them in byte order (`big-x`) are never read.
+    assert.deepEqual(under.asked, [['big']]);
     assert.deepEqual(
       under.queries.map((query) => query.prefix),
-      ['big', 'big/', 'big/', 'big/', 'big/'],
+      ['big/', 'big/', 'big/', 'big/', 'big/'],
     );
+    assert.ok(under.rows() <= 1 + 20_000 + 2 * big.length, `examined ${under.rows()} rows`);
   });
 });

@@ -15,9 +15,9 @@
  * Every path read still goes through the access checker (never a reserved
  * `sys/` path), and the page stops once it is full. The cursor (`next`) is
  * always a path of the answer, so it names only paths the caller may list.
- * The first store query asks for one page, which is all it takes when the
- * caller may list everything there; later ones read `MAX_LIST_LIMIT` paths
- * at a time.
+ * Store queries ask for one page, which is all it takes when the caller may
+ * list everything there; once some path read was hidden, they read
+ * `MAX_LIST_LIMIT` paths at a time.
  */
 import type { SecretPath } from '../../shared/api/secret_path.ts';
 import { MAX_LIST_LIMIT } from '../../shared/api/secrets.ts';
@@ -51,7 +51,7 @@ export interface VisiblePage {
  * A store range: one path looked up (`path`), or a store prefix paged
  * through (`prefix`, in the grammar of `SecretStore.list`).
  */
-type StoreRange = { readonly path: SecretPath } | { readonly prefix: string };
+type StoreRange = { readonly path: SecretPath } | { readonly prefix: '' | `${string}/` };
 
 export async function listVisible(
   sources: ListVisibleSources,
@@ -63,7 +63,7 @@ export async function listVisible(
   let after = query.after;
   const paths: SecretPath[] = [];
   let chunk = limit;
-  for (let index = 0; index < ranges.length; chunk = MAX_LIST_LIMIT) {
+  for (let index = 0; index < ranges.length; ) {
     let found: readonly SecretPath[];
     const range = ranges[index] as StoreRange;
     if ('path' in range) {
@@ -88,6 +88,9 @@ export async function listVisible(
       const path = found[read] as SecretPath;
       if (!isReservedPath(path) && access.isAllowed(peer, 'list', path)) {
         paths.push(path);
+      } else {
+        // Hidden paths here: read on in large chunks to fill the page.
+        chunk = MAX_LIST_LIMIT;
       }
     }
     const hasMore = read < found.length || index < ranges.length;
@@ -110,9 +113,9 @@ function storeRanges(
 ): StoreRange[] {
   const requested = reachOfPrefix(prefix);
   // Each narrowed reach as byte ranges: its base alone, and the subtree under
-  // it (`base/` up to `base0`, as `'/' + 1` is `'0'`). The two are not
-  // adjacent in byte order (`a-b` sorts between `a` and `a/`), so they are
-  // kept apart until sorted.
+  // it (`base/` up to `base0`, as `'/' + 1` is `'0'`). They stay apart, even
+  // for the store prefix `a` that covers both: siblings such as `a-b` sort
+  // between `a` and `a/`, and reading them would cost what is not visible.
   const pieces: { readonly start: string; readonly isSubtree: boolean }[] = [];
   for (const reach of reaches) {
     const narrowed = intersect(reach, requested);
@@ -134,13 +137,7 @@ function storeRanges(
       subtree = piece.start;
       const end = `${piece.start.slice(0, -1)}0`;
       if (after !== undefined && after >= end) continue;
-      const last = ranges[ranges.length - 1];
-      // A base right before its own subtree is one store prefix (`a` lists `a` and `a/...`).
-      if (last !== undefined && 'path' in last && `${last.path}/` === piece.start) {
-        ranges[ranges.length - 1] = { prefix: last.path };
-      } else {
-        ranges.push({ prefix: piece.start });
-      }
+      ranges.push({ prefix: piece.start as `${string}/` });
     } else if (after === undefined || piece.start > after) {
       ranges.push({ path: piece.start as SecretPath });
     }

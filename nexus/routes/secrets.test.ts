@@ -852,8 +852,9 @@ describe('secret routes: list', () => {
       const cases: ReadonlyArray<readonly [SpiffeId, string, readonly string[]]> = [
         [NOBODY, '', []],
         [OTHER, 'app/web/', []],
-        [OTHER, '', ['list']],
-        [WEB, 'app/', ['list']],
+        // `app/other/**`: app/other itself is looked up, its subtree listed.
+        [OTHER, '', ['listExisting', 'list']],
+        [WEB, 'app/', ['listExisting', 'list']],
       ];
       for (const [peer, prefix, calls] of cases) {
         n.actAs(peer);
