@@ -209,6 +209,10 @@ export function casConflict(cas: number, current: number): ConflictError {
  * `app/y/z`; `app` covers `app` itself too, never `apple`. As byte ranges
  * (`'/' + 1` is `'0'`), so no LIKE pattern needs escaping: paths `p` with
  * `from <= p < below`, or `p = exact`. Undefined for the empty prefix (all).
+ * A query reads one index range, from `exact` (or `from`) up to `below`,
+ * and filters out the siblings in it (`app-b` and `app.c` sort between `app`
+ * and `app/`): an `OR` of the two would make the database read the index
+ * from its start.
  */
 export function prefixRange(
   prefix: string,

@@ -430,7 +430,7 @@ function prefixCondition(prefix: string): SQL | undefined {
   const range = prefixRange(prefix);
   if (range === undefined) return undefined;
   const path = bytewise(secretMetadata.path);
-  const below = and(gte(path, range.from), lt(path, range.below));
-  if (below === undefined || range.exact === undefined) return below;
-  return or(eq(path, range.exact), below);
+  const within = and(gte(path, range.exact ?? range.from), lt(path, range.below));
+  if (range.exact === undefined) return within;
+  return and(within, or(eq(path, range.exact), gte(path, range.from)));
 }

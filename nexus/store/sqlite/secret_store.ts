@@ -514,7 +514,8 @@ function selectVersions(db: SqliteDb, path: SecretPath) {
 function prefixCondition(prefix: string): SQL | undefined {
   const range = prefixRange(prefix);
   if (range === undefined) return undefined;
-  const below = and(gte(secretMetadata.path, range.from), lt(secretMetadata.path, range.below));
-  if (below === undefined || range.exact === undefined) return below;
-  return or(eq(secretMetadata.path, range.exact), below);
+  const path = secretMetadata.path;
+  const within = and(gte(path, range.exact ?? range.from), lt(path, range.below));
+  if (range.exact === undefined) return within;
+  return and(within, or(eq(path, range.exact), gte(path, range.from)));
 }
