@@ -14,6 +14,7 @@ import {
   POLICY_ADMIN_PATH,
   RESERVED_ROOT,
 } from './check_access.ts';
+import { EVERYWHERE } from './pattern.ts';
 import { PERMISSIONS, type Permission } from './permissions.ts';
 import { type Policy, parsePolicy } from './policy.ts';
 
@@ -229,6 +230,38 @@ describe('createAccessChecker(): explainList()', () => {
       });
     }
     assert.throws(() => checker.explainList('spiffe://example.org/x' as never), TypeError);
+  });
+});
+
+describe('createAccessChecker(): listReach()', () => {
+  test('the reaches of the policies that grant the peer list (or super), sys/ left out', () => {
+    const { checker } = checkerWith(
+      policy('web-list', 'spiffe://example.org/apps/web', 'apps/web/**', ['list']),
+      policy('web-one', 'spiffe://example.org/apps/web', 'shared/db', ['super']),
+      policy('web-read', 'spiffe://example.org/apps/web', 'reads/**', ['read', 'write']),
+      policy('web-admin', 'spiffe://example.org/apps/web', 'sys/**', ['list']),
+      policy('others', 'spiffe://example.org/apps/other', '**', ['list']),
+    );
+    assert.deepEqual(checker.listReach(WEB), [
+      { base: 'apps/web', self: true, below: true },
+      { base: 'shared/db', self: true, below: false },
+    ]);
+    assert.deepEqual(checker.listReach(WEB_POD), []);
+  });
+
+  test('the superuser reaches everywhere; operator roles and strangers nowhere', () => {
+    const { checker } = checkerWith(policy('everyone', 'spiffe://example.org/**', '**', ['super']));
+    assert.deepEqual(checker.listReach(pilotSuperuserId(TD)), [EVERYWHERE]);
+    assert.deepEqual(checker.listReach(WEB), [EVERYWHERE]);
+    for (const peer of [
+      pilotRecoverId(TD),
+      pilotRestoreId(TD),
+      pilotSuperuserId(FOREIGN),
+      parseSpiffeId('spiffe://other.org/apps/web'),
+    ]) {
+      assert.deepEqual(checker.listReach(peer), [], String(peer));
+    }
+    assert.throws(() => checker.listReach('spiffe://example.org/x' as never), TypeError);
   });
 });
 

@@ -30,7 +30,7 @@ import {
   isPilotSuperuser,
 } from '../../shared/spiffe/identities.ts';
 import { SpiffeId, type TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
-import { splitPath } from './pattern.ts';
+import { EVERYWHERE, type PathReach, splitPath } from './pattern.ts';
 import { PERMISSIONS, type Permission } from './permissions.ts';
 import type { Policy } from './policy.ts';
 
@@ -78,6 +78,13 @@ export interface AccessChecker {
    * (`list_visible.ts`).
    */
   explainList(peer: SpiffeId): AccessDecision;
+  /**
+   * Where the paths the peer may list lie: every path outside `sys/` for
+   * which `isAllowed(peer, 'list', path)` holds is in one of these reaches,
+   * so a listing need read nowhere else. Empty when the peer may list
+   * nothing (no policy grants it `list`); `[EVERYWHERE]` for the superuser.
+   */
+  listReach(peer: SpiffeId): readonly PathReach[];
 }
 
 export interface AccessCheckerOptions {
@@ -146,9 +153,30 @@ export function createAccessChecker(options: AccessCheckerOptions): AccessChecke
     return { allowed: true, reason: 'trust_domain_member' };
   }
 
+  function listReach(peer: SpiffeId): readonly PathReach[] {
+    requirePeer(peer);
+    if (!peer.isMemberOf(trustDomain)) return [];
+    if (isSuperuser(peer)) return [EVERYWHERE];
+    if (isRecover(peer) || isRestore(peer)) return [];
+    const reaches: PathReach[] = [];
+    for (const policy of policies()) {
+      // A pattern that starts with `sys` reaches reserved paths only, which
+      // are never listed; the rest reach what `explain` could allow.
+      if (
+        policy.grants('list') &&
+        !policy.pathPattern.startsWithLiteral(RESERVED_ROOT) &&
+        policy.appliesTo(peer)
+      ) {
+        reaches.push(policy.pathPattern.reach());
+      }
+    }
+    return reaches;
+  }
+
   return {
     explain,
     explainList,
+    listReach,
     isAllowed(peer, permission, path) {
       return explain(peer, permission, path).allowed;
     },

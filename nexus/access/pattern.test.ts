@@ -2,7 +2,13 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { InvalidRequestError } from '../../shared/errors/errors.ts';
 import { parseSpiffeId } from '../../shared/spiffe/spiffe_id.ts';
-import { parsePathPattern, parseSpiffeIdPattern, splitPath } from './pattern.ts';
+import {
+  EVERYWHERE,
+  type PathReach,
+  parsePathPattern,
+  parseSpiffeIdPattern,
+  splitPath,
+} from './pattern.ts';
 
 function assertMatches(pattern: string, matching: readonly string[], other: readonly string[]) {
   const compiled = parsePathPattern(pattern);
@@ -126,6 +132,49 @@ describe('parsePathPattern(): wildcards', () => {
     assert.equal(pattern.startsWithLiteral('apps'), true);
     assert.equal(parsePathPattern('**').startsWithLiteral('apps'), false);
     assert.ok(Object.isFrozen(pattern));
+  });
+});
+
+describe('PathPattern.reach()', () => {
+  /** Whether `path` lies in `reach`. */
+  function isInReach(reach: PathReach, path: string): boolean {
+    if (reach.base === '') return true;
+    return (
+      (reach.self && path === reach.base) || (reach.below && path.startsWith(`${reach.base}/`))
+    );
+  }
+
+  test('the literal segments before the first wildcard, and what may follow them', () => {
+    const cases: ReadonlyArray<readonly [string, PathReach]> = [
+      ['a', { base: 'a', self: true, below: false }],
+      ['a/b.c/d', { base: 'a/b.c/d', self: true, below: false }],
+      ['a/*', { base: 'a', self: false, below: true }],
+      ['a/b/**', { base: 'a/b', self: true, below: true }],
+      ['a/**/c', { base: 'a', self: false, below: true }],
+      ['a/*/**', { base: 'a', self: false, below: true }],
+      ['a/b/*/c/**', { base: 'a/b', self: false, below: true }],
+      ['**', EVERYWHERE],
+      ['*', EVERYWHERE],
+      ['*/a/b', EVERYWHERE],
+      ['**/secret', EVERYWHERE],
+    ];
+    for (const [pattern, reach] of cases) {
+      assert.deepEqual(parsePathPattern(pattern).reach(), reach, pattern);
+    }
+  });
+
+  test('every path a pattern matches lies in its reach', () => {
+    const patterns = ['a', 'a/b', 'a/*', 'a/**', 'a/*/c', 'a/**/c', 'a/b/**', '*', '**', '*/b'];
+    const paths = ['a', 'ab', 'a-b', 'a/b', 'a/c', 'a/b/c', 'a/x/c', 'a/b/c/d', 'b', 'b/b', 'x/a'];
+    for (const source of patterns) {
+      const pattern = parsePathPattern(source);
+      const reach = pattern.reach();
+      for (const path of paths) {
+        if (pattern.matches(path)) {
+          assert.ok(isInReach(reach, path), `${source} matches ${path} outside its reach`);
+        }
+      }
+    }
   });
 });
 

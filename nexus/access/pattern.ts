@@ -33,6 +33,23 @@ export const MAX_SPIFFE_ID_PATTERN_LENGTH = 2048;
 const SPIFFE_SCHEME = 'spiffe://';
 const LITERAL_SEGMENT_REGEXP = /^[A-Za-z0-9._-]+$/;
 
+/**
+ * Where the paths a pattern can match lie, in the terms a store selects by:
+ * `base` is the pattern's literal segments before its first wildcard,
+ * `self` says whether `base` itself can match and `below` whether paths
+ * under `base/` can. An empty `base` (a pattern that starts with a wildcard)
+ * reaches every path. A superset: `a/*` followed by `/b` still reaches
+ * everything under `a/`.
+ */
+export interface PathReach {
+  readonly base: string;
+  readonly self: boolean;
+  readonly below: boolean;
+}
+
+/** The reach of every path: that of `**`, and of the superuser. */
+export const EVERYWHERE: PathReach = Object.freeze({ base: '', self: false, below: true });
+
 // A module-private token so that only the parsers below can build patterns.
 const CONSTRUCT = Symbol('construct');
 
@@ -59,6 +76,28 @@ export class PathPattern {
   matches(path: string): boolean {
     const segments = splitPath(path);
     return segments !== undefined && matchSegments(this.segments, segments);
+  }
+
+  /**
+   * Where the paths this pattern matches lie (see `PathReach`), so that a
+   * listing reads only there: `a/b` reaches `a/b` alone; `a/*`, and `a/**`
+   * followed by more segments, reach the paths under `a/`; `a/**` alone
+   * reaches those and `a` itself.
+   */
+  reach(): PathReach {
+    const firstWildcard = this.segments.findIndex(isWildcard);
+    if (firstWildcard === -1) {
+      return { base: this.source, self: true, below: false };
+    }
+    if (firstWildcard === 0) {
+      return EVERYWHERE;
+    }
+    return {
+      base: this.segments.slice(0, firstWildcard).join('/'),
+      // Only `**` matches zero segments, so only a tail of `**` can stop at the base.
+      self: this.segments.slice(firstWildcard).every((segment) => segment === ANY_SEGMENTS),
+      below: true,
+    };
   }
 
   /** Whether the pattern begins with the literal segment `segment`. */
@@ -199,6 +238,10 @@ export function splitPath(path: string): string[] | undefined {
   }
   const segments = path.split('/');
   return segments.every(isLiteralSegment) ? segments : undefined;
+}
+
+function isWildcard(segment: string): boolean {
+  return segment === ONE_SEGMENT || segment === ANY_SEGMENTS;
 }
 
 function isLiteralSegment(segment: string): boolean {

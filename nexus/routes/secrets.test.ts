@@ -419,7 +419,10 @@ describe('secret routes: every route × every kind of caller', () => {
           const answer = await n.send(url, init);
           assert.equal(answer.status, route.okStatus, answer.text);
           assert.equal(answer.headers.get('cache-control'), 'no-store');
-          assert.ok(n.calls.length > 0);
+          // A caller that may list nothing under the prefix costs no store
+          // query; those that may read app/web/db may list there too.
+          const mayListThere = permissions.includes('read');
+          assert.equal(n.calls.length > 0, route.permission !== 'list' || mayListThere);
           const events = n.takeAudit();
           assert.equal(events.length, 1);
           assert.equal(events[0]?.outcome, 'allowed');
@@ -848,6 +851,30 @@ describe('secret routes: list', () => {
       assert.ok(
         events.every((event) => event.outcome === 'allowed' && event.action === 'secret.list'),
       );
+    },
+    { seed: LIST_SEED },
+  );
+
+  nexusTest(
+    'the store is read only where the caller may list: nowhere for a caller without a grant',
+    async (n) => {
+      const cases: ReadonlyArray<readonly [SpiffeId, string, readonly string[]]> = [
+        [NOBODY, '', []],
+        [OTHER, 'app/web/', []],
+        // `app/other/**`: app/other itself is looked up, its subtree listed.
+        [OTHER, '', ['listExisting', 'list']],
+        [WEB, 'app/', ['listExisting', 'list']],
+      ];
+      for (const [peer, prefix, calls] of cases) {
+        n.actAs(peer);
+        n.resetCalls();
+        const answer = await n.send(listUrl({ prefix }));
+        assert.equal(answer.status, 200);
+        assert.deepEqual(n.calls, calls, `${peer} ${prefix}`);
+        const [event] = n.takeAudit();
+        assert.equal(event?.outcome, 'allowed');
+        assert.deepEqual(event?.decision, { reason: 'trust_domain_member', policy: null });
+      }
     },
     { seed: LIST_SEED },
   );

@@ -218,6 +218,10 @@ export function casConflict(cas: number, current: number): ConflictError {
  * `app/y/z`; `app` covers `app` itself too, never `apple`. As byte ranges
  * (`'/' + 1` is `'0'`), so no LIKE pattern needs escaping: paths `p` with
  * `from <= p < below`, or `p = exact`. Undefined for the empty prefix (all).
+ * A query reads one index range, from `exact` (or `from`) up to `below`,
+ * and filters out the siblings in it (`app-b` and `app.c` sort between `app`
+ * and `app/`): an `OR` of the two would make the database read the index
+ * from its start.
  */
 export function prefixRange(
   prefix: string,
@@ -246,6 +250,28 @@ export function checkListArguments(
   if (after === undefined) return { prefix: checkedPrefix, limit };
   checkPath(after);
   return { prefix: checkedPrefix, limit, after };
+}
+
+/**
+ * The checked argument of `listExisting`: an array of at most
+ * MAX_LIST_LIMIT paths, each well-formed, returned without duplicates.
+ */
+export function checkListedPaths(paths: readonly SecretPath[]): SecretPath[] {
+  if (!Array.isArray(paths)) {
+    throw new InvalidRequestError('The paths to look up must be an array of paths');
+  }
+  if (paths.length > MAX_LIST_LIMIT) {
+    throw new InvalidRequestError(
+      `At most ${MAX_LIST_LIMIT} paths may be looked up at once (got ${paths.length})`,
+    );
+  }
+  for (const path of paths) checkPath(path);
+  return [...new Set(paths)];
+}
+
+/** The answer of `listExisting` from the rows found, already in byte order. */
+export function toListedPaths(rows: readonly { readonly path: string }[]): readonly SecretPath[] {
+  return Object.freeze(rows.map((row) => row.path as SecretPath));
 }
 
 /** A page of `list` from rows read with `limit + 1`: one more row means a next page. */

@@ -92,6 +92,12 @@ export interface SecretStore {
   get(path: SecretPath, version?: number): Promise<SecretVersion>;
   /** Paths under a prefix (`app/` lists `app/x` and `app/y/z`; empty lists all). */
   list(prefix: string, options: ListOptions): Promise<ListPage>;
+  /**
+   * Which of `paths` exist, in byte order, each once: a lookup of each
+   * (at most MAX_LIST_LIMIT at once), so a listing of a few known paths
+   * reads those rows only.
+   */
+  listExisting(paths: readonly SecretPath[]): Promise<readonly SecretPath[]>;
   /** Soft-deletes versions (default: the current one). */
   softDelete(path: SecretPath, versions?: readonly number[]): Promise<SecretMetadata>;
   /** Undoes soft deletes (default: the current version). */

@@ -17,6 +17,7 @@ import {
   check,
   customType,
   foreignKey,
+  index,
   integer,
   pgTable,
   primaryKey,
@@ -102,6 +103,11 @@ export const secretMetadata = pgTable(
       'secret_metadata_max_versions_positive',
       sql`${table.maxVersions} IS NULL OR ${table.maxVersions} >= 1`,
     ),
+    // Listing selects and orders paths bytewise (COLLATE "C"), which the
+    // primary key in the database's collation cannot serve: without this a
+    // list of a few paths would read and sort the whole table. SQLite needs
+    // no twin, its primary key is already in byte order.
+    index('secret_metadata_path_bytewise').on(sql`${table.path} COLLATE "C"`),
   ],
 );
 

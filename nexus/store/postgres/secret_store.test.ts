@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { and, asc, eq, sql } from 'drizzle-orm';
+import type pg from 'pg';
 import { parseSecretPath, type SecretPath } from '../../../shared/api/secret_path.ts';
 import { randomBytes } from '../../../shared/crypto/bytes.ts';
 import { ConflictError, DecryptionFailedError } from '../../../shared/errors/errors.ts';
@@ -20,7 +21,7 @@ import {
 } from '../../../test/harness/postgres.ts';
 import type { KeyringAccess } from '../secret_store.ts';
 import { runSecretStoreContract } from '../testing/secret_store_contract.ts';
-import { openPostgresDatabase, type PostgresDatabase } from './db.ts';
+import { openPostgresDatabase, type PgDb, type PostgresDatabase } from './db.ts';
 import { secretMetadata, secrets } from './schema.ts';
 import { PgSecretStore } from './secret_store.ts';
 
@@ -194,6 +195,78 @@ if (skip !== false) {
         // Deleting the path takes its versions along.
         await db.delete(secretMetadata).where(eq(secretMetadata.path, 'x'));
         assert.deepEqual(await db.select().from(secrets), []);
+      }));
+  });
+
+  describe('PgSecretStore list queries', () => {
+    test('read one index range in byte order, never the whole table', () =>
+      withTwoPools(async (one, _two, first) => {
+        for (let i = 0; i < 30; i++) await one.put(p(`big/s${String(i).padStart(2, '0')}`), {});
+        await one.put(p('big'), {});
+        await one.put(p('big-sibling'), {});
+        const pool = (first.db as PgDb & { readonly $client: pg.Pool }).$client;
+        const issued: { text: string; values: readonly unknown[] }[] = [];
+        const query = pool.query.bind(pool);
+        // Records the statements the store sends, to ask the planner about them.
+        pool.query = ((config: { text: string; values?: unknown[] }, values?: unknown[]) => {
+          issued.push({ text: config.text, values: config.values ?? values ?? [] });
+          return query(config as never, values as never);
+        }) as typeof pool.query;
+        // Each call, and whether its plan may sort: a page of `list` must come
+        // in index order, so that its LIMIT stops the read; the few rows
+        // `listExisting` finds may be sorted.
+        const calls: ReadonlyArray<readonly [() => Promise<unknown>, boolean]> = [
+          [() => one.list('', { limit: 5 }), false],
+          [() => one.list('big/', { limit: 5, after: p('big/s10') }), false],
+          [() => one.list('big', { limit: 5 }), false],
+          [() => one.listExisting([p('big/s03'), p('big/s29'), p('nothing')]), true],
+        ];
+        const plans: { readonly shown: string; readonly lines: string[] }[] = [];
+        const client = await pool.connect();
+        try {
+          for (const [call, maySort] of calls) {
+            issued.length = 0;
+            await call();
+            const [statement] = issued;
+            assert.ok(statement !== undefined && issued.length === 1);
+            // With the other ways priced out, the plan shows whether an index
+            // can serve (on a table this small the planner would rather read
+            // it all). EXPLAIN takes no bind parameters: values go in as literals.
+            await client.query(
+              `SET enable_seqscan = off; SET enable_bitmapscan = off; SET enable_sort = ${maySort ? 'on' : 'off'}`,
+            );
+            const literal = statement.text.replace(/\$(\d+)/g, (_, n: string) => {
+              const value = statement.values[Number(n) - 1];
+              return typeof value === 'number'
+                ? String(value)
+                : client.escapeLiteral(String(value));
+            });
+            const plan = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${literal}`);
+            const lines = plan.rows.map((row) => row['QUERY PLAN']);
+            plans.push({ shown: `${statement.text}\n${lines.join('\n')}`, lines });
+            if (!maySort) {
+              assert.ok(
+                lines.every((line) => !line.includes('Sort')),
+                plans.at(-1)?.shown,
+              );
+            }
+          }
+        } finally {
+          client.release();
+          pool.query = query;
+        }
+        for (const [index, { shown, lines }] of plans.entries()) {
+          assert.ok(
+            lines.every((line) => !line.includes('Seq Scan')),
+            shown,
+          );
+          // Everything but the first (the whole store) is an index range.
+          assert.equal(
+            lines.some((line) => line.includes('Index Cond')),
+            index > 0,
+            shown,
+          );
+        }
       }));
   });
 }

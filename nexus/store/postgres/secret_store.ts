@@ -45,6 +45,7 @@ import {
   casConflict,
   checkedNow,
   checkListArguments,
+  checkListedPaths,
   checkMetadataUpdate,
   checkPath,
   checkStoreOptions,
@@ -59,6 +60,7 @@ import {
   prefixRange,
   requireUnsealed,
   type SqlSecretStoreOptions,
+  toListedPaths,
   toListPage,
   toMetadata,
   type VersionChange,
@@ -200,6 +202,19 @@ export class PgSecretStore implements SecretStore {
       .orderBy(asc(path))
       .limit(limit + 1);
     return toListPage(rows, limit);
+  }
+
+  async listExisting(paths: readonly SecretPath[]): Promise<readonly SecretPath[]> {
+    const wanted = checkListedPaths(paths);
+    requireUnsealed(this.#keyring);
+    if (wanted.length === 0) return toListedPaths([]);
+    const rows = await this.#db()
+      .select({ path: secretMetadata.path })
+      .from(secretMetadata)
+      // Equality on the plain column, so the primary key finds each row.
+      .where(inArray(secretMetadata.path, wanted))
+      .orderBy(asc(bytewise(secretMetadata.path)));
+    return toListedPaths(rows);
   }
 
   softDelete(path: SecretPath, versions?: readonly number[]): Promise<SecretMetadata> {
@@ -415,7 +430,7 @@ function prefixCondition(prefix: string): SQL | undefined {
   const range = prefixRange(prefix);
   if (range === undefined) return undefined;
   const path = bytewise(secretMetadata.path);
-  const below = and(gte(path, range.from), lt(path, range.below));
-  if (below === undefined || range.exact === undefined) return below;
-  return or(eq(path, range.exact), below);
+  const within = and(gte(path, range.exact ?? range.from), lt(path, range.below));
+  if (range.exact === undefined) return within;
+  return and(within, or(eq(path, range.exact), gte(path, range.from)));
 }

@@ -49,6 +49,7 @@ import {
   casConflict,
   checkedNow,
   checkListArguments,
+  checkListedPaths,
   checkMetadataUpdate,
   checkPath,
   checkStoreOptions,
@@ -61,6 +62,7 @@ import {
   prefixRange,
   requireUnsealed,
   type SqlSecretStoreOptions,
+  toListedPaths,
   toListPage,
   toMetadata,
   type VersionChange,
@@ -238,6 +240,18 @@ export class SqliteSecretStore implements SecretStore {
       .orderBy(asc(secretMetadata.path))
       .limit(limit + 1);
     return toListPage(rows, limit);
+  }
+
+  async listExisting(paths: readonly SecretPath[]): Promise<readonly SecretPath[]> {
+    const wanted = checkListedPaths(paths);
+    requireUnsealed(this.#keyring);
+    if (wanted.length === 0) return toListedPaths([]);
+    const rows = await this.#db()
+      .select({ path: secretMetadata.path })
+      .from(secretMetadata)
+      .where(inArray(secretMetadata.path, wanted))
+      .orderBy(asc(secretMetadata.path));
+    return toListedPaths(rows);
   }
 
   softDelete(path: SecretPath, versions?: readonly number[]): Promise<SecretMetadata> {
@@ -500,7 +514,8 @@ function selectVersions(db: SqliteDb, path: SecretPath) {
 function prefixCondition(prefix: string): SQL | undefined {
   const range = prefixRange(prefix);
   if (range === undefined) return undefined;
-  const below = and(gte(secretMetadata.path, range.from), lt(secretMetadata.path, range.below));
-  if (below === undefined || range.exact === undefined) return below;
-  return or(eq(secretMetadata.path, range.exact), below);
+  const path = secretMetadata.path;
+  const within = and(gte(path, range.exact ?? range.from), lt(path, range.below));
+  if (range.exact === undefined) return within;
+  return and(within, or(eq(path, range.exact), gte(path, range.from)));
 }

@@ -648,6 +648,42 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
           ]);
         }));
 
+      test('listExisting answers which of the paths exist, in byte order, each once', () =>
+        withWorld(async (world) => {
+          for (const path of ['e/a', 'e/b/c', 'e-x', 'e/z']) await world.store.put(p(path), {});
+          await fill(world, p('e/deleted'), 1);
+          await world.store.softDelete(p('e/deleted'), [1]);
+          const asked = ['e/z', 'e/missing', 'e-x', 'e/a', 'e/z', 'e/deleted', 'e', 'e/b'];
+          assert.deepEqual(await world.store.listExisting(asked.map(p)), [
+            'e-x',
+            'e/a',
+            'e/deleted',
+            'e/z',
+          ]);
+          assert.deepEqual(await world.store.listExisting([]), []);
+          const many = Array.from({ length: MAX_LIST_LIMIT }, (_, i) => p(`e/n${i}`));
+          assert.deepEqual(await world.store.listExisting([...many.slice(1), p('e/b/c')]), [
+            'e/b/c',
+          ]);
+        }));
+
+      test('listExisting refuses too many or malformed paths, and waits for the unseal', () =>
+        withWorld(async (world) => {
+          await world.store.put(p('e/a'), {});
+          const tooMany = Array.from({ length: MAX_LIST_LIMIT + 1 }, () => p('e/a'));
+          await assert.rejects(world.store.listExisting(tooMany), isError(InvalidRequestError));
+          for (const bad of ['', '/a', 'a//b', '../x', 'sys/../a']) {
+            await assert.rejects(
+              world.store.listExisting([bad as SecretPath]),
+              isError(InvalidRequestError),
+            );
+          }
+          world.seal();
+          await assert.rejects(world.store.listExisting([p('e/a')]), isError(NotReadyError));
+          world.unseal();
+          assert.deepEqual(await world.store.listExisting([p('e/a')]), ['e/a']);
+        }));
+
       test('a bad limit or prefix is an invalid request', () =>
         withWorld(async (world) => {
           for (const limit of [0, -1, MAX_LIST_LIMIT + 1, 1.5, Number.NaN]) {

@@ -1,0 +1,1 @@
+CREATE INDEX "secret_metadata_path_bytewise" ON "secret_metadata" USING btree ("path" COLLATE "C");
