@@ -18,6 +18,7 @@ import {
   NotFoundError,
   NotReadyError,
   PayloadTooLargeError,
+  QuotaExceededError,
   RateLimitedError,
   ShamirInvalidShardsError,
   ShamirNotEnoughShardsError,
@@ -53,6 +54,7 @@ const ERROR_BY_CODE = {
   ERR_SHAMIR_NOT_ENOUGH_SHARDS: (message) => new ShamirNotEnoughShardsError(message),
   ERR_ALREADY_UNSEALED: (message) => new AlreadyUnsealedError(message),
   ERR_RATE_LIMITED: (message) => new RateLimitedError(message),
+  ERR_QUOTA_EXCEEDED: (message) => new QuotaExceededError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

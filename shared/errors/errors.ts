@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   'ERR_SHAMIR_NOT_ENOUGH_SHARDS',
   'ERR_ALREADY_UNSEALED',
   'ERR_RATE_LIMITED',
+  'ERR_QUOTA_EXCEEDED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -208,6 +209,16 @@ export class RateLimitedError extends BrokerError {
   ) {
     super('ERR_RATE_LIMITED', message, options);
     this.retryAfterSeconds = Math.max(1, Math.ceil(options?.retryAfterSeconds ?? 1));
+  }
+}
+
+/**
+ * A write would take a secret namespace beyond its storage quota (paths or
+ * bytes). Nothing was written; deleting or destroying makes room.
+ */
+export class QuotaExceededError extends BrokerError {
+  constructor(message = 'The storage quota is exceeded', options?: BrokerErrorOptions) {
+    super('ERR_QUOTA_EXCEEDED', message, options);
   }
 }
 
