@@ -2,11 +2,11 @@
  * Storage quotas of the secret store (ADR 0015): each namespace, the first
  * segment of a path (`app` of `app/db/creds`), may hold at most so many
  * secret paths and so many bytes. What a namespace is charged is what its
- * writers put in the tables:
- * - for each path (its `secret_metadata` row): the path and its sealed custom
- *   metadata;
- * - for each kept version (its `secrets` row): the path and its sealed data
- *   (a destroyed version keeps its row, so only its path).
+ * writers put in the tables, row by row (`rowCharge`):
+ * - for each path (its `secret_metadata` row): the row, plus its sealed
+ *   custom metadata;
+ * - for each kept version (its `secrets` row): the row, plus its sealed data
+ *   (a destroyed version keeps its row, so only the row).
  * Sealed sizes, not plaintext ones: they are what the database holds, and a
  * migration can count them without the key, from a sealed Nexus.
  *
@@ -67,11 +67,19 @@ export function quotaOf(quotas: SecretQuotas, namespace: string): SecretQuota {
 }
 
 /**
+ * What every row is charged besides its path and sealed content: roughly
+ * what the database spends on its other columns, its index entry and page
+ * slack, so that rows with little data in them (many versions of `{}`, or
+ * destroyed ones) still fill a quota. The backfill migrations repeat it.
+ */
+export const ROW_CHARGE_BYTES = 64;
+
+/**
  * The bytes a row of `path` is charged besides its sealed content. Paths are
  * ASCII (`parseSecretPath`), so characters are bytes, as SQL counts them.
  */
-export function pathCharge(path: SecretPath): number {
-  return path.length;
+export function rowCharge(path: SecretPath): number {
+  return ROW_CHARGE_BYTES + path.length;
 }
 
 /** Checks quotas given to a store: limits are null or integers >= 1. */
@@ -104,7 +112,7 @@ export function quotaExceeded(
   const what =
     limit === 'paths'
       ? `${quota.paths} secret paths`
-      : `${quota.bytes} bytes of secrets (sealed data, custom metadata and paths)`;
+      : `${quota.bytes} bytes of secrets (sealed data and custom metadata, and their rows)`;
   return new QuotaExceededError(
     `The namespace "${namespace}" is full: it may hold at most ${what}; destroy versions or delete paths to make room`,
   );

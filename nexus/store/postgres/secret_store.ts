@@ -83,10 +83,11 @@ import {
   DEFAULT_SECRET_QUOTAS,
   exceededLimit,
   namespaceOf,
-  pathCharge,
   type QuotaUsage,
   quotaExceeded,
   quotaOf,
+  ROW_CHARGE_BYTES,
+  rowCharge,
   type SecretQuotas,
 } from '../secret_quotas.ts';
 import type {
@@ -170,7 +171,7 @@ export class PgSecretStore implements SecretStore {
         const versions = await selectVersions(tx, path);
         await this.#charge(tx, path, {
           paths: 1,
-          bytes: 2 * pathCharge(path) + ciphertext.length,
+          bytes: 2 * rowCharge(path) + ciphertext.length,
         });
         return this.#toMetadata(path, locked.row, versions);
       }
@@ -188,7 +189,7 @@ export class PgSecretStore implements SecretStore {
       const versions = await selectVersions(tx, path);
       await this.#charge(tx, path, {
         paths: 0,
-        bytes: pathCharge(path) + ciphertext.length - freedBytes,
+        bytes: rowCharge(path) + ciphertext.length - freedBytes,
       });
       return this.#toMetadata(path, row, versions);
     });
@@ -266,7 +267,7 @@ export class PgSecretStore implements SecretStore {
       await tx.delete(secretMetadata).where(eq(secretMetadata.path, path));
       await this.#charge(tx, path, {
         paths: -1,
-        bytes: -(freedBytes + pathCharge(path) + (row.customMetadata?.length ?? 0)),
+        bytes: -(freedBytes + rowCharge(path) + (row.customMetadata?.length ?? 0)),
       });
     });
   }
@@ -429,7 +430,7 @@ export class PgSecretStore implements SecretStore {
       .where(and(eq(secrets.path, path), lt(secrets.version, oldestVersion)))
       .returning({ sealedBytes: sql<number | null>`octet_length(${secrets.ciphertext})` });
     const freedBytes = pruned.reduce(
-      (sum, version) => sum + pathCharge(path) + (version.sealedBytes ?? 0),
+      (sum, version) => sum + rowCharge(path) + (version.sealedBytes ?? 0),
       0,
     );
     return { row, freedBytes };
@@ -509,11 +510,11 @@ async function lockMetadata(tx: Tx, path: SecretPath): Promise<SecretMetadataRow
   return row;
 }
 
-/** What the version rows of `path` are charged: each its path and its sealed data. */
+/** What the version rows of `path` are charged: each its row and its sealed data. */
 async function chargedBytes(tx: Tx, path: SecretPath): Promise<number> {
   const [sum] = await tx
     .select({
-      bytes: sql<string>`coalesce(sum(octet_length(${secrets.path}) + coalesce(octet_length(${secrets.ciphertext}), 0)), 0)`,
+      bytes: sql<string>`coalesce(sum(${ROW_CHARGE_BYTES} + octet_length(${secrets.path}) + coalesce(octet_length(${secrets.ciphertext}), 0)), 0)`,
     })
     .from(secrets)
     .where(eq(secrets.path, path));

@@ -85,9 +85,10 @@ import { checkSecretData } from '../secret_limits.ts';
 import {
   DEFAULT_SECRET_QUOTAS,
   namespaceOf,
-  pathCharge,
   quotaExceeded,
   quotaOf,
+  ROW_CHARGE_BYTES,
+  rowCharge,
   type SecretQuota,
   type SecretQuotas,
 } from '../secret_quotas.ts';
@@ -222,7 +223,7 @@ export class SqliteSecretStore implements SecretStore {
       // Charged exactly when the claim was won: the current version is now
       // `version` and its row is not written yet. A new path's metadata row
       // is charged too; the versions the cap is about to prune are refunded.
-      const added = ciphertext.length + pathCharge(path) * (current === undefined ? 2 : 1);
+      const added = ciphertext.length + rowCharge(path) * (current === undefined ? 2 : 1);
       const charge = this.#chargeStatement(db, namespace, {
         paths: current === undefined ? 1 : 0,
         bytes: sql`${added} - ${this.#prunedBytes(path, this.#keptFrom())}`,
@@ -309,7 +310,7 @@ export class SqliteSecretStore implements SecretStore {
     const [, , deleted] = await this.#batch(namespace, [
       this.#chargeStatement(db, namespace, {
         paths: -1,
-        bytes: sql`0 - ${this.#prunedBytes(path)} - (SELECT length(${secretMetadata.path}) + coalesce(length(${secretMetadata.customMetadata}), 0) FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
+        bytes: sql`0 - ${this.#prunedBytes(path)} - (SELECT ${ROW_CHARGE_BYTES} + length(${secretMetadata.path}) + coalesce(length(${secretMetadata.customMetadata}), 0) FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
         onlyIf: sql`EXISTS (SELECT 1 FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
       }),
       db.delete(secrets).where(eq(secrets.path, path)),
@@ -491,14 +492,14 @@ export class SqliteSecretStore implements SecretStore {
 
   /**
    * What the version rows of `path` below `keptFrom` (all of them without it)
-   * are charged: each its path and its sealed data.
+   * are charged: each its row and its sealed data.
    */
   #prunedBytes(path: SecretPath, keptFrom?: SQL): SQL {
     const below =
       keptFrom === undefined
         ? sql``
         : sql` AND ${secrets.version} < (SELECT ${keptFrom} FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`;
-    return sql`(SELECT coalesce(sum(length(${secrets.path}) + coalesce(length(${secrets.ciphertext}), 0)), 0) FROM ${secrets} WHERE ${secrets.path} = ${path}${below})`;
+    return sql`(SELECT coalesce(sum(${ROW_CHARGE_BYTES} + length(${secrets.path}) + coalesce(length(${secrets.ciphertext}), 0)), 0) FROM ${secrets} WHERE ${secrets.path} = ${path}${below})`;
   }
 
   /**

@@ -33,6 +33,7 @@ import {
   DEFAULT_SECRET_QUOTAS,
   namespaceOf,
   type QuotaUsage,
+  ROW_CHARGE_BYTES,
   type SecretQuota,
   type SecretQuotas,
 } from '../secret_quotas.ts';
@@ -67,7 +68,7 @@ export type MakeSecretStore = (options: ContractStoreOptions) => Promise<SecretS
 /**
  * What `namespace` holds, counted in JS from every row of `secret_metadata`
  * and `secrets` (as a fixture reads them), by the rule of `secret_quotas.ts`:
- * each row is charged its path and its sealed bytes.
+ * each row is charged ROW_CHARGE_BYTES, its path and its sealed bytes.
  */
 export function recountUsage(
   namespace: string,
@@ -79,10 +80,10 @@ export function recountUsage(
   let bytes = 0;
   for (const row of metadataRows.filter((row) => inside(row.path))) {
     paths += 1;
-    bytes += row.path.length + (row.customMetadata?.length ?? 0);
+    bytes += ROW_CHARGE_BYTES + row.path.length + (row.customMetadata?.length ?? 0);
   }
   for (const row of versionRows.filter((row) => inside(row.path))) {
-    bytes += row.path.length + (row.ciphertext?.length ?? 0);
+    bytes += ROW_CHARGE_BYTES + row.path.length + (row.ciphertext?.length ?? 0);
   }
   return { paths, bytes };
 }
@@ -118,12 +119,12 @@ function sealedSize(data: SecretData): number {
 
 /** What one more version of `path` holding `data` is charged. */
 function versionCharge(path: SecretPath, data: SecretData): number {
-  return path.length + sealedSize(data);
+  return ROW_CHARGE_BYTES + path.length + sealedSize(data);
 }
 
 /** What a new path with one version holding `data` is charged (its metadata row too). */
 function newPathCharge(path: SecretPath, data: SecretData): number {
-  return path.length + versionCharge(path, data);
+  return ROW_CHARGE_BYTES + path.length + versionCharge(path, data);
 }
 
 function quotasOf(
@@ -950,7 +951,7 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
 
       test('destroy and deletePath free what they remove; soft delete and undelete change nothing', () => {
         const full = p('free/full');
-        const data = { k: 'x'.repeat(40) };
+        const data = { k: 'x'.repeat(150) };
         const limit = newPathCharge(full, data) + versionCharge(full, data);
         return withWorld(
           async (world) => {
@@ -969,11 +970,11 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
             await world.store.destroy(full, [1, 2]);
             await assertUsage(world, 'free', { paths: 1, bytes: limit - 2 * sealedSize(data) });
             await world.store.put(next, data);
-            await assert.rejects(world.store.put(p('free/c'), data), QuotaExceededError);
+            await assert.rejects(world.store.put(p('free/c'), {}), QuotaExceededError);
             // Deleting the path frees everything it was charged.
             await world.store.deletePath(full);
             await assertUsage(world, 'free', { paths: 1, bytes: newPathCharge(next, data) });
-            await world.store.put(p('free/c'), data);
+            await world.store.put(p('free/c'), {});
             await assertUsage(world, 'free');
           },
           DEFAULT_CAP,
