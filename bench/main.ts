@@ -63,9 +63,13 @@ const DENO = join(ROOT, '.tools/node_modules/.bin/deno');
 const VALUE_BYTES = 1024;
 /**
  * One identity sends the whole load: the per-identity rate limit would
- * measure itself, not the broker's capacity.
+ * measure itself, not the broker's capacity. The `bench` namespace holds
+ * 100,000 paths, beyond the default storage quota of 10,000.
  */
-const BENCH_NEXUS_ENV = { SPIKE_NEXUS_RATE_LIMIT_PER_SECOND: '0' } as const;
+const BENCH_NEXUS_ENV = {
+  SPIKE_NEXUS_RATE_LIMIT_PER_SECOND: '0',
+  SPIKE_NEXUS_QUOTA_OVERRIDES: 'bench=unlimited:unlimited',
+} as const;
 const TD = 'bench.spike.test';
 
 const log = (line: string) => process.stdout.write(`${line}\n`);

@@ -8,9 +8,13 @@ import {
   ENV_NEXUS_BACKEND_STORE,
   ENV_NEXUS_DATABASE_URL,
   ENV_NEXUS_KEEPER_IDS,
+  ENV_NEXUS_QUOTA_BYTES,
+  ENV_NEXUS_QUOTA_OVERRIDES,
+  ENV_NEXUS_QUOTA_PATHS,
   ENV_NEXUS_SQLITE_SYNCHRONOUS,
   loadNexusConfig,
 } from './config.ts';
+import { DEFAULT_QUOTA_BYTES, DEFAULT_QUOTA_PATHS } from './store/secret_quotas.ts';
 
 const BASE = {
   SPIKE_TRUST_ROOT: 'example.org',
@@ -201,4 +205,51 @@ describe('loadNexusConfig() Keeper identities', () => {
       assert.match(problemsOf({ [ENV_NEXUS_KEEPER_IDS]: value }), problem);
     });
   }
+});
+
+describe('loadNexusConfig() secret quotas', () => {
+  test('default to 10,000 paths and 256 MiB per namespace, with no namespace of its own', () => {
+    const { secretQuotas } = loadNexusConfig(BASE);
+    assert.deepEqual(secretQuotas.default, { paths: 10_000, bytes: 256 * 1024 * 1024 });
+    assert.equal(DEFAULT_QUOTA_PATHS, 10_000);
+    assert.equal(DEFAULT_QUOTA_BYTES, 268_435_456);
+    assert.equal(secretQuotas.namespaces.size, 0);
+  });
+
+  test('read counts, byte units, "unlimited" and per-namespace overrides', () => {
+    const { secretQuotas } = loadNexusConfig({
+      ...BASE,
+      [ENV_NEXUS_QUOTA_PATHS]: '500',
+      [ENV_NEXUS_QUOTA_BYTES]: '64MiB',
+      [ENV_NEXUS_QUOTA_OVERRIDES]: 'ci=50000:1GiB, scratch = unlimited : unlimited,tiny=1:4096',
+    });
+    assert.deepEqual(secretQuotas.default, { paths: 500, bytes: 64 * 2 ** 20 });
+    assert.deepEqual(Object.fromEntries(secretQuotas.namespaces), {
+      ci: { paths: 50_000, bytes: 2 ** 30 },
+      scratch: { paths: null, bytes: null },
+      tiny: { paths: 1, bytes: 4096 },
+    });
+    const unlimited = loadNexusConfig({
+      ...BASE,
+      [ENV_NEXUS_QUOTA_PATHS]: 'unlimited',
+      [ENV_NEXUS_QUOTA_BYTES]: 'unlimited',
+    });
+    assert.deepEqual(unlimited.secretQuotas.default, { paths: null, bytes: null });
+  });
+
+  test('refuse 0, negatives, units on a count and malformed overrides, all at once', () => {
+    const problems = problemsOf({
+      [ENV_NEXUS_QUOTA_PATHS]: '0',
+      [ENV_NEXUS_QUOTA_BYTES]: '-5',
+      [ENV_NEXUS_QUOTA_OVERRIDES]: 'a/b=1:1,ok=1MiB:1,two=1:1,two=2:2,bad=1,=1:1,x=1:1:1',
+    });
+    assert.match(problems, /SPIKE_NEXUS_QUOTA_PATHS must be "unlimited" or a whole number >= 1/);
+    assert.match(problems, /SPIKE_NEXUS_QUOTA_BYTES must be "unlimited" or a number of bytes/);
+    for (const entry of ['a/b=1:1', 'bad=1', '=1:1', 'x=1:1:1']) {
+      assert.ok(problems.includes(`got "${entry}"`), `${entry}: ${problems}`);
+    }
+    assert.match(problems, /has the entry "ok=1MiB:1": paths must be/);
+    assert.match(problems, /names the namespace "two" twice/);
+    assert.match(problemsOf({ [ENV_NEXUS_QUOTA_BYTES]: '1PiB' }), /SPIKE_NEXUS_QUOTA_BYTES/);
+  });
 });

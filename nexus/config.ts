@@ -19,6 +19,12 @@ import { MAX_SHARES } from '../shared/crypto/shard.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../shared/http/serve.ts';
 import { isKeeper, keeperId } from '../shared/spiffe/identities.ts';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../shared/spiffe/spiffe_id.ts';
+import {
+  DEFAULT_QUOTA_BYTES,
+  DEFAULT_QUOTA_PATHS,
+  type SecretQuota,
+  type SecretQuotas,
+} from './store/secret_quotas.ts';
 import { SQLITE_SYNCHRONOUS, type SqliteSynchronous } from './store/sqlite/db.ts';
 
 export const ENV_NEXUS_TLS_HOST = 'SPIKE_NEXUS_TLS_HOST';
@@ -46,6 +52,9 @@ export const ENV_NEXUS_MAX_CONNECTIONS_PER_ADDRESS = 'SPIKE_NEXUS_MAX_CONNECTION
 export const ENV_NEXUS_MAX_CONNECTIONS_PER_IDENTITY = 'SPIKE_NEXUS_MAX_CONNECTIONS_PER_IDENTITY';
 export const ENV_NEXUS_RATE_LIMIT_PER_SECOND = 'SPIKE_NEXUS_RATE_LIMIT_PER_SECOND';
 export const ENV_NEXUS_RATE_LIMIT_BURST = 'SPIKE_NEXUS_RATE_LIMIT_BURST';
+export const ENV_NEXUS_QUOTA_PATHS = 'SPIKE_NEXUS_QUOTA_PATHS';
+export const ENV_NEXUS_QUOTA_BYTES = 'SPIKE_NEXUS_QUOTA_BYTES';
+export const ENV_NEXUS_QUOTA_OVERRIDES = 'SPIKE_NEXUS_QUOTA_OVERRIDES';
 
 /**
  * `sqlite`: a file in the data dir; `postgres`: a PostgreSQL server at
@@ -115,6 +124,8 @@ export interface NexusConfig {
   /** Timeouts and connection caps of the mTLS server. */
   readonly limits: ServerLimits;
   readonly rateLimit: NexusRateLimit;
+  /** Storage quotas per secret namespace (a path's first segment); see store/secret_quotas.ts. */
+  readonly secretQuotas: SecretQuotas;
 }
 
 export function loadNexusConfig(env: Env): NexusConfig {
@@ -182,9 +193,11 @@ export function loadNexusConfig(env: Env): NexusConfig {
       max: MAX_CONNECTION_LIMIT,
     }),
   };
+  const secretQuotas = readSecretQuotas(reader);
   return reader.finish({
     limits: Object.freeze(limits),
     rateLimit: Object.freeze(rateLimit),
+    secretQuotas,
     backendStore,
     databaseUrl,
     sqliteSynchronous,
@@ -201,6 +214,77 @@ export function loadNexusConfig(env: Env): NexusConfig {
     recoveryMaxIntervalMs,
     keeperTimeoutMs,
   });
+}
+
+/** A quota limit: `unlimited`, or a whole number, for bytes with an optional binary unit. */
+const QUOTA_LIMIT_REGEXP = /^(\d+)(KiB|MiB|GiB|TiB)?$/;
+const QUOTA_UNITS = { KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40 } as const;
+const PATHS_LIMIT_RULE = '"unlimited" or a whole number >= 1';
+const BYTES_LIMIT_RULE =
+  '"unlimited" or a number of bytes >= 1, optionally with a unit KiB, MiB, GiB or TiB (e.g. 256MiB)';
+/** A namespace is one secret path segment. */
+const NAMESPACE_REGEXP = /^[A-Za-z0-9._-]+$/;
+/** One entry of `SPIKE_NEXUS_QUOTA_OVERRIDES`: `namespace=paths:bytes`. */
+const OVERRIDE_REGEXP = /^([^=:]*)=([^=:]*):([^=:]*)$/;
+
+/**
+ * The default quota (`SPIKE_NEXUS_QUOTA_PATHS`, `SPIKE_NEXUS_QUOTA_BYTES`)
+ * and the namespaces with their own (`SPIKE_NEXUS_QUOTA_OVERRIDES`, entries
+ * `namespace=paths:bytes`). 0 is refused rather than read as "no limit" or
+ * as "no writes", so that neither meaning surprises anyone.
+ */
+function readSecretQuotas(reader: EnvReader): SecretQuotas {
+  const fallback = (name: string, byDefault: number, isBytes: boolean): number | null => {
+    const text = reader.raw(name);
+    if (text === undefined) return byDefault;
+    const value = parseQuotaLimit(text, isBytes);
+    if (value === undefined) {
+      reader.problem(name, text, `must be ${isBytes ? BYTES_LIMIT_RULE : PATHS_LIMIT_RULE}`);
+      return byDefault;
+    }
+    return value;
+  };
+  const byDefault: SecretQuota = Object.freeze({
+    paths: fallback(ENV_NEXUS_QUOTA_PATHS, DEFAULT_QUOTA_PATHS, false),
+    bytes: fallback(ENV_NEXUS_QUOTA_BYTES, DEFAULT_QUOTA_BYTES, true),
+  });
+  const namespaces = new Map<string, SecretQuota>();
+  const raw = reader.raw(ENV_NEXUS_QUOTA_OVERRIDES);
+  for (const entry of reader.list(ENV_NEXUS_QUOTA_OVERRIDES, [])) {
+    const [, namespace = '', pathsText = '', bytesText = ''] = (
+      OVERRIDE_REGEXP.exec(entry) ?? []
+    ).map((part) => part.trim());
+    const paths = parseQuotaLimit(pathsText, false);
+    const bytes = parseQuotaLimit(bytesText, true);
+    if (!NAMESPACE_REGEXP.test(namespace) || namespace === '.' || namespace === '..') {
+      reader.problem(
+        ENV_NEXUS_QUOTA_OVERRIDES,
+        raw,
+        `entries must be namespace=paths:bytes, the namespace one path segment (e.g. ci=50000:1GiB), got "${entry}"`,
+      );
+    } else if (paths === undefined || bytes === undefined) {
+      reader.problem(
+        ENV_NEXUS_QUOTA_OVERRIDES,
+        raw,
+        `has the entry "${entry}": paths must be ${PATHS_LIMIT_RULE}, bytes ${BYTES_LIMIT_RULE}`,
+      );
+    } else if (namespaces.has(namespace)) {
+      reader.problem(ENV_NEXUS_QUOTA_OVERRIDES, raw, `names the namespace "${namespace}" twice`);
+    } else {
+      namespaces.set(namespace, Object.freeze({ paths, bytes }));
+    }
+  }
+  return Object.freeze({ default: byDefault, namespaces });
+}
+
+/** A quota limit (null: `unlimited`), or undefined when `text` is not one. */
+function parseQuotaLimit(text: string, isBytes: boolean): number | null | undefined {
+  if (text === 'unlimited') return null;
+  const match = QUOTA_LIMIT_REGEXP.exec(text);
+  const unit = match?.[2] as keyof typeof QUOTA_UNITS | undefined;
+  if (match === null || (unit !== undefined && !isBytes)) return undefined;
+  const value = Number(match[1]) * (unit === undefined ? 1 : QUOTA_UNITS[unit]);
+  return Number.isSafeInteger(value) && value >= 1 ? value : undefined;
 }
 
 /** The server's timeouts (at least 100 ms, at most 10 min) and connection caps (0: none). */

@@ -43,6 +43,7 @@ await runService('spike-nexus', async () => {
     backend,
     keyring: rootKey.withKeyring.bind(rootKey),
     maxVersionsDefault: config.maxSecretVersions,
+    quotas: config.secretQuotas,
     onConnectionError: (err) =>
       logger.warn('A pooled database connection failed; it will be replaced', {
         error: err.message,

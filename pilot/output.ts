@@ -32,6 +32,7 @@ export const EXIT_BY_CODE = {
   ERR_RATE_LIMITED: 8,
   ERR_RESPONSE_TOO_LARGE: 7,
   ERR_USAGE: 2,
+  ERR_QUOTA_EXCEEDED: 9,
 } as const satisfies Record<ErrorCode, number>;
 
 /** Exit status of a failure that is not a broker error (a bug, or a canceled prompt). */

@@ -30,6 +30,7 @@ import { loadPolicyCache } from '../access/policy_cache.ts';
 import { createApp } from '../app.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import type { RootKeyManager } from '../root_key/root_key_manager.ts';
+import type { SecretQuotas } from '../store/secret_quotas.ts';
 import type { SecretData, SecretStore } from '../store/secret_store.ts';
 import type { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
 import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
@@ -120,6 +121,7 @@ interface NexusOptions {
   /** Secrets written before the test starts (through the store, not audited). */
   readonly seed?: ReadonlyArray<readonly [string, SecretData]>;
   readonly maxVersionsDefault?: number;
+  readonly quotas?: SecretQuotas;
 }
 
 const DEFAULT_SEED: ReadonlyArray<readonly [string, SecretData]> = [
@@ -136,6 +138,7 @@ async function nexusApp(options: NexusOptions = {}) {
   const real = await createMemorySecretStore({
     keyring: rootKey.withKeyring.bind(rootKey),
     maxVersionsDefault: options.maxVersionsDefault ?? 10,
+    ...(options.quotas === undefined ? {} : { quotas: options.quotas }),
   });
   opened.push(real);
   for (const [path, data] of options.seed ?? DEFAULT_SEED) {
@@ -786,6 +789,85 @@ describe('secret routes: KV semantics through HTTP', () => {
     );
     assert.equal((rewritten.body as MetadataResponse).currentVersion, 1);
   });
+});
+
+describe('secret routes: storage quotas', () => {
+  // The seed holds two paths in the namespace "app": it is full.
+  const appHoldsTwoPaths: SecretQuotas = {
+    default: { paths: 2, bytes: null },
+    namespaces: new Map([['ops', { paths: null, bytes: 2048 }]]),
+  };
+
+  nexusTest(
+    'a write beyond the namespace quota is 403 ERR_QUOTA_EXCEEDED, audited as denied, and writes nothing',
+    async (n) => {
+      n.actAs(OTHER);
+      const before = await n.snapshot();
+      n.takeAudit();
+      const refused = await n.send(
+        dataUrl('app/other/new'),
+        json('PUT', { data: { password: secretValue('over-quota') } }),
+      );
+      assert.equal(refused.status, 403, refused.text);
+      assert.deepEqual(refused.body, {
+        error: {
+          code: 'ERR_QUOTA_EXCEEDED',
+          message:
+            'The namespace "app" is full: it may hold at most 2 secret paths; destroy versions or delete paths to make room',
+        },
+      });
+      assert.equal(refused.headers.get('content-type'), 'application/json');
+      const [event, ...more] = n.takeAudit();
+      assert.deepEqual(more, []);
+      assert.equal(event?.outcome, 'denied');
+      assert.equal(event?.status, 403);
+      assert.equal(event?.errorCode, 'ERR_QUOTA_EXCEEDED');
+      assert.equal(event?.action, 'secret.write');
+      assert.equal(event?.resource, 'app/other/new');
+      assert.equal(event?.peer, OTHER.toString());
+      assert.equal(await n.snapshot(), before);
+      // A new version is no new path; deleting a path makes room for another.
+      const again = await n.send(
+        dataUrl(OTHER_DB),
+        json('PUT', { data: { password: secretValue('v2') } }),
+      );
+      assert.equal(again.status, 200, again.text);
+      assert.equal((await n.send(metadataUrl(OTHER_DB), { method: 'DELETE' })).status, 204);
+      const made = await n.send(
+        dataUrl('app/other/new'),
+        json('PUT', { data: { password: secretValue('fits') } }),
+      );
+      assert.equal(made.status, 200, made.text);
+    },
+    { quotas: appHoldsTwoPaths },
+  );
+
+  nexusTest(
+    'bytes: custom metadata or data beyond a namespace quota is refused; another namespace still writes',
+    async (n) => {
+      const big = { k: 'v'.repeat(1500) };
+      assert.equal((await n.send(dataUrl('ops/a'), json('PUT', { data: big }))).status, 200);
+      const before = await n.snapshot();
+      assertError(
+        await n.send(dataUrl('ops/a'), json('PUT', { data: big })),
+        403,
+        'ERR_QUOTA_EXCEEDED',
+      );
+      const metadata = await n.send(
+        metadataUrl('ops/a'),
+        json('PUT', { customMetadata: { note: 'n'.repeat(512), more: 'm'.repeat(512) } }),
+      );
+      assertError(metadata, 403, 'ERR_QUOTA_EXCEEDED');
+      assert.match(errorOf(metadata).message, /"ops" is full: it may hold at most 2048 bytes/);
+      assert.equal(await n.snapshot(), before);
+      const elsewhere = await n.send(
+        dataUrl('other-team/a'),
+        json('PUT', { data: { password: secretValue('elsewhere') } }),
+      );
+      assert.equal(elsewhere.status, 200, elsewhere.text);
+    },
+    { quotas: appHoldsTwoPaths },
+  );
 });
 
 describe('secret routes: list', () => {

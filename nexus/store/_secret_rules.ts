@@ -21,6 +21,7 @@ import {
 } from '../../shared/errors/errors.ts';
 import { openCustomMetadata, openSecretData, sealCustomMetadata } from './secret_cipher.ts';
 import { checkCustomMetadata, checkMaxVersions } from './secret_limits.ts';
+import { checkQuotas, type SecretQuotas } from './secret_quotas.ts';
 import type {
   KeyringAccess,
   ListOptions,
@@ -37,6 +38,8 @@ export interface SqlSecretStoreOptions<Database> {
   readonly keyring: KeyringAccess;
   /** The cap on kept versions of paths without their own (1..MAX_KEPT_VERSIONS). */
   readonly maxVersionsDefault: number;
+  /** Storage quotas per namespace. Default `DEFAULT_SECRET_QUOTAS`. */
+  readonly quotas?: SecretQuotas;
   /** The clock, in milliseconds since the epoch. Default `Date.now`. */
   readonly now?: () => number;
   /**
@@ -50,11 +53,13 @@ export interface SqlSecretStoreOptions<Database> {
 export function checkStoreOptions(options: {
   readonly keyring: unknown;
   readonly maxVersionsDefault: unknown;
+  readonly quotas?: unknown;
 }): void {
   if (typeof options.keyring !== 'function') {
     throw new TypeError('The keyring option must be a function lending the data key');
   }
   checkMaxVersions(options.maxVersionsDefault, 'maxVersionsDefault');
+  if (options.quotas !== undefined) checkQuotas(options.quotas);
 }
 
 /** A path's metadata row, as either dialect reads it. */

@@ -14,6 +14,7 @@ import { PgPolicyStore } from './postgres/policy_store.ts';
 import { PgRootKeyStore } from './postgres/root_key_store.ts';
 import { PgSecretStore } from './postgres/secret_store.ts';
 import type { RootKeyStore } from './root_key_store.ts';
+import type { SecretQuotas } from './secret_quotas.ts';
 import type { KeyringAccess, SecretStore } from './secret_store.ts';
 import { openMemoryDatabase, openSqliteDatabase, type SqliteSynchronous } from './sqlite/db.ts';
 import { SqlitePolicyStore } from './sqlite/policy_store.ts';
@@ -29,6 +30,8 @@ export interface OpenStoresOptions {
   readonly backend: StoreBackend;
   readonly keyring: KeyringAccess;
   readonly maxVersionsDefault: number;
+  /** Storage quotas per secret namespace; default `DEFAULT_SECRET_QUOTAS`. */
+  readonly quotas?: SecretQuotas;
   /** Told about failures of idle PostgreSQL connections (the pool replaces them). */
   readonly onConnectionError?: (err: Error) => void;
 }
@@ -44,7 +47,12 @@ export interface Stores {
 }
 
 export async function openStores(options: OpenStoresOptions): Promise<Stores> {
-  const { backend, keyring, maxVersionsDefault } = options;
+  const { backend, keyring, maxVersionsDefault, quotas } = options;
+  const secretOptions = {
+    keyring,
+    maxVersionsDefault,
+    ...(quotas === undefined ? {} : { quotas }),
+  };
   if (backend.kind === 'postgres') {
     const database = await openPostgresDatabase({
       url: backend.url,
@@ -54,7 +62,7 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
     });
     return {
       rootKeys: new PgRootKeyStore(database),
-      secrets: new PgSecretStore({ database, keyring, maxVersionsDefault }),
+      secrets: new PgSecretStore({ ...secretOptions, database }),
       policies: new PgPolicyStore(database.db),
       location: database.redactedUrl,
       close: () => database.close(),
@@ -69,7 +77,7 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
         });
   return {
     rootKeys: new SqliteRootKeyStore(database),
-    secrets: new SqliteSecretStore({ database, keyring, maxVersionsDefault }),
+    secrets: new SqliteSecretStore({ ...secretOptions, database }),
     policies: new SqlitePolicyStore(database.db),
     location: database.path,
     close: () => database.close(),

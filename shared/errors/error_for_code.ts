@@ -18,6 +18,7 @@ import {
   NotFoundError,
   NotReadyError,
   PayloadTooLargeError,
+  QuotaExceededError,
   RateLimitedError,
   ResponseTooLargeError,
   ServerUntrustedError,
@@ -59,6 +60,7 @@ const ERROR_BY_CODE = {
   ERR_RATE_LIMITED: (message) => new RateLimitedError(message),
   ERR_RESPONSE_TOO_LARGE: (message) => new ResponseTooLargeError(message),
   ERR_USAGE: (message) => new UsageError(message),
+  ERR_QUOTA_EXCEEDED: (message) => new QuotaExceededError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

@@ -27,6 +27,7 @@ export const ERROR_CODES = [
   'ERR_RATE_LIMITED',
   'ERR_RESPONSE_TOO_LARGE',
   'ERR_USAGE',
+  'ERR_QUOTA_EXCEEDED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -245,6 +246,16 @@ export class RateLimitedError extends BrokerError {
 export class UsageError extends BrokerError {
   constructor(message: string, options?: BrokerErrorOptions) {
     super('ERR_USAGE', message, options);
+  }
+}
+
+/**
+ * A write would take a secret namespace beyond its storage quota (paths or
+ * bytes). Nothing was written; deleting or destroying makes room.
+ */
+export class QuotaExceededError extends BrokerError {
+  constructor(message = 'The storage quota is exceeded', options?: BrokerErrorOptions) {
+    super('ERR_QUOTA_EXCEEDED', message, options);
   }
 }
 

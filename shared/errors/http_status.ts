@@ -28,6 +28,7 @@ export const STATUS_BY_CODE = {
   // A bad answer from upstream, as an HTTP gateway would say it.
   ERR_RESPONSE_TOO_LARGE: 502,
   ERR_USAGE: 400,
+  ERR_QUOTA_EXCEEDED: 403,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {

@@ -6,7 +6,9 @@
  * restarted Nexus recovers its key from the Keepers and serves the same
  * secrets under the same policy. The audit file holds one line per request,
  * with the caller's SPIFFE ID and never a secret value; the harness's leak
- * scan then checks every output, file and error body for the values.
+ * scan then checks every output, file and error body for the values. The
+ * namespace `tenant` has a quota of 3 paths: an app that fills it is refused
+ * while other namespaces still write, and the count survives the kill -9.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -80,6 +82,7 @@ describe('secrets and policies with real processes', () => {
       trustDomain: TD_NAME,
       workloads: { web: '/apps/web', other: '/apps/other' },
       startNexus: false,
+      nexusEnv: { SPIKE_NEXUS_QUOTA_OVERRIDES: 'tenant=3:unlimited' },
     });
     WEB_SECRET = { password: broker.secretValue('web-secret'), user: 'web' };
     OTHER_SECRET = { password: broker.secretValue('other-secret') };
@@ -169,6 +172,42 @@ describe('secrets and policies with real processes', () => {
     assert.deepEqual((listed.body as ListResponse).paths, []);
   });
 
+  test('an app filling its namespace gets 403 ERR_QUOTA_EXCEEDED; other namespaces still write', async () => {
+    const granted = await call('pilot', 'PUT', `${PATHS.policies}/other-tenant`, {
+      spiffeIdPattern: IDS.other,
+      pathPattern: 'tenant/**',
+      permissions: ['write'],
+    });
+    assert.equal(granted.status, 200, granted.text);
+    for (const name of ['a', 'b', 'c/d']) {
+      const put = await call('other', 'PUT', data(`tenant/${name}`), {
+        data: { password: broker.secretValue(`tenant-${name}`) },
+      });
+      assert.equal(put.status, 200, put.text);
+    }
+    const refused = await call('other', 'PUT', data('tenant/e'), {
+      data: { password: broker.secretValue('tenant-e') },
+    });
+    assert.equal(refused.status, 403, refused.text);
+    assert.equal(codeOf(refused), 'ERR_QUOTA_EXCEEDED');
+    assert.match(
+      (refused.body as { error: { message: string } }).error.message,
+      /"tenant" is full: it may hold at most 3 secret paths/,
+    );
+    // A new version of a path it holds is no new path.
+    const version = await call('other', 'PUT', data('tenant/a'), {
+      data: { password: broker.secretValue('tenant-a2') },
+    });
+    assert.equal(version.status, 200, version.text);
+    // Other namespaces have their own (default) quota.
+    const elsewhere = await call('pilot', 'PUT', data('spare/x'), {
+      data: { password: broker.secretValue('spare') },
+    });
+    assert.equal(elsewhere.status, 200, elsewhere.text);
+    const missing = await call('pilot', 'GET', data('tenant/e'));
+    assert.equal(missing.status, 404, missing.text);
+  });
+
   test('after kill -9, Nexus recovers its key from the Keepers and serves the same secrets', async () => {
     const killed = nexus;
     assert.ok(killed !== undefined);
@@ -189,6 +228,20 @@ describe('secrets and policies with real processes', () => {
     );
     const other = await call('pilot', 'GET', data('app/other/db'));
     assert.deepEqual((other.body as SecretResponse).data, OTHER_SECRET);
+  });
+
+  test('after the restart the namespace is still full, and deleting a path makes room', async () => {
+    const refused = await call('other', 'PUT', data('tenant/e'), {
+      data: { password: broker.secretValue('tenant-e-again') },
+    });
+    assert.equal(refused.status, 403, refused.text);
+    assert.equal(codeOf(refused), 'ERR_QUOTA_EXCEEDED');
+    const deleted = await call('pilot', 'DELETE', `${PATHS.secretMetadata}/tenant/b`);
+    assert.equal(deleted.status, 204, deleted.text);
+    const made = await call('other', 'PUT', data('tenant/e'), {
+      data: { password: broker.secretValue('tenant-e-fits') },
+    });
+    assert.equal(made.status, 200, made.text);
   });
 
   test('the audit file has one line per answered request, with the caller and never a value', () => {

@@ -134,6 +134,20 @@ export const secrets = pgTable(
   ],
 );
 
+/** What each secret namespace holds, counted for its quota; see `schema.ts`. */
+export const secretQuotaUsage = pgTable(
+  'secret_quota_usage',
+  {
+    namespace: text('namespace').primaryKey(),
+    paths: integer('paths').notNull(),
+    bytes: bigint('bytes', { mode: 'number' }).notNull(),
+  },
+  (table) => [
+    check('secret_quota_usage_paths_not_negative', sql`${table.paths} >= 0`),
+    check('secret_quota_usage_bytes_not_negative', sql`${table.bytes} >= 0`),
+  ],
+);
+
 /** Access policies, in clear; see `schema.ts`. */
 export const policies = pgTable('policies', {
   name: text('name').primaryKey(),
@@ -149,3 +163,4 @@ export type RootKeyRow = typeof rootKey.$inferSelect;
 export type SecretMetadataRow = typeof secretMetadata.$inferSelect;
 export type SecretRow = typeof secrets.$inferSelect;
 export type PolicyRow = typeof policies.$inferSelect;
+export type SecretQuotaUsageRow = typeof secretQuotaUsage.$inferSelect;

@@ -7,6 +7,7 @@
  * Skipped, with a notice, unless SPIKE_TEST_DATABASE_URL is set.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { and, asc, eq, sql } from 'drizzle-orm';
 import type pg from 'pg';
@@ -19,10 +20,15 @@ import {
   postgresSkip,
   TEST_DATABASE_URL_ENV,
 } from '../../../test/harness/postgres.ts';
+import type { QuotaUsage } from '../secret_quotas.ts';
 import type { KeyringAccess } from '../secret_store.ts';
-import { runSecretStoreContract } from '../testing/secret_store_contract.ts';
+import {
+  recountUsage,
+  runSecretStoreContract,
+  writeQuotaHistory,
+} from '../testing/secret_store_contract.ts';
 import { openPostgresDatabase, type PgDb, type PostgresDatabase } from './db.ts';
-import { secretMetadata, secrets } from './schema.ts';
+import { secretMetadata, secretQuotaUsage, secrets } from './schema.ts';
 import { PgSecretStore } from './secret_store.ts';
 
 const skip = postgresSkip();
@@ -40,6 +46,28 @@ async function storedVersions(database: PostgresDatabase, path: SecretPath): Pro
     .where(eq(secrets.path, path))
     .orderBy(asc(secrets.version));
   return rows.map((row) => row.version);
+}
+
+/** A namespace's counter row (zeros without one) and its recount from every row. */
+async function quotaUsage(
+  database: PostgresDatabase,
+  namespace: string,
+): Promise<{ counted: QuotaUsage; recounted: QuotaUsage }> {
+  const { db } = database;
+  const [row] = await db
+    .select({ paths: secretQuotaUsage.paths, bytes: secretQuotaUsage.bytes })
+    .from(secretQuotaUsage)
+    .where(eq(secretQuotaUsage.namespace, namespace));
+  const metadataRows = await db
+    .select({ path: secretMetadata.path, customMetadata: secretMetadata.customMetadata })
+    .from(secretMetadata);
+  const versionRows = await db
+    .select({ path: secrets.path, ciphertext: secrets.ciphertext })
+    .from(secrets);
+  return {
+    counted: row ?? { paths: 0, bytes: 0 },
+    recounted: recountUsage(namespace, metadataRows, versionRows),
+  };
 }
 
 /** Two pools on one emptied database: two Nexus processes, as far as the store can tell. */
@@ -78,6 +106,7 @@ if (skip !== false) {
         return new PgSecretStore({ ...options, database: another });
       },
       storedVersions: (path) => storedVersions(first, path),
+      quotaUsage: (namespace) => quotaUsage(first, namespace),
       async dispose() {
         for (const database of databases) await database.close();
       },
@@ -127,6 +156,44 @@ if (skip !== false) {
         }
         assert.equal((await two.readMetadata(path)).currentVersion, 6);
       }));
+  });
+
+  describe('PgSecretStore quota counters', () => {
+    test('an existing database gets its quota counters when the migration runs', async () => {
+      const { database: first, url } = await openScratchDatabase();
+      let database = first;
+      try {
+        const store = new PgSecretStore({
+          database,
+          keyring: keyringOf(KEY),
+          maxVersionsDefault: 2,
+        });
+        const namespaces = await writeQuotaHistory(store);
+        const before = await Promise.all(namespaces.map((ns) => quotaUsage(database, ns)));
+        // The database as it was before quotas: no counter table, and the two
+        // migrations that make and fill it not applied. (drizzle applies what
+        // is newer than the newest applied migration, so these must be the newest.)
+        const journal = JSON.parse(
+          readFileSync(new URL('./migrations/meta/_journal.json', import.meta.url), 'utf8'),
+        ) as { entries: { tag: string; when: number }[] };
+        const since = journal.entries.find((e) => e.tag === '0002_secret_quota_usage')?.when;
+        assert.ok(since !== undefined);
+        await database.db.execute(sql`DROP TABLE secret_quota_usage`);
+        await database.db.execute(
+          sql`DELETE FROM drizzle.__drizzle_migrations WHERE created_at >= ${since}`,
+        );
+        await database.close();
+        database = await openPostgresDatabase({ url });
+        for (const [i, namespace] of namespaces.entries()) {
+          const after = await quotaUsage(database, namespace);
+          assert.ok(after.counted.paths > 0);
+          assert.deepEqual(after.counted, after.recounted);
+          assert.deepEqual(after, before[i]);
+        }
+      } finally {
+        await database.close();
+      }
+    });
   });
 
   describe('PgSecretStore against tampering', () => {

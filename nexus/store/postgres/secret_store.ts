@@ -22,6 +22,18 @@
  * they see one committed state, and a write committed by any process is
  * visible to the next read at once.
  *
+ * Quotas (`secret_quotas.ts`, ADR 0015). Every write that adds or removes
+ * charged bytes or paths ends by updating its namespace's
+ * `secret_quota_usage` row in the same transaction. An increase is a
+ * conditional UPDATE (`... WHERE bytes + <change> <= <quota>`): it locks the
+ * row, and a concurrent writer to the same namespace waits for that lock and
+ * then re-evaluates its condition on the committed counter (READ COMMITTED
+ * re-checks an updated row), so writers on any number of Nexus processes
+ * cannot overshoot together. No row updated means the quota would be
+ * exceeded: QuotaExceededError rolls the transaction back. The counter update
+ * comes last, after the path's row lock, so every transaction takes the two
+ * locks in the same order and holds the namespace's only until it commits.
+ *
  * Paths compare and sort in byte order (`COLLATE "C"`), as on SQLite,
  * whatever the database's default collation.
  */
@@ -69,6 +81,17 @@ import {
 } from '../_secret_rules.ts';
 import { sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
+import {
+  DEFAULT_SECRET_QUOTAS,
+  exceededLimit,
+  namespaceOf,
+  type QuotaUsage,
+  quotaExceeded,
+  quotaOf,
+  ROW_CHARGE_BYTES,
+  rowCharge,
+  type SecretQuotas,
+} from '../secret_quotas.ts';
 import type {
   KeyringAccess,
   ListOptions,
@@ -81,7 +104,7 @@ import type {
   SecretVersion,
 } from '../secret_store.ts';
 import type { PgDb, PostgresDatabase } from './db.ts';
-import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
+import { type SecretMetadataRow, secretMetadata, secretQuotaUsage, secrets } from './schema.ts';
 
 export type PgSecretStoreOptions = SqlSecretStoreOptions<PostgresDatabase>;
 
@@ -111,16 +134,25 @@ export class PgSecretStore implements SecretStore {
   readonly #database: PostgresDatabase;
   readonly #keyring: KeyringAccess;
   readonly #maxVersionsDefault: number;
+  readonly #quotas: SecretQuotas;
   readonly #now: () => number;
   readonly #ownsDatabase: boolean;
   #isClosed = false;
 
   constructor(options: PgSecretStoreOptions) {
     checkStoreOptions(options);
-    const { database, keyring, maxVersionsDefault, now = Date.now, ownsDatabase = false } = options;
+    const {
+      database,
+      keyring,
+      maxVersionsDefault,
+      quotas = DEFAULT_SECRET_QUOTAS,
+      now = Date.now,
+      ownsDatabase = false,
+    } = options;
     this.#database = database;
     this.#keyring = keyring;
     this.#maxVersionsDefault = maxVersionsDefault;
+    this.#quotas = quotas;
     this.#now = now;
     this.#ownsDatabase = ownsDatabase;
   }
@@ -138,7 +170,12 @@ export class PgSecretStore implements SecretStore {
         // Version 1 of a new path: nothing to compare, nothing to prune.
         const ciphertext = this.#keyring((key) => sealSecretData(key, path, 1, data));
         await tx.insert(secrets).values({ path, version: 1, createdAtMs: nowMs, ciphertext });
-        return this.#toMetadata(path, locked.row, await selectVersions(tx, path));
+        const versions = await selectVersions(tx, path);
+        await this.#charge(tx, path, {
+          paths: 1,
+          bytes: 2 * rowCharge(path) + ciphertext.length,
+        });
+        return this.#toMetadata(path, locked.row, versions);
       }
       const current = locked.row.currentVersion;
       if (cas !== undefined && cas !== current) {
@@ -146,12 +183,17 @@ export class PgSecretStore implements SecretStore {
       }
       const version = current + 1;
       const ciphertext = this.#keyring((key) => sealSecretData(key, path, version, data));
-      const row = await this.#updateMetadata(tx, path, locked.row, {
+      const { row, freedBytes } = await this.#updateMetadata(tx, path, locked.row, {
         currentVersion: version,
         updatedAtMs: nowMs,
       });
       await tx.insert(secrets).values({ path, version, createdAtMs: nowMs, ciphertext });
-      return this.#toMetadata(path, row, await selectVersions(tx, path));
+      const versions = await selectVersions(tx, path);
+      await this.#charge(tx, path, {
+        paths: 0,
+        bytes: rowCharge(path) + ciphertext.length - freedBytes,
+      });
+      return this.#toMetadata(path, row, versions);
     });
   }
 
@@ -232,14 +274,17 @@ export class PgSecretStore implements SecretStore {
   async deletePath(path: SecretPath): Promise<void> {
     checkPath(path);
     requireUnsealed(this.#keyring);
-    // One statement: the foreign key removes the versions with the row.
-    const deleted = await this.#db()
-      .delete(secretMetadata)
-      .where(eq(secretMetadata.path, path))
-      .returning({ path: secretMetadata.path });
-    if (deleted.length === 0) {
-      throw missingPath(path);
-    }
+    await this.#db().transaction(async (tx) => {
+      const row = await lockMetadata(tx, path);
+      if (row === undefined) throw missingPath(path);
+      // The foreign key removes the versions with the row.
+      const freedBytes = await chargedBytes(tx, path);
+      await tx.delete(secretMetadata).where(eq(secretMetadata.path, path));
+      await this.#charge(tx, path, {
+        paths: -1,
+        bytes: -(freedBytes + rowCharge(path) + (row.customMetadata?.length ?? 0)),
+      });
+    });
   }
 
   async readMetadata(path: SecretPath): Promise<SecretMetadata> {
@@ -268,8 +313,14 @@ export class PgSecretStore implements SecretStore {
       const locked = await lockMetadata(tx, path);
       if (locked === undefined) throw missingPath(path);
       // A lower cap prunes at once (#updateMetadata).
-      const row = await this.#updateMetadata(tx, path, locked, changes);
-      return this.#toMetadata(path, row, await selectVersions(tx, path));
+      const { row, freedBytes } = await this.#updateMetadata(tx, path, locked, changes);
+      const versions = await selectVersions(tx, path);
+      const customChange =
+        changes.customMetadata === undefined
+          ? 0
+          : (changes.customMetadata?.length ?? 0) - (locked.customMetadata?.length ?? 0);
+      await this.#charge(tx, path, { paths: 0, bytes: customChange - freedBytes });
+      return this.#toMetadata(path, row, versions);
     });
   }
 
@@ -310,10 +361,16 @@ export class PgSecretStore implements SecretStore {
           .set({ deletedAtMs: null })
           .where(and(rows, isNotNull(secrets.deletedAtMs), eq(secrets.destroyed, false)));
       } else {
+        // Destroy refunds the sealed data it clears (the rows and their paths stay).
+        const [sealed] = await tx
+          .select({ bytes: sql<string>`coalesce(sum(octet_length(${secrets.ciphertext})), 0)` })
+          .from(secrets)
+          .where(and(rows, eq(secrets.destroyed, false)));
         await tx
           .update(secrets)
           .set({ destroyed: true, ciphertext: null })
           .where(and(rows, eq(secrets.destroyed, false)));
+        await this.#charge(tx, path, { paths: 0, bytes: -Number(sealed?.bytes ?? 0) });
       }
       const [updated] = await tx
         .update(secretMetadata)
@@ -365,7 +422,8 @@ export class PgSecretStore implements SecretStore {
 
   /**
    * Writes `changes` to the locked metadata row, raises `oldest_version` to
-   * what the (possibly new) cap keeps and removes the versions below it.
+   * what the (possibly new) cap keeps and removes the versions below it;
+   * returns the row and what the removed versions were charged.
    */
   async #updateMetadata(
     tx: Tx,
@@ -374,7 +432,7 @@ export class PgSecretStore implements SecretStore {
     changes: Partial<
       Pick<SecretMetadataRow, 'currentVersion' | 'updatedAtMs' | 'maxVersions' | 'customMetadata'>
     >,
-  ): Promise<SecretMetadataRow | undefined> {
+  ): Promise<{ readonly row: SecretMetadataRow | undefined; readonly freedBytes: number }> {
     const next: MetadataRow = { ...locked, ...changes };
     const oldestVersion = Math.max(locked.oldestVersion, keptFrom(next, this.#maxVersionsDefault));
     const [row] = await tx
@@ -382,8 +440,58 @@ export class PgSecretStore implements SecretStore {
       .set({ ...changes, oldestVersion })
       .where(eq(secretMetadata.path, path))
       .returning();
-    await tx.delete(secrets).where(and(eq(secrets.path, path), lt(secrets.version, oldestVersion)));
-    return row;
+    const pruned = await tx
+      .delete(secrets)
+      .where(and(eq(secrets.path, path), lt(secrets.version, oldestVersion)))
+      .returning({ sealedBytes: sql<number | null>`octet_length(${secrets.ciphertext})` });
+    const freedBytes = pruned.reduce(
+      (sum, version) => sum + rowCharge(path) + (version.sealedBytes ?? 0),
+      0,
+    );
+    return { row, freedBytes };
+  }
+
+  /**
+   * Adds `change` to the counter of the path's namespace, last in the
+   * transaction (see "Quotas" above). An increase beyond the namespace's quota
+   * changes nothing and throws QuotaExceededError, which rolls back the
+   * transaction.
+   */
+  async #charge(tx: Tx, path: SecretPath, change: QuotaUsage): Promise<void> {
+    if (change.paths === 0 && change.bytes === 0) return;
+    const namespace = namespaceOf(path);
+    const quota = quotaOf(this.#quotas, namespace);
+    if (change.paths > 0) {
+      // The first path of a namespace creates its counter.
+      await tx
+        .insert(secretQuotaUsage)
+        .values({ namespace, paths: 0, bytes: 0 })
+        .onConflictDoNothing({ target: secretQuotaUsage.namespace });
+    }
+    const fits: SQL[] = [];
+    if (change.paths > 0 && quota.paths !== null) {
+      fits.push(sql`${secretQuotaUsage.paths} + ${change.paths} <= ${quota.paths}`);
+    }
+    if (change.bytes > 0 && quota.bytes !== null) {
+      fits.push(sql`${secretQuotaUsage.bytes} + ${change.bytes} <= ${quota.bytes}`);
+    }
+    const updated = await tx
+      .update(secretQuotaUsage)
+      .set({
+        paths: sql`${secretQuotaUsage.paths} + ${change.paths}`,
+        bytes: sql`${secretQuotaUsage.bytes} + ${change.bytes}`,
+      })
+      .where(and(eq(secretQuotaUsage.namespace, namespace), ...fits))
+      .returning({ namespace: secretQuotaUsage.namespace });
+    if (updated.length === 1) return;
+    const [usage] = await tx
+      .select({ paths: secretQuotaUsage.paths, bytes: secretQuotaUsage.bytes })
+      .from(secretQuotaUsage)
+      .where(eq(secretQuotaUsage.namespace, namespace));
+    if (usage === undefined) {
+      throw new InternalError(`The quota counter of the namespace "${namespace}" is missing`);
+    }
+    throw quotaExceeded(namespace, exceededLimit(usage, change, quota), quota);
   }
 
   #toMetadata(
@@ -415,6 +523,17 @@ async function lockMetadata(tx: Tx, path: SecretPath): Promise<SecretMetadataRow
     .where(eq(secretMetadata.path, path))
     .for('update');
   return row;
+}
+
+/** What the version rows of `path` are charged: each its row and its sealed data. */
+async function chargedBytes(tx: Tx, path: SecretPath): Promise<number> {
+  const [sum] = await tx
+    .select({
+      bytes: sql<string>`coalesce(sum(${ROW_CHARGE_BYTES} + octet_length(${secrets.path}) + coalesce(octet_length(${secrets.ciphertext}), 0)), 0)`,
+    })
+    .from(secrets)
+    .where(eq(secrets.path, path));
+  return Number(sum?.bytes ?? 0);
 }
 
 function selectVersions(tx: Tx, path: SecretPath): Promise<VersionRow[]> {

@@ -155,6 +155,28 @@ export const secrets = sqliteTable(
 );
 
 /**
+ * What each secret namespace (a path's first segment) holds, counted for its
+ * quota (`secret_quotas.ts`): one row per namespace that ever had a path,
+ * changed in the same transaction as the rows it counts, so it is exact
+ * after any crash. The migration that made the table filled it from the
+ * rows already there.
+ */
+export const secretQuotaUsage = sqliteTable(
+  'secret_quota_usage',
+  {
+    namespace: text('namespace').primaryKey(),
+    /** Paths with a `secret_metadata` row. */
+    paths: integer('paths').notNull(),
+    /** Bytes charged: each row's path, plus sealed data and custom metadata. */
+    bytes: integer('bytes').notNull(),
+  },
+  (table) => [
+    check('secret_quota_usage_paths_not_negative', sql`${table.paths} >= 0`),
+    check('secret_quota_usage_bytes_not_negative', sql`${table.bytes} >= 0`),
+  ],
+);
+
+/**
  * Access policies: who (a SPIFFE ID pattern) may do what (permissions) where
  * (a secret path pattern). Stored in clear: they are configuration, not
  * secrets, and must be readable to decide access.
@@ -172,3 +194,4 @@ export const policies = sqliteTable('policies', {
 export type SecretMetadataRow = typeof secretMetadata.$inferSelect;
 export type SecretRow = typeof secrets.$inferSelect;
 export type PolicyRow = typeof policies.$inferSelect;
+export type SecretQuotaUsageRow = typeof secretQuotaUsage.$inferSelect;

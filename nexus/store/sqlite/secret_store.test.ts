@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import process from 'node:process';
@@ -14,15 +14,18 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import { parseSecretPath, type SecretPath } from '../../../shared/api/secret_path.ts';
 import { randomBytes } from '../../../shared/crypto/bytes.ts';
 import { DecryptionFailedError, InternalError } from '../../../shared/errors/errors.ts';
+import type { QuotaUsage } from '../secret_quotas.ts';
 import type { KeyringAccess } from '../secret_store.ts';
 import { createMemorySecretStore } from '../testing/memory_secret_store.ts';
 import {
   type ContractStoreOptions,
+  recountUsage,
   runSecretStoreContract,
   type SecretStoreFixture,
+  writeQuotaHistory,
 } from '../testing/secret_store_contract.ts';
 import { openMemoryDatabase, openSqliteDatabase, type SqliteDatabase } from './db.ts';
-import { secretMetadata, secrets } from './schema.ts';
+import { secretMetadata, secretQuotaUsage, secrets } from './schema.ts';
 import { SqliteSecretStore } from './secret_store.ts';
 
 const scratchDirs: string[] = [];
@@ -49,6 +52,28 @@ async function storedVersions(database: SqliteDatabase, path: SecretPath): Promi
   return rows.map((row) => row.version);
 }
 
+/** A namespace's counter row (zeros without one) and its recount from every row. */
+async function quotaUsage(
+  database: SqliteDatabase,
+  namespace: string,
+): Promise<{ counted: QuotaUsage; recounted: QuotaUsage }> {
+  const { db } = database;
+  const [row] = await db
+    .select({ paths: secretQuotaUsage.paths, bytes: secretQuotaUsage.bytes })
+    .from(secretQuotaUsage)
+    .where(eq(secretQuotaUsage.namespace, namespace));
+  const metadataRows = await db
+    .select({ path: secretMetadata.path, customMetadata: secretMetadata.customMetadata })
+    .from(secretMetadata);
+  const versionRows = await db
+    .select({ path: secrets.path, ciphertext: secrets.ciphertext })
+    .from(secrets);
+  return {
+    counted: row ?? { paths: 0, bytes: 0 },
+    recounted: recountUsage(namespace, metadataRows, versionRows),
+  };
+}
+
 /** A fixture over `open()`ed databases: the first is the store's, others are connect()'s. */
 async function sqlFixture(
   options: ContractStoreOptions,
@@ -66,6 +91,7 @@ async function sqlFixture(
       return new SqliteSecretStore({ ...options, database });
     },
     storedVersions: (path) => storedVersions(first, path),
+    quotaUsage: (namespace) => quotaUsage(first, namespace),
     async dispose() {
       for (const database of databases) await database.close();
     },
@@ -353,6 +379,36 @@ describe('SqliteSecretStore on a file', () => {
     }
   });
 
+  test('an existing database gets its quota counters when the migration runs', async () => {
+    const path = freshDatabasePath();
+    const options = { keyring: keyringOf(randomBytes(32)), maxVersionsDefault: 2 };
+    let database = await openSqliteDatabase({ path });
+    const namespaces = await writeQuotaHistory(new SqliteSecretStore({ ...options, database }));
+    const before = await Promise.all(namespaces.map((ns) => quotaUsage(database, ns)));
+    // The database as it was before quotas: no counter table, and the two
+    // migrations that make and fill it not applied. (drizzle applies what is
+    // newer than the newest applied migration, so these must be the newest.)
+    const journal = JSON.parse(
+      readFileSync(new URL('./migrations/meta/_journal.json', import.meta.url), 'utf8'),
+    ) as { entries: { tag: string; when: number }[] };
+    const since = journal.entries.find((entry) => entry.tag === '0002_secret_quota_usage')?.when;
+    assert.ok(since !== undefined);
+    await database.db.run(sql`DROP TABLE secret_quota_usage`);
+    await database.db.run(sql`DELETE FROM __drizzle_migrations WHERE created_at >= ${since}`);
+    await database.close();
+    database = await openSqliteDatabase({ path });
+    try {
+      for (const [i, namespace] of namespaces.entries()) {
+        const after = await quotaUsage(database, namespace);
+        assert.ok(after.counted.paths > 0);
+        assert.deepEqual(after.counted, after.recounted);
+        assert.deepEqual(after, before[i]);
+      }
+    } finally {
+      await database.close();
+    }
+  });
+
   test('the store does not close a database it does not own', async () => {
     const database = await openSqliteDatabase({ path: freshDatabasePath() });
     try {
@@ -406,6 +462,9 @@ describe('SqliteSecretStore on a file', () => {
         // At most the one write in flight at the kill committed unacknowledged.
         assert.ok(metadata.currentVersion - newest <= 1);
       }
+      // The quota counter was written with the rows it counts, so it is exact.
+      const usage = await quotaUsage(database, 'durable');
+      assert.deepEqual(usage.counted, usage.recounted);
     } finally {
       await database.close();
     }

@@ -26,6 +26,15 @@
  * store's default. Pruning is written as a function of the metadata row, so
  * running it is always correct, whoever's write it follows.
  *
+ * Quotas (`secret_quotas.ts`, ADR 0015). Every batch that adds or removes
+ * charged bytes or paths also updates the namespace's `secret_quota_usage`
+ * row, by an amount computed in SQL from the rows it is about to change, so
+ * the counter is exact whatever ran before. A batch cannot abort itself on a
+ * condition (RAISE works only in triggers), so the update that would take a
+ * counter beyond its quota sets it to NULL instead: the NOT NULL constraint
+ * fails, libsql rolls the whole batch back, and the store throws
+ * QuotaExceededError. Only an increase is checked, so freeing never fails.
+ *
  * Listing shows every path that has metadata, as Vault does: a path whose
  * versions are all deleted or destroyed is still listed until `deletePath`.
  */
@@ -44,7 +53,11 @@ import {
   sql,
 } from 'drizzle-orm';
 import type { SecretPath } from '../../../shared/api/secret_path.ts';
-import { ConflictError, InternalError } from '../../../shared/errors/errors.ts';
+import {
+  ConflictError,
+  InternalError,
+  type QuotaExceededError,
+} from '../../../shared/errors/errors.ts';
 import {
   casConflict,
   checkedNow,
@@ -71,6 +84,16 @@ import {
 } from '../_secret_rules.ts';
 import { sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
+import {
+  DEFAULT_SECRET_QUOTAS,
+  namespaceOf,
+  quotaExceeded,
+  quotaOf,
+  ROW_CHARGE_BYTES,
+  rowCharge,
+  type SecretQuota,
+  type SecretQuotas,
+} from '../secret_quotas.ts';
 import type {
   KeyringAccess,
   ListOptions,
@@ -83,7 +106,7 @@ import type {
   SecretVersion,
 } from '../secret_store.ts';
 import type { PreparedRead, SqliteDatabase, SqliteDb } from './db.ts';
-import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
+import { type SecretMetadataRow, secretMetadata, secretQuotaUsage, secrets } from './schema.ts';
 
 export type SqliteSecretStoreOptions = SqlSecretStoreOptions<SqliteDatabase>;
 
@@ -111,6 +134,7 @@ export class SqliteSecretStore implements SecretStore {
   readonly #database: SqliteDatabase;
   readonly #keyring: KeyringAccess;
   readonly #maxVersionsDefault: number;
+  readonly #quotas: SecretQuotas;
   readonly #now: () => number;
   readonly #ownsDatabase: boolean;
   #isClosed = false;
@@ -118,10 +142,18 @@ export class SqliteSecretStore implements SecretStore {
 
   constructor(options: SqliteSecretStoreOptions) {
     checkStoreOptions(options);
-    const { database, keyring, maxVersionsDefault, now = Date.now, ownsDatabase = false } = options;
+    const {
+      database,
+      keyring,
+      maxVersionsDefault,
+      quotas = DEFAULT_SECRET_QUOTAS,
+      now = Date.now,
+      ownsDatabase = false,
+    } = options;
     this.#database = database;
     this.#keyring = keyring;
     this.#maxVersionsDefault = maxVersionsDefault;
+    this.#quotas = quotas;
     this.#now = now;
     this.#ownsDatabase = ownsDatabase;
   }
@@ -133,6 +165,7 @@ export class SqliteSecretStore implements SecretStore {
     if (cas !== undefined) checkVersionNumber(cas, 'cas');
     requireUnsealed(this.#keyring);
     const db = this.#db();
+    const namespace = namespaceOf(path);
     for (let attempt = 1; attempt <= MAX_PUT_ATTEMPTS; attempt++) {
       const [current] = await db
         .select({ version: secretMetadata.currentVersion })
@@ -189,8 +222,22 @@ export class SqliteSecretStore implements SecretStore {
             .where(and(eq(secretMetadata.path, path), eq(secretMetadata.currentVersion, version))),
         )
         .onConflictDoNothing();
-      const [claimed, , , , metadataRows, versionRows] = await db.batch([
+      // Charged exactly when the claim was won: the current version is now
+      // `version` and its row is not written yet. A new path's metadata row
+      // is charged too; the versions the cap is about to prune are refunded.
+      const added = ciphertext.length + rowCharge(path) * (current === undefined ? 2 : 1);
+      const charge = this.#chargeStatement(db, namespace, {
+        paths: current === undefined ? 1 : 0,
+        bytes: sql`${added} - ${this.#prunedBytes(path, this.#keptFrom())}`,
+        onlyIf: and(
+          sql`EXISTS (SELECT 1 FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path} AND ${secretMetadata.currentVersion} = ${version})`,
+          sql`NOT EXISTS (SELECT 1 FROM ${secrets} WHERE ${secrets.path} = ${path} AND ${secrets.version} = ${version})`,
+        ),
+      });
+      const [claimed, , , , , , metadataRows, versionRows] = await this.#batch(namespace, [
         claim,
+        ensureUsageRow(db, namespace),
+        charge,
         insertVersion,
         this.#pruneStatement(db, path),
         this.#raiseOldestStatement(db, path),
@@ -270,9 +317,16 @@ export class SqliteSecretStore implements SecretStore {
     checkPath(path);
     requireUnsealed(this.#keyring);
     const db = this.#db();
-    // Versions first, then the row they reference (the foreign key cascades
-    // as well; explicit keeps the batch the same on every dialect).
-    const [, deleted] = await db.batch([
+    const namespace = namespaceOf(path);
+    // The refund first, computed from the rows about to go; then the versions,
+    // then the row they reference (the foreign key cascades as well; explicit
+    // keeps the batch the same on every dialect).
+    const [, , deleted] = await this.#batch(namespace, [
+      this.#chargeStatement(db, namespace, {
+        paths: -1,
+        bytes: sql`0 - ${this.#prunedBytes(path)} - (SELECT ${ROW_CHARGE_BYTES} + length(${secretMetadata.path}) + coalesce(length(${secretMetadata.customMetadata}), 0) FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
+        onlyIf: sql`EXISTS (SELECT 1 FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
+      }),
       db.delete(secrets).where(eq(secrets.path, path)),
       db
         .delete(secretMetadata)
@@ -300,7 +354,25 @@ export class SqliteSecretStore implements SecretStore {
     }
     const db = this.#db();
     const changes = metadataChanges(path, update, this.#nowMs(), this.#keyring);
-    const [updated, , , metadataRows, versionRows] = await db.batch([
+    const namespace = namespaceOf(path);
+    const row = (column: SQL) =>
+      sql`(SELECT ${column} FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`;
+    // Computed from the row before the update: the custom metadata's change
+    // in size, less what the (possibly new) cap is about to prune.
+    const cap =
+      update.maxVersions === undefined
+        ? sql`coalesce(${secretMetadata.maxVersions}, ${this.#maxVersionsDefault})`
+        : sql`${update.maxVersions ?? this.#maxVersionsDefault}`;
+    const customChange =
+      changes.customMetadata === undefined
+        ? sql`0`
+        : sql`${changes.customMetadata?.length ?? 0} - ${row(sql`coalesce(length(${secretMetadata.customMetadata}), 0)`)}`;
+    const [, updated, , , metadataRows, versionRows] = await this.#batch(namespace, [
+      this.#chargeStatement(db, namespace, {
+        paths: 0,
+        bytes: sql`${customChange} - ${this.#prunedBytes(path, this.#keptFrom(cap))}`,
+        onlyIf: sql`EXISTS (SELECT 1 FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
+      }),
       db
         .update(secretMetadata)
         .set(changes)
@@ -357,12 +429,29 @@ export class SqliteSecretStore implements SecretStore {
               .update(secrets)
               .set({ destroyed: true, ciphertext: null })
               .where(and(rows, eq(secrets.destroyed, false)));
-    const [, , metadataRows, versionRows] = await db.batch([
-      statement,
-      db.update(secretMetadata).set({ updatedAtMs: nowMs }).where(eq(secretMetadata.path, path)),
-      selectMetadata(db, path),
-      selectVersions(db, path),
-    ]);
+    const touch = db
+      .update(secretMetadata)
+      .set({ updatedAtMs: nowMs })
+      .where(eq(secretMetadata.path, path));
+    const reads = [selectMetadata(db, path), selectVersions(db, path)] as const;
+    let metadataRows: SecretMetadataRow[];
+    let versionRows: VersionRow[];
+    if (change === 'destroy') {
+      // Destroy refunds the sealed data it clears (the rows and their paths stay).
+      const namespace = namespaceOf(path);
+      [, , , metadataRows, versionRows] = await this.#batch(namespace, [
+        this.#chargeStatement(db, namespace, {
+          paths: 0,
+          bytes: sql`0 - (SELECT coalesce(sum(length(${secrets.ciphertext})), 0) FROM ${secrets} WHERE ${and(rows, eq(secrets.destroyed, false))})`,
+          onlyIf: undefined,
+        }),
+        statement,
+        touch,
+        ...reads,
+      ]);
+    } else {
+      [, , metadataRows, versionRows] = await db.batch([statement, touch, ...reads]);
+    }
     const row = metadataRows[0];
     if (row === undefined) {
       // The path was deleted between the read and this write.
@@ -408,9 +497,52 @@ export class SqliteSecretStore implements SecretStore {
       .where(eq(secretMetadata.path, path));
   }
 
-  /** The lowest version the cap keeps, in terms of the metadata row. */
-  #keptFrom(): SQL {
-    return sql`(${secretMetadata.currentVersion} - COALESCE(${secretMetadata.maxVersions}, ${this.#maxVersionsDefault}) + 1)`;
+  /** The lowest version the cap (default: the row's own) keeps, in terms of the metadata row. */
+  #keptFrom(
+    cap: SQL = sql`COALESCE(${secretMetadata.maxVersions}, ${this.#maxVersionsDefault})`,
+  ): SQL {
+    return sql`(${secretMetadata.currentVersion} - ${cap} + 1)`;
+  }
+
+  /**
+   * What the version rows of `path` below `keptFrom` (all of them without it)
+   * are charged: each its row and its sealed data.
+   */
+  #prunedBytes(path: SecretPath, keptFrom?: SQL): SQL {
+    const below =
+      keptFrom === undefined
+        ? sql``
+        : sql` AND ${secrets.version} < (SELECT ${keptFrom} FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`;
+    return sql`(SELECT coalesce(sum(${ROW_CHARGE_BYTES} + length(${secrets.path}) + coalesce(length(${secrets.ciphertext}), 0)), 0) FROM ${secrets} WHERE ${secrets.path} = ${path}${below})`;
+  }
+
+  /**
+   * Adds `change` to the namespace's counter when `onlyIf` holds. An increase
+   * beyond the namespace's quota writes NULL, which fails the batch (see
+   * "Quotas" above); `#batch` turns that into QuotaExceededError.
+   */
+  #chargeStatement(
+    db: SqliteDb,
+    namespace: string,
+    change: { readonly paths: number; readonly bytes: SQL; readonly onlyIf: SQL | undefined },
+  ) {
+    const quota = quotaOf(this.#quotas, namespace);
+    return db
+      .update(secretQuotaUsage)
+      .set({
+        paths: guardedSum(secretQuotaUsage.paths, sql`${change.paths}`, quota.paths),
+        bytes: guardedSum(secretQuotaUsage.bytes, change.bytes, quota.bytes),
+      })
+      .where(and(eq(secretQuotaUsage.namespace, namespace), change.onlyIf));
+  }
+
+  /** Runs a batch whose charge may exceed the quota of `namespace`. */
+  async #batch<T extends Parameters<SqliteDb['batch']>[0]>(namespace: string, statements: T) {
+    try {
+      return await this.#db().batch(statements);
+    } catch (err) {
+      throw quotaError(err, namespace, quotaOf(this.#quotas, namespace)) ?? err;
+    }
   }
 
   #toMetadata(
@@ -518,4 +650,40 @@ function prefixCondition(prefix: string): SQL | undefined {
   const within = and(gte(path, range.exact ?? range.from), lt(path, range.below));
   if (range.exact === undefined) return within;
   return and(within, or(eq(path, range.exact), gte(path, range.from)));
+}
+
+/** Creates the namespace's counter row at zero, if it has none yet. */
+function ensureUsageRow(db: SqliteDb, namespace: string) {
+  return db
+    .insert(secretQuotaUsage)
+    .values({ namespace, paths: 0, bytes: 0 })
+    .onConflictDoNothing({ target: secretQuotaUsage.namespace });
+}
+
+/**
+ * `column + change`, or NULL when a positive change would take it beyond
+ * `limit` (null: no limit). NULL fails the column's NOT NULL constraint.
+ */
+function guardedSum(
+  column: typeof secretQuotaUsage.paths | typeof secretQuotaUsage.bytes,
+  change: SQL,
+  limit: number | null,
+): SQL {
+  if (limit === null) return sql`${column} + (${change})`;
+  return sql`CASE WHEN (${change}) > 0 AND ${column} + (${change}) > ${limit} THEN NULL ELSE ${column} + (${change}) END`;
+}
+
+const QUOTA_VIOLATION_REGEXP = /NOT NULL constraint failed: secret_quota_usage\.(paths|bytes)/;
+
+/** The QuotaExceededError a failed batch stands for, or undefined if it failed otherwise. */
+function quotaError(
+  err: unknown,
+  namespace: string,
+  quota: SecretQuota,
+): QuotaExceededError | undefined {
+  for (let cause = err; cause instanceof Error; cause = cause.cause) {
+    const match = QUOTA_VIOLATION_REGEXP.exec(cause.message);
+    if (match !== null) return quotaExceeded(namespace, match[1] as 'paths' | 'bytes', quota);
+  }
+  return undefined;
 }

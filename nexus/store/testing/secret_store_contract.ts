@@ -19,18 +19,30 @@ import {
   MAX_SECRET_DATA_BYTES,
   MAX_VERSIONS_PER_REQUEST,
 } from '../../../shared/api/secrets.ts';
+import { AEAD_OVERHEAD_BYTES } from '../../../shared/crypto/aead.ts';
 import { randomBytes } from '../../../shared/crypto/bytes.ts';
 import {
   ConflictError,
   InvalidRequestError,
   NotFoundError,
   NotReadyError,
+  QuotaExceededError,
 } from '../../../shared/errors/errors.ts';
-import type { KeyringAccess, SecretMetadata, SecretStore } from '../secret_store.ts';
+import { serializeMap } from '../secret_cipher.ts';
+import {
+  DEFAULT_SECRET_QUOTAS,
+  namespaceOf,
+  type QuotaUsage,
+  ROW_CHARGE_BYTES,
+  type SecretQuota,
+  type SecretQuotas,
+} from '../secret_quotas.ts';
+import type { KeyringAccess, SecretData, SecretMetadata, SecretStore } from '../secret_store.ts';
 
 export interface ContractStoreOptions {
   readonly keyring: KeyringAccess;
   readonly maxVersionsDefault: number;
+  readonly quotas: SecretQuotas;
   readonly now: () => number;
 }
 
@@ -40,11 +52,88 @@ export interface SecretStoreFixture {
   connect(): Promise<SecretStore>;
   /** The version numbers of the rows physically stored for `path`, ascending. */
   storedVersions(path: SecretPath): Promise<number[]>;
+  /**
+   * A namespace's counter row (zeros when it has none) and the same figures
+   * recounted from the rows themselves (`recountUsage`).
+   */
+  quotaUsage(
+    namespace: string,
+  ): Promise<{ readonly counted: QuotaUsage; readonly recounted: QuotaUsage }>;
   /** Closes every store and connection the fixture opened. */
   dispose(): Promise<void>;
 }
 
 export type MakeSecretStore = (options: ContractStoreOptions) => Promise<SecretStoreFixture>;
+
+/**
+ * What `namespace` holds, counted in JS from every row of `secret_metadata`
+ * and `secrets` (as a fixture reads them), by the rule of `secret_quotas.ts`:
+ * each row is charged ROW_CHARGE_BYTES, its path and its sealed bytes.
+ */
+export function recountUsage(
+  namespace: string,
+  metadataRows: readonly { readonly path: string; readonly customMetadata: Uint8Array | null }[],
+  versionRows: readonly { readonly path: string; readonly ciphertext: Uint8Array | null }[],
+): QuotaUsage {
+  const inside = (path: string) => namespaceOf(path as SecretPath) === namespace;
+  let paths = 0;
+  let bytes = 0;
+  for (const row of metadataRows.filter((row) => inside(row.path))) {
+    paths += 1;
+    bytes += ROW_CHARGE_BYTES + row.path.length + (row.customMetadata?.length ?? 0);
+  }
+  for (const row of versionRows.filter((row) => inside(row.path))) {
+    bytes += ROW_CHARGE_BYTES + row.path.length + (row.ciphertext?.length ?? 0);
+  }
+  return { paths, bytes };
+}
+
+/**
+ * Writes a history that touches every kind of charge (new paths, versions the
+ * cap prunes, custom metadata, destroyed versions, a deleted path, a path that
+ * is its own namespace) into a store whose default cap is 2; returns the
+ * namespaces it wrote to. For the tests of the migration that counts what an
+ * existing database holds.
+ */
+export async function writeQuotaHistory(store: SecretStore): Promise<readonly string[]> {
+  const a = parseSecretPath('history/a');
+  const b = parseSecretPath('history/b/c');
+  const gone = parseSecretPath('history/gone');
+  const alone = parseSecretPath('alone');
+  for (let i = 1; i <= 4; i++) await store.put(a, { i: String(i).repeat(i * 10) });
+  await store.writeMetadata(a, { customMetadata: { owner: 'team-a' } });
+  await store.put(b, { b: 'b' });
+  await store.put(b, { b: 'bb' });
+  await store.destroy(b, [1]);
+  await store.softDelete(b);
+  await store.put(gone, { g: 'g' });
+  await store.deletePath(gone);
+  await store.put(alone, { x: 'y' });
+  return ['history', 'alone'];
+}
+
+/** The sealed size of a data map: its serialised JSON and the AEAD's nonce, tag and header. */
+function sealedSize(data: SecretData): number {
+  return serializeMap(data).length + AEAD_OVERHEAD_BYTES;
+}
+
+/** What one more version of `path` holding `data` is charged. */
+function versionCharge(path: SecretPath, data: SecretData): number {
+  return ROW_CHARGE_BYTES + path.length + sealedSize(data);
+}
+
+/** What a new path with one version holding `data` is charged (its metadata row too). */
+function newPathCharge(path: SecretPath, data: SecretData): number {
+  return ROW_CHARGE_BYTES + path.length + versionCharge(path, data);
+}
+
+function quotasOf(
+  paths: number | null,
+  bytes: number | null,
+  namespaces: Readonly<Record<string, SecretQuota>> = {},
+): SecretQuotas {
+  return { default: { paths, bytes }, namespaces: new Map(Object.entries(namespaces)) };
+}
 
 const T0 = Date.UTC(2026, 0, 1);
 const DEFAULT_CAP = 5;
@@ -74,6 +163,7 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
   async function withWorld(
     body: (world: World) => Promise<void>,
     maxVersionsDefault = DEFAULT_CAP,
+    quotas = DEFAULT_SECRET_QUOTAS,
   ): Promise<void> {
     const key = randomBytes(32);
     let isSealed = false;
@@ -82,7 +172,7 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
       if (isSealed) throw new NotReadyError();
       return use(key);
     };
-    const fixture = await makeStore({ keyring, maxVersionsDefault, now: () => nowMs });
+    const fixture = await makeStore({ keyring, maxVersionsDefault, quotas, now: () => nowMs });
     try {
       await body({
         fixture,
@@ -114,6 +204,13 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
     }
     assert.ok(metadata !== undefined);
     return metadata;
+  }
+
+  /** The namespace's counter equals a recount of the rows (and `expected`, if given). */
+  async function assertUsage(world: World, namespace: string, expected?: QuotaUsage) {
+    const { counted, recounted } = await world.fixture.quotaUsage(namespace);
+    assert.deepEqual(counted, recounted, `the counter of "${namespace}" drifted from its rows`);
+    if (expected !== undefined) assert.deepEqual(counted, expected);
   }
 
   describe(`SecretStore contract: ${name}`, () => {
@@ -826,6 +923,242 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
           }
           await assert.rejects(world.store.readMetadata(path), NotFoundError);
         }));
+    });
+
+    describe('quotas', () => {
+      test('a namespace holds at most its path quota; one path more is refused and writes nothing', () =>
+        withWorld(
+          async (world) => {
+            for (const name of ['tenant/a', 'tenant/b', 'tenant/c/d']) {
+              await world.store.put(p(name), { v: '1' });
+            }
+            for (const name of ['tenant/e', 'tenant']) {
+              await assert.rejects(
+                world.store.put(p(name), { v: '1' }),
+                isError(QuotaExceededError, /"tenant" is full: it may hold at most 3 secret paths/),
+              );
+              await assert.rejects(world.store.readMetadata(p(name)), NotFoundError);
+            }
+            await assertUsage(world, 'tenant', {
+              paths: 3,
+              bytes:
+                newPathCharge(p('tenant/a'), { v: '1' }) +
+                newPathCharge(p('tenant/b'), { v: '1' }) +
+                newPathCharge(p('tenant/c/d'), { v: '1' }),
+            });
+            // A new version is no new path; another namespace has its own count.
+            assert.equal((await world.store.put(p('tenant/a'), { v: '2' })).currentVersion, 2);
+            await world.store.put(p('tenants/x'), { v: '1' });
+            await world.store.put(p('other'), { v: '1' });
+            await assertUsage(world, 'tenant');
+            await assertUsage(world, 'tenants', {
+              paths: 1,
+              bytes: newPathCharge(p('tenants/x'), { v: '1' }),
+            });
+          },
+          DEFAULT_CAP,
+          quotasOf(3, null),
+        ));
+
+      test('bytes: a write up to the quota is accepted, one byte more is refused and writes nothing', () => {
+        const path = p('bytes/x');
+        const first = { k: 'v'.repeat(100) };
+        const fits = { k: 'v'.repeat(50) };
+        const limit = newPathCharge(path, first) + versionCharge(path, fits);
+        return withWorld(
+          async (world) => {
+            await world.store.put(path, first);
+            await assert.rejects(
+              world.store.put(path, { k: 'v'.repeat(51) }),
+              isError(
+                QuotaExceededError,
+                new RegExp(`"bytes" is full: it may hold at most ${limit} bytes`),
+              ),
+            );
+            assert.equal((await world.store.readMetadata(path)).currentVersion, 1);
+            assert.deepEqual(await world.fixture.storedVersions(path), [1]);
+            await world.store.put(path, fits);
+            await assertUsage(world, 'bytes', { paths: 1, bytes: limit });
+            // Custom metadata is stored too, so it is charged too.
+            await assert.rejects(
+              world.store.writeMetadata(path, { customMetadata: { a: 'b' } }),
+              QuotaExceededError,
+            );
+            await assert.rejects(world.store.put(p('bytes/y'), {}), QuotaExceededError);
+            const metadata = await world.store.readMetadata(path);
+            assert.deepEqual(metadata.customMetadata, {});
+            assert.equal(metadata.currentVersion, 2);
+            await assertUsage(world, 'bytes', { paths: 1, bytes: limit });
+          },
+          DEFAULT_CAP,
+          quotasOf(null, limit),
+        );
+      });
+
+      test('destroy and deletePath free what they remove; soft delete and undelete change nothing', () => {
+        const full = p('free/full');
+        const data = { k: 'x'.repeat(150) };
+        const limit = newPathCharge(full, data) + versionCharge(full, data);
+        return withWorld(
+          async (world) => {
+            await world.store.put(full, data);
+            await world.store.put(full, data);
+            await assertUsage(world, 'free', { paths: 1, bytes: limit });
+            const next = p('free/b');
+            await assert.rejects(world.store.put(next, data), QuotaExceededError);
+            // A soft-deleted version is still stored, and undelete brings it back.
+            await world.store.softDelete(full, [1, 2]);
+            await assertUsage(world, 'free', { paths: 1, bytes: limit });
+            await assert.rejects(world.store.put(next, data), QuotaExceededError);
+            await world.store.undelete(full, [1]);
+            await assertUsage(world, 'free', { paths: 1, bytes: limit });
+            // Destroy frees the sealed data; the rows and their paths stay.
+            await world.store.destroy(full, [1, 2]);
+            await assertUsage(world, 'free', { paths: 1, bytes: limit - 2 * sealedSize(data) });
+            await world.store.put(next, data);
+            await assert.rejects(world.store.put(p('free/c'), {}), QuotaExceededError);
+            // Deleting the path frees everything it was charged.
+            await world.store.deletePath(full);
+            await assertUsage(world, 'free', { paths: 1, bytes: newPathCharge(next, data) });
+            await world.store.put(p('free/c'), {});
+            await assertUsage(world, 'free');
+          },
+          DEFAULT_CAP,
+          quotasOf(null, limit),
+        );
+      });
+
+      test('the version cap frees what it prunes: a full namespace keeps rotating a secret', () => {
+        const path = p('rotate/key');
+        const data = (n: number) => ({ k: String(n).padStart(8, '0') });
+        const limit = newPathCharge(path, data(1)) + versionCharge(path, data(2));
+        return withWorld(
+          async (world) => {
+            await world.store.put(path, data(1));
+            await world.store.put(path, data(2));
+            await assertUsage(world, 'rotate', { paths: 1, bytes: limit });
+            for (let n = 3; n <= 6; n++) {
+              assert.equal((await world.store.put(path, data(n))).currentVersion, n);
+            }
+            assert.deepEqual(await world.fixture.storedVersions(path), [5, 6]);
+            await assert.rejects(world.store.put(path, { k: '123456789' }), QuotaExceededError);
+            // Raising the cap adds nothing by itself; the next put is then charged in full.
+            await world.store.writeMetadata(path, { maxVersions: 3 });
+            await assertUsage(world, 'rotate', { paths: 1, bytes: limit });
+            await assert.rejects(world.store.put(path, data(7)), QuotaExceededError);
+            // Lowering it prunes at once, and frees what it prunes.
+            await world.store.writeMetadata(path, { maxVersions: 1 });
+            await assertUsage(world, 'rotate', {
+              paths: 1,
+              bytes: limit - versionCharge(path, data(5)),
+            });
+            await world.store.writeMetadata(path, { customMetadata: { o: 'k' } });
+            await assertUsage(world, 'rotate');
+          },
+          2,
+          quotasOf(null, limit),
+        );
+      });
+
+      test('a namespace with its own quota uses it; null means no limit', () =>
+        withWorld(
+          async (world) => {
+            await world.store.put(p('small/a'), { v: '1' });
+            await assert.rejects(world.store.put(p('small/b'), { v: '1' }), QuotaExceededError);
+            for (const name of ['big/a', 'big/b', 'big/c']) await world.store.put(p(name), {});
+            await assert.rejects(world.store.put(p('big/d'), {}), /at most 3 secret paths/);
+            for (let i = 0; i < 12; i++)
+              await world.store.put(p(`free/${i}`), { v: 'x'.repeat(100) });
+            await assertUsage(world, 'free');
+          },
+          DEFAULT_CAP,
+          quotasOf(1, 1000, {
+            big: { paths: 3, bytes: null },
+            free: { paths: null, bytes: null },
+          }),
+        ));
+
+      test('writers racing on two connections never take a namespace past its path quota', () =>
+        withWorld(
+          async (world) => {
+            const other = await world.fixture.connect();
+            const results = await Promise.allSettled(
+              Array.from({ length: 16 }, (_, i) =>
+                (i % 2 === 0 ? world.store : other).put(p(`race/${i}`), { i: String(i) }),
+              ),
+            );
+            assert.equal(results.filter((r) => r.status === 'fulfilled').length, 5);
+            for (const result of results) {
+              if (result.status === 'rejected') {
+                assert.ok(result.reason instanceof QuotaExceededError, String(result.reason));
+              }
+            }
+            assert.equal((await world.store.list('race/', { limit: 100 })).paths.length, 5);
+            await assertUsage(world, 'race');
+            assert.equal((await world.fixture.quotaUsage('race')).counted.paths, 5);
+          },
+          DEFAULT_CAP,
+          quotasOf(5, null),
+        ));
+
+      test('writers racing on two connections never take a namespace past its byte quota', () => {
+        const pathOf = (i: number) => p(`race/${String(i).padStart(2, '0')}`);
+        const data = { k: 'y'.repeat(64) };
+        const limit = 4 * newPathCharge(pathOf(0), data) + versionCharge(pathOf(0), data);
+        return withWorld(
+          async (world) => {
+            const other = await world.fixture.connect();
+            await world.store.put(pathOf(99), data);
+            const results = await Promise.allSettled(
+              Array.from({ length: 12 }, (_, i) =>
+                (i % 2 === 0 ? world.store : other).put(i < 6 ? pathOf(i) : pathOf(99), data),
+              ),
+            );
+            for (const result of results) {
+              if (result.status === 'rejected') {
+                assert.ok(result.reason instanceof QuotaExceededError, String(result.reason));
+              }
+            }
+            assert.ok(results.some((result) => result.status === 'rejected'));
+            const { counted } = await world.fixture.quotaUsage('race');
+            assert.ok(counted.bytes <= limit, `${counted.bytes} > ${limit}`);
+            await assertUsage(world, 'race');
+          },
+          DEFAULT_CAP,
+          quotasOf(null, limit),
+        );
+      });
+
+      test('the counter equals a recount of the rows after every kind of write', () =>
+        withWorld(async (world) => {
+          const a = p('count/a');
+          const b = p('count/b/c');
+          const top = p('count');
+          const steps: (() => Promise<unknown>)[] = [
+            () => world.store.put(a, { one: '1' }),
+            () => world.store.put(a, { two: '22' }),
+            () => world.store.writeMetadata(a, { customMetadata: { owner: 'team' } }),
+            () => world.store.put(b, { b: 'b' }),
+            () => world.store.put(top, { t: 't' }),
+            () => world.store.softDelete(a),
+            () => world.store.undelete(a),
+            () => world.store.destroy(a, [1]),
+            () => world.store.put(a, { three: '333' }),
+            () => world.store.put(a, { four: '4444' }),
+            () => world.store.writeMetadata(a, { maxVersions: 1, customMetadata: { o: 'x' } }),
+            () => world.store.writeMetadata(a, { maxVersions: null, customMetadata: {} }),
+            () => world.store.put(b, { b: 'bb' }, { cas: 1 }),
+            () => world.store.put(b, { b: 'stale' }, { cas: 1 }).catch(() => undefined),
+            () => world.store.deletePath(b),
+            () => world.store.deletePath(top),
+          ];
+          for (const step of steps) {
+            await step();
+            await assertUsage(world, 'count');
+          }
+          const { counted } = await world.fixture.quotaUsage('count');
+          assert.equal(counted.paths, 1);
+        }, 3));
     });
 
     describe('sealed', () => {
