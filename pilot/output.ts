@@ -27,6 +27,7 @@ export const EXIT_BY_CODE = {
   ERR_SHAMIR_NOT_ENOUGH_SHARDS: 2,
   ERR_ALREADY_UNSEALED: 5,
   ERR_RATE_LIMITED: 8,
+  ERR_BODY_INCOMPLETE: 2,
 } as const satisfies Record<ErrorCode, number>;
 
 /** Exit status of a failure that is not a broker error (a bug, or a canceled prompt). */

@@ -7,6 +7,7 @@
 import {
   AccessDeniedError,
   AlreadyUnsealedError,
+  BodyIncompleteError,
   BrokerError,
   BundleInvalidError,
   ConflictError,
@@ -53,6 +54,7 @@ const ERROR_BY_CODE = {
   ERR_SHAMIR_NOT_ENOUGH_SHARDS: (message) => new ShamirNotEnoughShardsError(message),
   ERR_ALREADY_UNSEALED: (message) => new AlreadyUnsealedError(message),
   ERR_RATE_LIMITED: (message) => new RateLimitedError(message),
+  ERR_BODY_INCOMPLETE: (message) => new BodyIncompleteError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

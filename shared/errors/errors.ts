@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   'ERR_SHAMIR_NOT_ENOUGH_SHARDS',
   'ERR_ALREADY_UNSEALED',
   'ERR_RATE_LIMITED',
+  'ERR_BODY_INCOMPLETE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -157,6 +158,20 @@ export class ConflictError extends BrokerError {
 export class PayloadTooLargeError extends BrokerError {
   constructor(message = 'Request body is too large', options?: BrokerErrorOptions) {
     super('ERR_PAYLOAD_TOO_LARGE', message, options);
+  }
+}
+
+/**
+ * The request body ended before it was whole: the connection closed, or the
+ * upload was aborted, before the declared `Content-Length` or the last chunk
+ * arrived. Nothing of it was used.
+ */
+export class BodyIncompleteError extends BrokerError {
+  constructor(
+    message = 'The request body ended before it was complete',
+    options?: BrokerErrorOptions,
+  ) {
+    super('ERR_BODY_INCOMPLETE', message, options);
   }
 }
 

@@ -24,6 +24,7 @@ export const STATUS_BY_CODE = {
   ERR_SHAMIR_NOT_ENOUGH_SHARDS: 400,
   ERR_ALREADY_UNSEALED: 409,
   ERR_RATE_LIMITED: 429,
+  ERR_BODY_INCOMPLETE: 400,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {
