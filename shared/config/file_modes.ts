@@ -6,7 +6,7 @@
  * back (a folder may be shared, such as `/tmp`). Programs create what is
  * missing owner-only; what exists must already be so.
  */
-import { closeSync, fstatSync, lstatSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { ConfigError } from '../errors/errors.ts';
 
 /** What a path's mode must not grant, and how to say so. */
@@ -81,11 +81,12 @@ export function refuseLooseMode(
 
 /**
  * Creates the folder (and its parents) owner-only when it is missing; refuses
- * an existing one that is not a folder or whose mode breaks `rule`.
+ * an existing one that is not a folder or whose mode breaks `rule`. A link to
+ * a folder is followed: the folder it names is checked.
  */
 export function ensureDirectory(what: string, path: string, rule: ModeRule): void {
   mkdirSync(path, { recursive: true, mode: 0o700 });
-  const info = lstatSync(path);
+  const info = statSync(path);
   if (!info.isDirectory()) {
     throw new ConfigError([`${what} "${path}" is not a folder`]);
   }
