@@ -103,7 +103,7 @@ describe('loadOrCreateCa()', () => {
     await chmod(keyPath, 0o644);
     await expectRefusal(
       loadOrCreateCa({ trustDomain: TD, dataDir, caTtlMs: DAY_MS, logger: newLogger().logger }),
-      /has mode 0644; it must be readable by its owner only\. Run: chmod 600/,
+      /has mode 0644; it must be readable and writable by its owner only\. Run: chmod 600/,
     );
     await chmod(keyPath, 0o640);
     await expectRefusal(

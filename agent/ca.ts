@@ -11,6 +11,7 @@
 import { randomUUID, webcrypto } from 'node:crypto';
 import { chmod, lstat, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { OWNER_ONLY_FILE, refuseLooseMode } from '../shared/config/file_modes.ts';
 import { ConfigError, InternalError } from '../shared/errors/errors.ts';
 import type { Logger } from '../shared/log/logger.ts';
 import { x509 } from '../shared/spiffe/_x509.ts';
@@ -265,11 +266,7 @@ async function loadCa(options: CaPaths): Promise<LocalCa> {
   if (!keyStat.isFile()) {
     refuse(`CA key "${keyPath}" is not a regular file; the agent will not follow links to keys`);
   }
-  if ((keyStat.mode & 0o077) !== 0) {
-    refuse(
-      `CA key "${keyPath}" has mode ${formatMode(keyStat.mode)}; it must be readable by its owner only. Run: chmod 600 "${keyPath}"`,
-    );
-  }
+  refuseLooseMode('CA key', keyPath, keyStat.mode, OWNER_ONLY_FILE);
 
   const certificate = parseCertificatePem(await readFile(certPath, 'utf8'), certPath);
   await checkCaCertificate(certificate, { trustDomain, certPath, now: options.now() });
@@ -424,10 +421,6 @@ function refuse(message: string, cause?: unknown): never {
     Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
   }
   throw error;
-}
-
-function formatMode(mode: number): string {
-  return `0${(mode & 0o777).toString(8)}`;
 }
 
 function isNotFound(err: unknown): boolean {

@@ -317,7 +317,7 @@ describe('Workload API server start and stop', () => {
     await chmod(shared, 0o755);
     await assert.rejects(ensureSocketDir(shared), (err: unknown) => {
       assert.ok(err instanceof ConfigError);
-      assert.match(err.problems[0] ?? '', /has mode 0755; it must be owner-only/);
+      assert.match(err.problems[0] ?? '', /has mode 0755; it must be accessible by its owner only/);
       return true;
     });
   });

@@ -22,6 +22,7 @@ import {
   status,
   type UntypedHandleCall,
 } from '@grpc/grpc-js';
+import { OWNER_ONLY_DIRECTORY, refuseLooseMode } from '../shared/config/file_modes.ts';
 import { ConfigError } from '../shared/errors/errors.ts';
 import type { Logger } from '../shared/log/logger.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
@@ -126,11 +127,13 @@ export async function ensureSocketDir(path: string): Promise<void> {
   if (!info.isDirectory()) {
     throw new ConfigError([`Socket directory "${path}" exists but is not a directory`]);
   }
-  if ((info.mode & 0o077) !== 0) {
-    throw new ConfigError([
-      `Socket directory "${path}" has mode 0${(info.mode & 0o777).toString(8)}; it must be owner-only. Run: chmod 700 "${path}", or choose another SPIKE_AGENT_SOCKET_DIR`,
-    ]);
-  }
+  refuseLooseMode(
+    'Socket directory',
+    path,
+    info.mode,
+    OWNER_ONLY_DIRECTORY,
+    'or choose another SPIKE_AGENT_SOCKET_DIR',
+  );
 }
 
 /**

@@ -1,13 +1,13 @@
 /**
- * Composition root of a Keeper, top to bottom: config → logger → audit sink →
- * our SVID → peer verifier (only Nexus may connect) → app → mTLS server.
+ * Composition root of a Keeper, top to bottom: config → logger → audit sink
+ * (refused when others may read it) → our SVID → peer verifier (only Nexus
+ * may connect) → app → mTLS server.
  * Every request and every refused connection is audited.
  */
 import { VERSION } from '../shared/api/version.ts';
-import { auditRefusals } from '../shared/http/audit.ts';
+import { auditRefusals, openAuditSink } from '../shared/http/audit.ts';
 import { peerFromConnection } from '../shared/http/peer.ts';
 import { openIdentity, startMtlsService } from '../shared/http/service.ts';
-import { createFileAuditSink } from '../shared/log/audit_log.ts';
 import { createLogger } from '../shared/log/logger.ts';
 import { environment, runService } from '../shared/runtime/process.ts';
 import { isKeeper, isNexus } from '../shared/spiffe/identities.ts';
@@ -21,7 +21,7 @@ await runService('spike-keeper', async () => {
   const logger = createLogger({ component: 'keeper', level: config.identity.logLevel });
   const td = config.identity.trustDomain;
   const holder = new ShardHolder({ logger });
-  const auditSink = createFileAuditSink(config.auditLog);
+  const auditSink = openAuditSink(config.auditLog);
   try {
     const source = await openIdentity({ identity: config.identity, ownRole: isKeeper(td), logger });
     const verifier = new PeerVerifier({ source, authorize: isNexus(td), logger });
@@ -44,6 +44,8 @@ await runService('spike-keeper', async () => {
       listen: config.listen,
       version: VERSION,
       onStop: () => {
+        // The refusals counted in windows still open are summarized now.
+        verifier.flushRefusals();
         stopAuditingRefusals();
         holder.clear();
         auditSink.close();

@@ -1,16 +1,17 @@
 /**
- * Composition root of Nexus, top to bottom: config → logger → database and
- * stores → audit sink → our SVID → peer verifier → Keeper links → root key
- * manager → app → mTLS server. Any SVID of our trust domain may connect; each
- * route authorizes the caller's SPIFFE ID. Nexus starts sealed and unseals
- * itself from the Keepers (or initialises an empty store).
+ * Composition root of Nexus, top to bottom: config → logger → data folder
+ * (refused when others may write to it), database and stores → audit sink
+ * (refused when others may read it) → our SVID → peer verifier → Keeper
+ * links → root key manager → app → mTLS server. Any SVID of our trust domain
+ * may connect; each route authorizes the caller's SPIFFE ID. Nexus starts
+ * sealed and unseals itself from the Keepers (or initialises an empty store).
  */
 import { VERSION } from '../shared/api/version.ts';
-import { auditRefusals } from '../shared/http/audit.ts';
+import { ensureDirectory, NOT_WRITABLE_BY_OTHERS } from '../shared/config/file_modes.ts';
+import { auditRefusals, openAuditSink } from '../shared/http/audit.ts';
 import { peerFromConnection } from '../shared/http/peer.ts';
 import { RequestCount } from '../shared/http/request_count.ts';
 import { openIdentity, startMtlsService } from '../shared/http/service.ts';
-import { createFileAuditSink } from '../shared/log/audit_log.ts';
 import { createLogger } from '../shared/log/logger.ts';
 import { environment, runService } from '../shared/runtime/process.ts';
 import { isNexus } from '../shared/spiffe/identities.ts';
@@ -38,6 +39,10 @@ await runService('spike-nexus', async () => {
       : config.backendStore === 'memory'
         ? { kind: 'memory' }
         : { kind: 'sqlite', dataDir: config.dataDir, synchronous: config.sqliteSynchronous };
+  if (backend.kind === 'sqlite') {
+    // Whoever may write to the folder may swap the database files under us.
+    ensureDirectory('Data folder', backend.dataDir, NOT_WRITABLE_BY_OTHERS);
+  }
   const rootKey = new RootKey();
   const stores = await openStores({
     backend,
@@ -61,7 +66,7 @@ await runService('spike-nexus', async () => {
       });
     });
   }, POLICY_REFRESH_INTERVAL_MS);
-  const auditSink = createFileAuditSink(config.auditLog);
+  const auditSink = openAuditSink(config.auditLog);
   const source = await openIdentity({ identity: config.identity, ownRole: isNexus(td), logger });
   // Any SVID of our trust domain may connect; each route authorizes the caller.
   const verifier = new PeerVerifier({ source, authorize: matchMemberOf(td), logger });
@@ -115,6 +120,8 @@ await runService('spike-nexus', async () => {
     limits: config.limits,
     version: VERSION,
     onStop: async () => {
+      // The refusals counted in windows still open are summarized now.
+      verifier.flushRefusals();
       stopAuditingRefusals();
       clearInterval(policyRefresh);
       manager.stop();

@@ -116,7 +116,7 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
   // parsers and the log level type.
   'shared/config': {
     zones: ['shared/errors', 'shared/spiffe', 'shared/log'],
-    packages: /^node:net$/,
+    packages: /^node:(net|fs)$/,
   },
   'shared/log': { zones: ['shared/errors'], packages: /^(pino)$/ },
   'shared/runtime': { zones: ['shared/errors', 'shared/log'], packages: /^node:/ },

@@ -516,6 +516,9 @@ function badStringMap(maxKeys: number) {
     fc
       .tuple(fc.string({ minLength: 1, maxLength: 8 }), wrongType, value)
       .map(([key, bad, good]) => JSON.stringify({ ok: good, [key]: bad })),
+    // A value that is not a string under a key that must never be echoed:
+    // the names of secret data can be secret too.
+    wrongType.map((bad) => JSON.stringify({ ok: 'v', [`${SECRET_MARK}key`]: bad ?? null })),
     // A nested value, deep.
     fieldNesting.map(([depth, kind]) => `{"k":${nested(depth, kind)}}`),
     // A key that is empty or too long.
@@ -633,6 +636,12 @@ function specs(): Record<string, RouteSpec> {
             withMember(GOOD_SECRET, name, '"x"'),
           ),
         ),
+        // Data sent without its "data" wrapper: its keys are unknown fields, never echoed.
+        fc
+          .constantFrom(`${SECRET_MARK}name`, `db-${SECRET_MARK}`)
+          .map((name) =>
+            jsonCase('data keys as top-level fields', 'PUT', data(NEW_PATH), { [name]: 'x' }),
+          ),
       ),
     },
     [`DELETE ${SECRET_DATA}`]: {

@@ -132,7 +132,8 @@ function objectWith(body: unknown, allowed: readonly string[]): Record<string, u
   }
   for (const key of Object.keys(body)) {
     if (!allowed.includes(key)) {
-      throw new InvalidRequestError(`Unknown field ${JSON.stringify(key)}`);
+      // A policy holds no secret data, so the name helps; but cut, since it is the caller's text.
+      throw new InvalidRequestError(`Unknown field ${JSON.stringify(key.slice(0, 64))}`);
     }
   }
   return body as Record<string, unknown>;

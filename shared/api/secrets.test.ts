@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { InvalidRequestError } from '../errors/errors.ts';
 import {
   MAX_CUSTOM_METADATA_KEY_LENGTH,
   MAX_CUSTOM_METADATA_VALUE_LENGTH,
@@ -67,5 +68,42 @@ describe('the wire refuses what the store would refuse, with the same numbers', 
     assert.throws(() => parsePutSecretRequest({ data: { [`${atLimit}k`]: 'v' } }), {
       code: 'ERR_INVALID_REQUEST',
     });
+  });
+});
+
+describe('secret parsers never echo a key of secret data or an unknown field', () => {
+  const KEY = 'aws-AKIA-s3cr3t-name';
+
+  for (const [what, parse] of [
+    [
+      'a data value that is not a string',
+      () => parsePutSecretRequest({ data: { ok: 'v', [KEY]: 1 } }),
+    ],
+    [
+      'a data key that is too long',
+      () => parsePutSecretRequest({ data: { [KEY.repeat(20)]: 'v' } }),
+    ],
+    ['data sent without its wrapper', () => parsePutSecretRequest({ [KEY]: 'v' })],
+    [
+      'a custom metadata value that is too long',
+      () => parsePutMetadataRequest({ customMetadata: { [KEY]: 'v'.repeat(600) } }),
+    ],
+    ['an unknown field of a metadata update', () => parsePutMetadataRequest({ [KEY]: 1 })],
+  ] as const) {
+    test(`${what}: the key is named by its position and length`, () => {
+      assert.throws(parse, (err: unknown) => {
+        assert.ok(err instanceof InvalidRequestError);
+        assert.doesNotMatch(err.message, /s3cr3t/);
+        assert.match(err.message, /key \d+ \(\d+ characters\)/);
+        return true;
+      });
+    });
+  }
+
+  test('an unknown field says which fields there are', () => {
+    assert.throws(
+      () => parsePutSecretRequest({ data: {}, [KEY]: 'v' }),
+      /^InvalidRequestError: Unknown field: key 2 \(20 characters\) of the body; the fields are "data", "cas"$/,
+    );
   });
 });

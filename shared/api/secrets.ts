@@ -15,7 +15,10 @@
  *
  * Parsers are strict: unknown fields, wrong types and out-of-range numbers
  * are refused with InvalidRequestError naming the field; values are never
- * echoed in a message.
+ * echoed in a message, and neither are the keys of a secret's data (they
+ * can be secret too: `{"aws-AKIA…": "…"}`), nor a field we do not know (it
+ * may be such a key sent without its `data` wrapper). Those are named by
+ * their position and length.
  */
 import { InvalidRequestError } from '../errors/errors.ts';
 
@@ -95,12 +98,19 @@ function objectOf(body: unknown, allowed: readonly string[]): Record<string, unk
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new InvalidRequestError('The body must be a JSON object');
   }
-  for (const key of Object.keys(body)) {
+  for (const [index, key] of Object.keys(body).entries()) {
     if (!allowed.includes(key)) {
-      throw new InvalidRequestError(`Unknown field ${JSON.stringify(key.slice(0, 64))}`);
+      throw new InvalidRequestError(
+        `Unknown field: ${describeKey(index, key)} of the body; the fields are ${allowed.map((name) => `"${name}"`).join(', ')}`,
+      );
     }
   }
   return body as Record<string, unknown>;
+}
+
+/** A key named without its text: its position (from 1) and its length. */
+function describeKey(index: number, key: string): string {
+  return `key ${index + 1} (${key.length} characters)`;
 }
 
 export interface StringMapLimits {
@@ -113,7 +123,7 @@ export interface StringMapLimits {
   readonly maxValueLength?: number;
 }
 
-/** A map of string keys to string values, bounded. Values are never echoed. */
+/** A map of string keys to string values, bounded. Neither keys nor values are echoed. */
 export function parseStringMap(value: unknown, limits: StringMapLimits): Record<string, string> {
   const { field, maxKeys, maxKeyLength, maxValueLength } = limits;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
@@ -124,20 +134,20 @@ export function parseStringMap(value: unknown, limits: StringMapLimits): Record<
     throw new InvalidRequestError(`Field "${field}" has more than ${maxKeys} keys`);
   }
   const out: Record<string, string> = {};
-  for (const [key, item] of entries) {
+  for (const [index, [key, item]] of entries.entries()) {
     if (key.length === 0 || key.length > maxKeyLength) {
       throw new InvalidRequestError(
-        `Field "${field}" has a key that is empty or longer than ${maxKeyLength} characters`,
+        `Field "${field}" has a key that is empty or longer than ${maxKeyLength} characters: ${describeKey(index, key)}`,
       );
     }
     if (typeof item !== 'string') {
       throw new InvalidRequestError(
-        `Field "${field}" must map keys to strings; key ${JSON.stringify(key.slice(0, 64))} does not`,
+        `Field "${field}" must map keys to strings; the value of ${describeKey(index, key)} is not one`,
       );
     }
     if (maxValueLength !== undefined && item.length > maxValueLength) {
       throw new InvalidRequestError(
-        `Field "${field}" has a value longer than ${maxValueLength} characters`,
+        `Field "${field}" has a value longer than ${maxValueLength} characters: the value of ${describeKey(index, key)}`,
       );
     }
     // Defined, not assigned: `out["__proto__"] = item` would hit the

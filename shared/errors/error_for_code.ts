@@ -7,6 +7,7 @@
 import {
   AccessDeniedError,
   AlreadyUnsealedError,
+  BodyIncompleteError,
   BrokerError,
   BundleInvalidError,
   ConflictError,
@@ -61,6 +62,7 @@ const ERROR_BY_CODE = {
   ERR_RESPONSE_TOO_LARGE: (message) => new ResponseTooLargeError(message),
   ERR_USAGE: (message) => new UsageError(message),
   ERR_QUOTA_EXCEEDED: (message) => new QuotaExceededError(message),
+  ERR_BODY_INCOMPLETE: (message) => new BodyIncompleteError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

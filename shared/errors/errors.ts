@@ -28,6 +28,7 @@ export const ERROR_CODES = [
   'ERR_RESPONSE_TOO_LARGE',
   'ERR_USAGE',
   'ERR_QUOTA_EXCEEDED',
+  'ERR_BODY_INCOMPLETE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -184,6 +185,20 @@ export class PayloadTooLargeError extends BrokerError {
 export class ResponseTooLargeError extends BrokerError {
   constructor(message: string, options?: BrokerErrorOptions) {
     super('ERR_RESPONSE_TOO_LARGE', message, options);
+  }
+}
+
+/**
+ * The request body ended before it was whole: the connection closed, or the
+ * upload was aborted, before the declared `Content-Length` or the last chunk
+ * arrived. Nothing of it was used.
+ */
+export class BodyIncompleteError extends BrokerError {
+  constructor(
+    message = 'The request body ended before it was complete',
+    options?: BrokerErrorOptions,
+  ) {
+    super('ERR_BODY_INCOMPLETE', message, options);
   }
 }
 

@@ -29,6 +29,7 @@ export const STATUS_BY_CODE = {
   ERR_RESPONSE_TOO_LARGE: 502,
   ERR_USAGE: 400,
   ERR_QUOTA_EXCEEDED: 403,
+  ERR_BODY_INCOMPLETE: 400,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {

@@ -2,10 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { type BrokerError, InvalidRequestError } from '../errors/errors.ts';
 import { createLogger, createMemorySink } from '../log/logger.ts';
+import { matchId } from '../spiffe/match.ts';
 import { parseSpiffeId } from '../spiffe/spiffe_id.ts';
 import type { VerifiedSvid } from '../spiffe/x509_svid.ts';
 import { createBaseApp } from './app.ts';
+import { authorize } from './authorize.ts';
+import { limitBody } from './body_limit.ts';
 import { requirePeer } from './peer.ts';
+import { validateJson } from './validate.ts';
 
 const HOUR_MS = 3_600_000;
 
@@ -177,5 +181,139 @@ describe('createBaseApp() refuses ambiguous request paths', () => {
     const { app } = appWith(() => undefined);
     const res = await app.request('/x/../ok', {}, { incoming: { url: '/x/../ok' } });
     assert.equal(res.status, 401);
+  });
+});
+
+describe('request bodies in the base app, guarded routes and validateJson()', () => {
+  const ALLOWED = 'spiffe://example.org/app';
+  const ROUTE = '/things';
+
+  /** A base app with a body limit of 64 bytes, a route that reads a body and one that reads none. */
+  function guardedApp(callerId: string) {
+    const sink = createMemorySink();
+    const caller = { ...peer(Date.now() + HOUR_MS), id: parseSpiffeId(callerId) };
+    const app = createBaseApp(() => caller, createLogger({ component: 'test', sink }));
+    app.use(limitBody(64));
+    const allowed = matchId(parseSpiffeId(ALLOWED));
+    let acted = 0;
+    app.put(
+      ROUTE,
+      authorize(allowed, { action: 'thing.write' }),
+      validateJson((body) => ({ body })),
+      (c) => {
+        acted += 1;
+        return c.json(c.req.valid('json'));
+      },
+    );
+    app.delete(ROUTE, authorize(allowed, { action: 'thing.delete' }), (c) => {
+      acted += 1;
+      return c.body(null, 204);
+    });
+    return { app, sink, acted: () => acted };
+  }
+
+  /** A chunked body that never ends, and how many times it was read. */
+  function endlessBody() {
+    let pulls = 0;
+    const stream = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          pulls += 1;
+          controller.enqueue(new TextEncoder().encode('{"a":"'));
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    return { stream, pulls: () => pulls };
+  }
+
+  function chunked(method: string, body: ReadableStream<Uint8Array>): RequestInit {
+    return {
+      method,
+      body,
+      headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      duplex: 'half',
+    } as RequestInit;
+  }
+
+  async function codeOf(res: Response): Promise<string> {
+    return ((await res.json()) as { error: { code: string } }).error.code;
+  }
+
+  test("an unauthorised caller's body is never read: a body that never ends is answered 403 at once", async () => {
+    const { app, acted } = guardedApp('spiffe://example.org/other');
+    const body = endlessBody();
+    const res = await app.request(ROUTE, chunked('PUT', body.stream));
+    assert.equal(res.status, 403);
+    assert.equal(await codeOf(res), 'ERR_ACCESS_DENIED');
+    assert.equal(body.pulls(), 0);
+    assert.equal(acted(), 0);
+  });
+
+  test('an admitted caller whose chunked body goes past the limit gets 413 once the limit is passed', async () => {
+    const { app, acted } = guardedApp(ALLOWED);
+    const body = endlessBody();
+    const res = await app.request(ROUTE, chunked('PUT', body.stream));
+    assert.equal(res.status, 413);
+    assert.equal(await codeOf(res), 'ERR_PAYLOAD_TOO_LARGE');
+    assert.ok(body.pulls() <= 64 / 6 + 2, `${body.pulls()} reads`);
+    assert.equal(acted(), 0);
+  });
+
+  test('a body whose stream fails midway (an aborted upload) is 400 ERR_BODY_INCOMPLETE, never a 500', async () => {
+    const { app, sink, acted } = guardedApp(ALLOWED);
+    let sent = false;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent) {
+          controller.error(new Error('aborted'));
+          return;
+        }
+        sent = true;
+        controller.enqueue(new TextEncoder().encode('{"a":'));
+      },
+    });
+    const res = await app.request(ROUTE, chunked('PUT', stream));
+    assert.equal(res.status, 400);
+    assert.equal(await codeOf(res), 'ERR_BODY_INCOMPLETE');
+    assert.equal(acted(), 0);
+    assert.ok(!sink.lines.some((line) => line.msg === 'Unhandled error'));
+  });
+
+  test('a body shorter than its Content-Length is 400 ERR_BODY_INCOMPLETE', async () => {
+    const { app, acted } = guardedApp(ALLOWED);
+    // What the adapter hands over when the peer closes after part of the body.
+    const res = await app.request(ROUTE, {
+      method: 'PUT',
+      body: '{"a":1}',
+      headers: { 'content-type': 'application/json', 'content-length': '40' },
+    });
+    assert.equal(res.status, 400);
+    assert.equal(await codeOf(res), 'ERR_BODY_INCOMPLETE');
+    assert.equal(acted(), 0);
+  });
+
+  test('a body on a route that reads none is refused after the guard, before the route acts', async () => {
+    const admitted = guardedApp(ALLOWED);
+    const res = await admitted.app.request(ROUTE, {
+      method: 'DELETE',
+      body: '{}',
+      headers: { 'content-type': 'application/json', 'content-length': '2' },
+    });
+    assert.equal(res.status, 400);
+    assert.equal(await codeOf(res), 'ERR_INVALID_REQUEST');
+    assert.equal(admitted.acted(), 0);
+    // The guard answers first: a refused caller learns nothing about the body rule.
+    const refused = guardedApp('spiffe://example.org/other');
+    const denied = await refused.app.request(ROUTE, {
+      method: 'DELETE',
+      body: '{}',
+      headers: { 'content-type': 'application/json', 'content-length': '2' },
+    });
+    assert.equal(denied.status, 403);
+    // Without a body the route acts.
+    const ok = await admitted.app.request(ROUTE, { method: 'DELETE' });
+    assert.equal(ok.status, 204);
+    assert.equal(admitted.acted(), 1);
   });
 });

@@ -14,6 +14,7 @@ import type { Logger } from '../log/logger.ts';
 import { type AuditOptions, audit } from './audit.ts';
 import { createErrorHandler } from './error_handler.ts';
 import { type GetPeer, type PeerEnv, requirePeer } from './peer.ts';
+import { declaresBody } from './validate.ts';
 
 export interface BaseAppOptions {
   /** Where the audit trail goes; without it requests are not audited (tests). */
@@ -73,6 +74,7 @@ async function refuseAmbiguousPath(c: Context, next: Next): Promise<void> {
   }
   // A body on GET has no meaning; the adapter drops it, so refuse it instead
   // of answering as if it had not been sent (a request-smuggling staple).
+  // (On other methods, a route's guard refuses a body its route does not read.)
   if ((c.req.method === 'GET' || c.req.method === 'HEAD') && declaresBody(c)) {
     throw new InvalidRequestError(`A ${c.req.method} request must not have a body`);
   }
@@ -96,11 +98,4 @@ function hasControlCharacter(text: string): boolean {
     if (code < 0x20 || code === 0x7f || code === 0x2028 || code === 0x2029) return true;
   }
   return false;
-}
-
-function declaresBody(c: Context): boolean {
-  const length = c.req.header('content-length');
-  return (
-    c.req.header('transfer-encoding') !== undefined || (length !== undefined && length !== '0')
-  );
 }

@@ -38,6 +38,7 @@ describe('auditRefusals()', () => {
         durationMs: 0,
         reason: 'TLS verification failed: CERT_HAS_EXPIRED',
         remoteAddress: '127.0.0.1:40000',
+        count: 1,
       },
     );
     assert.match(event?.trailId ?? '', /^[0-9a-f-]{36}$/);
@@ -56,6 +57,17 @@ describe('auditRefusals()', () => {
     assert.equal(event?.errorCode, 'ERR_ACCESS_DENIED');
     assert.equal(event?.outcome, 'denied');
     assert.equal(event?.remoteAddress, null);
+  });
+
+  test("a summary's count is the event's, so the counts add up to every refusal", () => {
+    const sink = createMemoryAuditSink();
+    auditRefusals({ sink, component: 'nexus' })({
+      reason: '41 more refusals from this address; the last: TLS handshake failed: ECONNRESET',
+      remoteAddress: '192.0.2.1',
+      count: 41,
+    });
+    assert.equal(sink.events[0]?.count, 41);
+    assert.equal(sink.events[0]?.remoteAddress, '192.0.2.1');
   });
 
   test('each refusal gets its own trail ID', () => {

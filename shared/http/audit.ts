@@ -7,11 +7,18 @@
  * apart from the operational log.
  *
  * A connection refused at the TLS layer never becomes a request, so
- * `auditRefusals` writes one `tls.connect` event for it instead.
+ * `auditRefusals` writes a `tls.connect` event for it instead (or, after the
+ * first from its address in a window, counts it into a summary event).
  */
 import type { Context, MiddlewareHandler } from 'hono';
+import { openPrivateFileForAppend } from '../config/file_modes.ts';
 import type { ErrorCode } from '../errors/errors.ts';
-import type { AuditDecision, AuditSink } from '../log/audit_log.ts';
+import {
+  type AuditDecision,
+  type AuditSink,
+  createFdAuditSink,
+  STDOUT_FD,
+} from '../log/audit_log.ts';
 import type { PeerRefusal, RefusalListener } from '../spiffe/peer_verifier.ts';
 import type { RequestCount } from './request_count.ts';
 
@@ -36,6 +43,18 @@ export type AuditVariables = {
 export function setAudit(c: Context, annotation: AuditAnnotation): void {
   const earlier = c.get('audit') as AuditAnnotation | undefined;
   c.set('audit', { ...earlier, ...annotation });
+}
+
+/**
+ * The audit sink of a program: stdout for `-`, else the file appended to,
+ * created 0600 when missing. An existing file that others may read or write
+ * is refused with a `ConfigError` naming its mode and the `chmod` that fixes
+ * it: audit events name callers and resources.
+ */
+export function openAuditSink(destination: string): AuditSink {
+  return createFdAuditSink(
+    destination === '-' ? STDOUT_FD : openPrivateFileForAppend('Audit log', destination),
+  );
 }
 
 export interface AuditOptions {
@@ -87,9 +106,10 @@ export const TLS_CONNECT_ACTION = 'tls.connect';
 
 /**
  * A `PeerVerifier` listener that writes one denied `tls.connect` event per
- * refused connection: the reason, the remote address, and the peer's SPIFFE
- * ID (`peer` when its SVID verified but it may not connect here,
- * `claimedPeer` when it was only read from an unverified certificate).
+ * refusal it hears: the reason, the remote address, the peer's SPIFFE ID
+ * (`peer` when its SVID verified but it may not connect here, `claimedPeer`
+ * when it was only read from an unverified certificate), and `count`, the
+ * connections it stands for (1, or a summary's count).
  */
 export function auditRefusals(options: AuditOptions): RefusalListener {
   const now = options.now ?? Date.now;
@@ -114,6 +134,7 @@ export function auditRefusals(options: AuditOptions): RefusalListener {
       durationMs: 0,
       reason: refusal.reason,
       remoteAddress: refusal.remoteAddress ?? null,
+      count: refusal.count ?? 1,
     });
   };
 }

@@ -12,16 +12,19 @@
  * Either way the decision's reason (and the policy that granted, if one did)
  * goes into the request's audit event, and a refusal throws
  * `AccessDeniedError`, whose message never says which rule failed (the rule
- * goes to the operational log). Every guard it creates is remembered, so a
+ * goes to the operational log). No body has been read by then; an admitted
+ * request that declares a body on a route that reads none is refused
+ * (`ERR_INVALID_REQUEST`). Every guard it creates is remembered, so a
  * fitness test can prove that each route has one.
  */
 import type { Context, MiddlewareHandler } from 'hono';
-import { AccessDeniedError, UnauthenticatedError } from '../errors/errors.ts';
+import { AccessDeniedError, InvalidRequestError, UnauthenticatedError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import type { Matcher } from '../spiffe/match.ts';
 import type { SpiffeId } from '../spiffe/spiffe_id.ts';
 import { setAudit } from './audit.ts';
 import type { PeerEnv } from './peer.ts';
+import { declaresBody, routeReadsBody } from './validate.ts';
 
 /** What a request-aware check concluded about one request. */
 export interface CheckOutcome<T> {
@@ -103,6 +106,11 @@ export function authorize<T>(
         reason: outcome.reason,
       });
       throw new AccessDeniedError();
+    }
+    // Only now, for an admitted caller: a route that reads no body refuses
+    // one rather than act as if it had not been sent.
+    if (declaresBody(c) && !routeReadsBody(c)) {
+      throw new InvalidRequestError('This route takes no request body');
     }
     c.set('target', outcome.target);
     await next();

@@ -1,27 +1,40 @@
 /**
- * The body limit of an app: hono's `bodyLimit`, answering an oversized body
- * with `PayloadTooLargeError` (413) through the one error handler.
- *
- * GET and HEAD pass untouched: the base app has already refused one that
- * carries a body, and hono's check reads `request.body`, which makes
- * @hono/node-server build a whole fetch Request (with an AbortController and
- * a stream) for every read (docs/performance.md).
+ * The body limit of an app. It reads no body: that would happen before the
+ * route's guard, so a caller the guard refuses could make the server read
+ * (and wait for) a body it is never going to use. It refuses a declared
+ * `Content-Length` over the limit at once (413, before the body is even
+ * sent), and hands the limit to the validate step (`validateJson`), which
+ * enforces it while it reads a chunked body, after the guard.
  */
-import type { MiddlewareHandler } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
+import type { Context, MiddlewareHandler } from 'hono';
 import { PayloadTooLargeError } from '../errors/errors.ts';
+
+/** What a validate step reads at most when no `limitBody` runs before it (route tests). */
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
 export function limitBody(maxBytes: number): MiddlewareHandler {
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 0) {
     throw new RangeError(`A body limit must be a non-negative integer, got ${String(maxBytes)}`);
   }
-  const limit = bodyLimit({
-    maxSize: maxBytes,
-    onError() {
-      throw new PayloadTooLargeError(`The request body is larger than ${maxBytes} bytes`);
-    },
-  });
-  return function limitBodyUnlessBodiless(c, next) {
-    return c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : limit(c, next);
+  return async function limitBodyBeforeItIsRead(c, next) {
+    c.set('maxBodyBytes', maxBytes);
+    // With both headers the parser has already refused the request; a
+    // chunked body is measured as it is read.
+    const length = c.req.header('content-length');
+    if (length !== undefined && c.req.header('transfer-encoding') === undefined) {
+      if (Number(length) > maxBytes) {
+        throw tooLarge(maxBytes);
+      }
+    }
+    await next();
   };
+}
+
+/** The body limit in force for this request. */
+export function maxBodyBytesOf(c: Context): number {
+  return (c.get('maxBodyBytes') as number | undefined) ?? DEFAULT_MAX_BODY_BYTES;
+}
+
+export function tooLarge(maxBytes: number): PayloadTooLargeError {
+  return new PayloadTooLargeError(`The request body is larger than ${maxBytes} bytes`);
 }

@@ -10,12 +10,14 @@ import { type Socket, connect as tcpConnect } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { bundleSetOf, createTestCa, type TestCa } from '../../test/harness/pki.ts';
+import { createMemoryAuditSink } from '../log/audit_log.ts';
 import { createLogger, createMemorySink } from '../log/logger.ts';
 import { matchMemberOf } from '../spiffe/match.ts';
 import { PeerVerifier } from '../spiffe/peer_verifier.ts';
 import { parseTrustDomain } from '../spiffe/spiffe_id.ts';
 import { StaticX509Source } from '../spiffe/x509_source.ts';
 import { createBaseApp } from './app.ts';
+import { auditRefusals } from './audit.ts';
 import { peerFromConnection } from './peer.ts';
 import {
   connectionsCheckingIntervalMs,
@@ -46,9 +48,10 @@ async function credentialsOf(path: string): Promise<Credentials> {
 /** A server with a /ping and an /echo route, and the verifier that counts its refusals. */
 async function startServer(
   limits: Partial<ServerLimits>,
+  logSink = createMemorySink(),
 ): Promise<{ server: MtlsServer; verifier: PeerVerifier }> {
   const svid = (await ca.issueSvid('spiffe://example.org/spike/nexus')).x509Svid();
-  const logger = createLogger({ component: 'test', sink: createMemorySink() });
+  const logger = createLogger({ component: 'test', sink: logSink });
   const source = new StaticX509Source(svid, bundleSetOf(ca));
   const verifier = new PeerVerifier({ source, authorize: matchMemberOf(TD), logger });
   const app = createBaseApp(peerFromConnection(verifier), logger);
@@ -241,6 +244,88 @@ describe('serveMtls() resource limits', () => {
       startServer({ headersTimeoutMs: 2_000, requestTimeoutMs: 1_000 }),
       RangeError,
     );
+  });
+});
+
+describe('serveMtls() under a flood of refused connections', () => {
+  before(async () => {
+    ca ??= await createTestCa('example.org');
+  });
+
+  after(async () => {
+    for (const socket of sockets) socket.destroy();
+    await Promise.all(servers.map((server) => server.close()));
+  });
+
+  /** A refused connection: TLS without a certificate, or garbage instead of TLS. */
+  function refusedHandshake(server: MtlsServer, garbage: boolean): Promise<void> {
+    const socket = garbage
+      ? tcpConnect({ host: '127.0.0.1', port: server.port })
+      : connect({
+          host: '127.0.0.1',
+          port: server.port,
+          ca: ca.rootPem,
+          checkServerIdentity: () => undefined,
+        });
+    socket.on('error', () => {});
+    socket.resume();
+    if (garbage) socket.once('connect', () => socket.end('\x16\x03\x01\x00\x05hello'));
+    return new Promise((resolve) => socket.once('close', resolve));
+  }
+
+  /**
+   * `count` connections reset once the server has accepted them all (one
+   * reset before it is accepted has no address left to read).
+   */
+  async function resets(server: MtlsServer, count: number): Promise<void> {
+    await waitFor(() => server.openConnections() === 0);
+    const batch = Array.from({ length: count }, () => {
+      const socket = tcpConnect({ host: '127.0.0.1', port: server.port });
+      socket.on('error', () => {});
+      return socket;
+    });
+    await waitFor(() => server.openConnections() === count);
+    await Promise.all(
+      batch.map((socket) => {
+        const closed = new Promise((resolve) => socket.once('close', resolve));
+        socket.resetAndDestroy();
+        return closed;
+      }),
+    );
+  }
+
+  test('1,000 refused connections from one address are audited and logged in a bounded number of lines that count all 1,000, each with the address', async () => {
+    const logSink = createMemorySink();
+    const { server, verifier } = await startServer({}, logSink);
+    const audit = createMemoryAuditSink();
+    verifier.onRefusal(auditRefusals({ sink: audit, component: 'nexus' }));
+    const total = 1_000;
+    for (let i = 0; i < 16; i += 1) await resets(server, 50);
+    for (let i = 0; i < 8; i += 1) {
+      await Promise.all(
+        Array.from({ length: 25 }, (_, j) => refusedHandshake(server, j % 2 === 0)),
+      );
+    }
+    await waitFor(() => verifier.refusedCount === total);
+    // At stop, the summaries of windows still open are written.
+    verifier.flushRefusals();
+    const events = audit.events;
+    assert.ok(
+      events.length <= 2,
+      `${events.length} audit events for one address: ${JSON.stringify(events)}`,
+    );
+    assert.equal(
+      events.reduce((sum, event) => sum + (event.count ?? 0), 0),
+      total,
+      JSON.stringify(events),
+    );
+    for (const event of events) {
+      assert.equal(event.action, 'tls.connect');
+      assert.equal(event.status, 401);
+      assert.match(event.remoteAddress ?? '', /^127\.0\.0\.1(:\d+)?$/, JSON.stringify(event));
+    }
+    const logged = logSink.lines.filter((line) => String(line.msg).startsWith('Refused'));
+    assert.ok(logged.length <= 2, `${logged.length} log lines`);
   });
 });
 

@@ -132,8 +132,21 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
   // one refusal, already counted.
   const refusedEarly = new WeakSet<Socket>();
   let open = 0;
+  // `address:port` of each accepted socket, read at once: a socket the peer
+  // has reset no longer knows it by the time its handshake fails. (One reset
+  // before it was even accepted has none to read; its refusal has no address.)
+  const remoteAddresses = new WeakMap<Socket, string>();
+  const remoteOf = (socket: TLSSocket): string | undefined => {
+    const raw = rawOf(socket);
+    return raw === undefined ? undefined : remoteAddresses.get(raw);
+  };
   server.on('connection', (socket: Socket) => {
     const address = socket.remoteAddress ?? 'unknown';
+    const remote =
+      socket.remoteAddress === undefined ? undefined : `${address}:${socket.remotePort ?? ''}`;
+    if (remote !== undefined) {
+      remoteAddresses.set(socket, remote);
+    }
     let reason: string | undefined;
     if (limits.maxConnections > 0 && open >= limits.maxConnections) {
       reason = `Over the limit of ${limits.maxConnections} open connections`;
@@ -142,7 +155,10 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
     }
     if (reason !== undefined) {
       refusedEarly.add(socket);
-      verifier.refuse(undefined, { reason, remoteAddress: address });
+      verifier.refuse(undefined, {
+        reason,
+        ...(remote === undefined ? {} : { remoteAddress: remote }),
+      });
       socket.destroy();
       return;
     }
@@ -157,25 +173,26 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
   // before a parser is attached to it. Registered after it, Node has already
   // parsed the first request of a refused connection and run the app on it.
   server.prependListener('secureConnection', (socket: TLSSocket) => {
-    const peer = verifier.admit(socket);
+    const remote = remoteOf(socket);
+    const peer = verifier.admit(socket, remote);
     if (peer !== undefined && !perIdentity.tryAcquire(peer.id.toString(), socket)) {
       verifier.refuse(socket, {
         reason: `Over the limit of ${limits.maxConnectionsPerIdentity} open connections per SPIFFE ID`,
         peerId: peer.id.toString(),
-        ...(socket.remoteAddress === undefined ? {} : { remoteAddress: socket.remoteAddress }),
+        ...(remote === undefined ? {} : { remoteAddress: remote }),
       });
     }
   });
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
-    // Node and Deno keep the accepted TCP socket of a server-side TLSSocket in `_parent`.
-    const raw = (socket as TLSSocket & { _parent?: Socket })._parent;
+    const raw = rawOf(socket);
     if (raw !== undefined && refusedEarly.has(raw)) {
       socket.destroy();
       return;
     }
+    const remote = remoteOf(socket);
     verifier.refuse(socket, {
       reason: `TLS handshake failed: ${err.code ?? err.message}`,
-      ...(socket.remoteAddress === undefined ? {} : { remoteAddress: socket.remoteAddress }),
+      ...(remote === undefined ? {} : { remoteAddress: remote }),
     });
   });
 
@@ -231,6 +248,11 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
       return closeGracefully();
     },
   };
+}
+
+/** The accepted TCP socket under a server-side TLSSocket: Node and Deno keep it in `_parent`. */
+function rawOf(socket: TLSSocket): Socket | undefined {
+  return (socket as TLSSocket & { _parent?: Socket })._parent;
 }
 
 function checkLimits(limits: ServerLimits): ServerLimits {

@@ -68,3 +68,34 @@ describe('validateJson()', () => {
     }
   });
 });
+
+describe('validateJson() refuses a key twice in one object', () => {
+  for (const [what, text] of [
+    ['at the top', '{"s3cr3t-name":1,"s3cr3t-name":2}'],
+    ['once escaped', '{"s3cr3t-name":1,"\\u0073\\u0033cr3t-name":2}'],
+    ['in a nested object', '{"data":{"k":"1","s3cr3t-name":"x","s3cr3t-name":"y"}}'],
+    ['in an object in an array', '[{"k":1},{"s3cr3t-name":1,"s3cr3t-name":1}]'],
+    ['as __proto__', '{"__proto__":1,"__proto__":2}'],
+  ] as const) {
+    test(`${what}, with 400 ERR_INVALID_REQUEST that does not name the key`, async () => {
+      const res = await post(text);
+      assert.equal(res.status, 400);
+      const answer = (await res.json()) as { code: string; message: string };
+      assert.equal(answer.code, 'ERR_INVALID_REQUEST');
+      assert.match(answer.message, /a key twice in one object/);
+      assert.doesNotMatch(answer.message, /s3cr3t|proto/);
+    });
+  }
+
+  test('passes the same key in different objects, and quotes and braces inside strings', async () => {
+    for (const text of [
+      '{"a":{"k":1},"b":{"k":2},"c":[{"k":1},{"k":2}]}',
+      '{"a":"}{\\"a\\":1,","b":"\\\\","c":"{\\"a\\""}',
+      '{"":1,"\\"":2,"\\\\":3}',
+    ]) {
+      const res = await post(text);
+      assert.equal(res.status, 200, text);
+      assert.deepEqual(await res.json(), { body: JSON.parse(text) });
+    }
+  });
+});

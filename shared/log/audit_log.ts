@@ -30,8 +30,11 @@ export interface AuditDecision {
  * `tls.connect`, outcome `denied`) has no method or route, since no request
  * was read; its `status` is the one the refusal stands for (401 when the peer
  * was not authenticated, 403 when its SVID verified but it may not connect),
- * so `denied` still means 401 or 403. It carries `reason` and
- * `remoteAddress`.
+ * so `denied` still means 401 or 403. It carries `reason`, `remoteAddress`
+ * and `count`: after the first refusal from an address in a window, the
+ * others are counted and written as one summary event when the window closes
+ * or at stop, so a flood of refused connections costs a bounded number of
+ * lines and the counts still add up to every refused connection.
  */
 export interface AuditEvent {
   readonly ts: string;
@@ -57,8 +60,13 @@ export interface AuditEvent {
   readonly durationMs: number;
   /** Why a connection was refused (TLS refusals only); never certificate bytes. */
   readonly reason?: string;
-  /** `address:port` of the peer (TLS refusals only). */
+  /**
+   * `address:port` of the peer (TLS refusals only); on a summary the address
+   * alone, and null on the one summary of more addresses than are tracked.
+   */
   readonly remoteAddress?: string | null;
+  /** The refused connections this event stands for (TLS refusals only): 1, or a summary's count. */
+  readonly count?: number;
 }
 
 export interface AuditSink {
@@ -66,20 +74,22 @@ export interface AuditSink {
   close(): void;
 }
 
-/** A JSON-lines file (appended, mode 0600), or stdout with `-`. */
-export function createFileAuditSink(destination: string): AuditSink {
-  const stream = pino.destination({
-    dest: destination === '-' ? 1 : destination,
-    sync: true,
-    append: true,
-    mode: 0o600,
-  });
+/** The file descriptor of stdout, where `-` sends the audit trail. */
+export const STDOUT_FD = 1;
+
+/**
+ * JSON lines on an open file descriptor: stdout, or a file opened for
+ * appending after its mode was checked (`openAuditSink` in
+ * shared/http/audit.ts). Closing closes the file, never stdout.
+ */
+export function createFdAuditSink(fd: number): AuditSink {
+  const stream = pino.destination({ dest: fd, sync: true });
   return {
     write(event) {
       stream.write(`${JSON.stringify(event)}\n`);
     },
     close() {
-      if (destination !== '-') {
+      if (fd !== STDOUT_FD) {
         stream.end();
       }
     },

@@ -36,14 +36,16 @@ export interface CertInfo {
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly serialNumber: string;
+  /** The modulus length of an RSA key (RSA-PSS too); undefined for any other kind of key. */
+  readonly rsaKeyBits: number | undefined;
 }
 
 /** A parsed certificate: its facts plus the node:crypto object for signatures. */
 export interface ParsedCert {
   readonly info: CertInfo;
   readonly node: NodeX509Certificate;
-  /** Created on first use, as node:crypto builds a new KeyObject per access. */
-  publicKey: KeyObject | undefined;
+  /** Read once with the certificate, as node:crypto builds a new KeyObject per access. */
+  readonly publicKey: KeyObject;
 }
 
 const OID_SUBJECT_KEY_IDENTIFIER = '2.5.29.14';
@@ -91,8 +93,9 @@ export function parseCertificate(der: Uint8Array, what: string): ParsedCert {
   } catch (err) {
     throw new SvidInvalidError(`${what} could not be parsed`, { cause: err });
   }
-  const info = readCertInfo(own, what);
-  const parsed: ParsedCert = { info, node, publicKey: undefined };
+  const publicKey = publicKeyOf(node, what);
+  const info = readCertInfo(own, publicKey, what);
+  const parsed: ParsedCert = { info, node, publicKey };
   CERT_CACHE.set(key, parsed);
   if (CERT_CACHE.size > MAX_CACHED_CERTIFICATES) {
     const oldest = CERT_CACHE.keys().next();
@@ -111,8 +114,10 @@ export function parseRoot(root: NodeX509Certificate): ParsedCert | Error {
   }
   let result: ParsedCert | Error;
   try {
-    const info = readCertInfo(new Uint8Array(root.raw), 'Bundle root certificate');
-    result = { info, node: root, publicKey: undefined };
+    const what = 'Bundle root certificate';
+    const publicKey = publicKeyOf(root, what);
+    const info = readCertInfo(new Uint8Array(root.raw), publicKey, what);
+    result = { info, node: root, publicKey };
   } catch (err) {
     // An unreadable root can never anchor a path.
     result = err instanceof Error ? err : new Error(String(err));
@@ -129,7 +134,7 @@ export function parseRoot(root: NodeX509Certificate): ParsedCert | Error {
  * otherName SAN entries; such a certificate is refused as unparsable, which
  * fails closed.
  */
-function readCertInfo(der: Uint8Array, what: string): CertInfo {
+function readCertInfo(der: Uint8Array, publicKey: KeyObject, what: string): CertInfo {
   let cert: x509.X509Certificate;
   let extensions: readonly x509.Extension[];
   try {
@@ -173,6 +178,11 @@ function readCertInfo(der: Uint8Array, what: string): CertInfo {
   } catch (err) {
     throw new SvidInvalidError(`${what} could not be parsed`, { cause: err });
   }
+  const keyType = publicKey.asymmetricKeyType;
+  const rsaKeyBits =
+    keyType === 'rsa' || keyType === 'rsa-pss'
+      ? (publicKey.asymmetricKeyDetails?.modulusLength ?? 0)
+      : undefined;
   return {
     der,
     uriSans,
@@ -183,5 +193,15 @@ function readCertInfo(der: Uint8Array, what: string): CertInfo {
     notBefore,
     notAfter,
     serialNumber,
+    rsaKeyBits,
   };
+}
+
+/** The certificate's public key; one node:crypto cannot read is refused (it could verify nothing). */
+function publicKeyOf(node: NodeX509Certificate, what: string): KeyObject {
+  try {
+    return node.publicKey;
+  } catch (err) {
+    throw new SvidInvalidError(`${what} has a public key that could not be read`, { cause: err });
+  }
 }

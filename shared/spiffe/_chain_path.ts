@@ -3,11 +3,12 @@
  * (spiffe.md §2.2 step 8): from the leaf through the intermediates the peer
  * sent to a root of its trust domain's bundle, each link a real issuer with a
  * valid signature, and the whole path checked for CA flags, keyCertSign,
- * pathLenConstraint and validity. The search is bounded, so a hostile chain
+ * RSA key sizes, pathLenConstraint and validity. The search is bounded, so a hostile chain
  * cannot make it expensive.
  */
 import { SvidInvalidError } from '../errors/errors.ts';
 import { KU_KEY_CERT_SIGN, type ParsedCert } from './_cert_cache.ts';
+import { checkKeyStrength } from './_svid_rules.ts';
 import { bytesEqual } from './der.ts';
 
 /** Upper bound on the path-building steps, whatever the chain looks like. */
@@ -129,7 +130,7 @@ export function validatePath(
 /**
  * Constraint checks on a complete path (leaf first, root last): every issuer
  * is a CA with keyCertSign (a root may omit keyUsage, as RFC 5280 trust
- * anchors may), pathLenConstraint holds, and every certificate is within its
+ * anchors may) and a key that is not too weak, pathLenConstraint holds, and every certificate is within its
  * validity window at `now`.
  */
 function checkPath(path: readonly ParsedCert[], ctx: PathContext): void {
@@ -144,6 +145,7 @@ function checkPath(path: readonly ParsedCert[], ctx: PathContext): void {
     if (!mayOmitKeyUsage && ((info.keyUsage ?? 0) & KU_KEY_CERT_SIGN) === 0) {
       throw new SvidInvalidError(`${what} lacks the keyCertSign key usage`);
     }
+    checkKeyStrength(info, what);
     // Intermediates below this issuer, not counting the leaf (RFC 5280 §4.2.1.9).
     const below = i - 1;
     if (info.pathLength !== undefined && below > info.pathLength) {
@@ -188,7 +190,6 @@ function isIssuedBy(child: ParsedCert, issuer: ParsedCert): boolean {
     if (child.node.issuer !== issuer.node.subject && !child.node.checkIssued(issuer.node)) {
       return false;
     }
-    issuer.publicKey ??= issuer.node.publicKey;
     return child.node.verify(issuer.publicKey);
   } catch {
     return false;

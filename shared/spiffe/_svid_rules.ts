@@ -1,7 +1,8 @@
 /**
  * The X509-SVID rules for single certificates (X509-SVID.md, spiffe.md §2.2
  * steps 2–6): what a leaf must be, what a certificate that signs others must
- * be, and go-spiffe's check that our own private key belongs to our leaf.
+ * be, how strong a key must be, and go-spiffe's check that our own private
+ * key belongs to our leaf.
  * Path building and validation are in `_chain_path.ts`.
  */
 import {
@@ -19,6 +20,15 @@ import {
 } from './_cert_cache.ts';
 import { bytesEqual } from './der.ts';
 import { parseSpiffeId, type SpiffeId } from './spiffe_id.ts';
+
+/**
+ * The shortest RSA key accepted in any certificate of a path, leaf or CA
+ * (NIST SP 800-57 part 1: 2048 bits for anything in use after 2010; SPIRE's
+ * RSA choice is rsa-2048). X509-SVID sets no key size, so this is a rule of
+ * ours: a 1024-bit key can be factored by a determined attacker, who could
+ * then sign SVIDs or impersonate one.
+ */
+export const MIN_RSA_KEY_BITS = 2048;
 
 const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
@@ -60,6 +70,7 @@ export function checkLeaf(leaf: CertInfo, what: string): SpiffeId {
   if (id.path === '') {
     throw new SvidInvalidError(`${label} has no path; a leaf SVID needs a non-root path`);
   }
+  checkKeyStrength(leaf, label);
   // Step 5.
   if (leaf.isCa) {
     throw new SvidInvalidError(`${label} is a CA certificate; a leaf must have cA=false`);
@@ -99,13 +110,23 @@ export function checkLeaf(leaf: CertInfo, what: string): SpiffeId {
   return id;
 }
 
-/** A certificate that signs others: cA=true and keyCertSign (X509-SVID §4.1, §4.3). */
+/** A certificate that signs others: cA=true and keyCertSign (X509-SVID §4.1, §4.3), and a strong key. */
 export function checkSigningCertificate(info: CertInfo, what: string): void {
   if (!info.isCa) {
     throw new SvidInvalidError(`${what} is not a CA certificate`);
   }
   if (info.keyUsage === undefined || (info.keyUsage & KU_KEY_CERT_SIGN) === 0) {
     throw new SvidInvalidError(`${what} lacks the keyCertSign key usage`);
+  }
+  checkKeyStrength(info, what);
+}
+
+/** An RSA key of at least `MIN_RSA_KEY_BITS` (other kinds of key are the TLS layer's to judge). */
+export function checkKeyStrength(info: CertInfo, what: string): void {
+  if (info.rsaKeyBits !== undefined && info.rsaKeyBits < MIN_RSA_KEY_BITS) {
+    throw new SvidInvalidError(
+      `${what} has a ${info.rsaKeyBits}-bit RSA key; at least ${MIN_RSA_KEY_BITS} bits are required`,
+    );
   }
 }
 

@@ -61,6 +61,8 @@ describe('PeerVerifier', () => {
       source,
       authorize: isPilotSuperuser(TD),
       logger: createLogger({ component: 'test', sink: logSink }),
+      // Every refusal whole: these tests read each connection's record.
+      refusalWindowMs: 0,
     });
     verifier.onRefusal((refusal) => refusals.push(refusal));
     server = createServer(serverTlsOptions(source));
@@ -186,5 +188,98 @@ describe('PeerVerifier', () => {
     for (const r of refusals) {
       assert.doesNotMatch(JSON.stringify(r), /BEGIN|MII[A-Za-z0-9+/]{20}/);
     }
+  });
+});
+
+describe('PeerVerifier summarizes refusals per source address', () => {
+  let source: StaticX509Source;
+  before(async () => {
+    const ca = await createTestCa('example.org');
+    source = new StaticX509Source((await ca.issueSvid(NEXUS)).x509Svid(), bundleSetOf(ca));
+  });
+
+  function verifierAt(clock: { now: number }, maxRefusalSources = 16) {
+    const logSink = createMemorySink();
+    const verifier = new PeerVerifier({
+      source,
+      authorize: isPilotSuperuser(TD),
+      logger: createLogger({ component: 'test', sink: logSink }),
+      refusalWindowMs: 60_000,
+      maxRefusalSources,
+      now: () => clock.now,
+    });
+    const heard: PeerRefusal[] = [];
+    verifier.onRefusal((refusal) => heard.push(refusal));
+    return { verifier, heard, logSink };
+  }
+
+  test('the first refusal from an address in a window is whole, the rest one summary with their count', () => {
+    const clock = { now: 0 };
+    const { verifier, heard, logSink } = verifierAt(clock);
+    for (let port = 1; port <= 5; port++) {
+      verifier.refuse(undefined, { reason: `reset ${port}`, remoteAddress: `192.0.2.1:${port}` });
+    }
+    verifier.refuse(undefined, { reason: 'other', remoteAddress: '[2001:db8::1]:7' });
+    // A verified peer that may not connect is audited as another status: apart.
+    verifier.refuse(undefined, {
+      reason: 'not allowed',
+      peerId: NEXUS,
+      remoteAddress: '192.0.2.1:9',
+    });
+    assert.deepEqual(
+      heard.map((r) => [r.remoteAddress, r.count]),
+      [
+        ['192.0.2.1:1', undefined],
+        ['[2001:db8::1]:7', undefined],
+        ['192.0.2.1:9', undefined],
+      ],
+    );
+    // The window closes: its summary comes before the next whole refusal.
+    clock.now = 60_000;
+    verifier.refuse(undefined, { reason: 'again', remoteAddress: '192.0.2.1:10' });
+    assert.deepEqual(heard.slice(3), [
+      {
+        reason: '4 more refusals from this address; the last: reset 5',
+        remoteAddress: '192.0.2.1',
+        count: 4,
+      },
+      { reason: 'again', remoteAddress: '192.0.2.1:10' },
+    ]);
+    assert.equal(verifier.refusedCount, 8);
+    assert.equal(logSink.lines.filter((l) => String(l.msg).startsWith('Refused')).length, 5);
+  });
+
+  test('at stop, the open windows are summarized at once', () => {
+    const { verifier, heard } = verifierAt({ now: 0 });
+    for (let port = 1; port <= 3; port++) {
+      verifier.refuse(undefined, { reason: 'x', remoteAddress: `198.51.100.7:${port}` });
+    }
+    verifier.refuse(undefined, { reason: 'y', remoteAddress: '198.51.100.8:1' });
+    verifier.flushRefusals();
+    assert.deepEqual(
+      heard.map((r) => [r.remoteAddress, r.count]),
+      [
+        ['198.51.100.7:1', undefined],
+        ['198.51.100.8:1', undefined],
+        ['198.51.100.7', 2],
+      ],
+    );
+    // Nothing is left to flush; a later refusal opens a new window.
+    verifier.flushRefusals();
+    verifier.refuse(undefined, { reason: 'z', remoteAddress: '198.51.100.7:4' });
+    assert.equal(heard.length, 4);
+  });
+
+  test('more addresses than the table holds are counted into one summary without an address', () => {
+    const { verifier, heard } = verifierAt({ now: 0 }, 2);
+    for (let i = 1; i <= 10; i++) {
+      verifier.refuse(undefined, { reason: `r${i}`, remoteAddress: `203.0.113.${i}:1` });
+    }
+    verifier.flushRefusals();
+    assert.equal(heard.length, 3);
+    const overall = heard[2] as PeerRefusal;
+    assert.equal(overall.count, 8);
+    assert.equal(overall.remoteAddress, undefined);
+    assert.match(overall.reason, /^8 refusals from more source addresses than are tracked/);
   });
 });

@@ -4,13 +4,17 @@
  * re-checked by X509-SVID §5 with `verifyX509Svid`, and the peer's SPIFFE ID
  * authorized with a Matcher. The server destroys a refused connection before
  * any request on it is parsed. The verifier counts admissions and refusals
- * and reports every refusal (reason, remote address, the peer's SPIFFE ID
- * when one could be read) to its listeners, which write it to the audit log.
+ * and reports refusals (reason, remote address, the peer's SPIFFE ID when one
+ * could be read) to its log and its listeners, which write them to the audit
+ * log: the first from a source address in a window whole, the rest of that
+ * window as one summary with their count (`_refusal_windows.ts`), so that a
+ * flood of refused connections costs a bounded number of lines.
  */
 import type { TLSSocket } from 'node:tls';
 import { SvidInvalidError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { peerChain } from './_peer_chain.ts';
+import { type RefusalCount, RefusalWindows } from './_refusal_windows.ts';
 import { x509 } from './_x509.ts';
 import type { Matcher } from './match.ts';
 import { parseSpiffeId } from './spiffe_id.ts';
@@ -27,11 +31,23 @@ export interface PeerRefusal {
   readonly peerId?: string;
   /** The SPIFFE ID an unverified certificate carries (its only URI SAN), if any. */
   readonly claimedId?: string;
-  /** `address:port` of the peer. */
+  /**
+   * `address:port` of the peer; on a summary the address alone, and absent
+   * on the summary of the sources over the table's cap.
+   */
   readonly remoteAddress?: string;
+  /**
+   * On a summary: how many refusals it stands for (those after the first
+   * from its source in one window, or from sources over the cap). Absent on a
+   * single refusal.
+   */
+  readonly count?: number;
 }
 
-/** Told about each refusal after the connection was destroyed. */
+/**
+ * Told about each refusal passed on whole, and about each summary, after the
+ * connections were destroyed.
+ */
 export type RefusalListener = (refusal: PeerRefusal) => void;
 
 export interface PeerVerifierOptions {
@@ -39,7 +55,23 @@ export interface PeerVerifierOptions {
   /** Which peer SPIFFE IDs may connect at all. */
   readonly authorize: Matcher;
   readonly logger: Logger;
+  /**
+   * How long refusals from one source address are summarized after the first
+   * (default `REFUSAL_WINDOW_MS`); 0 reports every refusal whole.
+   */
+  readonly refusalWindowMs?: number;
+  /** Source addresses tracked at once (default `MAX_REFUSAL_SOURCES`). */
+  readonly maxRefusalSources?: number;
+  readonly now?: () => number;
 }
+
+/** Refusals from one source address after its first are summarized for this long. */
+export const REFUSAL_WINDOW_MS = 60_000;
+/**
+ * Source addresses whose refusals are tracked at once (about 200 bytes
+ * each); refusals from more are summarized all together.
+ */
+export const MAX_REFUSAL_SOURCES = 1024;
 
 /** Longest refusal reason passed on; peers choose some of its text (their URI SANs). */
 export const MAX_REFUSAL_REASON_CHARS = 512;
@@ -54,6 +86,7 @@ export class PeerVerifier {
   readonly #logger: Logger;
   readonly #peers = new WeakMap<TLSSocket, VerifiedSvid>();
   readonly #listeners = new Set<RefusalListener>();
+  readonly #windows: RefusalWindows<PeerRefusal>;
   #refused = 0;
   #admitted = 0;
   #suspendedReason: string | undefined;
@@ -62,6 +95,15 @@ export class PeerVerifier {
     this.#source = options.source;
     this.#authorize = options.authorize;
     this.#logger = options.logger;
+    this.#windows = new RefusalWindows<PeerRefusal>(
+      {
+        windowMs: options.refusalWindowMs ?? REFUSAL_WINDOW_MS,
+        maxSources: options.maxRefusalSources ?? MAX_REFUSAL_SOURCES,
+        ...(options.now === undefined ? {} : { now: options.now }),
+      },
+      (refusal, summary) =>
+        this.#report(summary === undefined ? refusal : summarize(refusal, summary)),
+    );
   }
 
   /** Count of connections refused since start (TLS errors and failed checks). */
@@ -102,8 +144,20 @@ export class PeerVerifier {
     };
   }
 
-  /** Verifies and authorizes the peer of a new connection; destroys it if refused. */
-  admit(socket: TLSSocket): VerifiedSvid | undefined {
+  /**
+   * Reports the summaries of the refusals counted so far now, instead of
+   * when their windows close: at stop, before the listeners go.
+   */
+  flushRefusals(): void {
+    this.#windows.flush();
+  }
+
+  /**
+   * Verifies and authorizes the peer of a new connection; destroys it if
+   * refused. `remoteAddress` (`address:port`) is the one read when the
+   * connection was accepted, for the record of a refusal.
+   */
+  admit(socket: TLSSocket, remoteAddress?: string): VerifiedSvid | undefined {
     let verified: VerifiedSvid | undefined;
     try {
       if (this.#suspendedReason !== undefined) {
@@ -122,6 +176,7 @@ export class PeerVerifier {
       this.refuse(socket, {
         reason: err instanceof Error ? err.message : String(err),
         ...(verified === undefined ? {} : { peerId: verified.id.toString() }),
+        ...(remoteAddress === undefined ? {} : { remoteAddress }),
       });
       return undefined;
     }
@@ -134,15 +189,17 @@ export class PeerVerifier {
 
   /**
    * Records a refusal (from `admit` or a TLS-level error) and closes the
-   * socket. The remote address (with its port) and the SPIFFE ID the peer's
-   * certificate claims are read from the socket when the refusal lacks them.
-   * Listeners run after the socket is destroyed; one that throws is logged
-   * and cannot undo the refusal.
+   * socket. The remote address (`address:port`) and the SPIFFE ID the peer's
+   * certificate claims are read from the socket when the refusal lacks them;
+   * callers pass the address read when the connection was accepted, since a
+   * socket the peer has reset no longer has one. Listeners run after the
+   * socket is destroyed; one that throws is logged and cannot undo the
+   * refusal.
    */
   refuse(socket: TLSSocket | undefined, refusal: PeerRefusal): void {
     this.#refused += 1;
     const remoteAddress =
-      (socket === undefined ? undefined : remoteOf(socket)) ?? refusal.remoteAddress;
+      refusal.remoteAddress ?? (socket === undefined ? undefined : remoteOf(socket));
     const claimedId =
       refusal.claimedId ??
       (refusal.peerId === undefined && socket !== undefined ? claimedIdOf(socket) : undefined);
@@ -153,7 +210,17 @@ export class PeerVerifier {
       ...(claimedId === undefined ? {} : { claimedId }),
       ...(remoteAddress === undefined ? {} : { remoteAddress }),
     };
-    this.#logger.warn('Refused a TLS peer', { ...recorded });
+    // A verified peer that may not connect and an unauthenticated one are
+    // audited as different statuses, so they are summarized apart.
+    const kind = refusal.peerId === undefined ? 'unauthenticated' : 'forbidden';
+    this.#windows.add(kind, sourceOf(remoteAddress), recorded);
+  }
+
+  #report(recorded: PeerRefusal): void {
+    this.#logger.warn(
+      recorded.count === undefined ? 'Refused a TLS peer' : 'Refused TLS peers (summary)',
+      { ...recorded },
+    );
     for (const listener of this.#listeners) {
       try {
         listener(recorded);
@@ -175,6 +242,34 @@ export class PeerVerifier {
     const chain = peerChain(socket.getPeerCertificate(true));
     return verifyX509Svid(chain, this.#source.getX509Bundles(), { role: 'client' });
   }
+}
+
+/** The summary of `count` refusals, the last of them `last`. */
+function summarize(last: PeerRefusal, summary: RefusalCount): PeerRefusal {
+  const { remoteAddress: _port, ...rest } = last;
+  const reason =
+    summary.source === undefined
+      ? `${summary.count} refusals from more source addresses than are tracked at once; the last: ${last.reason}`
+      : summary.source === ''
+        ? `${summary.count} more refusals from peers that reset before their address could be read; the last: ${last.reason}`
+        : `${summary.count} more refusals from this address; the last: ${last.reason}`;
+  return {
+    ...rest,
+    reason: truncate(reason, MAX_REFUSAL_REASON_CHARS),
+    ...(summary.source === undefined || summary.source === ''
+      ? {}
+      : { remoteAddress: summary.source }),
+    count: summary.count,
+  };
+}
+
+/** The address of `address:port` (IPv6 addresses hold colons too), or '' when unknown. */
+function sourceOf(remoteAddress: string | undefined): string {
+  if (remoteAddress === undefined) {
+    return '';
+  }
+  const colon = remoteAddress.lastIndexOf(':');
+  return colon <= 0 ? remoteAddress : remoteAddress.slice(0, colon);
 }
 
 function remoteOf(socket: TLSSocket): string | undefined {

@@ -222,6 +222,28 @@ export function notAnObject(extra: readonly string[] = []): fc.Arbitrary<string>
   );
 }
 
+/**
+ * `body` as JSON text with a key twice in one object: its first member again
+ * (`plain`), again with the name's first letter escaped (`escaped`, the same
+ * key once decoded), or a key twice in a nested object (`nested`).
+ */
+export function withDuplicateKey(body: unknown, how: 'plain' | 'escaped' | 'nested'): string {
+  const members = Object.entries(body as object);
+  const [name, value] = members[0] ?? ['a', 1];
+  const again =
+    how === 'escaped'
+      ? `"\\u${name.charCodeAt(0).toString(16).padStart(4, '0')}${JSON.stringify(name).slice(2)}`
+      : JSON.stringify(name);
+  // The members of `body` (or the one made up), without the braces.
+  const rest =
+    members.length === 0
+      ? `${JSON.stringify(name)}:${JSON.stringify(value)}`
+      : JSON.stringify(body).slice(1, -1);
+  return how === 'nested'
+    ? `{"n":{"k":1,"k":2},${rest}}`
+    : `{${again}:${JSON.stringify(value)},${rest}}`;
+}
+
 /** `[[[...]]]` or `{"a":{"a":...}}`, nested `depth` deep. */
 export function nested(depth: number, kind: 'array' | 'object'): string {
   return kind === 'array'
@@ -445,9 +467,23 @@ export function genericCases(
       }),
     );
   }
+  if (method !== 'GET' && sample.body === undefined) {
+    cases.push(
+      fc
+        .constantFrom('{}', '{"a":1}', 'x')
+        .map((text) =>
+          jsonCase(`a body on a route that takes none: ${text}`, method, target, text),
+        ),
+    );
+  }
   if (sample.body !== undefined) {
     const goodText = JSON.stringify(sample.body);
     cases.push(
+      fc
+        .constantFrom('plain', 'escaped', 'nested')
+        .map((how) =>
+          jsonCase(`a key twice (${how})`, method, target, withDuplicateKey(sample.body, how)),
+        ),
       brokenJson(options.brokenJson).map((text) =>
         jsonCase(`broken JSON ${JSON.stringify(text.slice(0, 40))}`, method, target, text),
       ),
@@ -508,7 +544,17 @@ export async function send(
   target: string,
   init: RequestInit,
 ): Promise<Answer> {
-  const res = await app.request(target, init, { incoming: { url: target } });
+  // As a real client frames a body: by its length.
+  const headers = new Headers(init.headers);
+  if (
+    (typeof init.body === 'string' || init.body instanceof Uint8Array) &&
+    !headers.has('content-length')
+  ) {
+    const length =
+      typeof init.body === 'string' ? new TextEncoder().encode(init.body).length : init.body.length;
+    headers.set('content-length', String(length));
+  }
+  const res = await app.request(target, { ...init, headers }, { incoming: { url: target } });
   const text = await res.text();
   let body: unknown;
   try {

@@ -2,8 +2,10 @@
  * Hostile input that only a real socket shows, against a whole broker
  * (agent, three Keepers, Nexus as processes, over real mTLS): oversized
  * header blocks, oversized and lying Content-Length bodies, chunked bodies
- * over the limit, a body sent to GET, dot segments and encoded slashes in the
- * raw request target, and framing the HTTP parser refuses. Requests are
+ * over the limit, bodies cut short or aborted, a body an unauthorised caller
+ * never finishes, a body sent to GET or to a route that takes none, a key
+ * twice in a body, dot segments and encoded slashes in the raw request
+ * target, and framing the HTTP parser refuses. Requests are
  * written byte by byte on a TLS socket that presents the superuser's SVID.
  *
  * Every case must be answered with a 4xx (or the connection closed by a
@@ -17,6 +19,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { connect, type TLSSocket } from 'node:tls';
 import { PATHS } from '../../shared/api/paths.ts';
+import type { AuditEvent } from '../../shared/log/audit_log.ts';
 import { delay } from '../../shared/runtime/delay.ts';
 import { isNexus } from '../../shared/spiffe/identities.ts';
 import { clientAgentOptions } from '../../shared/spiffe/mtls.ts';
@@ -59,10 +62,11 @@ interface RawAnswer {
 }
 
 /**
- * Writes `chunks` on a fresh mTLS connection as the superuser (pausing
- * `pauseMs` between them) and collects what comes back until the server
- * closes, a complete first response has arrived and `settleMs` passed, or
- * `timeoutMs` runs out.
+ * Writes `chunks` on a fresh mTLS connection as the superuser (or `as`),
+ * pausing `pauseMs` between them, and collects what comes back until the
+ * server closes, a complete first response has arrived and `settleMs`
+ * passed, or `timeoutMs` runs out. With `hangUp` it closes the connection
+ * right after the last chunk instead.
  */
 async function rawRequest(
   chunks: readonly (string | Uint8Array)[],
@@ -70,9 +74,11 @@ async function rawRequest(
     readonly timeoutMs?: number;
     readonly pauseMs?: number;
     readonly settleMs?: number;
+    readonly as?: string;
+    readonly hangUp?: boolean;
   } = {},
 ): Promise<RawAnswer> {
-  const source = await broker.source('pilot');
+  const source = await broker.source(options.as ?? 'pilot');
   const socket: TLSSocket = connect({
     host: '127.0.0.1',
     port: broker.nexusPort,
@@ -98,6 +104,11 @@ async function rawRequest(
     if (socket.destroyed) break;
     socket.write(chunk);
     if (options.pauseMs !== undefined) await delay(options.pauseMs);
+  }
+  if (options.hangUp === true) {
+    await new Promise<void>((resolve) => socket.end(resolve));
+    socket.destroy();
+    return { status: undefined, body: '', raw: '', closed: true };
   }
   const deadline = Date.now() + (options.timeoutMs ?? 5000);
   let completeAt: number | undefined;
@@ -341,6 +352,99 @@ describe('Nexus over a real socket under hostile input', () => {
           head('GET', `https://127.0.0.1:${broker.nexusPort}${PATHS.secretData}/app/x/../kept`),
         ]),
       (answer) => assertAnswered(answer, INVALID),
+      1,
+    );
+  });
+
+  test("an unauthorised caller's body is never read: a chunked body that never ends gets 403 while it is still open", async () => {
+    const before = await snapshot();
+    const chunk = JSON.stringify({ data: { k: broker.secretValue('never-read') } });
+    const answer = await rawRequest(
+      [
+        head('PUT', `${PATHS.secretData}/app/unread`, {
+          'content-type': 'application/json',
+          'transfer-encoding': 'chunked',
+        }),
+        // The first chunk of a body whose end never comes.
+        `${chunk.length.toString(16)}\r\n${chunk}\r\n`,
+      ],
+      { as: 'keeper-1' },
+    );
+    assertAnswered(answer, { status: 403, code: 'ERR_ACCESS_DENIED' });
+    assert.equal(await snapshot(), before, 'the store changed');
+  });
+
+  /** Waits for the audit event of the one request on `route` since `from`, and returns it. */
+  async function auditedRequest(from: number): Promise<AuditEvent> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const events = broker
+        .auditEvents()
+        .slice(from)
+        .filter((e) => e.action !== 'tls.connect' && e.route !== PATHS.status);
+      if (events.length > 0) {
+        assert.equal(events.length, 1, JSON.stringify(events));
+        return events[0] as AuditEvent;
+      }
+      if (Date.now() > deadline) throw new Error('the request was never audited');
+      await delay(20);
+    }
+  }
+
+  for (const [what, chunks] of [
+    [
+      'a chunked upload aborted midway',
+      (body: string) => [
+        head('PUT', `${PATHS.secretData}/app/aborted`, {
+          'content-type': 'application/json',
+          'transfer-encoding': 'chunked',
+        }),
+        `${(body.length - 4).toString(16)}\r\n${body.slice(0, -4)}\r\n`,
+      ],
+    ],
+    [
+      'a body cut short of its Content-Length by a closed connection',
+      (body: string) => [
+        `${jsonPut(`${PATHS.secretData}/app/truncated`, body).replace(/content-length: \d+/, `content-length: ${body.length + 100}`)}${body}`,
+      ],
+    ],
+  ] as const) {
+    test(`${what} is audited as 400 ERR_BODY_INCOMPLETE, never a 500, and stores nothing`, async () => {
+      const before = await snapshot();
+      const from = broker.auditEvents().length;
+      const body = JSON.stringify({ data: { k: broker.secretValue('incomplete') } });
+      await rawRequest(chunks(body), { hangUp: true, pauseMs: 50 });
+      const event = await auditedRequest(from);
+      assert.equal(event.status, 400, JSON.stringify(event));
+      assert.equal(event.errorCode, 'ERR_BODY_INCOMPLETE');
+      assert.doesNotMatch(broker.nexus().stderr(), /Unhandled error/);
+      assert.equal(await snapshot(), before, 'the store changed');
+      const health = await broker.call('pilot', 'GET', PATHS.health);
+      assert.equal(health.status, 200, 'Nexus stopped serving');
+    });
+  }
+
+  test('a body on a route that takes none, and a key twice in a body, get ERR_INVALID_REQUEST', async () => {
+    const body = JSON.stringify({ versions: [1] });
+    await expectCase(
+      () =>
+        rawRequest([
+          `${head('DELETE', `${PATHS.secretMetadata}/app/kept`, {
+            'content-type': 'application/json',
+            'content-length': String(body.length),
+          })}${body}`,
+        ]),
+      (answer) => assertAnswered(answer, INVALID),
+      1,
+    );
+    const value = broker.secretValue('twice');
+    const twice = `{"data":{"k":"${value}"},"data":{"k":"other"}}`;
+    await expectCase(
+      () => rawRequest([`${jsonPut(`${PATHS.secretData}/app/twice`, twice)}${twice}`]),
+      (answer) => {
+        assertAnswered(answer, INVALID);
+        assert.match(answer.body, /a key twice in one object/);
+      },
       1,
     );
   });

@@ -21,11 +21,16 @@
  * unchanged, and no request-level audit event carries a refused caller.
  *
  * The routes come from the apps themselves (`app.routes`), so a route added
- * later is attacked too.
+ * later is attacked too. Each hostile connection comes from its own loopback
+ * address (127.1.x.y), since refusals from one address after its first are
+ * only counted into a summary for a while (`shared/spiffe/_refusal_windows.ts`,
+ * proven in `shared/http/serve.test.ts`); here every refusal's own record is
+ * what is checked.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { TLSSocket } from 'node:tls';
@@ -186,7 +191,15 @@ interface AttemptResult {
   readonly error?: string;
 }
 
-/** One request on a fresh connection with the given credentials (or none). */
+let sourcesUsed = 0;
+
+/** A loopback address no earlier attempt came from (Linux routes all of 127/8 to lo). */
+function freshSource(): string {
+  sourcesUsed += 1;
+  return `127.1.${Math.floor(sourcesUsed / 250)}.${(sourcesUsed % 250) + 1}`;
+}
+
+/** One request on a fresh connection, from a fresh address, with the given credentials (or none). */
 function attempt(
   port: number,
   endpoint: Endpoint,
@@ -202,6 +215,7 @@ function attempt(
     const req = httpsRequest(
       {
         host: '127.0.0.1',
+        localAddress: freshSource(),
         port,
         path: endpoint.path,
         method: endpoint.method,
@@ -518,6 +532,7 @@ describe('identity attacks on every route of Nexus and of a Keeper', { timeout: 
           assert.equal(event.component, target);
           assert.equal(event.action, 'tls.connect');
           assert.equal(event.outcome, 'denied');
+          assert.equal(event.count, 1);
           assert.equal(event.method, null);
           assert.equal(event.route, null);
           assert.equal(event.resource, null);
@@ -630,4 +645,49 @@ describe('identity attacks on every route of Nexus and of a Keeper', { timeout: 
       /"msg":"(Stored a shard|Read shards|Pruned generations|Prune skipped[^"]*|Refused a shard|Access denied)"/,
     );
   });
+
+  // Last: it stops Nexus and the first Keeper, which write their summaries at stop.
+  test('1,000 refused connections from one address cost Nexus and a Keeper a few audit lines each, which count all 1,000 and name the address', async () => {
+    const total = 1_000;
+    const from = freshSource();
+    const ports = { nexus: broker.nexusPort, keeper: broker.keeperPorts[0] as number };
+    for (const target of ['nexus', 'keeper'] as const) {
+      const auditStart = auditOf(target).length;
+      for (let i = 0; i < total; i += 50) {
+        await Promise.all(Array.from({ length: 50 }, () => garbageConnection(ports[target], from)));
+      }
+      await (target === 'nexus' ? broker.nexus() : broker.keeper(0)).stop();
+      const events = auditOf(target)
+        .slice(auditStart)
+        .filter((e) => e.remoteAddress?.startsWith(from) === true);
+      assert.ok(events.length <= 2, `${target}: ${events.length} audit lines`);
+      assert.equal(
+        events.reduce((sum, e) => sum + (e.count ?? 0), 0),
+        total,
+        JSON.stringify(events),
+      );
+      for (const event of events) {
+        assert.equal(event.action, 'tls.connect');
+        assert.match(
+          event.remoteAddress ?? '',
+          new RegExp(`^${from.replaceAll('.', '\\.')}(:\\d+)?$`),
+        );
+      }
+    }
+  });
 });
+
+/**
+ * A connection from `from` that sends a broken TLS record instead of a
+ * ClientHello: the server answers with an alert and closes it, so it was
+ * accepted (and its address read) before it ended.
+ */
+function garbageConnection(port: number, from: string): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = netConnect({ host: '127.0.0.1', port, localAddress: from });
+    socket.on('error', () => {});
+    socket.resume();
+    socket.once('connect', () => socket.write('\x16\x03\x01\x00\x05hello'));
+    socket.once('close', () => resolve());
+  });
+}
