@@ -2,6 +2,13 @@
  * The single `app.onError`: a BrokerError becomes its status (from THE table)
  * and the wire error body; anything else is logged with its stack and answered
  * with a generic 500 whose message reveals nothing.
+ *
+ * An error answer to a request that carries a body also closes the
+ * connection: the body may be partly or not at all read (a 413 on its
+ * declared length, a 403 before the guard let anything read it, a body cut
+ * short), and the only way to keep a refused body unread is not to read the
+ * rest of the connection. A client then cannot reuse a socket whose next
+ * bytes are the tail of the refused body.
  */
 import type { Context } from 'hono';
 import { errorBody } from '../api/error_body.ts';
@@ -19,7 +26,17 @@ export function createErrorHandler(logger: Logger) {
       brokerError = new InternalError();
     }
     c.header('Cache-Control', 'no-store');
+    if (hasBody(c)) {
+      c.header('Connection', 'close');
+    }
     c.set('errorCode', brokerError.code);
     return c.json(errorBody(brokerError), statusForCode(brokerError.code));
   };
+}
+
+function hasBody(c: Context): boolean {
+  const length = c.req.header('content-length');
+  return (
+    (length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined
+  );
 }
