@@ -405,10 +405,15 @@ export class SpikeClient {
     return this.#check(parseMetadataResponse, reply, 'PUT', route);
   }
 
-  /** Removes the path with every version and its metadata. */
-  async deletePath(path: string): Promise<void> {
+  /**
+   * Removes the path with every version and its metadata. With
+   * `onlyDeleted`, Nexus removes it only if every version is deleted or
+   * destroyed, and otherwise refuses with `ConflictError` and keeps it.
+   */
+  async deletePath(path: string, options: { readonly onlyDeleted?: boolean } = {}): Promise<void> {
     const route = secretRoute(PATHS.secretMetadata, path);
-    await this.#call({ method: 'DELETE', path: route });
+    const query = options.onlyDeleted === true ? '?onlyDeleted=true' : '';
+    await this.#call({ method: 'DELETE', path: `${route}${query}` });
   }
 
   // ------------------------------------------------------------ policies

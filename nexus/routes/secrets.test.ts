@@ -271,8 +271,8 @@ function nexusTest(name: string, body: (nexus: Nexus) => Promise<void>, options?
 function dataUrl(path: string, query = ''): string {
   return `${PATHS.secretData}/${path}${query}`;
 }
-function metadataUrl(path: string): string {
-  return `${PATHS.secretMetadata}/${path}`;
+function metadataUrl(path: string, query = ''): string {
+  return `${PATHS.secretMetadata}/${path}${query}`;
 }
 function undeleteUrl(path: string): string {
   return `${PATHS.secretUndelete}/${path}`;
@@ -723,6 +723,27 @@ describe('secret routes: KV semantics through HTTP', () => {
         404,
         'ERR_NOT_FOUND',
       );
+    },
+  );
+
+  nexusTest(
+    'DELETE metadata with ?onlyDeleted=true keeps a path that has a live version (409) and removes it once none is',
+    async (n) => {
+      const live = await n.send(metadataUrl(WEB_DB, '?onlyDeleted=true'), { method: 'DELETE' });
+      assertError(live, 409, 'ERR_CONFLICT');
+      assert.deepEqual(((await n.send(dataUrl(WEB_DB))).body as SecretResponse).data, WEB_DB_V2);
+      assertError(
+        await n.send(metadataUrl(WEB_DB, '?onlyDeleted=yes'), { method: 'DELETE' }),
+        400,
+        'ERR_INVALID_REQUEST',
+      );
+      assert.equal(
+        (await n.send(dataUrl(WEB_DB, '?versions=1,2'), { method: 'DELETE' })).status,
+        200,
+      );
+      const gone = await n.send(metadataUrl(WEB_DB, '?onlyDeleted=true'), { method: 'DELETE' });
+      assert.equal(gone.status, 204);
+      assertError(await n.send(metadataUrl(WEB_DB)), 404, 'ERR_NOT_FOUND');
     },
   );
 

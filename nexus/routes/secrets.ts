@@ -16,6 +16,7 @@ import {
   type ListResponse,
   type MetadataResponse,
   parseListLimit,
+  parseOnlyDeletedQuery,
   parsePutMetadataRequest,
   parsePutSecretRequest,
   parseVersionQuery,
@@ -124,7 +125,8 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
   );
 
   routes.delete(METADATA, may('delete', 'secret.delete_path'), async (c) => {
-    await store.deletePath(c.var.target);
+    const onlyDeleted = parseOnlyDeletedQuery(c.req.query('onlyDeleted'));
+    await store.deletePath(c.var.target, { onlyDeleted });
     return c.body(null, 204);
   });
 

@@ -204,6 +204,13 @@ export function missingVersion(
   return new NotFoundError(`Version ${version} of "${path}" does not exist`);
 }
 
+/** `deletePath(path, { onlyDeleted: true })` found a version that is neither deleted nor destroyed. */
+export function liveVersionConflict(path: SecretPath): ConflictError {
+  return new ConflictError(
+    `Secret "${path}" has a version that is neither deleted nor destroyed: the path was kept`,
+  );
+}
+
 export function missingPath(path: SecretPath): NotFoundError {
   return new NotFoundError(`No secret at "${path}"`);
 }

@@ -104,8 +104,17 @@ export interface SecretStore {
   undelete(path: SecretPath, versions?: readonly number[]): Promise<SecretMetadata>;
   /** Irreversibly removes the data of versions. */
   destroy(path: SecretPath, versions: readonly number[]): Promise<SecretMetadata>;
-  /** Removes the path: every version and its metadata. */
-  deletePath(path: SecretPath): Promise<void>;
+  /**
+   * Removes the path: every version and its metadata. With `onlyDeleted`,
+   * only when every version is deleted or destroyed, checked in the same
+   * transaction (else `ConflictError`), so a version written or undeleted
+   * after a caller looked is never removed with it.
+   */
+  deletePath(path: SecretPath, options?: DeletePathOptions): Promise<void>;
   readMetadata(path: SecretPath): Promise<SecretMetadata>;
   writeMetadata(path: SecretPath, update: MetadataUpdate): Promise<SecretMetadata>;
+}
+
+export interface DeletePathOptions {
+  readonly onlyDeleted?: boolean;
 }

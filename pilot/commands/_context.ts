@@ -39,7 +39,7 @@ export interface PilotClient {
     options: { maxVersions?: number | null; customMetadata?: Record<string, string> },
   ): Promise<MetadataResponse>;
   /** Removes the path with every version and its metadata. */
-  deletePath(path: string): Promise<void>;
+  deletePath(path: string, options?: { readonly onlyDeleted?: boolean }): Promise<void>;
   listPolicies(): Promise<ListPoliciesResponse>;
   getPolicy(name: string): Promise<PolicyResponse>;
   putPolicy(policy: PolicyDocument): Promise<PolicyResponse>;

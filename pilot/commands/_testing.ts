@@ -51,6 +51,13 @@ export class FakeClient implements PilotClient {
     this.versionStates.set(path, states);
   }
 
+  /** Whether every version of `path` is deleted or destroyed, as Nexus checks it. */
+  #isEmptied(path: string): boolean {
+    const count = this.secrets.get(path)?.length ?? 0;
+    const states = this.versionStates.get(path);
+    return Array.from({ length: count }, (_, i) => states?.has(i + 1) === true).every(Boolean);
+  }
+
   #metadata(path: string): MetadataResponse {
     const versions = this.secrets.get(path) ?? [];
     return {
@@ -126,9 +133,15 @@ export class FakeClient implements PilotClient {
     if (!this.secrets.has(path)) throw new NotFoundError(`Secret "${path}" not found`);
     return this.#metadata(path);
   }
-  async deletePath(path: string) {
-    this.#record('deletePath', path);
-    if (!this.secrets.delete(path)) throw new NotFoundError(`Secret "${path}" not found`);
+  async deletePath(path: string, options: { readonly onlyDeleted?: boolean } = {}) {
+    this.#record('deletePath', path, ...(options.onlyDeleted === true ? [options] : []));
+    if (!this.secrets.has(path)) throw new NotFoundError(`Secret "${path}" not found`);
+    if (options.onlyDeleted === true && !this.#isEmptied(path)) {
+      throw new ConflictError(
+        `Secret "${path}" has a version that is neither deleted nor destroyed`,
+      );
+    }
+    this.secrets.delete(path);
     this.versionStates.delete(path);
   }
   async putMetadata(

@@ -361,6 +361,26 @@ describe('spike secret purge', () => {
     assert.equal(missing.status, 4);
   });
 
+  test('a path revived after the first look is kept: Nexus refuses its removal, and purge counts it', async () => {
+    const client = world();
+    const remove = client.deletePath.bind(client);
+    client.deletePath = async (path, options) => {
+      // Someone undeletes app/gone between purge's look and its removal.
+      if (path === 'app/gone') client.versionStates.get('app/gone')?.delete(2);
+      return remove(path, options);
+    };
+    const result = await run(['secret', 'purge', 'app/', '--yes', '-f', 'json'], { client });
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(JSON.parse(result.stdout), {
+      paths: ['app/razed'],
+      skipped: [{ path: 'app/gone', code: 'ERR_CONFLICT' }],
+    });
+    assert.match(result.stderr, /1 written to meanwhile/);
+    assert.ok(client.secrets.has('app/gone'));
+    const removals = client.calls.filter((call) => call.method === 'deletePath');
+    assert.ok(removals.every((call) => JSON.stringify(call.args[1]) === '{"onlyDeleted":true}'));
+  });
+
   test('in a prefix, paths the caller may not read or remove are skipped and counted', async () => {
     const client = world();
     client.denied.add('getMetadata app/gone');

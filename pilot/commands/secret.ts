@@ -449,9 +449,9 @@ function skipCode(err: unknown): string | undefined {
 
 /**
  * `secret purge`: a path ending in `/` is a prefix (every path under it the
- * caller may list), anything else is that one path. Each candidate is read
- * again just before its removal, so a version written since the first look
- * keeps its path; a path the caller may not read or remove is skipped (in a
+ * caller may list), anything else is that one path. Each candidate is removed
+ * only if Nexus still finds every version deleted or destroyed when it
+ * removes it, so a version written since the first look keeps its path; a path the caller may not read or remove is skipped (in a
  * prefix) or an error (a single path).
  */
 async function purge(
@@ -500,14 +500,14 @@ async function purge(
   const purged: string[] = [];
   for (const path of candidates) {
     try {
-      if (!isEmptied(await client.getMetadata(path))) {
-        skipped.push({ path, code: 'ERR_CONFLICT' });
-        continue;
-      }
-      await client.deletePath(path);
+      // Nexus removes the path only if every version is still deleted or
+      // destroyed, in the same transaction: a version written or undeleted
+      // since the first look keeps its path (409, counted as skipped).
+      await client.deletePath(path, { onlyDeleted: true });
       purged.push(path);
     } catch (err) {
-      const code = isPrefix ? skipCode(err) : undefined;
+      const isWritten = isBrokerError(err) && err.code === 'ERR_CONFLICT';
+      const code = isWritten ? 'ERR_CONFLICT' : isPrefix ? skipCode(err) : undefined;
       if (code === undefined) throw err;
       skipped.push({ path, code });
     }

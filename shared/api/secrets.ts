@@ -187,6 +187,21 @@ export function parseVersionQuery(value: string | undefined, field: string): num
   return parseVersionNumber(Number(value), field);
 }
 
+/**
+ * `?onlyDeleted=true` of a path delete: remove the path only if every
+ * version is deleted or destroyed (what `spike secret purge` needs, checked
+ * by Nexus in the same transaction as the delete).
+ */
+export function parseOnlyDeletedQuery(value: string | undefined): boolean {
+  if (value === undefined || value === 'false') {
+    return false;
+  }
+  if (value === 'true') {
+    return true;
+  }
+  throw new InvalidRequestError('Query "onlyDeleted" must be "true" or "false"');
+}
+
 /** Versions from a query string (`?versions=1,2`). */
 export function parseVersionsQuery(value: string | undefined): number[] | undefined {
   if (value === undefined) {

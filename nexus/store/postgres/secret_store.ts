@@ -64,6 +64,7 @@ import {
   checkVersionList,
   checkVersionNumber,
   keptFrom,
+  liveVersionConflict,
   type MetadataRow,
   metadataChanges,
   missingPath,
@@ -93,6 +94,7 @@ import {
   type SecretQuotas,
 } from '../secret_quotas.ts';
 import type {
+  DeletePathOptions,
   KeyringAccess,
   ListOptions,
   ListPage,
@@ -271,12 +273,17 @@ export class PgSecretStore implements SecretStore {
     return this.#changeVersions(path, versions, 'destroy');
   }
 
-  async deletePath(path: SecretPath): Promise<void> {
+  async deletePath(path: SecretPath, options: DeletePathOptions = {}): Promise<void> {
     checkPath(path);
     requireUnsealed(this.#keyring);
     await this.#db().transaction(async (tx) => {
       const row = await lockMetadata(tx, path);
       if (row === undefined) throw missingPath(path);
+      // The row lock holds off every change to the path's versions, so what
+      // is checked here is what is deleted.
+      if (options.onlyDeleted === true && (await hasLiveVersion(tx, path))) {
+        throw liveVersionConflict(path);
+      }
       // The foreign key removes the versions with the row.
       const freedBytes = await chargedBytes(tx, path);
       await tx.delete(secretMetadata).where(eq(secretMetadata.path, path));
@@ -523,6 +530,16 @@ async function lockMetadata(tx: Tx, path: SecretPath): Promise<SecretMetadataRow
     .where(eq(secretMetadata.path, path))
     .for('update');
   return row;
+}
+
+/** Whether a version of `path` is neither deleted nor destroyed. */
+async function hasLiveVersion(tx: Tx, path: SecretPath): Promise<boolean> {
+  const [live] = await tx
+    .select({ version: secrets.version })
+    .from(secrets)
+    .where(and(eq(secrets.path, path), isNull(secrets.deletedAtMs), eq(secrets.destroyed, false)))
+    .limit(1);
+  return live !== undefined;
 }
 
 /** What the version rows of `path` are charged: each its row and its sealed data. */

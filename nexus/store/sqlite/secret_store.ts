@@ -68,6 +68,7 @@ import {
   checkStoreOptions,
   checkVersionList,
   checkVersionNumber,
+  liveVersionConflict,
   metadataChanges,
   missingPath,
   missingVersion,
@@ -95,6 +96,7 @@ import {
   type SecretQuotas,
 } from '../secret_quotas.ts';
 import type {
+  DeletePathOptions,
   KeyringAccess,
   ListOptions,
   ListPage,
@@ -313,11 +315,18 @@ export class SqliteSecretStore implements SecretStore {
     return this.#changeVersions(path, versions, 'destroy');
   }
 
-  async deletePath(path: SecretPath): Promise<void> {
+  async deletePath(path: SecretPath, options: DeletePathOptions = {}): Promise<void> {
     checkPath(path);
     requireUnsealed(this.#keyring);
     const db = this.#db();
     const namespace = namespaceOf(path);
+    // With onlyDeleted, every statement also requires that no version is
+    // live. The version rows are deleted only when it holds, so it still
+    // reads the same in the last statement: all three act, or none does.
+    const noLiveVersion =
+      options.onlyDeleted === true
+        ? sql`NOT EXISTS (SELECT 1 FROM ${secrets} WHERE ${secrets.path} = ${path} AND ${secrets.deletedAtMs} IS NULL AND ${secrets.destroyed} = 0)`
+        : sql`1 = 1`;
     // The refund first, computed from the rows about to go; then the versions,
     // then the row they reference (the foreign key cascades as well; explicit
     // keeps the batch the same on every dialect).
@@ -325,16 +334,20 @@ export class SqliteSecretStore implements SecretStore {
       this.#chargeStatement(db, namespace, {
         paths: -1,
         bytes: sql`0 - ${this.#prunedBytes(path)} - (SELECT ${ROW_CHARGE_BYTES} + length(${secretMetadata.path}) + coalesce(length(${secretMetadata.customMetadata}), 0) FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
-        onlyIf: sql`EXISTS (SELECT 1 FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
+        onlyIf: sql`EXISTS (SELECT 1 FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path}) AND ${noLiveVersion}`,
       }),
-      db.delete(secrets).where(eq(secrets.path, path)),
+      db.delete(secrets).where(and(eq(secrets.path, path), noLiveVersion)),
       db
         .delete(secretMetadata)
-        .where(eq(secretMetadata.path, path))
+        .where(and(eq(secretMetadata.path, path), noLiveVersion))
         .returning({ path: secretMetadata.path }),
     ]);
     if (deleted.length === 0) {
-      throw missingPath(path);
+      const [kept] = await db
+        .select({ path: secretMetadata.path })
+        .from(secretMetadata)
+        .where(eq(secretMetadata.path, path));
+      throw kept === undefined ? missingPath(path) : liveVersionConflict(path);
     }
   }
 

@@ -657,6 +657,30 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
           assert.deepEqual(metadata.customMetadata, {});
         }));
 
+      test('onlyDeleted removes a path only while every version is deleted or destroyed', () =>
+        withWorld(async (world) => {
+          const path = p('purge/x');
+          await fill(world, path, 3);
+          await world.store.softDelete(path, [3]);
+          await world.store.destroy(path, [1]);
+          const before = await world.store.readMetadata(path);
+          // Version 2 is live: refused, and nothing changes.
+          await assert.rejects(
+            world.store.deletePath(path, { onlyDeleted: true }),
+            isError(ConflictError, /neither deleted nor destroyed/),
+          );
+          assert.deepEqual(await world.store.readMetadata(path), before);
+          assert.deepEqual((await world.store.get(path, 2)).data, { n: '2' });
+          await world.store.softDelete(path, [2]);
+          await world.store.deletePath(path, { onlyDeleted: true });
+          await assert.rejects(world.store.readMetadata(path), NotFoundError);
+          assert.deepEqual(await world.fixture.storedVersions(path), []);
+          await assert.rejects(
+            world.store.deletePath(path, { onlyDeleted: true }),
+            isError(NotFoundError),
+          );
+        }));
+
       test('a missing path is not found; other paths are untouched', () =>
         withWorld(async (world) => {
           await world.store.put(p('keep/a'), { a: '1' });
