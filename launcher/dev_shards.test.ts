@@ -30,7 +30,10 @@ describe('the development recovery file', () => {
     const path = join(dir, 'open.json');
     writeDevShards(path, split, { trustDomain: 'spike.ist' });
     chmodSync(path, 0o644);
-    assert.throws(() => readDevShards(path), /may be read by other users: run "chmod 600/);
+    assert.throws(
+      () => readDevShards(path),
+      /has mode 0644; it must be readable and writable by its owner only. Run: chmod 600/,
+    );
     const other = join(dir, 'other.json');
     writeFileSync(other, '{"shards":[]}', { mode: 0o600 });
     assert.throws(() => readDevShards(other), /is not a spike-local recovery file/);

@@ -9,6 +9,7 @@
 import { chmodSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RecoverResponse } from '../shared/api/operator.ts';
+import { looseModeProblem, OWNER_ONLY_FILE } from '../shared/config/file_modes.ts';
 
 export const DEV_SHARDS_FILE = 'dev-recovery-shards.json';
 export const DEV_SHARDS_WARNING =
@@ -56,8 +57,14 @@ export function writeDevShards(
 export function readDevShards(path: string): DevShards | undefined {
   let text: string;
   try {
-    if ((statSync(path).mode & 0o077) !== 0) {
-      throw new Error(`${path} may be read by other users: run "chmod 600 ${path}" first`);
+    const problem = looseModeProblem(
+      'Development shards file',
+      path,
+      statSync(path).mode,
+      OWNER_ONLY_FILE,
+    );
+    if (problem !== undefined) {
+      throw new Error(problem);
     }
     text = readFileSync(path, 'utf8');
   } catch (err) {

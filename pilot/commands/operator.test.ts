@@ -45,7 +45,7 @@ describe('spike operator recover', () => {
     chmodSync(open, 0o755);
     await assert.rejects(writeRecoveryFiles(open, { generation: 4, threshold: 2, shards }), {
       code: 'ERR_INVALID_REQUEST',
-      message: /accessible by other users \(mode 755\)/,
+      message: /has mode 0755; it must be accessible by its owner only. Run: chmod 700/,
     });
   });
 

@@ -10,6 +10,7 @@ import type { Command } from 'commander';
 import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
 import { MAX_SHARD_TEXT_LENGTH } from '../../shared/api/operator.ts';
 import { parseShardText } from '../../shared/api/shard_text.ts';
+import { looseModeProblem, OWNER_ONLY_DIRECTORY } from '../../shared/config/file_modes.ts';
 import { InvalidRequestError, NotReadyError } from '../../shared/errors/errors.ts';
 import { printData } from '../output.ts';
 import { type CommandContext, formatOf, withFormat } from './_context.ts';
@@ -41,10 +42,9 @@ export async function writeRecoveryFiles(
   if (!info.isDirectory()) {
     throw new InvalidRequestError(`Recovery directory "${target}" is not a directory`);
   }
-  if ((info.mode & 0o077) !== 0) {
-    throw new InvalidRequestError(
-      `Recovery directory "${target}" is accessible by other users (mode ${(info.mode & 0o777).toString(8)}); use a directory with mode 700`,
-    );
+  const problem = looseModeProblem('Recovery directory', target, info.mode, OWNER_ONLY_DIRECTORY);
+  if (problem !== undefined) {
+    throw new InvalidRequestError(problem);
   }
   const files: string[] = [];
   for (const text of recovered.shards) {
