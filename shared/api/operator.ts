@@ -50,7 +50,10 @@ export function parseRestoreRequest(body: unknown): RestoreRequest {
   const keys = Object.keys(body);
   const unknown = keys.filter((key) => key !== 'shard');
   if (unknown.length > 0) {
-    throw new InvalidRequestError(`Unknown field "${unknown[0]}"`);
+    // Not quoted: a shard pasted in the wrong place would be echoed.
+    throw new InvalidRequestError(
+      `The body has ${unknown.length} unknown field(s); its only field is "shard"`,
+    );
   }
   const shard = (body as { shard?: unknown }).shard;
   if (typeof shard !== 'string' || shard.length === 0) {
