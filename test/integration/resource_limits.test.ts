@@ -200,6 +200,7 @@ describe('resource limits: Nexus stays responsive for other identities', () => {
 
   test('silent TCP connections are capped per remote address and closed by the handshake timeout', async () => {
     const attempts = PER_ADDRESS + 10;
+    const refusedBefore = await refusedHandshakes();
     await bystanderServedDuring(
       Promise.all(
         Array.from({ length: attempts }, () =>
@@ -215,13 +216,16 @@ describe('resource limits: Nexus stays responsive for other identities', () => {
         ),
       ),
     );
-    // Each refusal is logged with its reason and the remote address.
+    // Every refusal is counted; the log has the first from this address in
+    // full, with its reason and the address (the rest of the minute's go into
+    // one summary line when the minute ends).
+    assert.ok((await refusedHandshakes()) - refusedBefore >= 10);
     const refusals = broker
       .nexus()
       .stderr()
       .split('\n')
       .filter((line) => line.includes('open connections per remote address'));
-    assert.ok(refusals.length >= 10, `${refusals.length} refused per address`);
+    assert.ok(refusals.length >= 1, 'the first refusal from the address is logged');
     for (const line of refusals) assert.match(line, /127\.0\.0\.2/);
   });
 
