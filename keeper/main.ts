@@ -44,8 +44,6 @@ await runService('spike-keeper', async () => {
       listen: config.listen,
       version: VERSION,
       onStop: () => {
-        // The refusals counted in windows still open are summarized now.
-        verifier.flushRefusals();
         stopAuditingRefusals();
         holder.clear();
         auditSink.close();

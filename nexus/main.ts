@@ -120,8 +120,6 @@ await runService('spike-nexus', async () => {
     limits: config.limits,
     version: VERSION,
     onStop: async () => {
-      // The refusals counted in windows still open are summarized now.
-      verifier.flushRefusals();
       stopAuditingRefusals();
       clearInterval(policyRefresh);
       manager.stop();

@@ -60,7 +60,7 @@ export interface MtlsServiceOptions {
 }
 
 export interface MtlsService {
-  /** Closes the server (answering requests in flight), runs `onStop`, then closes the source. */
+  /** Closes the server (answering requests in flight), summarizes open refusal windows, runs `onStop`, then closes the source. */
   stop(): Promise<void>;
 }
 
@@ -94,6 +94,9 @@ export async function startMtlsService(options: MtlsServiceOptions): Promise<Mtl
     async stop() {
       logger.info('Stopping');
       await server.close();
+      // The refusals counted in summary windows still open are written now,
+      // while the audit sink (closed by onStop) still takes them.
+      options.verifier.flushRefusals();
       await options.onStop?.();
       source.close();
       logger.info('Stopped');
