@@ -154,10 +154,11 @@ export function createAccessChecker(options: AccessCheckerOptions): AccessChecke
   }
 
   function listReach(peer: SpiffeId): readonly PathReach[] {
-    requirePeer(peer);
-    if (!peer.isMemberOf(trustDomain)) return [];
-    if (isSuperuser(peer)) return [EVERYWHERE];
-    if (isRecover(peer) || isRestore(peer)) return [];
+    // Who may list at all is explainList's rule; only a member's reach
+    // depends on its policies.
+    const admitted = explainList(peer);
+    if (!admitted.allowed) return [];
+    if (admitted.reason === 'superuser') return [EVERYWHERE];
     const reaches: PathReach[] = [];
     for (const policy of policies()) {
       // A pattern that starts with `sys` reaches reserved paths only, which

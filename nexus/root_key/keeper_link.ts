@@ -68,8 +68,6 @@ export interface HttpsKeeperLinkOptions {
 }
 
 export interface HttpsKeeperLink extends KeeperLink {
-  /** The SPIFFE ID this link admits. */
-  readonly id: SpiffeId;
   /** Closes its connections. */
   close(): void;
 }
@@ -166,7 +164,6 @@ export function createHttpsKeeperLink(options: HttpsKeeperLinkOptions): HttpsKee
   }
   return {
     name: url.origin,
-    id,
     async putShard(shard) {
       await call('PUT', PATHS.keeperShards, shardToWire(shard));
     },
