@@ -12,6 +12,7 @@ import { loadPilotConfig } from '../config.ts';
 import type { Output } from '../output.ts';
 import { runCli } from '../program.ts';
 import type { PilotClient, Terminal } from './_context.ts';
+import { isEmptied } from './secret.ts';
 
 export const CALLER_ID = 'spiffe://unit.test/spike/pilot/role/superuser';
 const T = '2026-01-01T00:00:00.000Z';
@@ -49,13 +50,6 @@ export class FakeClient implements PilotClient {
     const states = this.versionStates.get(path) ?? new Map();
     for (const version of versions) states.set(version, state);
     this.versionStates.set(path, states);
-  }
-
-  /** Whether every version of `path` is deleted or destroyed, as Nexus checks it. */
-  #isEmptied(path: string): boolean {
-    const count = this.secrets.get(path)?.length ?? 0;
-    const states = this.versionStates.get(path);
-    return Array.from({ length: count }, (_, i) => states?.has(i + 1) === true).every(Boolean);
   }
 
   #metadata(path: string): MetadataResponse {
@@ -136,7 +130,7 @@ export class FakeClient implements PilotClient {
   async deletePath(path: string, options: { readonly onlyDeleted?: boolean } = {}) {
     this.#record('deletePath', path, ...(options.onlyDeleted === true ? [options] : []));
     if (!this.secrets.has(path)) throw new NotFoundError(`Secret "${path}" not found`);
-    if (options.onlyDeleted === true && !this.#isEmptied(path)) {
+    if (options.onlyDeleted === true && !isEmptied(this.#metadata(path))) {
       throw new ConflictError(
         `Secret "${path}" has a version that is neither deleted nor destroyed`,
       );
