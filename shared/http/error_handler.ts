@@ -15,6 +15,7 @@ import { errorBody } from '../api/error_body.ts';
 import { type BrokerError, InternalError, isBrokerError } from '../errors/errors.ts';
 import { statusForCode } from '../errors/http_status.ts';
 import type { Logger } from '../log/logger.ts';
+import { declaresBody } from './validate.ts';
 
 export function createErrorHandler(logger: Logger) {
   return function errorHandler(err: Error, c: Context): Response {
@@ -26,17 +27,10 @@ export function createErrorHandler(logger: Logger) {
       brokerError = new InternalError();
     }
     c.header('Cache-Control', 'no-store');
-    if (hasBody(c)) {
+    if (declaresBody(c)) {
       c.header('Connection', 'close');
     }
     c.set('errorCode', brokerError.code);
     return c.json(errorBody(brokerError), statusForCode(brokerError.code));
   };
-}
-
-function hasBody(c: Context): boolean {
-  const length = c.req.header('content-length');
-  return (
-    (length !== undefined && length !== '0') || c.req.header('transfer-encoding') !== undefined
-  );
 }
