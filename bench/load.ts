@@ -6,17 +6,27 @@
 import { type ChildProcess, execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { ROOT } from '../test/harness/spawn.ts';
+import type { ReadChecks } from './load_plan.ts';
 
 export interface LoadSpec {
   readonly url: string;
   readonly method: 'GET' | 'PUT';
+  /** What every write sends (the PUTs of a PUT or a mixed load). */
   readonly body?: string;
   /**
-   * Replaces the URL's path per request: `{n}` becomes 1, 2, 3… (seeding) and
-   * `{r}` a uniformly random number from 1 to `randomMax` (reads across a set).
+   * Replaces the URL's path per request: `{n}` becomes a number from 1 to
+   * `pathCount`, in sequence (seeding; concurrent writers on distinct paths)
+   * or at random (reads across a set). See bench/load_plan.ts.
    */
   readonly pathTemplate?: string;
-  readonly randomMax?: number;
+  readonly pick?: 'sequence' | 'random';
+  readonly pathCount?: number;
+  /**
+   * With method GET and a path template: this share of requests (0 to 1) are
+   * PUTs of `body` instead, and every read is checked against the writes
+   * acknowledged before it was sent (LoadResult's checkedReads, staleReads).
+   */
+  readonly writeShare?: number;
   readonly connections: number;
   /** Either a duration or a fixed number of requests. */
   readonly durationS: number;
@@ -26,7 +36,8 @@ export interface LoadSpec {
   readonly keyFile: string;
 }
 
-export interface LoadResult {
+/** The read checks are there for mixed loads only. */
+export interface LoadResult extends Partial<ReadChecks> {
   readonly operations: number;
   /** Successful operations per second. */
   readonly rate: number;

@@ -10,12 +10,29 @@
 import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 import { type LoadResult, type LoadSpec, summarise } from './load.ts';
+import { LoadPlan, type Planned } from './load_plan.ts';
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
 const latencies: number[] = [];
 let ok = 0;
 let failed = 0;
-let counter = 0;
+
+const plan =
+  spec.pathTemplate === undefined
+    ? undefined
+    : new LoadPlan({
+        pathTemplate: spec.pathTemplate,
+        pick: spec.pick ?? 'random',
+        pathCount: spec.pathCount ?? 1,
+        writeShare: spec.method === 'PUT' ? 1 : (spec.writeShare ?? 0),
+        connections: spec.connections,
+      });
+const writeHeaders = { 'content-type': 'application/json' };
+
+/** autocannon's per-connection context, which lives from a request's setup to its answer. */
+interface PlanContext {
+  planned?: Planned;
+}
 
 const instance = autocannon(
   {
@@ -31,19 +48,31 @@ const instance = autocannon(
     requests: [
       {
         method: spec.method,
-        ...(spec.body === undefined
-          ? {}
-          : { body: spec.body, headers: { 'content-type': 'application/json' } }),
-        ...(spec.pathTemplate === undefined
+        ...(spec.method === 'PUT' && spec.body !== undefined
+          ? { body: spec.body, headers: writeHeaders }
+          : {}),
+        ...(plan === undefined
           ? {}
           : {
-              setupRequest: (request: autocannon.Request) => {
-                counter += 1;
-                const random = 1 + Math.floor(Math.random() * (spec.randomMax ?? 1));
-                request.path = (spec.pathTemplate ?? request.path ?? '/')
-                  .replace('{n}', String(counter))
-                  .replace('{r}', String(random));
-                return request;
+              // Called right before each request is sent (one in flight per
+              // connection), so what it reads of the plan is what the load
+              // generator knew at that moment.
+              setupRequest: (request: autocannon.Request, context: object) => {
+                const planned = plan.next();
+                (context as PlanContext).planned = planned;
+                return planned.write
+                  ? {
+                      ...request,
+                      method: 'PUT',
+                      path: planned.path,
+                      body: spec.body ?? '',
+                      headers: { ...request.headers, ...writeHeaders },
+                    }
+                  : { ...request, method: 'GET', path: planned.path };
+              },
+              onResponse: (status: number, body: string, context: object) => {
+                const planned = (context as PlanContext).planned;
+                if (planned !== undefined) plan.answered(planned, status, body);
               },
             }),
       },
@@ -51,12 +80,10 @@ const instance = autocannon(
   },
   (error, raw) => {
     if (error !== null && error !== undefined) throw error;
-    const result: LoadResult = summarise({
-      latencies,
-      ok,
-      failed: failed + raw.errors,
-      seconds: raw.duration,
-    });
+    const result: LoadResult = {
+      ...summarise({ latencies, ok, failed: failed + raw.errors, seconds: raw.duration }),
+      ...plan?.readChecks(),
+    };
     process.stdout.write(`${JSON.stringify(result)}\n`);
   },
 );

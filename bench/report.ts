@@ -89,13 +89,13 @@ function goalCells(goal: Goal): string[] {
 export function printLoad(row: LoadRow, log: (line: string) => void): void {
   log(
     loadCells(row)
-      .map((cell, i) => (i === 0 ? cell.padEnd(34) : cell.padStart(9)))
+      .map((cell, i) => (i === 0 ? cell.padEnd(46) : cell.padStart(9)))
       .join(' '),
   );
 }
 
 export function printLoadHeader(log: (line: string) => void): void {
-  log(LOAD_HEADER.map((cell, i) => (i === 0 ? cell.padEnd(34) : cell.padStart(9))).join(' '));
+  log(LOAD_HEADER.map((cell, i) => (i === 0 ? cell.padEnd(46) : cell.padStart(9))).join(' '));
 }
 
 function markdownTable(header: string[], rows: string[][]): string {

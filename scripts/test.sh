@@ -8,7 +8,7 @@ shift || true
 if [ "$#" -gt 0 ]; then
   files=("$@")
 else
-  mapfile -t files < <(find agent keeper launcher nexus pilot sdk shared test -name '*.test.ts' 2>/dev/null | sort)
+  mapfile -t files < <(find agent bench keeper launcher nexus pilot sdk shared test -name '*.test.ts' 2>/dev/null | sort)
 fi
 case "$runtime" in
   node)
