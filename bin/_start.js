@@ -1,54 +1,44 @@
-// Starts one program on Node: from dist/ when `npm run build` compiled it
-// from the sources as they are now, otherwise from the .ts sources through
-// tsx. Comparing modification times of the sources (a few hundred stat calls,
-// about 2 ms) keeps an edited checkout from running stale code.
-// `node bin/_start.js --stamp <dir>` records the sources' newest time in a build.
-import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+// Starts one program on Node: from its bundle in dist/ when `npm run build`
+// made it from the sources as they are now, otherwise from the .ts sources
+// through tsx. The build records which source files went into each bundle
+// (scripts/bundle.js); comparing their modification times with the build's
+// (one stat call per file) keeps an edited checkout from running stale code.
+// Nothing here builds: a missing or stale build only means a slower start.
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
-const SOURCE_DIRS = ['agent', 'keeper', 'launcher', 'nexus', 'pilot', 'sdk', 'shared'];
-const STAMP = 'build-stamp.json';
+/** What scripts/bundle.js writes next to the bundles. */
+export const STAMP = 'build-stamp.json';
 
-function newestSourceMs() {
-  let newest = 0;
-  const walk = (dir) => {
-    for (const entry of readdirSync(dir, { withFileTypes: true })) {
-      const path = join(dir, entry.name);
-      if (entry.isDirectory()) walk(path);
-      // Tests are not compiled: editing one does not make the build stale.
-      else if (!entry.name.endsWith('.test.ts')) newest = Math.max(newest, statSync(path).mtimeMs);
-    }
-  };
-  for (const dir of SOURCE_DIRS) walk(join(ROOT, dir));
-  return newest;
-}
+/** Each program's name (its bin entry and its bundle, dist/<name>.js) and its source folder. */
+export const PROGRAMS = Object.freeze({
+  spike: 'pilot',
+  'spike-nexus': 'nexus',
+  'spike-keeper': 'keeper',
+  'spike-agent': 'agent',
+  'spike-local': 'launcher',
+});
 
-function buildIsCurrent() {
+/** Whether no file the bundle in `dir` was made from changed (or went) since the build. */
+export function bundleIsCurrent(name, dir = join(ROOT, 'dist')) {
   try {
-    const stamp = JSON.parse(readFileSync(join(ROOT, 'dist', STAMP), 'utf8'));
-    return typeof stamp.newestSourceMs === 'number' && stamp.newestSourceMs >= newestSourceMs();
+    const stamp = JSON.parse(readFileSync(join(dir, STAMP), 'utf8'));
+    const { files, newestMs } = stamp.bundles[name];
+    return files.every((file) => statSync(join(ROOT, file)).mtimeMs <= newestMs);
   } catch {
     return false;
   }
 }
 
-/** Imports `<program>/main` from dist/ or, through tsx, from the sources. */
-export async function start(program) {
-  if (process.env.SPIKE_RUN_FROM_SOURCE !== '1' && buildIsCurrent()) {
-    await import(pathToFileURL(join(ROOT, 'dist', program, 'main.js')).href);
+/** Imports the program's bundle from dist/ or, through tsx, its `main.ts`. */
+export async function start(name) {
+  if (process.env.SPIKE_RUN_FROM_SOURCE !== '1' && bundleIsCurrent(name)) {
+    await import(pathToFileURL(join(ROOT, 'dist', `${name}.js`)).href);
     return;
   }
   const { register } = await import('tsx/esm/api');
   register();
-  await import(pathToFileURL(join(ROOT, program, 'main.ts')).href);
-}
-
-if (process.argv[2] === '--stamp') {
-  const dir = process.argv[3] ?? 'dist';
-  writeFileSync(
-    join(ROOT, dir, STAMP),
-    `${JSON.stringify({ newestSourceMs: newestSourceMs() })}\n`,
-  );
+  await import(pathToFileURL(join(ROOT, PROGRAMS[name], 'main.ts')).href);
 }

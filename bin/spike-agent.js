@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// spike-agent: see _start.js for why it runs from dist/ or from the sources.
+// spike-agent: see _start.js for why it runs its bundle in dist/ or the sources.
 import { start } from './_start.js';
 
-await start('agent');
+await start('spike-agent');

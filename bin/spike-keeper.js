@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// spike-keeper: see _start.js for why it runs from dist/ or from the sources.
+// spike-keeper: see _start.js for why it runs its bundle in dist/ or the sources.
 import { start } from './_start.js';
 
-await start('keeper');
+await start('spike-keeper');

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// spike-nexus: see _start.js for why it runs from dist/ or from the sources.
+// spike-nexus: see _start.js for why it runs its bundle in dist/ or the sources.
 import { start } from './_start.js';
 
-await start('nexus');
+await start('spike-nexus');

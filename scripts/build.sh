@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# Compiles the programs to plain JavaScript in dist/ (tsc, same options as the
-# type check), so Node starts them without tsx's loader: it roughly halves the
-# start-up of every program and of `spike` (docs/performance.md). The bin/
-# entry points use dist/ only while no source is newer than this build, and
-# fall back to the .ts sources through tsx otherwise. Deno runs the .ts files.
+# Bundles each program into dist/<program>.js with esbuild (scripts/bundle.js),
+# so that Node starts it from a few files, without tsx's loader
+# (docs/decisions/0021-program-bundles.md). The bin/ entry points use dist/
+# only while none of a bundle's sources is newer than this build, and fall
+# back to the .ts sources through tsx otherwise. Deno runs the .ts files.
+#
+# `build.sh [--prepare] [dir]`: dir (inside the checkout, so that the external
+# packages resolve from node_modules/) defaults to dist. `--prepare` is npm's
+# `prepare` (npm ci, npm install): it does nothing when npm runs it for
+# `npx spike`, which installs this checkout into npm's npx cache as a link
+# and runs its `prepare`: a first `npx spike` would otherwise rebuild the
+# checkout it is about to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rm -rf dist.tmp
-npx tsc -p tsconfig.build.json --outDir dist.tmp
-# Files the code finds next to itself at run time.
-cp shared/spiffe/workload.proto dist.tmp/shared/spiffe/
-cp -r nexus/store/sqlite/migrations dist.tmp/nexus/store/sqlite/
-cp -r nexus/store/postgres/migrations dist.tmp/nexus/store/postgres/
-node bin/_start.js --stamp dist.tmp
-rm -rf dist
-mv dist.tmp dist
+if [ "${1:-}" = --prepare ]; then
+  shift
+  if [ "${npm_command:-}" = exec ]; then
+    exit 0
+  fi
+fi
+out=${1:-dist}
+rm -rf "$out.tmp"
+node scripts/bundle.js "$out.tmp"
+rm -rf "$out"
+mv "$out.tmp" "$out"

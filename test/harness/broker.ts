@@ -53,6 +53,8 @@ export interface BrokerOptions {
   readonly nexusNodeFlags?: readonly string[];
   /** Start every program through its bin/ entry, as users do (see spawn.ts). */
   readonly viaBin?: boolean;
+  /** Start every program from the bundles in this folder instead (see spawn.ts). */
+  readonly bundles?: string;
   /** Start Nexus and wait until it is ready (default true). */
   readonly startNexus?: boolean;
 }
@@ -158,7 +160,10 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   const clients = new Map<string, MtlsClient>();
   const logger = createLogger({ component: 'test', sink: createMemorySink() });
   const runtime = options.runtime;
-  const viaBin = options.viaBin === true ? { viaBin: true } : {};
+  const viaBin = {
+    ...(options.viaBin === true ? { viaBin: true } : {}),
+    ...(options.bundles === undefined ? {} : { bundles: options.bundles }),
+  };
   const leakScan = createLeakScan();
   let errorBodies = 0;
   let sensitiveCount = 0;

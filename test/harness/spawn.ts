@@ -30,6 +30,8 @@ export interface SpawnOptions {
    * dist/ when current). Tests run the sources; the benchmark sets this.
    */
   readonly viaBin?: boolean;
+  /** On Node, start the program's bundle in this folder (a build's output, `scripts/build.sh <dir>`). */
+  readonly bundles?: string;
 }
 
 /** The bin/ entry of each program. */
@@ -78,6 +80,7 @@ export function command(
   runtime: Runtime,
   nodeFlags: readonly string[] = [],
   viaBin = false,
+  bundles?: string,
 ): [string, string[]] {
   if (runtime === 'deno') {
     // Run the documented task's command line, so a task missing a permission
@@ -95,6 +98,9 @@ export function command(
     }
     return [join(ROOT, '.tools/node_modules/.bin/deno'), ['run', '--quiet', '--no-check', ...rest]];
   }
+  if (bundles !== undefined) {
+    return [process.execPath, [...nodeFlags, join(bundles, NODE_BINS[program])]];
+  }
   if (viaBin) return [process.execPath, [...nodeFlags, join(ROOT, 'bin', NODE_BINS[program])]];
   return [process.execPath, [...nodeFlags, '--import', 'tsx', join(ROOT, program, 'main.ts')]];
 }
@@ -105,6 +111,7 @@ export function startProgram(program: Program, options: SpawnOptions = {}): Runn
     options.runtime ?? currentRuntime(),
     options.nodeFlags,
     options.viaBin,
+    options.bundles,
   );
   const child = spawn(cmd, [...baseArgs, ...(options.args ?? [])], {
     cwd: ROOT,
