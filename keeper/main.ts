@@ -21,7 +21,7 @@ await runService('spike-keeper', async () => {
   const logger = createLogger({ component: 'keeper', level: config.identity.logLevel });
   const td = config.identity.trustDomain;
   const holder = new ShardHolder({ logger });
-  const auditSink = openAuditSink(config.auditLog);
+  const auditSink = openAuditSink(config.auditLog, logger);
   try {
     const source = await openIdentity({ identity: config.identity, ownRole: isKeeper(td), logger });
     const verifier = new PeerVerifier({ source, authorize: isNexus(td), logger });

@@ -66,7 +66,7 @@ await runService('spike-nexus', async () => {
       });
     });
   }, POLICY_REFRESH_INTERVAL_MS);
-  const auditSink = openAuditSink(config.auditLog);
+  const auditSink = openAuditSink(config.auditLog, logger);
   const source = await openIdentity({ identity: config.identity, ownRole: isNexus(td), logger });
   // Any SVID of our trust domain may connect; each route authorizes the caller.
   const verifier = new PeerVerifier({ source, authorize: matchMemberOf(td), logger });

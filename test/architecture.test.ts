@@ -118,7 +118,7 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
     zones: ['shared/errors', 'shared/spiffe', 'shared/log'],
     packages: /^node:(net|fs)$/,
   },
-  'shared/log': { zones: ['shared/errors'], packages: /^(pino)$/ },
+  'shared/log': { zones: ['shared/errors'], packages: /^(pino|node:fs)$/ },
   'shared/runtime': { zones: ['shared/errors', 'shared/log'], packages: /^node:/ },
   'shared/spiffe': {
     zones: ['shared/errors', 'shared/log'],

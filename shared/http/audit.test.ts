@@ -1,9 +1,18 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { createServer, request, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { createMemoryAuditSink } from '../log/audit_log.ts';
-import { audit, auditRefusals, setAudit, TLS_CONNECT_ACTION } from './audit.ts';
+import { type AuditEvent, createFdAuditSink, createMemoryAuditSink } from '../log/audit_log.ts';
+import { createLogger, createMemorySink } from '../log/logger.ts';
+import type { VerifiedSvid } from '../spiffe/x509_svid.ts';
+import { createBaseApp } from './app.ts';
+import { audit, auditRefusals, openAuditSink, setAudit, TLS_CONNECT_ACTION } from './audit.ts';
 import { RequestCount } from './request_count.ts';
 
 const NOW = Date.parse('2026-01-02T03:04:05.000Z');
@@ -128,5 +137,183 @@ describe('audit() and setAudit()', () => {
     assert.equal(events[0]?.action, 'http.request');
     assert.equal(events[0]?.resource, null);
     assert.equal(events[0]?.decision, null);
+  });
+});
+
+const dir = mkdtempSync(join(tmpdir(), 'spike-audit-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function linesOf(path: string): AuditEvent[] {
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as AuditEvent);
+}
+
+const PEER = {
+  id: { toString: () => 'spiffe://example.org/apps/web' },
+  notAfter: new Date(Date.parse('2100-01-01T00:00:00Z')),
+} as unknown as VerifiedSvid;
+
+const SAMPLE_EVENT: AuditEvent = {
+  ts: '2026-01-02T03:04:05.000Z',
+  trailId: 'trail',
+  component: 'keeper',
+  peer: null,
+  method: 'GET',
+  route: '/*',
+  action: 'http.request',
+  resource: null,
+  decision: null,
+  outcome: 'error',
+  status: 404,
+  errorCode: 'ERR_NOT_FOUND',
+  durationMs: 0,
+};
+
+describe('audit() with the batched file sink', () => {
+  test('an answer leaves only after the write that holds its audit line returned', async () => {
+    // Through a real HTTP server: each write(2) of the sink and each
+    // response's head are recorded in one sequence, with the route's name.
+    const path = join(dir, 'ordering.jsonl');
+    const order: string[] = [];
+    const sink = createFdAuditSink(openSync(path, 'a', 0o600), {
+      writeSync(fd, bytes) {
+        const written = writeSync(fd, bytes);
+        for (const line of Buffer.from(bytes).toString('utf8').split('\n')) {
+          if (line !== '') order.push(`audited ${(JSON.parse(line) as AuditEvent).resource}`);
+        }
+        return written;
+      },
+    });
+    const app = new Hono();
+    app.use(audit({ sink, component: 'nexus' }));
+    app.get('/things/:name', (c) => {
+      setAudit(c, { resource: c.req.param('name') });
+      return c.text('ok');
+    });
+    const listener = getRequestListener(app.fetch);
+    const server = createServer((req, res) => {
+      const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => ServerResponse;
+      res.writeHead = ((...args: unknown[]) => {
+        order.push(`answered ${req.url?.slice('/things/'.length)}`);
+        return writeHead(...args);
+      }) as typeof res.writeHead;
+      void listener(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const names = Array.from({ length: 12 }, (_, i) => `n${i}`);
+      const statuses = await Promise.all(
+        names.map(
+          (name) =>
+            new Promise<number>((resolve, reject) => {
+              request({ host: '127.0.0.1', port, path: `/things/${name}`, agent: false }, (res) => {
+                res.resume();
+                res.on('end', () => resolve(res.statusCode ?? 0));
+              })
+                .on('error', reject)
+                .end();
+            }),
+        ),
+      );
+      assert.deepEqual(statuses, Array(names.length).fill(200));
+      for (const name of names) {
+        const audited = order.indexOf(`audited ${name}`);
+        assert.ok(audited !== -1, `no audit line for ${name}: ${order.join(', ')}`);
+        assert.ok(audited < order.indexOf(`answered ${name}`), order.join(', '));
+      }
+      assert.equal(linesOf(path).length, names.length);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+      sink.close();
+    }
+  });
+
+  test('the line is in the file once app.request() has the answer', async () => {
+    const path = join(dir, 'request.jsonl');
+    const sink = createFdAuditSink(openSync(path, 'a', 0o600));
+    const app = new Hono();
+    app.use(audit({ sink, component: 'keeper' }));
+    app.get('/x', (c) => c.text('ok'));
+    const answers = await Promise.all([app.request('/x'), app.request('/x')]);
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      [200, 200],
+    );
+    assert.equal(linesOf(path).length, 2);
+    sink.close();
+  });
+
+  test('a request whose audit line cannot be written is answered 500 ERR_INTERNAL', async () => {
+    // A descriptor open only for reading fails every write with EBADF.
+    const path = join(dir, 'unwritable.jsonl');
+    writeFileSync(path, '');
+    const failures: Error[] = [];
+    const sink = createFdAuditSink(openSync(path, 'r'), {
+      onError: (error) => failures.push(error),
+    });
+    const logs = createMemorySink();
+    const logger = createLogger({ component: 'nexus', sink: logs });
+    const app = createBaseApp(() => PEER, logger, { audit: { sink, component: 'nexus' } });
+    let handled = 0;
+    app.get('/x', (c) => {
+      handled += 1;
+      return c.json({ answer: 'never sent' });
+    });
+    const answers = await Promise.all([app.request('/x'), app.request('/x')]);
+    assert.equal(handled, 2);
+    for (const answer of answers) {
+      assert.equal(answer.status, 500);
+      assert.deepEqual(await answer.json(), {
+        error: { code: 'ERR_INTERNAL', message: 'Internal error' },
+      });
+    }
+    // One failed write for the batch; the error handler does not log each request.
+    assert.equal(failures.length, 1);
+    assert.deepEqual(logs.lines, []);
+    sink.close();
+  });
+
+  // Deno opens a device only with --allow-all.
+  test("openAuditSink() logs a failed write on the program's log", {
+    skip: 'Deno' in globalThis,
+  }, async () => {
+    const logs = createMemorySink();
+    // /dev/full fails every write with ENOSPC.
+    const sink = openAuditSink('/dev/full', createLogger({ component: 'keeper', sink: logs }));
+    const result = await sink.write(SAMPLE_EVENT);
+    assert.equal(result.written, false);
+    assert.deepEqual(
+      logs.lines.map((line) => [line.level, line.msg]),
+      [['error', 'Cannot write the audit trail; its events stay queued']],
+    );
+    assert.match(String(logs.lines[0]?.error), /ENOSPC/);
+    sink.close();
+  });
+
+  test('refused connections and requests of one turn share one write, nothing waits on the refusals', async () => {
+    const path = join(dir, 'refusals.jsonl');
+    let writes = 0;
+    const sink = createFdAuditSink(openSync(path, 'a', 0o600), {
+      writeSync(fd, bytes) {
+        writes += 1;
+        return writeSync(fd, bytes);
+      },
+    });
+    const app = new Hono();
+    app.use(audit({ sink, component: 'nexus' }));
+    app.get('/x', (c) => c.text('ok'));
+    const refused = auditRefusals({ sink, component: 'nexus' });
+    assert.equal(refused({ reason: 'no certificate' }), undefined);
+    const answer = await app.request('/x');
+    assert.equal(answer.status, 200);
+    assert.equal(writes, 1);
+    assert.deepEqual(
+      linesOf(path).map((event) => event.action),
+      [TLS_CONNECT_ACTION, 'http.request'],
+    );
+    sink.close();
   });
 });

@@ -4,21 +4,27 @@
  * too. Routes only annotate (`setAudit`) what they did and to what. Events
  * carry the caller's SPIFFE ID and never a secret value, shard or key, nor the
  * raw query string. They go to their own sink (shared/log/audit_log.ts),
- * apart from the operational log.
+ * apart from the operational log, which writes the events of one event-loop
+ * turn together; the middleware waits for the write that holds its event, so
+ * the answer leaves only after its line was written (ADR 0017). When that
+ * write fails the answer is a 500 `ERR_INTERNAL`, never the handler's.
  *
  * A connection refused at the TLS layer never becomes a request, so
  * `auditRefusals` writes a `tls.connect` event for it instead (or, after the
- * first from its address in a window, counts it into a summary event).
+ * first from its address in a window, counts it into a summary event),
+ * batched like the others, with nothing waiting on it.
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { openPrivateFileForAppend } from '../config/file_modes.ts';
-import type { ErrorCode } from '../errors/errors.ts';
+import { type ErrorCode, InternalError } from '../errors/errors.ts';
 import {
   type AuditDecision,
   type AuditSink,
+  type AuditWriteResult,
   createFdAuditSink,
   STDOUT_FD,
 } from '../log/audit_log.ts';
+import type { Logger } from '../log/logger.ts';
 import type { PeerRefusal, RefusalListener } from '../spiffe/peer_verifier.ts';
 import type { RequestCount } from './request_count.ts';
 
@@ -49,11 +55,19 @@ export function setAudit(c: Context, annotation: AuditAnnotation): void {
  * The audit sink of a program: stdout for `-`, else the file appended to,
  * created 0600 when missing. An existing file that others may read or write
  * is refused with a `ConfigError` naming its mode and the `chmod` that fixes
- * it: audit events name callers and resources.
+ * it: audit events name callers and resources. A failed write is logged
+ * once (the requests waiting on it are answered 500 each).
  */
-export function openAuditSink(destination: string): AuditSink {
+export function openAuditSink(destination: string, logger: Logger): AuditSink {
   return createFdAuditSink(
     destination === '-' ? STDOUT_FD : openPrivateFileForAppend('Audit log', destination),
+    {
+      onError(error) {
+        logger.error('Cannot write the audit trail; its events stay queued', {
+          error: error.message,
+        });
+      },
+    },
   );
 }
 
@@ -72,6 +86,7 @@ export function audit(options: AuditOptions): MiddlewareHandler {
   const now = options.now ?? Date.now;
   return async function auditMiddleware(c, next) {
     const started = now();
+    let result: AuditWriteResult;
     try {
       await next();
     } finally {
@@ -82,7 +97,7 @@ export function audit(options: AuditOptions): MiddlewareHandler {
       if (DENIED_STATUSES.has(status)) {
         options.deniedRequests?.increment();
       }
-      options.sink.write({
+      result = await options.sink.write({
         ts: new Date(started).toISOString(),
         trailId: crypto.randomUUID(),
         component: options.component,
@@ -97,6 +112,11 @@ export function audit(options: AuditOptions): MiddlewareHandler {
         errorCode,
         durationMs: now() - started,
       });
+    }
+    // An answer whose audit line is not written must not look like a
+    // success: the error handler turns this into a 500 (the sink logs why).
+    if (!result.written) {
+      throw new InternalError(undefined, { cause: result.error });
     }
   };
 }
@@ -115,6 +135,8 @@ export function auditRefusals(options: AuditOptions): RefusalListener {
   const now = options.now ?? Date.now;
   return function auditRefusal(refusal: PeerRefusal) {
     const isVerified = refusal.peerId !== undefined;
+    // Not awaited: no answer depends on it. A failed write stays queued in
+    // the sink and is retried with the next batch.
     options.sink.write({
       ts: new Date(now()).toISOString(),
       trailId: crypto.randomUUID(),
