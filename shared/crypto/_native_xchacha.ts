@@ -9,8 +9,7 @@
  */
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import {
-  chachaNonce,
-  hchachaSubkey,
+  withChaChaKeyAndNonce,
   XCHACHA_TAG_BYTES,
   type XChaCha20Poly1305,
   type XChaChaParams,
@@ -26,8 +25,8 @@ export const nativeXChaCha: XChaCha20Poly1305 = {
 };
 
 function encrypt({ key, nonce, aad }: XChaChaParams, plaintext: Uint8Array, out: Uint8Array): void {
-  const cipher = withSubkey(key, nonce, (subkey) =>
-    createCipheriv(CIPHER, subkey, chachaNonce(nonce), OPTIONS),
+  const cipher = withChaChaKeyAndNonce(key, nonce, (subkey, chachaNonce) =>
+    createCipheriv(CIPHER, subkey, chachaNonce, OPTIONS),
   );
   cipher.setAAD(aad, { plaintextLength: plaintext.length });
   const head = cipher.update(plaintext);
@@ -46,8 +45,8 @@ function decrypt({ key, nonce, aad }: XChaChaParams, body: Uint8Array): Uint8Arr
   if (length < 0) {
     throw new Error('The sealed body is shorter than its tag');
   }
-  const decipher = withSubkey(key, nonce, (subkey) =>
-    createDecipheriv(CIPHER, subkey, chachaNonce(nonce), OPTIONS),
+  const decipher = withChaChaKeyAndNonce(key, nonce, (subkey, chachaNonce) =>
+    createDecipheriv(CIPHER, subkey, chachaNonce, OPTIONS),
   );
   decipher.setAAD(aad, { plaintextLength: length });
   decipher.setAuthTag(body.subarray(length));
@@ -74,17 +73,4 @@ function decrypt({ key, nonce, aad }: XChaChaParams, body: Uint8Array): Uint8Arr
     throw new Error('ChaCha20-Poly1305 returned output of the wrong length');
   }
   return plaintext;
-}
-
-/**
- * Runs `use` with the HChaCha20 subkey and wipes it after: the cipher has
- * copied it by then, and it is key material.
- */
-function withSubkey<T>(key: Uint8Array, nonce: Uint8Array, use: (subkey: Uint8Array) => T): T {
-  const subkey = hchachaSubkey(key, nonce);
-  try {
-    return use(subkey);
-  } finally {
-    subkey.fill(0);
-  }
 }

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { nativeXChaCha } from './_native_xchacha.ts';
 import {
-  chachaNonce,
-  hchachaSubkey,
   nobleXChaCha,
   passesKnownAnswer,
+  withChaChaKeyAndNonce,
   type XChaCha20Poly1305,
 } from './_xchacha.ts';
+import { randomBytes } from './bytes.ts';
 
 const hex = (text: string) =>
   Uint8Array.from({ length: text.length / 2 }, (_, i) =>
@@ -32,28 +32,65 @@ const DRAFT = {
   tag: hex('c0875924c1c7987947deafd8780acf49'),
 };
 
-describe('HChaCha20', () => {
-  test('hchachaSubkey() gives the subkey of the draft (2.2.1)', () => {
-    const nonce = new Uint8Array(24);
-    nonce.set(hex('000000090000004a0000000031415927'));
+describe('withChaChaKeyAndNonce(): XChaCha20 reduced to ChaCha20', () => {
+  test('the subkey is the one of the draft (2.2.1), the nonce four zeros and the last 8 bytes', () => {
+    const nonce = Uint8Array.from([...hex('000000090000004a0000000031415927'), ...sequence(1, 8)]);
+    const [subkey, chachaNonce] = withChaChaKeyAndNonce(sequence(0, 32), nonce, (k, n) => [
+      Uint8Array.from(k),
+      Uint8Array.from(n),
+    ]);
     assert.deepEqual(
-      hchachaSubkey(sequence(0, 32), nonce),
+      subkey,
       hex('82413b4227b27bfed30e42508a877d73a0f9e4d58a74a853c12ec41326d3ecdc'),
+    );
+    assert.deepEqual(chachaNonce, Uint8Array.from([0, 0, 0, 0, ...sequence(1, 8)]));
+  });
+
+  test('the subkey and nonce are wiped after use, also when use throws', () => {
+    let seen: Uint8Array[] = [];
+    withChaChaKeyAndNonce(randomBytes(32), randomBytes(24), (subkey, nonce) => {
+      assert.ok(subkey.some((byte) => byte !== 0));
+      seen = [subkey, nonce];
+    });
+    assert.deepEqual(seen, [new Uint8Array(32), new Uint8Array(12)]);
+    assert.throws(
+      () =>
+        withChaChaKeyAndNonce(randomBytes(32), randomBytes(24), (subkey, nonce) => {
+          seen = [subkey, nonce];
+          throw new Error('cipher refused the key');
+        }),
+      /cipher refused the key/,
+    );
+    assert.deepEqual(seen, [new Uint8Array(32), new Uint8Array(12)]);
+  });
+
+  test('a call from inside the callback is refused rather than clobbering the subkey', () => {
+    const key = randomBytes(32);
+    const nonce = randomBytes(24);
+    const expected = withChaChaKeyAndNonce(key, nonce, (subkey) => Uint8Array.from(subkey));
+    withChaChaKeyAndNonce(key, nonce, (subkey) => {
+      assert.throws(() => withChaChaKeyAndNonce(key, nonce, () => undefined), /own callback/);
+      assert.deepEqual(subkey, expected);
+    });
+    // And the guard is released afterwards.
+    assert.deepEqual(
+      withChaChaKeyAndNonce(key, nonce, (subkey) => Uint8Array.from(subkey)),
+      expected,
     );
   });
 
-  test('hchachaSubkey() leaves the key as it was and refuses wrong sizes', () => {
+  test('the key is left as it was, and wrong sizes are refused', () => {
     const key = sequence(0, 32);
-    hchachaSubkey(key, new Uint8Array(24));
+    withChaChaKeyAndNonce(key, new Uint8Array(24), () => undefined);
     assert.deepEqual(key, sequence(0, 32));
-    assert.throws(() => hchachaSubkey(new Uint8Array(31), new Uint8Array(24)), RangeError);
-    assert.throws(() => hchachaSubkey(new Uint8Array(32), new Uint8Array(16)), RangeError);
-  });
-
-  test('chachaNonce() is four zero bytes and the last eight nonce bytes', () => {
-    assert.deepEqual(
-      chachaNonce(sequence(1, 24)),
-      Uint8Array.from([0, 0, 0, 0, ...sequence(17, 8)]),
+    const never = () => assert.fail('use ran');
+    assert.throws(
+      () => withChaChaKeyAndNonce(new Uint8Array(31), new Uint8Array(24), never),
+      RangeError,
+    );
+    assert.throws(
+      () => withChaChaKeyAndNonce(new Uint8Array(32), new Uint8Array(16), never),
+      RangeError,
     );
   });
 });

@@ -47,31 +47,50 @@ export const nobleXChaCha: XChaCha20Poly1305 = {
 const SIGMA = wordsOf(new TextEncoder().encode('expand 32-byte k'));
 
 /**
- * The XChaCha20 subkey for `key` and `nonce`: HChaCha20 (noble's) of the key
- * and the first 16 nonce bytes. It is key material: the caller wipes it.
+ * One scratch area for the reduction, so that a message allocates no buffers
+ * for it (that cost more than HChaCha20 itself): the key's words (bytes
+ * 0–31), the first 16 nonce bytes (32–47), the subkey (48–79) and the
+ * 12-byte ChaCha20 nonce (80–91). Wiped after every use.
  */
-export function hchachaSubkey(key: Uint8Array, nonce: Uint8Array): Uint8Array {
+const SCRATCH = new Uint32Array(23);
+const SCRATCH_BYTES = new Uint8Array(SCRATCH.buffer);
+const KEY_WORDS = SCRATCH.subarray(0, 8);
+const NONCE_WORDS = SCRATCH.subarray(8, 12);
+const SUBKEY_WORDS = SCRATCH.subarray(12, 20);
+const SUBKEY = SCRATCH_BYTES.subarray(48, 80);
+const CHACHA_NONCE = SCRATCH_BYTES.subarray(80, 92);
+let isScratchInUse = false;
+
+/**
+ * Runs `use` with the ChaCha20 key and 12-byte nonce that XChaCha20 reduces
+ * to: the subkey is HChaCha20 (noble's) of the key and the first 16 nonce
+ * bytes, the nonce is four zero bytes and the last 8 nonce bytes. Both live
+ * in one scratch area that is wiped when `use` returns or throws, so `use`
+ * must copy what it keeps (a cipher context does) and may not call this
+ * again.
+ */
+export function withChaChaKeyAndNonce<T>(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  use: (subkey: Uint8Array, chachaNonce: Uint8Array) => T,
+): T {
   if (key.length !== XCHACHA_KEY_BYTES || nonce.length !== XCHACHA_NONCE_BYTES) {
     throw new RangeError('HChaCha20 takes a 32-byte key and a 24-byte nonce');
   }
-  const keyWords = wordsOf(key);
-  const subkey = new Uint32Array(XCHACHA_KEY_BYTES / 4);
-  try {
-    hchacha(SIGMA, keyWords, wordsOf(nonce.subarray(0, HCHACHA_NONCE_BYTES)), subkey);
-  } finally {
-    keyWords.fill(0);
+  if (isScratchInUse) {
+    throw new Error('withChaChaKeyAndNonce() may not be called from its own callback');
   }
-  return new Uint8Array(subkey.buffer);
-}
-
-/**
- * The 12-byte IETF ChaCha20 nonce that XChaCha20 uses with the subkey: four
- * zero bytes, then the last 8 bytes of the 24-byte nonce.
- */
-export function chachaNonce(nonce: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12);
-  out.set(nonce.subarray(HCHACHA_NONCE_BYTES), 4);
-  return out;
+  isScratchInUse = true;
+  try {
+    SCRATCH_BYTES.set(key, 0);
+    SCRATCH_BYTES.set(nonce.subarray(0, HCHACHA_NONCE_BYTES), 32);
+    hchacha(SIGMA, KEY_WORDS, NONCE_WORDS, SUBKEY_WORDS);
+    CHACHA_NONCE.set(nonce.subarray(HCHACHA_NONCE_BYTES), 4);
+    return use(SUBKEY, CHACHA_NONCE);
+  } finally {
+    SCRATCH.fill(0);
+    isScratchInUse = false;
+  }
 }
 
 /**

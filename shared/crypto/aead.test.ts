@@ -99,6 +99,23 @@ describe('the two implementations', () => {
     });
   }
 
+  test('a value sealed before ADR 0016 (noble only) opens through both and through open()', () => {
+    // Sealed by this module as of commit 6fa13a1, under the key a0..bf.
+    const key = Uint8Array.from({ length: 32 }, (_, i) => 0xa0 + i);
+    const hex =
+      '01af475acbd37a4492d658bb5108edc5ad81308fc61fbba4a0539a96f9c39bba1d10183b00a3016321135ae2' +
+      '013ea5ee077a48793492c20a080f75d7f5da56';
+    const sealed = Uint8Array.from({ length: hex.length / 2 }, (_, i) =>
+      Number.parseInt(hex.slice(2 * i, 2 * i + 2), 16),
+    );
+    const aad = encode('secret/db/creds');
+    const expected = encode('{"password":"hunter2"}');
+    for (const implementation of IMPLEMENTATIONS) {
+      assert.deepEqual(openWith(implementation, { key, sealed, aad }), expected);
+    }
+    assert.deepEqual(open(key, sealed, aad), expected);
+  });
+
   test('what seal() sealed, both implementations open', () => {
     for (const size of SIZES) {
       const key = randomBytes(32);

@@ -9,10 +9,11 @@
  * path), so a ciphertext moved elsewhere fails to open.
  *
  * The cipher is the runtime's native ChaCha20-Poly1305 (`node:crypto`, on
- * Node and Deno) behind HChaCha20, about three times faster, when it passes
- * the draft's known-answer test on first use; otherwise `@noble/ciphers` in
- * pure JavaScript. Both give the same bytes, so either opens what the other
- * sealed (ADR 0016). `aeadImplementation()` says which one runs.
+ * Node and Deno) behind HChaCha20, which costs well under half of the pure
+ * JavaScript one, when it passes the XChaCha draft's known-answer test on
+ * first use; otherwise `@noble/ciphers`. Both give the same bytes, so either
+ * opens what the other sealed (ADR 0016). `aeadImplementation()` says which
+ * one runs.
  */
 import { DecryptionFailedError } from '../errors/errors.ts';
 import { nativeXChaCha } from './_native_xchacha.ts';
