@@ -86,7 +86,7 @@ export function authorize<T>(
     c: Context<GuardedEnv<T>>,
     next: Parameters<MiddlewareHandler>[1],
   ): Promise<void> {
-    // requirePeer runs first in every app; without it, fail closed anyway.
+    // The base app finds the peer first; without one, fail closed anyway.
     const peer = c.get('peer') as PeerEnv['Variables']['peer'] | undefined;
     if (peer === undefined) {
       throw new UnauthenticatedError();
