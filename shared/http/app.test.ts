@@ -47,6 +47,22 @@ describe('createBaseApp()', () => {
     assert.equal(ran(), 1);
   });
 
+  test("behind the adapter, puts no-store on the node response, so the route's answer keeps plain headers", async () => {
+    const { app, ran } = appWith(() => peer(Date.now() + HOUR_MS));
+    const set = new Map<string, string>();
+    const outgoing = {
+      setHeader(name: string, value: string) {
+        set.set(name.toLowerCase(), value);
+      },
+    };
+    const res = await app.request('/ok', {}, { incoming: { url: '/ok' }, outgoing });
+    assert.equal(res.status, 200);
+    assert.equal(ran(), 1);
+    // The adapter's writeHead merges it into the answer it writes.
+    assert.equal(set.get('cache-control'), 'no-store');
+    assert.deepEqual([...res.headers.keys()], ['content-type']);
+  });
+
   test('fails closed with ERR_UNAUTHENTICATED when the connection has no verified peer', async () => {
     const { app, ran } = appWith(() => undefined);
     const res = await app.request('/ok');

@@ -51,12 +51,7 @@ export function createBaseApp(
       ? undefined
       : new TokenBuckets(options.rateLimit);
   app.use(async function edge(c, next) {
-    // Set before the handler runs, so every response built through the
-    // context (c.json, c.body, the error handler) carries it. Setting it
-    // afterwards makes Hono rebuild the finished response around its body as
-    // a stream, which @hono/node-server then writes chunked: a read cost
-    // about twice as much that way (docs/performance.md).
-    c.header('Cache-Control', 'no-store');
+    preventCaching(c);
     const peer = verifiedPeer(c, getPeer, now());
     refuseAmbiguousRequest(c);
     if (buckets !== undefined) {
@@ -70,6 +65,27 @@ export function createBaseApp(
   });
   app.onError(createErrorHandler(logger));
   return app;
+}
+
+/**
+ * `Cache-Control: no-store` on whatever answers this request, set before the
+ * route runs. Behind the adapter (serve.ts) it goes on the node:http
+ * response, whose `writeHead` merges it into every answer written there,
+ * also the adapter's own. That keeps Hono's answers to a plain header
+ * object: a header set through the context makes Hono build a fetch
+ * `Headers` for every answer, and the adapter then copy it out again
+ * (docs/performance.md). Without the adapter (`app.request()` in tests) it
+ * is set through the context. Never after the route: setting a header on a
+ * finished answer makes Hono rebuild it around its body as a stream, which
+ * the adapter then writes chunked.
+ */
+function preventCaching(c: Context): void {
+  const outgoing = (c.env as HttpBindings | undefined)?.outgoing;
+  if (outgoing === undefined) {
+    c.header('Cache-Control', 'no-store');
+  } else {
+    outgoing.setHeader('Cache-Control', 'no-store');
+  }
 }
 
 /**
