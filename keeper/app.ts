@@ -4,7 +4,6 @@
  */
 import type { Hono } from 'hono';
 import { createBaseApp } from '../shared/http/app.ts';
-import { limitBody } from '../shared/http/body_limit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
 import type { AuditSink } from '../shared/log/audit_log.ts';
@@ -27,12 +26,12 @@ export interface KeeperAppDeps {
 }
 
 export function createApp(deps: KeeperAppDeps): Hono<PeerEnv> {
-  const app = createBaseApp(
-    deps.getPeer,
-    deps.logger,
-    deps.auditSink === undefined ? {} : { audit: { sink: deps.auditSink, component: 'keeper' } },
-  );
-  app.use(limitBody(KEEPER_MAX_BODY_BYTES));
+  const app = createBaseApp(deps.getPeer, deps.logger, {
+    maxBodyBytes: KEEPER_MAX_BODY_BYTES,
+    ...(deps.auditSink === undefined
+      ? {}
+      : { audit: { sink: deps.auditSink, component: 'keeper' } }),
+  });
   app.route('/', createHealthRoutes('keeper', isNexus(deps.trustDomain), deps.logger));
   app.route(
     '/',

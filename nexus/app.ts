@@ -1,16 +1,14 @@
 /**
- * Nexus's HTTP app. Middleware order (outermost first): the audit trail,
- * requirePeer, no-store, the per-identity rate limit (after requirePeer, so
- * it is keyed by a verified SPIFFE ID; before the body is read), the body
- * limit; then health, status, secrets,
- * policies and the break-glass operator routes; one error handler.
+ * Nexus's HTTP app: the base app (the audit trail, then the edge checks:
+ * no-store, the verified peer, the path, the per-identity rate limit keyed by
+ * that peer and the body limit; see shared/http/app.ts), then health, status,
+ * secrets, policies and the break-glass operator routes; one error handler.
  */
 import type { Hono } from 'hono';
 import { createBaseApp } from '../shared/http/app.ts';
-import { limitBody } from '../shared/http/body_limit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
-import { type RateLimitOptions, rateLimitByPeer } from '../shared/http/rate_limit.ts';
+import type { RateLimitOptions } from '../shared/http/rate_limit.ts';
 import type { RequestCount } from '../shared/http/request_count.ts';
 import type { AuditSink } from '../shared/log/audit_log.ts';
 import type { Logger } from '../shared/log/logger.ts';
@@ -51,10 +49,10 @@ export interface NexusAppDeps {
 
 export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
   const { trustDomain, logger } = deps;
-  const app = createBaseApp(
-    deps.getPeer,
-    logger,
-    deps.auditSink === undefined
+  const app = createBaseApp(deps.getPeer, logger, {
+    maxBodyBytes: deps.maxBodyBytes,
+    ...(deps.rateLimit === undefined ? {} : { rateLimit: deps.rateLimit }),
+    ...(deps.auditSink === undefined
       ? {}
       : {
           audit: {
@@ -62,12 +60,8 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
             component: 'nexus',
             deniedRequests: deps.deniedRequests,
           },
-        },
-  );
-  if (deps.rateLimit !== undefined) {
-    app.use(rateLimitByPeer(deps.rateLimit));
-  }
-  app.use(limitBody(deps.maxBodyBytes));
+        }),
+  });
   app.route('/', createHealthRoutes('nexus', matchMemberOf(trustDomain), logger));
   app.route(
     '/',

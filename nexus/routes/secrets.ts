@@ -52,7 +52,7 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
   /**
    * The guard of a route on one secret path: it parses the path of the URL
    * (`sys/` is reserved for the broker) and asks the access checker; the
-   * handler gets the path as `c.var.target`.
+   * handler gets the path as `c.get('target')`.
    */
   function may(permission: Permission, action: string) {
     const check: RequestCheck<SecretPath> = {
@@ -62,7 +62,14 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
         if (isReservedPath(path)) {
           throw new InvalidRequestError('Secret paths under "sys/" are reserved');
         }
-        return { ...access.explain(peer, permission, path), target: path, resource: path };
+        const decision = access.explain(peer, permission, path);
+        return {
+          allowed: decision.allowed,
+          reason: decision.reason,
+          policy: decision.policy,
+          target: path,
+          resource: path,
+        };
       },
     };
     return authorize(check, { action, logger });
@@ -70,7 +77,7 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
 
   routes.get(DATA, may('read', 'secret.read'), async (c) => {
     const version = parseVersionQuery(c.req.query('version'), 'version');
-    const secret = await store.get(c.var.target, version);
+    const secret = await store.get(c.get('target'), version);
     const body: SecretResponse = {
       path: secret.path,
       version: secret.version,
@@ -82,13 +89,13 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
 
   routes.put(DATA, may('write', 'secret.write'), validateJson(parsePutSecretRequest), async (c) => {
     const { data, cas } = c.req.valid('json');
-    const metadata = await store.put(c.var.target, data, cas === undefined ? {} : { cas });
+    const metadata = await store.put(c.get('target'), data, cas === undefined ? {} : { cas });
     return c.json(metadataToWire(metadata));
   });
 
   routes.delete(DATA, may('delete', 'secret.delete'), async (c) => {
     const versions = parseVersionsQuery(c.req.query('versions'));
-    return c.json(metadataToWire(await store.softDelete(c.var.target, versions)));
+    return c.json(metadataToWire(await store.softDelete(c.get('target'), versions)));
   });
 
   routes.post(
@@ -97,7 +104,7 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
     validateJson((body) => parseVersionsRequest(body, false)),
     async (c) => {
       const { versions } = c.req.valid('json');
-      return c.json(metadataToWire(await store.undelete(c.var.target, versions)));
+      return c.json(metadataToWire(await store.undelete(c.get('target'), versions)));
     },
   );
 
@@ -107,12 +114,12 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
     validateJson((body) => parseVersionsRequest(body, true)),
     async (c) => {
       const versions = c.req.valid('json').versions ?? [];
-      return c.json(metadataToWire(await store.destroy(c.var.target, versions)));
+      return c.json(metadataToWire(await store.destroy(c.get('target'), versions)));
     },
   );
 
   routes.get(METADATA, may('read', 'metadata.read'), async (c) => {
-    return c.json(metadataToWire(await store.readMetadata(c.var.target)));
+    return c.json(metadataToWire(await store.readMetadata(c.get('target'))));
   });
 
   routes.put(
@@ -120,13 +127,15 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
     may('write', 'metadata.write'),
     validateJson(parsePutMetadataRequest),
     async (c) => {
-      return c.json(metadataToWire(await store.writeMetadata(c.var.target, c.req.valid('json'))));
+      return c.json(
+        metadataToWire(await store.writeMetadata(c.get('target'), c.req.valid('json'))),
+      );
     },
   );
 
   routes.delete(METADATA, may('delete', 'secret.delete_path'), async (c) => {
     const onlyDeleted = parseOnlyDeletedQuery(c.req.query('onlyDeleted'));
-    await store.deletePath(c.var.target, { onlyDeleted });
+    await store.deletePath(c.get('target'), { onlyDeleted });
     return c.body(null, 204);
   });
 
@@ -147,7 +156,7 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
       { store, access },
       {
         peer: c.get('peer').id,
-        prefix: c.var.target,
+        prefix: c.get('target'),
         limit: parseListLimit(c.req.query('limit')),
         after: after === undefined ? undefined : parseSecretPath(after),
       },

@@ -12,7 +12,24 @@ export const MAX_SECRET_PATH_LENGTH = 512;
 export const MAX_SECRET_PATH_SEGMENTS = 32;
 const SEGMENT_REGEXP = /^[A-Za-z0-9._-]+$/;
 
+/**
+ * Exactly the paths the checks below admit, in one test without splitting:
+ * segments of the allowed characters joined by single "/", none of them "."
+ * or "..". Every request names a path, so the common case skips the
+ * allocation; anything else takes the checks, which say what is wrong.
+ */
+const WELL_FORMED_PATH_REGEXP =
+  /^(?!\.\.?(?:\/|$))[A-Za-z0-9._-]+(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._-]+)*$/;
+
 export function parseSecretPath(value: unknown): SecretPath {
+  if (
+    typeof value === 'string' &&
+    value.length <= MAX_SECRET_PATH_LENGTH &&
+    WELL_FORMED_PATH_REGEXP.test(value) &&
+    segmentCount(value) <= MAX_SECRET_PATH_SEGMENTS
+  ) {
+    return value as SecretPath;
+  }
   if (typeof value !== 'string' || value === '') {
     throw new InvalidRequestError('A secret path must be a non-empty string');
   }
@@ -41,6 +58,12 @@ export function parseSecretPath(value: unknown): SecretPath {
     }
   }
   return value as SecretPath;
+}
+
+function segmentCount(path: string): number {
+  let count = 1;
+  for (let i = path.indexOf('/'); i !== -1; i = path.indexOf('/', i + 1)) count += 1;
+  return count;
 }
 
 /**

@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type BrokerError, InvalidRequestError } from '../errors/errors.ts';
+import { InvalidRequestError } from '../errors/errors.ts';
 import { createLogger, createMemorySink } from '../log/logger.ts';
 import { matchId } from '../spiffe/match.ts';
 import { parseSpiffeId } from '../spiffe/spiffe_id.ts';
 import type { VerifiedSvid } from '../spiffe/x509_svid.ts';
 import { createBaseApp } from './app.ts';
 import { authorize } from './authorize.ts';
-import { limitBody } from './body_limit.ts';
-import { requirePeer } from './peer.ts';
 import { validateJson } from './validate.ts';
 
 const HOUR_MS = 3_600_000;
@@ -47,6 +45,22 @@ describe('createBaseApp()', () => {
     assert.equal(res.headers.get('cache-control'), 'no-store');
     assert.deepEqual(await res.json(), { peer: 'spiffe://example.org/app' });
     assert.equal(ran(), 1);
+  });
+
+  test("behind the adapter, puts no-store on the node response, so the route's answer keeps plain headers", async () => {
+    const { app, ran } = appWith(() => peer(Date.now() + HOUR_MS));
+    const set = new Map<string, string>();
+    const outgoing = {
+      setHeader(name: string, value: string) {
+        set.set(name.toLowerCase(), value);
+      },
+    };
+    const res = await app.request('/ok', {}, { incoming: { url: '/ok' }, outgoing });
+    assert.equal(res.status, 200);
+    assert.equal(ran(), 1);
+    // The adapter's writeHead merges it into the answer it writes.
+    assert.equal(set.get('cache-control'), 'no-store');
+    assert.deepEqual([...res.headers.keys()], ['content-type']);
   });
 
   test('fails closed with ERR_UNAUTHENTICATED when the connection has no verified peer', async () => {
@@ -97,21 +111,21 @@ describe('createBaseApp()', () => {
   });
 });
 
-describe('requirePeer()', () => {
+describe('the peer check of createBaseApp()', () => {
   test('uses the injected clock for the expiry check', async () => {
-    const { Hono } = await import('hono');
-    const app = new Hono();
     const now = Date.now();
-    app.use(
-      requirePeer(
-        () => peer(now + 1000),
-        () => now + 2000,
-      ),
+    const app = createBaseApp(
+      () => peer(now + 1000),
+      createLogger({ component: 'test', sink: createMemorySink() }),
+      { now: () => now + 2000 },
     );
     app.get('/', (c) => c.text('ran'));
-    app.onError((err, c) => c.text((err as BrokerError).code, 401));
     const res = await app.request('/');
-    assert.equal(await res.text(), 'ERR_UNAUTHENTICATED');
+    assert.equal(res.status, 401);
+    assert.equal(
+      ((await res.json()) as { error: { code: string } }).error.code,
+      'ERR_UNAUTHENTICATED',
+    );
   });
 });
 
@@ -192,8 +206,9 @@ describe('request bodies in the base app, guarded routes and validateJson()', ()
   function guardedApp(callerId: string) {
     const sink = createMemorySink();
     const caller = { ...peer(Date.now() + HOUR_MS), id: parseSpiffeId(callerId) };
-    const app = createBaseApp(() => caller, createLogger({ component: 'test', sink }));
-    app.use(limitBody(64));
+    const app = createBaseApp(() => caller, createLogger({ component: 'test', sink }), {
+      maxBodyBytes: 64,
+    });
     const allowed = matchId(parseSpiffeId(ALLOWED));
     let acted = 0;
     app.put(

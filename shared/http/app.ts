@@ -1,24 +1,38 @@
 /**
  * The fixed outer shape of every mTLS app: the audit trail outermost (so
- * denials are audited), then `requirePeer` so nothing
- * runs for an unverified peer, `Cache-Control: no-store` on every response,
- * a refusal of ambiguous request paths, one error handler, and a not-found
- * that throws like everything else.
+ * denials are audited), then one edge step that runs, in this order,
+ * `Cache-Control: no-store` on every response, the verified peer (so nothing
+ * else runs for an unverified one), the refusal of ambiguous request paths
+ * and of a body on GET, the per-identity rate limit (keyed by the verified
+ * peer, before any body is read) and the body limit; then the routes, one
+ * error handler, and a not-found that throws like everything else.
+ *
+ * The edge checks are one middleware rather than one each: every Hono
+ * middleware costs a dispatch, a closure and a promise per request, which
+ * showed in the profile of a read (docs/performance.md).
  */
 
 import type { HttpBindings } from '@hono/node-server';
-import type { Context, Next } from 'hono';
+import type { Context } from 'hono';
 import { Hono } from 'hono';
 import { InvalidRequestError, NotFoundError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { type AuditOptions, audit } from './audit.ts';
+import { checkBodyLimit, DEFAULT_MAX_BODY_BYTES, limitDeclaredBody } from './body_limit.ts';
 import { createErrorHandler } from './error_handler.ts';
-import { type GetPeer, type PeerEnv, requirePeer } from './peer.ts';
+import { type GetPeer, type PeerEnv, verifiedPeer } from './peer.ts';
+import { type RateLimitOptions, TokenBuckets, takeToken } from './rate_limit.ts';
 import { declaresBody } from './validate.ts';
 
 export interface BaseAppOptions {
   /** Where the audit trail goes; without it requests are not audited (tests). */
   readonly audit?: AuditOptions;
+  /** Requests per verified SPIFFE ID; without it, or with a rate of 0, there is no limit. */
+  readonly rateLimit?: RateLimitOptions;
+  /** The largest request body in bytes (body_limit.ts); default `DEFAULT_MAX_BODY_BYTES`. */
+  readonly maxBodyBytes?: number;
+  /** The clock of the SVID expiry check (tests); default `Date.now`. */
+  readonly now?: () => number;
 }
 
 export function createBaseApp(
@@ -30,22 +44,53 @@ export function createBaseApp(
   if (options.audit !== undefined) {
     app.use(audit(options.audit));
   }
-  // Set before the handler runs, so every response built through the context
-  // (c.json, c.body, the error handler) carries it. Setting it afterwards
-  // makes Hono rebuild the finished response around its body as a stream,
-  // which @hono/node-server then writes chunked: a read cost about twice as
-  // much that way (docs/performance.md).
-  app.use(async function noStore(c, next) {
-    c.header('Cache-Control', 'no-store');
+  const now = options.now ?? Date.now;
+  const maxBodyBytes = checkBodyLimit(options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+  const buckets =
+    options.rateLimit === undefined || options.rateLimit.ratePerSecond === 0
+      ? undefined
+      : new TokenBuckets(options.rateLimit);
+  app.use(async function edge(c, next) {
+    preventCaching(c);
+    const peer = verifiedPeer(c, getPeer, now());
+    refuseAmbiguousRequest(c);
+    if (buckets !== undefined) {
+      takeToken(buckets, peer.id.toString(), c);
+    }
+    // A GET or HEAD with a body was refused above: only other methods have
+    // a body to limit (which saves the header lookups on every read).
+    const method = c.req.method;
+    if (method !== 'GET' && method !== 'HEAD') {
+      limitDeclaredBody(c, maxBodyBytes);
+    }
     await next();
   });
-  app.use(requirePeer(getPeer));
-  app.use(refuseAmbiguousPath);
   app.notFound(() => {
     throw new NotFoundError('No such route');
   });
   app.onError(createErrorHandler(logger));
   return app;
+}
+
+/**
+ * `Cache-Control: no-store` on whatever answers this request, set before the
+ * route runs. Behind the adapter (serve.ts) it goes on the node:http
+ * response, whose `writeHead` merges it into every answer written there,
+ * also the adapter's own. That keeps Hono's answers to a plain header
+ * object: a header set through the context makes Hono build a fetch
+ * `Headers` for every answer, and the adapter then copy it out again
+ * (docs/performance.md). Without the adapter (`app.request()` in tests) it
+ * is set through the context. Never after the route: setting a header on a
+ * finished answer makes Hono rebuild it around its body as a stream, which
+ * the adapter then writes chunked.
+ */
+function preventCaching(c: Context): void {
+  const outgoing = (c.env as HttpBindings | undefined)?.outgoing;
+  if (outgoing === undefined) {
+    c.header('Cache-Control', 'no-store');
+  } else {
+    outgoing.setHeader('Cache-Control', 'no-store');
+  }
 }
 
 /**
@@ -63,7 +108,7 @@ const AMBIGUOUS_PATH_REGEXP = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)|%2f|%5c|\/\//i;
  * `{.+}` into a 404 "No such route". No well-formed path of ours needs any of
  * these.
  */
-async function refuseAmbiguousPath(c: Context, next: Next): Promise<void> {
+function refuseAmbiguousRequest(c: Context): void {
   if (AMBIGUOUS_PATH_REGEXP.test(rawPathOf(c))) {
     throw new InvalidRequestError(
       'The request path must not contain "." or ".." segments, empty segments or encoded slashes',
@@ -78,7 +123,6 @@ async function refuseAmbiguousPath(c: Context, next: Next): Promise<void> {
   if ((c.req.method === 'GET' || c.req.method === 'HEAD') && declaresBody(c)) {
     throw new InvalidRequestError(`A ${c.req.method} request must not have a body`);
   }
-  await next();
 }
 
 /** The request target as the client sent it (before URL parsing), without the query. */

@@ -123,7 +123,7 @@ describe('authorize() with a RequestCheck', () => {
     const seen: string[] = [];
     app.get('/things/:name', authorize(onlyMine, { action: 'thing.read', logger }), (c) => {
       // Typed by the guard: the handler never parses the name again.
-      const target: string = c.var.target;
+      const target: string = c.get('target');
       seen.push(target);
       return c.text('ok');
     });

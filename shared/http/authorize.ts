@@ -7,7 +7,7 @@
  * - with a `RequestCheck`, on the peer and what the request names (the
  *   secret path in the URL…): the check parses that (a malformed one is
  *   `ERR_INVALID_REQUEST`), decides, and the guard hands the parsed value to
- *   the handler as `c.var.target`, so no handler parses it again.
+ *   the handler as `c.get('target')`, so no handler parses it again.
  *
  * Either way the decision's reason (and the policy that granted, if one did)
  * goes into the request's audit event, and a refusal throws
@@ -33,7 +33,7 @@ export interface CheckOutcome<T> {
   readonly reason: string;
   /** The policy that granted the request, if one did. */
   readonly policy?: string | undefined;
-  /** What was checked, parsed; the handler gets it as `c.var.target`. */
+  /** What was checked, parsed; the handler gets it as `c.get('target')`. */
   readonly target: T;
   /** How the audit event names what was checked (`resource`), if it names it. */
   readonly resource?: string | undefined;
@@ -51,7 +51,7 @@ export interface RequestCheck<T> {
 }
 
 export interface AuthorizeOptions {
-  /** The audit action of the route (`secret.read`…), recorded before the check so denials carry it. */
+  /** The audit action of the route (`secret.read`…), recorded with the decision, and also when the check throws. */
   readonly action: string;
   /** Where refusals are written, with the peer and the rule it failed. */
   readonly logger?: Logger | undefined;
@@ -86,17 +86,27 @@ export function authorize<T>(
     c: Context<GuardedEnv<T>>,
     next: Parameters<MiddlewareHandler>[1],
   ): Promise<void> {
-    // requirePeer runs first in every app; without it, fail closed anyway.
+    // The base app finds the peer first; without one, fail closed anyway.
     const peer = c.get('peer') as PeerEnv['Variables']['peer'] | undefined;
     if (peer === undefined) {
       throw new UnauthenticatedError();
     }
-    setAudit(c, { action });
-    const outcome = decide(c as unknown as Context<PeerEnv>, peer.id);
-    setAudit(c, {
-      ...(outcome.resource === undefined ? {} : { resource: outcome.resource }),
-      decision: { reason: outcome.reason, policy: outcome.policy ?? null },
-    });
+    let outcome: CheckOutcome<T>;
+    try {
+      outcome = decide(c as unknown as Context<PeerEnv>, peer.id);
+    } catch (err) {
+      // A malformed request is audited with the route's action too.
+      setAudit(c, { action });
+      throw err;
+    }
+    // One annotation: each one is a new object merged into the request's.
+    const decision = { reason: outcome.reason, policy: outcome.policy ?? null };
+    setAudit(
+      c,
+      outcome.resource === undefined
+        ? { action, decision }
+        : { action, resource: outcome.resource, decision },
+    );
     if (!outcome.allowed) {
       logger?.warn('Access denied', {
         peer: peer.id.toString(),

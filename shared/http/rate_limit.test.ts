@@ -6,7 +6,7 @@ import { createLogger, createMemorySink } from '../log/logger.ts';
 import { parseSpiffeId } from '../spiffe/spiffe_id.ts';
 import type { VerifiedSvid } from '../spiffe/x509_svid.ts';
 import { createBaseApp } from './app.ts';
-import { rateLimitByPeer, TokenBuckets } from './rate_limit.ts';
+import { TokenBuckets } from './rate_limit.ts';
 
 const HOUR_MS = 3_600_000;
 const FLOODER = 'spiffe://example.org/apps/flooder';
@@ -40,9 +40,8 @@ function limitedApp(options: { ratePerSecond: number; burst: number; now: () => 
       return id === undefined ? undefined : peerOf(id);
     },
     createLogger({ component: 'test', sink: createMemorySink() }),
-    { audit: { sink: auditSink, component: 'test' } },
+    { audit: { sink: auditSink, component: 'test' }, rateLimit: options },
   );
-  app.use(rateLimitByPeer(options));
   let handlerRuns = 0;
   app.get('/thing', (c) => {
     handlerRuns += 1;
@@ -121,7 +120,7 @@ describe('TokenBuckets', () => {
   });
 });
 
-describe('rateLimitByPeer()', () => {
+describe('the rate limit of createBaseApp()', () => {
   test('answers 429 ERR_RATE_LIMITED with Retry-After, audited as denied, without running the handler', async () => {
     const time = clock();
     const { ask, auditSink, handlerRuns } = limitedApp({

@@ -5,12 +5,12 @@
  * the body is read or a store is touched. Buckets are independent, so one
  * identity's flood never takes tokens from another.
  *
- * The middleware must run after `requirePeer`: it is keyed by the verified
- * peer, never by anything the client wrote, and it fails closed without one.
+ * The base app (shared/http/app.ts) takes a token right after it found the
+ * verified peer: the limit is keyed by that peer, never by anything the
+ * client wrote.
  */
-import type { MiddlewareHandler } from 'hono';
-import { RateLimitedError, UnauthenticatedError } from '../errors/errors.ts';
-import type { PeerEnv } from './peer.ts';
+import type { Context } from 'hono';
+import { RateLimitedError } from '../errors/errors.ts';
 
 export interface RateLimitOptions {
   /** Sustained requests per second per identity; 0 turns the limit off. */
@@ -104,27 +104,17 @@ export class TokenBuckets {
 }
 
 /**
- * The middleware: 429 with `Retry-After` (whole seconds) when the caller's
- * bucket is empty. With a rate of 0 it lets everything through.
+ * Takes a token for the verified peer `peerId`, or refuses the request: 429
+ * with `Retry-After` (whole seconds) when its bucket is empty.
  */
-export function rateLimitByPeer(options: RateLimitOptions): MiddlewareHandler<PeerEnv> {
-  const buckets = options.ratePerSecond === 0 ? undefined : new TokenBuckets(options);
-  return async function rateLimitByPeerMiddleware(c, next) {
-    if (buckets !== undefined) {
-      const peer = c.get('peer') as PeerEnv['Variables']['peer'] | undefined;
-      if (peer === undefined) {
-        throw new UnauthenticatedError();
-      }
-      const taken = buckets.take(peer.id.toString());
-      if (!taken.isAllowed) {
-        const retryAfterSeconds = Math.max(1, Math.ceil(taken.retryAfterMs / 1000));
-        c.header('Retry-After', String(retryAfterSeconds));
-        throw new RateLimitedError(
-          `Too many requests from this SPIFFE ID: retry after ${retryAfterSeconds}s`,
-          { retryAfterSeconds },
-        );
-      }
-    }
-    await next();
-  };
+export function takeToken(buckets: TokenBuckets, peerId: string, c: Context): void {
+  const taken = buckets.take(peerId);
+  if (!taken.isAllowed) {
+    const retryAfterSeconds = Math.max(1, Math.ceil(taken.retryAfterMs / 1000));
+    c.header('Retry-After', String(retryAfterSeconds));
+    throw new RateLimitedError(
+      `Too many requests from this SPIFFE ID: retry after ${retryAfterSeconds}s`,
+      { retryAfterSeconds },
+    );
+  }
 }

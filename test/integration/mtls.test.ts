@@ -117,6 +117,9 @@ describe('SPIFFE mTLS server and client', () => {
     const body = res.json() as { id: string; serial: string };
     assert.equal(body.id, SUPERUSER);
     assert.equal(serial(body.serial), serial(svid.leaf.certificate.serialNumber));
+    const missing = await client.request({ method: 'GET', url: url('/nowhere') });
+    assert.equal(missing.status, 404);
+    assert.equal(missing.headers['cache-control'], 'no-store');
   });
 
   test('a kept-alive connection is reused for later requests', async () => {
