@@ -33,12 +33,13 @@
  * COMMIT without yielding, rather than an interactive `db.transaction()` that
  * would hold the only connection across awaits.
  *
- * Writes of secrets. The secret store writes through `write()`: synchronous
- * work on statements compiled once (`prepareWrite()`) on a third connection
- * of the `libsql` driver, the writer, with the same pragmas as the client's,
- * in a transaction of its own. Every transaction of this process, on either
- * connection, runs from BEGIN to COMMIT without yielding, so the two never
- * wait on each other.
+ * Writes of secrets (ADR 0019). The secret store writes through `write()`:
+ * synchronous work on statements compiled once (`prepareWrite()`) on a third
+ * connection of the `libsql` driver, the writer, with the same pragmas as the
+ * client's. The writes of one event-loop turn share one transaction and one
+ * commit (`_group_commit.ts`), each in its own savepoint. Every transaction
+ * of this process, on either connection, runs from BEGIN to COMMIT without
+ * yielding, so the two never wait on each other.
  *
  * Hot reads. The client compiles every statement anew, and drizzle builds
  * the SQL text anew, on each call: about 10× the cost of running a compiled
@@ -65,6 +66,7 @@ import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import Database from 'libsql';
 import { InternalError } from '../../../shared/errors/errors.ts';
+import { type CommitConnection, GroupCommit, type WriteWork } from './_group_commit.ts';
 import * as schema from './schema.ts';
 
 /**
@@ -114,11 +116,12 @@ export interface SqliteDatabase {
   /** Compiles a statement for the work of `write()` (see "Writes of secrets" above). */
   prepareWrite(sql: string): WriteStatement;
   /**
-   * Runs `work` in a transaction of its own; resolves with what it returned
-   * once committed, rejects with what it threw (and then it changed nothing)
-   * or with the commit's error. `bytes`: roughly what it writes.
+   * Runs `work` in this turn's transaction, in its own savepoint; resolves
+   * with what it returned once that transaction is committed, rejects with
+   * what it threw (and then it changed nothing) or with the commit's error.
+   * `bytes`: roughly what it writes, to bound a transaction.
    */
-  write<T>(work: () => T, bytes: number): Promise<T>;
+  write<T>(work: WriteWork<T>, bytes: number): Promise<T>;
   /** The absolute path of the database file (`:memory:` for an in-memory database). */
   readonly path: string;
   /** Closes the connection. Idempotent. */
@@ -282,11 +285,26 @@ function openWriter(
   }
 }
 
-/** `prepareWrite()` and `write()` on the writer connection, and its close. */
+/**
+ * `prepareWrite()` and `write()` on the writer connection, and the close
+ * that first commits what is queued, then closes it.
+ */
 function writeMethods(writer: Database.Database) {
-  const begin = writer.prepare('BEGIN IMMEDIATE');
-  const commit = writer.prepare('COMMIT');
-  const rollback = writer.prepare('ROLLBACK');
+  const control = new Map<string, Database.Statement>();
+  const connection: CommitConnection = {
+    run(sql) {
+      let statement = control.get(sql);
+      if (statement === undefined) {
+        statement = writer.prepare(sql);
+        control.set(sql, statement);
+      }
+      statement.run([]);
+    },
+    get inTransaction() {
+      return writer.inTransaction;
+    },
+  };
+  const group = new GroupCommit(connection);
   return {
     prepareWrite(sql: string): WriteStatement {
       const statement = writer.prepare(sql);
@@ -302,20 +320,13 @@ function writeMethods(writer: Database.Database) {
         },
       };
     },
-    write<T>(work: () => T, _bytes: number): Promise<T> {
-      if (!writer.open) return Promise.reject(new InternalError('The database is closed'));
-      try {
-        begin.run([]);
-        const value = work();
-        commit.run([]);
-        return Promise.resolve(value);
-      } catch (err) {
-        if (writer.inTransaction) rollback.run([]);
-        return Promise.reject(err);
-      }
+    write<T>(work: WriteWork<T>, bytes: number): Promise<T> {
+      return group.submit(work, bytes);
     },
     close(): void {
-      if (writer.open) writer.close();
+      if (!writer.open) return;
+      group.close();
+      writer.close();
     },
   };
 }

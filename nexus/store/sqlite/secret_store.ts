@@ -3,30 +3,35 @@
  * rows. The `memory` backend is this same class on an in-memory database
  * (`openMemoryDatabase()`), so there is one implementation of the rules.
  *
- * Writes. Every write (put, soft delete, undelete, destroy, deletePath,
- * writeMetadata) is a synchronous function of statements compiled once on
- * the writer connection (`WRITE_SQL` below), run by `database.write()` in a
- * transaction of its own. Reads (get, list, readMetadata) stay on the read
- * connection and the client.
+ * Writes (ADR 0019). Every write (put, soft delete, undelete, destroy,
+ * deletePath, writeMetadata) is a synchronous function of statements
+ * compiled once on the writer connection (the `*_SQL` constants below), run
+ * by `database.write()`: the writes of one event-loop turn share one
+ * transaction and one commit (one fsync), each in its own savepoint. Reads
+ * (get, list, readMetadata) stay on the read connection and the client.
  *
- * Atomicity. If any statement of a write fails, or the write throws
- * (check-and-set, quota, not found), its transaction is rolled back and it
- * changed nothing. A write is acknowledged only after its commit, so a crash
- * leaves it all there or not at all, and `synchronous = FULL` makes it
- * durable once acknowledged.
+ * Atomicity. A write's statements run in its savepoint: if any fails, or the
+ * write throws (check-and-set, quota, not found), the savepoint is rolled
+ * back and that write changed nothing, while the others of its transaction
+ * go on. A write is acknowledged only after its transaction committed, so a
+ * crash leaves each write all there or not at all, and `synchronous = FULL`
+ * makes it durable once acknowledged. If the commit fails, every write of
+ * the transaction fails.
  *
  * Concurrency. The transaction runs from BEGIN IMMEDIATE to COMMIT without
  * yielding, and holds SQLite's write lock, so a write reads the state that
- * every write before it left and nothing changes it before the write is
- * done: writes behave as if run one after another, in the order they were
- * made. A put reads the path's current version inside its transaction and
- * writes the next one: no write loses an update, no claim is lost, and of
- * two writers with the same `cas` exactly one wins, the other gets
- * ConflictError.
+ * every write before it left (in this transaction, earlier ones; in another
+ * process, committed ones) and nothing changes it before the write is done:
+ * writes behave as if run one after another, in the order they were made.
+ * A put reads the path's current version inside its savepoint and writes the
+ * next one: no write loses an update, no claim is lost, and of two writers
+ * with the same `cas` exactly one wins, the other gets ConflictError.
  *
- * Sealing. A put seals its data inside its transaction, once the version
- * (to which the ciphertext is bound) is certain: exactly one seal per put.
- * Custom metadata is bound to the path only, so it is sealed before.
+ * Sealing. A put seals its data inside its savepoint, once the version (to
+ * which the ciphertext is bound) is known: exactly one seal per put, never
+ * a wasted one when many writes to one path share a transaction. Custom
+ * metadata is sealed in its write too. Sealing is synchronous, so the
+ * transaction still never yields.
  *
  * Invariants every write keeps: a path has a `secret_metadata` row exactly
  * when it has version rows; its versions are the contiguous range
@@ -36,11 +41,11 @@
  *
  * Quotas (`secret_quotas.ts`, ADR 0015). Every write that adds or removes
  * charged bytes or paths adds its change to the namespace's
- * `secret_quota_usage` row in the same transaction, computed from the rows it
+ * `secret_quota_usage` row in the same savepoint, computed from the rows it
  * changes (a pruned or deleted row's charge is returned by the DELETE
  * itself), so the counter stays exact. When an increase takes the counter
  * beyond the namespace's quota, the write throws QuotaExceededError and its
- * transaction rolls back. Only an increase is checked, so freeing never fails.
+ * savepoint rolls back. Only an increase is checked, so freeing never fails.
  *
  * Listing shows every path that has metadata, as Vault does: a path whose
  * versions are all deleted or destroyed is still listed until `deletePath`.
@@ -255,7 +260,7 @@ export class SqliteSecretStore implements SecretStore {
       const sql = this.#statements();
       const head = this.#readHead(path);
       if (head === undefined) throw missingPath(path);
-      // Checked in this transaction, so a version written or undeleted
+      // Checked in this savepoint, so a version written or undeleted
       // after the caller looked is seen here, and the path then kept.
       if (options.onlyDeleted === true && sql.findLiveVersion.get([path]) !== undefined) {
         throw liveVersionConflict(path);
@@ -282,13 +287,14 @@ export class SqliteSecretStore implements SecretStore {
     if (update.maxVersions === undefined && update.customMetadata === undefined) {
       return this.readMetadata(path);
     }
-    const changes = metadataChanges(path, update, this.#nowMs(), this.#keyring);
-    const sealed = changes.customMetadata;
     const state = await this.#write(
       () => {
         const sql = this.#statements();
         const head = this.#readHead(path);
         if (head === undefined) throw missingPath(path);
+        // Sealed and timed in the write, like a put's data.
+        const changes = metadataChanges(path, update, this.#nowMs(), this.#keyring);
+        const sealed = changes.customMetadata;
         sql.updateMetadata.run([
           path,
           changes.updatedAtMs,
@@ -307,7 +313,7 @@ export class SqliteSecretStore implements SecretStore {
         this.#charge(path, 0, customChange - pruned);
         return this.#readState(path);
       },
-      SMALL_WRITE_BYTES + (sealed?.length ?? 0),
+      dataBytes(update.customMetadata ?? {}),
     );
     return this.#toMetadata(path, state.row, state.versions);
   }
@@ -351,7 +357,7 @@ export class SqliteSecretStore implements SecretStore {
     return this.#toMetadata(path, state.row, state.versions);
   }
 
-  /** Runs `work` through the writer connection (see "Writes" above). */
+  /** Runs `work` in the database's group commit (see "Writes" above). */
   #write<T>(work: () => T, bytes: number): Promise<T> {
     if (this.#isClosed) throw new InternalError('The secret store is closed');
     return this.#database.write(work, bytes);
@@ -369,7 +375,7 @@ export class SqliteSecretStore implements SecretStore {
     return this.#writeStatements;
   }
 
-  /** The path's row as a write needs it, read in the write's transaction. */
+  /** The path's row as a write needs it, read in the write's savepoint. */
   #readHead(path: SecretPath): PathHead | undefined {
     const cells = this.#statements().readHead.get([path]);
     if (cells === undefined) return undefined;
@@ -382,7 +388,7 @@ export class SqliteSecretStore implements SecretStore {
     };
   }
 
-  /** The path's metadata row and version rows, read in the write's transaction. */
+  /** The path's metadata row and version rows, read in the write's savepoint. */
   #readState(path: SecretPath): PathState {
     const sql = this.#statements();
     const cells = sql.readMetadata.get([path]);
@@ -583,7 +589,7 @@ const WRITE_SQL = {
 } as const;
 
 /**
- * Roughly the bytes a put writes (its data's keys and values), to bound a
+ * Roughly the bytes a write seals (a map's keys and values), to bound a
  * transaction; the exact size is known only once sealed.
  */
 function dataBytes(data: SecretData): number {
