@@ -353,8 +353,9 @@ export function checkMetadataUpdate(update: MetadataUpdate): void {
 
 /**
  * The `secret_metadata` columns a checked update writes, custom metadata
- * sealed (an empty map is stored as null). Sealed before any statement runs,
- * so no transaction waits on encryption.
+ * sealed (an empty map is stored as null). PostgreSQL calls it before its
+ * transaction, so that no row lock waits on encryption; SQLite inside its
+ * write, which never yields (ADR 0019).
  */
 export function metadataChanges(
   path: SecretPath,

@@ -1,7 +1,8 @@
 /**
  * `prepareRead()`: a compiled hot read sees every commit made through the
  * client before they run, on a file and in memory, and on a file they cannot
- * write.
+ * write. `write()`: group commit on the writer connection, on real SQLite,
+ * with a failing write and a failing COMMIT.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -41,6 +42,105 @@ for (const [name, open] of [
     });
   });
 }
+
+const INSERT_PATH_SQL = `
+  INSERT INTO secret_metadata (path, created_at_ms, updated_at_ms, current_version, oldest_version)
+  VALUES (?1, 1, 1, 1, 1)`;
+const PATHS_SQL = 'SELECT path FROM secret_metadata ORDER BY path';
+const storedPaths = async (database: SqliteDatabase) =>
+  (await database.db.all<{ path: string }>(sql.raw(PATHS_SQL))).map((row) => row.path);
+
+let writeFiles = 0;
+for (const [name, open] of [
+  ['a file', () => openSqliteDatabase({ path: join(dir, `write-${++writeFiles}.db`) })],
+  ['memory', () => openMemoryDatabase()],
+] as const) {
+  describe(`write() on ${name}`, () => {
+    test('the writes of one turn commit together; one that fails changes nothing', async () => {
+      const database = await open();
+      try {
+        const insert = database.prepareWrite(INSERT_PATH_SQL);
+        const writes = ['g/a', 'g/b', 'g/a', 'g/c'].map((path) =>
+          database.write(() => {
+            insert.run([path]);
+            return path;
+          }, 1),
+        );
+        const settled = await Promise.allSettled(writes);
+        assert.deepEqual(
+          settled.map((s) => s.status),
+          ['fulfilled', 'fulfilled', 'rejected', 'fulfilled'],
+        );
+        assert.match(String((settled[2] as PromiseRejectedResult).reason), /UNIQUE/);
+        assert.deepEqual(await storedPaths(database), ['g/a', 'g/b', 'g/c']);
+        // A compiled read sees the committed writes.
+        assert.deepEqual(await database.prepareRead(COUNT_SQL).get(['']), [3]);
+      } finally {
+        await database.close();
+      }
+    });
+
+    test('a COMMIT that fails fails every write of its group and keeps none', async () => {
+      const database = await open();
+      try {
+        const insert = database.prepareWrite(INSERT_PATH_SQL);
+        // A deferred foreign key is checked only at COMMIT: a version row
+        // without its path makes the COMMIT itself fail.
+        const deferKeys = database.prepareWrite('PRAGMA defer_foreign_keys = ON');
+        const orphan = database.prepareWrite(
+          `INSERT INTO secrets (path, version, created_at_ms, destroyed, ciphertext)
+           VALUES ('nowhere', 1, 1, 0, x'00')`,
+        );
+        const writes = [
+          database.write(() => insert.run(['c/1']), 1),
+          database.write(() => {
+            deferKeys.run([]);
+            orphan.run([]);
+          }, 1),
+          database.write(() => insert.run(['c/2']), 1),
+        ];
+        const settled = await Promise.allSettled(writes);
+        for (const s of settled) {
+          assert.equal(s.status, 'rejected');
+          assert.match(String(s.reason), /FOREIGN KEY/);
+        }
+        assert.deepEqual(await storedPaths(database), []);
+        // The connection is usable again: the next group commits.
+        await database.write(() => insert.run(['c/3']), 1);
+        assert.deepEqual(await storedPaths(database), ['c/3']);
+      } finally {
+        await database.close();
+      }
+    });
+
+    test('close() commits the writes still queued, then write() is refused', async () => {
+      const database = await open();
+      const insert = database.prepareWrite(INSERT_PATH_SQL);
+      const queued = database.write(() => insert.run(['q/1']), 1);
+      await database.close();
+      await queued;
+      await assert.rejects(
+        database.write(() => undefined, 1),
+        /closed/,
+      );
+    });
+  });
+}
+
+test('close() leaves what the queued writes committed in the file', async () => {
+  const path = join(dir, 'close.db');
+  let database = await openSqliteDatabase({ path });
+  const insert = database.prepareWrite(INSERT_PATH_SQL);
+  const queued = database.write(() => insert.run(['kept/1']), 1);
+  await database.close();
+  await queued;
+  database = await openSqliteDatabase({ path });
+  try {
+    assert.deepEqual(await storedPaths(database), ['kept/1']);
+  } finally {
+    await database.close();
+  }
+});
 
 test('prepareRead() on a file cannot write', async () => {
   const database = await openSqliteDatabase({ path: join(dir, 'readonly.db') });

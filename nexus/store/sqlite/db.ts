@@ -33,6 +33,14 @@
  * COMMIT without yielding, rather than an interactive `db.transaction()` that
  * would hold the only connection across awaits.
  *
+ * Writes of secrets (ADR 0019). The secret store writes through `write()`:
+ * synchronous work on statements compiled once (`prepareWrite()`) on a third
+ * connection of the `libsql` driver, the writer, with the same pragmas as the
+ * client's. The writes of one event-loop turn share one transaction and one
+ * commit (`_group_commit.ts`), each in its own savepoint. Every transaction
+ * of this process, on either connection, runs from BEGIN to COMMIT without
+ * yielding, so the two never wait on each other.
+ *
  * Hot reads. The client compiles every statement anew, and drizzle builds
  * the SQL text anew, on each call: about 10× the cost of running a compiled
  * statement (docs/performance.md). The few reads on the request path
@@ -40,9 +48,16 @@
  * read-only (`query_only`) connection of the `libsql` driver underneath the
  * client. In WAL mode that reader never waits on the writer and sees every
  * commit that finished before its statement starts, so a caller reads its own
- * acknowledged writes. A memory database has no second connection to the same
- * data, so there `prepareRead()` runs through the client.
+ * acknowledged writes. A memory database runs `prepareRead()` through the
+ * client.
+ *
+ * A memory database is a named, shared-cache SQLite database in memory
+ * (`file:<random name>?mode=memory&cache=shared`): the client and the writer
+ * are two connections to the same data, as for a file, and it is gone once
+ * both close. Shared cache locks tables rather than the file, which is no
+ * concern here since no transaction ever spans a turn.
  */
+import { randomUUID } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -51,6 +66,7 @@ import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import Database from 'libsql';
 import { InternalError } from '../../../shared/errors/errors.ts';
+import { type CommitConnection, GroupCommit, type WriteWork } from './_group_commit.ts';
 import * as schema from './schema.ts';
 
 /**
@@ -77,10 +93,35 @@ export interface PreparedRead {
   get(args: readonly (string | number | null)[]): Promise<unknown[] | undefined>;
 }
 
+/** What a compiled write statement binds: positional arguments. */
+export type SqlArgument = string | number | Uint8Array | null;
+
+/**
+ * A statement compiled once on the writer connection, for the work of
+ * `write()` only (outside it, a statement would commit on its own).
+ */
+export interface WriteStatement {
+  /** Runs it; every row it yields (a SELECT's, or a RETURNING clause's), each as an array. */
+  all(args: readonly SqlArgument[]): unknown[][];
+  /** Runs it; its first row, as an array. */
+  get(args: readonly SqlArgument[]): unknown[] | undefined;
+  /** Runs it for its effect. */
+  run(args: readonly SqlArgument[]): void;
+}
+
 export interface SqliteDatabase {
   readonly db: SqliteDb;
   /** A hot read, compiled once (see "Hot reads" above). Only for SELECT statements. */
   prepareRead(sql: string): PreparedRead;
+  /** Compiles a statement for the work of `write()` (see "Writes of secrets" above). */
+  prepareWrite(sql: string): WriteStatement;
+  /**
+   * Runs `work` in this turn's transaction, in its own savepoint; resolves
+   * with what it returned once that transaction is committed, rejects with
+   * what it threw (and then it changed nothing) or with the commit's error.
+   * `bytes`: roughly what it writes, to bound a transaction.
+   */
+  write<T>(work: WriteWork<T>, bytes: number): Promise<T>;
   /** The absolute path of the database file (`:memory:` for an in-memory database). */
   readonly path: string;
   /** Closes the connection. Idempotent. */
@@ -153,29 +194,35 @@ export async function openSqliteDatabase(
     concurrency: 1,
     timeout: busyTimeoutMs,
   });
-  const database = await finishOpening(client, path, filePragmas(synchronous), () =>
-    restrictModes(path),
-  );
-  let reader: Database.Database;
+  const pragmas = filePragmas(synchronous);
+  const database = await finishOpening(client, path, pragmas, () => restrictModes(path));
+  let reader: Database.Database | undefined;
+  let writer: Database.Database;
   try {
     reader = new Database(path, { timeout: busyTimeoutMs });
     reader.exec('PRAGMA query_only = ON');
+    writer = openWriter(path, { timeout: busyTimeoutMs }, pragmas);
   } catch (err) {
+    if (reader?.open) reader.close();
     await database.close();
     throw err;
   }
+  const compiledReader = reader;
+  const writes = writeMethods(writer);
   return {
     ...database,
     prepareRead(sql) {
-      const statement = reader.prepare(sql).raw(true);
+      const statement = compiledReader.prepare(sql).raw(true);
       return {
         async get(args) {
           return statement.get(...args) as unknown[] | undefined;
         },
       };
     },
+    ...writes,
     close() {
-      if (reader.open) reader.close();
+      writes.close();
+      if (compiledReader.open) compiledReader.close();
       return database.close();
     },
   };
@@ -191,8 +238,97 @@ export const MEMORY_DATABASE_PATH = ':memory:';
  * to memory; foreign keys are set and checked as for a file.
  */
 export async function openMemoryDatabase(): Promise<SqliteDatabase> {
-  const client = createClient({ url: MEMORY_DATABASE_PATH, concurrency: 1 });
-  return await finishOpening(client, MEMORY_DATABASE_PATH, MEMORY_PRAGMAS, () => {});
+  const name = `file:spike-memory-${randomUUID()}?mode=memory&cache=shared`;
+  // The client reads a file URL's path as the name to open: the whole URI,
+  // encoded, so that its query is not taken for the client's own options.
+  const client = createClient({ url: `file:${encodeURIComponent(name)}`, concurrency: 1 });
+  const database = await finishOpening(client, MEMORY_DATABASE_PATH, MEMORY_PRAGMAS, () => {});
+  let writer: Database.Database;
+  try {
+    writer = openWriter(name, {}, MEMORY_PRAGMAS);
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  const writes = writeMethods(writer);
+  return {
+    ...database,
+    ...writes,
+    close() {
+      writes.close();
+      return database.close();
+    },
+  };
+}
+
+/** The writer connection: opened, its pragmas set and checked. */
+function openWriter(
+  name: string,
+  options: { readonly timeout?: number },
+  pragmas: readonly Pragma[],
+): Database.Database {
+  const writer = new Database(name, options);
+  try {
+    for (const pragma of pragmas) {
+      writer.exec(pragma.set);
+      const got = (writer.prepare(`PRAGMA ${pragma.name}`).raw(true).get() as unknown[])[0];
+      if (got !== pragma.want) {
+        throw new InternalError(
+          `Cannot set "${pragma.name}" to ${JSON.stringify(pragma.want)} on the writer connection: it is ${JSON.stringify(got)}`,
+        );
+      }
+    }
+    return writer;
+  } catch (err) {
+    writer.close();
+    throw err;
+  }
+}
+
+/**
+ * `prepareWrite()` and `write()` on the writer connection, and the close
+ * that first commits what is queued, then closes it.
+ */
+function writeMethods(writer: Database.Database) {
+  const control = new Map<string, Database.Statement>();
+  const connection: CommitConnection = {
+    run(sql) {
+      let statement = control.get(sql);
+      if (statement === undefined) {
+        statement = writer.prepare(sql);
+        control.set(sql, statement);
+      }
+      statement.run([]);
+    },
+    get inTransaction() {
+      return writer.inTransaction;
+    },
+  };
+  const group = new GroupCommit(connection);
+  return {
+    prepareWrite(sql: string): WriteStatement {
+      const statement = writer.prepare(sql);
+      // raw() is for statements that yield rows (SELECT, or RETURNING).
+      if (statement.reader) statement.raw(true);
+      return {
+        // One array argument binds positionally (spread, a lone Uint8Array
+        // would be taken for named parameters).
+        all: (args) => statement.all(args) as unknown[][],
+        get: (args) => statement.get(args) as unknown[] | undefined,
+        run: (args) => {
+          statement.run(args);
+        },
+      };
+    },
+    write<T>(work: WriteWork<T>, bytes: number): Promise<T> {
+      return group.submit(work, bytes);
+    },
+    close(): void {
+      if (!writer.open) return;
+      group.close();
+      writer.close();
+    },
+  };
 }
 
 /** Pragmas, migrations, then the handle; closes the client if any step fails. */
@@ -201,7 +337,7 @@ async function finishOpening(
   path: string,
   pragmas: readonly Pragma[],
   afterMigrations: () => void,
-): Promise<SqliteDatabase> {
+): Promise<Omit<SqliteDatabase, 'prepareWrite' | 'write'>> {
   const db = drizzle({ client, schema });
   try {
     await applyPragmas(client, path, pragmas);

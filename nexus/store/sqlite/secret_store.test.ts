@@ -14,7 +14,7 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import { parseSecretPath, type SecretPath } from '../../../shared/api/secret_path.ts';
 import { randomBytes } from '../../../shared/crypto/bytes.ts';
 import { DecryptionFailedError, InternalError } from '../../../shared/errors/errors.ts';
-import type { QuotaUsage } from '../secret_quotas.ts';
+import type { QuotaUsage, SecretQuotas } from '../secret_quotas.ts';
 import type { KeyringAccess } from '../secret_store.ts';
 import { createMemorySecretStore } from '../testing/memory_secret_store.ts';
 import {
@@ -167,6 +167,177 @@ describe('the secret tables', () => {
       } finally {
         await database.close();
       }
+    });
+  }
+});
+
+describe('group commit: the writes of one turn share a transaction', () => {
+  /** What a store call came to: its value, or its error's class and message. */
+  async function settle(call: Promise<unknown>): Promise<unknown> {
+    try {
+      return { value: await call };
+    } catch (err) {
+      return { error: (err as Error).name, message: (err as Error).message };
+    }
+  }
+
+  for (const [name, open] of [
+    ['file', () => openSqliteDatabase({ path: freshDatabasePath() })],
+    ['memory', openMemoryDatabase],
+  ] as const) {
+    async function withStore(
+      options: { readonly quotas?: SecretQuotas },
+      run: (store: SqliteSecretStore, database: SqliteDatabase) => Promise<void>,
+    ): Promise<void> {
+      const database = await open();
+      try {
+        const keyring = keyringOf(randomBytes(32));
+        await run(
+          new SqliteSecretStore({ database, keyring, maxVersionsDefault: 1000, ...options }),
+          database,
+        );
+      } finally {
+        await database.close();
+      }
+    }
+
+    test(`puts to one path in one turn get contiguous versions in arrival order (${name})`, () =>
+      withStore({}, async (store, database) => {
+        const path = parseSecretPath('turn/one');
+        // More than one transaction takes (64), so the turn spans several.
+        const count = 150;
+        const puts = Array.from({ length: count }, (_, i) => store.put(path, { i: String(i) }));
+        const written = await Promise.all(puts);
+        assert.deepEqual(
+          written.map((metadata) => metadata.currentVersion),
+          Array.from({ length: count }, (_, i) => i + 1),
+        );
+        for (let i = 0; i < count; i++) {
+          assert.deepEqual((await store.get(path, i + 1)).data, { i: String(i) });
+        }
+        assert.deepEqual(
+          await storedVersions(database, path),
+          Array.from({ length: count }, (_, i) => i + 1),
+        );
+        const usage = await quotaUsage(database, 'turn');
+        assert.deepEqual(usage.counted, usage.recounted);
+      }));
+
+    test(`puts to many paths in one turn all commit and read back (${name})`, () =>
+      withStore({}, async (store, database) => {
+        const paths = Array.from({ length: 100 }, (_, i) => parseSecretPath(`many/p${i}`));
+        const written = await Promise.all(paths.map((path) => store.put(path, { p: path })));
+        assert.ok(written.every((metadata) => metadata.currentVersion === 1));
+        for (const path of paths) assert.deepEqual((await store.get(path)).data, { p: path });
+        const usage = await quotaUsage(database, 'many');
+        assert.equal(usage.counted.paths, 100);
+        assert.deepEqual(usage.counted, usage.recounted);
+      }));
+
+    test(`check-and-set in one turn: exactly one winner, the first (${name})`, () =>
+      withStore({}, async (store) => {
+        const existing = parseSecretPath('cas/existing');
+        await store.put(existing, { n: '0' });
+        const fresh = parseSecretPath('cas/fresh');
+        const onExisting = Array.from({ length: 10 }, (_, i) =>
+          settle(store.put(existing, { n: String(i + 1) }, { cas: 1 })),
+        );
+        const onFresh = Array.from({ length: 10 }, (_, i) =>
+          settle(store.put(fresh, { n: String(i) }, { cas: 0 })),
+        );
+        for (const outcomes of [await Promise.all(onExisting), await Promise.all(onFresh)]) {
+          assert.ok(outcomes[0] !== undefined && 'value' in (outcomes[0] as object));
+          for (const outcome of outcomes.slice(1)) {
+            assert.equal((outcome as { error: string }).error, 'ConflictError');
+          }
+        }
+        assert.deepEqual(await store.get(existing), await store.get(existing, 2));
+        assert.deepEqual((await store.get(existing)).data, { n: '1' });
+        assert.deepEqual((await store.get(fresh)).data, { n: '0' });
+        assert.equal((await store.readMetadata(fresh)).currentVersion, 1);
+      }));
+
+    test(`a write refused by its quota or check-and-set fails alone; the others commit (${name})`, () =>
+      withStore(
+        {
+          quotas: {
+            default: { paths: null, bytes: null },
+            namespaces: new Map([['tight', { paths: 2, bytes: null }]]),
+          },
+        },
+        async (store, database) => {
+          const outcomes = await Promise.all([
+            settle(store.put(parseSecretPath('tight/a'), { v: 'a' })),
+            settle(store.put(parseSecretPath('tight/b'), { v: 'b' }, { cas: 5 })),
+            settle(store.put(parseSecretPath('tight/c'), { v: 'c' })),
+            settle(store.put(parseSecretPath('tight/d'), { v: 'd' })),
+            settle(store.put(parseSecretPath('other/e'), { v: 'e' })),
+          ]);
+          assert.deepEqual(
+            outcomes.map((o) => (o as { error?: string }).error ?? 'ok'),
+            ['ok', 'ConflictError', 'ok', 'QuotaExceededError', 'ok'],
+          );
+          assert.deepEqual((await store.list('', { limit: 10 })).paths, [
+            'other/e',
+            'tight/a',
+            'tight/c',
+          ]);
+          for (const namespace of ['tight', 'other']) {
+            const usage = await quotaUsage(database, namespace);
+            assert.deepEqual(usage.counted, usage.recounted);
+          }
+        },
+      ));
+
+    test(`writes of every kind in one turn end as if run one after another (${name})`, async () => {
+      const x = parseSecretPath('seq/x');
+      const y = parseSecretPath('seq/y');
+      const calls = (store: SqliteSecretStore): (() => Promise<unknown>)[] => [
+        () => store.put(x, { v: '2' }),
+        () => store.softDelete(x),
+        () => store.put(x, { v: '3' }, { cas: 2 }),
+        () => store.put(x, { v: 'lost' }, { cas: 2 }),
+        () => store.destroy(x, [1]),
+        () => store.writeMetadata(x, { maxVersions: 2, customMetadata: { k: 'v' } }),
+        () => store.undelete(x, [2]),
+        () => store.undelete(x, [1]),
+        () => store.deletePath(y, { onlyDeleted: true }),
+        () => store.softDelete(y),
+        () => store.deletePath(y, { onlyDeleted: true }),
+        () => store.put(y, { v: 'again' }, { cas: 0 }),
+      ];
+      /** The outcome of every call and the state after: in sequence, or all in one turn. */
+      async function run(inOneTurn: boolean) {
+        const database = await open();
+        try {
+          const store = new SqliteSecretStore({
+            database,
+            keyring: keyringOf(randomBytes(32)),
+            maxVersionsDefault: 10,
+            now: () => 1_700_000_000_000,
+          });
+          await store.put(x, { v: '1' });
+          await store.put(y, { v: '1' });
+          const outcomes: unknown[] = [];
+          if (inOneTurn) {
+            outcomes.push(...(await Promise.all(calls(store).map((call) => settle(call())))));
+          } else {
+            for (const call of calls(store)) outcomes.push(await settle(call()));
+          }
+          const state = [];
+          for (const path of [x, y]) {
+            state.push(await store.readMetadata(path), await storedVersions(database, path));
+          }
+          state.push((await quotaUsage(database, 'seq')).counted);
+          return { outcomes, state };
+        } finally {
+          await database.close();
+        }
+      }
+      const inSequence = await run(false);
+      // The sequence itself exercises every branch: some calls fail.
+      assert.ok(inSequence.outcomes.some((o) => (o as { error?: string }).error !== undefined));
+      assert.deepEqual(await run(true), inSequence);
     });
   }
 });
@@ -423,52 +594,55 @@ describe('SqliteSecretStore on a file', () => {
     }
   });
 
-  test('every acknowledged write survives a SIGKILL, and none is half-written', async () => {
-    const path = freshDatabasePath();
-    const key = randomBytes(32);
-    const acknowledged = await writeUntilKilled(path, key, 150);
-    assert.ok(acknowledged.length >= 150, `only ${acknowledged.length} writes acknowledged`);
+  for (const writers of [1, 7]) {
+    test(`every acknowledged write survives a SIGKILL, and none is half-written (${writers} concurrent writer${writers === 1 ? '' : 's'})`, async () => {
+      const path = freshDatabasePath();
+      const key = randomBytes(32);
+      const acknowledged = await writeUntilKilled(path, key, 150, writers);
+      assert.ok(acknowledged.length >= 150, `only ${acknowledged.length} writes acknowledged`);
 
-    const database = await openSqliteDatabase({ path });
-    try {
-      const [check] = await database.db.all<{ integrity_check: string }>(
-        sql`PRAGMA integrity_check`,
-      );
-      assert.equal(check?.integrity_check, 'ok');
-      const store = new SqliteSecretStore({
-        database,
-        keyring: keyringOf(key),
-        maxVersionsDefault: 1000,
-      });
-      for (const ack of acknowledged) {
-        const read = await store.get(parseSecretPath(ack.path), ack.version);
-        assert.equal(read.data.i, String(ack.i));
-      }
-      // Every version that exists at all (acknowledged or not) is whole:
-      // readable, and its metadata agrees with its rows.
-      const { paths } = await store.list('', { limit: 1000 });
-      assert.ok(paths.length > 0);
-      for (const secretPath of paths) {
-        const metadata = await store.readMetadata(secretPath);
-        const versions = await storedVersions(database, secretPath);
-        assert.equal(versions.at(-1), metadata.currentVersion);
-        assert.equal(versions[0], metadata.oldestVersion);
-        assert.equal(versions.length, metadata.currentVersion - metadata.oldestVersion + 1);
-        for (const version of versions) {
-          const read = await store.get(secretPath, version);
-          assert.equal(read.data.pad?.length, 512);
+      const database = await openSqliteDatabase({ path });
+      try {
+        const [check] = await database.db.all<{ integrity_check: string }>(
+          sql`PRAGMA integrity_check`,
+        );
+        assert.equal(check?.integrity_check, 'ok');
+        const store = new SqliteSecretStore({
+          database,
+          keyring: keyringOf(key),
+          maxVersionsDefault: 1000,
+        });
+        for (const ack of acknowledged) {
+          const read = await store.get(parseSecretPath(ack.path), ack.version);
+          assert.equal(read.data.i, String(ack.i));
         }
-        const newest = acknowledged.filter((a) => a.path === secretPath).at(-1)?.version ?? 0;
-        // At most the one write in flight at the kill committed unacknowledged.
-        assert.ok(metadata.currentVersion - newest <= 1);
+        // Every version that exists at all (acknowledged or not) is whole:
+        // readable, and its metadata agrees with its rows.
+        const { paths } = await store.list('', { limit: 1000 });
+        assert.ok(paths.length > 0);
+        for (const secretPath of paths) {
+          const metadata = await store.readMetadata(secretPath);
+          const versions = await storedVersions(database, secretPath);
+          assert.equal(versions.at(-1), metadata.currentVersion);
+          assert.equal(versions[0], metadata.oldestVersion);
+          assert.equal(versions.length, metadata.currentVersion - metadata.oldestVersion + 1);
+          for (const version of versions) {
+            const read = await store.get(secretPath, version);
+            assert.equal(read.data.pad?.length, 512);
+          }
+          const newest = acknowledged.filter((a) => a.path === secretPath).at(-1)?.version ?? 0;
+          // Each path has one writer, so at most its one write in flight at
+          // the kill committed unacknowledged.
+          assert.ok(metadata.currentVersion - newest <= 1);
+        }
+        // The quota counter was written with the rows it counts, so it is exact.
+        const usage = await quotaUsage(database, 'durable');
+        assert.deepEqual(usage.counted, usage.recounted);
+      } finally {
+        await database.close();
       }
-      // The quota counter was written with the rows it counts, so it is exact.
-      const usage = await quotaUsage(database, 'durable');
-      assert.deepEqual(usage.counted, usage.recounted);
-    } finally {
-      await database.close();
-    }
-  });
+    });
+  }
 });
 
 interface Acknowledged {
@@ -478,11 +652,18 @@ interface Acknowledged {
 }
 
 /**
- * Runs a writer in a child process (the current runtime) that puts versions
- * as fast as it can and prints each one once `put` resolved; kills it with
- * SIGKILL once `atLeast` were printed, at a random moment soon after.
+ * Runs `writers` concurrent writers in a child process (the current runtime)
+ * that put versions as fast as they can (writer w to its own paths
+ * `durable/<w>/<0..6>`, so their puts share group commits) and print each
+ * one once `put` resolved; kills it with SIGKILL once `atLeast` were printed,
+ * at a random moment soon after.
  */
-function writeUntilKilled(path: string, key: Uint8Array, atLeast: number): Promise<Acknowledged[]> {
+function writeUntilKilled(
+  path: string,
+  key: Uint8Array,
+  atLeast: number,
+  writers: number,
+): Promise<Acknowledged[]> {
   const url = (file: string) => new URL(file, import.meta.url).href;
   const code = `
     const { openSqliteDatabase } = await import(${JSON.stringify(url('./db.ts'))});
@@ -493,12 +674,17 @@ function writeUntilKilled(path: string, key: Uint8Array, atLeast: number): Promi
     const database = await openSqliteDatabase({ path: ${JSON.stringify(path)} });
     const store = new SqliteSecretStore({ database, keyring: (use) => use(key), maxVersionsDefault: 1000 });
     const pad = 'p'.repeat(512);
-    for (let i = 1; ; i++) {
-      const path = parseSecretPath('durable/' + (i % 7) + '/s');
-      const metadata = await store.put(path, { i: String(i), pad });
-      const line = JSON.stringify({ path, version: metadata.currentVersion, i }) + '\\n';
-      await new Promise((resolve) => stdout.write(line, resolve));
+    let i = 0;
+    async function writer(w) {
+      for (;;) {
+        const n = ++i;
+        const path = parseSecretPath('durable/' + w + '/' + (n % 7));
+        const metadata = await store.put(path, { i: String(n), pad });
+        const line = JSON.stringify({ path, version: metadata.currentVersion, i: n }) + '\\n';
+        await new Promise((resolve) => stdout.write(line, resolve));
+      }
     }
+    await Promise.all(Array.from({ length: ${writers} }, (_, w) => writer(w)));
   `;
   const isDeno = 'Deno' in globalThis;
   const args = isDeno

@@ -3,61 +3,56 @@
  * rows. The `memory` backend is this same class on an in-memory database
  * (`openMemoryDatabase()`), so there is one implementation of the rules.
  *
- * Atomicity. The client has one connection, so an interactive transaction
- * would hold it across awaits and block every other call. Each write is
- * therefore one `db.batch([...])`: a single transaction that runs to COMMIT
- * without yielding, so a crash leaves all of it or none of it, and
- * `synchronous = FULL` makes it durable once acknowledged.
+ * Writes (ADR 0019). Every write (put, soft delete, undelete, destroy,
+ * deletePath, writeMetadata) is a synchronous function of statements
+ * compiled once on the writer connection (the `*_SQL` constants below), run
+ * by `database.write()`: the writes of one event-loop turn share one
+ * transaction and one commit (one fsync), each in its own savepoint. Reads
+ * (get, list, readMetadata) stay on the read connection and the client.
  *
- * Concurrency. Data is encrypted before the batch, bound to the version it
- * will have, so a write first reads the current version. The batch then
- * claims the next number with a conditional statement (UPDATE ... WHERE
- * current_version = <read>, or INSERT of a new path ON CONFLICT DO NOTHING)
- * and every other statement depends only on the state the claim leaves, so
- * a lost claim changes nothing. Whether the claim won is read from its
- * RETURNING rows (never `rowsAffected`). A writer without check-and-set then
- * retries; one with check-and-set gets ConflictError. Of two writers with the
- * same `cas`, exactly one wins.
+ * Atomicity. A write's statements run in its savepoint: if any fails, or the
+ * write throws (check-and-set, quota, not found), the savepoint is rolled
+ * back and that write changed nothing, while the others of its transaction
+ * go on. A write is acknowledged only after its transaction committed, so a
+ * crash leaves each write all there or not at all, and `synchronous = FULL`
+ * makes it durable once acknowledged. If the commit fails, every write of
+ * the transaction fails.
  *
- * Invariants the statements keep: a path has a `secret_metadata` row exactly
+ * Concurrency. The transaction runs from BEGIN IMMEDIATE to COMMIT without
+ * yielding, and holds SQLite's write lock, so a write reads the state that
+ * every write before it left (in this transaction, earlier ones; in another
+ * process, committed ones) and nothing changes it before the write is done:
+ * writes behave as if run one after another, in the order they were made.
+ * A put reads the path's current version inside its savepoint and writes the
+ * next one: no write loses an update, no claim is lost, and of two writers
+ * with the same `cas` exactly one wins, the other gets ConflictError.
+ *
+ * Sealing. A put seals its data inside its savepoint, once the version (to
+ * which the ciphertext is bound) is known: exactly one seal per put, never
+ * a wasted one when many writes to one path share a transaction. Custom
+ * metadata is sealed in its write too. Sealing is synchronous, so the
+ * transaction still never yields.
+ *
+ * Invariants every write keeps: a path has a `secret_metadata` row exactly
  * when it has version rows; its versions are the contiguous range
  * oldest..current (pruning removes from the bottom, destroy keeps the row);
  * and at most `cap` of them are kept, where cap = the path's override or the
- * store's default. Pruning is written as a function of the metadata row, so
- * running it is always correct, whoever's write it follows.
+ * store's default.
  *
- * Quotas (`secret_quotas.ts`, ADR 0015). Every batch that adds or removes
- * charged bytes or paths also updates the namespace's `secret_quota_usage`
- * row, by an amount computed in SQL from the rows it is about to change, so
- * the counter is exact whatever ran before. A batch cannot abort itself on a
- * condition (RAISE works only in triggers), so the update that would take a
- * counter beyond its quota sets it to NULL instead: the NOT NULL constraint
- * fails, libsql rolls the whole batch back, and the store throws
- * QuotaExceededError. Only an increase is checked, so freeing never fails.
+ * Quotas (`secret_quotas.ts`, ADR 0015). Every write that adds or removes
+ * charged bytes or paths adds its change to the namespace's
+ * `secret_quota_usage` row in the same savepoint, computed from the rows it
+ * changes (a pruned or deleted row's charge is returned by the DELETE
+ * itself), so the counter stays exact. When an increase takes the counter
+ * beyond the namespace's quota, the write throws QuotaExceededError and its
+ * savepoint rolls back. Only an increase is checked, so freeing never fails.
  *
  * Listing shows every path that has metadata, as Vault does: a path whose
  * versions are all deleted or destroyed is still listed until `deletePath`.
  */
-import {
-  and,
-  asc,
-  eq,
-  gt,
-  gte,
-  inArray,
-  isNotNull,
-  isNull,
-  lt,
-  or,
-  type SQL,
-  sql,
-} from 'drizzle-orm';
+import { and, asc, eq, gt, gte, inArray, lt, or, type SQL } from 'drizzle-orm';
 import type { SecretPath } from '../../../shared/api/secret_path.ts';
-import {
-  ConflictError,
-  InternalError,
-  type QuotaExceededError,
-} from '../../../shared/errors/errors.ts';
+import { InternalError } from '../../../shared/errors/errors.ts';
 import {
   casConflict,
   checkedNow,
@@ -87,12 +82,12 @@ import { sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
 import {
   DEFAULT_SECRET_QUOTAS,
+  exceededLimit,
   namespaceOf,
   quotaExceeded,
   quotaOf,
   ROW_CHARGE_BYTES,
   rowCharge,
-  type SecretQuota,
   type SecretQuotas,
 } from '../secret_quotas.ts';
 import type {
@@ -107,17 +102,10 @@ import type {
   SecretStore,
   SecretVersion,
 } from '../secret_store.ts';
-import type { PreparedRead, SqliteDatabase, SqliteDb } from './db.ts';
-import { type SecretMetadataRow, secretMetadata, secretQuotaUsage, secrets } from './schema.ts';
+import type { PreparedRead, SqliteDatabase, SqliteDb, WriteStatement } from './db.ts';
+import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
 
 export type SqliteSecretStoreOptions = SqlSecretStoreOptions<SqliteDatabase>;
-
-/**
- * Attempts of a write without check-and-set before giving up with
- * ConflictError. Each lost attempt means another write to the same path
- * committed meanwhile, so this bounds only a pathological stampede.
- */
-const MAX_PUT_ATTEMPTS = 64;
 
 /** The columns of a version row that are not its data. */
 const VERSION_COLUMNS = {
@@ -127,10 +115,28 @@ const VERSION_COLUMNS = {
   destroyed: secrets.destroyed,
 } as const;
 
+/**
+ * What a write that is not a put counts towards the bound of its
+ * transaction (`write()`'s `bytes`): about a row.
+ */
+const SMALL_WRITE_BYTES = ROW_CHARGE_BYTES;
+
 interface PathState {
   readonly row: SecretMetadataRow;
   readonly versions: readonly VersionRow[];
 }
+
+/** A path's row as a write reads it first; undefined when the path does not exist. */
+interface PathHead {
+  readonly currentVersion: number;
+  readonly oldestVersion: number;
+  readonly maxVersions: number | null;
+  /** The sealed custom metadata's length (0 without). */
+  readonly customBytes: number;
+}
+
+/** The write statements, compiled once per store on first use. */
+type WriteStatements = { readonly [K in keyof typeof WRITE_SQL]: WriteStatement };
 
 export class SqliteSecretStore implements SecretStore {
   readonly #database: SqliteDatabase;
@@ -141,6 +147,7 @@ export class SqliteSecretStore implements SecretStore {
   readonly #ownsDatabase: boolean;
   #isClosed = false;
   #readVersionStatement: PreparedRead | undefined;
+  #writeStatements: WriteStatements | undefined;
 
   constructor(options: SqliteSecretStoreOptions) {
     checkStoreOptions(options);
@@ -166,97 +173,28 @@ export class SqliteSecretStore implements SecretStore {
     const { cas } = options;
     if (cas !== undefined) checkVersionNumber(cas, 'cas');
     requireUnsealed(this.#keyring);
-    const db = this.#db();
-    const namespace = namespaceOf(path);
-    for (let attempt = 1; attempt <= MAX_PUT_ATTEMPTS; attempt++) {
-      const [current] = await db
-        .select({ version: secretMetadata.currentVersion })
-        .from(secretMetadata)
-        .where(eq(secretMetadata.path, path));
-      const currentVersion = current?.version ?? 0;
+    const state = await this.#write(() => {
+      const sql = this.#statements();
+      const head = this.#readHead(path);
+      const currentVersion = head?.currentVersion ?? 0;
       if (cas !== undefined && cas !== currentVersion) {
         throw casConflict(cas, currentVersion);
       }
       const version = currentVersion + 1;
+      // Sealed here, where the version it is bound to is certain (see "Sealing").
       const ciphertext = this.#keyring((key) => sealSecretData(key, path, version, data));
       const nowMs = this.#nowMs();
-      const claim =
-        current === undefined
-          ? db
-              .insert(secretMetadata)
-              .values({
-                path,
-                createdAtMs: nowMs,
-                updatedAtMs: nowMs,
-                currentVersion: version,
-                oldestVersion: version,
-                maxVersions: null,
-                customMetadata: null,
-              })
-              .onConflictDoNothing()
-              .returning({ path: secretMetadata.path })
-          : db
-              .update(secretMetadata)
-              .set({ currentVersion: version, updatedAtMs: nowMs })
-              .where(
-                and(
-                  eq(secretMetadata.path, path),
-                  eq(secretMetadata.currentVersion, currentVersion),
-                ),
-              )
-              .returning({ path: secretMetadata.path });
-      // Inserts exactly when the path's current version is now `version` and
-      // no row holds it yet: after a won claim always, after a lost one never
-      // (whoever moved current to `version` wrote its row in the same batch).
-      const insertVersion = db
-        .insert(secrets)
-        .select(
-          db
-            .select({
-              path: secretMetadata.path,
-              version: secretMetadata.currentVersion,
-              createdAtMs: sql<number>`${nowMs}`.as('created_at_ms'),
-              deletedAtMs: sql<number | null>`NULL`.as('deleted_at_ms'),
-              destroyed: sql<boolean>`0`.as('destroyed'),
-              ciphertext: sql<Uint8Array>`${ciphertext}`.as('ciphertext'),
-            })
-            .from(secretMetadata)
-            .where(and(eq(secretMetadata.path, path), eq(secretMetadata.currentVersion, version))),
-        )
-        .onConflictDoNothing();
-      // Charged exactly when the claim was won: the current version is now
-      // `version` and its row is not written yet. A new path's metadata row
-      // is charged too; the versions the cap is about to prune are refunded.
-      const added = ciphertext.length + rowCharge(path) * (current === undefined ? 2 : 1);
-      const charge = this.#chargeStatement(db, namespace, {
-        paths: current === undefined ? 1 : 0,
-        bytes: sql`${added} - ${this.#prunedBytes(path, this.#keptFrom())}`,
-        onlyIf: and(
-          sql`EXISTS (SELECT 1 FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path} AND ${secretMetadata.currentVersion} = ${version})`,
-          sql`NOT EXISTS (SELECT 1 FROM ${secrets} WHERE ${secrets.path} = ${path} AND ${secrets.version} = ${version})`,
-        ),
-      });
-      const [claimed, , , , , , metadataRows, versionRows] = await this.#batch(namespace, [
-        claim,
-        ensureUsageRow(db, namespace),
-        charge,
-        insertVersion,
-        this.#pruneStatement(db, path),
-        this.#raiseOldestStatement(db, path),
-        selectMetadata(db, path),
-        selectVersions(db, path),
-      ]);
-      if (claimed.length === 1) {
-        return this.#toMetadata(path, metadataRows[0], versionRows);
-      }
-      if (cas !== undefined) {
-        // Another write won the race for the version `cas` expected to replace.
-        throw casConflict(cas, metadataRows[0]?.currentVersion ?? 0);
-      }
-    }
-    throw new ConflictError(
-      `Too many concurrent writes to "${path}": gave up after ${MAX_PUT_ATTEMPTS} attempts`,
-    );
+      if (head === undefined) sql.createPath.run([path, nowMs]);
+      else sql.advancePath.run([path, version, nowMs]);
+      sql.insertVersion.run([path, version, nowMs, ciphertext]);
+      const cap = head?.maxVersions ?? this.#maxVersionsDefault;
+      const pruned = this.#prune(path, version - cap + 1, head?.oldestVersion ?? 1);
+      // A new path's metadata row is charged too.
+      const added = ciphertext.length + rowCharge(path) * (head === undefined ? 2 : 1);
+      this.#charge(path, head === undefined ? 1 : 0, added - pruned);
+      return this.#readState(path);
+    }, dataBytes(data));
+    return this.#toMetadata(path, state.row, state.versions);
   }
 
   async get(path: SecretPath, version?: number): Promise<SecretVersion> {
@@ -318,43 +256,27 @@ export class SqliteSecretStore implements SecretStore {
   async deletePath(path: SecretPath, options: DeletePathOptions = {}): Promise<void> {
     checkPath(path);
     requireUnsealed(this.#keyring);
-    const db = this.#db();
-    const namespace = namespaceOf(path);
-    // With onlyDeleted, every statement also requires that no version is
-    // live. The version rows are deleted only when it holds, so it still
-    // reads the same in the last statement: all three act, or none does.
-    const noLiveVersion =
-      options.onlyDeleted === true
-        ? sql`NOT EXISTS (SELECT 1 FROM ${secrets} WHERE ${secrets.path} = ${path} AND ${secrets.deletedAtMs} IS NULL AND ${secrets.destroyed} = 0)`
-        : sql`1 = 1`;
-    // The refund first, computed from the rows about to go; then the versions,
-    // then the row they reference (the foreign key cascades as well; explicit
-    // keeps the batch the same on every dialect).
-    const [, , deleted] = await this.#batch(namespace, [
-      this.#chargeStatement(db, namespace, {
-        paths: -1,
-        bytes: sql`0 - ${this.#prunedBytes(path)} - (SELECT ${ROW_CHARGE_BYTES} + length(${secretMetadata.path}) + coalesce(length(${secretMetadata.customMetadata}), 0) FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
-        onlyIf: sql`EXISTS (SELECT 1 FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path}) AND ${noLiveVersion}`,
-      }),
-      db.delete(secrets).where(and(eq(secrets.path, path), noLiveVersion)),
-      db
-        .delete(secretMetadata)
-        .where(and(eq(secretMetadata.path, path), noLiveVersion))
-        .returning({ path: secretMetadata.path }),
-    ]);
-    if (deleted.length === 0) {
-      const [kept] = await db
-        .select({ path: secretMetadata.path })
-        .from(secretMetadata)
-        .where(eq(secretMetadata.path, path));
-      throw kept === undefined ? missingPath(path) : liveVersionConflict(path);
-    }
+    await this.#write(() => {
+      const sql = this.#statements();
+      const head = this.#readHead(path);
+      if (head === undefined) throw missingPath(path);
+      // Checked in this savepoint, so a version written or undeleted
+      // after the caller looked is seen here, and the path then kept.
+      if (options.onlyDeleted === true && sql.findLiveVersion.get([path]) !== undefined) {
+        throw liveVersionConflict(path);
+      }
+      // The versions first (the foreign key would cascade, but the DELETE
+      // returns what each row was charged), then the row they reference.
+      const versionBytes = this.#removeVersionsBelow(path, Number.MAX_SAFE_INTEGER);
+      sql.deletePath.run([path]);
+      this.#charge(path, -1, -(versionBytes + rowCharge(path) + head.customBytes));
+    }, SMALL_WRITE_BYTES);
   }
 
   async readMetadata(path: SecretPath): Promise<SecretMetadata> {
     checkPath(path);
     requireUnsealed(this.#keyring);
-    const state = await this.#readState(path);
+    const state = await this.#readStoredState(path);
     return this.#toMetadata(path, state.row, state.versions);
   }
 
@@ -365,42 +287,35 @@ export class SqliteSecretStore implements SecretStore {
     if (update.maxVersions === undefined && update.customMetadata === undefined) {
       return this.readMetadata(path);
     }
-    const db = this.#db();
-    const changes = metadataChanges(path, update, this.#nowMs(), this.#keyring);
-    const namespace = namespaceOf(path);
-    const row = (column: SQL) =>
-      sql`(SELECT ${column} FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`;
-    // Computed from the row before the update: the custom metadata's change
-    // in size, less what the (possibly new) cap is about to prune.
-    const cap =
-      update.maxVersions === undefined
-        ? sql`coalesce(${secretMetadata.maxVersions}, ${this.#maxVersionsDefault})`
-        : sql`${update.maxVersions ?? this.#maxVersionsDefault}`;
-    const customChange =
-      changes.customMetadata === undefined
-        ? sql`0`
-        : sql`${changes.customMetadata?.length ?? 0} - ${row(sql`coalesce(length(${secretMetadata.customMetadata}), 0)`)}`;
-    const [, updated, , , metadataRows, versionRows] = await this.#batch(namespace, [
-      this.#chargeStatement(db, namespace, {
-        paths: 0,
-        bytes: sql`${customChange} - ${this.#prunedBytes(path, this.#keptFrom(cap))}`,
-        onlyIf: sql`EXISTS (SELECT 1 FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
-      }),
-      db
-        .update(secretMetadata)
-        .set(changes)
-        .where(eq(secretMetadata.path, path))
-        .returning({ path: secretMetadata.path }),
-      // A lower cap prunes at once.
-      this.#pruneStatement(db, path),
-      this.#raiseOldestStatement(db, path),
-      selectMetadata(db, path),
-      selectVersions(db, path),
-    ]);
-    if (updated.length === 0) {
-      throw missingPath(path);
-    }
-    return this.#toMetadata(path, metadataRows[0], versionRows);
+    const state = await this.#write(
+      () => {
+        const sql = this.#statements();
+        const head = this.#readHead(path);
+        if (head === undefined) throw missingPath(path);
+        // Sealed and timed in the write, like a put's data.
+        const changes = metadataChanges(path, update, this.#nowMs(), this.#keyring);
+        const sealed = changes.customMetadata;
+        sql.updateMetadata.run([
+          path,
+          changes.updatedAtMs,
+          changes.maxVersions === undefined ? 0 : 1,
+          changes.maxVersions ?? null,
+          sealed === undefined ? 0 : 1,
+          sealed ?? null,
+        ]);
+        // A lower cap prunes at once.
+        const cap =
+          (update.maxVersions === undefined ? head.maxVersions : update.maxVersions) ??
+          this.#maxVersionsDefault;
+        const keptFrom = head.currentVersion - cap + 1;
+        const pruned = this.#prune(path, keptFrom, head.oldestVersion);
+        const customChange = sealed === undefined ? 0 : (sealed?.length ?? 0) - head.customBytes;
+        this.#charge(path, 0, customChange - pruned);
+        return this.#readState(path);
+      },
+      dataBytes(update.customMetadata ?? {}),
+    );
+    return this.#toMetadata(path, state.row, state.versions);
   }
 
   /** Stops using the store; closes the database only if the store owns it. */
@@ -419,62 +334,132 @@ export class SqliteSecretStore implements SecretStore {
     checkPath(path);
     const requested = checkVersionList(versions, change === 'destroy');
     requireUnsealed(this.#keyring);
-    const state = await this.#readState(path);
-    const changing = versionsToChange(path, requested, change, state, this.#maxVersionsDefault);
-    if (changing.length === 0) {
-      return this.#toMetadata(path, state.row, state.versions);
-    }
-    const db = this.#db();
-    const nowMs = this.#nowMs();
-    const rows = and(eq(secrets.path, path), inArray(secrets.version, changing));
-    const statement =
-      change === 'delete'
-        ? db
-            .update(secrets)
-            .set({ deletedAtMs: nowMs })
-            .where(and(rows, isNull(secrets.deletedAtMs)))
-        : change === 'undelete'
-          ? db
-              .update(secrets)
-              .set({ deletedAtMs: null })
-              .where(and(rows, isNotNull(secrets.deletedAtMs), eq(secrets.destroyed, false)))
-          : db
-              .update(secrets)
-              .set({ destroyed: true, ciphertext: null })
-              .where(and(rows, eq(secrets.destroyed, false)));
-    const touch = db
-      .update(secretMetadata)
-      .set({ updatedAtMs: nowMs })
-      .where(eq(secretMetadata.path, path));
-    const reads = [selectMetadata(db, path), selectVersions(db, path)] as const;
-    let metadataRows: SecretMetadataRow[];
-    let versionRows: VersionRow[];
-    if (change === 'destroy') {
-      // Destroy refunds the sealed data it clears (the rows and their paths stay).
-      const namespace = namespaceOf(path);
-      [, , , metadataRows, versionRows] = await this.#batch(namespace, [
-        this.#chargeStatement(db, namespace, {
-          paths: 0,
-          bytes: sql`0 - (SELECT coalesce(sum(length(${secrets.ciphertext})), 0) FROM ${secrets} WHERE ${and(rows, eq(secrets.destroyed, false))})`,
-          onlyIf: undefined,
-        }),
-        statement,
-        touch,
-        ...reads,
-      ]);
-    } else {
-      [, , metadataRows, versionRows] = await db.batch([statement, touch, ...reads]);
-    }
-    const row = metadataRows[0];
-    if (row === undefined) {
-      // The path was deleted between the read and this write.
-      throw missingPath(path);
-    }
-    return this.#toMetadata(path, row, versionRows);
+    const state = await this.#write(() => {
+      const sql = this.#statements();
+      const before = this.#readState(path);
+      const changing = versionsToChange(path, requested, change, before, this.#maxVersionsDefault);
+      if (changing.length === 0) return before;
+      const list = JSON.stringify(changing);
+      const nowMs = this.#nowMs();
+      if (change === 'delete') {
+        sql.softDeleteVersions.run([path, list, nowMs]);
+      } else if (change === 'undelete') {
+        sql.undeleteVersions.run([path, list]);
+      } else {
+        // Destroy refunds the sealed data it clears (the rows and their paths stay).
+        const freed = Number((sql.sealedBytesOf.get([path, list]) as unknown[])[0]);
+        sql.destroyVersions.run([path, list]);
+        this.#charge(path, 0, -freed);
+      }
+      sql.touchPath.run([path, nowMs]);
+      return this.#readState(path);
+    }, SMALL_WRITE_BYTES);
+    return this.#toMetadata(path, state.row, state.versions);
   }
 
-  /** The path's metadata row and version rows, read in one transaction. */
-  async #readState(path: SecretPath): Promise<PathState> {
+  /** Runs `work` in the database's group commit (see "Writes" above). */
+  #write<T>(work: () => T, bytes: number): Promise<T> {
+    if (this.#isClosed) throw new InternalError('The secret store is closed');
+    return this.#database.write(work, bytes);
+  }
+
+  /** The write statements; compiled on first use. Only inside `#write` work. */
+  #statements(): WriteStatements {
+    if (this.#writeStatements === undefined) {
+      const compiled: Record<string, WriteStatement> = {};
+      for (const [name, text] of Object.entries(WRITE_SQL)) {
+        compiled[name] = this.#database.prepareWrite(text);
+      }
+      this.#writeStatements = compiled as WriteStatements;
+    }
+    return this.#writeStatements;
+  }
+
+  /** The path's row as a write needs it, read in the write's savepoint. */
+  #readHead(path: SecretPath): PathHead | undefined {
+    const cells = this.#statements().readHead.get([path]);
+    if (cells === undefined) return undefined;
+    const [current, oldest, maxVersions, customBytes] = cells;
+    return {
+      currentVersion: Number(current),
+      oldestVersion: Number(oldest),
+      maxVersions: maxVersions === null ? null : Number(maxVersions),
+      customBytes: Number(customBytes),
+    };
+  }
+
+  /** The path's metadata row and version rows, read in the write's savepoint. */
+  #readState(path: SecretPath): PathState {
+    const sql = this.#statements();
+    const cells = sql.readMetadata.get([path]);
+    if (cells === undefined) throw missingPath(path);
+    const [created, updated, current, oldest, maxVersions, custom] = cells;
+    const row: SecretMetadataRow = {
+      path,
+      createdAtMs: Number(created),
+      updatedAtMs: Number(updated),
+      currentVersion: Number(current),
+      oldestVersion: Number(oldest),
+      maxVersions: maxVersions === null ? null : Number(maxVersions),
+      customMetadata: asBytes(custom),
+    };
+    const versions = sql.readVersions.all([path]).map(
+      ([version, at, deletedAt, gone]): VersionRow => ({
+        version: Number(version),
+        createdAtMs: Number(at),
+        deletedAtMs: deletedAt === null ? null : Number(deletedAt),
+        destroyed: Number(gone) !== 0,
+      }),
+    );
+    return { row, versions };
+  }
+
+  /**
+   * Prunes the path's versions below `keptFrom` and raises its oldest
+   * version to it; returns what the pruned rows were charged. Nothing to do
+   * when `oldest` is already kept.
+   */
+  #prune(path: SecretPath, keptFrom: number, oldest: number): number {
+    if (keptFrom <= oldest) return 0;
+    const freed = this.#removeVersionsBelow(path, keptFrom);
+    this.#statements().raiseOldest.run([path, keptFrom]);
+    return freed;
+  }
+
+  /** Removes the path's versions below `below`; returns what the removed rows were charged. */
+  #removeVersionsBelow(path: SecretPath, below: number): number {
+    let freed = 0;
+    for (const [charge] of this.#statements().removeVersionsBelow.all([path, below])) {
+      freed += Number(charge);
+    }
+    return freed;
+  }
+
+  /**
+   * Adds (`paths`, `bytes`) to the namespace's counter. An increase beyond
+   * the namespace's quota throws QuotaExceededError, which rolls the whole
+   * write back (see "Quotas" above).
+   */
+  #charge(path: SecretPath, paths: number, bytes: number): void {
+    if (paths === 0 && bytes === 0) return;
+    const namespace = namespaceOf(path);
+    const sql = this.#statements();
+    // A namespace gets its counter with its first path; a refund always finds it.
+    if (paths > 0 || bytes > 0) sql.createUsage.run([namespace]);
+    const cells = sql.charge.get([namespace, paths, bytes]);
+    if (cells === undefined) return;
+    const usage = { paths: Number(cells[0]), bytes: Number(cells[1]) };
+    const quota = quotaOf(this.#quotas, namespace);
+    const isOverPaths = paths > 0 && quota.paths !== null && usage.paths > quota.paths;
+    const isOverBytes = bytes > 0 && quota.bytes !== null && usage.bytes > quota.bytes;
+    if (isOverPaths || isOverBytes) {
+      const before = { paths: usage.paths - paths, bytes: usage.bytes - bytes };
+      throw quotaExceeded(namespace, exceededLimit(before, { paths, bytes }, quota), quota);
+    }
+  }
+
+  /** The path's metadata row and version rows, read in one transaction of the client. */
+  async #readStoredState(path: SecretPath): Promise<PathState> {
     const db = this.#db();
     const [metadataRows, versions] = await db.batch([
       selectMetadata(db, path),
@@ -485,77 +470,6 @@ export class SqliteSecretStore implements SecretStore {
       throw missingPath(path);
     }
     return { row, versions };
-  }
-
-  /** Removes the versions below the path's cap (a no-op when none are). */
-  #pruneStatement(db: SqliteDb, path: SecretPath) {
-    return db
-      .delete(secrets)
-      .where(
-        and(
-          eq(secrets.path, path),
-          sql`${secrets.version} < (SELECT ${this.#keptFrom()} FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`,
-        ),
-      );
-  }
-
-  /** Moves `oldest_version` up to the first version the cap keeps. */
-  #raiseOldestStatement(db: SqliteDb, path: SecretPath) {
-    const keptFrom = this.#keptFrom();
-    return db
-      .update(secretMetadata)
-      .set({
-        oldestVersion: sql`CASE WHEN ${secretMetadata.oldestVersion} < ${keptFrom} THEN ${keptFrom} ELSE ${secretMetadata.oldestVersion} END`,
-      })
-      .where(eq(secretMetadata.path, path));
-  }
-
-  /** The lowest version the cap (default: the row's own) keeps, in terms of the metadata row. */
-  #keptFrom(
-    cap: SQL = sql`COALESCE(${secretMetadata.maxVersions}, ${this.#maxVersionsDefault})`,
-  ): SQL {
-    return sql`(${secretMetadata.currentVersion} - ${cap} + 1)`;
-  }
-
-  /**
-   * What the version rows of `path` below `keptFrom` (all of them without it)
-   * are charged: each its row and its sealed data.
-   */
-  #prunedBytes(path: SecretPath, keptFrom?: SQL): SQL {
-    const below =
-      keptFrom === undefined
-        ? sql``
-        : sql` AND ${secrets.version} < (SELECT ${keptFrom} FROM ${secretMetadata} WHERE ${secretMetadata.path} = ${path})`;
-    return sql`(SELECT coalesce(sum(${ROW_CHARGE_BYTES} + length(${secrets.path}) + coalesce(length(${secrets.ciphertext}), 0)), 0) FROM ${secrets} WHERE ${secrets.path} = ${path}${below})`;
-  }
-
-  /**
-   * Adds `change` to the namespace's counter when `onlyIf` holds. An increase
-   * beyond the namespace's quota writes NULL, which fails the batch (see
-   * "Quotas" above); `#batch` turns that into QuotaExceededError.
-   */
-  #chargeStatement(
-    db: SqliteDb,
-    namespace: string,
-    change: { readonly paths: number; readonly bytes: SQL; readonly onlyIf: SQL | undefined },
-  ) {
-    const quota = quotaOf(this.#quotas, namespace);
-    return db
-      .update(secretQuotaUsage)
-      .set({
-        paths: guardedSum(secretQuotaUsage.paths, sql`${change.paths}`, quota.paths),
-        bytes: guardedSum(secretQuotaUsage.bytes, change.bytes, quota.bytes),
-      })
-      .where(and(eq(secretQuotaUsage.namespace, namespace), change.onlyIf));
-  }
-
-  /** Runs a batch whose charge may exceed the quota of `namespace`. */
-  async #batch<T extends Parameters<SqliteDb['batch']>[0]>(namespace: string, statements: T) {
-    try {
-      return await this.#db().batch(statements);
-    } catch (err) {
-      throw quotaError(err, namespace, quotaOf(this.#quotas, namespace)) ?? err;
-    }
   }
 
   #toMetadata(
@@ -598,6 +512,91 @@ const READ_VERSION_SQL = `
   FROM secret_metadata AS m
   LEFT JOIN secrets AS s ON s.path = m.path AND s.version = coalesce(?2, m.current_version)
   WHERE m.path = ?1`;
+
+/** The charge of a version row (`rowCharge`), in SQL: the row, its path, its sealed data. */
+const VERSION_CHARGE = `${ROW_CHARGE_BYTES} + length(path) + coalesce(length(ciphertext), 0)`;
+
+/** The versions of ?1 named by the JSON array ?2. */
+const LISTED_VERSIONS = 'path = ?1 AND version IN (SELECT value FROM json_each(?2))';
+
+/**
+ * The statements of the writes (see "Writes" above), compiled once on the
+ * writer connection. ?1 is always the path (the namespace for `charge`).
+ */
+const WRITE_SQL = {
+  /** What a write reads first: no row means the path does not exist. */
+  readHead: `
+    SELECT current_version, oldest_version, max_versions, coalesce(length(custom_metadata), 0)
+    FROM secret_metadata WHERE path = ?1`,
+  /** A new path's row (at ?2), at version 1. */
+  createPath: `
+    INSERT INTO secret_metadata (path, created_at_ms, updated_at_ms, current_version, oldest_version)
+    VALUES (?1, ?2, ?2, 1, 1)`,
+  /** An existing path's new current version ?2 (at ?3). */
+  advancePath:
+    'UPDATE secret_metadata SET current_version = ?2, updated_at_ms = ?3 WHERE path = ?1',
+  /** Version ?2 (at ?3) with its sealed data ?4. */
+  insertVersion: `
+    INSERT INTO secrets (path, version, created_at_ms, deleted_at_ms, destroyed, ciphertext)
+    VALUES (?1, ?2, ?3, NULL, 0, ?4)`,
+  /** Removes the versions below ?2 (the cap's pruning, or all); yields each one's charge. */
+  removeVersionsBelow: `DELETE FROM secrets WHERE path = ?1 AND version < ?2 RETURNING ${VERSION_CHARGE}`,
+  /** Moves `oldest_version` up to ?2, the first version the cap keeps. */
+  raiseOldest:
+    'UPDATE secret_metadata SET oldest_version = ?2 WHERE path = ?1 AND oldest_version < ?2',
+  /** Soft-deletes the listed versions (at ?3) that are not deleted yet. */
+  softDeleteVersions: `UPDATE secrets SET deleted_at_ms = ?3 WHERE ${LISTED_VERSIONS} AND deleted_at_ms IS NULL`,
+  /** Undeletes the listed versions that are deleted and not destroyed. */
+  undeleteVersions: `
+    UPDATE secrets SET deleted_at_ms = NULL
+    WHERE ${LISTED_VERSIONS} AND deleted_at_ms IS NOT NULL AND destroyed = 0`,
+  /** The sealed bytes of the listed versions that are not destroyed: what destroying them frees. */
+  sealedBytesOf: `
+    SELECT coalesce(sum(length(ciphertext)), 0) FROM secrets WHERE ${LISTED_VERSIONS} AND destroyed = 0`,
+  /** Destroys the listed versions: the data goes, the rows stay. */
+  destroyVersions: `
+    UPDATE secrets SET destroyed = 1, ciphertext = NULL WHERE ${LISTED_VERSIONS} AND destroyed = 0`,
+  /** Marks the path as changed at ?2. */
+  touchPath: 'UPDATE secret_metadata SET updated_at_ms = ?2 WHERE path = ?1',
+  /** A row when the path has a version that is neither deleted nor destroyed. */
+  findLiveVersion:
+    'SELECT 1 FROM secrets WHERE path = ?1 AND deleted_at_ms IS NULL AND destroyed = 0 LIMIT 1',
+  /** Removes the path's row (its versions are removed first). */
+  deletePath: 'DELETE FROM secret_metadata WHERE path = ?1',
+  /** Metadata at ?2; the cap becomes ?4 when ?3, the sealed custom metadata ?6 when ?5. */
+  updateMetadata: `
+    UPDATE secret_metadata SET
+      updated_at_ms = ?2,
+      max_versions = CASE WHEN ?3 THEN ?4 ELSE max_versions END,
+      custom_metadata = CASE WHEN ?5 THEN ?6 ELSE custom_metadata END
+    WHERE path = ?1`,
+  /** The counter row of namespace ?1 at zero, if it has none yet. */
+  createUsage: `
+    INSERT INTO secret_quota_usage (namespace, paths, bytes) VALUES (?1, 0, 0)
+    ON CONFLICT (namespace) DO NOTHING`,
+  /** Adds (?2 paths, ?3 bytes) to the counter of namespace ?1; yields the new counts. */
+  charge: `
+    UPDATE secret_quota_usage SET paths = paths + ?2, bytes = bytes + ?3
+    WHERE namespace = ?1 RETURNING paths, bytes`,
+  /** The path's metadata row, as written. */
+  readMetadata: `
+    SELECT created_at_ms, updated_at_ms, current_version, oldest_version, max_versions, custom_metadata
+    FROM secret_metadata WHERE path = ?1`,
+  /** The path's version rows without their data, oldest first. */
+  readVersions: `
+    SELECT version, created_at_ms, deleted_at_ms, destroyed
+    FROM secrets WHERE path = ?1 ORDER BY version`,
+} as const;
+
+/**
+ * Roughly the bytes a write seals (a map's keys and values), to bound a
+ * transaction; the exact size is known only once sealed.
+ */
+function dataBytes(data: SecretData): number {
+  let bytes = ROW_CHARGE_BYTES;
+  for (const key in data) bytes += key.length + (data[key] as string).length;
+  return bytes;
+}
 
 const asBytes = (value: unknown): Uint8Array | null =>
   ArrayBuffer.isView(value)
@@ -663,40 +662,4 @@ function prefixCondition(prefix: string): SQL | undefined {
   const within = and(gte(path, range.exact ?? range.from), lt(path, range.below));
   if (range.exact === undefined) return within;
   return and(within, or(eq(path, range.exact), gte(path, range.from)));
-}
-
-/** Creates the namespace's counter row at zero, if it has none yet. */
-function ensureUsageRow(db: SqliteDb, namespace: string) {
-  return db
-    .insert(secretQuotaUsage)
-    .values({ namespace, paths: 0, bytes: 0 })
-    .onConflictDoNothing({ target: secretQuotaUsage.namespace });
-}
-
-/**
- * `column + change`, or NULL when a positive change would take it beyond
- * `limit` (null: no limit). NULL fails the column's NOT NULL constraint.
- */
-function guardedSum(
-  column: typeof secretQuotaUsage.paths | typeof secretQuotaUsage.bytes,
-  change: SQL,
-  limit: number | null,
-): SQL {
-  if (limit === null) return sql`${column} + (${change})`;
-  return sql`CASE WHEN (${change}) > 0 AND ${column} + (${change}) > ${limit} THEN NULL ELSE ${column} + (${change}) END`;
-}
-
-const QUOTA_VIOLATION_REGEXP = /NOT NULL constraint failed: secret_quota_usage\.(paths|bytes)/;
-
-/** The QuotaExceededError a failed batch stands for, or undefined if it failed otherwise. */
-function quotaError(
-  err: unknown,
-  namespace: string,
-  quota: SecretQuota,
-): QuotaExceededError | undefined {
-  for (let cause = err; cause instanceof Error; cause = cause.cause) {
-    const match = QUOTA_VIOLATION_REGEXP.exec(cause.message);
-    if (match !== null) return quotaExceeded(namespace, match[1] as 'paths' | 'bytes', quota);
-  }
-  return undefined;
 }
