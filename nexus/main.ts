@@ -49,6 +49,7 @@ await runService('spike-nexus', async () => {
     keyring: rootKey.withKeyring.bind(rootKey),
     maxVersionsDefault: config.maxSecretVersions,
     quotas: config.secretQuotas,
+    cache: config.cache,
     onConnectionError: (err) =>
       logger.warn('A pooled database connection failed; it will be replaced', {
         error: err.message,

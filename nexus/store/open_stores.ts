@@ -14,6 +14,11 @@ import { PgPolicyStore } from './postgres/policy_store.ts';
 import { PgRootKeyStore } from './postgres/root_key_store.ts';
 import { PgSecretStore } from './postgres/secret_store.ts';
 import type { RootKeyStore } from './root_key_store.ts';
+import {
+  DEFAULT_CACHE_LIMITS,
+  SealedRowCache,
+  type SealedRowCacheLimits,
+} from './sealed_row_cache.ts';
 import type { SecretQuotas } from './secret_quotas.ts';
 import type { KeyringAccess, SecretStore } from './secret_store.ts';
 import { openMemoryDatabase, openSqliteDatabase, type SqliteSynchronous } from './sqlite/db.ts';
@@ -32,6 +37,8 @@ export interface OpenStoresOptions {
   readonly maxVersionsDefault: number;
   /** Storage quotas per secret namespace; default `DEFAULT_SECRET_QUOTAS`. */
   readonly quotas?: SecretQuotas;
+  /** The limits of the cache of sealed rows; default `DEFAULT_CACHE_LIMITS`, 0 disables. */
+  readonly cache?: SealedRowCacheLimits;
   /** Told about failures of idle PostgreSQL connections (the pool replaces them). */
   readonly onConnectionError?: (err: Error) => void;
 }
@@ -47,7 +54,7 @@ export interface Stores {
 }
 
 export async function openStores(options: OpenStoresOptions): Promise<Stores> {
-  const { backend, keyring, maxVersionsDefault, quotas } = options;
+  const { backend, keyring, maxVersionsDefault, quotas, cache = DEFAULT_CACHE_LIMITS } = options;
   const secretOptions = {
     keyring,
     maxVersionsDefault,
@@ -77,7 +84,13 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
         });
   return {
     rootKeys: new SqliteRootKeyStore(database),
-    secrets: new SqliteSecretStore({ ...secretOptions, database }),
+    // This process is the only writer of its file, so its own writes are
+    // every change the cache must hear of (ADR 0018).
+    secrets: new SqliteSecretStore({
+      ...secretOptions,
+      database,
+      cache: new SealedRowCache(cache),
+    }),
     policies: new SqlitePolicyStore(database.db),
     location: database.path,
     close: () => database.close(),

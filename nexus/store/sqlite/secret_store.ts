@@ -83,6 +83,7 @@ import {
   type VersionRow,
   versionsToChange,
 } from '../_secret_rules.ts';
+import { type SealedRead, SealedRowCache } from '../sealed_row_cache.ts';
 import { sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
 import {
@@ -110,7 +111,16 @@ import type {
 import type { PreparedRead, SqliteDatabase, SqliteDb } from './db.ts';
 import { type SecretMetadataRow, secretMetadata, secretQuotaUsage, secrets } from './schema.ts';
 
-export type SqliteSecretStoreOptions = SqlSecretStoreOptions<SqliteDatabase>;
+export type SqliteSecretStoreOptions = SqlSecretStoreOptions<SqliteDatabase> & {
+  /**
+   * The cache of sealed rows that `get()` reads through (`sealed_row_cache.ts`),
+   * shared by every store on this database in this process. Default: none.
+   */
+  readonly cache?: SealedRowCache;
+};
+
+/** The cache of a store built without one: holds nothing. */
+const NO_CACHE = new SealedRowCache({ maxEntries: 0, maxBytes: 0 });
 
 /**
  * Attempts of a write without check-and-set before giving up with
@@ -139,6 +149,7 @@ export class SqliteSecretStore implements SecretStore {
   readonly #quotas: SecretQuotas;
   readonly #now: () => number;
   readonly #ownsDatabase: boolean;
+  readonly #cache: SealedRowCache;
   #isClosed = false;
   #readVersionStatement: PreparedRead | undefined;
 
@@ -151,8 +162,10 @@ export class SqliteSecretStore implements SecretStore {
       quotas = DEFAULT_SECRET_QUOTAS,
       now = Date.now,
       ownsDatabase = false,
+      cache = NO_CACHE,
     } = options;
     this.#database = database;
+    this.#cache = cache;
     this.#keyring = keyring;
     this.#maxVersionsDefault = maxVersionsDefault;
     this.#quotas = quotas;
@@ -247,6 +260,7 @@ export class SqliteSecretStore implements SecretStore {
         selectVersions(db, path),
       ]);
       if (claimed.length === 1) {
+        this.#cache.changed(path);
         return this.#toMetadata(path, metadataRows[0], versionRows);
       }
       if (cas !== undefined) {
@@ -263,12 +277,13 @@ export class SqliteSecretStore implements SecretStore {
     checkPath(path);
     if (version !== undefined) checkVersionNumber(version, 'version');
     requireUnsealed(this.#keyring);
-    const found = await this.#readVersion().get([path, version === 0 ? null : (version ?? null)]);
+    const wanted = version === 0 ? undefined : version;
+    const found = await this.#cache.read(path, wanted, () => this.#queryVersion(path, wanted));
     if (found === undefined) {
       throw missingPath(path);
     }
-    const { metadata, row } = versionFromRow(path, found);
-    const number = version === undefined || version === 0 ? metadata.currentVersion : version;
+    const { metadata, row } = found;
+    const number = wanted ?? metadata.currentVersion;
     if (row === undefined) {
       throw missingVersion(path, number, metadata, this.#maxVersionsDefault);
     }
@@ -342,6 +357,7 @@ export class SqliteSecretStore implements SecretStore {
         .where(and(eq(secretMetadata.path, path), noLiveVersion))
         .returning({ path: secretMetadata.path }),
     ]);
+    this.#cache.changed(path);
     if (deleted.length === 0) {
       const [kept] = await db
         .select({ path: secretMetadata.path })
@@ -397,6 +413,7 @@ export class SqliteSecretStore implements SecretStore {
       selectMetadata(db, path),
       selectVersions(db, path),
     ]);
+    this.#cache.changed(path);
     if (updated.length === 0) {
       throw missingPath(path);
     }
@@ -465,6 +482,7 @@ export class SqliteSecretStore implements SecretStore {
     } else {
       [, , metadataRows, versionRows] = await db.batch([statement, touch, ...reads]);
     }
+    this.#cache.changed(path);
     const row = metadataRows[0];
     if (row === undefined) {
       // The path was deleted between the read and this write.
@@ -571,6 +589,15 @@ export class SqliteSecretStore implements SecretStore {
 
   #nowMs(): number {
     return checkedNow(this.#now);
+  }
+
+  /** What `get()` finds in the database: the metadata row and the wanted version's row. */
+  async #queryVersion(
+    path: SecretPath,
+    version: number | undefined,
+  ): Promise<SealedRead | undefined> {
+    const cells = await this.#readVersion().get([path, version ?? null]);
+    return cells === undefined ? undefined : versionFromRow(path, cells);
   }
 
   /** The hot read of `get()`, compiled once (see "Hot reads" in db.ts). */
