@@ -9,6 +9,7 @@
  */
 import { join } from 'node:path';
 import type { PolicyStore } from './policy_store.ts';
+import { type ChangeFeedStatus, PgChangeFeed } from './postgres/change_feed.ts';
 import { openPostgresDatabase } from './postgres/db.ts';
 import { PgPolicyStore } from './postgres/policy_store.ts';
 import { PgRootKeyStore } from './postgres/root_key_store.ts';
@@ -41,6 +42,8 @@ export interface OpenStoresOptions {
   readonly cache?: SealedRowCacheLimits;
   /** Told about failures of idle PostgreSQL connections (the pool replaces them). */
   readonly onConnectionError?: (err: Error) => void;
+  /** Told when the PostgreSQL change feed starts listening or loses its connection. */
+  readonly onChangeFeed?: (status: ChangeFeedStatus) => void;
 }
 
 export interface Stores {
@@ -67,12 +70,25 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
         ? {}
         : { onIdleError: options.onConnectionError }),
     });
+    // Other Nexus processes write too: the cache serves only while the
+    // change feed is current, and evicts what it reports (ADR 0018).
+    const feed = new PgChangeFeed({
+      listen: (channels, handlers) => database.listen(channels, handlers),
+      ...(options.onChangeFeed === undefined ? {} : { onStatus: options.onChangeFeed }),
+    });
+    const rowCache = new SealedRowCache(cache, { isServing: () => feed.isCurrent() });
+    feed.onChange((path) => rowCache.changed(path));
+    feed.onGap(() => rowCache.clear());
+    if (rowCache.isEnabled) feed.start();
     return {
       rootKeys: new PgRootKeyStore(database),
-      secrets: new PgSecretStore({ ...secretOptions, database }),
+      secrets: new PgSecretStore({ ...secretOptions, database, cache: rowCache }),
       policies: new PgPolicyStore(database.db),
       location: database.redactedUrl,
-      close: () => database.close(),
+      async close() {
+        await feed.close();
+        await database.close();
+      },
     };
   }
   const database =
