@@ -6,6 +6,8 @@ import {
   DEFAULT_RATE_LIMIT_BURST,
   DEFAULT_RATE_LIMIT_PER_SECOND,
   ENV_NEXUS_BACKEND_STORE,
+  ENV_NEXUS_CACHE_BYTES,
+  ENV_NEXUS_CACHE_ENTRIES,
   ENV_NEXUS_DATABASE_URL,
   ENV_NEXUS_KEEPER_IDS,
   ENV_NEXUS_QUOTA_BYTES,
@@ -14,6 +16,7 @@ import {
   ENV_NEXUS_SQLITE_SYNCHRONOUS,
   loadNexusConfig,
 } from './config.ts';
+import { DEFAULT_CACHE_LIMITS } from './store/sealed_row_cache.ts';
 import { DEFAULT_QUOTA_BYTES, DEFAULT_QUOTA_PATHS } from './store/secret_quotas.ts';
 
 const BASE = {
@@ -251,5 +254,30 @@ describe('loadNexusConfig() secret quotas', () => {
     assert.match(problems, /has the entry "ok=1MiB:1": paths must be/);
     assert.match(problems, /names the namespace "two" twice/);
     assert.match(problemsOf({ [ENV_NEXUS_QUOTA_BYTES]: '1PiB' }), /SPIKE_NEXUS_QUOTA_BYTES/);
+  });
+});
+
+describe('loadNexusConfig() cache of sealed rows', () => {
+  test('has default limits, takes entries and bytes (with a unit), and 0 disables', () => {
+    assert.deepEqual(loadNexusConfig(BASE).cache, DEFAULT_CACHE_LIMITS);
+    const set = loadNexusConfig({
+      ...BASE,
+      [ENV_NEXUS_CACHE_ENTRIES]: '500',
+      [ENV_NEXUS_CACHE_BYTES]: '64MiB',
+    });
+    assert.deepEqual(set.cache, { maxEntries: 500, maxBytes: 64 * 1024 * 1024 });
+    const off = loadNexusConfig({
+      ...BASE,
+      [ENV_NEXUS_CACHE_ENTRIES]: '0',
+      [ENV_NEXUS_CACHE_BYTES]: '0',
+    });
+    assert.deepEqual(off.cache, { maxEntries: 0, maxBytes: 0 });
+  });
+
+  test('refuses what is not a size, naming the variable', () => {
+    assert.match(problemsOf({ [ENV_NEXUS_CACHE_ENTRIES]: '-1' }), /SPIKE_NEXUS_CACHE_ENTRIES/);
+    for (const bad of ['lots', '1PiB', '-5', 'unlimited', '2048TiB']) {
+      assert.match(problemsOf({ [ENV_NEXUS_CACHE_BYTES]: bad }), /SPIKE_NEXUS_CACHE_BYTES/, bad);
+    }
   });
 });

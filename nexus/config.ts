@@ -19,6 +19,7 @@ import { MAX_SHARES } from '../shared/crypto/shard.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../shared/http/serve.ts';
 import { isKeeper, keeperId } from '../shared/spiffe/identities.ts';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../shared/spiffe/spiffe_id.ts';
+import { DEFAULT_CACHE_LIMITS, type SealedRowCacheLimits } from './store/sealed_row_cache.ts';
 import {
   DEFAULT_QUOTA_BYTES,
   DEFAULT_QUOTA_PATHS,
@@ -55,6 +56,8 @@ export const ENV_NEXUS_RATE_LIMIT_BURST = 'SPIKE_NEXUS_RATE_LIMIT_BURST';
 export const ENV_NEXUS_QUOTA_PATHS = 'SPIKE_NEXUS_QUOTA_PATHS';
 export const ENV_NEXUS_QUOTA_BYTES = 'SPIKE_NEXUS_QUOTA_BYTES';
 export const ENV_NEXUS_QUOTA_OVERRIDES = 'SPIKE_NEXUS_QUOTA_OVERRIDES';
+export const ENV_NEXUS_CACHE_ENTRIES = 'SPIKE_NEXUS_CACHE_ENTRIES';
+export const ENV_NEXUS_CACHE_BYTES = 'SPIKE_NEXUS_CACHE_BYTES';
 
 /**
  * `sqlite`: a file in the data dir; `postgres`: a PostgreSQL server at
@@ -126,6 +129,8 @@ export interface NexusConfig {
   readonly rateLimit: NexusRateLimit;
   /** Storage quotas per secret namespace (a path's first segment); see store/secret_quotas.ts. */
   readonly secretQuotas: SecretQuotas;
+  /** The limits of the cache of sealed rows (store/sealed_row_cache.ts); 0 for either disables it. */
+  readonly cache: SealedRowCacheLimits;
 }
 
 export function loadNexusConfig(env: Env): NexusConfig {
@@ -194,7 +199,9 @@ export function loadNexusConfig(env: Env): NexusConfig {
     }),
   };
   const secretQuotas = readSecretQuotas(reader);
+  const cache = readCacheLimits(reader);
   return reader.finish({
+    cache,
     limits: Object.freeze(limits),
     rateLimit: Object.freeze(rateLimit),
     secretQuotas,
@@ -275,6 +282,33 @@ function readSecretQuotas(reader: EnvReader): SecretQuotas {
     }
   }
   return Object.freeze({ default: byDefault, namespaces });
+}
+
+/** Largest cache sizes accepted: far beyond any sensible one, and safe integers. */
+const MAX_CACHE_ENTRIES = 100_000_000;
+const MAX_CACHE_BYTES = 2 ** 40;
+
+/** `SPIKE_NEXUS_CACHE_ENTRIES` (paths) and `SPIKE_NEXUS_CACHE_BYTES` (optionally with a unit); 0 disables. */
+function readCacheLimits(reader: EnvReader): SealedRowCacheLimits {
+  const maxEntries = reader.int(ENV_NEXUS_CACHE_ENTRIES, DEFAULT_CACHE_LIMITS.maxEntries, {
+    min: 0,
+    max: MAX_CACHE_ENTRIES,
+  });
+  let maxBytes = DEFAULT_CACHE_LIMITS.maxBytes;
+  const text = reader.raw(ENV_NEXUS_CACHE_BYTES);
+  if (text !== undefined) {
+    const value = text === '0' ? 0 : parseQuotaLimit(text, true);
+    if (typeof value === 'number' && value <= MAX_CACHE_BYTES) {
+      maxBytes = value;
+    } else {
+      reader.problem(
+        ENV_NEXUS_CACHE_BYTES,
+        text,
+        'must be 0 (no cache) or a number of bytes up to 1TiB, optionally with a unit KiB, MiB, GiB or TiB (e.g. 64MiB)',
+      );
+    }
+  }
+  return Object.freeze({ maxEntries, maxBytes });
 }
 
 /** A quota limit (null: `unlimited`), or undefined when `text` is not one. */

@@ -49,10 +49,23 @@ await runService('spike-nexus', async () => {
     keyring: rootKey.withKeyring.bind(rootKey),
     maxVersionsDefault: config.maxSecretVersions,
     quotas: config.secretQuotas,
+    cache: config.cache,
     onConnectionError: (err) =>
       logger.warn('A pooled database connection failed; it will be replaced', {
         error: err.message,
       }),
+    onChangeFeed: (status) =>
+      status.state === 'listening'
+        ? logger.info('The change feed is listening; the read cache starts empty', {
+            backendPid: status.backendPid,
+          })
+        : logger.warn(
+            'The change feed lost its connection; reads skip the cache until it is back',
+            {
+              error: status.error,
+              retryInMs: status.retryInMs,
+            },
+          ),
   });
   const { rootKeys, secrets, policies } = stores;
   const policyCache = await loadPolicyCache({ store: policies, logger });

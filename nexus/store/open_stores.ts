@@ -9,11 +9,17 @@
  */
 import { join } from 'node:path';
 import type { PolicyStore } from './policy_store.ts';
+import { type ChangeFeedStatus, PgChangeFeed } from './postgres/change_feed.ts';
 import { openPostgresDatabase } from './postgres/db.ts';
 import { PgPolicyStore } from './postgres/policy_store.ts';
 import { PgRootKeyStore } from './postgres/root_key_store.ts';
 import { PgSecretStore } from './postgres/secret_store.ts';
 import type { RootKeyStore } from './root_key_store.ts';
+import {
+  DEFAULT_CACHE_LIMITS,
+  SealedRowCache,
+  type SealedRowCacheLimits,
+} from './sealed_row_cache.ts';
 import type { SecretQuotas } from './secret_quotas.ts';
 import type { KeyringAccess, SecretStore } from './secret_store.ts';
 import { openMemoryDatabase, openSqliteDatabase, type SqliteSynchronous } from './sqlite/db.ts';
@@ -32,8 +38,12 @@ export interface OpenStoresOptions {
   readonly maxVersionsDefault: number;
   /** Storage quotas per secret namespace; default `DEFAULT_SECRET_QUOTAS`. */
   readonly quotas?: SecretQuotas;
+  /** The limits of the cache of sealed rows; default `DEFAULT_CACHE_LIMITS`, 0 disables. */
+  readonly cache?: SealedRowCacheLimits;
   /** Told about failures of idle PostgreSQL connections (the pool replaces them). */
   readonly onConnectionError?: (err: Error) => void;
+  /** Told when the PostgreSQL change feed starts listening or loses its connection. */
+  readonly onChangeFeed?: (status: ChangeFeedStatus) => void;
 }
 
 export interface Stores {
@@ -47,7 +57,7 @@ export interface Stores {
 }
 
 export async function openStores(options: OpenStoresOptions): Promise<Stores> {
-  const { backend, keyring, maxVersionsDefault, quotas } = options;
+  const { backend, keyring, maxVersionsDefault, quotas, cache = DEFAULT_CACHE_LIMITS } = options;
   const secretOptions = {
     keyring,
     maxVersionsDefault,
@@ -60,12 +70,25 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
         ? {}
         : { onIdleError: options.onConnectionError }),
     });
+    // Other Nexus processes write too: the cache serves only while the
+    // change feed is current, and evicts what it reports (ADR 0018).
+    const feed = new PgChangeFeed({
+      listen: (channels, handlers) => database.listen(channels, handlers),
+      ...(options.onChangeFeed === undefined ? {} : { onStatus: options.onChangeFeed }),
+    });
+    const rowCache = new SealedRowCache(cache, { isServing: () => feed.isCurrent() });
+    feed.onChange((path) => rowCache.changed(path));
+    feed.onGap(() => rowCache.clear());
+    if (rowCache.isEnabled) feed.start();
     return {
       rootKeys: new PgRootKeyStore(database),
-      secrets: new PgSecretStore({ ...secretOptions, database }),
+      secrets: new PgSecretStore({ ...secretOptions, database, cache: rowCache }),
       policies: new PgPolicyStore(database.db),
       location: database.redactedUrl,
-      close: () => database.close(),
+      async close() {
+        await feed.close();
+        await database.close();
+      },
     };
   }
   const database =
@@ -77,7 +100,13 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
         });
   return {
     rootKeys: new SqliteRootKeyStore(database),
-    secrets: new SqliteSecretStore({ ...secretOptions, database }),
+    // This process is the only writer of its file, so its own writes are
+    // every change the cache must hear of (ADR 0018).
+    secrets: new SqliteSecretStore({
+      ...secretOptions,
+      database,
+      cache: new SealedRowCache(cache),
+    }),
     policies: new SqlitePolicyStore(database.db),
     location: database.path,
     close: () => database.close(),

@@ -1,7 +1,10 @@
 /**
  * Two Nexus processes on one PostgreSQL database, with real processes over
  * real mTLS (the embedded agent, three Keepers): a secret written through one
- * is read through the other at once, and check-and-set holds across them.
+ * is read through the other, check-and-set holds across them, and each one's
+ * cache of sealed rows never serves a version older than one acknowledged by
+ * the other once the change feed's bound has passed, also when its listening
+ * connection is killed.
  * The harness's leak scan checks every output, file and error body for the
  * values and the database password.
  *
@@ -10,6 +13,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import { CHANGE_FEED_BOUND_MS } from '../../nexus/store/postgres/change_feed.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
 import {
   createScratchDatabase,
@@ -44,6 +49,51 @@ if (skip !== false) {
         port: nexusPorts[nexus] as number,
       });
       return { status: reply.status, body: reply.body as Record<string, unknown> };
+    }
+
+    /**
+     * Reads `path` through `nexus` until it returns `version`; a read issued
+     * once the bound has passed since `ackedAt` (when the write was
+     * acknowledged) must never return an older one.
+     */
+    async function readUntilVersion(
+      nexus: 0 | 1,
+      path: string,
+      version: number,
+      ackedAt: number,
+    ): Promise<Record<string, unknown>> {
+      const deadline = ackedAt + 15_000;
+      for (;;) {
+        const issuedAt = performance.now();
+        const read = await call(nexus, 'GET', path);
+        assert.equal(read.status, 200, JSON.stringify(read.body));
+        const got = read.body.version as number;
+        if (got === version) return read.body;
+        assert.ok(got < version, `read version ${got} beyond ${version}`);
+        assert.ok(
+          issuedAt - ackedAt < CHANGE_FEED_BOUND_MS,
+          `Nexus ${nexus + 1} returned version ${got} ${Math.round(issuedAt - ackedAt)} ms after version ${version} was acknowledged`,
+        );
+        assert.ok(performance.now() < deadline, `Nexus ${nexus + 1} never returned ${version}`);
+      }
+    }
+
+    /** The change feed's listening connections Nexus `nexus` reported, in order (its log, on stderr). */
+    function feedBackends(nexus: 0 | 1): number[] {
+      return (programs[nexus] as RunningProgram)
+        .stderr()
+        .split('\n')
+        .flatMap((line) => {
+          try {
+            const entry = JSON.parse(line) as { msg?: string; backendPid?: number };
+            return entry.msg?.startsWith('The change feed is listening') === true &&
+              typeof entry.backendPid === 'number'
+              ? [entry.backendPid]
+              : [];
+          } catch {
+            return [];
+          }
+        });
     }
 
     before(async () => {
@@ -125,7 +175,59 @@ if (skip !== false) {
       const current = await call(0, 'GET', path);
       assert.deepEqual(current.body.data, { v: v2 });
       assert.equal((await call(1, 'PUT', path, { data: { v: v3 }, cas: 2 })).status, 200);
-      assert.deepEqual((await call(0, 'GET', path)).body.data, { v: v3 });
+      // The first Nexus has version 2 cached: it returns 3 within the bound.
+      const after = await readUntilVersion(0, path, 3, performance.now());
+      assert.deepEqual(after.data, { v: v3 });
+    });
+
+    test('a read through B returns the version acknowledged by A once the bound has passed', async () => {
+      const path = '/v1/secrets/data/app/cached';
+      assert.equal((await call(0, 'PUT', path, { data: { v: secret('cached-1') } })).status, 200);
+      await readUntilVersion(1, path, 1, performance.now());
+      for (let version = 2; version <= 6; version++) {
+        // B serves version - 1 from its cache (warm) until the change arrives.
+        await call(1, 'GET', path);
+        const value = secret(`cached-${version}`);
+        const put = await call(0, 'PUT', path, { data: { v: value } });
+        const ackedAt = performance.now();
+        assert.equal(put.status, 200);
+        const read = await readUntilVersion(1, path, version, ackedAt);
+        assert.deepEqual(read.data, { v: value });
+      }
+    });
+
+    test("when B's listening connection is killed, B stops serving from its cache, reads fresh data and listens again", async () => {
+      const path = '/v1/secrets/data/app/killed';
+      assert.equal((await call(0, 'PUT', path, { data: { v: secret('killed-1') } })).status, 200);
+      await readUntilVersion(1, path, 1, performance.now());
+      await call(1, 'GET', path);
+      const before = feedBackends(1);
+      const listening = before.at(-1);
+      assert.ok(listening !== undefined, 'B never reported its change feed');
+      const admin = new pg.Client({ connectionString: databaseUrl });
+      await admin.connect();
+      try {
+        const { rows } = await admin.query('SELECT pg_terminate_backend($1) AS ok', [listening]);
+        assert.deepEqual(rows, [{ ok: true }]);
+      } finally {
+        await admin.end();
+      }
+      const value = secret('killed-2');
+      assert.equal((await call(0, 'PUT', path, { data: { v: value } })).status, 200);
+      const read = await readUntilVersion(1, path, 2, performance.now());
+      assert.deepEqual(read.data, { v: value });
+      const b = programs[1] as RunningProgram;
+      await b.waitFor(/The change feed lost its connection; reads skip the cache/, 15_000);
+      const deadline = Date.now() + 15_000;
+      while (feedBackends(1).length === before.length) {
+        assert.ok(Date.now() < deadline, 'B never listened again');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.notEqual(feedBackends(1).at(-1), listening);
+      // Listening again, B follows A's writes again.
+      const third = secret('killed-3');
+      assert.equal((await call(0, 'PUT', path, { data: { v: third } })).status, 200);
+      assert.deepEqual((await readUntilVersion(1, path, 3, performance.now())).data, { v: third });
     });
   });
 }

@@ -9,6 +9,10 @@
  * the migrations applied. The lock is a session lock, released explicitly
  * (and by PostgreSQL if the connection dies).
  *
+ * `listen()` opens one more connection, outside the pool, that LISTENs on
+ * channels (the change feed, `change_feed.ts`): a pooled connection would be
+ * handed to other queries, and a LISTEN lasts only as long as its session.
+ *
  * The URL may carry a password: it appears only in redacted form
  * (`redactUrl`) in errors; the driver's own errors (kept as `cause`) never
  * contain it.
@@ -38,10 +42,33 @@ export interface OpenPostgresDatabaseOptions {
   readonly onIdleError?: (err: Error) => void;
 }
 
+/** What a listening connection reports; called in the order the server sends. */
+export interface ListenHandlers {
+  /** A notification on one of the channels, in commit order of the senders. */
+  onNotification(channel: string, payload: string): void;
+  /** The connection failed or ended; not called after `close()`. */
+  onLost(err: Error): void;
+}
+
+/** A dedicated connection that LISTENs (see `listen()`). */
+export interface PgListener {
+  /** The server process of this connection (`pg_stat_activity.pid`), for logs. */
+  readonly backendPid: number;
+  /** Sends `payload` on `channel` from this connection, in a transaction of its own. */
+  notify(channel: string, payload: string): Promise<void>;
+  /** Ends the connection. Idempotent. */
+  close(): Promise<void>;
+}
+
 export interface PostgresDatabase {
   readonly db: PgDb;
   /** The URL with its password masked, for logs. */
   readonly redactedUrl: string;
+  /**
+   * Opens a connection of its own (not pooled) that LISTENs on `channels`
+   * (lower-case identifiers) until closed or lost.
+   */
+  listen(channels: readonly string[], handlers: ListenHandlers): Promise<PgListener>;
   /** Ends every connection of the pool. Idempotent. */
   close(): Promise<void>;
 }
@@ -93,6 +120,7 @@ export async function openPostgresDatabase(
   return {
     db,
     redactedUrl,
+    listen: (channels, handlers) => openListener(url, connectTimeoutMs, channels, handlers),
     close() {
       closing ??= pool.end();
       return closing;
@@ -118,4 +146,57 @@ async function migrateLocked(pool: pg.Pool): Promise<void> {
   } finally {
     client.release(isBroken);
   }
+}
+
+/** A channel name that needs no quoting rules beyond the quotes themselves. */
+const CHANNEL_REGEXP = /^[a-z_][a-z0-9_]{0,62}$/;
+
+async function openListener(
+  url: string,
+  connectTimeoutMs: number,
+  channels: readonly string[],
+  handlers: ListenHandlers,
+): Promise<PgListener> {
+  for (const channel of channels) {
+    if (!CHANNEL_REGEXP.test(channel)) {
+      throw new TypeError(`Expected a lower-case identifier as a channel name, got "${channel}"`);
+    }
+  }
+  const client = new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: connectTimeoutMs,
+    // A dead peer shows up as an error instead of silence (the feed's
+    // heartbeat covers a connection that stays open but delivers nothing).
+    keepAlive: true,
+    application_name: 'spike-nexus-change-feed',
+  });
+  let isDone = false;
+  const end = () => {
+    isDone = true;
+    return client.end().catch(() => {});
+  };
+  const lost = (err: Error) => {
+    if (isDone) return;
+    void end();
+    handlers.onLost(err);
+  };
+  client.on('error', lost);
+  client.on('end', () => lost(new Error('The listening connection ended')));
+  client.on('notification', (message) => {
+    if (!isDone) handlers.onNotification(message.channel, message.payload ?? '');
+  });
+  try {
+    await client.connect();
+    for (const channel of channels) await client.query(`LISTEN "${channel}"`);
+  } catch (err) {
+    await end();
+    throw err;
+  }
+  return {
+    backendPid: (client as unknown as { processID: number }).processID,
+    async notify(channel, payload) {
+      await client.query('SELECT pg_notify($1, $2)', [channel, payload]);
+    },
+    close: end,
+  };
 }

@@ -20,6 +20,7 @@ import {
   postgresSkip,
   TEST_DATABASE_URL_ENV,
 } from '../../../test/harness/postgres.ts';
+import { DEFAULT_CACHE_LIMITS, SealedRowCache } from '../sealed_row_cache.ts';
 import type { QuotaUsage } from '../secret_quotas.ts';
 import type { KeyringAccess } from '../secret_store.ts';
 import {
@@ -27,6 +28,7 @@ import {
   runSecretStoreContract,
   writeQuotaHistory,
 } from '../testing/secret_store_contract.ts';
+import { CHANGE_FEED_BOUND_MS, type ChangeFeedStatus, PgChangeFeed } from './change_feed.ts';
 import { openPostgresDatabase, type PgDb, type PostgresDatabase } from './db.ts';
 import { secretMetadata, secretQuotaUsage, secrets } from './schema.ts';
 import { PgSecretStore } from './secret_store.ts';
@@ -91,6 +93,88 @@ async function withTwoPools(
 
 const KEY = randomBytes(32);
 
+/** Resolves once `condition()` holds; fails after the deadline. */
+async function until(condition: () => boolean, what: string, deadlineMs = 10_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/**
+ * What one Nexus process builds on a database (as `open_stores.ts` does): a
+ * change feed, a cache of sealed rows gated and evicted by it, the store.
+ */
+interface Replica {
+  readonly store: PgSecretStore;
+  readonly cache: SealedRowCache;
+  readonly feed: PgChangeFeed;
+  readonly statuses: ChangeFeedStatus[];
+  /** `feed.isCurrent()` when each status was reported. */
+  readonly currentAtStatus: boolean[];
+  /** Every change the feed delivered, as `path@version`. */
+  readonly changes: string[];
+}
+
+async function startReplica(
+  database: PostgresDatabase,
+  options: Omit<ConstructorParameters<typeof PgSecretStore>[0], 'database' | 'cache'>,
+): Promise<Replica> {
+  const statuses: ChangeFeedStatus[] = [];
+  const currentAtStatus: boolean[] = [];
+  const changes: string[] = [];
+  const feed: PgChangeFeed = new PgChangeFeed({
+    listen: (channels, handlers) => database.listen(channels, handlers),
+    onStatus: (status) => {
+      statuses.push(status);
+      currentAtStatus.push(feed.isCurrent());
+    },
+  });
+  const cache = new SealedRowCache(DEFAULT_CACHE_LIMITS, { isServing: () => feed.isCurrent() });
+  feed.onChange((path, version) => {
+    cache.changed(path);
+    changes.push(`${path}@${version}`);
+  });
+  feed.onGap(() => cache.clear());
+  feed.start();
+  await until(() => feed.isCurrent(), 'the change feed is current');
+  return {
+    store: new PgSecretStore({ ...options, database, cache }),
+    cache,
+    feed,
+    statuses,
+    currentAtStatus,
+    changes,
+  };
+}
+
+/**
+ * Reads `path` through `replica` until it returns `version`: a read issued
+ * once the bound has passed since `ackedAt` (the write's acknowledgement,
+ * `performance.now()`) must never return an older one.
+ */
+async function readUntilVersion(
+  replica: Replica,
+  path: SecretPath,
+  version: number,
+  ackedAt: number,
+): Promise<number> {
+  const deadline = ackedAt + 10_000;
+  for (let reads = 1; ; reads++) {
+    const issuedAt = performance.now();
+    const read = await replica.store.get(path);
+    if (read.version === version) return reads;
+    assert.ok(read.version < version, `read version ${read.version} beyond ${version}`);
+    assert.ok(
+      issuedAt - ackedAt < CHANGE_FEED_BOUND_MS,
+      `version ${read.version} read ${Math.round(issuedAt - ackedAt)} ms after version ${version} was acknowledged`,
+    );
+    assert.ok(performance.now() < deadline, 'never converged');
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
+
 if (skip !== false) {
   test(`PostgreSQL secret store (${TEST_DATABASE_URL_ENV})`, { skip }, () => {});
 } else {
@@ -111,6 +195,133 @@ if (skip !== false) {
         for (const database of databases) await database.close();
       },
     };
+  });
+
+  // One scratch database for the whole cached run, emptied before each test:
+  // a database per test, as above, would double this file's time.
+  let cachedRun: Promise<{ database: PostgresDatabase; url: string }> | undefined;
+  after(async () => (await cachedRun)?.database.close());
+  runSecretStoreContract('PostgreSQL, cached', async (options) => {
+    cachedRun ??= openScratchDatabase();
+    const { database: first, url } = await cachedRun;
+    await first.db.execute(sql`TRUNCATE secret_metadata, secrets, secret_quota_usage`);
+    const databases: PostgresDatabase[] = [];
+    const replica = await startReplica(first, options);
+    return {
+      store: replica.store,
+      async connect() {
+        // Another pool in the same process: it shares the process's cache.
+        const another = await openPostgresDatabase({ url });
+        databases.push(another);
+        return new PgSecretStore({ ...options, database: another, cache: replica.cache });
+      },
+      storedVersions: (path) => storedVersions(first, path),
+      quotaUsage: (namespace) => quotaUsage(first, namespace),
+      async dispose() {
+        await replica.feed.close();
+        for (const database of databases) await database.close();
+      },
+    };
+  });
+
+  describe('PgSecretStore caches on two pools (two Nexus processes)', () => {
+    async function withTwoReplicas(
+      body: (a: Replica, b: Replica, first: PostgresDatabase) => Promise<void>,
+    ) {
+      const { database: first, url } = await openScratchDatabase();
+      const second = await openPostgresDatabase({ url });
+      const options = { keyring: keyringOf(KEY), maxVersionsDefault: 3 };
+      const replicas: Replica[] = [];
+      try {
+        replicas.push(await startReplica(first, options), await startReplica(second, options));
+        await body(replicas[0] as Replica, replicas[1] as Replica, first);
+      } finally {
+        for (const replica of replicas) await replica.feed.close();
+        await first.close();
+        await second.close();
+      }
+    }
+
+    test('every kind of write notifies every feed with the path and its version, on commit only', () =>
+      withTwoReplicas(async (a, b) => {
+        const path = p('feed/x');
+        await a.store.put(path, { n: '1' });
+        await a.store.put(path, { n: '2' });
+        await assert.rejects(a.store.put(path, { n: 'stale' }, { cas: 1 }), ConflictError);
+        await a.store.softDelete(path);
+        await a.store.undelete(path);
+        await a.store.destroy(path, [1]);
+        await a.store.writeMetadata(path, { maxVersions: 1 });
+        await a.store.deletePath(path);
+        const expected = ['1', '2', '2', '2', '2', '2', '0'].map((v) => `${path}@${v}`);
+        for (const replica of [a, b]) {
+          await until(() => replica.changes.length >= expected.length, 'every change arrived');
+          assert.deepEqual(replica.changes, expected);
+        }
+      }));
+
+    test('a write through A shows through B (cached) within the bound after its acknowledgement', () =>
+      withTwoReplicas(async (a, b) => {
+        const path = p('replica/x');
+        await a.store.put(path, { n: '1' });
+        await until(() => b.changes.includes(`${path}@1`), 'B heard of version 1');
+        for (let i = 0; i < 2; i++) assert.equal((await b.store.get(path)).version, 1);
+        assert.equal(b.cache.lookup(path, undefined)?.row?.version, 1, 'B did not cache');
+        for (let version = 2; version <= 6; version++) {
+          await a.store.put(path, { n: String(version) });
+          await readUntilVersion(b, path, version, performance.now());
+          assert.deepEqual((await b.store.get(path)).data, { n: String(version) });
+        }
+        await a.store.softDelete(path);
+        const ackedAt = performance.now();
+        for (;;) {
+          const issuedAt = performance.now();
+          const gone = await b.store.get(path).then(
+            () => false,
+            (err: Error) => /deleted/.test(err.message),
+          );
+          if (gone) break;
+          assert.ok(issuedAt - ackedAt < CHANGE_FEED_BOUND_MS, 'a deleted version still read');
+          await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+      }));
+
+    test("killing B's listening connection stops its cache at once; it reads fresh data and reconnects", () =>
+      withTwoReplicas(async (a, b, first) => {
+        const path = p('replica/killed');
+        await a.store.put(path, { n: '1' });
+        // Once B heard of the write, its read is no longer dropped as possibly stale.
+        await until(() => b.changes.includes(`${path}@1`), 'B heard of version 1');
+        await b.store.get(path);
+        assert.equal(b.cache.size, 1);
+        const listening = b.statuses.at(-1);
+        assert.ok(listening?.state === 'listening');
+        // As an operator (or a failover) would: from another session.
+        const { rows } = await first.db.execute(
+          sql`SELECT pg_terminate_backend(${listening.backendPid}) AS ok`,
+        );
+        assert.deepEqual(rows, [{ ok: true }]);
+        await a.store.put(path, { n: '2' });
+        await readUntilVersion(b, path, 2, performance.now());
+        await until(() => b.statuses.some((s) => s.state === 'lost'), 'B noticed');
+        // The moment it noticed, its cache stopped serving.
+        assert.equal(b.currentAtStatus[b.statuses.findIndex((s) => s.state === 'lost')], false);
+        await until(() => b.feed.isCurrent(), 'B listens again');
+        assert.equal(b.statuses.at(-1)?.state, 'listening');
+        assert.notEqual(
+          (b.statuses.at(-1) as { backendPid: number }).backendPid,
+          listening.backendPid,
+        );
+        // Listening again, B caches again, and follows A's writes again.
+        // (A read that overlaps a change notification is not kept: read until one is.)
+        const deadline = Date.now() + 10_000;
+        while (b.cache.lookup(path, undefined)?.row?.version !== 2) {
+          assert.ok(Date.now() < deadline, 'B never cached again');
+          assert.equal((await b.store.get(path)).version, 2);
+        }
+        await a.store.put(path, { n: '3' });
+        await readUntilVersion(b, path, 3, performance.now());
+      }));
   });
 
   describe('PgSecretStore on two pools (two Nexus processes)', () => {

@@ -80,6 +80,7 @@ import {
   type VersionRow,
   versionsToChange,
 } from '../_secret_rules.ts';
+import { type SealedRead, SealedRowCache } from '../sealed_row_cache.ts';
 import { sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
 import {
@@ -105,10 +106,21 @@ import type {
   SecretStore,
   SecretVersion,
 } from '../secret_store.ts';
+import { CHANGES_CHANNEL, changePayload } from './change_feed.ts';
 import type { PgDb, PostgresDatabase } from './db.ts';
 import { type SecretMetadataRow, secretMetadata, secretQuotaUsage, secrets } from './schema.ts';
 
-export type PgSecretStoreOptions = SqlSecretStoreOptions<PostgresDatabase>;
+export type PgSecretStoreOptions = SqlSecretStoreOptions<PostgresDatabase> & {
+  /**
+   * The cache of sealed rows that `get()` reads through (`sealed_row_cache.ts`),
+   * gated by this process's change feed (`change_feed.ts`), which evicts the
+   * writes of other processes. Default: none.
+   */
+  readonly cache?: SealedRowCache;
+};
+
+/** The cache of a store built without one: holds nothing. */
+const NO_CACHE = new SealedRowCache({ maxEntries: 0, maxBytes: 0 });
 
 /** A transaction handle (what `db.transaction()` passes its callback). */
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
@@ -139,6 +151,7 @@ export class PgSecretStore implements SecretStore {
   readonly #quotas: SecretQuotas;
   readonly #now: () => number;
   readonly #ownsDatabase: boolean;
+  readonly #cache: SealedRowCache;
   #isClosed = false;
 
   constructor(options: PgSecretStoreOptions) {
@@ -150,8 +163,10 @@ export class PgSecretStore implements SecretStore {
       quotas = DEFAULT_SECRET_QUOTAS,
       now = Date.now,
       ownsDatabase = false,
+      cache = NO_CACHE,
     } = options;
     this.#database = database;
+    this.#cache = cache;
     this.#keyring = keyring;
     this.#maxVersionsDefault = maxVersionsDefault;
     this.#quotas = quotas;
@@ -165,7 +180,7 @@ export class PgSecretStore implements SecretStore {
     const { cas } = options;
     if (cas !== undefined) checkVersionNumber(cas, 'cas');
     requireUnsealed(this.#keyring);
-    return await this.#db().transaction(async (tx) => {
+    const metadata = await this.#db().transaction(async (tx) => {
       const nowMs = this.#nowMs();
       const locked = await this.#lockOrCreate(tx, path, nowMs, cas);
       if (locked.isCreated) {
@@ -177,6 +192,7 @@ export class PgSecretStore implements SecretStore {
           paths: 1,
           bytes: 2 * rowCharge(path) + ciphertext.length,
         });
+        await notifyChange(tx, path, 1);
         return this.#toMetadata(path, locked.row, versions);
       }
       const current = locked.row.currentVersion;
@@ -195,37 +211,25 @@ export class PgSecretStore implements SecretStore {
         paths: 0,
         bytes: rowCharge(path) + ciphertext.length - freedBytes,
       });
+      await notifyChange(tx, path, version);
       return this.#toMetadata(path, row, versions);
     });
+    this.#cache.changed(path);
+    return metadata;
   }
 
   async get(path: SecretPath, version?: number): Promise<SecretVersion> {
     checkPath(path);
     if (version !== undefined) checkVersionNumber(version, 'version');
     requireUnsealed(this.#keyring);
-    const isCurrent = version === undefined || version === 0;
-    // One statement: the metadata and the wanted version from one snapshot.
-    const rows = await this.#db()
-      .select({
-        metadata: secretMetadata,
-        version: { ...VERSION_COLUMNS, ciphertext: secrets.ciphertext },
-      })
-      .from(secretMetadata)
-      .leftJoin(
-        secrets,
-        and(
-          eq(secrets.path, secretMetadata.path),
-          eq(secrets.version, isCurrent ? secretMetadata.currentVersion : sql`${version}::integer`),
-        ),
-      )
-      .where(eq(secretMetadata.path, path));
-    const found = rows[0];
+    const wanted = version === 0 ? undefined : version;
+    const found = await this.#cache.read(path, wanted, () => this.#queryVersion(path, wanted));
     if (found === undefined) {
       throw missingPath(path);
     }
-    const number = isCurrent ? found.metadata.currentVersion : version;
-    const row = found.version;
-    if (row === null) {
+    const number = wanted ?? found.metadata.currentVersion;
+    const row = found.row;
+    if (row === undefined) {
       throw missingVersion(path, number, found.metadata, this.#maxVersionsDefault);
     }
     return openVersion(path, number, row, this.#keyring);
@@ -291,7 +295,9 @@ export class PgSecretStore implements SecretStore {
         paths: -1,
         bytes: -(freedBytes + rowCharge(path) + (row.customMetadata?.length ?? 0)),
       });
+      await notifyChange(tx, path, 0);
     });
+    this.#cache.changed(path);
   }
 
   async readMetadata(path: SecretPath): Promise<SecretMetadata> {
@@ -316,7 +322,7 @@ export class PgSecretStore implements SecretStore {
     }
     const db = this.#db();
     const changes = metadataChanges(path, update, this.#nowMs(), this.#keyring);
-    return await db.transaction(async (tx) => {
+    const metadata = await db.transaction(async (tx) => {
       const locked = await lockMetadata(tx, path);
       if (locked === undefined) throw missingPath(path);
       // A lower cap prunes at once (#updateMetadata).
@@ -327,8 +333,11 @@ export class PgSecretStore implements SecretStore {
           ? 0
           : (changes.customMetadata?.length ?? 0) - (locked.customMetadata?.length ?? 0);
       await this.#charge(tx, path, { paths: 0, bytes: customChange - freedBytes });
+      await notifyChange(tx, path, locked.currentVersion);
       return this.#toMetadata(path, row, versions);
     });
+    this.#cache.changed(path);
+    return metadata;
   }
 
   /** Stops using the store; closes the database only if the store owns it. */
@@ -347,7 +356,7 @@ export class PgSecretStore implements SecretStore {
     checkPath(path);
     const requested = checkVersionList(versions, change === 'destroy');
     requireUnsealed(this.#keyring);
-    return await this.#db().transaction(async (tx) => {
+    const metadata = await this.#db().transaction(async (tx) => {
       const row = await lockMetadata(tx, path);
       if (row === undefined) throw missingPath(path);
       const state = { row, versions: await selectVersions(tx, path) };
@@ -384,8 +393,11 @@ export class PgSecretStore implements SecretStore {
         .set({ updatedAtMs: nowMs })
         .where(eq(secretMetadata.path, path))
         .returning();
+      await notifyChange(tx, path, row.currentVersion);
       return this.#toMetadata(path, updated, await selectVersions(tx, path));
     });
+    this.#cache.changed(path);
+    return metadata;
   }
 
   /**
@@ -516,10 +528,47 @@ export class PgSecretStore implements SecretStore {
     return checkedNow(this.#now);
   }
 
+  /** What `get()` finds in the database: the metadata and the wanted version, from one snapshot. */
+  async #queryVersion(
+    path: SecretPath,
+    version: number | undefined,
+  ): Promise<SealedRead | undefined> {
+    const rows = await this.#db()
+      .select({
+        metadata: secretMetadata,
+        version: { ...VERSION_COLUMNS, ciphertext: secrets.ciphertext },
+      })
+      .from(secretMetadata)
+      .leftJoin(
+        secrets,
+        and(
+          eq(secrets.path, secretMetadata.path),
+          eq(
+            secrets.version,
+            version === undefined ? secretMetadata.currentVersion : sql`${version}::integer`,
+          ),
+        ),
+      )
+      .where(eq(secretMetadata.path, path));
+    const found = rows[0];
+    return found === undefined
+      ? undefined
+      : { metadata: found.metadata, row: found.version ?? undefined };
+  }
+
   #db(): PgDb {
     if (this.#isClosed) throw new InternalError('The secret store is closed');
     return this.#database.db;
   }
+}
+
+/**
+ * Tells every Nexus's change feed that `path` changed (its current version is
+ * now `version`, 0 once gone): PostgreSQL delivers it when this transaction
+ * commits, and never if it rolls back.
+ */
+async function notifyChange(tx: Tx, path: SecretPath, version: number): Promise<void> {
+  await tx.execute(sql`SELECT pg_notify(${CHANGES_CHANNEL}, ${changePayload(path, version)})`);
 }
 
 /** The path's metadata row, locked until the transaction ends; undefined if none. */

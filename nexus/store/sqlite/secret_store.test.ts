@@ -14,6 +14,7 @@ import { and, asc, eq, sql } from 'drizzle-orm';
 import { parseSecretPath, type SecretPath } from '../../../shared/api/secret_path.ts';
 import { randomBytes } from '../../../shared/crypto/bytes.ts';
 import { DecryptionFailedError, InternalError } from '../../../shared/errors/errors.ts';
+import { DEFAULT_CACHE_LIMITS, SealedRowCache } from '../sealed_row_cache.ts';
 import type { QuotaUsage, SecretQuotas } from '../secret_quotas.ts';
 import type { KeyringAccess } from '../secret_store.ts';
 import { createMemorySecretStore } from '../testing/memory_secret_store.ts';
@@ -74,21 +75,28 @@ async function quotaUsage(
   };
 }
 
-/** A fixture over `open()`ed databases: the first is the store's, others are connect()'s. */
+/**
+ * A fixture over `open()`ed databases: the first is the store's, others are
+ * connect()'s. With `cached`, every store reads through one cache of sealed
+ * rows, as the stores of one Nexus process do.
+ */
 async function sqlFixture(
   options: ContractStoreOptions,
   open: () => Promise<SqliteDatabase>,
   shareFirst: boolean,
+  cached = false,
 ): Promise<SecretStoreFixture> {
   const first = await open();
   const databases = [first];
-  const store = new SqliteSecretStore({ ...options, database: first });
+  const cache = cached ? new SealedRowCache(DEFAULT_CACHE_LIMITS) : undefined;
+  const withCache = cache === undefined ? {} : { cache };
+  const store = new SqliteSecretStore({ ...options, ...withCache, database: first });
   return {
     store,
     async connect() {
       const database = shareFirst ? first : await open();
       if (database !== first) databases.push(database);
-      return new SqliteSecretStore({ ...options, database });
+      return new SqliteSecretStore({ ...options, ...withCache, database });
     },
     storedVersions: (path) => storedVersions(first, path),
     quotaUsage: (namespace) => quotaUsage(first, namespace),
@@ -107,6 +115,15 @@ runSecretStoreContract('SQLite file', (options) => {
 runSecretStoreContract('memory', (options) =>
   // One in-memory database has one connection: connect() shares it.
   sqlFixture(options, openMemoryDatabase, true),
+);
+
+runSecretStoreContract('SQLite file, cached', (options) => {
+  const path = freshDatabasePath();
+  return sqlFixture(options, () => openSqliteDatabase({ path }), false, true);
+});
+
+runSecretStoreContract('memory, cached', (options) =>
+  sqlFixture(options, openMemoryDatabase, true, true),
 );
 
 describe('createMemorySecretStore', () => {
@@ -404,6 +421,53 @@ describe('SqliteSecretStore on a file', () => {
       assert.equal(blobs.length, 6);
       for (const needle of ['attack/a#1', 'attack/a#2', 'attack/b#2', '"v"', '"owner"']) {
         assert.ok(!blobs.some((text) => text.includes(needle)), needle);
+      }
+    } finally {
+      await database.close();
+    }
+  });
+
+  test('the cache of sealed rows holds ciphertext only: no plaintext in any entry', async () => {
+    const database = await openSqliteDatabase({ path: freshDatabasePath() });
+    try {
+      const cache = new SealedRowCache(DEFAULT_CACHE_LIMITS);
+      const store = new SqliteSecretStore({
+        database,
+        keyring: keyringOf(randomBytes(32)),
+        maxVersionsDefault: 10,
+        cache,
+      });
+      for (const path of [PATH_A, PATH_B]) {
+        await store.put(path, { v: `${path}#1` });
+        await store.put(path, { v: `${path}#2` });
+        await store.writeMetadata(path, { customMetadata: { owner: path } });
+        // Fills the current version, then an explicit one; the second read is a hit.
+        for (const version of [undefined, 1, undefined, 1]) {
+          assert.match((await store.get(path, version)).data.v as string, /^attack\/.#\d$/);
+        }
+      }
+      assert.equal(cache.size, 2);
+      const held = [PATH_A, PATH_B].flatMap((path) =>
+        [undefined, 1, 2].map((version) => cache.lookup(path, version)),
+      );
+      // Every byte array and every string the entries hold, byte for byte.
+      const texts: string[] = [];
+      const walk = (value: unknown): void => {
+        if (value instanceof Uint8Array) texts.push(new TextDecoder('windows-1252').decode(value));
+        else if (typeof value === 'string') texts.push(value);
+        else if (value !== null && typeof value === 'object') Object.values(value).forEach(walk);
+      };
+      walk(held);
+      assert.ok(held.every((read) => read?.row?.ciphertext instanceof Uint8Array));
+      for (const needle of [
+        'attack/a#1',
+        'attack/a#2',
+        'attack/b#1',
+        'attack/b#2',
+        '"v"',
+        '"owner"',
+      ]) {
+        assert.ok(!texts.some((text) => text.includes(needle)), needle);
       }
     } finally {
       await database.close();

@@ -78,6 +78,7 @@ import {
   type VersionRow,
   versionsToChange,
 } from '../_secret_rules.ts';
+import { type SealedRead, SealedRowCache } from '../sealed_row_cache.ts';
 import { sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
 import {
@@ -105,7 +106,16 @@ import type {
 import type { PreparedRead, SqliteDatabase, SqliteDb, WriteStatement } from './db.ts';
 import { type SecretMetadataRow, secretMetadata, secrets } from './schema.ts';
 
-export type SqliteSecretStoreOptions = SqlSecretStoreOptions<SqliteDatabase>;
+export type SqliteSecretStoreOptions = SqlSecretStoreOptions<SqliteDatabase> & {
+  /**
+   * The cache of sealed rows that `get()` reads through (`sealed_row_cache.ts`),
+   * shared by every store on this database in this process. Default: none.
+   */
+  readonly cache?: SealedRowCache;
+};
+
+/** The cache of a store built without one: holds nothing. */
+const NO_CACHE = new SealedRowCache({ maxEntries: 0, maxBytes: 0 });
 
 /** The columns of a version row that are not its data. */
 const VERSION_COLUMNS = {
@@ -145,6 +155,7 @@ export class SqliteSecretStore implements SecretStore {
   readonly #quotas: SecretQuotas;
   readonly #now: () => number;
   readonly #ownsDatabase: boolean;
+  readonly #cache: SealedRowCache;
   #isClosed = false;
   #readVersionStatement: PreparedRead | undefined;
   #writeStatements: WriteStatements | undefined;
@@ -158,8 +169,10 @@ export class SqliteSecretStore implements SecretStore {
       quotas = DEFAULT_SECRET_QUOTAS,
       now = Date.now,
       ownsDatabase = false,
+      cache = NO_CACHE,
     } = options;
     this.#database = database;
+    this.#cache = cache;
     this.#keyring = keyring;
     this.#maxVersionsDefault = maxVersionsDefault;
     this.#quotas = quotas;
@@ -173,7 +186,7 @@ export class SqliteSecretStore implements SecretStore {
     const { cas } = options;
     if (cas !== undefined) checkVersionNumber(cas, 'cas');
     requireUnsealed(this.#keyring);
-    const state = await this.#write(() => {
+    const state = await this.#write(path, () => {
       const sql = this.#statements();
       const head = this.#readHead(path);
       const currentVersion = head?.currentVersion ?? 0;
@@ -201,12 +214,13 @@ export class SqliteSecretStore implements SecretStore {
     checkPath(path);
     if (version !== undefined) checkVersionNumber(version, 'version');
     requireUnsealed(this.#keyring);
-    const found = await this.#readVersion().get([path, version === 0 ? null : (version ?? null)]);
+    const wanted = version === 0 ? undefined : version;
+    const found = await this.#cache.read(path, wanted, () => this.#queryVersion(path, wanted));
     if (found === undefined) {
       throw missingPath(path);
     }
-    const { metadata, row } = versionFromRow(path, found);
-    const number = version === undefined || version === 0 ? metadata.currentVersion : version;
+    const { metadata, row } = found;
+    const number = wanted ?? metadata.currentVersion;
     if (row === undefined) {
       throw missingVersion(path, number, metadata, this.#maxVersionsDefault);
     }
@@ -256,7 +270,7 @@ export class SqliteSecretStore implements SecretStore {
   async deletePath(path: SecretPath, options: DeletePathOptions = {}): Promise<void> {
     checkPath(path);
     requireUnsealed(this.#keyring);
-    await this.#write(() => {
+    await this.#write(path, () => {
       const sql = this.#statements();
       const head = this.#readHead(path);
       if (head === undefined) throw missingPath(path);
@@ -288,6 +302,7 @@ export class SqliteSecretStore implements SecretStore {
       return this.readMetadata(path);
     }
     const state = await this.#write(
+      path,
       () => {
         const sql = this.#statements();
         const head = this.#readHead(path);
@@ -334,7 +349,7 @@ export class SqliteSecretStore implements SecretStore {
     checkPath(path);
     const requested = checkVersionList(versions, change === 'destroy');
     requireUnsealed(this.#keyring);
-    const state = await this.#write(() => {
+    const state = await this.#write(path, () => {
       const sql = this.#statements();
       const before = this.#readState(path);
       const changing = versionsToChange(path, requested, change, before, this.#maxVersionsDefault);
@@ -357,10 +372,20 @@ export class SqliteSecretStore implements SecretStore {
     return this.#toMetadata(path, state.row, state.versions);
   }
 
-  /** Runs `work` in the database's group commit (see "Writes" above). */
-  #write<T>(work: () => T, bytes: number): Promise<T> {
+  /**
+   * Runs `work`, a change of `path`, in the database's group commit (see
+   * "Writes" above), then evicts the path from the cache of sealed rows. The
+   * eviction runs once the commit (or the failure) is known and before the
+   * write's caller resumes, so no read after an acknowledged write is served
+   * an older row; a failed write changed nothing, and evicting is harmless.
+   */
+  async #write<T>(path: SecretPath, work: () => T, bytes: number): Promise<T> {
     if (this.#isClosed) throw new InternalError('The secret store is closed');
-    return this.#database.write(work, bytes);
+    try {
+      return await this.#database.write(work, bytes);
+    } finally {
+      this.#cache.changed(path);
+    }
   }
 
   /** The write statements; compiled on first use. Only inside `#write` work. */
@@ -485,6 +510,15 @@ export class SqliteSecretStore implements SecretStore {
 
   #nowMs(): number {
     return checkedNow(this.#now);
+  }
+
+  /** What `get()` finds in the database: the metadata row and the wanted version's row. */
+  async #queryVersion(
+    path: SecretPath,
+    version: number | undefined,
+  ): Promise<SealedRead | undefined> {
+    const cells = await this.#readVersion().get([path, version ?? null]);
+    return cells === undefined ? undefined : versionFromRow(path, cells);
   }
 
   /** The hot read of `get()`, compiled once (see "Hot reads" in db.ts). */

@@ -1185,6 +1185,71 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
         }, 3));
     });
 
+    describe('reads after writes', () => {
+      // Every read below first warms whatever a store keeps between reads
+      // (the cache of sealed rows), then a write must show at once.
+      async function readsOf(store: SecretStore, path: SecretPath, versions: readonly number[]) {
+        const outcome = async (version?: number) => {
+          try {
+            const read = await store.get(path, version);
+            return `${read.version}:${read.data.n}`;
+          } catch (err) {
+            assert.ok(err instanceof NotFoundError, String(err));
+            return /removed/.test(err.message)
+              ? 'removed'
+              : /destroyed/.test(err.message)
+                ? 'destroyed'
+                : /deleted/.test(err.message)
+                  ? 'deleted'
+                  : 'missing';
+          }
+        };
+        const all = [await outcome()];
+        for (const version of versions) all.push(await outcome(version));
+        return all;
+      }
+
+      test('each kind of write shows in the next read of the current and of explicit versions', () =>
+        withWorld(async (world) => {
+          const path = p('rw/x');
+          const { store } = world;
+          await fill(world, path, 3);
+          const look = () => readsOf(store, path, [1, 2, 3, 4]);
+          assert.deepEqual(await look(), ['3:3', '1:1', '2:2', '3:3', 'missing']);
+          assert.deepEqual(await look(), ['3:3', '1:1', '2:2', '3:3', 'missing']);
+          await store.put(path, { n: '4' });
+          assert.deepEqual(await look(), ['4:4', '1:1', '2:2', '3:3', '4:4']);
+          await store.softDelete(path);
+          assert.deepEqual(await look(), ['deleted', '1:1', '2:2', '3:3', 'deleted']);
+          await store.undelete(path);
+          assert.deepEqual(await look(), ['4:4', '1:1', '2:2', '3:3', '4:4']);
+          await store.destroy(path, [2]);
+          assert.deepEqual(await look(), ['4:4', '1:1', 'destroyed', '3:3', '4:4']);
+          // Lowering the cap prunes versions 1 and 2 at once.
+          await store.writeMetadata(path, { maxVersions: 2 });
+          assert.deepEqual(await look(), ['4:4', 'removed', 'removed', '3:3', '4:4']);
+          // A put beyond the cap prunes version 3.
+          await store.put(path, { n: '5' });
+          assert.deepEqual(await readsOf(store, path, [3, 4, 5]), ['5:5', 'removed', '4:4', '5:5']);
+          await store.deletePath(path);
+          assert.deepEqual(await readsOf(store, path, [4, 5]), ['missing', 'missing', 'missing']);
+          await store.put(path, { n: '1' });
+          assert.deepEqual(await readsOf(store, path, [1, 5]), ['1:1', '1:1', 'missing']);
+        }, DEFAULT_CAP));
+
+      test('a write through another connection shows in the next read', () =>
+        withWorld(async (world) => {
+          const path = p('rw/other');
+          await fill(world, path, 1);
+          const other = await world.fixture.connect();
+          assert.equal((await world.store.get(path)).version, 1);
+          await other.put(path, { n: '2' });
+          assert.equal((await world.store.get(path)).version, 2);
+          await other.deletePath(path);
+          await assert.rejects(world.store.get(path), isError(NotFoundError));
+        }));
+    });
+
     describe('sealed', () => {
       test('every method fails with NotReadyError and nothing is written', () =>
         withWorld(async (world) => {
