@@ -186,27 +186,31 @@ export class SqliteSecretStore implements SecretStore {
     const { cas } = options;
     if (cas !== undefined) checkVersionNumber(cas, 'cas');
     requireUnsealed(this.#keyring);
-    const state = await this.#write(path, () => {
-      const sql = this.#statements();
-      const head = this.#readHead(path);
-      const currentVersion = head?.currentVersion ?? 0;
-      if (cas !== undefined && cas !== currentVersion) {
-        throw casConflict(cas, currentVersion);
-      }
-      const version = currentVersion + 1;
-      // Sealed here, where the version it is bound to is certain (see "Sealing").
-      const ciphertext = this.#keyring((key) => sealSecretData(key, path, version, data));
-      const nowMs = this.#nowMs();
-      if (head === undefined) sql.createPath.run([path, nowMs]);
-      else sql.advancePath.run([path, version, nowMs]);
-      sql.insertVersion.run([path, version, nowMs, ciphertext]);
-      const cap = head?.maxVersions ?? this.#maxVersionsDefault;
-      const pruned = this.#prune(path, version - cap + 1, head?.oldestVersion ?? 1);
-      // A new path's metadata row is charged too.
-      const added = ciphertext.length + rowCharge(path) * (head === undefined ? 2 : 1);
-      this.#charge(path, head === undefined ? 1 : 0, added - pruned);
-      return this.#readState(path);
-    }, dataBytes(data));
+    const state = await this.#write(
+      path,
+      () => {
+        const sql = this.#statements();
+        const head = this.#readHead(path);
+        const currentVersion = head?.currentVersion ?? 0;
+        if (cas !== undefined && cas !== currentVersion) {
+          throw casConflict(cas, currentVersion);
+        }
+        const version = currentVersion + 1;
+        // Sealed here, where the version it is bound to is certain (see "Sealing").
+        const ciphertext = this.#keyring((key) => sealSecretData(key, path, version, data));
+        const nowMs = this.#nowMs();
+        if (head === undefined) sql.createPath.run([path, nowMs]);
+        else sql.advancePath.run([path, version, nowMs]);
+        sql.insertVersion.run([path, version, nowMs, ciphertext]);
+        const cap = head?.maxVersions ?? this.#maxVersionsDefault;
+        const pruned = this.#prune(path, version - cap + 1, head?.oldestVersion ?? 1);
+        // A new path's metadata row is charged too.
+        const added = ciphertext.length + rowCharge(path) * (head === undefined ? 2 : 1);
+        this.#charge(path, head === undefined ? 1 : 0, added - pruned);
+        return this.#readState(path);
+      },
+      dataBytes(data),
+    );
     return this.#toMetadata(path, state.row, state.versions);
   }
 
@@ -270,21 +274,25 @@ export class SqliteSecretStore implements SecretStore {
   async deletePath(path: SecretPath, options: DeletePathOptions = {}): Promise<void> {
     checkPath(path);
     requireUnsealed(this.#keyring);
-    await this.#write(path, () => {
-      const sql = this.#statements();
-      const head = this.#readHead(path);
-      if (head === undefined) throw missingPath(path);
-      // Checked in this savepoint, so a version written or undeleted
-      // after the caller looked is seen here, and the path then kept.
-      if (options.onlyDeleted === true && sql.findLiveVersion.get([path]) !== undefined) {
-        throw liveVersionConflict(path);
-      }
-      // The versions first (the foreign key would cascade, but the DELETE
-      // returns what each row was charged), then the row they reference.
-      const versionBytes = this.#removeVersionsBelow(path, Number.MAX_SAFE_INTEGER);
-      sql.deletePath.run([path]);
-      this.#charge(path, -1, -(versionBytes + rowCharge(path) + head.customBytes));
-    }, SMALL_WRITE_BYTES);
+    await this.#write(
+      path,
+      () => {
+        const sql = this.#statements();
+        const head = this.#readHead(path);
+        if (head === undefined) throw missingPath(path);
+        // Checked in this savepoint, so a version written or undeleted
+        // after the caller looked is seen here, and the path then kept.
+        if (options.onlyDeleted === true && sql.findLiveVersion.get([path]) !== undefined) {
+          throw liveVersionConflict(path);
+        }
+        // The versions first (the foreign key would cascade, but the DELETE
+        // returns what each row was charged), then the row they reference.
+        const versionBytes = this.#removeVersionsBelow(path, Number.MAX_SAFE_INTEGER);
+        sql.deletePath.run([path]);
+        this.#charge(path, -1, -(versionBytes + rowCharge(path) + head.customBytes));
+      },
+      SMALL_WRITE_BYTES,
+    );
   }
 
   async readMetadata(path: SecretPath): Promise<SecretMetadata> {
@@ -349,26 +357,36 @@ export class SqliteSecretStore implements SecretStore {
     checkPath(path);
     const requested = checkVersionList(versions, change === 'destroy');
     requireUnsealed(this.#keyring);
-    const state = await this.#write(path, () => {
-      const sql = this.#statements();
-      const before = this.#readState(path);
-      const changing = versionsToChange(path, requested, change, before, this.#maxVersionsDefault);
-      if (changing.length === 0) return before;
-      const list = JSON.stringify(changing);
-      const nowMs = this.#nowMs();
-      if (change === 'delete') {
-        sql.softDeleteVersions.run([path, list, nowMs]);
-      } else if (change === 'undelete') {
-        sql.undeleteVersions.run([path, list]);
-      } else {
-        // Destroy refunds the sealed data it clears (the rows and their paths stay).
-        const freed = Number((sql.sealedBytesOf.get([path, list]) as unknown[])[0]);
-        sql.destroyVersions.run([path, list]);
-        this.#charge(path, 0, -freed);
-      }
-      sql.touchPath.run([path, nowMs]);
-      return this.#readState(path);
-    }, SMALL_WRITE_BYTES);
+    const state = await this.#write(
+      path,
+      () => {
+        const sql = this.#statements();
+        const before = this.#readState(path);
+        const changing = versionsToChange(
+          path,
+          requested,
+          change,
+          before,
+          this.#maxVersionsDefault,
+        );
+        if (changing.length === 0) return before;
+        const list = JSON.stringify(changing);
+        const nowMs = this.#nowMs();
+        if (change === 'delete') {
+          sql.softDeleteVersions.run([path, list, nowMs]);
+        } else if (change === 'undelete') {
+          sql.undeleteVersions.run([path, list]);
+        } else {
+          // Destroy refunds the sealed data it clears (the rows and their paths stay).
+          const freed = Number((sql.sealedBytesOf.get([path, list]) as unknown[])[0]);
+          sql.destroyVersions.run([path, list]);
+          this.#charge(path, 0, -freed);
+        }
+        sql.touchPath.run([path, nowMs]);
+        return this.#readState(path);
+      },
+      SMALL_WRITE_BYTES,
+    );
     return this.#toMetadata(path, state.row, state.versions);
   }
 
