@@ -7,6 +7,7 @@
  * sealed and unseals itself from the Keepers (or initialises an empty store).
  */
 import { VERSION } from '../shared/api/version.ts';
+import { aeadImplementation } from '../shared/crypto/aead.ts';
 import { ensureDirectory, NOT_WRITABLE_BY_OTHERS } from '../shared/config/file_modes.ts';
 import { auditRefusals, openAuditSink } from '../shared/http/audit.ts';
 import { peerFromConnection } from '../shared/http/peer.ts';
@@ -147,6 +148,7 @@ await runService('spike-nexus', async () => {
     threshold: config.shamirThreshold,
     backendStore: config.backendStore,
     database: stores.location,
+    aead: aeadImplementation(),
   });
   manager.start();
   return service.stop;
