@@ -7,8 +7,8 @@
  * sealed and unseals itself from the Keepers (or initialises an empty store).
  */
 import { VERSION } from '../shared/api/version.ts';
-import { aeadImplementation } from '../shared/crypto/aead.ts';
 import { ensureDirectory, NOT_WRITABLE_BY_OTHERS } from '../shared/config/file_modes.ts';
+import { aeadImplementation } from '../shared/crypto/aead.ts';
 import { auditRefusals, openAuditSink } from '../shared/http/audit.ts';
 import { peerFromConnection } from '../shared/http/peer.ts';
 import { RequestCount } from '../shared/http/request_count.ts';
