@@ -47,7 +47,8 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
     for (const name of PROGRAMS) {
       assert.ok(existsSync(join(bundles, `${name}.js`)), `${name}.js`);
     }
-    assert.ok(existsSync(join(bundles, 'shared/spiffe/workload.proto')));
+    // The Workload API descriptor is inside the bundles: no .proto is read at run time.
+    assert.ok(!existsSync(join(bundles, 'shared/spiffe/workload.proto')));
     assert.ok(existsSync(join(bundles, 'nexus/store/sqlite/migrations/meta/_journal.json')));
     assert.ok(existsSync(join(bundles, 'nexus/store/postgres/migrations/meta/_journal.json')));
     const stamp = JSON.parse(readFileSync(join(bundles, 'build-stamp.json'), 'utf8')) as {
@@ -56,6 +57,7 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
     assert.deepEqual(Object.keys(stamp.bundles).sort(), [...PROGRAMS].sort());
     // What the staleness check compares: the program's own sources are listed.
     assert.ok(stamp.bundles.spike?.files.includes('pilot/main.ts'));
+    assert.ok(stamp.bundles.spike?.files.includes('shared/spiffe/workload_proto.json'));
     assert.ok(stamp.bundles['spike-nexus']?.files.includes('nexus/store/sqlite/db.ts'));
   });
 
