@@ -74,6 +74,12 @@ const result = await build({
   splitting: true,
   format: 'esm',
   platform: 'node',
+  // A package's ES module build (`module`) before its CommonJS `main`, which
+  // esbuild prefers for Node: the ASN.1 packages that read certificates ship
+  // both, and from the ES build esbuild leaves out what is unused and joins the
+  // rest without CommonJS wrappers (about 130 KB less for every program that
+  // reads its SVID). Packages with `exports` are resolved by those, unchanged.
+  mainFields: ['module', 'main'],
   target: 'node20',
   external: EXTERNAL,
   // CommonJS packages (gRPC, pino…) call require() for Node's built-ins,
