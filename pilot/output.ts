@@ -3,7 +3,6 @@
  * mirror of the HTTP status table: error code → exit status. Commands print
  * through an `Output`, so tests capture what a user would see.
  */
-import { stringify as stringifyYaml } from 'yaml';
 import { ENV_TRUST_ROOT } from '../shared/config/common.ts';
 import { type ErrorCode, isBrokerError } from '../shared/errors/errors.ts';
 import { ENV_NEXUS_API_URL } from './config.ts';
@@ -62,24 +61,35 @@ export function createConsoleOutput(): Output {
 
 /**
  * Prints a command's result: JSON or YAML of `data` as is (its fields are the
- * stable machine interface), or the `human` rendering.
+ * stable machine interface), or the `human` rendering. The YAML library is
+ * loaded only when YAML is asked for: it is larger than the rest of Pilot's
+ * own code, and every run would otherwise pay for compiling it.
  */
-export function printData(
+export async function printData(
   output: Output,
   format: OutputFormat,
   data: unknown,
   human: (data: unknown) => string = renderHuman,
-): void {
+): Promise<void> {
   if (format === 'json') {
     output.stdout(JSON.stringify(data, null, 2));
   } else if (format === 'yaml') {
-    output.stdout(stringifyYaml(data));
+    output.stdout((await loadYaml()).stringify(data));
   } else {
     const text = human(data);
     if (text !== '') {
       output.stdout(text);
     }
   }
+}
+
+/**
+ * The YAML library, loaded on first use. It is CommonJS: its exports object is
+ * the default export under Node and Deno alike, and the only export of the
+ * chunk the bundle (scripts/bundle.js) makes of it.
+ */
+export async function loadYaml(): Promise<typeof import('yaml')> {
+  return (await import('yaml')).default;
 }
 
 /** A plain object as `key: value` lines; nested values as compact JSON. */

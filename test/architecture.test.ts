@@ -123,7 +123,7 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
   'shared/spiffe': {
     zones: ['shared/errors', 'shared/log'],
     packages:
-      /^(node:(tls|crypto|net|https|url|path|fs|util)|@grpc\/grpc-js|@grpc\/proto-loader|@peculiar\/x509|reflect-metadata)$/,
+      /^(node:(tls|crypto|net|https|url|path|fs|util)|@grpc\/grpc-js|protobufjs\/light\.js|@peculiar\/asn1-(schema|x509)|@peculiar\/x509|reflect-metadata)$/,
   },
   'shared/http': {
     zones: ['shared/errors', 'shared/spiffe', 'shared/log', 'shared/api', 'shared/config'],
@@ -138,7 +138,7 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
       'shared/runtime',
       'shared/api',
     ],
-    packages: /^(node:.*|@grpc\/grpc-js|@grpc\/proto-loader)$/,
+    packages: /^(node:.*|@grpc\/grpc-js)$/,
   },
   keeper: {
     zones: SERVER_ZONES,
@@ -196,7 +196,11 @@ const SINGLE_IMPORTER: Record<string, string[]> = {
     'shared/spiffe/workload_stream.ts',
     'agent/workload_api_server.ts',
   ],
-  '@grpc/proto-loader': ['shared/spiffe/workload_proto.ts'],
+  // The Workload API's messages: the descriptor is loaded in one place.
+  'protobufjs/light.js': ['shared/spiffe/workload_proto.ts'],
+  // Reading certificates (every program); building them is the agent's, with @peculiar/x509.
+  '@peculiar/asn1-schema': ['shared/spiffe/_cert_cache.ts'],
+  '@peculiar/asn1-x509': ['shared/spiffe/_cert_cache.ts'],
   '@peculiar/x509': ['shared/spiffe/_x509.ts'],
   'reflect-metadata': ['shared/spiffe/_x509.ts'],
   '@libsql/client': ['nexus/store/sqlite/db.ts'],

@@ -82,7 +82,7 @@ export function registerOperatorCommands(program: Command, context: CommandConte
     const client = await context.client();
     const recovered = await client.recover();
     const result = await writeRecoveryFiles(dir, recovered);
-    printData(context.output, formatOf(command), result, () =>
+    await printData(context.output, formatOf(command), result, () =>
       [
         `Wrote ${result.files.length} recovery shards of generation ${result.generation} to ${result.dir}:`,
         ...result.files.map((file) => `  ${file}`),
@@ -139,6 +139,6 @@ export function registerOperatorCommands(program: Command, context: CommandConte
       );
     }
     const done = last;
-    printData(context.output, formatOf(command), done, () => 'Nexus is restored and ready');
+    await printData(context.output, formatOf(command), done, () => 'Nexus is restored and ready');
   });
 }

@@ -29,8 +29,8 @@ const YAML_FILE = `# two policies in one file
 `;
 
 describe('parsePolicyFile()', () => {
-  test('reads a YAML list of policies', () => {
-    const policies = parsePolicyFile(YAML_FILE, 'policy.yaml');
+  test('reads a YAML list of policies', async () => {
+    const policies = await parsePolicyFile(YAML_FILE, 'policy.yaml');
     assert.deepEqual(
       policies.map((p) => [p.name, p.permissions]),
       [
@@ -40,34 +40,34 @@ describe('parsePolicyFile()', () => {
     );
   });
 
-  test('reads JSON: one policy, a list, or { policies: [...] }', () => {
-    assert.deepEqual(parsePolicyFile(JSON.stringify(WEB), 'p.json'), [WEB]);
-    assert.deepEqual(parsePolicyFile(JSON.stringify([WEB]), 'p.json'), [WEB]);
-    assert.deepEqual(parsePolicyFile(JSON.stringify({ policies: [WEB] }), 'p.json'), [WEB]);
+  test('reads JSON: one policy, a list, or { policies: [...] }', async () => {
+    assert.deepEqual(await parsePolicyFile(JSON.stringify(WEB), 'p.json'), [WEB]);
+    assert.deepEqual(await parsePolicyFile(JSON.stringify([WEB]), 'p.json'), [WEB]);
+    assert.deepEqual(await parsePolicyFile(JSON.stringify({ policies: [WEB] }), 'p.json'), [WEB]);
   });
 
-  test('names the file and the policy that is wrong', () => {
+  test('names the file and the policy that is wrong', async () => {
     const bad = [WEB, { ...WEB, name: 'other', permissions: ['fly'] }];
-    assert.throws(() => parsePolicyFile(JSON.stringify(bad), 'p.json'), {
+    await assert.rejects(parsePolicyFile(JSON.stringify(bad), 'p.json'), {
       code: 'ERR_INVALID_REQUEST',
       message: /^p\.json: policy 2: Field "permissions"/,
     });
-    assert.throws(() => parsePolicyFile(JSON.stringify([{ ...WEB, extra: 1 }]), 'p.json'), {
+    await assert.rejects(parsePolicyFile(JSON.stringify([{ ...WEB, extra: 1 }]), 'p.json'), {
       message: /policy 1: Unknown field "extra"/,
     });
-    assert.throws(() => parsePolicyFile(JSON.stringify([WEB, WEB]), 'p.json'), {
+    await assert.rejects(parsePolicyFile(JSON.stringify([WEB, WEB]), 'p.json'), {
       message: /"web-reads" appears more than once/,
     });
   });
 
-  test('refuses malformed text, empty lists and scalars', () => {
+  test('refuses malformed text, empty lists and scalars', async () => {
     for (const [text, name] of [
       ['{ not json', 'p.json'],
       ['- a: [', 'p.yaml'],
       ['[]', 'p.json'],
       ['42', 'p.yaml'],
     ] as const) {
-      assert.throws(() => parsePolicyFile(text, name), { code: 'ERR_INVALID_REQUEST' }, text);
+      await assert.rejects(parsePolicyFile(text, name), { code: 'ERR_INVALID_REQUEST' }, text);
     }
   });
 });

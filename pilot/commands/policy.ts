@@ -4,7 +4,6 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import {
   POLICY_PERMISSIONS,
   type PolicyDocument,
@@ -13,7 +12,7 @@ import {
   parsePolicyName,
 } from '../../shared/api/policies.ts';
 import { ConflictError, InvalidRequestError, isBrokerError } from '../../shared/errors/errors.ts';
-import { printData } from '../output.ts';
+import { loadYaml, printData } from '../output.ts';
 import { type CommandContext, confirm, formatOf, withFormat } from './_context.ts';
 
 /** A policy file larger than this is refused before parsing. */
@@ -26,12 +25,15 @@ export const MAX_POLICIES_PER_FILE = 1000;
  * `{ policies: [...] }`. JSON when the name ends in `.json`, else YAML (a
  * superset of JSON). Each policy is checked strictly, with the wire names
  * (`name`, `spiffeIdPattern`, `pathPattern`, `permissions`); an error names
- * the file and the policy's position.
+ * the file and the policy's position. The YAML library is loaded only for a
+ * YAML file.
  */
-export function parsePolicyFile(text: string, fileName: string): PolicyDocument[] {
+export async function parsePolicyFile(text: string, fileName: string): Promise<PolicyDocument[]> {
   let parsed: unknown;
   try {
-    parsed = fileName.toLowerCase().endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    parsed = fileName.toLowerCase().endsWith('.json')
+      ? JSON.parse(text)
+      : (await loadYaml()).parse(text);
   } catch (err) {
     const reason = err instanceof Error ? err.message.split('\n')[0] : 'malformed';
     throw new InvalidRequestError(
@@ -113,7 +115,7 @@ export function registerPolicyCommands(program: Command, context: CommandContext
         );
       }
       const created = await client.putPolicy(document);
-      printData(
+      await printData(
         context.output,
         formatOf(command),
         created,
@@ -129,13 +131,13 @@ export function registerPolicyCommands(program: Command, context: CommandContext
       .requiredOption('--file <file>', 'policy.yaml or policy.json'),
   ).action(async (options: { file: string }, command: Command) => {
     const text = await readPolicyFile(options.file);
-    const documents = parsePolicyFile(text, options.file);
+    const documents = await parsePolicyFile(text, options.file);
     const client = await context.client();
     const applied: PolicyResponse[] = [];
     for (const document of documents) {
       applied.push(await client.putPolicy(document));
     }
-    printData(context.output, formatOf(command), { policies: applied }, () =>
+    await printData(context.output, formatOf(command), { policies: applied }, () =>
       applied.map((item) => `Applied policy "${item.name}"`).join('\n'),
     );
   });
@@ -149,7 +151,7 @@ export function registerPolicyCommands(program: Command, context: CommandContext
         context.output.stderr('No policies found');
         return;
       }
-      printData(context.output, format, { policies }, () => renderPolicyTable(policies));
+      await printData(context.output, format, { policies }, () => renderPolicyTable(policies));
     },
   );
 
@@ -159,7 +161,7 @@ export function registerPolicyCommands(program: Command, context: CommandContext
     const policyName = parsePolicyName(name);
     const client = await context.client();
     const found = await client.getPolicy(policyName);
-    printData(context.output, formatOf(command), found, () => renderPolicy(found));
+    await printData(context.output, formatOf(command), found, () => renderPolicy(found));
   });
 
   withFormat(
@@ -173,7 +175,7 @@ export function registerPolicyCommands(program: Command, context: CommandContext
     await confirm(context, `Delete policy "${policyName}"?`, { yes: options.yes });
     const client = await context.client();
     await client.deletePolicy(policyName);
-    printData(
+    await printData(
       context.output,
       formatOf(command),
       { name: policyName, deleted: true },

@@ -189,7 +189,7 @@ export function registerSecretCommands(program: Command, context: CommandContext
     const data = await parseKeyValues(pairs, { terminal: context.terminal });
     const client = await context.client();
     const metadata = await client.putSecret(secretPath, data, cas === undefined ? {} : { cas });
-    printData(
+    await printData(
       context.output,
       formatOf(command),
       metadata,
@@ -232,10 +232,10 @@ export function registerSecretCommands(program: Command, context: CommandContext
           );
         }
         const value = secretValue.data[field] as string;
-        printData(context.output, format, value, () => value);
+        await printData(context.output, format, value, () => value);
         return;
       }
-      printData(context.output, format, secretValue, () => renderSecret(secretValue));
+      await printData(context.output, format, secretValue, () => renderSecret(secretValue));
     },
   );
 
@@ -252,7 +252,7 @@ export function registerSecretCommands(program: Command, context: CommandContext
       context.output.stderr('No secrets found');
       return;
     }
-    printData(context.output, format, { paths }, () => paths.join('\n'));
+    await printData(context.output, format, { paths }, () => paths.join('\n'));
   });
 
   // delete and undelete differ only in the call and the verb they report.
@@ -285,7 +285,7 @@ export function registerSecretCommands(program: Command, context: CommandContext
       const metadata = await call(client, secretPath, versions === undefined ? {} : { versions });
       const which =
         versions === undefined ? 'the current version' : `version(s) ${versions.join(', ')}`;
-      printData(
+      await printData(
         context.output,
         formatOf(command),
         metadata,
@@ -312,7 +312,7 @@ export function registerSecretCommands(program: Command, context: CommandContext
       );
       const client = await context.client();
       const metadata = await client.destroySecret(secretPath, versions);
-      printData(
+      await printData(
         context.output,
         formatOf(command),
         metadata,
@@ -345,7 +345,7 @@ export function registerSecretCommands(program: Command, context: CommandContext
     const secretPath = parseSecretPath(path);
     const client = await context.client();
     const answer = await client.getMetadata(secretPath);
-    printData(context.output, formatOf(command), answer, () => renderMetadata(answer));
+    await printData(context.output, formatOf(command), answer, () => renderMetadata(answer));
   });
 
   withFormat(
@@ -381,7 +381,7 @@ export function registerSecretCommands(program: Command, context: CommandContext
       }
       const client = await context.client();
       const answer = await client.putMetadata(secretPath, body);
-      printData(
+      await printData(
         context.output,
         formatOf(command),
         answer,
@@ -403,7 +403,7 @@ export function registerSecretCommands(program: Command, context: CommandContext
     });
     const client = await context.client();
     await client.deletePath(secretPath);
-    printData(
+    await printData(
       context.output,
       formatOf(command),
       { path: secretPath, deleted: true },
@@ -477,7 +477,7 @@ async function purge(
   const format = formatOf(command);
   const where = isPrefix ? `under "${scope}"` : `at "${scope}"`;
   if (options.dryRun) {
-    printData(context.output, format, { dryRun: true, paths: candidates, skipped }, () =>
+    await printData(context.output, format, { dryRun: true, paths: candidates, skipped }, () =>
       candidates.map((path) => `Would purge: ${path}`).join('\n'),
     );
     context.output.stderr(
@@ -486,7 +486,7 @@ async function purge(
     return;
   }
   if (candidates.length === 0) {
-    printData(context.output, format, { paths: [], skipped }, () => '');
+    await printData(context.output, format, { paths: [], skipped }, () => '');
     context.output.stderr(
       `Nothing to purge ${where}: no path whose every version is deleted or destroyed${skippedNote(skipped)}`,
     );
@@ -512,7 +512,7 @@ async function purge(
       skipped.push({ path, code });
     }
   }
-  printData(context.output, format, { paths: purged, skipped }, () =>
+  await printData(context.output, format, { paths: purged, skipped }, () =>
     purged.map((path) => `Purged: ${path}`).join('\n'),
   );
   context.output.stderr(`Purged ${purged.length} path(s) ${where}${skippedNote(skipped)}`);
@@ -569,7 +569,7 @@ async function patch(
     }
     throw err;
   }
-  printData(
+  await printData(
     context.output,
     formatOf(command),
     metadata,

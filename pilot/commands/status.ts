@@ -50,7 +50,7 @@ export function registerStatusCommands(
       refusedHandshakes: status.refusedHandshakes,
       deniedRequests: status.deniedRequests,
     };
-    printData(context.output, formatOf(command), report, () => renderStatus(report));
+    await printData(context.output, formatOf(command), report, () => renderStatus(report));
     if (report.state !== 'ready') {
       throw new NotReadyError();
     }
@@ -62,7 +62,7 @@ export function registerStatusCommands(
       .description('Show your SPIFFE ID and SVID expiry, from the Workload API'),
   ).action(async (_options: unknown, command: Command) => {
     const me = await deps.whoami();
-    printData(context.output, formatOf(command), me);
+    await printData(context.output, formatOf(command), me);
   });
 }
 

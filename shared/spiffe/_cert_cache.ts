@@ -1,25 +1,54 @@
 /**
  * What SVID verification needs from a certificate, read once and remembered.
  *
- * Two parsers read every certificate: `@peculiar/x509` for the extensions
- * (node:crypto exposes neither the keyUsage bits nor the raw URI SAN
- * entries), and node:crypto for the issuer and signature checks, which must be
- * synchronous. Parsing with @peculiar/x509 costs about a millisecond per
- * certificate, more than the rest of a verification, so what was read from a
- * certificate is remembered by its exact DER bytes in a small LRU cache (the
- * facts depend on those bytes alone; time and trust are checked on every
- * call). Peers that reconnect with the same SVID, and intermediates shared by
- * a whole trust domain, are then parsed once. Bundle roots are parsed once per
- * root object.
+ * Two parsers read every certificate: the ASN.1 schema of RFC 5280
+ * (`@peculiar/asn1-x509` over `@peculiar/asn1-schema`) for the extensions
+ * (node:crypto exposes neither the keyUsage bits nor the raw URI SAN entries,
+ * nor which extensions are critical), and node:crypto for the issuer and
+ * signature checks, which must be synchronous. These are the schema classes
+ * @peculiar/x509 is built on, without its wrapper, whose dependency injection
+ * needs a Reflect metadata polyfill and which costs every program tens of
+ * milliseconds to load (the agent keeps it for building certificates, in
+ * `_x509.ts`). Parsing costs more than the rest of a verification, so what
+ * was read from a certificate is remembered by its exact DER bytes in a small
+ * LRU cache (the facts depend on those bytes alone; time and trust are checked
+ * on every call). Peers that reconnect with the same SVID, and intermediates
+ * shared by a whole trust domain, are then parsed once. Bundle roots are
+ * parsed once per root object.
  */
 import { type KeyObject, X509Certificate as NodeX509Certificate } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import {
+  AuthorityInfoAccessSyntax,
+  AuthorityKeyIdentifier,
+  BasicConstraints,
+  Certificate,
+  CertificatePolicies,
+  CRLDistributionPoints,
+  ExtendedKeyUsage,
+  IssueAlternativeName,
+  id_ce_authorityKeyIdentifier,
+  id_ce_basicConstraints,
+  id_ce_certificatePolicies,
+  id_ce_cRLDistributionPoints,
+  id_ce_extKeyUsage,
+  id_ce_issuerAltName,
+  id_ce_keyUsage,
+  id_ce_subjectAltName,
+  id_ce_subjectKeyIdentifier,
+  id_pe_authorityInfoAccess,
+  KeyUsage,
+  KeyUsageFlags,
+  SubjectAlternativeName,
+  SubjectKeyIdentifier,
+  type Time,
+} from '@peculiar/asn1-x509';
 import { SvidInvalidError } from '../errors/errors.ts';
-import { x509 } from './_x509.ts';
 
-/** Bits of `CertInfo.keyUsage`. */
-export const KU_DIGITAL_SIGNATURE = x509.KeyUsageFlags.digitalSignature;
-export const KU_KEY_CERT_SIGN = x509.KeyUsageFlags.keyCertSign;
-export const KU_CRL_SIGN = x509.KeyUsageFlags.cRLSign;
+/** Bits of `CertInfo.keyUsage` (bit 0 of the BIT STRING is 1). */
+export const KU_DIGITAL_SIGNATURE = KeyUsageFlags.digitalSignature;
+export const KU_KEY_CERT_SIGN = KeyUsageFlags.keyCertSign;
+export const KU_CRL_SIGN = KeyUsageFlags.cRLSign;
 
 /**
  * What the SVID rules and path validation need from one certificate, read
@@ -48,20 +77,29 @@ export interface ParsedCert {
   readonly publicKey: KeyObject;
 }
 
-const OID_SUBJECT_KEY_IDENTIFIER = '2.5.29.14';
-const OID_KEY_USAGE = '2.5.29.15';
-const OID_SUBJECT_ALT_NAME = '2.5.29.17';
-const OID_BASIC_CONSTRAINTS = '2.5.29.19';
-const OID_AUTHORITY_KEY_IDENTIFIER = '2.5.29.35';
-const OID_EXT_KEY_USAGE = '2.5.29.37';
 /** Extensions this module understands; any other critical one is refused (RFC 5280 §4.2). */
 const KNOWN_EXTENSIONS: ReadonlySet<string> = new Set([
-  OID_SUBJECT_KEY_IDENTIFIER,
-  OID_KEY_USAGE,
-  OID_SUBJECT_ALT_NAME,
-  OID_BASIC_CONSTRAINTS,
-  OID_AUTHORITY_KEY_IDENTIFIER,
-  OID_EXT_KEY_USAGE,
+  id_ce_subjectKeyIdentifier,
+  id_ce_keyUsage,
+  id_ce_subjectAltName,
+  id_ce_basicConstraints,
+  id_ce_authorityKeyIdentifier,
+  id_ce_extKeyUsage,
+]);
+
+/**
+ * Extensions whose value must parse by its schema when present, critical or
+ * not, though nothing here reads them: a malformed one makes the whole
+ * certificate unparsable, as it did when @peculiar/x509 read these (fail
+ * closed on a certificate no careful CA would issue).
+ */
+const VALIDATED_ONLY: ReadonlyMap<string, new () => object> = new Map<string, new () => object>([
+  [id_ce_subjectKeyIdentifier, SubjectKeyIdentifier],
+  [id_ce_authorityKeyIdentifier, AuthorityKeyIdentifier],
+  [id_ce_cRLDistributionPoints, CRLDistributionPoints],
+  [id_pe_authorityInfoAccess, AuthorityInfoAccessSyntax],
+  [id_ce_issuerAltName, IssueAlternativeName],
+  [id_ce_certificatePolicies, CertificatePolicies],
 ]);
 
 /** How many parsed certificates the cache keeps (least recently used go first). */
@@ -127,54 +165,61 @@ export function parseRoot(root: NodeX509Certificate): ParsedCert | Error {
 }
 
 /**
- * Reads the facts this module needs from one DER certificate with
- * @peculiar/x509. Throws `SvidInvalidError` if the certificate or one of its
- * extensions cannot be parsed, if an extension appears twice, or if an
- * extension we do not understand is critical. @peculiar/x509 cannot read some
- * otherName SAN entries; such a certificate is refused as unparsable, which
- * fails closed.
+ * Reads the facts this module needs from one DER certificate. Throws
+ * `SvidInvalidError` if the certificate or one of the extensions above cannot
+ * be parsed, if an extension appears twice, or if an extension we do not
+ * understand is critical. Only URI entries of the SAN count; entries of other
+ * kinds (DNS names, otherName…) are allowed beside them (X509-SVID §2).
  */
 function readCertInfo(der: Uint8Array, publicKey: KeyObject, what: string): CertInfo {
-  let cert: x509.X509Certificate;
-  let extensions: readonly x509.Extension[];
+  let certificate: Certificate;
   try {
-    cert = new x509.X509Certificate(der);
-    extensions = cert.extensions;
+    certificate = AsnConvert.parse(der, Certificate);
   } catch (err) {
     throw new SvidInvalidError(`${what} could not be parsed`, { cause: err });
   }
+  const tbs = certificate.tbsCertificate;
   const seen = new Set<string>();
   let uriSans: string[] = [];
   let isCa = false;
   let pathLength: number | undefined;
   let keyUsage: number | undefined;
   let extKeyUsage: string[] | undefined;
-  for (const ext of extensions) {
-    if (seen.has(ext.type)) {
-      throw new SvidInvalidError(`${what} has more than one extension "${ext.type}"`);
+  for (const ext of tbs.extensions ?? []) {
+    const type = ext.extnID;
+    if (seen.has(type)) {
+      throw new SvidInvalidError(`${what} has more than one extension "${type}"`);
     }
-    seen.add(ext.type);
-    if (ext instanceof x509.SubjectAlternativeNameExtension) {
-      // The GeneralName type comes from the ASN.1 CHOICE tag of each entry.
-      uriSans = ext.names.items.filter((name) => name.type === 'url').map((name) => name.value);
-    } else if (ext instanceof x509.BasicConstraintsExtension) {
-      isCa = ext.ca;
-      pathLength = ext.pathLength;
-    } else if (ext instanceof x509.KeyUsagesExtension) {
-      keyUsage = ext.usages;
-    } else if (ext instanceof x509.ExtendedKeyUsageExtension) {
-      extKeyUsage = ext.usages.map(String);
-    } else if (ext.critical && !KNOWN_EXTENSIONS.has(ext.type)) {
-      throw new SvidInvalidError(`${what} has an unsupported critical extension "${ext.type}"`);
+    seen.add(type);
+    try {
+      if (type === id_ce_subjectAltName) {
+        uriSans = uriEntries(AsnConvert.parse(ext.extnValue, SubjectAlternativeName));
+      } else if (type === id_ce_basicConstraints) {
+        const constraints = AsnConvert.parse(ext.extnValue, BasicConstraints);
+        isCa = constraints.cA;
+        pathLength = constraints.pathLenConstraint;
+      } else if (type === id_ce_keyUsage) {
+        keyUsage = AsnConvert.parse(ext.extnValue, KeyUsage).toNumber();
+      } else if (type === id_ce_extKeyUsage) {
+        extKeyUsage = Array.from(AsnConvert.parse(ext.extnValue, ExtendedKeyUsage), String);
+      } else {
+        const schema = VALIDATED_ONLY.get(type);
+        if (schema !== undefined) {
+          AsnConvert.parse(ext.extnValue, schema);
+        }
+      }
+    } catch (err) {
+      throw new SvidInvalidError(`${what} could not be parsed`, { cause: err });
+    }
+    if (ext.critical && !KNOWN_EXTENSIONS.has(type)) {
+      throw new SvidInvalidError(`${what} has an unsupported critical extension "${type}"`);
     }
   }
   let notBefore: Date;
   let notAfter: Date;
-  let serialNumber: string;
   try {
-    notBefore = cert.notBefore;
-    notAfter = cert.notAfter;
-    serialNumber = cert.serialNumber.toLowerCase();
+    notBefore = timeOf(tbs.validity.notBefore);
+    notAfter = timeOf(tbs.validity.notAfter);
   } catch (err) {
     throw new SvidInvalidError(`${what} could not be parsed`, { cause: err });
   }
@@ -192,9 +237,57 @@ function readCertInfo(der: Uint8Array, publicKey: KeyObject, what: string): Cert
     extKeyUsage,
     notBefore,
     notAfter,
-    serialNumber,
+    serialNumber: serialHex(new Uint8Array(tbs.serialNumber)),
     rsaKeyBits,
   };
+}
+
+/**
+ * The URI entries of a certificate's (first) SAN extension, read without
+ * checking anything else; throws if the certificate or the SAN cannot be
+ * parsed. For naming a refused peer only.
+ */
+export function readUriSans(der: Uint8Array): string[] {
+  const certificate = AsnConvert.parse(der, Certificate);
+  const san = certificate.tbsCertificate.extensions?.find(
+    (ext) => ext.extnID === id_ce_subjectAltName,
+  );
+  if (san === undefined) {
+    return [];
+  }
+  return uriEntries(AsnConvert.parse(san.extnValue, SubjectAlternativeName));
+}
+
+/** The URI entries of a SAN, as a plain array; the kind of each entry is its ASN.1 CHOICE tag. */
+function uriEntries(names: SubjectAlternativeName): string[] {
+  const uris: string[] = [];
+  for (const name of names) {
+    if (name.uniformResourceIdentifier !== undefined) {
+      uris.push(name.uniformResourceIdentifier);
+    }
+  }
+  return uris;
+}
+
+/** UTCTime or GeneralizedTime, whichever the CHOICE holds. */
+function timeOf(time: Time): Date {
+  const date = time.utcTime ?? time.generalTime;
+  if (date === undefined || Number.isNaN(date.getTime())) {
+    throw new TypeError('a validity time is missing or invalid');
+  }
+  return date;
+}
+
+/**
+ * The serial number as lowercase hex of its INTEGER content, without the
+ * 00 that DER puts before a first byte of 0x80 or more.
+ */
+function serialHex(content: Uint8Array): string {
+  const bytes =
+    content.length > 1 && content[0] === 0 && (content[1] as number) > 0x7f
+      ? content.subarray(1)
+      : content;
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex');
 }
 
 /** The certificate's public key; one node:crypto cannot read is refused (it could verify nothing). */

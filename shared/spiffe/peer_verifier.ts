@@ -13,9 +13,9 @@
 import type { TLSSocket } from 'node:tls';
 import { SvidInvalidError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
+import { readUriSans } from './_cert_cache.ts';
 import { peerChain } from './_peer_chain.ts';
 import { type RefusalCount, RefusalWindows } from './_refusal_windows.ts';
-import { x509 } from './_x509.ts';
 import type { Matcher } from './match.ts';
 import { parseSpiffeId } from './spiffe_id.ts';
 import type { X509SvidSource } from './x509_source.ts';
@@ -306,13 +306,11 @@ function claimedIdOf(socket: TLSSocket): string | undefined {
  */
 export function claimedSpiffeId(der: Uint8Array): string | undefined {
   try {
-    const certificate = new x509.X509Certificate(new Uint8Array(der));
-    const san = certificate.getExtension(x509.SubjectAlternativeNameExtension);
-    const uris = san?.names.items.filter((name) => name.type === 'url') ?? [];
+    const uris = readUriSans(der);
     if (uris.length !== 1) {
       return undefined;
     }
-    return parseSpiffeId((uris[0] as x509.GeneralName).value).toString();
+    return parseSpiffeId(uris[0] as string).toString();
   } catch {
     return undefined;
   }

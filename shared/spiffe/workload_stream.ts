@@ -263,7 +263,7 @@ function serializeEmptyRequest(): Buffer {
 }
 
 /**
- * The proto-loader decoder for a method's response, wrapped so that a
+ * The protobuf decoder for a method's response, wrapped so that a
  * message that cannot be decoded reaches the watch as a discardable frame
  * instead of failing the whole call. A map key repeated on the wire is not
  * an error here: protobuf keeps the last entry by design.

@@ -380,7 +380,7 @@ export async function startFakeWorkloadApi(
  * through verbatim (pre-encoded, possibly malformed messages).
  */
 function fakeServiceDefinition(): grpc.ServiceDefinition {
-  // proto-loader's definition, typed as the grpc-js one it is made for.
+  // The definition has the shape of grpc-js's, which it is made for.
   const real = workloadApiServiceDefinition() as grpc.ServiceDefinition;
   const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(real)) {

@@ -3,7 +3,9 @@
  * scratch folder of the checkout, they hold one file per program plus the
  * files read at run time, and a whole broker started from them (agent,
  * Keepers, Nexus on SQLite) serves `spike secret put` and `get` run from
- * the bundle. Also: npm's `prepare` builds nothing when npm runs it for
+ * the bundle. What `spike` compiles before it knows its command, and what
+ * it can ever load, leave out the heavy packages it does not need (ADR
+ * 0022). Also: npm's `prepare` builds nothing when npm runs it for
  * `npx spike`. Bundles are for Node; Deno runs the sources, so this file
  * skips itself there.
  */
@@ -24,6 +26,42 @@ function build(args: readonly string[], env: Readonly<Record<string, string>> = 
     env: { ...process.env, ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
+}
+
+/**
+ * The bundle files Node loads with `file` before any of its code runs: the
+ * file and the chunks it imports statically (`import "./chunk-X.js"`, or
+ * `} from "./chunk-X.js";`), recursively. With `lazy`, the chunks it imports
+ * with `import()` too.
+ */
+function closureOf(
+  dir: string,
+  file: string,
+  lazy: boolean,
+  seen = new Set<string>(),
+): Set<string> {
+  if (seen.has(file)) return seen;
+  seen.add(file);
+  const text = readFileSync(join(dir, file), 'utf8');
+  const pattern = lazy
+    ? /"\.\/(chunk-\w+\.js)"/g
+    : /^(?:import |.*\bfrom )"\.\/(chunk-\w+\.js)";$/gm;
+  for (const match of text.matchAll(pattern)) {
+    closureOf(dir, match[1] as string, lazy, seen);
+  }
+  return seen;
+}
+
+/** The packages in some bundle files, by the `// node_modules/<package>/…` comments esbuild writes. */
+function packagesIn(dir: string, files: Iterable<string>): Set<string> {
+  const packages = new Set<string>();
+  for (const file of files) {
+    const text = readFileSync(join(dir, file), 'utf8');
+    for (const match of text.matchAll(/^\/\/ node_modules\/((?:@[^/]+\/)?[^/]+)\//gm)) {
+      packages.add(match[1] as string);
+    }
+  }
+  return packages;
 }
 
 describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are for Node' }, () => {
@@ -47,7 +85,8 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
     for (const name of PROGRAMS) {
       assert.ok(existsSync(join(bundles, `${name}.js`)), `${name}.js`);
     }
-    assert.ok(existsSync(join(bundles, 'shared/spiffe/workload.proto')));
+    // The Workload API descriptor is inside the bundles: no .proto is read at run time.
+    assert.ok(!existsSync(join(bundles, 'shared/spiffe/workload.proto')));
     assert.ok(existsSync(join(bundles, 'nexus/store/sqlite/migrations/meta/_journal.json')));
     assert.ok(existsSync(join(bundles, 'nexus/store/postgres/migrations/meta/_journal.json')));
     const stamp = JSON.parse(readFileSync(join(bundles, 'build-stamp.json'), 'utf8')) as {
@@ -56,6 +95,7 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
     assert.deepEqual(Object.keys(stamp.bundles).sort(), [...PROGRAMS].sort());
     // What the staleness check compares: the program's own sources are listed.
     assert.ok(stamp.bundles.spike?.files.includes('pilot/main.ts'));
+    assert.ok(stamp.bundles.spike?.files.includes('shared/spiffe/workload_proto.json'));
     assert.ok(stamp.bundles['spike-nexus']?.files.includes('nexus/store/sqlite/db.ts'));
   });
 
@@ -90,6 +130,22 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
     assert.equal(isCurrent(join(scratch, 'nothing')), false);
   });
 
+  test('spike compiles no YAML, gRPC, protobuf or X.509 code before it knows its command, and never @peculiar/x509 or a .proto parser', () => {
+    const eager = packagesIn(bundles, closureOf(bundles, 'spike.js', false));
+    for (const name of ['yaml', '@grpc/grpc-js', 'protobufjs', 'asn1js', '@peculiar/asn1-x509']) {
+      assert.ok(!eager.has(name), `spike.js loads ${name} before its command runs`);
+    }
+    assert.ok(eager.has('commander'), 'the comments name the packages');
+    const all = closureOf(bundles, 'spike.js', true);
+    const reachable = packagesIn(bundles, all);
+    assert.ok(reachable.has('@grpc/grpc-js') && reachable.has('@peculiar/asn1-x509'));
+    for (const name of ['@peculiar/x509', 'tsyringe', 'reflect-metadata', '@grpc/proto-loader']) {
+      assert.ok(!reachable.has(name), `spike can load ${name}`);
+    }
+    const text = [...all].map((file) => readFileSync(join(bundles, file), 'utf8')).join('\n');
+    assert.ok(!text.includes('// node_modules/protobufjs/src/parse.js'), 'a .proto parser');
+  });
+
   test('spike --version runs from the bundle', async () => {
     const result = await runProgram('pilot', { bundles, args: ['--version'] });
     assert.equal(result.status, 0, result.stderr);
@@ -120,6 +176,14 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
     const answer = JSON.parse(get.stdout) as { data: Record<string, string> };
     assert.equal(answer.data.value, value);
     broker.scan('stderr of spike secret get', get.stderr);
+    // YAML comes from a chunk loaded only for it.
+    const yaml = await runProgram('pilot', {
+      bundles,
+      env,
+      args: ['secret', 'get', 'bundles/one', '--format', 'yaml'],
+    });
+    assert.equal(yaml.status, 0, yaml.stderr);
+    assert.match(yaml.stdout, new RegExp(`^  value: ${value}$`, 'm'));
   });
 
   test('npm prepare builds nothing when npm runs it for npx spike', () => {
