@@ -144,6 +144,8 @@ describe('SealedRowCache', () => {
   test('read(): a write that commits while the query runs keeps its old row out', async () => {
     const cache = new SealedRowCache(roomy);
     const path = p('race/read');
+    // Missed once before, so the racing read's row would be kept but for the write.
+    await cache.read(path, undefined, async () => readOf(1));
     let release: (read: SealedRead) => void = () => {};
     const pending = cache.read(
       path,
@@ -163,6 +165,26 @@ describe('SealedRowCache', () => {
     });
     assert.ok(queried, 'the old row was cached after the write evicted its path');
     assert.equal(next?.row?.version, 2);
+  });
+
+  test('read(): a path is kept from its second miss; a sweep of paths read once keeps none', async () => {
+    const cache = new SealedRowCache({ maxEntries: 100, maxBytes: 1 << 20 });
+    const hot = p('admit/hot');
+    let queries = 0;
+    const query = async () => {
+      queries += 1;
+      return readOf(1);
+    };
+    await cache.read(hot, undefined, query);
+    assert.equal(cache.size, 0, 'a path read once is not kept');
+    await cache.read(hot, undefined, query);
+    assert.equal(cache.size, 1, 'a path read twice is kept');
+    await cache.read(hot, undefined, query);
+    assert.equal(queries, 2, 'the third read is served from the cache');
+    // A sweep over more paths than the cache holds, each read once.
+    for (let i = 0; i < 1000; i++) await cache.read(p(`admit/sweep/${i}`), undefined, query);
+    assert.equal(cache.size, 1, 'paths read once displaced the hot one');
+    assert.ok(cache.lookup(hot, undefined) !== undefined);
   });
 
   test('two reads of one epoch that saw different states keep only the later one', () => {

@@ -23,6 +23,14 @@
  * that write evicted its path. (The epoch is one counter for all paths:
  * writes are rare, and a dropped fill costs only the next read's query.)
  *
+ * Admission. A miss is kept only for a path that already missed recently
+ * (its hash is in the last `maxEntries` misses' set): a path read once, as
+ * in a scan or a uniform sweep over more paths than the cache holds, is
+ * never kept. Keeping every miss measured +50 to +85 MiB of resident memory
+ * on a uniform read over 100,000 paths with 10,000 entries, the heap
+ * growing with entries that were promoted and then evicted, for no gain in
+ * throughput; a hot path is kept from its second read (docs/performance.md).
+ *
  * Serving gate. `isServing` (default: always) lets a change feed stop the
  * cache while it cannot vouch that it has delivered every change (the
  * PostgreSQL feed's heartbeat, `postgres/change_feed.ts`): lookups then miss
@@ -84,6 +92,8 @@ export class SealedRowCache {
   readonly #entries = new Map<SecretPath, PathEntry>();
   #bytes = 0;
   #epoch = 0;
+  /** Hashes of the paths that missed recently (see "Admission"); numbers, so nothing is allocated per miss. */
+  #missed = new Set<number>();
 
   constructor(limits: SealedRowCacheLimits, options: SealedRowCacheOptions = {}) {
     for (const [name, value] of Object.entries(limits)) {
@@ -146,8 +156,17 @@ export class SealedRowCache {
     if (held !== undefined) return held;
     const ticket = this.ticket();
     const found = await query();
-    if (found !== undefined) this.fill(ticket, path, found);
+    if (found !== undefined && this.#admits(path)) this.fill(ticket, path, found);
     return found;
+  }
+
+  /** Whether a miss of `path` is worth keeping: it missed recently before (see "Admission"). */
+  #admits(path: SecretPath): boolean {
+    const hash = hashOf(path);
+    if (this.#missed.has(hash)) return true;
+    if (this.#missed.size >= this.#maxEntries) this.#missed.clear();
+    this.#missed.add(hash);
+    return false;
   }
 
   /** Taken before a read queries the database; hand it to `fill()`. */
@@ -254,4 +273,13 @@ function isSameMetadata(a: MetadataRow, b: MetadataRow): boolean {
   const y = b.customMetadata;
   if (x === null || y === null) return x === y;
   return x.length === y.length && x.every((byte, i) => byte === y[i]);
+}
+
+/** FNV-1a over the path's UTF-16 code units: a collision only admits a path one read early. */
+function hashOf(path: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < path.length; i++) {
+    hash = Math.imul(hash ^ path.charCodeAt(i), 0x01000193);
+  }
+  return hash | 0;
 }

@@ -292,6 +292,8 @@ if (skip !== false) {
         await a.store.put(path, { n: '1' });
         // Once B heard of the write, its read is no longer dropped as possibly stale.
         await until(() => b.changes.includes(`${path}@1`), 'B heard of version 1');
+        // Kept from its second read (the cache's admission rule).
+        await b.store.get(path);
         await b.store.get(path);
         assert.equal(b.cache.size, 1);
         const listening = b.statuses.at(-1);
