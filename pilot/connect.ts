@@ -15,7 +15,7 @@ import { errorForCode } from '../shared/errors/error_for_code.ts';
 import { isBrokerError } from '../shared/errors/errors.ts';
 import { createLogger, type Logger } from '../shared/log/logger.ts';
 import { formatWorkloadApiAddress } from '../shared/spiffe/workload_address.ts';
-import { createX509Source, type X509Source } from '../shared/spiffe/x509_source.ts';
+import { type FetchedX509Source, fetchX509Source } from '../shared/spiffe/x509_source.ts';
 import type { PilotClient } from './commands/_context.ts';
 import { ENV_PILOT_TIMEOUT, type PilotConfig } from './config.ts';
 
@@ -36,11 +36,15 @@ export function budgetDeadline(config: PilotConfig, now: number = Date.now()): n
 }
 
 /**
- * Our X509 source, waiting for the first SVID no longer than
- * `SPIKE_SPIFFE_SOURCE_TIMEOUT` nor past the deadline, and not at all when
- * the Workload API cannot be reached. The caller closes it.
+ * Our SVID and bundles, fetched once (no gRPC client, no watch: a run is
+ * over long before an SVID rotates; docs/decisions/0023), waiting no longer
+ * than `SPIKE_SPIFFE_SOURCE_TIMEOUT` nor past the deadline, and not at all
+ * when the Workload API cannot be reached. The caller closes it.
  */
-export async function openPilotSource(config: PilotConfig, deadline: number): Promise<X509Source> {
+export async function openPilotSource(
+  config: PilotConfig,
+  deadline: number,
+): Promise<FetchedX509Source> {
   const address = formatWorkloadApiAddress(config.identity.workloadApiAddress);
   const sourceTimeoutMs = config.identity.sourceTimeoutMs;
   const left = deadline - Date.now();
@@ -51,12 +55,7 @@ export async function openPilotSource(config: PilotConfig, deadline: number): Pr
   const waitMs = Math.max(1, Math.min(sourceTimeoutMs, left));
   const started = Date.now();
   try {
-    return await createX509Source({
-      address,
-      logger: pilotLogger(),
-      timeoutMs: waitMs,
-      failFast: true,
-    });
+    return await fetchX509Source({ address, timeoutMs: waitMs });
   } catch (err) {
     if (!isBrokerError(err) || err.code !== 'ERR_WORKLOAD_API_UNAVAILABLE') {
       throw err;
@@ -97,7 +96,7 @@ export async function connectPilot(config: PilotConfig): Promise<PilotClient> {
  */
 function withBudget(
   client: SpikeClient,
-  source: X509Source,
+  source: FetchedX509Source,
   explain: (err: unknown) => unknown,
 ): PilotClient {
   return new Proxy(client, {

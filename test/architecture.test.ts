@@ -189,13 +189,15 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
 
 /** Packages that only one file may import, so runtime risk stays in one place. */
 const SINGLE_IMPORTER: Record<string, string[]> = {
-  // The Workload API client (channel, then stream watch) and the agent's server;
-  // message decoding and the proto need no gRPC transport.
+  // The Workload API's watching client (channel, then stream watch) and the
+  // agent's server; message decoding and the proto need no gRPC transport.
   '@grpc/grpc-js': [
     'shared/spiffe/workload_api.ts',
     'shared/spiffe/workload_stream.ts',
     'agent/workload_api_server.ts',
   ],
+  // gRPC without grpc-js: the one-shot fetch of a one-shot program (ADR 0023).
+  'node:http2': ['shared/spiffe/workload_fetch_once.ts'],
   // The Workload API's messages: the descriptor is loaded in one place.
   'protobufjs/light.js': ['shared/spiffe/workload_proto.ts'],
   // Reading certificates (every program); building them is the agent's, with @peculiar/x509.
@@ -216,6 +218,8 @@ const FILE_PACKAGES: Record<string, RegExp> = {
   // ChaCha20-Poly1305 under the AEAD (ADR 0016); the rest of shared/crypto
   // stays free of Node modules.
   'shared/crypto/_native_xchacha.ts': /^node:crypto$/,
+  // The one-shot Workload API fetch speaks gRPC over HTTP/2 itself (ADR 0023).
+  'shared/spiffe/workload_fetch_once.ts': /^node:http2$/,
 };
 
 /**

@@ -11,12 +11,13 @@
  * away: the watcher is told, and the watch keeps trying.
  */
 import * as grpc from '@grpc/grpc-js';
-import {
-  type BrokerError,
+import type {
+  BrokerError,
   WorkloadApiRejectedError,
   WorkloadApiUnavailableError,
 } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
+import { classifyWorkloadCallEnd, statusName } from './_workload_status.ts';
 import { WORKLOAD_API_HEADER, workloadApiServiceDefinition } from './workload_proto.ts';
 
 export interface WorkloadApiWatcher<T> {
@@ -153,53 +154,30 @@ export class StreamWatch<T> implements WorkloadApiWatch {
     if (this.#closed) {
       return;
     }
-    const codeName = grpc.status[status.code] ?? String(status.code);
-    const details = status.details === '' ? 'no details' : status.details;
-    const denied = status.code === grpc.status.UNAVAILABLE ? runtimeDenial(details) : undefined;
-    if (
-      status.code === grpc.status.INVALID_ARGUMENT ||
-      status.code === grpc.status.UNIMPLEMENTED ||
-      denied !== undefined
-    ) {
-      const error = new WorkloadApiRejectedError(
-        denied === undefined
-          ? `The Workload API rejected ${this.#o.method} with ${codeName} ("${details}"); not retrying`
-          : `The runtime does not allow connecting to the Workload API at ${this.#o.address}: ${denied}; not retrying`,
-      );
-      this.#o.logger.error('Workload API call rejected; not retrying', {
-        code: codeName,
-        details,
-      });
+    const end = classifyWorkloadCallEnd(status, this.#o.method, this.#o.address);
+    const fields = {
+      code: statusName(status.code),
+      details: status.details === '' ? 'no details' : status.details,
+    };
+    if (end.kind === 'rejected') {
+      this.#o.logger.error('Workload API call rejected; not retrying', fields);
       this.close();
-      this.#notify(() => this.#o.watcher.onRejected?.(error));
+      this.#notify(() => this.#o.watcher.onRejected?.(end.error));
       return;
     }
     const delayMs = this.#nextDelay();
-    if (status.code === grpc.status.PERMISSION_DENIED) {
-      const error = new WorkloadApiUnavailableError(
-        `The Workload API has no identity for this workload (${codeName}: "${details}")`,
-      );
+    if (end.kind === 'denied') {
       this.#o.logger.warn('Workload API denied the identity; it is redacted until granted again', {
-        code: codeName,
-        details,
+        ...fields,
         retryInMs: delayMs,
       });
-      this.#notify(() => this.#o.watcher.onRedacted?.(error));
+      this.#notify(() => this.#o.watcher.onRedacted?.(end.error));
     } else {
-      const what = status.code === grpc.status.OK ? 'ended' : `failed with ${codeName}`;
-      const unreachable =
-        status.code === grpc.status.UNAVAILABLE ? connectFailure(details) : undefined;
-      const error = new WorkloadApiUnavailableError(
-        unreachable === undefined
-          ? `The Workload API stream ${this.#o.method} ${what} ("${details}")`
-          : `Cannot connect to the Workload API at ${this.#o.address}: ${unreachable}`,
-      );
       this.#o.logger.warn('Workload API stream ended; reconnecting after a backoff', {
-        code: codeName,
-        details,
+        ...fields,
         retryInMs: delayMs,
       });
-      this.#notify(() => this.#o.watcher.onError?.(error));
+      this.#notify(() => this.#o.watcher.onError?.(end.error));
     }
     if (!this.#closed) {
       // Not unref'd: an open watch keeps its process alive, close() clears it.
@@ -221,40 +199,6 @@ export class StreamWatch<T> implements WorkloadApiWatch {
       });
     }
   }
-}
-
-/**
- * Deno's refusal of the socket, as grpc-js passes it on in the details of
- * `Unavailable` ("… NotCapable: Requires write access to "/x.sock", run
- * again with the --allow-write flag …"; `PermissionDenied` before Deno 2).
- * The permission cannot be granted while the program runs, so it is final.
- */
-const RUNTIME_DENIAL_REGEXP =
-  /\b(?:NotCapable|PermissionDenied): (Requires .+? --allow-[a-z-]+ flag)/;
-
-function runtimeDenial(details: string): string | undefined {
-  return RUNTIME_DENIAL_REGEXP.exec(details)?.[1];
-}
-
-/**
- * Why the channel could not connect, in words, from the system error grpc-js
- * puts in the details of `Unavailable` ("No connection established. Last
- * error: Error: connect ENOENT /x.sock"); undefined for any other failure.
- */
-function connectFailure(details: string): string | undefined {
-  if (!details.includes('No connection established')) {
-    return undefined;
-  }
-  if (/\bENOENT\b/.test(details)) {
-    return 'the socket does not exist';
-  }
-  if (/\bECONNREFUSED\b/.test(details)) {
-    return 'nothing listens on it';
-  }
-  if (/\bEACCES\b/.test(details)) {
-    return 'no permission to connect to it';
-  }
-  return details;
 }
 
 function serializeEmptyRequest(): Buffer {

@@ -15,10 +15,19 @@ import {
   waitUntil,
 } from '../../test/harness/fake_workload_api.ts';
 import { createTestCa, type TestCa, type TestSvid } from '../../test/harness/pki.ts';
-import { WorkloadApiRejectedError, WorkloadApiUnavailableError } from '../errors/errors.ts';
+import {
+  SvidInvalidError,
+  WorkloadApiRejectedError,
+  WorkloadApiUnavailableError,
+} from '../errors/errors.ts';
 import { createLogger, createMemorySink } from '../log/logger.ts';
 import { X509BundleSet } from './bundle.ts';
-import { createX509Source, StaticX509Source, type X509Source } from './x509_source.ts';
+import {
+  createX509Source,
+  fetchX509Source,
+  StaticX509Source,
+  type X509Source,
+} from './x509_source.ts';
 
 const UNIT_MS = 20;
 
@@ -393,17 +402,23 @@ describe('X509Source.close()', () => {
   const here = fileURLToPath(new URL('.', import.meta.url));
   const isDeno = 'Deno' in globalThis;
 
-  async function runChild(mode: 'close' | 'close-unreachable' | 'keep-open', address: string) {
+  async function runChild(
+    mode: 'close' | 'close-unreachable' | 'keep-open' | 'fetch',
+    address: string,
+  ) {
     const dir = await mkdtemp(join(tmpdir(), 'spike-src-child-'));
     const script = join(dir, 'child.mts');
     await writeFile(
       script,
       [
-        `import { createX509Source, X509Source } from ${JSON.stringify(join(here, 'x509_source.ts'))};`,
+        `import { createX509Source, fetchX509Source, X509Source } from ${JSON.stringify(join(here, 'x509_source.ts'))};`,
         `import { createLogger } from ${JSON.stringify(join(here, '../log/logger.ts'))};`,
         `const logger = createLogger({ component: 'child', sink: { write: () => true } });`,
         `const mode = ${JSON.stringify(mode)};`,
-        `if (mode === 'close-unreachable') {`,
+        `if (mode === 'fetch') {`,
+        `  const source = await fetchX509Source({ address: ${JSON.stringify(address)}, timeoutMs: 20000 });`,
+        `  process.stdout.write(source.getX509Svid().id.toString() + '\\n');`,
+        `} else if (mode === 'close-unreachable') {`,
         `  const source = new X509Source({ address: ${JSON.stringify(address)}, logger, backoffUnitMs: 50 });`,
         `  setTimeout(() => { source.close(); process.stdout.write('closed\\n'); }, 300);`,
         `} else {`,
@@ -480,6 +495,20 @@ describe('X509Source.close()', () => {
     }
   });
 
+  test('a one-shot fetch leaves no handle behind: its process exits once it has the SVID', async () => {
+    const fake = await startFake();
+    fake.setX509SvidResponse({ svids: [rawSvid(svidA, ca)] });
+    const run = await runChild('fetch', fake.address);
+    try {
+      const code = await exitsWithin(run.exited, 30_000);
+      assert.equal(code, 0, JSON.stringify(run.output()));
+      assert.equal(run.output().stdout, `${svidA.spiffeId}\n`);
+      await waitUntil(() => fake.openStreams('FetchX509SVID') === 0, 5000, 'the stream to close');
+    } finally {
+      await run.cleanup();
+    }
+  });
+
   test('an open source keeps its process alive', async () => {
     const fake = await startFake();
     fake.setX509SvidResponse({ svids: [rawSvid(svidA, ca)] });
@@ -491,6 +520,70 @@ describe('X509Source.close()', () => {
     } finally {
       await run.cleanup();
     }
+  });
+});
+
+describe('fetchX509Source()', () => {
+  test('holds the first SVID and the bundles of one response, and closes the stream at once', async () => {
+    const fake = await startFake();
+    fake.setX509SvidResponse({
+      svids: [rawSvid(svidA, ca, 'internal'), rawSvid(svidExternal, ca, 'external')],
+      federated_bundles: rawBundleMap(partnerCa),
+    });
+    const source = await fetchX509Source({ address: fake.address, timeoutMs: 5000 });
+    assert.equal(leafHex(source.getX509Svid()), leafHex(svidA));
+    assert.deepEqual(
+      source
+        .getX509Bundles()
+        .all()
+        .map((bundle) => bundle.trustDomain.name)
+        .sort(),
+      ['example.org', 'partner.test'],
+    );
+    assert.deepEqual(
+      fake.callsOf('FetchX509SVID').map((call) => call.accepted),
+      [true],
+    );
+    await waitUntil(() => fake.openStreams('FetchX509SVID') === 0, 5000, 'the stream to close');
+    // Nothing to watch: no listener is ever called, and close() only ends its use.
+    source.onUpdate(() => assert.fail('a fetched source never changes'))();
+    source.close();
+    source.close();
+    assert.throws(() => source.getX509Svid(), /closed/);
+  });
+
+  test('refuses an SVID that has already expired, at once', async () => {
+    const expired = await ca.issueSvid('spiffe://example.org/spike/nexus', { validity: 'expired' });
+    const fake = await startFake();
+    fake.setX509SvidResponse({ svids: [rawSvid(expired, ca)] });
+    await assert.rejects(
+      fetchX509Source({ address: fake.address, timeoutMs: 60_000 }),
+      (err: unknown) => {
+        assert.ok(err instanceof SvidInvalidError, String(err));
+        assert.match(
+          err.message,
+          /sent the X509-SVID "spiffe:\/\/example\.org\/spike\/nexus", which expired at /,
+        );
+        return true;
+      },
+    );
+  });
+
+  test('fails at the first error instead of retrying: PermissionDenied says there is no identity', async () => {
+    const fake = await startFake();
+    fake.sendError(grpc.status.PERMISSION_DENIED, { details: 'no identity issued', persist: true });
+    await assert.rejects(
+      fetchX509Source({ address: fake.address, timeoutMs: 60_000 }),
+      (err: unknown) => {
+        assert.ok(err instanceof WorkloadApiUnavailableError, String(err));
+        assert.equal(
+          err.message,
+          'The Workload API has no identity for this workload (PERMISSION_DENIED: "no identity issued")',
+        );
+        return true;
+      },
+    );
+    assert.equal(fake.callsOf('FetchX509SVID').length, 1);
   });
 });
 

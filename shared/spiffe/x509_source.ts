@@ -2,8 +2,10 @@
  * Where our own X509-SVID and the trust bundles come from. `X509Source`
  * follows the Workload API's `FetchX509SVID` stream and always holds the
  * latest good state; the mTLS helpers read it through `X509SvidSource` and
- * rebuild their TLS contexts when `onUpdate` fires. `StaticX509Source` holds
- * fixed values for tests and tools.
+ * rebuild their TLS contexts when `onUpdate` fires. `FetchedX509Source`
+ * holds what one call delivered, for a one-shot program (Pilot), which then
+ * loads no gRPC client at all. `StaticX509Source` holds fixed values for
+ * tests and tools.
  *
  * Like go-spiffe's X509Source, the bundles come from that one stream only:
  * the SVID's own trust-domain `bundle` plus `federated_bundles`. Every message
@@ -18,10 +20,12 @@
  * (`PermissionDenied`).
  */
 import { X509Certificate } from 'node:crypto';
-import { WorkloadApiUnavailableError } from '../errors/errors.ts';
+import { SvidInvalidError, WorkloadApiUnavailableError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { X509BundleSet } from './bundle.ts';
-import { createWorkloadApiClient, type WorkloadApiClient } from './workload_api.ts';
+import { parseWorkloadApiAddress } from './workload_address.ts';
+import type { createWorkloadApiClient, WorkloadApiClient } from './workload_api.ts';
+import { fetchX509SvidOnce } from './workload_fetch_once.ts';
 import type { X509SvidUpdate } from './workload_messages.ts';
 import type { X509Svid } from './x509_svid.ts';
 
@@ -68,7 +72,8 @@ export class X509Source implements X509SvidSource {
   readonly #hint: string | undefined;
   readonly #address: string;
   readonly #failFast: boolean;
-  readonly #client: WorkloadApiClient;
+  /** Set once the client's module has loaded (the constructor starts that). */
+  #client: WorkloadApiClient | undefined;
   readonly #listeners = new Set<() => void>();
   readonly #readyWaiters = new Set<(error: Error | undefined) => void>();
   #current: X509Svid | undefined;
@@ -80,13 +85,40 @@ export class X509Source implements X509SvidSource {
   #hopeless: Error | undefined;
   #closed = false;
 
-  /** Starts watching the Workload API at once; `createX509Source` also waits for a first SVID. */
+  /**
+   * Starts watching the Workload API as soon as its client has loaded: the
+   * gRPC client is imported here, not by this module, so that a program that
+   * only fetches its SVID once (`fetchX509Source`) never loads grpc-js
+   * (docs/decisions/0023). A malformed address throws at once.
+   * `createX509Source` also waits for a first SVID.
+   */
   constructor(options: X509SourceOptions) {
     this.#logger = options.logger;
     this.#hint = options.hint === undefined || options.hint === '' ? undefined : options.hint;
     this.#address = options.address;
     this.#failFast = options.failFast === true;
-    this.#client = createWorkloadApiClient({
+    parseWorkloadApiAddress(options.address);
+    import('./workload_api.ts').then(
+      (api) => {
+        try {
+          this.#watch(api.createWorkloadApiClient, options);
+        } catch (err) {
+          this.#giveUp(err instanceof Error ? err : new Error(String(err)));
+        }
+      },
+      (err: unknown) => {
+        this.#giveUp(
+          new WorkloadApiUnavailableError('Failed to load the Workload API client', { cause: err }),
+        );
+      },
+    );
+  }
+
+  #watch(create: typeof createWorkloadApiClient, options: X509SourceOptions): void {
+    if (this.#closed) {
+      return;
+    }
+    this.#client = create({
       address: options.address,
       logger: options.logger,
       ...(options.backoffUnitMs === undefined ? {} : { backoffUnitMs: options.backoffUnitMs }),
@@ -145,7 +177,7 @@ export class X509Source implements X509SvidSource {
     }
     this.#closed = true;
     this.#clearExpiryTimers();
-    this.#client.close();
+    this.#client?.close();
     this.#listeners.clear();
     this.#settleWaiters(new WorkloadApiUnavailableError('The X509 source was closed'));
   }
@@ -389,6 +421,78 @@ export class StaticX509Source implements X509SvidSource {
       listener();
     }
   }
+}
+
+/**
+ * Our identity as one `FetchX509SVID` response delivered it, for a one-shot
+ * program (Pilot): it never changes, so `onUpdate` never fires. Like
+ * `X509Source`, it never hands out an SVID past its notAfter.
+ */
+export class FetchedX509Source implements X509SvidSource {
+  readonly #svid: X509Svid;
+  readonly #bundles: X509BundleSet;
+  #closed = false;
+
+  constructor(svid: X509Svid, bundles: X509BundleSet) {
+    this.#svid = svid;
+    this.#bundles = bundles;
+  }
+
+  getX509Svid(): X509Svid {
+    if (this.#closed) {
+      throw new WorkloadApiUnavailableError('The X509 source is closed');
+    }
+    if (Date.now() >= this.#svid.notAfter.getTime()) {
+      throw new WorkloadApiUnavailableError(
+        `The X509-SVID "${this.#svid.id.toString()}" expired at ${this.#svid.notAfter.toISOString()} and no replacement has arrived`,
+      );
+    }
+    return this.#svid;
+  }
+
+  getX509Bundles(): X509BundleSet {
+    return this.#bundles;
+  }
+
+  onUpdate(_listener: () => void): () => void {
+    return () => {};
+  }
+
+  /** Afterwards `getX509Svid()` throws. Idempotent; nothing stays open. */
+  close(): void {
+    this.#closed = true;
+  }
+}
+
+export interface FetchX509SourceOptions {
+  /** Workload API address, `unix:///path` or `tcp://IP:port`. */
+  readonly address: string;
+  /** How long to wait for the SVID, connecting included. Defaults to 30 s. */
+  readonly timeoutMs?: number;
+}
+
+/**
+ * Fetches our SVID and bundles once (`fetchX509SvidOnce`: no gRPC client, no
+ * watch) and holds them, taking the first SVID as `X509Source` does. Fails
+ * at the first failure instead of retrying (a one-shot program has nothing
+ * to wait for), with the errors of `fetchX509SvidOnce`, and with
+ * `SvidInvalidError` for an SVID that has already expired.
+ */
+export async function fetchX509Source(options: FetchX509SourceOptions): Promise<FetchedX509Source> {
+  const update = await fetchX509SvidOnce({
+    address: options.address,
+    timeoutMs: options.timeoutMs ?? DEFAULT_FIRST_SVID_TIMEOUT_MS,
+  });
+  const svid = update.svids[0];
+  if (svid === undefined) {
+    throw new SvidInvalidError('X509SVIDResponse has no SVIDs');
+  }
+  if (Date.now() >= svid.notAfter.getTime()) {
+    throw new SvidInvalidError(
+      `The Workload API at ${options.address} sent the X509-SVID "${svid.id.toString()}", which expired at ${svid.notAfter.toISOString()}`,
+    );
+  }
+  return new FetchedX509Source(svid, update.bundles);
 }
 
 function sameSvid(a: X509Svid | undefined, b: X509Svid | undefined): boolean {

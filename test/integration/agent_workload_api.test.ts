@@ -1,6 +1,7 @@
 /**
  * The embedded agent end to end: real gRPC over real unix sockets, read by the
- * broker's own Workload API client (`X509Source`), plus the `agent/main.ts`
+ * broker's own Workload API client (`X509Source`) and by the one-shot fetch
+ * Pilot uses (`fetchX509Source`), plus the `agent/main.ts`
  * process itself (summary on stdout, clean stop on SIGTERM, exit 2 on bad
  * configuration).
  */
@@ -13,7 +14,12 @@ import { status } from '@grpc/grpc-js';
 import { type RunningAgent, startAgent } from '../../agent/agent.ts';
 import { loadAgentConfig } from '../../agent/config.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
-import { createX509Source, type X509Source } from '../../shared/spiffe/x509_source.ts';
+import { fetchX509SvidOnce } from '../../shared/spiffe/workload_fetch_once.ts';
+import {
+  createX509Source,
+  fetchX509Source,
+  type X509Source,
+} from '../../shared/spiffe/x509_source.ts';
 import { verifyX509Svid } from '../../shared/spiffe/x509_svid.ts';
 import { RawWorkloadClient } from '../harness/raw_workload_client.ts';
 import { runProgram, startProgram, stopAll } from '../harness/spawn.ts';
@@ -127,6 +133,29 @@ describe('embedded agent over the Workload API', () => {
       const lifetime = verified.notAfter.getTime() - verified.notBefore.getTime();
       assert.ok(lifetime >= 18_000 && lifetime <= 21_000, `lifetime ${lifetime}`);
     }
+  });
+
+  test("a one-shot fetch (Pilot's, without grpc-js) gets what the watching client gets", async () => {
+    const socket = agent.sockets.find((s) => s.name === 'pilot');
+    assert.ok(socket);
+    const watched = await sourceFor('pilot');
+    // Several at once, on their own connections, each cancelled after its first message.
+    const fetched = await Promise.all(
+      [1, 2, 3].map(() => fetchX509Source({ address: socket.address, timeoutMs: WAIT_MS })),
+    );
+    for (const source of fetched) {
+      const svid = source.getX509Svid();
+      const expected = watched.getX509Svid();
+      assert.ok(svid.id.equals(expected.id));
+      assert.deepEqual(svid.chain, expected.chain);
+      assert.deepEqual(svid.privateKeyPkcs8, expected.privateKeyPkcs8);
+      assert.ok(source.getX509Bundles().equals(watched.getX509Bundles()));
+      source.close();
+      assert.throws(() => source.getX509Svid(), /closed/);
+    }
+    // The agent goes on serving the watch and new calls.
+    const again = await fetchX509SvidOnce({ address: socket.address, timeoutMs: WAIT_MS });
+    assert.deepEqual(again.svids[0]?.chain, watched.getX509Svid().chain);
   });
 
   test('schedules rotation at about half the SVID lifetime', () => {

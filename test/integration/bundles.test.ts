@@ -5,15 +5,16 @@
  * Keepers, Nexus on SQLite) serves `spike secret put` and `get` run from
  * the bundle. What `spike` compiles before it knows its command, and what
  * it can ever load, leave out the heavy packages it does not need (ADR
- * 0022). Also: npm's `prepare` builds nothing when npm runs it for
- * `npx spike`. Bundles are for Node; Deno runs the sources, so this file
- * skips itself there.
+ * 0022), and `spike secret get` loads no gRPC client (ADR 0023). Also:
+ * npm's `prepare` builds nothing when npm runs it for `npx spike`. Bundles
+ * are for Node; Deno runs the sources, so this file skips itself there.
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { VERSION } from '../../shared/api/version.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
 import { currentRuntime, ROOT, runProgram } from '../harness/spawn.ts';
@@ -62,6 +63,35 @@ function packagesIn(dir: string, files: Iterable<string>): Set<string> {
     }
   }
   return packages;
+}
+
+/**
+ * A module for `node --import` that appends the URL of every ES module the
+ * process loads to `log`, through a load hook (module.register); returns its path.
+ */
+function loadRecorder(dir: string, log: string): string {
+  const hooks = [
+    "import { appendFileSync } from 'node:fs';",
+    'export async function load(url, context, next) {',
+    `  appendFileSync(${JSON.stringify(log)}, url + '\\n');`,
+    '  return next(url, context);',
+    '}',
+  ].join('\n');
+  const path = join(dir, 'record_loads.mjs');
+  writeFileSync(
+    path,
+    `import { register } from 'node:module';\nregister(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});\n`,
+  );
+  return path;
+}
+
+/** The files of a bundle folder among the module URLs of a load log. */
+function bundleFilesIn(log: string, dir: string): string[] {
+  const prefix = pathToFileURL(`${dir}/`).href;
+  return log
+    .split('\n')
+    .filter((url) => url.startsWith(prefix) && !url.slice(prefix.length).includes('/'))
+    .map((url) => url.slice(prefix.length));
 }
 
 describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are for Node' }, () => {
@@ -153,7 +183,7 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
     assert.equal(result.stderr, '');
   });
 
-  test('a broker started from the bundles serves spike secret put and get from the bundle', async () => {
+  test('a broker started from the bundles serves spike secret put and get from the bundle; get loads no gRPC client', async () => {
     broker = await startBroker({ trustDomain: 'bundles.test', bundles });
     const env = {
       ...broker.identityEnv('pilot'),
@@ -167,15 +197,23 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
       args: ['secret', 'put', 'bundles/one', `value=${value}`],
     });
     assert.equal(put.status, 0, put.stderr);
+    const loads = join(scratch, 'loads.txt');
     const get = await runProgram('pilot', {
       bundles,
       env,
       args: ['secret', 'get', 'bundles/one', '--format', 'json'],
+      nodeFlags: ['--import', loadRecorder(scratch, loads)],
     });
     assert.equal(get.status, 0, get.stderr);
     const answer = JSON.parse(get.stdout) as { data: Record<string, string> };
     assert.equal(answer.data.value, value);
     broker.scan('stderr of spike secret get', get.stderr);
+    // Its identity comes from a one-shot fetch over node:http2 (ADR 0023).
+    const loaded = packagesIn(bundles, bundleFilesIn(readFileSync(loads, 'utf8'), bundles));
+    assert.ok(loaded.has('commander') && loaded.has('@peculiar/asn1-x509'), [...loaded].join());
+    for (const name of ['@grpc/grpc-js', 'yaml']) {
+      assert.ok(!loaded.has(name), `spike secret get loads ${name}`);
+    }
     // YAML comes from a chunk loaded only for it.
     const yaml = await runProgram('pilot', {
       bundles,
