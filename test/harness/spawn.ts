@@ -61,7 +61,7 @@ export interface RunningProgram {
   /** Lets a paused process run again (SIGCONT). */
   resume(): void;
   /** Sends a signal through kill(1): Deno's child.kill() reports the signal, not the exit status. */
-  signal(name: 'SIGTERM' | 'SIGINT'): void;
+  signal(name: 'SIGTERM' | 'SIGINT' | 'SIGUSR2'): void;
 }
 
 const running = new Set<RunningProgram>();
