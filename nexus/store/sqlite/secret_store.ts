@@ -436,24 +436,8 @@ export class SqliteSecretStore implements SecretStore {
     const sql = this.#statements();
     const cells = sql.readMetadata.get([path]);
     if (cells === undefined) throw missingPath(path);
-    const [created, updated, current, oldest, maxVersions, custom] = cells;
-    const row: SecretMetadataRow = {
-      path,
-      createdAtMs: Number(created),
-      updatedAtMs: Number(updated),
-      currentVersion: Number(current),
-      oldestVersion: Number(oldest),
-      maxVersions: maxVersions === null ? null : Number(maxVersions),
-      customMetadata: asBytes(custom),
-    };
-    const versions = sql.readVersions.all([path]).map(
-      ([version, at, deletedAt, gone]): VersionRow => ({
-        version: Number(version),
-        createdAtMs: Number(at),
-        deletedAtMs: deletedAt === null ? null : Number(deletedAt),
-        destroyed: Number(gone) !== 0,
-      }),
-    );
+    const row = metadataRowOf(path, cells);
+    const versions = sql.readVersions.all([path]).map((cells) => versionRowOf(cells, 0));
     return { row, versions };
   }
 
@@ -657,22 +641,13 @@ const asBytes = (value: unknown): Uint8Array | null =>
       ? new Uint8Array(value.slice(0))
       : null;
 
-/** One row of READ_VERSION_SQL as the metadata row and, if present, the version row. */
-function versionFromRow(path: SecretPath, cells: readonly unknown[]) {
-  const [
-    created,
-    updated,
-    current,
-    oldest,
-    maxVersions,
-    custom,
-    version,
-    at,
-    deletedAt,
-    gone,
-    data,
-  ] = cells;
-  const metadata: SecretMetadataRow = {
+/**
+ * A metadata row from its six columns, in the order READ_VERSION_SQL and
+ * the write path's readMetadata select them.
+ */
+function metadataRowOf(path: SecretPath, cells: readonly unknown[]): SecretMetadataRow {
+  const [created, updated, current, oldest, maxVersions, custom] = cells;
+  return {
     path,
     createdAtMs: Number(created),
     updatedAtMs: Number(updated),
@@ -681,16 +656,24 @@ function versionFromRow(path: SecretPath, cells: readonly unknown[]) {
     maxVersions: maxVersions === null ? null : Number(maxVersions),
     customMetadata: asBytes(custom),
   };
+}
+
+/** A version row (without its data) from four columns from `at`: version, created, deleted, destroyed. */
+function versionRowOf(cells: readonly unknown[], at: number): VersionRow {
+  const deletedAt = cells[at + 2];
+  return {
+    version: Number(cells[at]),
+    createdAtMs: Number(cells[at + 1]),
+    deletedAtMs: deletedAt === null ? null : Number(deletedAt),
+    destroyed: Number(cells[at + 3]) !== 0,
+  };
+}
+
+/** One row of READ_VERSION_SQL as the metadata row and, if present, the version row. */
+function versionFromRow(path: SecretPath, cells: readonly unknown[]) {
+  const metadata = metadataRowOf(path, cells);
   const row =
-    version === null
-      ? undefined
-      : {
-          version: Number(version),
-          createdAtMs: Number(at),
-          deletedAtMs: deletedAt === null ? null : Number(deletedAt),
-          destroyed: Number(gone) !== 0,
-          ciphertext: asBytes(data),
-        };
+    cells[6] === null ? undefined : { ...versionRowOf(cells, 6), ciphertext: asBytes(cells[10]) };
   return { metadata, row };
 }
 
