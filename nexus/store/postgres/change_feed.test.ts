@@ -73,22 +73,29 @@ function feedOn(server: ReturnType<typeof fakeServer>) {
 }
 
 describe('PgChangeFeed', () => {
-  test('hands each change to its subscribers in order, and skips what it cannot read', async () => {
+  test('hands each change to its subscribers in order, and reports what it cannot read as a gap', async () => {
     const server = fakeServer();
     const { feed, malformed } = feedOn(server);
     const seen: string[] = [];
     const unsubscribe = feed.onChange((path, version) => seen.push(`${path}@${version}`));
+    let gaps = 0;
+    feed.onGap(() => {
+      gaps += 1;
+    });
     feed.start();
     try {
       await until(() => server.connections.length === 1, 'connected');
       const { handlers, channels } = server.current();
       assert.ok(channels.includes(CHANGES_CHANNEL));
+      const gapsBefore = gaps; // listening itself starts with one
       handlers.onNotification(CHANGES_CHANNEL, changePayload('app/a', 2));
       handlers.onNotification(CHANGES_CHANNEL, '{"path":"../x","version":1}');
       handlers.onNotification(CHANGES_CHANNEL, 'nonsense');
       handlers.onNotification(CHANGES_CHANNEL, changePayload('app/b', 0));
       assert.deepEqual(seen, ['app/a@2', 'app/b@0']);
       assert.deepEqual(malformed, ['{"path":"../x","version":1}', 'nonsense']);
+      // Which path changed is unknown: subscribers forget everything.
+      assert.equal(gaps - gapsBefore, 2);
       unsubscribe();
       handlers.onNotification(CHANGES_CHANNEL, changePayload('app/c', 1));
       assert.equal(seen.length, 2);

@@ -48,7 +48,7 @@ export interface PgChangeFeedOptions {
   readonly listen: (channels: readonly string[], handlers: ListenHandlers) => Promise<PgListener>;
   /** Told when the feed starts listening and when it loses its connection. */
   readonly onStatus?: (status: ChangeFeedStatus) => void;
-  /** Told of a notification it cannot read (never sent by a store). */
+  /** Told of a notification it cannot read (never sent by a store); it is also reported as a gap. */
   readonly onMalformed?: (payload: string) => void;
   /** A monotonic clock in milliseconds. Default `performance.now`. */
   readonly now?: () => number;
@@ -163,7 +163,10 @@ export class PgChangeFeed implements ChangeFeed {
     }
     const change = parseChange(payload);
     if (change === undefined) {
+      // Some path changed, and which one cannot be told: a gap, so that no
+      // subscriber keeps what the change made stale.
       this.#options.onMalformed?.(payload);
+      for (const gap of this.#gapListeners) gap();
       return;
     }
     for (const listener of this.#changeListeners) listener(change.path, change.version);
