@@ -283,3 +283,6 @@ function hashOf(path: string): number {
   }
   return hash | 0;
 }
+
+/** The cache of a store built without one: holds nothing. */
+export const NO_CACHE = new SealedRowCache({ maxEntries: 0, maxBytes: 0 });

@@ -80,7 +80,7 @@ import {
   type VersionRow,
   versionsToChange,
 } from '../_secret_rules.ts';
-import { type SealedRead, SealedRowCache } from '../sealed_row_cache.ts';
+import { NO_CACHE, type SealedRead, type SealedRowCache } from '../sealed_row_cache.ts';
 import { sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
 import {
@@ -118,9 +118,6 @@ export type PgSecretStoreOptions = SqlSecretStoreOptions<PostgresDatabase> & {
    */
   readonly cache?: SealedRowCache;
 };
-
-/** The cache of a store built without one: holds nothing. */
-const NO_CACHE = new SealedRowCache({ maxEntries: 0, maxBytes: 0 });
 
 /** A transaction handle (what `db.transaction()` passes its callback). */
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];

@@ -78,7 +78,7 @@ import {
   type VersionRow,
   versionsToChange,
 } from '../_secret_rules.ts';
-import { type SealedRead, SealedRowCache } from '../sealed_row_cache.ts';
+import { NO_CACHE, type SealedRead, type SealedRowCache } from '../sealed_row_cache.ts';
 import { sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
 import {
@@ -113,9 +113,6 @@ export type SqliteSecretStoreOptions = SqlSecretStoreOptions<SqliteDatabase> & {
    */
   readonly cache?: SealedRowCache;
 };
-
-/** The cache of a store built without one: holds nothing. */
-const NO_CACHE = new SealedRowCache({ maxEntries: 0, maxBytes: 0 });
 
 /** The columns of a version row that are not its data. */
 const VERSION_COLUMNS = {
