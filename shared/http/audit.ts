@@ -55,8 +55,9 @@ export function setAudit(c: Context, annotation: AuditAnnotation): void {
  * The audit sink of a program: stdout for `-`, else the file appended to,
  * created 0600 when missing. An existing file that others may read or write
  * is refused with a `ConfigError` naming its mode and the `chmod` that fixes
- * it: audit events name callers and resources. A failed write is logged
- * once (the requests waiting on it are answered 500 each).
+ * it: audit events name callers and resources. The sink's starting to fail
+ * is logged once, however many writes fail after it (the requests waiting on
+ * each are answered 500).
  */
 export function openAuditSink(destination: string, logger: Logger): AuditSink {
   return createFdAuditSink(

@@ -102,8 +102,10 @@ export interface FdAuditSinkOptions {
   /** Bytes after which a batch is written without waiting for the end of the turn. */
   readonly maxBatchBytes?: number;
   /**
-   * Hears each failed write once, with its error, after which the events it
-   * held stay queued ahead of later ones. Must not throw.
+   * Hears the sink start failing: the first failed write after a good one
+   * (or the first of all), with its error, so a full disk costs one log line,
+   * not one per turn. The events a failed write held stay queued ahead of
+   * later ones. Must not throw.
    */
   readonly onError?: (error: Error) => void;
   /** write(2) on the descriptor, replaced in tests to write short or be busy. */
@@ -200,6 +202,7 @@ class FdAuditSink implements AuditSink {
     const batch = Buffer.from(this.#lines.join(''));
     const settle = this.#settle;
     const hadBatch = this.#written !== undefined;
+    const wasFailing = this.#unwritten.length > 0;
     this.#lines = [];
     this.#bytes = 0;
     this.#written = undefined;
@@ -209,7 +212,7 @@ class FdAuditSink implements AuditSink {
     if (hadBatch) {
       settle(result);
     }
-    if (!result.written) {
+    if (!result.written && !wasFailing) {
       this.#onError?.(result.error);
     }
   }
