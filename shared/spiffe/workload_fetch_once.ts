@@ -43,6 +43,7 @@ import {
 import { parseX509SvidResponse, type X509SvidUpdate } from './workload_messages.ts';
 import {
   FETCH_X509_SVID_PATH,
+  serializeEmptyRequest,
   WORKLOAD_API_HEADER,
   workloadApiServiceDefinition,
 } from './workload_proto.ts';
@@ -157,7 +158,7 @@ class OneShotCall {
       }
     });
     stream.on('close', () => this.#onClose(stream.rstCode));
-    stream.end(frame(encodeRequest()));
+    stream.end(frame(serializeEmptyRequest()));
   }
 
   #onResponse(headers: IncomingHttpHeaders & IncomingHttpStatusHeader): void {
@@ -308,11 +309,6 @@ function connectTo(address: WorkloadApiAddress): ClientHttp2Session {
   return http2Connect(`http://${host}:${address.port}`);
 }
 
-/** The request, `X509SVIDRequest` (no fields), encoded by the service definition. */
-function encodeRequest(): Buffer {
-  return definition().requestSerialize({});
-}
-
 function decodeResponse(bytes: Buffer): unknown {
   try {
     return definition().responseDeserialize(bytes);
@@ -360,6 +356,8 @@ class FrameError extends Error {
 class FrameReader {
   #buffered: Buffer[] = [];
   #length = 0;
+  /** The message's size, once its header has arrived and passed the checks. */
+  #size: number | undefined;
 
   /** The first whole message once it has arrived; undefined while it has not. */
   push(chunk: Buffer): Buffer | undefined {
@@ -368,33 +366,48 @@ class FrameReader {
     if (this.#length < FRAME_HEADER_BYTES) {
       return undefined;
     }
-    const bytes = this.#buffered.length === 1 ? chunk : Buffer.concat(this.#buffered);
-    this.#buffered = [bytes];
-    const flag = bytes.readUInt8(0);
-    if (flag !== 0) {
-      throw new FrameError(
-        flag === 1
-          ? internal('Received a compressed message, but no compression was negotiated')
-          : internal(`Received a message frame with the invalid flag byte ${flag}`),
-      );
-    }
-    const size = bytes.readUInt32BE(1);
-    if (size > MAX_MESSAGE_BYTES) {
-      throw new FrameError({
-        code: GRPC_STATUS.RESOURCE_EXHAUSTED,
-        details: `Received message larger than max (${size} vs ${MAX_MESSAGE_BYTES})`,
-      });
-    }
-    if (bytes.length < FRAME_HEADER_BYTES + size) {
+    this.#size ??= checkedSize(this.#joined());
+    // Joined once the whole message is here, not on every chunk, so a large
+    // message in many chunks is copied once.
+    if (this.#length < FRAME_HEADER_BYTES + this.#size) {
       return undefined;
     }
-    return bytes.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + size);
+    return this.#joined().subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + this.#size);
+  }
+
+  #joined(): Buffer {
+    const bytes =
+      this.#buffered.length === 1
+        ? (this.#buffered[0] as Buffer)
+        : Buffer.concat(this.#buffered, this.#length);
+    this.#buffered = [bytes];
+    return bytes;
   }
 
   /** Whether some bytes of a message have arrived but not all of it. */
   midFrame(): boolean {
     return this.#length > 0;
   }
+}
+
+/** The size a frame header announces; a `FrameError` for a compressed frame or one over the limit. */
+function checkedSize(header: Buffer): number {
+  const flag = header.readUInt8(0);
+  if (flag !== 0) {
+    throw new FrameError(
+      flag === 1
+        ? internal('Received a compressed message, but no compression was negotiated')
+        : internal(`Received a message frame with the invalid flag byte ${flag}`),
+    );
+  }
+  const size = header.readUInt32BE(1);
+  if (size > MAX_MESSAGE_BYTES) {
+    throw new FrameError({
+      code: GRPC_STATUS.RESOURCE_EXHAUSTED,
+      details: `Received message larger than max (${size} vs ${MAX_MESSAGE_BYTES})`,
+    });
+  }
+  return size;
 }
 
 function internal(details: string): WorkloadCallStatus {
