@@ -19,6 +19,11 @@ export const WORKLOAD_API_SERVICE = 'SpiffeWorkloadAPI';
 export const FETCH_X509_SVID_PATH = '/SpiffeWorkloadAPI/FetchX509SVID';
 export const FETCH_X509_BUNDLES_PATH = '/SpiffeWorkloadAPI/FetchX509Bundles';
 
+/** The request of both calls we make: `X509SVIDRequest` and `X509BundlesRequest` have no fields, so zero bytes. */
+export function serializeEmptyRequest(): Buffer {
+  return Buffer.alloc(0);
+}
+
 /**
  * How decoded messages become plain objects: 64-bit integers and enums as
  * strings, absent fields filled in with their defaults, and the name of the

@@ -18,7 +18,11 @@ import type {
 } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
 import { classifyWorkloadCallEnd, statusName } from './_workload_status.ts';
-import { WORKLOAD_API_HEADER, workloadApiServiceDefinition } from './workload_proto.ts';
+import {
+  serializeEmptyRequest,
+  WORKLOAD_API_HEADER,
+  workloadApiServiceDefinition,
+} from './workload_proto.ts';
 
 export interface WorkloadApiWatcher<T> {
   /** A new, fully parsed message. */
@@ -199,11 +203,6 @@ export class StreamWatch<T> implements WorkloadApiWatch {
       });
     }
   }
-}
-
-function serializeEmptyRequest(): Buffer {
-  // X509SVIDRequest and X509BundlesRequest have no fields: zero bytes.
-  return Buffer.alloc(0);
 }
 
 /**
