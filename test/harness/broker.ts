@@ -29,6 +29,7 @@ import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain, type TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import { createX509Source, type X509Source } from '../../shared/spiffe/x509_source.ts';
 import { createLeakScan } from './leak_scan.ts';
+import { completeLines } from './lines.ts';
 import {
   describe as describeProgram,
   freePort,
@@ -387,10 +388,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       } catch {
         return [];
       }
-      return text
-        .split('\n')
-        .filter((line) => line !== '')
-        .map((line) => JSON.parse(line) as AuditEvent);
+      return completeLines(text).map((line) => JSON.parse(line) as AuditEvent);
     },
     logs,
     secretValue(label = 'secret') {

@@ -21,6 +21,7 @@ import {
   type X509Source,
 } from '../../shared/spiffe/x509_source.ts';
 import { verifyX509Svid } from '../../shared/spiffe/x509_svid.ts';
+import { completeLines } from '../harness/lines.ts';
 import { RawWorkloadClient } from '../harness/raw_workload_client.ts';
 import { runProgram, startProgram, stopAll } from '../harness/spawn.ts';
 
@@ -270,9 +271,7 @@ describe('agent/main.ts', () => {
     assert.ok(out.includes('spiffe://example.org/spike/nexus'));
     assert.ok(out.includes(`SPIFFE_ENDPOINT_SOCKET=unix://${nexusSocket}`));
     assert.ok(out.includes('spiffe://example.org/spike/pilot/role/superuser'));
-    const started = run
-      .stderr()
-      .split('\n')
+    const started = completeLines(run.stderr())
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as Record<string, unknown>)
       .find((line) => line.msg === 'Agent started');

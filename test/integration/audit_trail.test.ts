@@ -17,6 +17,7 @@ import { isKeeper } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import { createX509Source, type X509Source } from '../../shared/spiffe/x509_source.ts';
+import { completeLines } from '../harness/lines.ts';
 import {
   describe as describeProgram,
   type RunningProgram,
@@ -103,9 +104,7 @@ describe('the audit trail of a killed Keeper', () => {
       );
       for (const client of clients) client.close();
       assert.equal(await keeper.exited(), 'SIGKILL', describeProgram(keeper));
-      const listed = readFileSync(auditLog, 'utf8')
-        .split('\n')
-        .filter((line) => line !== '')
+      const listed = completeLines(readFileSync(auditLog, 'utf8'))
         .map((line) => JSON.parse(line) as AuditEvent)
         .filter((event) => event.action === 'shard.list' && event.status === 200);
       assert.ok(answered >= 1, `round ${round}: no request was answered`);

@@ -46,6 +46,7 @@ import { isKeeper } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
+import { completeLines } from '../harness/lines.ts';
 import {
   adoptTestCa,
   createTestCa,
@@ -250,14 +251,10 @@ function attempt(
 
 function parseAuditLines(text: string): AuditEvent[] {
   const events: AuditEvent[] = [];
-  for (const line of text.split('\n')) {
+  for (const line of completeLines(text)) {
     if (!line.startsWith('{')) continue;
-    try {
-      const event = JSON.parse(line) as AuditEvent;
-      if (typeof event.trailId === 'string') events.push(event);
-    } catch {
-      // A partly written line; the next read sees it whole.
-    }
+    const event = JSON.parse(line) as AuditEvent;
+    if (typeof event.trailId === 'string') events.push(event);
   }
   return events;
 }

@@ -17,6 +17,7 @@ import { matchId } from '../../shared/spiffe/match.ts';
 import { serverTlsOptions } from '../../shared/spiffe/mtls.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
+import { completeLines } from '../harness/lines.ts';
 import { type RunningProgram, startProgram } from '../harness/spawn.ts';
 
 /** Waits for a condition, failing with the broker's logs after the deadline. */
@@ -35,9 +36,7 @@ async function waitUntil(
 
 /** The JSON log lines of a program whose message is `msg`. */
 function logsOf(program: RunningProgram, msg: string): Record<string, unknown>[] {
-  return program
-    .stderr()
-    .split('\n')
+  return completeLines(program.stderr())
     .filter((line) => line.startsWith('{'))
     .map((line) => JSON.parse(line) as Record<string, unknown>)
     .filter((line) => line.msg === msg);
@@ -76,9 +75,7 @@ describe("a Keeper's SVID at another Keeper's address", () => {
    * refusing it), which carries no request.
    */
   const impostorRequests = () =>
-    readFileSync(impostorAudit, 'utf8')
-      .split('\n')
-      .filter((line) => line !== '')
+    completeLines(readFileSync(impostorAudit, 'utf8'))
       .map((line) => JSON.parse(line) as { action: string; method: string | null })
       .filter((event) => event.action !== 'tls.connect' || event.method !== null);
 
