@@ -160,6 +160,16 @@ async function startBenchBroker(runtime: Runtime, databaseUrl?: string): Promise
 
 const secretBody = JSON.stringify({ data: { value: 'v'.repeat(VALUE_BYTES) } });
 
+/** A load whose result is not a figure: it only warms the server up. */
+async function warmUp(spec: Omit<LoadSpec, 'certFile' | 'keyFile' | 'durationS'>): Promise<void> {
+  await runLoad({
+    durationS: QUICK ? 1 : 3,
+    certFile: join(work, 'client.pem'),
+    keyFile: join(work, 'client.key'),
+    ...spec,
+  });
+}
+
 /** Writes `count` new paths `<prefix>/<n>` with 1 KiB values. */
 async function seed(broker: Broker, prefix: string, count: number, name: string) {
   return load(name, {
@@ -297,6 +307,13 @@ async function nodeFigures(): Promise<{ read16: LoadResult }> {
     await startBaseline(broker, 'hono', bodyBytes),
   ];
   try {
+    // Every server first serves a short unrecorded load, so that no figure
+    // is taken while its JIT, the cache of sealed rows (which admits a path
+    // from its second miss) or the connection pools are still warming up.
+    for (const server of servers) {
+      await warmUp({ url: server.url, method: 'GET', connections: 16 });
+    }
+    await warmUp(readSpec(broker, 'bench/small', SETTINGS.small, 16));
     for (const connections of [16, 64]) {
       for (const server of servers) {
         base[`${server.kind}${connections}`] = await load(

@@ -6,10 +6,12 @@
  */
 import type { Hono } from 'hono';
 import { createBaseApp } from '../shared/http/app.ts';
+import type { AuditOptions } from '../shared/http/audit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
-import type { RateLimitOptions } from '../shared/http/rate_limit.ts';
+import type { TokenBuckets } from '../shared/http/rate_limit.ts';
 import type { RequestCount } from '../shared/http/request_count.ts';
+import type { RequestShortcut } from '../shared/http/serve.ts';
 import type { AuditSink } from '../shared/log/audit_log.ts';
 import type { Logger } from '../shared/log/logger.ts';
 import { matchMemberOf } from '../shared/spiffe/match.ts';
@@ -20,6 +22,7 @@ import type { RootKey } from './root_key/root_key.ts';
 import type { RootKeyManager } from './root_key/root_key_manager.ts';
 import { createOperatorRoutes } from './routes/operator.ts';
 import { createPolicyRoutes } from './routes/policies.ts';
+import { createSecretReadShortcut, type SecretReadDeps } from './routes/secret_read.ts';
 import { createSecretRoutes } from './routes/secrets.ts';
 import { createStatusRoutes, type StatusRoutesDeps } from './routes/status.ts';
 import type { PolicyStore } from './store/policy_store.ts';
@@ -42,25 +45,18 @@ export interface NexusAppDeps {
   /** Counted by the audit trail (with `auditSink`), reported by the status route. */
   readonly deniedRequests: RequestCount;
   readonly maxBodyBytes: number;
-  /** Requests per verified SPIFFE ID; without it (route tests) there is no limit. */
-  readonly rateLimit?: RateLimitOptions;
+  /** The per-identity rate limit's buckets (`createTokenBuckets`), shared with the read shortcut; without them (route tests) there is no limit. */
+  readonly rateLimit?: TokenBuckets | undefined;
   readonly auditSink?: AuditSink;
 }
 
 export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
   const { trustDomain, logger } = deps;
+  const audit = auditOptionsOf(deps);
   const app = createBaseApp(deps.getPeer, logger, {
     maxBodyBytes: deps.maxBodyBytes,
-    ...(deps.rateLimit === undefined ? {} : { rateLimit: deps.rateLimit }),
-    ...(deps.auditSink === undefined
-      ? {}
-      : {
-          audit: {
-            sink: deps.auditSink,
-            component: 'nexus',
-            deniedRequests: deps.deniedRequests,
-          },
-        }),
+    rateLimit: deps.rateLimit,
+    ...(audit === undefined ? {} : { audit }),
   });
   app.route('/', createHealthRoutes('nexus', matchMemberOf(trustDomain), logger));
   app.route(
@@ -88,4 +84,28 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
   );
   app.route('/', createOperatorRoutes({ trustDomain, manager: deps.manager, logger }));
   return app;
+}
+
+/**
+ * The secret reads answered before the app (nexus/routes/secret_read.ts),
+ * with the app's store, checker, rate limit and audit trail.
+ */
+export function createReadShortcut(
+  deps: NexusAppDeps,
+  peerOf: SecretReadDeps['peerOf'],
+): RequestShortcut {
+  return createSecretReadShortcut({
+    store: deps.secrets,
+    access: deps.access,
+    logger: deps.logger,
+    peerOf,
+    rateLimit: deps.rateLimit,
+    audit: auditOptionsOf(deps),
+  });
+}
+
+function auditOptionsOf(deps: NexusAppDeps): AuditOptions | undefined {
+  return deps.auditSink === undefined
+    ? undefined
+    : { sink: deps.auditSink, component: 'nexus', deniedRequests: deps.deniedRequests };
 }

@@ -10,7 +10,8 @@ import { VERSION } from '../shared/api/version.ts';
 import { ensureDirectory, NOT_WRITABLE_BY_OTHERS } from '../shared/config/file_modes.ts';
 import { aeadImplementation } from '../shared/crypto/aead.ts';
 import { auditRefusals, openAuditSink } from '../shared/http/audit.ts';
-import { peerFromConnection } from '../shared/http/peer.ts';
+import { peerFromConnection, peerOfRequest } from '../shared/http/peer.ts';
+import { createTokenBuckets } from '../shared/http/rate_limit.ts';
 import { RequestCount } from '../shared/http/request_count.ts';
 import { openIdentity, startMtlsService } from '../shared/http/service.ts';
 import { createLogger } from '../shared/log/logger.ts';
@@ -20,7 +21,7 @@ import { matchMemberOf } from '../shared/spiffe/match.ts';
 import { PeerVerifier } from '../shared/spiffe/peer_verifier.ts';
 import { createAccessChecker } from './access/check_access.ts';
 import { loadPolicyCache } from './access/policy_cache.ts';
-import { createApp } from './app.ts';
+import { createApp, createReadShortcut, type NexusAppDeps } from './app.ts';
 import { loadNexusConfig } from './config.ts';
 import { createHttpsKeeperLink } from './root_key/keeper_link.ts';
 import { RootKey } from './root_key/root_key.ts';
@@ -108,7 +109,7 @@ await runService('spike-nexus', async () => {
     checkIntervalMs: config.keeperUpdateIntervalMs,
     recoveryMaxIntervalMs: config.recoveryMaxIntervalMs,
   });
-  const app = createApp({
+  const appDeps: NexusAppDeps = {
     getPeer: peerFromConnection(verifier),
     logger,
     trustDomain: td,
@@ -122,11 +123,12 @@ await runService('spike-nexus', async () => {
     refusals: verifier,
     deniedRequests: new RequestCount(),
     maxBodyBytes: config.maxBodyBytes,
-    rateLimit: config.rateLimit,
+    rateLimit: createTokenBuckets(config.rateLimit),
     auditSink,
-  });
+  };
   const service = await startMtlsService({
-    fetch: app.fetch,
+    fetch: createApp(appDeps).fetch,
+    shortcut: createReadShortcut(appDeps, peerOfRequest(verifier)),
     source,
     verifier,
     logger,

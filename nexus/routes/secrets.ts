@@ -25,14 +25,15 @@ import {
   type SecretResponse,
 } from '../../shared/api/secrets.ts';
 import { InvalidRequestError } from '../../shared/errors/errors.ts';
-import { authorize, type RequestCheck } from '../../shared/http/authorize.ts';
+import { authorize, type CheckOutcome, type RequestCheck } from '../../shared/http/authorize.ts';
 import type { PeerEnv } from '../../shared/http/peer.ts';
 import { validateJson } from '../../shared/http/validate.ts';
 import type { Logger } from '../../shared/log/logger.ts';
+import type { SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
 import { type AccessChecker, isReservedPath } from '../access/check_access.ts';
 import { listVisible } from '../access/list_visible.ts';
 import type { Permission } from '../access/permissions.ts';
-import type { SecretMetadata, SecretStore } from '../store/secret_store.ts';
+import type { SecretMetadata, SecretStore, SecretVersion } from '../store/secret_store.ts';
 
 export interface SecretRoutesDeps {
   readonly store: SecretStore;
@@ -40,7 +41,8 @@ export interface SecretRoutesDeps {
   readonly logger: Logger;
 }
 
-const DATA = `${PATHS.secretData}/:path{.+}`;
+/** The route of one secret's data, as the audit trail names it. */
+export const DATA = `${PATHS.secretData}/:path{.+}`;
 const METADATA = `${PATHS.secretMetadata}/:path{.+}`;
 const UNDELETE = `${PATHS.secretUndelete}/:path{.+}`;
 const DESTROY = `${PATHS.secretDestroy}/:path{.+}`;
@@ -51,40 +53,24 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
 
   /**
    * The guard of a route on one secret path: it parses the path of the URL
-   * (`sys/` is reserved for the broker) and asks the access checker; the
-   * handler gets the path as `c.get('target')`.
+   * and asks the access checker (`decideSecretAccess`); the handler gets the
+   * path as `c.get('target')`.
    */
   function may(permission: Permission, action: string) {
     const check: RequestCheck<SecretPath> = {
       description: `${permission} on the requested secret path`,
       decide(c, peer) {
-        const path = parseSecretPath(c.req.param('path'));
-        if (isReservedPath(path)) {
-          throw new InvalidRequestError('Secret paths under "sys/" are reserved');
-        }
-        const decision = access.explain(peer, permission, path);
-        return {
-          allowed: decision.allowed,
-          reason: decision.reason,
-          policy: decision.policy,
-          target: path,
-          resource: path,
-        };
+        return decideSecretAccess(access, peer, permission, c.req.param('path'));
       },
     };
     return authorize(check, { action, logger });
   }
 
+  // Served before the app for most reads (secret_read.ts); this route
+  // answers the rest (HEAD, other queries, and every refusal).
   routes.get(DATA, may('read', 'secret.read'), async (c) => {
     const version = parseVersionQuery(c.req.query('version'), 'version');
-    const secret = await store.get(c.get('target'), version);
-    const body: SecretResponse = {
-      path: secret.path,
-      version: secret.version,
-      data: secret.data,
-      createdAt: secret.createdAt.toISOString(),
-    };
-    return c.json(body);
+    return c.json(secretToWire(await store.get(c.get('target'), version)));
   });
 
   routes.put(DATA, may('write', 'secret.write'), validateJson(parsePutSecretRequest), async (c) => {
@@ -165,6 +151,41 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
   });
 
   return routes;
+}
+
+/**
+ * The access decision on one secret path named by a request: the path is
+ * parsed (`sys/` is reserved for the broker; a malformed or reserved path is
+ * `ERR_INVALID_REQUEST`) and checked, and named as the audited resource.
+ */
+export function decideSecretAccess(
+  access: AccessChecker,
+  peer: SpiffeId,
+  permission: Permission,
+  rawPath: unknown,
+): CheckOutcome<SecretPath> {
+  const path = parseSecretPath(rawPath);
+  if (isReservedPath(path)) {
+    throw new InvalidRequestError('Secret paths under "sys/" are reserved');
+  }
+  const decision = access.explain(peer, permission, path);
+  return {
+    allowed: decision.allowed,
+    reason: decision.reason,
+    policy: decision.policy,
+    target: path,
+    resource: path,
+  };
+}
+
+/** A read's answer. */
+export function secretToWire(secret: SecretVersion): SecretResponse {
+  return {
+    path: secret.path,
+    version: secret.version,
+    data: secret.data,
+    createdAt: secret.createdAt.toISOString(),
+  };
 }
 
 export function metadataToWire(metadata: SecretMetadata): MetadataResponse {

@@ -21,14 +21,14 @@ import { type AuditOptions, audit } from './audit.ts';
 import { checkBodyLimit, DEFAULT_MAX_BODY_BYTES, limitDeclaredBody } from './body_limit.ts';
 import { createErrorHandler } from './error_handler.ts';
 import { type GetPeer, type PeerEnv, verifiedPeer } from './peer.ts';
-import { type RateLimitOptions, TokenBuckets, takeToken } from './rate_limit.ts';
+import { type TokenBuckets, takeToken } from './rate_limit.ts';
 import { declaresBody } from './validate.ts';
 
 export interface BaseAppOptions {
   /** Where the audit trail goes; without it requests are not audited (tests). */
   readonly audit?: AuditOptions;
-  /** Requests per verified SPIFFE ID; without it, or with a rate of 0, there is no limit. */
-  readonly rateLimit?: RateLimitOptions;
+  /** The buckets of the per-identity rate limit (`createTokenBuckets`); without them there is no limit. */
+  readonly rateLimit?: TokenBuckets | undefined;
   /** The largest request body in bytes (body_limit.ts); default `DEFAULT_MAX_BODY_BYTES`. */
   readonly maxBodyBytes?: number;
   /** The clock of the SVID expiry check (tests); default `Date.now`. */
@@ -46,10 +46,7 @@ export function createBaseApp(
   }
   const now = options.now ?? Date.now;
   const maxBodyBytes = checkBodyLimit(options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
-  const buckets =
-    options.rateLimit === undefined || options.rateLimit.ratePerSecond === 0
-      ? undefined
-      : new TokenBuckets(options.rateLimit);
+  const buckets = options.rateLimit;
   app.use(async function edge(c, next) {
     preventCaching(c);
     const peer = verifiedPeer(c, getPeer, now());

@@ -91,27 +91,15 @@ export function audit(options: AuditOptions): MiddlewareHandler {
     try {
       await next();
     } finally {
-      const status = c.res.status;
-      const annotation = c.get('audit') as AuditAnnotation | undefined;
       const peer = c.get('peer') as { id: { toString(): string } } | undefined;
-      const errorCode = (c.get('errorCode') as string | undefined) ?? null;
-      if (DENIED_STATUSES.has(status)) {
-        options.deniedRequests?.increment();
-      }
-      result = await options.sink.write({
-        ts: new Date(started).toISOString(),
-        trailId: crypto.randomUUID(),
-        component: options.component,
+      result = await auditRequest(options, {
+        started,
         peer: peer === undefined ? null : peer.id.toString(),
         method: c.req.method,
         route: c.req.routePath,
-        action: annotation?.action ?? 'http.request',
-        resource: annotation?.resource ?? null,
-        decision: annotation?.decision ?? null,
-        outcome: DENIED_STATUSES.has(status) ? 'denied' : status >= 400 ? 'error' : 'allowed',
-        status,
-        errorCode,
-        durationMs: now() - started,
+        annotation: c.get('audit') as AuditAnnotation | undefined,
+        status: c.res.status,
+        errorCode: (c.get('errorCode') as string | undefined) ?? null,
       });
     }
     // An answer whose audit line is not written must not look like a
@@ -120,6 +108,52 @@ export function audit(options: AuditOptions): MiddlewareHandler {
       throw new InternalError(undefined, { cause: result.error });
     }
   };
+}
+
+/** One answered request, as the audit trail records it. */
+export interface AnsweredRequest {
+  /** When the request arrived, by the audit options' clock. */
+  readonly started: number;
+  /** The verified caller's SPIFFE ID, or null when none was verified. */
+  readonly peer: string | null;
+  readonly method: string;
+  /** The matched route pattern. */
+  readonly route: string;
+  readonly annotation: AuditAnnotation | undefined;
+  readonly status: number;
+  readonly errorCode: string | null;
+}
+
+/**
+ * Writes the event of one answered request (and counts a denial): the one
+ * place its shape is made, for the middleware above and for a route served
+ * before the app (nexus/routes/secret_read.ts). The promise settles once
+ * the write holding the event returned.
+ */
+export function auditRequest(
+  options: AuditOptions,
+  request: AnsweredRequest,
+): Promise<AuditWriteResult> {
+  const { status, annotation } = request;
+  const isDenied = DENIED_STATUSES.has(status);
+  if (isDenied) {
+    options.deniedRequests?.increment();
+  }
+  return options.sink.write({
+    ts: new Date(request.started).toISOString(),
+    trailId: crypto.randomUUID(),
+    component: options.component,
+    peer: request.peer,
+    method: request.method,
+    route: request.route,
+    action: annotation?.action ?? 'http.request',
+    resource: annotation?.resource ?? null,
+    decision: annotation?.decision ?? null,
+    outcome: isDenied ? 'denied' : status >= 400 ? 'error' : 'allowed',
+    status,
+    errorCode: request.errorCode,
+    durationMs: (options.now ?? Date.now)() - request.started,
+  });
 }
 
 /** The action of a connection refused at the TLS layer. */

@@ -19,13 +19,7 @@ import { declaresBody } from './validate.ts';
 
 export function createErrorHandler(logger: Logger) {
   return function errorHandler(err: Error, c: Context): Response {
-    let brokerError: BrokerError;
-    if (isBrokerError(err)) {
-      brokerError = err;
-    } else {
-      logger.error('Unhandled error', { error: err.name, stack: err.stack });
-      brokerError = new InternalError();
-    }
+    const brokerError = toBrokerError(err, logger);
     c.header('Cache-Control', 'no-store');
     if (declaresBody(c)) {
       c.header('Connection', 'close');
@@ -33,4 +27,17 @@ export function createErrorHandler(logger: Logger) {
     c.set('errorCode', brokerError.code);
     return c.json(errorBody(brokerError), statusForCode(brokerError.code));
   };
+}
+
+/**
+ * The error as it is answered: a BrokerError as it is, anything else logged
+ * with its stack and replaced by a generic `InternalError`.
+ */
+export function toBrokerError(err: unknown, logger: Logger): BrokerError {
+  if (isBrokerError(err)) {
+    return err;
+  }
+  const error = err instanceof Error ? err : new Error(String(err));
+  logger.error('Unhandled error', { error: error.name, stack: error.stack });
+  return new InternalError();
 }

@@ -5,6 +5,7 @@
  * connection.
  */
 
+import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { HttpBindings } from '@hono/node-server';
 import type { Context } from 'hono';
@@ -41,9 +42,19 @@ export function verifiedPeer(c: Context, getPeer: GetPeer, nowMs: number): Verif
 
 /** The production GetPeer: the verifier's per-socket record. */
 export function peerFromConnection(verifier: PeerVerifier): GetPeer {
+  const peerOf = peerOfRequest(verifier);
   return function getPeerFromConnection(c) {
-    const bindings = c.env as HttpBindings | undefined;
-    const socket = bindings?.incoming?.socket as TLSSocket | undefined;
-    return socket === undefined ? undefined : verifier.peerOf(socket);
+    const incoming = (c.env as HttpBindings | undefined)?.incoming;
+    return incoming === undefined ? undefined : peerOf(incoming);
+  };
+}
+
+/** The verified peer of a node:http request's connection, as the verifier recorded it. */
+export function peerOfRequest(
+  verifier: PeerVerifier,
+): (request: IncomingMessage) => VerifiedSvid | undefined {
+  return function peerOfConnection(request) {
+    const socket = request.socket as TLSSocket | null | undefined;
+    return socket == null ? undefined : verifier.peerOf(socket);
   };
 }

@@ -6,7 +6,7 @@ import { createLogger, createMemorySink } from '../log/logger.ts';
 import { parseSpiffeId } from '../spiffe/spiffe_id.ts';
 import type { VerifiedSvid } from '../spiffe/x509_svid.ts';
 import { createBaseApp } from './app.ts';
-import { TokenBuckets } from './rate_limit.ts';
+import { createTokenBuckets, TokenBuckets } from './rate_limit.ts';
 
 const HOUR_MS = 3_600_000;
 const FLOODER = 'spiffe://example.org/apps/flooder';
@@ -40,7 +40,7 @@ function limitedApp(options: { ratePerSecond: number; burst: number; now: () => 
       return id === undefined ? undefined : peerOf(id);
     },
     createLogger({ component: 'test', sink: createMemorySink() }),
-    { audit: { sink: auditSink, component: 'test' }, rateLimit: options },
+    { audit: { sink: auditSink, component: 'test' }, rateLimit: createTokenBuckets(options) },
   );
   let handlerRuns = 0;
   app.get('/thing', (c) => {

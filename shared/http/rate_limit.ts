@@ -103,6 +103,15 @@ export class TokenBuckets {
   }
 }
 
+/** The buckets of a limit; none without one or with a rate of 0 (no limit). */
+export function createTokenBuckets(
+  options: RateLimitOptions | undefined,
+): TokenBuckets | undefined {
+  return options === undefined || options.ratePerSecond === 0
+    ? undefined
+    : new TokenBuckets(options);
+}
+
 /**
  * Takes a token for the verified peer `peerId`, or refuses the request: 429
  * with `Retry-After` (whole seconds) when its bucket is empty.

@@ -15,10 +15,11 @@
  * (`rate_limit.ts`), since only a request has a verified caller to key on.
  */
 
-import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { createAdaptorServer, type Http2Bindings, type HttpBindings } from '@hono/node-server';
+import { getRequestListener, type Http2Bindings, type HttpBindings } from '@hono/node-server';
 import type { Logger } from '../log/logger.ts';
 import { serverTlsOptions } from '../spiffe/mtls.ts';
 import type { PeerVerifier } from '../spiffe/peer_verifier.ts';
@@ -76,8 +77,16 @@ export type FetchHandler = (
   env: HttpBindings | Http2Bindings,
 ) => Response | Promise<Response>;
 
+/**
+ * Answers a request without the app, or returns false having changed
+ * nothing, for the app to answer it (see nexus/routes/secret_read.ts).
+ */
+export type RequestShortcut = (request: IncomingMessage, response: ServerResponse) => boolean;
+
 export interface ServeMtlsOptions {
   readonly fetch: FetchHandler;
+  /** Tried first for every request; the app answers those it declines. */
+  readonly shortcut?: RequestShortcut | undefined;
   /** Our identity: the certificate the server presents, swapped when it rotates. */
   readonly source: X509SvidSource;
   /**
@@ -92,6 +101,24 @@ export interface ServeMtlsOptions {
   readonly hostname?: string;
   /** Timeouts and connection caps; unset fields take `DEFAULT_SERVER_LIMITS`. */
   readonly limits?: Partial<ServerLimits>;
+}
+
+/** The server's request listener: the shortcut first, if there is one, then the app. */
+export function requestListener(
+  fetch: FetchHandler,
+  shortcut?: RequestShortcut,
+): (request: IncomingMessage, response: ServerResponse) => void {
+  const toApp = getRequestListener(fetch);
+  if (shortcut === undefined) {
+    return function answerByApp(request, response) {
+      void toApp(request, response);
+    };
+  }
+  return function answerRequest(request, response) {
+    if (!shortcut(request, response)) {
+      void toApp(request, response);
+    }
+  };
 }
 
 export interface MtlsServer {
@@ -110,10 +137,8 @@ const DRAIN_GRACE_MS = 3_000;
 export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> {
   const { source, verifier, logger } = options;
   const limits = checkLimits({ ...DEFAULT_SERVER_LIMITS, ...options.limits });
-  const server = createAdaptorServer({
-    fetch: options.fetch,
-    createServer,
-    serverOptions: {
+  const server = createServer(
+    {
       ...serverTlsOptions(source),
       handshakeTimeout: limits.handshakeTimeoutMs,
       headersTimeout: limits.headersTimeoutMs,
@@ -121,7 +146,8 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       connectionsCheckingInterval: connectionsCheckingIntervalMs(limits),
     },
-  }) as Server;
+    requestListener(options.fetch, options.shortcut),
+  );
   // Stopping answers the requests in flight first (see graceful_close.ts).
   const closeGracefully = createGracefulClose(server, { graceMs: DRAIN_GRACE_MS });
   // Open connections in all and per remote address, counted when TCP accepts

@@ -13,7 +13,13 @@ import type { Matcher } from '../spiffe/match.ts';
 import type { PeerVerifier } from '../spiffe/peer_verifier.ts';
 import { formatWorkloadApiAddress } from '../spiffe/workload_address.ts';
 import { createX509Source, type X509Source } from '../spiffe/x509_source.ts';
-import { type FetchHandler, type MtlsServer, type ServerLimits, serveMtls } from './serve.ts';
+import {
+  type FetchHandler,
+  type MtlsServer,
+  type RequestShortcut,
+  type ServerLimits,
+  serveMtls,
+} from './serve.ts';
 
 export interface OpenIdentityOptions {
   readonly identity: IdentityConfig;
@@ -46,6 +52,8 @@ export async function openIdentity(options: OpenIdentityOptions): Promise<X509So
 export interface MtlsServiceOptions {
   /** The app's `app.fetch`. */
   readonly fetch: FetchHandler;
+  /** Answers some requests before the app (`RequestShortcut`). */
+  readonly shortcut?: RequestShortcut | undefined;
   /** From `openIdentity`; the service owns it from here and closes it last. */
   readonly source: X509Source;
   /** Admits each connection's peer; the app finds its peers through it. */
@@ -71,6 +79,7 @@ export async function startMtlsService(options: MtlsServiceOptions): Promise<Mtl
   try {
     server = await serveMtls({
       fetch: options.fetch,
+      shortcut: options.shortcut,
       source,
       verifier: options.verifier,
       logger,

@@ -1,0 +1,139 @@
+/**
+ * The secret read, answered straight from the `node:https` request handler
+ * for the requests that need nothing else (ADR 0020): most reads. Hono's
+ * adapter, its context and middleware chain cost as much CPU as the read's
+ * own work (docs/performance.md), and a read is the one request a broker
+ * answers by the thousand.
+ *
+ * It takes a request only when every check the app would make passes, and
+ * decides that before it changes anything: a GET of
+ * `/v1/secrets/data/{path}` with at most `?version=N`, no body, a verified
+ * peer whose SVID has not expired, a well-formed path (which has no percent
+ * escapes, dot segments or control characters, so the app's refusal of
+ * ambiguous paths has nothing to refuse) that the peer may read. Anything
+ * else goes to the app untouched, which answers it (a refusal, a HEAD, a
+ * query it does not know), audits and logs it as it would any request.
+ * Then, in the app's order: a token of the peer's rate limit (an empty
+ * bucket also goes to the app, which answers 429), the read, the audit
+ * event (the same `auditRequest` the middleware writes, so the same line),
+ * and only once that is written, the answer, with the same status, headers
+ * and body as the app's route (`secrets.test.ts` holds the two side by side).
+ */
+import { Buffer } from 'node:buffer';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errorBody } from '../../shared/api/error_body.ts';
+import { PATHS } from '../../shared/api/paths.ts';
+import { parseVersionQuery } from '../../shared/api/secrets.ts';
+import { InternalError } from '../../shared/errors/errors.ts';
+import { statusForCode } from '../../shared/errors/http_status.ts';
+import { type AuditOptions, auditRequest } from '../../shared/http/audit.ts';
+import { toBrokerError } from '../../shared/http/error_handler.ts';
+import type { TokenBuckets } from '../../shared/http/rate_limit.ts';
+import type { RequestShortcut } from '../../shared/http/serve.ts';
+import type { Logger } from '../../shared/log/logger.ts';
+import type { VerifiedSvid } from '../../shared/spiffe/x509_svid.ts';
+import type { AccessChecker } from '../access/check_access.ts';
+import type { SecretStore } from '../store/secret_store.ts';
+import { DATA, decideSecretAccess, secretToWire } from './secrets.ts';
+
+export interface SecretReadDeps {
+  readonly store: SecretStore;
+  readonly access: AccessChecker;
+  readonly logger: Logger;
+  /** The connection's verified peer (the PeerVerifier's record), as the app finds it. */
+  readonly peerOf: (request: IncomingMessage) => VerifiedSvid | undefined;
+  /** The app's own buckets: one limit, whichever of the two answers. */
+  readonly rateLimit?: TokenBuckets | undefined;
+  /** The app's audit options; without them (tests) nothing is audited, as in the app. */
+  readonly audit?: AuditOptions | undefined;
+}
+
+/** The path and the one query this shortcut knows; the path is checked by `parseSecretPath`. */
+const READ_TARGET = new RegExp(`^${PATHS.secretData}/([^?#]+)(?:\\?version=([^&#]*))?$`);
+
+const ACTION = 'secret.read';
+
+export function createSecretReadShortcut(deps: SecretReadDeps): RequestShortcut {
+  const { access, rateLimit, audit } = deps;
+  const now = audit?.now ?? Date.now;
+  return function shortcutSecretRead(request, response) {
+    if (request.method !== 'GET') return false;
+    const target = READ_TARGET.exec(request.url ?? '');
+    if (target === null) return false;
+    const { headers } = request;
+    const length = headers['content-length'];
+    if (headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+      return false;
+    }
+    const started = now();
+    const peer = deps.peerOf(request);
+    if (peer === undefined || peer.notAfter.getTime() <= Date.now()) return false;
+    let read: ReadRequest;
+    try {
+      const outcome = decideSecretAccess(access, peer.id, 'read', target[1]);
+      if (!outcome.allowed) return false;
+      read = {
+        peer: peer.id.toString(),
+        path: outcome.target,
+        version: parseVersionQuery(target[2], 'version'),
+        decision: { reason: outcome.reason, policy: outcome.policy ?? null },
+        started,
+      };
+    } catch {
+      return false;
+    }
+    if (rateLimit !== undefined && !rateLimit.take(read.peer).isAllowed) return false;
+    answer(deps, read, response).catch((err: unknown) => {
+      // Not reached by design (every step above settles); never leave the
+      // client hanging if it is.
+      deps.logger.error('Unhandled error', { error: err instanceof Error ? err.name : 'unknown' });
+      response.destroy();
+    });
+    return true;
+  };
+}
+
+interface ReadRequest {
+  readonly peer: string;
+  readonly path: ReturnType<typeof decideSecretAccess>['target'];
+  readonly version: number | undefined;
+  readonly decision: { readonly reason: string; readonly policy: string | null };
+  readonly started: number;
+}
+
+async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerResponse) {
+  let status = 200;
+  let errorCode: string | null = null;
+  let body: string;
+  try {
+    body = JSON.stringify(secretToWire(await deps.store.get(read.path, read.version)));
+  } catch (err) {
+    const error = toBrokerError(err, deps.logger);
+    status = statusForCode(error.code);
+    errorCode = error.code;
+    body = JSON.stringify(errorBody(error));
+  }
+  if (deps.audit !== undefined) {
+    const result = await auditRequest(deps.audit, {
+      started: read.started,
+      peer: read.peer,
+      method: 'GET',
+      route: DATA,
+      annotation: { action: ACTION, resource: read.path, decision: read.decision },
+      status,
+      errorCode,
+    });
+    // As in the app: an answer whose audit line is not written is a 500.
+    if (!result.written) {
+      const error = new InternalError(undefined, { cause: result.error });
+      status = statusForCode(error.code);
+      body = JSON.stringify(errorBody(error));
+    }
+  }
+  response.writeHead(status, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(body),
+  });
+  response.end(body);
+}
