@@ -259,13 +259,21 @@ describe('a secret read answered before the app', () => {
     }
   });
 
-  test('keeps the key order and values of the stored data', async () => {
+  test('answers the data as it was sealed: every key and value, keys in code-unit order', async () => {
     const { answer } = await sameFromBoth({
       path: '/v1/secrets/data/app/web/db?version=1',
       peer: WEB,
     });
-    const body = JSON.parse(answer.text) as { data: Record<string, string> };
-    assert.deepEqual(body.data, { password: 'p1', user: 'web', '10': 'a', '2': 'b' });
+    assert.ok(
+      answer.text.includes('"data":{"10":"a","2":"b","password":"p1","user":"web"}'),
+      answer.text,
+    );
+    assert.deepEqual(JSON.parse(answer.text), {
+      path: 'app/web/db',
+      version: 1,
+      data: { password: 'p1', user: 'web', '10': 'a', '2': 'b' },
+      createdAt: (JSON.parse(answer.text) as { createdAt: string }).createdAt,
+    });
   });
 
   test('leaves every refusal, odd request and unknown query to the app, which answers it', async () => {

@@ -34,7 +34,7 @@ import type { Logger } from '../../shared/log/logger.ts';
 import type { VerifiedSvid } from '../../shared/spiffe/x509_svid.ts';
 import type { AccessChecker } from '../access/check_access.ts';
 import type { SecretStore } from '../store/secret_store.ts';
-import { DATA, decideSecretAccess, secretToWire } from './secrets.ts';
+import { DATA, decideSecretAccess, secretAnswer } from './secrets.ts';
 
 export interface SecretReadDeps {
   readonly store: SecretStore;
@@ -106,7 +106,7 @@ async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerR
   let errorCode: string | null = null;
   let body: string;
   try {
-    body = JSON.stringify(secretToWire(await deps.store.get(read.path, read.version)));
+    body = secretAnswer(await deps.store.get(read.path, read.version));
   } catch (err) {
     const error = toBrokerError(err, deps.logger);
     status = statusForCode(error.code);

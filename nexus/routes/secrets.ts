@@ -22,7 +22,6 @@ import {
   parseVersionQuery,
   parseVersionsQuery,
   parseVersionsRequest,
-  type SecretResponse,
 } from '../../shared/api/secrets.ts';
 import { InvalidRequestError } from '../../shared/errors/errors.ts';
 import { authorize, type CheckOutcome, type RequestCheck } from '../../shared/http/authorize.ts';
@@ -70,7 +69,8 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
   // answers the rest (HEAD, other queries, and every refusal).
   routes.get(DATA, may('read', 'secret.read'), async (c) => {
     const version = parseVersionQuery(c.req.query('version'), 'version');
-    return c.json(secretToWire(await store.get(c.get('target'), version)));
+    const answer = secretAnswer(await store.get(c.get('target'), version));
+    return c.body(answer, 200, { 'Content-Type': 'application/json' });
   });
 
   routes.put(DATA, may('write', 'secret.write'), validateJson(parsePutSecretRequest), async (c) => {
@@ -178,14 +178,12 @@ export function decideSecretAccess(
   };
 }
 
-/** A read's answer. */
-export function secretToWire(secret: SecretVersion): SecretResponse {
-  return {
-    path: secret.path,
-    version: secret.version,
-    data: secret.data,
-    createdAt: secret.createdAt.toISOString(),
-  };
+/**
+ * A read's answer (`SecretResponse`) as JSON text, with the data as the
+ * store opened it rather than parsed and written again.
+ */
+export function secretAnswer(secret: SecretVersion): string {
+  return `{"path":${JSON.stringify(secret.path)},"version":${secret.version},"data":${secret.dataJson},"createdAt":"${secret.createdAt.toISOString()}"}`;
 }
 
 export function metadataToWire(metadata: SecretMetadata): MetadataResponse {

@@ -19,7 +19,12 @@ import {
   InvalidRequestError,
   NotFoundError,
 } from '../../shared/errors/errors.ts';
-import { openCustomMetadata, openSecretData, sealCustomMetadata } from './secret_cipher.ts';
+import {
+  openCustomMetadata,
+  openSecretJson,
+  parseStringMap,
+  sealCustomMetadata,
+} from './secret_cipher.ts';
 import { checkCustomMetadata, checkMaxVersions } from './secret_limits.ts';
 import { checkQuotas, type SecretQuotas } from './secret_quotas.ts';
 import type {
@@ -186,8 +191,16 @@ export function openVersion(
   if (row.deletedAtMs !== null) {
     throw new NotFoundError(`Version ${version} of "${path}" is deleted`);
   }
-  const data = keyring((key) => openSecretData(key, path, version, sealed));
-  return Object.freeze({ path, version, data, createdAt: new Date(row.createdAtMs) });
+  const dataJson = keyring((key) => openSecretJson(key, path, version, sealed));
+  return Object.freeze({
+    path,
+    version,
+    dataJson,
+    get data() {
+      return parseStringMap(dataJson);
+    },
+    createdAt: new Date(row.createdAtMs),
+  });
 }
 
 export function missingVersion(

@@ -46,6 +46,12 @@ export interface SecretMetadata {
 export interface SecretVersion {
   readonly path: SecretPath;
   readonly version: number;
+  /**
+   * The data as the JSON object it was sealed as (keys in code-unit order),
+   * checked to hold only strings: what a read answers.
+   */
+  readonly dataJson: string;
+  /** The same data as a map, parsed from `dataJson` on each access. */
   readonly data: SecretData;
   readonly createdAt: Date;
 }
