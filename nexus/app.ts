@@ -1,7 +1,8 @@
 /**
- * Nexus's HTTP app: the base app (the audit trail, then the edge checks:
- * no-store, the verified peer, the path, the per-identity rate limit keyed by
- * that peer and the body limit; see shared/http/app.ts), then health, status,
+ * Nexus's HTTP app: the base app (the request metrics, the audit trail, then
+ * the edge checks: no-store, the verified peer, the path, the per-identity
+ * rate limit keyed by that peer and the body limit; see shared/http/app.ts),
+ * then health (503 while sealed), status,
  * secrets, policies and the break-glass operator routes; one error handler.
  */
 import type { Hono } from 'hono';
@@ -12,6 +13,7 @@ import type { RateLimitOptions } from '../shared/http/rate_limit.ts';
 import type { RequestCount } from '../shared/http/request_count.ts';
 import type { AuditSink } from '../shared/log/audit_log.ts';
 import type { Logger } from '../shared/log/logger.ts';
+import type { RequestRecorder } from '../shared/ops/metrics.ts';
 import { matchMemberOf } from '../shared/spiffe/match.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import type { AccessChecker } from './access/check_access.ts';
@@ -45,12 +47,15 @@ export interface NexusAppDeps {
   /** Requests per verified SPIFFE ID; without it (route tests) there is no limit. */
   readonly rateLimit?: RateLimitOptions;
   readonly auditSink?: AuditSink;
+  /** Where each answered request is counted (the program's metrics); without it none are. */
+  readonly metrics?: RequestRecorder;
 }
 
 export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
   const { trustDomain, logger } = deps;
   const app = createBaseApp(deps.getPeer, logger, {
     maxBodyBytes: deps.maxBodyBytes,
+    ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }),
     ...(deps.rateLimit === undefined ? {} : { rateLimit: deps.rateLimit }),
     ...(deps.auditSink === undefined
       ? {}
@@ -62,7 +67,10 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
           },
         }),
   });
-  app.route('/', createHealthRoutes('nexus', matchMemberOf(trustDomain), logger));
+  app.route(
+    '/',
+    createHealthRoutes('nexus', matchMemberOf(trustDomain), logger, () => !deps.rootKey.isReady),
+  );
   app.route(
     '/',
     createStatusRoutes({
