@@ -188,6 +188,6 @@ describe('loadAgentConfig()', () => {
   });
 
   test('names each variable it reads once', () => {
-    assert.equal(new Set(AGENT_ENV_NAMES).size, 7);
+    assert.equal(new Set(AGENT_ENV_NAMES).size, 8);
   });
 });

@@ -5,7 +5,7 @@
  * other agent module ever reads the environment.
  */
 import { isAbsolute, join } from 'node:path';
-import { readLogLevel } from '../shared/config/common.ts';
+import { type ListenConfig, readLogLevel, readOpsAddress } from '../shared/config/common.ts';
 import { type Env, EnvReader } from '../shared/config/env.ts';
 import type { LogLevel } from '../shared/log/logger.ts';
 import { DEFAULT_TRUST_DOMAIN_NAME } from '../shared/spiffe/identities.ts';
@@ -19,6 +19,7 @@ export const ENV_AGENT_SVID_TTL = 'SPIKE_AGENT_SVID_TTL';
 export const ENV_AGENT_CA_TTL = 'SPIKE_AGENT_CA_TTL';
 export const ENV_AGENT_WORKLOADS = 'SPIKE_AGENT_WORKLOADS';
 export const ENV_SYSTEM_LOG_LEVEL = 'SPIKE_SYSTEM_LOG_LEVEL';
+export const ENV_AGENT_OPS_ADDR = 'SPIKE_AGENT_OPS_ADDR';
 
 /** Every variable the agent reads, for documentation checks. */
 export const AGENT_ENV_NAMES: readonly string[] = Object.freeze([
@@ -29,6 +30,7 @@ export const AGENT_ENV_NAMES: readonly string[] = Object.freeze([
   ENV_AGENT_CA_TTL,
   ENV_AGENT_WORKLOADS,
   ENV_SYSTEM_LOG_LEVEL,
+  ENV_AGENT_OPS_ADDR,
 ]);
 
 const HOUR_MS = 3_600_000;
@@ -54,6 +56,8 @@ export interface AgentConfig {
   readonly caTtlMs: number;
   readonly registrations: readonly Registration[];
   readonly logLevel: LogLevel;
+  /** The operations listener (probes, metrics; plain HTTP), or undefined when off. */
+  readonly opsAddress: ListenConfig | undefined;
 }
 
 export function loadAgentConfig(env: Env): AgentConfig {
@@ -96,6 +100,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
   }
 
   const logLevel = readLogLevel(reader);
+  const opsAddress = readOpsAddress(reader, ENV_AGENT_OPS_ADDR);
 
   if (trustDomain === undefined || dataDir === undefined || socketDir === undefined) {
     // Each undefined above recorded a problem, so this throws the ConfigError.
@@ -110,6 +115,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
     caTtlMs,
     registrations: parsed.registrations,
     logLevel,
+    opsAddress,
   });
 }
 

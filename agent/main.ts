@@ -1,10 +1,13 @@
 /**
  * Composition root of the embedded SPIFFE agent: environment → config →
- * logger → agent, then a summary of the served sockets on stdout. Exit status:
+ * logger → the operations listener when configured (ready once every socket
+ * serves) → agent, then a summary of the served sockets on stdout. Exit status:
  * 0 after a clean stop, 1 on a failure, 2 on bad configuration.
  */
 import { VERSION } from '../shared/api/version.ts';
 import { createLogger } from '../shared/log/logger.ts';
+import { Metrics } from '../shared/ops/metrics.ts';
+import { notReady, READY, startOpsServer } from '../shared/ops/ops_server.ts';
 import { environment, runService, writeStdout } from '../shared/runtime/process.ts';
 import { type RunningAgent, startAgent } from './agent.ts';
 import { loadAgentConfig } from './config.ts';
@@ -12,7 +15,16 @@ import { loadAgentConfig } from './config.ts';
 await runService('spike-agent', async () => {
   const config = loadAgentConfig(environment());
   const logger = createLogger({ component: 'agent', level: config.logLevel });
+  const ops =
+    config.opsAddress === undefined
+      ? undefined
+      : await startOpsServer({
+          ...config.opsAddress,
+          metrics: new Metrics({ program: 'agent' }),
+          logger,
+        });
   const agent = await startAgent(config, logger);
+  ops?.setReadiness(() => READY);
   logger.info('Agent started', {
     version: VERSION,
     trustDomain: config.trustDomain.name,
@@ -21,7 +33,9 @@ await runService('spike-agent', async () => {
   writeStdout(summary(agent));
   return async () => {
     logger.info('Stopping the agent');
+    ops?.setReadiness(() => notReady('stopping'));
     await agent.close();
+    await ops?.close();
   };
 });
 

@@ -8,6 +8,7 @@ import { createHealthRoutes } from '../shared/http/health.ts';
 import type { GetPeer, PeerEnv } from '../shared/http/peer.ts';
 import type { AuditSink } from '../shared/log/audit_log.ts';
 import type { Logger } from '../shared/log/logger.ts';
+import type { RequestRecorder } from '../shared/ops/metrics.ts';
 import { isNexus } from '../shared/spiffe/identities.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import { createShardRoutes } from './routes/shards.ts';
@@ -23,11 +24,14 @@ export interface KeeperAppDeps {
   readonly holder: ShardHolder;
   /** Where each request is audited; without it requests are not audited (tests). */
   readonly auditSink?: AuditSink;
+  /** Where each answered request is counted (the program's metrics); without it none are. */
+  readonly metrics?: RequestRecorder;
 }
 
 export function createApp(deps: KeeperAppDeps): Hono<PeerEnv> {
   const app = createBaseApp(deps.getPeer, deps.logger, {
     maxBodyBytes: KEEPER_MAX_BODY_BYTES,
+    ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }),
     ...(deps.auditSink === undefined
       ? {}
       : { audit: { sink: deps.auditSink, component: 'keeper' } }),

@@ -8,12 +8,14 @@ import {
   type ListenConfig,
   readIdentityConfig,
   readListenConfig,
+  readOpsAddress,
 } from '../shared/config/common.ts';
 import { type Env, EnvReader } from '../shared/config/env.ts';
 
 export const ENV_KEEPER_TLS_HOST = 'SPIKE_KEEPER_TLS_HOST';
 export const ENV_KEEPER_TLS_PORT = 'SPIKE_KEEPER_TLS_PORT';
 export const ENV_KEEPER_AUDIT_LOG = 'SPIKE_KEEPER_AUDIT_LOG';
+export const ENV_KEEPER_OPS_ADDR = 'SPIKE_KEEPER_OPS_ADDR';
 export const DEFAULT_KEEPER_TLS_PORT = 8443;
 
 export interface KeeperConfig {
@@ -21,6 +23,8 @@ export interface KeeperConfig {
   readonly listen: ListenConfig;
   /** `-` for stdout, or an absolute file path (as `SPIKE_NEXUS_AUDIT_LOG`). */
   readonly auditLog: string;
+  /** The operations listener (probes, metrics; plain HTTP), or undefined when off. */
+  readonly opsAddress: ListenConfig | undefined;
 }
 
 export function loadKeeperConfig(env: Env): KeeperConfig {
@@ -35,5 +39,6 @@ export function loadKeeperConfig(env: Env): KeeperConfig {
   if (auditLog !== '-' && !isAbsolute(auditLog)) {
     reader.problem(ENV_KEEPER_AUDIT_LOG, auditLog, 'must be "-" (stdout) or an absolute file path');
   }
-  return reader.finish({ identity, listen, auditLog });
+  const opsAddress = readOpsAddress(reader, ENV_KEEPER_OPS_ADDR);
+  return reader.finish({ identity, listen, auditLog, opsAddress });
 }

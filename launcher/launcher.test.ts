@@ -4,7 +4,8 @@ import { describe, test } from 'node:test';
 import { loadKeeperConfig } from '../keeper/config.ts';
 import { loadNexusConfig } from '../nexus/config.ts';
 import { KEEPER_COUNT, loadLauncherConfig, socketDirOf } from './config.ts';
-import { NEXUS_AUDIT_LOG_FILE, serviceSpecs } from './launcher.ts';
+import { NEXUS_AUDIT_LOG_FILE, OPS_CHILDREN, serviceSpecs } from './launcher.ts';
+import { formatSummary } from './summary.ts';
 
 const DATA_DIR = '/home/alice/.spike/local';
 const LOGS_DIR = join(DATA_DIR, 'logs');
@@ -58,5 +59,53 @@ describe('serviceSpecs()', () => {
       assert.equal(dirname(file), LOGS_DIR);
       assert.ok(!ownLogs.includes(file), `${file} is also a program's log`);
     }
+  });
+});
+
+describe('operations listeners', () => {
+  const config = loadLauncherConfig({ HOME: '/home/alice' });
+  const ports = { 'keeper-1': 40001, 'keeper-2': 40002, 'keeper-3': 40003, nexus: 40004 };
+
+  test('each Keeper and Nexus serve probes on loopback at the port picked for them, as their configs read it', () => {
+    const all = serviceSpecs(
+      config,
+      { logsDir: LOGS_DIR, socketDir: socketDirOf(DATA_DIR) },
+      ports,
+    );
+    const read = all.map((spec) =>
+      spec.program === 'keeper'
+        ? loadKeeperConfig(spec.env).opsAddress
+        : loadNexusConfig(spec.env).opsAddress,
+    );
+    assert.deepEqual(read, [
+      { host: '127.0.0.1', port: 40001 },
+      { host: '127.0.0.1', port: 40002 },
+      { host: '127.0.0.1', port: 40003 },
+      { host: '127.0.0.1', port: 40004 },
+    ]);
+    // Without picked ports they are off.
+    assert.ok(specs().every((spec) => loadKeeperConfig(spec.env).opsAddress === undefined));
+  });
+
+  test('the summary prints the address of every listener', () => {
+    const opsUrls = Object.fromEntries(
+      OPS_CHILDREN.map((name, i) => [name, `http://127.0.0.1:${41000 + i}`]),
+    );
+    const text = formatSummary(
+      {
+        nexusUrl: 'https://127.0.0.1:8553',
+        socketDir: socketDirOf(DATA_DIR),
+        logsDir: LOGS_DIR,
+        dataDir: DATA_DIR,
+        restored: false,
+        opsUrls,
+      },
+      { runtime: 'node', trustDomain: 'spike.ist', nexusPort: 8553 },
+    );
+    assert.deepEqual(OPS_CHILDREN, ['nexus', 'keeper-1', 'keeper-2', 'keeper-3', 'agent']);
+    for (const [name, url] of Object.entries(opsUrls)) {
+      assert.match(text, new RegExp(`^  ${name} +${url}$`, 'm'));
+    }
+    assert.match(text, /GET \/live, \/ready, \/metrics/);
   });
 });

@@ -22,7 +22,7 @@ import { Child, type ChildRuntime, type Program } from './child.ts';
 import { KEEPER_COUNT, type LauncherConfig, socketDirOf } from './config.ts';
 import { acquireDataDirLock, type DataDirLock } from './data_dir_lock.ts';
 import { devShardsPath, readDevShards, writeDevShards } from './dev_shards.ts';
-import { checkPortsFree, LOCAL_HOST, plannedPorts } from './ports.ts';
+import { checkPortsFree, LOCAL_HOST, pickFreePorts, plannedPorts } from './ports.ts';
 
 /** The identities the agent serves, one socket each. */
 export const LOCAL_WORKLOADS: readonly (readonly [string, string])[] = Object.freeze([
@@ -64,15 +64,20 @@ export interface ServiceSpec {
   readonly env: Readonly<Record<string, string>>;
 }
 
+/** The port of each child's operations listener (probes, metrics), by child name. */
+export type OpsPorts = Readonly<Record<string, number>>;
+
 /**
  * The Keepers, then Nexus, with their own variables. Each writes its audit
  * trail to a file of its own in the logs folder, so that audit events never
  * mix with its operational log (`<name>.log`): Nexus to `audit.log`, Keeper N
- * to `keeper-N.audit.log`.
+ * to `keeper-N.audit.log`. Each serves probes and metrics on its port of
+ * `opsPorts`, when it has one.
  */
 export function serviceSpecs(
   config: LauncherConfig,
   dirs: { readonly logsDir: string; readonly socketDir: string },
+  opsPorts: OpsPorts = {},
 ): ServiceSpec[] {
   const specs: ServiceSpec[] = [];
   for (let i = 0; i < KEEPER_COUNT; i++) {
@@ -85,6 +90,7 @@ export function serviceSpecs(
         SPIKE_KEEPER_TLS_HOST: LOCAL_HOST,
         SPIKE_KEEPER_TLS_PORT: String(config.keeperPorts[i]),
         SPIKE_KEEPER_AUDIT_LOG: join(dirs.logsDir, `${name}.audit.log`),
+        ...opsAddress('SPIKE_KEEPER_OPS_ADDR', opsPorts[name]),
       },
     });
   }
@@ -101,10 +107,24 @@ export function serviceSpecs(
       SPIKE_NEXUS_BACKEND_STORE: 'sqlite',
       SPIKE_NEXUS_DATA_DIR: join(config.dataDir, 'nexus'),
       SPIKE_NEXUS_AUDIT_LOG: join(dirs.logsDir, NEXUS_AUDIT_LOG_FILE),
+      ...opsAddress('SPIKE_NEXUS_OPS_ADDR', opsPorts.nexus),
     },
   });
   return specs;
 }
+
+function opsAddress(variable: string, port: number | undefined): Record<string, string> {
+  return port === undefined ? {} : { [variable]: `${LOCAL_HOST}:${port}` };
+}
+
+/** The children that serve probes and metrics, in the order the summary lists them. */
+export const OPS_CHILDREN: readonly string[] = Object.freeze([
+  'nexus',
+  'keeper-1',
+  'keeper-2',
+  'keeper-3',
+  'agent',
+]);
 
 /** What the summary needs once Nexus is ready. */
 export interface LocalBrokerInfo {
@@ -113,6 +133,8 @@ export interface LocalBrokerInfo {
   readonly logsDir: string;
   readonly dataDir: string;
   readonly restored: boolean;
+  /** `http://127.0.0.1:<port>` of each child's operations listener, by name (`OPS_CHILDREN`). */
+  readonly opsUrls: Readonly<Record<string, string>>;
 }
 
 export class LocalBroker {
@@ -156,7 +178,18 @@ export class LocalBroker {
     if (lock.staleFrom !== undefined) {
       say(`Took over the lock of a spike-local that is gone (PID ${lock.staleFrom})`);
     }
-    await checkPortsFree(plannedPorts(config));
+    const planned = plannedPorts(config);
+    await checkPortsFree(planned);
+    const picked = await pickFreePorts(
+      OPS_CHILDREN.length,
+      planned.map((entry) => entry.port),
+    );
+    const opsPorts: Record<string, number> = {};
+    const opsUrls: Record<string, string> = {};
+    OPS_CHILDREN.forEach((name, i) => {
+      opsPorts[name] = picked[i] as number;
+      opsUrls[name] = `http://${LOCAL_HOST}:${picked[i]}`;
+    });
     mkdirSync(this.#logsDir, { recursive: true, mode: 0o700 });
     say(
       `Data folder ${config.dataDir}; each program logs to ${this.#logsDir}/<name>.log, and audits to ${NEXUS_AUDIT_LOG_FILE} (Nexus) or <name>.audit.log (Keepers) beside it`,
@@ -166,6 +199,7 @@ export class LocalBroker {
       SPIKE_AGENT_DATA_DIR: join(config.dataDir, 'agent'),
       SPIKE_AGENT_SOCKET_DIR: this.#socketDir,
       SPIKE_AGENT_WORKLOADS: LOCAL_WORKLOADS.map(([name, path]) => `${name}=${path}`).join(','),
+      ...opsAddress('SPIKE_AGENT_OPS_ADDR', opsPorts.agent),
     });
     await agent.waitForOutput(AGENT_READY_REGEXP, {
       timeoutMs: config.startTimeoutMs,
@@ -173,10 +207,11 @@ export class LocalBroker {
     });
     say(`Agent serves ${LOCAL_WORKLOADS.length} identities in ${this.#socketDir}`);
 
-    for (const spec of serviceSpecs(config, {
-      logsDir: this.#logsDir,
-      socketDir: this.#socketDir,
-    })) {
+    for (const spec of serviceSpecs(
+      config,
+      { logsDir: this.#logsDir, socketDir: this.#socketDir },
+      opsPorts,
+    )) {
       this.#spawn(spec.name, spec.program, spec.env);
     }
     say(
@@ -193,6 +228,7 @@ export class LocalBroker {
       logsDir: this.#logsDir,
       dataDir: config.dataDir,
       restored,
+      opsUrls,
     };
   }
 

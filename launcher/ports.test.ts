@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:net';
 import { describe, test } from 'node:test';
 import { loadLauncherConfig } from './config.ts';
-import { checkPortsFree, LOCAL_HOST, plannedPorts } from './ports.ts';
+import { checkPortsFree, LOCAL_HOST, pickFreePorts, plannedPorts } from './ports.ts';
 
 /** Listens on a port the system picks, on the children's address. */
 async function holdAny(): Promise<{ server: Server; port: number }> {
@@ -63,6 +63,21 @@ describe('checkPortsFree()', () => {
     } finally {
       await closed(nexus.server);
       await closed(keeper.server);
+    }
+  });
+});
+
+describe('pickFreePorts()', () => {
+  test('gives distinct ports that can be listened on, none of those taken', async () => {
+    const { server, port: taken } = await holdAny();
+    try {
+      const ports = await pickFreePorts(4, [taken]);
+      assert.equal(ports.length, 4);
+      assert.equal(new Set(ports).size, 4);
+      assert.ok(!ports.includes(taken));
+      await checkPortsFree(ports.map((port) => ({ port, owner: 'test', variable: 'X' })));
+    } finally {
+      await closed(server);
     }
   });
 });

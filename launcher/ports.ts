@@ -6,7 +6,7 @@
  * the agent has started. (A program can still take a port between this
  * check and the child's start; the child's failure then says so.)
  */
-import { createServer } from 'node:net';
+import { type AddressInfo, createServer, type Server } from 'node:net';
 import { ENV_LOCAL_KEEPER_PORTS, ENV_LOCAL_NEXUS_PORT, type LauncherConfig } from './config.ts';
 
 /** Where the children listen (launcher.ts gives them this host). */
@@ -65,4 +65,34 @@ function tryListen(port: number): Promise<string | undefined> {
       server.close(() => resolve(undefined));
     });
   });
+}
+
+/**
+ * `count` distinct ports the system reports free on the children's address,
+ * none of them in `taken`, for the children's operations listeners. They are
+ * held together while picked, so they differ, then closed for the children
+ * to take (a program could take one in between; that child's failure then
+ * says so).
+ */
+export async function pickFreePorts(count: number, taken: readonly number[]): Promise<number[]> {
+  const held: Server[] = [];
+  const ports: number[] = [];
+  try {
+    while (ports.length < count) {
+      const server = createServer();
+      held.push(server);
+      const port = await new Promise<number>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen({ host: LOCAL_HOST, port: 0, exclusive: true }, () => {
+          resolve((server.address() as AddressInfo).port);
+        });
+      });
+      if (!taken.includes(port)) ports.push(port);
+    }
+  } finally {
+    await Promise.all(
+      held.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
+    );
+  }
+  return ports;
 }

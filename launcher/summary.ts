@@ -1,7 +1,7 @@
 /** What spike-local prints on stdout once Nexus is ready: exactly what to type next. */
 import { DEFAULT_NEXUS_PORT } from '../shared/api/nexus_address.ts';
 import type { Runtime } from './child.ts';
-import type { LocalBrokerInfo } from './launcher.ts';
+import { type LocalBrokerInfo, OPS_CHILDREN } from './launcher.ts';
 
 export function formatSummary(
   info: LocalBrokerInfo,
@@ -24,6 +24,12 @@ export function formatSummary(
     `  ${spike} secret get app/db/creds`,
     '',
     `The example app's identity spiffe://${options.trustDomain}/apps/example is served at unix://${info.socketDir}/app.sock.`,
+    '',
+    'Probes and metrics (plain HTTP, no certificate: GET /live, /ready, /metrics):',
+    ...OPS_CHILDREN.flatMap((name) => {
+      const url = info.opsUrls[name];
+      return url === undefined ? [] : [`  ${name.padEnd(8)}  ${url}`];
+    }),
     'Press Ctrl-C to stop.',
   );
   return lines.join('\n');

@@ -1,7 +1,8 @@
 /**
- * Nexus's HTTP app: the base app (the audit trail, then the edge checks:
- * no-store, the verified peer, the path, the per-identity rate limit keyed by
- * that peer and the body limit; see shared/http/app.ts), then health, status,
+ * Nexus's HTTP app: the base app (the request metrics, the audit trail, then
+ * the edge checks: no-store, the verified peer, the path, the per-identity
+ * rate limit keyed by that peer and the body limit; see shared/http/app.ts),
+ * then health (503 while sealed), status,
  * secrets, policies and the break-glass operator routes; one error handler.
  */
 import type { Hono } from 'hono';
@@ -14,6 +15,7 @@ import type { RequestCount } from '../shared/http/request_count.ts';
 import type { RequestShortcut } from '../shared/http/serve.ts';
 import type { AuditSink } from '../shared/log/audit_log.ts';
 import type { Logger } from '../shared/log/logger.ts';
+import type { RequestRecorder } from '../shared/ops/metrics.ts';
 import { matchMemberOf } from '../shared/spiffe/match.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import type { AccessChecker } from './access/check_access.ts';
@@ -48,6 +50,8 @@ export interface NexusAppDeps {
   /** The per-identity rate limit's buckets (`createTokenBuckets`), shared with the read shortcut; without them (route tests) there is no limit. */
   readonly rateLimit?: TokenBuckets | undefined;
   readonly auditSink?: AuditSink;
+  /** Where each answered request is counted (the program's metrics); without it none are. */
+  readonly metrics?: RequestRecorder;
 }
 
 export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
@@ -56,9 +60,13 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
   const app = createBaseApp(deps.getPeer, logger, {
     maxBodyBytes: deps.maxBodyBytes,
     rateLimit: deps.rateLimit,
+    ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }),
     ...(audit === undefined ? {} : { audit }),
   });
-  app.route('/', createHealthRoutes('nexus', matchMemberOf(trustDomain), logger));
+  app.route(
+    '/',
+    createHealthRoutes('nexus', matchMemberOf(trustDomain), logger, () => !deps.rootKey.isReady),
+  );
   app.route(
     '/',
     createStatusRoutes({
@@ -101,6 +109,7 @@ export function createReadShortcut(
     peerOf,
     rateLimit: deps.rateLimit,
     audit: auditOptionsOf(deps),
+    metrics: deps.metrics,
   });
 }
 

@@ -12,6 +12,7 @@ import {
   type ListenConfig,
   readIdentityConfig,
   readListenConfig,
+  readOpsAddress,
 } from '../shared/config/common.ts';
 import { type Env, EnvReader } from '../shared/config/env.ts';
 import { redactUrl } from '../shared/config/redact_url.ts';
@@ -58,6 +59,7 @@ export const ENV_NEXUS_QUOTA_BYTES = 'SPIKE_NEXUS_QUOTA_BYTES';
 export const ENV_NEXUS_QUOTA_OVERRIDES = 'SPIKE_NEXUS_QUOTA_OVERRIDES';
 export const ENV_NEXUS_CACHE_ENTRIES = 'SPIKE_NEXUS_CACHE_ENTRIES';
 export const ENV_NEXUS_CACHE_BYTES = 'SPIKE_NEXUS_CACHE_BYTES';
+export const ENV_NEXUS_OPS_ADDR = 'SPIKE_NEXUS_OPS_ADDR';
 
 /**
  * `sqlite`: a file in the data dir; `postgres`: a PostgreSQL server at
@@ -131,6 +133,8 @@ export interface NexusConfig {
   readonly secretQuotas: SecretQuotas;
   /** The limits of the cache of sealed rows (store/sealed_row_cache.ts); 0 for either disables it. */
   readonly cache: SealedRowCacheLimits;
+  /** The operations listener (probes, metrics; plain HTTP), or undefined when off. */
+  readonly opsAddress: ListenConfig | undefined;
 }
 
 export function loadNexusConfig(env: Env): NexusConfig {
@@ -201,6 +205,7 @@ export function loadNexusConfig(env: Env): NexusConfig {
   const secretQuotas = readSecretQuotas(reader);
   const cache = readCacheLimits(reader);
   return reader.finish({
+    opsAddress: readOpsAddress(reader, ENV_NEXUS_OPS_ADDR),
     cache,
     limits: Object.freeze(limits),
     rateLimit: Object.freeze(rateLimit),

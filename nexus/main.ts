@@ -1,10 +1,12 @@
 /**
- * Composition root of Nexus, top to bottom: config → logger → data folder
- * (refused when others may write to it), database and stores → audit sink
- * (refused when others may read it) → our SVID → peer verifier → Keeper
- * links → root key manager → app → mTLS server. Any SVID of our trust domain
- * may connect; each route authorizes the caller's SPIFFE ID. Nexus starts
- * sealed and unseals itself from the Keepers (or initialises an empty store).
+ * Composition root of Nexus, top to bottom: config → logger → metrics and,
+ * when configured, the operations listener (live at once, not ready yet) →
+ * data folder (refused when others may write to it), database and stores →
+ * audit sink (refused when others may read it) → our SVID → peer verifier →
+ * Keeper links → root key manager → app → mTLS server → readiness. Any SVID
+ * of our trust domain may connect; each route authorizes the caller's SPIFFE
+ * ID. Nexus starts sealed and unseals itself from the Keepers (or
+ * initialises an empty store).
  */
 import { VERSION } from '../shared/api/version.ts';
 import { ensureDirectory, NOT_WRITABLE_BY_OTHERS } from '../shared/config/file_modes.ts';
@@ -13,8 +15,11 @@ import { auditRefusals, openAuditSink } from '../shared/http/audit.ts';
 import { peerFromConnection, peerOfRequest } from '../shared/http/peer.ts';
 import { createTokenBuckets } from '../shared/http/rate_limit.ts';
 import { RequestCount } from '../shared/http/request_count.ts';
-import { openIdentity, startMtlsService } from '../shared/http/service.ts';
+import { hasUsableSvid, openIdentity, startMtlsService } from '../shared/http/service.ts';
 import { createLogger } from '../shared/log/logger.ts';
+import { countAuditWrites } from '../shared/ops/count_audit.ts';
+import { Metrics } from '../shared/ops/metrics.ts';
+import { notReady, READY, startOpsServer } from '../shared/ops/ops_server.ts';
 import { environment, runService } from '../shared/runtime/process.ts';
 import { isNexus } from '../shared/spiffe/identities.ts';
 import { matchMemberOf } from '../shared/spiffe/match.ts';
@@ -26,6 +31,7 @@ import { loadNexusConfig } from './config.ts';
 import { createHttpsKeeperLink } from './root_key/keeper_link.ts';
 import { RootKey } from './root_key/root_key.ts';
 import { RootKeyManager } from './root_key/root_key_manager.ts';
+import { withIntegrityAlarm } from './store/integrity_alarm.ts';
 import { openStores, type StoreBackend } from './store/open_stores.ts';
 
 /** How often policies are re-read from the database (for other replicas' changes). */
@@ -35,6 +41,11 @@ await runService('spike-nexus', async () => {
   const config = loadNexusConfig(environment());
   const logger = createLogger({ component: 'nexus', level: config.identity.logLevel });
   const td = config.identity.trustDomain;
+  const metrics = new Metrics({ program: 'nexus' });
+  const ops =
+    config.opsAddress === undefined
+      ? undefined
+      : await startOpsServer({ ...config.opsAddress, metrics, logger });
   const backend: StoreBackend =
     config.backendStore === 'postgres' && config.databaseUrl !== undefined
       ? { kind: 'postgres', url: config.databaseUrl }
@@ -46,9 +57,18 @@ await runService('spike-nexus', async () => {
     ensureDirectory('Data folder', backend.dataDir, NOT_WRITABLE_BY_OTHERS);
   }
   const rootKey = new RootKey();
+  metrics.observe({ sealed: () => !rootKey.isReady });
   const stores = await openStores({
     backend,
-    keyring: rootKey.withKeyring.bind(rootKey),
+    keyring: withIntegrityAlarm(rootKey.withKeyring.bind(rootKey), () => {
+      metrics.countDecryptionFailure();
+      // No path here (the keyring does not know it): the audit event of the
+      // same request names it, with errorCode ERR_DECRYPTION_FAILED.
+      logger.error(
+        'Integrity alarm: stored secret data failed authentication under the data key; the row was altered, moved or sealed under another key',
+        { errorCode: 'ERR_DECRYPTION_FAILED' },
+      );
+    }),
     maxVersionsDefault: config.maxSecretVersions,
     quotas: config.secretQuotas,
     cache: config.cache,
@@ -81,7 +101,7 @@ await runService('spike-nexus', async () => {
       });
     });
   }, POLICY_REFRESH_INTERVAL_MS);
-  const auditSink = openAuditSink(config.auditLog, logger);
+  const auditSink = countAuditWrites(openAuditSink(config.auditLog, logger), metrics);
   const source = await openIdentity({ identity: config.identity, ownRole: isNexus(td), logger });
   // Any SVID of our trust domain may connect; each route authorizes the caller.
   const verifier = new PeerVerifier({ source, authorize: matchMemberOf(td), logger });
@@ -89,6 +109,10 @@ await runService('spike-nexus', async () => {
   const stopAuditingRefusals = verifier.onRefusal(
     auditRefusals({ sink: auditSink, component: 'nexus' }),
   );
+  metrics.observe({
+    svidNotAfter: () => source.getX509Svid().notAfter,
+    tlsRefusals: () => verifier.refusedByCause(),
+  });
   // Each link admits only the SPIFFE ID configured for its Keeper's position.
   const keepers = config.keeperPeers.map(({ url, id }) =>
     createHttpsKeeperLink({
@@ -109,6 +133,9 @@ await runService('spike-nexus', async () => {
     checkIntervalMs: config.keeperUpdateIntervalMs,
     recoveryMaxIntervalMs: config.recoveryMaxIntervalMs,
   });
+  metrics.observe({
+    keepersReachable: () => manager.keeperStatus().filter((keeper) => keeper.reachable).length,
+  });
   const appDeps: NexusAppDeps = {
     getPeer: peerFromConnection(verifier),
     logger,
@@ -125,6 +152,7 @@ await runService('spike-nexus', async () => {
     maxBodyBytes: config.maxBodyBytes,
     rateLimit: createTokenBuckets(config.rateLimit),
     auditSink,
+    metrics,
   };
   const service = await startMtlsService({
     fetch: createApp(appDeps).fetch,
@@ -136,6 +164,7 @@ await runService('spike-nexus', async () => {
     limits: config.limits,
     version: VERSION,
     onStop: async () => {
+      ops?.setReadiness(() => notReady('stopping'));
       stopAuditingRefusals();
       clearInterval(policyRefresh);
       manager.stop();
@@ -143,7 +172,19 @@ await runService('spike-nexus', async () => {
       rootKey.seal();
       auditSink.close();
       await stores.close();
+      await ops?.close();
     },
+  });
+  // Ready: unsealed, serving with a usable SVID, and the database answers.
+  ops?.setReadiness(async () => {
+    if (!rootKey.isReady) return notReady('sealed');
+    if (!hasUsableSvid(source, verifier)) return notReady('no_svid');
+    try {
+      await stores.ping();
+    } catch {
+      return notReady('database_unreachable');
+    }
+    return READY;
   });
   logger.info('Nexus is sealed until the root key is recovered', {
     keepers: config.keeperPeers.map(({ url, id }) => `${url.origin} (${id})`),

@@ -99,6 +99,7 @@ const SERVER_ZONES = [
   'shared/http',
   'shared/api',
   'shared/crypto',
+  'shared/ops',
 ];
 
 /** Which zones and packages each zone may import (tests may import anything). */
@@ -125,8 +126,20 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
     packages:
       /^(node:(tls|crypto|net|https|url|path|fs|util)|@grpc\/grpc-js|protobufjs\/light\.js|@peculiar\/asn1-(schema|x509)|@peculiar\/x509|reflect-metadata)$/,
   },
+  // Probes and metrics: the app records requests through a type of it.
+  'shared/ops': {
+    zones: ['shared/errors', 'shared/log'],
+    packages: /^(prom-client|node:(http|net))$/,
+  },
   'shared/http': {
-    zones: ['shared/errors', 'shared/spiffe', 'shared/log', 'shared/api', 'shared/config'],
+    zones: [
+      'shared/errors',
+      'shared/spiffe',
+      'shared/log',
+      'shared/api',
+      'shared/config',
+      'shared/ops',
+    ],
     packages: /^(hono|hono\/.*|@hono\/node-server|node:(http|https|net|tls))$/,
   },
   agent: {
@@ -137,6 +150,7 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
       'shared/config',
       'shared/runtime',
       'shared/api',
+      'shared/ops',
     ],
     packages: /^(node:.*|@grpc\/grpc-js)$/,
   },
@@ -208,6 +222,8 @@ const SINGLE_IMPORTER: Record<string, string[]> = {
   '@libsql/client': ['nexus/store/sqlite/db.ts'],
   libsql: ['nexus/store/sqlite/db.ts'],
   pg: ['nexus/store/postgres/db.ts'],
+  // Metrics: one registry per program, built in one place.
+  'prom-client': ['shared/ops/metrics.ts'],
 };
 
 /**

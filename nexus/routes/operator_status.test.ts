@@ -484,11 +484,21 @@ async function assertAllowed(n: Nexus, route: RouteCase, state: KeyState, peer: 
   const audited = { peer, method: route.method };
   switch (route.name) {
     case 'health': {
-      assert.equal(answer.status, 200, answer.text);
-      assert.deepEqual(answer.body, { status: 'ok', component: 'nexus' });
+      // Sealed is 503, as Vault's health answers: a sealed Nexus serves no secret.
+      const status = state === 'ready' ? 200 : 503;
+      assert.equal(answer.status, status, answer.text);
+      assert.deepEqual(answer.body, {
+        status: state === 'ready' ? 'ok' : 'sealed',
+        component: 'nexus',
+      });
       assert.deepEqual(n.calls, []);
       assert.equal(await n.snapshot(), before);
-      assertOneAuditEvent(n, { ...audited, outcome: 'allowed', status: 200, errorCode: null });
+      assertOneAuditEvent(n, {
+        ...audited,
+        outcome: state === 'ready' ? 'allowed' : 'error',
+        status,
+        errorCode: null,
+      });
       return;
     }
     case 'status': {

@@ -2,9 +2,9 @@
  * The secret read served before the app (secret_read.ts) against the app's
  * own route: two servers over one store, one with the shortcut in front of
  * the app and one with the app alone, get the same requests, and every
- * answer (status, headers, body) and every audit event must be the same.
- * The requests cover what the shortcut takes (reads, and the errors of a
- * read it has admitted) and what it must leave to the app (refusals,
+ * answer (status, headers, body), audit event and recorded request metric
+ * must be the same. The requests cover what the shortcut takes (reads, and
+ * the errors of a read it has admitted) and what it must leave to the app (refusals,
  * malformed paths and queries, HEAD, a body, an expired or missing peer, an
  * empty rate-limit bucket); a count of what it took keeps the comparison
  * from passing with a shortcut that takes nothing.
@@ -73,6 +73,8 @@ interface Subject {
   readonly audit: AuditEvent[];
   readonly denied: RequestCount;
   readonly sink: { failing: boolean };
+  /** Route, method and status of each request the metrics recorded. */
+  readonly recorded: string[];
   /** Requests the shortcut answered. */
   taken: number;
 }
@@ -124,6 +126,7 @@ before(async () => {
       close() {},
     };
     const denied = new RequestCount();
+    const recorded: string[] = [];
     const deps: NexusAppDeps = {
       getPeer: (c) => peerOf(c.env.incoming),
       logger,
@@ -145,8 +148,14 @@ before(async () => {
       maxBodyBytes: 8192,
       rateLimit: createTokenBuckets({ ratePerSecond: 0.001, burst: BURST }),
       auditSink,
+      metrics: {
+        recordRequest(route, method, status, seconds) {
+          assert.ok(seconds >= 0);
+          recorded.push(`${method} ${route} ${status}`);
+        },
+      },
     };
-    const subject = { url: '', audit: memory.events, denied, sink, taken: 0 };
+    const subject = { url: '', audit: memory.events, denied, sink, recorded, taken: 0 };
     const shortcut = createReadShortcut(deps, peerOf);
     const server = createServer(
       requestListener(
@@ -237,6 +246,7 @@ async function sameFromBoth(sent: Sent): Promise<{ answer: Answer; isTaken: bool
   assert.equal(appAlone.audit.length, (eventsBefore[1] ?? 0) + 1);
   assert.deepEqual(eventShape(shortcutFirst.audit.at(-1)), eventShape(appAlone.audit.at(-1)));
   assert.equal(shortcutFirst.denied.value, appAlone.denied.value);
+  assert.deepEqual(shortcutFirst.recorded, appAlone.recorded);
   return { answer: first, isTaken: shortcutFirst.taken > takenBefore };
 }
 

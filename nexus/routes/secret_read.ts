@@ -16,7 +16,8 @@
  * Then, in the app's order: a token of the peer's rate limit (an empty
  * bucket also goes to the app, which answers 429), the read, the audit
  * event (the same `auditRequest` the middleware writes, so the same line),
- * and only once that is written, the answer, with the same status, headers
+ * and only once that is written, the answer (then the request metrics, as
+ * the app's outermost middleware records them), with the same status, headers
  * and body as the app's route (`secrets.test.ts` holds the two side by side).
  */
 import { Buffer } from 'node:buffer';
@@ -31,6 +32,7 @@ import { toBrokerError } from '../../shared/http/error_handler.ts';
 import type { TokenBuckets } from '../../shared/http/rate_limit.ts';
 import type { RequestShortcut } from '../../shared/http/serve.ts';
 import type { Logger } from '../../shared/log/logger.ts';
+import type { RequestRecorder } from '../../shared/ops/metrics.ts';
 import type { VerifiedSvid } from '../../shared/spiffe/x509_svid.ts';
 import type { AccessChecker } from '../access/check_access.ts';
 import type { SecretStore } from '../store/secret_store.ts';
@@ -46,6 +48,8 @@ export interface SecretReadDeps {
   readonly rateLimit?: TokenBuckets | undefined;
   /** The app's audit options; without them (tests) nothing is audited, as in the app. */
   readonly audit?: AuditOptions | undefined;
+  /** The app's request metrics; without them nothing is counted, as in the app. */
+  readonly metrics?: RequestRecorder | undefined;
 }
 
 /** The path and the one query this shortcut knows; the path is checked by `parseSecretPath`. */
@@ -66,6 +70,7 @@ export function createSecretReadShortcut(deps: SecretReadDeps): RequestShortcut 
       return false;
     }
     const started = now();
+    const startedMs = performance.now();
     const peer = deps.peerOf(request);
     if (peer === undefined || peer.notAfter.getTime() <= Date.now()) return false;
     let read: ReadRequest;
@@ -78,6 +83,7 @@ export function createSecretReadShortcut(deps: SecretReadDeps): RequestShortcut 
         version: parseVersionQuery(target[2], 'version'),
         decision: { reason: outcome.reason, policy: outcome.policy ?? null },
         started,
+        startedMs,
       };
     } catch {
       return false;
@@ -99,6 +105,8 @@ interface ReadRequest {
   readonly version: number | undefined;
   readonly decision: { readonly reason: string; readonly policy: string | null };
   readonly started: number;
+  /** `performance.now()` at the start, for the request metrics. */
+  readonly startedMs: number;
 }
 
 async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerResponse) {
@@ -136,4 +144,5 @@ async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerR
     'content-length': Buffer.byteLength(body),
   });
   response.end(body);
+  deps.metrics?.recordRequest(DATA, 'GET', status, (performance.now() - read.startedMs) / 1000);
 }

@@ -8,6 +8,7 @@
  *   database: row locks, conditional updates, primary keys).
  */
 import { join } from 'node:path';
+import { sql } from 'drizzle-orm';
 import type { PolicyStore } from './policy_store.ts';
 import { type ChangeFeedStatus, PgChangeFeed } from './postgres/change_feed.ts';
 import { openPostgresDatabase } from './postgres/db.ts';
@@ -52,6 +53,12 @@ export interface Stores {
   readonly policies: PolicyStore;
   /** Where the data lives, for the start-up log (a PostgreSQL password is masked). */
   readonly location: string;
+  /**
+   * One cheap round trip to the database (`select 1`), for the readiness
+   * probe; rejects when the database cannot answer. The caller sets the
+   * deadline.
+   */
+  ping(): Promise<void>;
   /** Closes the database (every store on it). */
   close(): Promise<void>;
 }
@@ -85,6 +92,9 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
       secrets: new PgSecretStore({ ...secretOptions, database, cache: rowCache }),
       policies: new PgPolicyStore(database.db),
       location: database.redactedUrl,
+      async ping() {
+        await database.db.execute(sql`select 1`);
+      },
       async close() {
         await feed.close();
         await database.close();
@@ -109,6 +119,9 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
     }),
     policies: new SqlitePolicyStore(database.db),
     location: database.path,
+    async ping() {
+      await database.db.run(sql`select 1`);
+    },
     close: () => database.close(),
   };
 }

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ConfigError } from '../errors/errors.ts';
-import { parseListenHost, readIdentityConfig, readListenConfig, readLogLevel } from './common.ts';
+import {
+  parseListenHost,
+  readIdentityConfig,
+  readListenConfig,
+  readLogLevel,
+  readOpsAddress,
+} from './common.ts';
 import { EnvReader } from './env.ts';
 
 const NAMES = { host: 'X_TLS_HOST', port: 'X_TLS_PORT' };
@@ -91,6 +97,47 @@ describe('parseListenHost()', () => {
     }
     for (const bad of ['', 'example.com', '127.0.0.1:80', '[::1]', '256.0.0.1']) {
       assert.throws(() => parseListenHost(bad), /must be an IP address/);
+    }
+  });
+});
+
+describe('readOpsAddress()', () => {
+  const read = (value: string | undefined) => {
+    const reader = new EnvReader(value === undefined ? {} : { X_OPS_ADDR: value });
+    const address = readOpsAddress(reader, 'X_OPS_ADDR');
+    return reader.finish({ address }).address;
+  };
+
+  test('is off when unset or empty', () => {
+    assert.equal(read(undefined), undefined);
+    assert.equal(read('  '), undefined);
+  });
+
+  test('takes host:port with an IPv4, bracketed IPv6 or localhost host, and port 0', () => {
+    assert.deepEqual(read('127.0.0.1:9090'), { host: '127.0.0.1', port: 9090 });
+    assert.deepEqual(read('0.0.0.0:0'), { host: '0.0.0.0', port: 0 });
+    assert.deepEqual(read('[::1]:9090'), { host: '::1', port: 9090 });
+    assert.deepEqual(read('localhost:8080'), { host: 'localhost', port: 8080 });
+  });
+
+  test('refuses a value without a port, a host name, an unbracketed IPv6 or a port too large, naming the variable', () => {
+    for (const value of [
+      '9090',
+      ':9090',
+      '127.0.0.1',
+      'example.com:9090',
+      '::1:9090',
+      '127.0.0.1:65536',
+      'http://127.0.0.1:9090',
+    ]) {
+      assert.throws(
+        () => read(value),
+        (err: unknown) =>
+          err instanceof ConfigError &&
+          err.problems.length === 1 &&
+          (err.problems[0] as string).startsWith('X_OPS_ADDR '),
+        value,
+      );
     }
   });
 });

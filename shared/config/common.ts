@@ -77,3 +77,34 @@ export function parseListenHost(value: string): string {
   }
   throw new Error('must be an IP address (e.g. 127.0.0.1, 0.0.0.0, ::) or localhost');
 }
+
+/**
+ * The address of a program's operations listener (probes and metrics, plain
+ * HTTP), `host:port` with an IPv6 host in brackets (`[::1]:9090`); unset,
+ * the listener is off. Port 0 asks the system for a free one.
+ */
+export function readOpsAddress(reader: EnvReader, name: string): ListenConfig | undefined {
+  const value = reader.raw(name);
+  if (value === undefined) {
+    return undefined;
+  }
+  const match = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value);
+  if (match === null) {
+    reader.problem(name, value, 'must be host:port, e.g. 127.0.0.1:9090 or [::1]:9090');
+    return undefined;
+  }
+  const host = (match[1] ?? match[2]) as string;
+  const port = Number(match[3]);
+  let parsedHost: string;
+  try {
+    parsedHost = parseListenHost(host);
+  } catch (err) {
+    reader.problem(name, value, `has a host that ${err instanceof Error ? err.message : err}`);
+    return undefined;
+  }
+  if (port > 65535) {
+    reader.problem(name, value, 'must have a port of at most 65535');
+    return undefined;
+  }
+  return { host: parsedHost, port };
+}

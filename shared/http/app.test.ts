@@ -332,3 +332,53 @@ describe('request bodies in the base app, guarded routes and validateJson()', ()
     assert.equal(admitted.acted(), 1);
   });
 });
+
+describe('createBaseApp() with metrics', () => {
+  function measuredApp(getPeer: () => VerifiedSvid | undefined) {
+    const recorded: [string, string, number, number][] = [];
+    const app = createBaseApp(
+      getPeer,
+      createLogger({ component: 'test', sink: createMemorySink() }),
+      {
+        metrics: {
+          recordRequest: (route, method, status, seconds) =>
+            recorded.push([route, method, status, seconds]),
+        },
+      },
+    );
+    app.get('/v1/secrets/data/:path{.+}', (c) => c.json({ ok: true }));
+    app.get('/bad', () => {
+      throw new InvalidRequestError('Field "path" is missing');
+    });
+    return { app, recorded };
+  }
+
+  test('records each request once, under its route pattern and never the path asked for', async () => {
+    const { app, recorded } = measuredApp(() => peer(Date.now() + HOUR_MS));
+    assert.equal((await app.request('/v1/secrets/data/team/db/password')).status, 200);
+    assert.equal((await app.request('/bad')).status, 400);
+    assert.deepEqual(
+      recorded.map(([route, method, status]) => [route, method, status]),
+      [
+        ['/v1/secrets/data/:path{.+}', 'GET', 200],
+        ['/bad', 'GET', 400],
+      ],
+    );
+    assert.ok(recorded.every(([, , , seconds]) => seconds >= 0 && seconds < 60));
+    assert.ok(!JSON.stringify(recorded).includes('team/db'));
+  });
+
+  test('a request refused at the edge or matching no route counts under /* with its final status', async () => {
+    const { app, recorded } = measuredApp(() => undefined);
+    assert.equal((await app.request('/v1/secrets/data/team/db/password')).status, 401);
+    const withPeer = measuredApp(() => peer(Date.now() + HOUR_MS));
+    assert.equal((await withPeer.app.request('/nowhere')).status, 404);
+    assert.deepEqual(
+      [...recorded, ...withPeer.recorded].map(([route, method, status]) => [route, method, status]),
+      [
+        ['/*', 'GET', 401],
+        ['/*', 'GET', 404],
+      ],
+    );
+  });
+});

@@ -1,6 +1,7 @@
 /**
- * The fixed outer shape of every mTLS app: the audit trail outermost (so
- * denials are audited), then one edge step that runs, in this order,
+ * The fixed outer shape of every mTLS app: the request metrics outermost (so
+ * they see the final status), then the audit trail (so denials are audited),
+ * then one edge step that runs, in this order,
  * `Cache-Control: no-store` on every response, the verified peer (so nothing
  * else runs for an unverified one), the refusal of ambiguous request paths
  * and of a body on GET, the per-identity rate limit (keyed by the verified
@@ -13,10 +14,11 @@
  */
 
 import type { HttpBindings } from '@hono/node-server';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { Hono } from 'hono';
 import { InvalidRequestError, NotFoundError } from '../errors/errors.ts';
 import type { Logger } from '../log/logger.ts';
+import type { RequestRecorder } from '../ops/metrics.ts';
 import { type AuditOptions, audit } from './audit.ts';
 import { checkBodyLimit, DEFAULT_MAX_BODY_BYTES, limitDeclaredBody } from './body_limit.ts';
 import { createErrorHandler } from './error_handler.ts';
@@ -33,6 +35,8 @@ export interface BaseAppOptions {
   readonly maxBodyBytes?: number;
   /** The clock of the SVID expiry check (tests); default `Date.now`. */
   readonly now?: () => number;
+  /** Told of every answered request (route pattern, method, status, duration); without it none are counted. */
+  readonly metrics?: RequestRecorder;
 }
 
 export function createBaseApp(
@@ -41,6 +45,9 @@ export function createBaseApp(
   options: BaseAppOptions = {},
 ): Hono<PeerEnv> {
   const app = new Hono<PeerEnv>();
+  if (options.metrics !== undefined) {
+    app.use(measure(options.metrics));
+  }
   if (options.audit !== undefined) {
     app.use(audit(options.audit));
   }
@@ -67,6 +74,22 @@ export function createBaseApp(
   });
   app.onError(createErrorHandler(logger));
   return app;
+}
+
+/**
+ * Records each request once its answer is final (the audit trail's failure
+ * turns it into a 500 inside this). The route is the matched pattern, never
+ * the path asked for; a request answered before any route matched (refused
+ * at the edge, or no such route) counts under the middleware's `/*`, as in
+ * the audit trail.
+ */
+function measure(recorder: RequestRecorder): MiddlewareHandler {
+  return async function measureRequest(c, next) {
+    const started = performance.now();
+    await next();
+    const seconds = (performance.now() - started) / 1000;
+    recorder.recordRequest(c.req.routePath, c.req.method, c.res.status, seconds);
+  };
 }
 
 /**

@@ -181,10 +181,11 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
     }
     if (reason !== undefined) {
       refusedEarly.add(socket);
-      verifier.refuse(undefined, {
-        reason,
-        ...(remote === undefined ? {} : { remoteAddress: remote }),
-      });
+      verifier.refuse(
+        undefined,
+        { reason, ...(remote === undefined ? {} : { remoteAddress: remote }) },
+        'connection_limit',
+      );
       socket.destroy();
       return;
     }
@@ -202,11 +203,15 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
     const remote = remoteOf(socket);
     const peer = verifier.admit(socket, remote);
     if (peer !== undefined && !perIdentity.tryAcquire(peer.id.toString(), socket)) {
-      verifier.refuse(socket, {
-        reason: `Over the limit of ${limits.maxConnectionsPerIdentity} open connections per SPIFFE ID`,
-        peerId: peer.id.toString(),
-        ...(remote === undefined ? {} : { remoteAddress: remote }),
-      });
+      verifier.refuse(
+        socket,
+        {
+          reason: `Over the limit of ${limits.maxConnectionsPerIdentity} open connections per SPIFFE ID`,
+          peerId: peer.id.toString(),
+          ...(remote === undefined ? {} : { remoteAddress: remote }),
+        },
+        'connection_limit',
+      );
     }
   });
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
@@ -216,10 +221,14 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
       return;
     }
     const remote = remoteOf(socket);
-    verifier.refuse(socket, {
-      reason: `TLS handshake failed: ${err.code ?? err.message}`,
-      ...(remote === undefined ? {} : { remoteAddress: remote }),
-    });
+    verifier.refuse(
+      socket,
+      {
+        reason: `TLS handshake failed: ${err.code ?? err.message}`,
+        ...(remote === undefined ? {} : { remoteAddress: remote }),
+      },
+      'handshake_failed',
+    );
   });
 
   const unsubscribe = source.onUpdate(function rotateServerCredentials() {

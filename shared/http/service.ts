@@ -49,6 +49,26 @@ export async function openIdentity(options: OpenIdentityOptions): Promise<X509So
   return source;
 }
 
+/**
+ * Whether we hold an unexpired SVID and serve with it (the verifier is not
+ * refusing every connection for want of one): the part of readiness every
+ * mTLS service shares.
+ */
+export function hasUsableSvid(
+  source: X509Source,
+  verifier: PeerVerifier,
+  now: number = Date.now(),
+): boolean {
+  if (verifier.isSuspended) {
+    return false;
+  }
+  try {
+    return source.getX509Svid().notAfter.getTime() > now;
+  } catch {
+    return false;
+  }
+}
+
 export interface MtlsServiceOptions {
   /** The app's `app.fetch`. */
   readonly fetch: FetchHandler;

@@ -11,6 +11,7 @@ import {
   MAX_REFUSAL_REASON_CHARS,
   type PeerRefusal,
   PeerVerifier,
+  REFUSAL_CAUSES,
 } from './peer_verifier.ts';
 import { parseTrustDomain } from './spiffe_id.ts';
 import { StaticX509Source } from './x509_source.ts';
@@ -70,7 +71,11 @@ describe('PeerVerifier', () => {
       if (verifier.admit(socket) !== undefined) socket.end('admitted');
     });
     server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
-      verifier.refuse(socket, { reason: `TLS handshake failed: ${err.code ?? err.message}` });
+      verifier.refuse(
+        socket,
+        { reason: `TLS handshake failed: ${err.code ?? err.message}` },
+        'handshake_failed',
+      );
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     port = (server.address() as { port: number }).port;
@@ -151,6 +156,39 @@ describe('PeerVerifier', () => {
     assert.equal(refusal.claimedId, undefined);
   });
 
+  test('counts each refusal under its fixed cause, every cause listed from the start', async () => {
+    const fresh = new PeerVerifier({
+      source: new StaticX509Source((await ca.issueSvid(NEXUS)).x509Svid(), bundleSetOf(ca)),
+      authorize: isPilotSuperuser(TD),
+      logger: createLogger({ component: 'test', sink: createMemorySink() }),
+    });
+    assert.deepEqual(
+      [...fresh.refusedByCause()],
+      REFUSAL_CAUSES.map((cause) => [cause, 0]),
+    );
+    const before = new Map(verifier.refusedByCause());
+    const delta = () =>
+      Object.fromEntries(
+        [...verifier.refusedByCause()]
+          .map(([cause, n]) => [cause, n - (before.get(cause) ?? 0)])
+          .filter(([, n]) => n !== 0),
+      );
+    for (const svid of [
+      undefined,
+      await otherCa.issueSvid(SUPERUSER),
+      await ca.issueSvid(NEXUS),
+      await ca.issueSvid(SUPERUSER, { uriSans: [SUPERUSER, NEXUS] }),
+    ]) {
+      await refusalFor((await connectWith(svid)).local);
+    }
+    assert.deepEqual(delta(), {
+      no_certificate: 1,
+      untrusted_certificate: 1,
+      not_allowed: 1,
+      invalid_svid: 1,
+    });
+  });
+
   test('a listener that throws is logged and cannot undo the refusal; unsubscribing stops the calls', async () => {
     let calls = 0;
     const unsubscribe = verifier.onRefusal(() => {
@@ -170,7 +208,11 @@ describe('PeerVerifier', () => {
 
   test('a long reason is cut, and a refusal never carries certificate bytes', async () => {
     const before = refusals.length;
-    verifier.refuse(undefined, { reason: 'x'.repeat(5_000), remoteAddress: '192.0.2.1:1' });
+    verifier.refuse(
+      undefined,
+      { reason: 'x'.repeat(5_000), remoteAddress: '192.0.2.1:1' },
+      'handshake_failed',
+    );
     const refusal = refusals[before] as PeerRefusal;
     assert.equal(refusal.reason.length, MAX_REFUSAL_REASON_CHARS + 1);
     assert.equal(refusal.remoteAddress, '192.0.2.1:1');
@@ -217,15 +259,23 @@ describe('PeerVerifier summarizes refusals per source address', () => {
     const clock = { now: 0 };
     const { verifier, heard, logSink } = verifierAt(clock);
     for (let port = 1; port <= 5; port++) {
-      verifier.refuse(undefined, { reason: `reset ${port}`, remoteAddress: `192.0.2.1:${port}` });
+      verifier.refuse(
+        undefined,
+        { reason: `reset ${port}`, remoteAddress: `192.0.2.1:${port}` },
+        'handshake_failed',
+      );
     }
-    verifier.refuse(undefined, { reason: 'other', remoteAddress: '[2001:db8::1]:7' });
+    verifier.refuse(
+      undefined,
+      { reason: 'other', remoteAddress: '[2001:db8::1]:7' },
+      'handshake_failed',
+    );
     // A verified peer that may not connect is audited as another status: apart.
-    verifier.refuse(undefined, {
-      reason: 'not allowed',
-      peerId: NEXUS,
-      remoteAddress: '192.0.2.1:9',
-    });
+    verifier.refuse(
+      undefined,
+      { reason: 'not allowed', peerId: NEXUS, remoteAddress: '192.0.2.1:9' },
+      'not_allowed',
+    );
     assert.deepEqual(
       heard.map((r) => [r.remoteAddress, r.count]),
       [
@@ -236,7 +286,11 @@ describe('PeerVerifier summarizes refusals per source address', () => {
     );
     // The window closes: its summary comes before the next whole refusal.
     clock.now = 60_000;
-    verifier.refuse(undefined, { reason: 'again', remoteAddress: '192.0.2.1:10' });
+    verifier.refuse(
+      undefined,
+      { reason: 'again', remoteAddress: '192.0.2.1:10' },
+      'handshake_failed',
+    );
     assert.deepEqual(heard.slice(3), [
       {
         reason: '4 more refusals from this address; the last: reset 5',
@@ -252,9 +306,17 @@ describe('PeerVerifier summarizes refusals per source address', () => {
   test('at stop, the open windows are summarized at once', () => {
     const { verifier, heard } = verifierAt({ now: 0 });
     for (let port = 1; port <= 3; port++) {
-      verifier.refuse(undefined, { reason: 'x', remoteAddress: `198.51.100.7:${port}` });
+      verifier.refuse(
+        undefined,
+        { reason: 'x', remoteAddress: `198.51.100.7:${port}` },
+        'handshake_failed',
+      );
     }
-    verifier.refuse(undefined, { reason: 'y', remoteAddress: '198.51.100.8:1' });
+    verifier.refuse(
+      undefined,
+      { reason: 'y', remoteAddress: '198.51.100.8:1' },
+      'handshake_failed',
+    );
     verifier.flushRefusals();
     assert.deepEqual(
       heard.map((r) => [r.remoteAddress, r.count]),
@@ -266,14 +328,22 @@ describe('PeerVerifier summarizes refusals per source address', () => {
     );
     // Nothing is left to flush; a later refusal opens a new window.
     verifier.flushRefusals();
-    verifier.refuse(undefined, { reason: 'z', remoteAddress: '198.51.100.7:4' });
+    verifier.refuse(
+      undefined,
+      { reason: 'z', remoteAddress: '198.51.100.7:4' },
+      'handshake_failed',
+    );
     assert.equal(heard.length, 4);
   });
 
   test('more addresses than the table holds are counted into one summary without an address', () => {
     const { verifier, heard } = verifierAt({ now: 0 }, 2);
     for (let i = 1; i <= 10; i++) {
-      verifier.refuse(undefined, { reason: `r${i}`, remoteAddress: `203.0.113.${i}:1` });
+      verifier.refuse(
+        undefined,
+        { reason: `r${i}`, remoteAddress: `203.0.113.${i}:1` },
+        'handshake_failed',
+      );
     }
     verifier.flushRefusals();
     assert.equal(heard.length, 3);

@@ -45,6 +45,30 @@ export interface PeerRefusal {
 }
 
 /**
+ * Why a connection was refused, as one of a fixed set of words: the label of
+ * the refusal metric, which may carry nothing a peer chose (the free-text
+ * `reason` holds URI SANs and TLS error text, for logs and audit only).
+ */
+export const REFUSAL_CAUSES = Object.freeze([
+  /** The peer sent no client certificate. */
+  'no_certificate',
+  /** Its chain does not verify against our trust bundle. */
+  'untrusted_certificate',
+  /** The chain verified but breaks an X509-SVID rule (SPIFFE ID, key usage…). */
+  'invalid_svid',
+  /** A valid SVID whose SPIFFE ID may not connect here. */
+  'not_allowed',
+  /** We have no usable SVID of our own and refuse every connection. */
+  'not_serving',
+  /** Over a cap on open connections (in all, per address, per SPIFFE ID). */
+  'connection_limit',
+  /** The TLS handshake itself failed (wrong protocol, reset, timeout…). */
+  'handshake_failed',
+] as const);
+
+export type RefusalCause = (typeof REFUSAL_CAUSES)[number];
+
+/**
  * Told about each refusal passed on whole, and about each summary, after the
  * connections were destroyed.
  */
@@ -88,6 +112,9 @@ export class PeerVerifier {
   readonly #listeners = new Set<RefusalListener>();
   readonly #windows: RefusalWindows<PeerRefusal>;
   #refused = 0;
+  readonly #refusedByCause = new Map<RefusalCause, number>(
+    REFUSAL_CAUSES.map((cause) => [cause, 0]),
+  );
   #admitted = 0;
   #suspendedReason: string | undefined;
 
@@ -109,6 +136,11 @@ export class PeerVerifier {
   /** Count of connections refused since start (TLS errors and failed checks). */
   get refusedCount(): number {
     return this.#refused;
+  }
+
+  /** Connections refused since start by cause, every cause listed (also at 0). */
+  refusedByCause(): ReadonlyMap<RefusalCause, number> {
+    return this.#refusedByCause;
   }
 
   /** Count of connections admitted since start. */
@@ -159,12 +191,18 @@ export class PeerVerifier {
    */
   admit(socket: TLSSocket, remoteAddress?: string): VerifiedSvid | undefined {
     let verified: VerifiedSvid | undefined;
+    let cause: RefusalCause = 'invalid_svid';
     try {
       if (this.#suspendedReason !== undefined) {
+        cause = 'not_serving';
         throw new SvidInvalidError(`Not serving: ${this.#suspendedReason}`);
+      }
+      if (!socket.authorized) {
+        cause = hasPeerCertificate(socket) ? 'untrusted_certificate' : 'no_certificate';
       }
       verified = this.#verify(socket);
       if (!this.#authorize(verified.id)) {
+        cause = 'not_allowed';
         throw new SvidInvalidError(
           `Peer "${verified.id}" is not allowed here: expected ${this.#authorize.description}`,
         );
@@ -173,11 +211,15 @@ export class PeerVerifier {
       this.#admitted += 1;
       return verified;
     } catch (err) {
-      this.refuse(socket, {
-        reason: err instanceof Error ? err.message : String(err),
-        ...(verified === undefined ? {} : { peerId: verified.id.toString() }),
-        ...(remoteAddress === undefined ? {} : { remoteAddress }),
-      });
+      this.refuse(
+        socket,
+        {
+          reason: err instanceof Error ? err.message : String(err),
+          ...(verified === undefined ? {} : { peerId: verified.id.toString() }),
+          ...(remoteAddress === undefined ? {} : { remoteAddress }),
+        },
+        cause,
+      );
       return undefined;
     }
   }
@@ -194,10 +236,11 @@ export class PeerVerifier {
    * callers pass the address read when the connection was accepted, since a
    * socket the peer has reset no longer has one. Listeners run after the
    * socket is destroyed; one that throws is logged and cannot undo the
-   * refusal.
+   * refusal. `cause` is what the refusal is counted under.
    */
-  refuse(socket: TLSSocket | undefined, refusal: PeerRefusal): void {
+  refuse(socket: TLSSocket | undefined, refusal: PeerRefusal, cause: RefusalCause): void {
     this.#refused += 1;
+    this.#refusedByCause.set(cause, (this.#refusedByCause.get(cause) ?? 0) + 1);
     const remoteAddress =
       refusal.remoteAddress ?? (socket === undefined ? undefined : remoteOf(socket));
     const claimedId =

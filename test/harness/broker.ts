@@ -50,6 +50,8 @@ export interface BrokerOptions {
   /** Extra environment for every Nexus (overrides the defaults below). */
   readonly nexusEnv?: Readonly<Record<string, string>>;
   readonly agentEnv?: Readonly<Record<string, string>>;
+  /** Extra environment for every Keeper. */
+  readonly keeperEnv?: Readonly<Record<string, string>>;
   /** Node flags for every Nexus (e.g. `--cpu-prof`); ignored on Deno. */
   readonly nexusNodeFlags?: readonly string[];
   /** Start every program through its bin/ entry, as users do (see spawn.ts). */
@@ -308,7 +310,11 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
     const keeper = startProgram('keeper', {
       ...(runtime === undefined ? {} : { runtime }),
       ...viaBin,
-      env: { ...identityEnv(`keeper-${index + 1}`), SPIKE_KEEPER_TLS_PORT: String(port) },
+      env: {
+        ...identityEnv(`keeper-${index + 1}`),
+        SPIKE_KEEPER_TLS_PORT: String(port),
+        ...options.keeperEnv,
+      },
     });
     track(keeper);
     keeperRuns[index] = keeper;

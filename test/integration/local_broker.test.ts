@@ -39,6 +39,7 @@ const PILOT_SOCKET_REGEXP = /export SPIFFE_ENDPOINT_SOCKET=(unix:\/\/\S+)/;
 const NEXUS_URL_REGEXP = /export SPIKE_NEXUS_API_URL=(https:\/\/\S+)/;
 const APP_SOCKET_REGEXP = /is served at (unix:\/\/\S+\/app\.sock)/;
 const READY_REGEXP = /Press Ctrl-C to stop/;
+const OPS_URL_REGEXP = /^ {2}(nexus|keeper-\d|agent) +(http:\/\/127\.0\.0\.1:\d+)$/gm;
 /** The Deno command the example's README documents. */
 const DENO_EXAMPLE_REGEXP = /deno run ((?:--allow-[a-z]+ )+)docs\/examples\/read_db_password\.ts/;
 
@@ -213,6 +214,19 @@ describe('the local broker, end to end with spike and the example app', () => {
 
   test('spike-local starts and prints the sockets and the Nexus URL', async () => {
     broker = await start();
+  });
+
+  test('spike-local prints where each program serves probes, and Nexus answers ready there without a certificate', async () => {
+    const printed = new Map(
+      [...broker.output().matchAll(OPS_URL_REGEXP)].map((match) => [match[1], match[2]]),
+    );
+    assert.deepEqual([...printed.keys()], ['nexus', 'keeper-1', 'keeper-2', 'keeper-3', 'agent']);
+    for (const url of printed.values()) {
+      assert.equal((await fetch(`${url}/live`)).status, 200, url);
+    }
+    const ready = await fetch(`${printed.get('nexus')}/ready`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(await ready.json(), { status: 'ready' });
   });
 
   test('spike puts, gets, lists and deletes secrets', async () => {
