@@ -69,7 +69,12 @@ function setUp() {
   const context: CommandContext = {
     config: () => loadPilotConfig({ SPIKE_TRUST_ROOT: 'unit.test' }),
     client: async () => client,
-    output: { stdout: () => {}, stderr: (text) => void (stderr += `${text}\n`) },
+    output: {
+      stdout: () => {},
+      stderr: (text) => {
+        stderr += `${text}\n`;
+      },
+    },
     terminal: createFakeTerminal(),
     environment: { PATH: '/bin' },
     exitWith: () => {},

@@ -3,7 +3,8 @@
  * as users run it: `spike run` and `spike agent` as subprocesses (on the
  * runtime of this test) with a workload's own SVID, against real processes
  * over real mTLS (the embedded agent, three Keepers, Nexus on SQLite). The
- * workload's child is a `sh` script (a CI machine may have no Python). The
+ * workload's child is a `sh` script, and a Python one where python3 is
+ * installed (a CI machine may have none: that test skips itself). The
  * agent keeps its file current across a new version, SVID rotations every
  * few seconds and a Nexus killed with SIGKILL that unseals itself from its
  * Keepers. A denied path starts no child and writes no file. The leak scan
@@ -11,6 +12,7 @@
  * broker's files and every error body for the values.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -43,6 +45,10 @@ async function waitUntil<T>(
     if (Date.now() > deadline) throw new Error(`Timed out waiting until ${what}\n${details()}`);
     await delay(25);
   }
+}
+
+function hasPython(): boolean {
+  return spawnSync('python3', ['--version']).status === 0;
 }
 
 function readIfThere(path: string): string | undefined {
@@ -133,6 +139,23 @@ describe('spike run and spike agent deliver secrets with the workload SVID', () 
     );
     assert.equal(result.status, 7, result.stderr);
     assert.equal(readFileSync(out, 'utf8'), `${password}|${password}|web`);
+  });
+
+  test('spike run gives a Python program its password', {
+    skip: !hasPython() && 'python3 is not installed here (the sh tests cover the same path)',
+  }, async () => {
+    const out = join(scratch, 'python.out');
+    const program = "import os; open(os.environ['OUT'], 'w').write(os.environ['DB_PASSWORD'])";
+    const result = await spike(
+      ['run', '--env', 'DB_PASSWORD=app/web/run#password', '--', 'python3', '-c', program],
+      { OUT: out },
+    );
+    assert.equal(result.status, 0, result.stderr);
+    const secret = await broker.call('pilot', 'GET', `${PATHS.secretData}/app/web/run`);
+    assert.equal(
+      readFileSync(out, 'utf8'),
+      (secret.body as { data: { password: string } }).data.password,
+    );
   });
 
   test('a denied path, a missing key or a collision starts nothing, with the usual exit status', async () => {
