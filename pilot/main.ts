@@ -38,5 +38,6 @@ const status = await runCli(process.argv.slice(2), {
   },
   output: createConsoleOutput(),
   terminal: createTerminal({ stdin: process.stdin, stderr: process.stderr }),
+  environment: process.env,
 });
 await exitWhenFlushed(status);

@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError, type HelpContext } from 'commander';
 import { VERSION } from '../shared/api/version.ts';
+import type { Env } from '../shared/config/env.ts';
 import { UsageError } from '../shared/errors/errors.ts';
 import {
   type CommandContext,
@@ -13,6 +14,7 @@ import {
   type Terminal,
 } from './commands/_context.ts';
 import { registerCompletionCommand } from './commands/completion.ts';
+import { registerDeliveryCommands } from './commands/deliver.ts';
 import { registerOperatorCommands } from './commands/operator.ts';
 import { registerPolicyCommands } from './commands/policy.ts';
 import { registerSecretCommands } from './commands/secret.ts';
@@ -29,6 +31,8 @@ export interface CliDeps {
   readonly whoami: (config: PilotConfig) => Promise<Whoami>;
   readonly output: Output;
   readonly terminal: Terminal;
+  /** The environment spike runs in, which `spike run` passes on to its command. */
+  readonly environment: Env;
 }
 
 /** Commander's codes for "printed what was asked, nothing failed". */
@@ -85,6 +89,7 @@ export function createProgram(context: CommandContext, deps: Pick<CliDeps, 'whoa
   registerSecretCommands(program, context);
   registerPolicyCommands(program, context);
   registerOperatorCommands(program, context);
+  registerDeliveryCommands(program, context);
   registerStatusCommands(program, context, {
     whoami: () => deps.whoami(context.config()),
   });
@@ -106,6 +111,7 @@ export async function runCli(args: readonly string[], deps: CliDeps): Promise<nu
   let config: PilotConfig | undefined;
   let client: PilotClient | undefined;
   let connecting: Promise<PilotClient> | undefined;
+  let status = 0;
   const context: CommandContext = {
     config: () => {
       config ??= deps.config();
@@ -120,11 +126,15 @@ export async function runCli(args: readonly string[], deps: CliDeps): Promise<nu
     },
     output: deps.output,
     terminal: deps.terminal,
+    environment: deps.environment,
+    exitWith: (code) => {
+      status = code;
+    },
   };
   const program = createProgram(context, deps);
   try {
     await program.parseAsync([...args], { from: 'user' });
-    return 0;
+    return status;
   } catch (err) {
     if (err instanceof CommanderError && SUCCESS_CODES.has(err.code)) {
       // The help or the version, printed as asked.

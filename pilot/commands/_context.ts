@@ -15,6 +15,7 @@ import type {
   PolicyResponse,
 } from '../../shared/api/policies.ts';
 import type { ListResponse, MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
+import type { Env } from '../../shared/config/env.ts';
 import { InvalidRequestError, isBrokerError } from '../../shared/errors/errors.ts';
 import type { PilotConfig } from '../config.ts';
 import { OUTPUT_FORMATS, type Output, type OutputFormat } from '../output.ts';
@@ -69,6 +70,13 @@ export interface CommandContext {
   readonly client: () => Promise<PilotClient>;
   readonly output: Output;
   readonly terminal: Terminal;
+  /** The environment spike runs in (`spike run` passes it on to its command). */
+  readonly environment: Env;
+  /**
+   * Sets the status `spike` exits with when the command ends without an
+   * error (0 unless set): `spike run` passes on its command's.
+   */
+  readonly exitWith: (status: number) => void;
 }
 
 /** The `--format` of a command: its own, else the one given before the subcommand. */

@@ -248,6 +248,7 @@ export async function run(
     whoami: async () => ({ spiffeId: CALLER_ID, trustDomain: 'unit.test', notAfter: T }),
     output,
     terminal: options.terminal ?? createFakeTerminal(),
+    environment: { PATH: '/usr/local/bin:/usr/bin:/bin', ...options.env },
   });
   return { status, stdout, stderr, client };
 }

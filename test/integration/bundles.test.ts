@@ -166,6 +166,12 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
       assert.ok(!eager.has(name), `spike.js loads ${name} before its command runs`);
     }
     assert.ok(eager.has('commander'), 'the comments name the packages');
+    // spike run and spike agent (pilot/deliver/) are compiled only when one of them runs.
+    const eagerText = [...closureOf(bundles, 'spike.js', false)]
+      .map((file) => readFileSync(join(bundles, file), 'utf8'))
+      .join('\n');
+    assert.ok(!eagerText.includes('template-agent'), 'spike.js compiles spike agent at start');
+    assert.ok(!eagerText.includes('restarting'), 'spike.js compiles spike run at start');
     const all = closureOf(bundles, 'spike.js', true);
     const reachable = packagesIn(bundles, all);
     assert.ok(reachable.has('@grpc/grpc-js') && reachable.has('@peculiar/asn1-x509'));
@@ -174,6 +180,10 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
     }
     const text = [...all].map((file) => readFileSync(join(bundles, file), 'utf8')).join('\n');
     assert.ok(!text.includes('// node_modules/protobufjs/src/parse.js'), 'a .proto parser');
+    assert.ok(
+      text.includes('template-agent') && text.includes('restarting'),
+      'spike run and agent',
+    );
   });
 
   test('spike --version runs from the bundle', async () => {
