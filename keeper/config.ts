@@ -3,6 +3,7 @@
  * the identity settings every program reads.
  */
 import { isAbsolute } from 'node:path';
+import { readAuditKey } from '../shared/config/audit_key_file.ts';
 import {
   type IdentityConfig,
   type ListenConfig,
@@ -14,6 +15,7 @@ import { type Env, EnvReader } from '../shared/config/env.ts';
 export const ENV_KEEPER_TLS_HOST = 'SPIKE_KEEPER_TLS_HOST';
 export const ENV_KEEPER_TLS_PORT = 'SPIKE_KEEPER_TLS_PORT';
 export const ENV_KEEPER_AUDIT_LOG = 'SPIKE_KEEPER_AUDIT_LOG';
+export const ENV_KEEPER_AUDIT_KEY_FILE = 'SPIKE_KEEPER_AUDIT_KEY_FILE';
 export const DEFAULT_KEEPER_TLS_PORT = 8443;
 
 export interface KeeperConfig {
@@ -21,6 +23,8 @@ export interface KeeperConfig {
   readonly listen: ListenConfig;
   /** `-` for stdout, or an absolute file path (as `SPIKE_NEXUS_AUDIT_LOG`). */
   readonly auditLog: string;
+  /** The key the audit trail is chained under (ADR 0027); undefined when no key file is set. */
+  readonly auditKey: Uint8Array | undefined;
 }
 
 export function loadKeeperConfig(env: Env): KeeperConfig {
@@ -35,5 +39,6 @@ export function loadKeeperConfig(env: Env): KeeperConfig {
   if (auditLog !== '-' && !isAbsolute(auditLog)) {
     reader.problem(ENV_KEEPER_AUDIT_LOG, auditLog, 'must be "-" (stdout) or an absolute file path');
   }
-  return reader.finish({ identity, listen, auditLog });
+  const auditKey = readAuditKey(reader, ENV_KEEPER_AUDIT_KEY_FILE);
+  return reader.finish({ identity, listen, auditLog, auditKey });
 }

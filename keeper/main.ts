@@ -21,7 +21,11 @@ await runService('spike-keeper', async () => {
   const logger = createLogger({ component: 'keeper', level: config.identity.logLevel });
   const td = config.identity.trustDomain;
   const holder = new ShardHolder({ logger });
-  const auditSink = openAuditSink(config.auditLog, logger);
+  // A Keeper always fails closed: it holds a shard, and never acts unaudited.
+  const auditSink = openAuditSink(config.auditLog, logger, {
+    component: 'keeper',
+    ...(config.auditKey === undefined ? {} : { key: config.auditKey }),
+  });
   try {
     const source = await openIdentity({ identity: config.identity, ownRole: isKeeper(td), logger });
     const verifier = new PeerVerifier({ source, authorize: isNexus(td), logger });

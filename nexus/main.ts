@@ -80,7 +80,11 @@ await runService('spike-nexus', async () => {
       });
     });
   }, POLICY_REFRESH_INTERVAL_MS);
-  const auditSink = openAuditSink(config.auditLog, logger);
+  const auditSink = openAuditSink(config.auditLog, logger, {
+    component: 'nexus',
+    ...(config.auditKey === undefined ? {} : { key: config.auditKey }),
+    failClosed: config.auditFailClosed,
+  });
   const source = await openIdentity({ identity: config.identity, ownRole: isNexus(td), logger });
   // Any SVID of our trust domain may connect; each route authorizes the caller.
   const verifier = new PeerVerifier({ source, authorize: matchMemberOf(td), logger });

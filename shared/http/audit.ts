@@ -16,7 +16,9 @@
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { openPrivateFileForAppend } from '../config/file_modes.ts';
-import { type ErrorCode, InternalError } from '../errors/errors.ts';
+import { AuditUnavailableError, type ErrorCode, InternalError } from '../errors/errors.ts';
+import { statusForCode } from '../errors/http_status.ts';
+import { readFileEnd } from '../log/audit_chain.ts';
 import {
   type AuditDecision,
   type AuditSink,
@@ -51,18 +53,37 @@ export function setAudit(c: Context, annotation: AuditAnnotation): void {
   c.set('audit', { ...earlier, ...annotation });
 }
 
+/** What `openAuditSink` needs besides where the trail goes. */
+export interface AuditSinkSettings {
+  /** `nexus` or `keeper`. */
+  readonly component: string;
+  /** The operator's audit key (ADR 0027), read from its file; without it the chain's key is public. */
+  readonly key?: Uint8Array;
+  /** Refuse requests while the sink fails (default true); see `AuditSink.failClosed`. */
+  readonly failClosed?: boolean;
+}
+
 /**
  * The audit sink of a program: stdout for `-`, else the file appended to,
  * created 0600 when missing. An existing file that others may read or write
  * is refused with a `ConfigError` naming its mode and the `chmod` that fixes
- * it: audit events name callers and resources. The sink's starting to fail
- * is logged once, however many writes fail after it (the requests waiting on
- * each are answered 500).
+ * it: audit events name callers and resources. The new segment of the chain
+ * links to the line the file ended with. The sink's starting to fail is
+ * logged once, however many writes fail after it.
  */
-export function openAuditSink(destination: string, logger: Logger): AuditSink {
+export function openAuditSink(
+  destination: string,
+  logger: Logger,
+  settings: AuditSinkSettings,
+): AuditSink {
+  const toStdout = destination === '-';
+  // Read before opening, so a file we create is known to be new.
+  const fileEnd = toStdout ? undefined : readFileEnd(destination);
   return createFdAuditSink(
-    destination === '-' ? STDOUT_FD : openPrivateFileForAppend('Audit log', destination),
+    toStdout ? STDOUT_FD : openPrivateFileForAppend('Audit log', destination),
     {
+      ...settings,
+      ...(fileEnd === undefined ? {} : { fileEnd }),
       onError(error) {
         logger.error('Cannot write the audit trail; its events stay queued', {
           error: error.message,
@@ -85,20 +106,29 @@ const DENIED_STATUSES: ReadonlySet<number> = new Set([401, 403, 429]);
 
 export function audit(options: AuditOptions): MiddlewareHandler {
   const now = options.now ?? Date.now;
+  const sink = options.sink;
   return async function auditMiddleware(c, next) {
     const started = now();
+    // Failing closed: while lines cannot be written, nothing is done that
+    // would go unaudited. The refusal is audited too (it waits in the queue).
+    const refused = sink.failClosed && !sink.writable();
     let result: AuditWriteResult;
     try {
+      if (refused) {
+        throw new AuditUnavailableError();
+      }
       await next();
     } finally {
-      const status = c.res.status;
+      const status = refused ? AUDIT_UNAVAILABLE_STATUS : c.res.status;
       const annotation = c.get('audit') as AuditAnnotation | undefined;
       const peer = c.get('peer') as { id: { toString(): string } } | undefined;
-      const errorCode = (c.get('errorCode') as string | undefined) ?? null;
+      const errorCode = refused
+        ? ('ERR_AUDIT_UNAVAILABLE' satisfies ErrorCode)
+        : ((c.get('errorCode') as string | undefined) ?? null);
       if (DENIED_STATUSES.has(status)) {
         options.deniedRequests?.increment();
       }
-      result = await options.sink.write({
+      const written = sink.write({
         ts: new Date(started).toISOString(),
         trailId: crypto.randomUUID(),
         component: options.component,
@@ -113,14 +143,21 @@ export function audit(options: AuditOptions): MiddlewareHandler {
         errorCode,
         durationMs: now() - started,
       });
+      // A refused request has nothing to wait for; the error handler answers it.
+      result = refused ? REFUSED : await written;
     }
     // An answer whose audit line is not written must not look like a
     // success: the error handler turns this into a 500 (the sink logs why).
-    if (!result.written) {
+    // Failing open, the answer stands and the line waits in the queue.
+    if (!result.written && sink.failClosed) {
       throw new InternalError(undefined, { cause: result.error });
     }
   };
 }
+
+/** Audited for a refused request before the error handler answers it. */
+const AUDIT_UNAVAILABLE_STATUS = statusForCode('ERR_AUDIT_UNAVAILABLE');
+const REFUSED: AuditWriteResult = Object.freeze({ written: true });
 
 /** The action of a connection refused at the TLS layer. */
 export const TLS_CONNECT_ACTION = 'tls.connect';
