@@ -12,6 +12,7 @@ import {
   type PilotClient,
   type Terminal,
 } from './commands/_context.ts';
+import { registerAuditCommands } from './commands/audit.ts';
 import { registerCompletionCommand } from './commands/completion.ts';
 import { registerOperatorCommands } from './commands/operator.ts';
 import { registerPolicyCommands } from './commands/policy.ts';
@@ -85,6 +86,7 @@ export function createProgram(context: CommandContext, deps: Pick<CliDeps, 'whoa
   registerSecretCommands(program, context);
   registerPolicyCommands(program, context);
   registerOperatorCommands(program, context);
+  registerAuditCommands(program, context);
   registerStatusCommands(program, context, {
     whoami: () => deps.whoami(context.config()),
   });
