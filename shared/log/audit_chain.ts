@@ -20,7 +20,7 @@
  * damage and careless edits, not a forger.
  */
 import { createHmac, createSecretKey, type KeyObject } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 
 /** The length of an audit key in bytes (HMAC-SHA256's block of security). */
 export const AUDIT_KEY_BYTES = 32;
@@ -193,7 +193,8 @@ export interface FileEnd {
 export function readFileEnd(path: string): FileEnd {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    // Not blocking: opening a FIFO to read would wait for a writer.
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     if ((err as { code?: unknown }).code === 'ENOENT') {
       return { previous: null, tornBytes: 0 };
