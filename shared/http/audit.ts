@@ -7,7 +7,10 @@
  * apart from the operational log, which writes the events of one event-loop
  * turn together; the middleware waits for the write that holds its event, so
  * the answer leaves only after its line was written (ADR 0017). When that
- * write fails the answer is a 500 `ERR_INTERNAL`, never the handler's.
+ * write fails the answer is a 500 `ERR_INTERNAL`, never the handler's; and
+ * while the sink keeps failing, a sink that fails closed (the default) has
+ * every request refused with 503 `ERR_AUDIT_UNAVAILABLE` before anything
+ * else runs (ADR 0027).
  *
  * A connection refused at the TLS layer never becomes a request, so
  * `auditRefusals` writes a `tls.connect` event for it instead (or, after the

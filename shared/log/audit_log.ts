@@ -8,6 +8,11 @@
  * event. The request middleware awaits it, so an answer still leaves only
  * after its line is in the file: an acknowledged request is audited even if
  * the process dies right after.
+ *
+ * Each sink writes one segment of the audit chain (audit_chain.ts, ADR
+ * 0027): lines are sealed with their seq and MAC when their batch is
+ * written. While writes fail, the lines wait (bounded), and a sink that fails
+ * closed has the request middleware refuse new requests.
  */
 import { closeSync, writeSync } from 'node:fs';
 import {
