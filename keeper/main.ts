@@ -10,7 +10,6 @@ import { auditRefusals, openAuditSink } from '../shared/http/audit.ts';
 import { peerFromConnection } from '../shared/http/peer.ts';
 import { hasUsableSvid, openIdentity, startMtlsService } from '../shared/http/service.ts';
 import { createLogger } from '../shared/log/logger.ts';
-import { countAuditWrites } from '../shared/ops/count_audit.ts';
 import { Metrics } from '../shared/ops/metrics.ts';
 import { notReady, READY, startOpsServer } from '../shared/ops/ops_server.ts';
 import { environment, runService } from '../shared/runtime/process.ts';
@@ -30,7 +29,12 @@ await runService('spike-keeper', async () => {
     config.opsAddress === undefined
       ? undefined
       : await startOpsServer({ ...config.opsAddress, metrics, logger });
-  const auditSink = countAuditWrites(openAuditSink(config.auditLog, logger), metrics);
+  // A Keeper always fails closed: it holds a shard, and never acts unaudited.
+  const auditSink = openAuditSink(config.auditLog, logger, {
+    component: 'keeper',
+    ...(config.auditKey === undefined ? {} : { key: config.auditKey }),
+    counters: metrics,
+  });
   try {
     const source = await openIdentity({ identity: config.identity, ownRole: isKeeper(td), logger });
     const verifier = new PeerVerifier({ source, authorize: isNexus(td), logger });

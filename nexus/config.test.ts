@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
 import { ConfigError } from '../shared/errors/errors.ts';
 import { DEFAULT_SERVER_LIMITS } from '../shared/http/serve.ts';
 import {
@@ -279,5 +282,56 @@ describe('loadNexusConfig() cache of sealed rows', () => {
     for (const bad of ['lots', '1PiB', '-5', 'unlimited', '2048TiB']) {
       assert.match(problemsOf({ [ENV_NEXUS_CACHE_BYTES]: bad }), /SPIKE_NEXUS_CACHE_BYTES/, bad);
     }
+  });
+});
+
+describe('loadNexusConfig() audit', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'spike-nexus-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('fails closed and has no key unless told otherwise', () => {
+    const config = loadNexusConfig(BASE);
+    assert.equal(config.auditFailClosed, true);
+    assert.equal(config.auditKey, undefined);
+    assert.equal(
+      loadNexusConfig({ ...BASE, SPIKE_NEXUS_AUDIT_FAIL_CLOSED: 'false' }).auditFailClosed,
+      false,
+    );
+    assert.match(
+      problemsOf({ SPIKE_NEXUS_AUDIT_FAIL_CLOSED: 'no' }),
+      /SPIKE_NEXUS_AUDIT_FAIL_CLOSED must be one of true, false/,
+    );
+  });
+
+  test('reads the key from an owner-only file of 64 hex digits', () => {
+    const file = join(dir, 'audit.key');
+    writeFileSync(file, `${'ab'.repeat(32)}\n`, { mode: 0o600 });
+    assert.deepEqual(
+      loadNexusConfig({ ...BASE, SPIKE_NEXUS_AUDIT_KEY_FILE: file }).auditKey,
+      new Uint8Array(32).fill(0xab),
+    );
+  });
+
+  test('refuses a key file others may read, one without a key, a missing or relative one, never quoting the content', () => {
+    const loose = join(dir, 'loose.key');
+    writeFileSync(loose, 'cd'.repeat(32), { mode: 0o644 });
+    chmodSync(loose, 0o644);
+    assert.match(
+      problemsOf({ SPIKE_NEXUS_AUDIT_KEY_FILE: loose }),
+      /has mode 0644; it must be readable and writable by its owner only/,
+    );
+    const short = join(dir, 'short.key');
+    writeFileSync(short, 'secretish', { mode: 0o600 });
+    const problems = problemsOf({ SPIKE_NEXUS_AUDIT_KEY_FILE: short });
+    assert.match(problems, /must hold 64 hex digits/);
+    assert.ok(!problems.includes('secretish'));
+    assert.match(
+      problemsOf({ SPIKE_NEXUS_AUDIT_KEY_FILE: join(dir, 'none.key') }),
+      /cannot be read: ENOENT/,
+    );
+    assert.match(
+      problemsOf({ SPIKE_NEXUS_AUDIT_KEY_FILE: 'audit.key' }),
+      /must be an absolute file path/,
+    );
   });
 });

@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { DEFAULT_NEXUS_PORT } from '../shared/api/nexus_address.ts';
 import { MAX_KEPT_VERSIONS } from '../shared/api/secrets.ts';
+import { readAuditKey } from '../shared/config/audit_key_file.ts';
 import {
   type IdentityConfig,
   type ListenConfig,
@@ -45,6 +46,8 @@ export const ENV_NEXUS_SQLITE_SYNCHRONOUS = 'SPIKE_NEXUS_SQLITE_SYNCHRONOUS';
 export const ENV_NEXUS_MAX_SECRET_VERSIONS = 'SPIKE_NEXUS_MAX_SECRET_VERSIONS';
 export const ENV_NEXUS_MAX_BODY_BYTES = 'SPIKE_NEXUS_MAX_BODY_BYTES';
 export const ENV_NEXUS_AUDIT_LOG = 'SPIKE_NEXUS_AUDIT_LOG';
+export const ENV_NEXUS_AUDIT_KEY_FILE = 'SPIKE_NEXUS_AUDIT_KEY_FILE';
+export const ENV_NEXUS_AUDIT_FAIL_CLOSED = 'SPIKE_NEXUS_AUDIT_FAIL_CLOSED';
 export const ENV_NEXUS_HANDSHAKE_TIMEOUT = 'SPIKE_NEXUS_HANDSHAKE_TIMEOUT';
 export const ENV_NEXUS_HEADERS_TIMEOUT = 'SPIKE_NEXUS_HEADERS_TIMEOUT';
 export const ENV_NEXUS_REQUEST_TIMEOUT = 'SPIKE_NEXUS_REQUEST_TIMEOUT';
@@ -126,6 +129,10 @@ export interface NexusConfig {
   readonly maxBodyBytes: number;
   /** A JSON-lines file for the audit trail, or `-` for stdout. */
   readonly auditLog: string;
+  /** The key the audit trail is chained under (ADR 0027); undefined when no key file is set. */
+  readonly auditKey: Uint8Array | undefined;
+  /** Refuse requests (503) while the audit trail cannot be written; true unless set to `false`. */
+  readonly auditFailClosed: boolean;
   /** Timeouts and connection caps of the mTLS server. */
   readonly limits: ServerLimits;
   readonly rateLimit: NexusRateLimit;
@@ -191,6 +198,9 @@ export function loadNexusConfig(env: Env): NexusConfig {
   if (auditLog !== '-' && !isAbsolute(auditLog)) {
     reader.problem(ENV_NEXUS_AUDIT_LOG, auditLog, 'must be "-" (stdout) or an absolute file path');
   }
+  const auditKey = readAuditKey(reader, ENV_NEXUS_AUDIT_KEY_FILE);
+  const auditFailClosed =
+    reader.oneOf(ENV_NEXUS_AUDIT_FAIL_CLOSED, ['true', 'false'], 'true') === 'true';
   const limits = readServerLimits(reader);
   const rateLimit = {
     ratePerSecond: reader.int(ENV_NEXUS_RATE_LIMIT_PER_SECOND, DEFAULT_RATE_LIMIT_PER_SECOND, {
@@ -216,6 +226,8 @@ export function loadNexusConfig(env: Env): NexusConfig {
     maxSecretVersions,
     maxBodyBytes,
     auditLog,
+    auditKey,
+    auditFailClosed,
     identity,
     listen,
     keeperPeers,

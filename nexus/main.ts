@@ -17,7 +17,6 @@ import { createTokenBuckets } from '../shared/http/rate_limit.ts';
 import { RequestCount } from '../shared/http/request_count.ts';
 import { hasUsableSvid, openIdentity, startMtlsService } from '../shared/http/service.ts';
 import { createLogger } from '../shared/log/logger.ts';
-import { countAuditWrites } from '../shared/ops/count_audit.ts';
 import { Metrics } from '../shared/ops/metrics.ts';
 import { notReady, READY, startOpsServer } from '../shared/ops/ops_server.ts';
 import { environment, runService } from '../shared/runtime/process.ts';
@@ -101,7 +100,12 @@ await runService('spike-nexus', async () => {
       });
     });
   }, POLICY_REFRESH_INTERVAL_MS);
-  const auditSink = countAuditWrites(openAuditSink(config.auditLog, logger), metrics);
+  const auditSink = openAuditSink(config.auditLog, logger, {
+    component: 'nexus',
+    ...(config.auditKey === undefined ? {} : { key: config.auditKey }),
+    failClosed: config.auditFailClosed,
+    counters: metrics,
+  });
   const source = await openIdentity({ identity: config.identity, ownRole: isNexus(td), logger });
   // Any SVID of our trust domain may connect; each route authorizes the caller.
   const verifier = new PeerVerifier({ source, authorize: matchMemberOf(td), logger });

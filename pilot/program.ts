@@ -13,6 +13,7 @@ import {
   type PilotClient,
   type Terminal,
 } from './commands/_context.ts';
+import { registerAuditCommands } from './commands/audit.ts';
 import { registerCompletionCommand } from './commands/completion.ts';
 import { registerDeliveryCommands } from './commands/deliver.ts';
 import { registerOperatorCommands } from './commands/operator.ts';
@@ -90,6 +91,7 @@ export function createProgram(context: CommandContext, deps: Pick<CliDeps, 'whoa
   registerPolicyCommands(program, context);
   registerOperatorCommands(program, context);
   registerDeliveryCommands(program, context);
+  registerAuditCommands(program, context);
   registerStatusCommands(program, context, {
     whoami: () => deps.whoami(context.config()),
   });

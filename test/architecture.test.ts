@@ -236,6 +236,8 @@ const FILE_PACKAGES: Record<string, RegExp> = {
   'shared/crypto/_native_xchacha.ts': /^node:crypto$/,
   // The one-shot Workload API fetch speaks gRPC over HTTP/2 itself (ADR 0023).
   'shared/spiffe/workload_fetch_once.ts': /^node:http2$/,
+  // The audit chain's HMAC-SHA256 (ADR 0027), for the programs and for Pilot's verifier.
+  'shared/log/audit_chain.ts': /^node:crypto$/,
 };
 
 /**

@@ -72,7 +72,7 @@ interface Subject {
   readonly url: string;
   readonly audit: AuditEvent[];
   readonly denied: RequestCount;
-  readonly sink: { failing: boolean };
+  readonly sink: { failing: boolean; unwritable: boolean };
   /** Route, method and status of each request the metrics recorded. */
   readonly recorded: string[];
   /** Requests the shortcut answered. */
@@ -117,8 +117,10 @@ before(async () => {
 
   async function serve(withShortcut: boolean): Promise<Subject> {
     const memory = createMemoryAuditSink();
-    const sink = { failing: false };
+    const sink = { failing: false, unwritable: false };
     const auditSink: AuditSink = {
+      failClosed: true,
+      writable: () => !sink.unwritable,
       write: (event) =>
         sink.failing
           ? Promise.resolve({ written: false, error: new Error('disk full') })
@@ -343,6 +345,22 @@ describe('a secret read answered before the app', () => {
     } finally {
       shortcutFirst.sink.failing = false;
       appAlone.sink.failing = false;
+    }
+  });
+
+  test('leaves the request to the app, which answers 503, while the audit sink cannot write', async () => {
+    shortcutFirst.sink.unwritable = true;
+    appAlone.sink.unwritable = true;
+    try {
+      const { answer, isTaken } = await sameFromBoth({
+        path: '/v1/secrets/data/app/web/db',
+        peer: WEB,
+      });
+      assert.equal(answer.status, 503);
+      assert.ok(!isTaken);
+    } finally {
+      shortcutFirst.sink.unwritable = false;
+      appAlone.sink.unwritable = false;
     }
   });
 

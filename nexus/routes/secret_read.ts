@@ -6,7 +6,8 @@
  * answers by the thousand.
  *
  * It takes a request only when every check the app would make passes, and
- * decides that before it changes anything: a GET of
+ * decides that before it changes anything: an audit trail that can be
+ * written (or does not fail closed), a GET of
  * `/v1/secrets/data/{path}` with at most `?version=N`, no body, a verified
  * peer whose SVID has not expired, a well-formed path (which has no percent
  * escapes, dot segments or control characters, so the app's refusal of
@@ -27,7 +28,7 @@ import { PATHS } from '../../shared/api/paths.ts';
 import { parseVersionQuery } from '../../shared/api/secrets.ts';
 import { InternalError } from '../../shared/errors/errors.ts';
 import { statusForCode } from '../../shared/errors/http_status.ts';
-import { type AuditOptions, auditRequest } from '../../shared/http/audit.ts';
+import { type AuditOptions, auditRequest, refusesRequests } from '../../shared/http/audit.ts';
 import { toBrokerError } from '../../shared/http/error_handler.ts';
 import type { TokenBuckets } from '../../shared/http/rate_limit.ts';
 import type { RequestShortcut } from '../../shared/http/serve.ts';
@@ -69,6 +70,8 @@ export function createSecretReadShortcut(deps: SecretReadDeps): RequestShortcut 
     if (headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
       return false;
     }
+    // A sink that fails closed and cannot write: the app refuses (503).
+    if (audit !== undefined && refusesRequests(audit.sink)) return false;
     const started = now();
     const startedMs = performance.now();
     const peer = deps.peerOf(request);
@@ -131,8 +134,9 @@ async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerR
       status,
       errorCode,
     });
-    // As in the app: an answer whose audit line is not written is a 500.
-    if (!result.written) {
+    // As in the app: failing closed, an answer whose audit line is not
+    // written is a 500; failing open, the answer stands.
+    if (!result.written && deps.audit.sink.failClosed) {
       const error = new InternalError(undefined, { cause: result.error });
       status = statusForCode(error.code);
       body = JSON.stringify(errorBody(error));

@@ -7,6 +7,8 @@
 import {
   AccessDeniedError,
   AlreadyUnsealedError,
+  AuditNotIntactError,
+  AuditUnavailableError,
   BodyIncompleteError,
   BrokerError,
   BundleInvalidError,
@@ -63,6 +65,8 @@ const ERROR_BY_CODE = {
   ERR_USAGE: (message) => new UsageError(message),
   ERR_QUOTA_EXCEEDED: (message) => new QuotaExceededError(message),
   ERR_BODY_INCOMPLETE: (message) => new BodyIncompleteError(message),
+  ERR_AUDIT_UNAVAILABLE: (message) => new AuditUnavailableError(message),
+  ERR_AUDIT_NOT_INTACT: (message) => new AuditNotIntactError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

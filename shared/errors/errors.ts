@@ -29,6 +29,8 @@ export const ERROR_CODES = [
   'ERR_USAGE',
   'ERR_QUOTA_EXCEEDED',
   'ERR_BODY_INCOMPLETE',
+  'ERR_AUDIT_UNAVAILABLE',
+  'ERR_AUDIT_NOT_INTACT',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -276,4 +278,28 @@ export class QuotaExceededError extends BrokerError {
 
 export function isBrokerError(err: unknown): err is BrokerError {
   return err instanceof BrokerError;
+}
+
+/**
+ * The audit trail cannot be written (a full disk, a closed pipe) and the
+ * server fails closed: it refuses requests until a write succeeds again.
+ */
+export class AuditUnavailableError extends BrokerError {
+  constructor(
+    message = 'The audit trail cannot be written; requests are refused until it can',
+    options?: BrokerErrorOptions,
+  ) {
+    super('ERR_AUDIT_UNAVAILABLE', message, options);
+  }
+}
+
+/**
+ * `spike audit verify` found an audit log that is not as its writer wrote
+ * it: a line edited, inserted, deleted or moved, the end cut, or a key that
+ * does not fit. Raised by Pilot; no route answers with it.
+ */
+export class AuditNotIntactError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_AUDIT_NOT_INTACT', message, options);
+  }
 }

@@ -30,6 +30,9 @@ export const STATUS_BY_CODE = {
   ERR_USAGE: 400,
   ERR_QUOTA_EXCEEDED: 403,
   ERR_BODY_INCOMPLETE: 400,
+  ERR_AUDIT_UNAVAILABLE: 503,
+  // Pilot's verdict on a file; no route sends it.
+  ERR_AUDIT_NOT_INTACT: 500,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {

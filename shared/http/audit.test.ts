@@ -143,11 +143,16 @@ describe('audit() and setAudit()', () => {
 const dir = mkdtempSync(join(tmpdir(), 'spike-audit-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
+/** The sink options the tests share: no checkpoints by the clock. */
+const BASE = { component: 'nexus', checkpointIntervalMs: 0 } as const;
+
+/** The events in the file, without the chain's own lines. */
 function linesOf(path: string): AuditEvent[] {
   return readFileSync(path, 'utf8')
     .split('\n')
     .filter((line) => line !== '')
-    .map((line) => JSON.parse(line) as AuditEvent);
+    .map((line) => JSON.parse(line) as AuditEvent)
+    .filter((event) => !event.action.startsWith('audit.'));
 }
 
 const PEER = {
@@ -178,6 +183,7 @@ describe('audit() with the batched file sink', () => {
     const path = join(dir, 'ordering.jsonl');
     const order: string[] = [];
     const sink = createFdAuditSink(openSync(path, 'a', 0o600), {
+      ...BASE,
       writeSync(fd, bytes) {
         const written = writeSync(fd, bytes);
         for (const line of Buffer.from(bytes).toString('utf8').split('\n')) {
@@ -233,7 +239,7 @@ describe('audit() with the batched file sink', () => {
 
   test('the line is in the file once app.request() has the answer', async () => {
     const path = join(dir, 'request.jsonl');
-    const sink = createFdAuditSink(openSync(path, 'a', 0o600));
+    const sink = createFdAuditSink(openSync(path, 'a', 0o600), BASE);
     const app = new Hono();
     app.use(audit({ sink, component: 'keeper' }));
     app.get('/x', (c) => c.text('ok'));
@@ -252,6 +258,7 @@ describe('audit() with the batched file sink', () => {
     writeFileSync(path, '');
     const failures: Error[] = [];
     const sink = createFdAuditSink(openSync(path, 'r'), {
+      ...BASE,
       onError: (error) => failures.push(error),
     });
     const logs = createMemorySink();
@@ -282,7 +289,9 @@ describe('audit() with the batched file sink', () => {
   }, async () => {
     const logs = createMemorySink();
     // /dev/full fails every write with ENOSPC.
-    const sink = openAuditSink('/dev/full', createLogger({ component: 'keeper', sink: logs }));
+    const sink = openAuditSink('/dev/full', createLogger({ component: 'keeper', sink: logs }), {
+      component: 'keeper',
+    });
     const result = await sink.write(SAMPLE_EVENT);
     assert.equal(result.written, false);
     assert.deepEqual(
@@ -297,6 +306,7 @@ describe('audit() with the batched file sink', () => {
     const path = join(dir, 'refusals.jsonl');
     let writes = 0;
     const sink = createFdAuditSink(openSync(path, 'a', 0o600), {
+      ...BASE,
       writeSync(fd, bytes) {
         writes += 1;
         return writeSync(fd, bytes);
@@ -315,5 +325,81 @@ describe('audit() with the batched file sink', () => {
       [TLS_CONNECT_ACTION, 'http.request'],
     );
     sink.close();
+  });
+
+  /** A base app over a file sink whose write(2) fails while `broken.now` is true. */
+  function appOverBreakableSink(failClosed: boolean) {
+    const path = join(dir, `breakable-${failClosed}.jsonl`);
+    const broken = { now: false };
+    const sink = createFdAuditSink(openSync(path, 'a', 0o600), {
+      ...BASE,
+      failClosed,
+      onError: () => {},
+      writeSync(fd, bytes) {
+        if (broken.now)
+          throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+        return writeSync(fd, bytes);
+      },
+    });
+    const logger = createLogger({ component: 'nexus', sink: createMemorySink() });
+    const app = createBaseApp(() => PEER, logger, { audit: { sink, component: 'nexus' } });
+    const handled: string[] = [];
+    app.get('/x/:n', (c) => {
+      handled.push(c.req.param('n'));
+      return c.json({ n: c.req.param('n') });
+    });
+    return { app, sink, broken, handled, path };
+  }
+
+  test('failing closed: while the sink fails, requests are refused 503 ERR_AUDIT_UNAVAILABLE before their handler, and served again once it writes', async () => {
+    const { app, sink, broken, handled, path } = appOverBreakableSink(true);
+    assert.equal((await app.request('/x/1')).status, 200);
+    broken.now = true;
+    // The request that finds the disk full ran before anyone knew: 500, as before.
+    const first = await app.request('/x/2');
+    assert.equal(first.status, 500);
+    for (const n of ['3', '4']) {
+      const refused = await app.request(`/x/${n}`);
+      assert.equal(refused.status, 503);
+      assert.deepEqual(await refused.json(), {
+        error: {
+          code: 'ERR_AUDIT_UNAVAILABLE',
+          message: 'The audit trail cannot be written; requests are refused until it can',
+        },
+      });
+    }
+    assert.deepEqual(handled, ['1', '2']);
+    broken.now = false;
+    // The first request after the disk recovered is served.
+    assert.equal((await app.request('/x/5')).status, 200);
+    assert.deepEqual(handled, ['1', '2', '5']);
+    sink.close();
+    // Every request is audited, the refusals as 503 with their code, in order.
+    assert.deepEqual(
+      linesOf(path).map((event) => [event.status, event.errorCode]),
+      [
+        [200, null],
+        [200, null],
+        [503, 'ERR_AUDIT_UNAVAILABLE'],
+        [503, 'ERR_AUDIT_UNAVAILABLE'],
+        [200, null],
+      ],
+    );
+  });
+
+  test('failing open: while the sink fails, requests are answered as their handler answered, and their lines follow', async () => {
+    const { app, sink, broken, handled, path } = appOverBreakableSink(false);
+    broken.now = true;
+    const answers = await Promise.all([app.request('/x/1'), app.request('/x/2')]);
+    assert.deepEqual(
+      answers.map((answer) => answer.status),
+      [200, 200],
+    );
+    assert.deepEqual(handled, ['1', '2']);
+    assert.equal(linesOf(path).length, 0);
+    broken.now = false;
+    assert.equal((await app.request('/x/3')).status, 200);
+    sink.close();
+    assert.equal(linesOf(path).length, 3);
   });
 });

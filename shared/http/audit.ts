@@ -7,7 +7,10 @@
  * apart from the operational log, which writes the events of one event-loop
  * turn together; the middleware waits for the write that holds its event, so
  * the answer leaves only after its line was written (ADR 0017). When that
- * write fails the answer is a 500 `ERR_INTERNAL`, never the handler's.
+ * write fails the answer is a 500 `ERR_INTERNAL`, never the handler's; and
+ * while the sink keeps failing, a sink that fails closed (the default) has
+ * every request refused with 503 `ERR_AUDIT_UNAVAILABLE` before anything
+ * else runs (ADR 0027).
  *
  * A connection refused at the TLS layer never becomes a request, so
  * `auditRefusals` writes a `tls.connect` event for it instead (or, after the
@@ -16,7 +19,9 @@
  */
 import type { Context, MiddlewareHandler } from 'hono';
 import { openPrivateFileForAppend } from '../config/file_modes.ts';
-import { type ErrorCode, InternalError } from '../errors/errors.ts';
+import { AuditUnavailableError, type ErrorCode, InternalError } from '../errors/errors.ts';
+import { statusForCode } from '../errors/http_status.ts';
+import { readFileEnd } from '../log/audit_chain.ts';
 import {
   type AuditDecision,
   type AuditSink,
@@ -25,6 +30,7 @@ import {
   STDOUT_FD,
 } from '../log/audit_log.ts';
 import type { Logger } from '../log/logger.ts';
+import type { AuditCounters } from '../ops/metrics.ts';
 import type { PeerRefusal, RefusalListener } from '../spiffe/peer_verifier.ts';
 import type { RequestCount } from './request_count.ts';
 
@@ -51,18 +57,50 @@ export function setAudit(c: Context, annotation: AuditAnnotation): void {
   c.set('audit', { ...earlier, ...annotation });
 }
 
+/** What `openAuditSink` needs besides where the trail goes. */
+export interface AuditSinkSettings {
+  /** `nexus` or `keeper`. */
+  readonly component: string;
+  /** The operator's audit key (ADR 0027), read from its file; without it the chain's key is public. */
+  readonly key?: Uint8Array;
+  /** Refuse requests while the sink fails (default true); see `AuditSink.failClosed`. */
+  readonly failClosed?: boolean;
+  /** Where the events written and those that failed are counted (the program's metrics). */
+  readonly counters?: AuditCounters;
+}
+
 /**
  * The audit sink of a program: stdout for `-`, else the file appended to,
  * created 0600 when missing. An existing file that others may read or write
  * is refused with a `ConfigError` naming its mode and the `chmod` that fixes
- * it: audit events name callers and resources. The sink's starting to fail
- * is logged once, however many writes fail after it (the requests waiting on
- * each are answered 500).
+ * it: audit events name callers and resources. The new segment of the chain
+ * links to the line the file ended with. The sink's starting to fail is
+ * logged once, however many writes fail after it.
  */
-export function openAuditSink(destination: string, logger: Logger): AuditSink {
+export function openAuditSink(
+  destination: string,
+  logger: Logger,
+  settings: AuditSinkSettings,
+): AuditSink {
+  const { counters } = settings;
+  const toStdout = destination === '-';
+  // Read before opening, so a file we create is known to be new.
+  const fileEnd = toStdout ? undefined : readFileEnd(destination);
   return createFdAuditSink(
-    destination === '-' ? STDOUT_FD : openPrivateFileForAppend('Audit log', destination),
+    toStdout ? STDOUT_FD : openPrivateFileForAppend('Audit log', destination),
     {
+      component: settings.component,
+      ...(settings.key === undefined ? {} : { key: settings.key }),
+      ...(settings.failClosed === undefined ? {} : { failClosed: settings.failClosed }),
+      ...(fileEnd === undefined ? {} : { fileEnd }),
+      ...(counters === undefined
+        ? {}
+        : {
+            onBatch(events: number, written: boolean) {
+              if (written) counters.countAuditEvents(events);
+              else counters.countAuditFailures(events);
+            },
+          }),
       onError(error) {
         logger.error('Cannot write the audit trail; its events stay queued', {
           error: error.message,
@@ -85,26 +123,38 @@ const DENIED_STATUSES: ReadonlySet<number> = new Set([401, 403, 429]);
 
 export function audit(options: AuditOptions): MiddlewareHandler {
   const now = options.now ?? Date.now;
+  const sink = options.sink;
   return async function auditMiddleware(c, next) {
     const started = now();
+    // Failing closed: while lines cannot be written, nothing is done that
+    // would go unaudited. The refusal is audited too (it waits in the queue).
+    const refused = refusesRequests(sink);
     let result: AuditWriteResult;
     try {
+      if (refused) {
+        throw new AuditUnavailableError();
+      }
       await next();
     } finally {
       const peer = c.get('peer') as { id: { toString(): string } } | undefined;
-      result = await auditRequest(options, {
+      const written = auditRequest(options, {
         started,
         peer: peer === undefined ? null : peer.id.toString(),
         method: c.req.method,
         route: c.req.routePath,
         annotation: c.get('audit') as AuditAnnotation | undefined,
-        status: c.res.status,
-        errorCode: (c.get('errorCode') as string | undefined) ?? null,
+        status: refused ? AUDIT_UNAVAILABLE_STATUS : c.res.status,
+        errorCode: refused
+          ? ('ERR_AUDIT_UNAVAILABLE' satisfies ErrorCode)
+          : ((c.get('errorCode') as string | undefined) ?? null),
       });
+      // A refused request has nothing to wait for; the error handler answers it.
+      result = refused ? REFUSED : await written;
     }
     // An answer whose audit line is not written must not look like a
     // success: the error handler turns this into a 500 (the sink logs why).
-    if (!result.written) {
+    // Failing open, the answer stands and the line waits in the queue.
+    if (!result.written && sink.failClosed) {
       throw new InternalError(undefined, { cause: result.error });
     }
   };
@@ -155,6 +205,19 @@ export function auditRequest(
     durationMs: (options.now ?? Date.now)() - request.started,
   });
 }
+
+/**
+ * Whether a sink that fails closed cannot write now, so that no request may
+ * be served (the middleware above, and the read shortcut, which leaves the
+ * request to the app to refuse).
+ */
+export function refusesRequests(sink: AuditSink): boolean {
+  return sink.failClosed && !sink.writable();
+}
+
+/** Audited for a refused request before the error handler answers it. */
+const AUDIT_UNAVAILABLE_STATUS = statusForCode('ERR_AUDIT_UNAVAILABLE');
+const REFUSED: AuditWriteResult = Object.freeze({ written: true });
 
 /** The action of a connection refused at the TLS layer. */
 export const TLS_CONNECT_ACTION = 'tls.connect';

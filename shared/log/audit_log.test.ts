@@ -12,7 +12,9 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { parseChainedLine } from './audit_chain.ts';
 import { type AuditEvent, type AuditWriteResult, createFdAuditSink } from './audit_log.ts';
+import { verifyAuditFiles } from './audit_verify.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'spike-audit-log-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -42,11 +44,21 @@ function event(resource: string): AuditEvent {
   };
 }
 
-function resourcesIn(path: string): (string | null)[] {
+/** The sink options every test shares: no checkpoints by the clock. */
+const BASE = { component: 'nexus', checkpointIntervalMs: 0 } as const;
+
+function linesIn(path: string): Record<string, unknown>[] {
   return readFileSync(path, 'utf8')
     .split('\n')
     .filter((line) => line !== '')
-    .map((line) => (JSON.parse(line) as AuditEvent).resource);
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** The resources of the events in the file, without the chain's own lines. */
+function resourcesIn(path: string): (string | null)[] {
+  return linesIn(path)
+    .filter((line) => !String(line.action).startsWith('audit.'))
+    .map((line) => (line as unknown as AuditEvent).resource);
 }
 
 /** write(2) that records each call's size and then really writes. */
@@ -72,7 +84,10 @@ describe('createFdAuditSink()', () => {
   test('writes the events of one turn with one write, in order, one JSON line each', async () => {
     const { path, fd } = scratchFile();
     const { calls, writeSync } = countingWrite();
-    const sink = createFdAuditSink(fd, { writeSync });
+    const sink = createFdAuditSink(fd, {
+      ...BASE,
+      writeSync,
+    });
     const results = ['a', 'b', 'c', 'd', 'e'].map((name) => sink.write(event(name)));
     // Nothing is written before the turn ends.
     assert.deepEqual(calls, []);
@@ -85,7 +100,10 @@ describe('createFdAuditSink()', () => {
   test('events of different turns are different writes', async () => {
     const { path, fd } = scratchFile();
     const { calls, writeSync } = countingWrite();
-    const sink = createFdAuditSink(fd, { writeSync });
+    const sink = createFdAuditSink(fd, {
+      ...BASE,
+      writeSync,
+    });
     await sink.write(event('a'));
     await sink.write(event('b'));
     assert.equal(calls.length, 2);
@@ -97,23 +115,29 @@ describe('createFdAuditSink()', () => {
     const { path, fd } = scratchFile();
     const { calls, writeSync } = countingWrite();
     const line = `${JSON.stringify(event('a'))}\n`.length;
-    // Room for two events, so the second of each pair fills the batch.
-    const sink = createFdAuditSink(fd, { writeSync, maxBatchBytes: line * 2 });
+    // Room for about two events, so every second one fills the batch.
+    const sink = createFdAuditSink(fd, { ...BASE, writeSync, maxBatchBytes: line * 2 });
     const results = ['a', 'b', 'c', 'd', 'e'].map((name) => sink.write(event(name)));
     // Written within write(), before the turn ends.
-    assert.deepEqual(calls, [line * 2, line * 2]);
+    const before = calls.length;
+    assert.ok(before >= 2, `${before} writes before the turn ended`);
     await Promise.all(results);
-    assert.deepEqual(calls, [line * 2, line * 2, line]);
+    // The end of the turn writes what is left, if anything.
+    assert.ok(calls.length <= before + 1);
     assert.deepEqual(resourcesIn(path), ['a', 'b', 'c', 'd', 'e']);
     sink.close();
   });
 
   test('close() writes what is pending, closes the file, and refuses later events', async () => {
     const { path, fd } = scratchFile();
-    const sink = createFdAuditSink(fd);
+    const sink = createFdAuditSink(fd, BASE);
     const pending = sink.write(event('a'));
     sink.close();
     assert.deepEqual(resourcesIn(path), ['a']);
+    assert.deepEqual(
+      linesIn(path).map((line) => line.action),
+      ['audit.open', 'secret.read', 'audit.close'],
+    );
     assert.deepEqual(await pending, { written: true });
     assert.throws(() => writeSync(fd, 'x'), { code: 'EBADF' });
     const late = await sink.write(event('b'));
@@ -124,6 +148,7 @@ describe('createFdAuditSink()', () => {
   test('a write that takes only part of the batch is continued where it stopped', async () => {
     const { path, fd } = scratchFile();
     const sink = createFdAuditSink(fd, {
+      ...BASE,
       writeSync: (target, bytes) => writeSync(target, bytes.subarray(0, 7)),
     });
     await Promise.all(['a', 'b', 'c'].map((name) => sink.write(event(name))));
@@ -136,6 +161,7 @@ describe('createFdAuditSink()', () => {
     let busy = 2;
     const errors: Error[] = [];
     const sink = createFdAuditSink(fd, {
+      ...BASE,
       onError: (error) => errors.push(error),
       writeSync(target, bytes) {
         if (busy > 0) {
@@ -155,6 +181,7 @@ describe('createFdAuditSink()', () => {
     const errors: Error[] = [];
     // A descriptor open only for reading fails every write with EBADF.
     const sink = createFdAuditSink(openSync(scratchFile().path, 'r'), {
+      ...BASE,
       onError: (error) => errors.push(error),
     });
     const results = await Promise.all([sink.write(event('a')), sink.write(event('b'))]);
@@ -169,12 +196,37 @@ describe('createFdAuditSink()', () => {
     sink.close();
   });
 
+  test('tells onBatch how many events each batch held and whether they were written', async () => {
+    let failing = false;
+    const batches: Array<[number, boolean]> = [];
+    const sink = createFdAuditSink(99, {
+      ...BASE,
+      writeSync: (_fd, bytes) => {
+        if (failing) throw Object.assign(new Error('no space left'), { code: 'ENOSPC' });
+        return bytes.length;
+      },
+      onBatch: (events, written) => batches.push([events, written]),
+    });
+    await Promise.all([sink.write(event('a')), sink.write(event('b'))]);
+    failing = true;
+    await sink.write(event('c'));
+    failing = false;
+    await sink.write(event('d'));
+    // The chain's own lines (open, checkpoints) are not events.
+    assert.deepEqual(batches, [
+      [2, true],
+      [1, false],
+      [1, true],
+    ]);
+  });
+
   test('the events of a failed write are written first by the next write, none lost or reordered', async () => {
     const { path, fd } = scratchFile();
     // The first write(2) takes 5 bytes, the second fails: part of the batch
     // is in the file, the rest must follow it.
     const outcomes = ['short', 'fail'];
     const sink = createFdAuditSink(fd, {
+      ...BASE,
       onError: () => {},
       writeSync(target, bytes) {
         const outcome = outcomes.shift();
@@ -201,7 +253,10 @@ describe('createFdAuditSink()', () => {
     const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
     const writer = openSync(fifo, constants.O_WRONLY);
     closeSync(reader);
-    const sink = createFdAuditSink(writer, { onError: () => {} });
+    const sink = createFdAuditSink(writer, {
+      ...BASE,
+      onError: () => {},
+    });
     const results: AuditWriteResult[] = [
       await sink.write(event('a')),
       await sink.write(event('b')),
@@ -211,5 +266,84 @@ describe('createFdAuditSink()', () => {
       assert.equal((result as { error: { code?: string } }).error.code, 'EPIPE');
     }
     sink.close();
+  });
+
+  test('every line carries its seq and a MAC; checkpoints count the lines; the file verifies', async () => {
+    const { path, fd } = scratchFile();
+    const key = new Uint8Array(32).fill(3);
+    const sink = createFdAuditSink(fd, { ...BASE, key, checkpointLines: 3 });
+    await Promise.all(['a', 'b', 'c', 'd', 'e'].map((name) => sink.write(event(name))));
+    sink.close();
+    const raw = readFileSync(path, 'utf8').split('\n').slice(0, -1);
+    const parsed = raw.map((line) => parseChainedLine(line));
+    assert.deepEqual(
+      parsed.map((line) => [line?.seq, line?.fields.action, line?.fields.count]),
+      [
+        [0, 'audit.open', undefined],
+        [1, 'secret.read', undefined],
+        [2, 'secret.read', undefined],
+        [3, 'audit.checkpoint', 3],
+        [4, 'secret.read', undefined],
+        [5, 'secret.read', undefined],
+        [6, 'audit.checkpoint', 6],
+        [7, 'secret.read', undefined],
+        [8, 'audit.close', 8],
+      ],
+    );
+    // The open line names the key by its id, never the key.
+    assert.match(String(parsed[0]?.fields.key), /^[A-Za-z0-9_-]{11}$/);
+    assert.ok(!readFileSync(path, 'utf8').includes(Buffer.from(key).toString('hex')));
+    assert.equal(verifyAuditFiles([path], { key }).intact, true);
+  });
+
+  test('the clock writes checkpoints, also when nothing else is written', async () => {
+    const { path, fd } = scratchFile();
+    const sink = createFdAuditSink(fd, { ...BASE, checkpointIntervalMs: 5 });
+    const deadline = Date.now() + 10_000;
+    while (linesIn(path).filter((line) => line.action === 'audit.checkpoint').length < 2) {
+      assert.ok(Date.now() < deadline, 'no two checkpoints within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    sink.close();
+    assert.equal(verifyAuditFiles([path]).intact, true);
+  });
+
+  test('while writes fail the queue is bounded: later events are dropped, counted, and the count is chained in', async () => {
+    const { path, fd } = scratchFile();
+    let broken = true;
+    const errors: Error[] = [];
+    const line = `${JSON.stringify(event('x'))}\n`.length + 82;
+    const sink = createFdAuditSink(fd, {
+      ...BASE,
+      maxQueuedBytes: line * 4,
+      onError: (error) => errors.push(error),
+      writeSync(target, bytes) {
+        if (broken) throw failure('ENOSPC');
+        return writeSync(target, bytes);
+      },
+    });
+    const names = Array.from({ length: 12 }, (_, i) => `e${i}`);
+    for (const name of names) {
+      // One turn each, as requests while the disk is full.
+      assert.equal((await sink.write(event(name))).written, false);
+    }
+    assert.equal(errors.length, 1);
+    assert.equal(sink.writable(), false);
+    broken = false;
+    // The first request after the disk recovered finds the sink writable.
+    assert.equal(sink.writable(), true);
+    assert.deepEqual(await sink.write(event('after')), { written: true });
+    sink.close();
+    const kept = resourcesIn(path);
+    const dropped = linesIn(path).find((entry) => entry.action === 'audit.dropped');
+    assert.ok(dropped !== undefined, 'no audit.dropped line');
+    assert.equal(kept.at(-1), 'after');
+    // Every event is either in the file or counted, and those kept come first, in order.
+    assert.equal(kept.length - 1 + Number(dropped.count), names.length);
+    assert.deepEqual(kept.slice(0, -1), names.slice(0, kept.length - 1));
+    assert.ok(kept.length - 1 < names.length, 'nothing was dropped');
+    const report = verifyAuditFiles([path]);
+    assert.equal(report.intact, true, report.problem?.message);
+    assert.match(report.notes.join('\n'), new RegExp(`${dropped.count} events were dropped`));
   });
 });

@@ -48,7 +48,7 @@ export interface RequestRecorder {
   recordRequest(route: string, method: string, status: number, seconds: number): void;
 }
 
-/** What the audit sink's wrapper calls (`countAuditWrites`), or an audit sink itself. */
+/** What the audit sink calls once per batch (`openAuditSink`'s `counters`). */
 export interface AuditCounters {
   /** `count` events were written to the audit trail. */
   countAuditEvents(count: number): void;

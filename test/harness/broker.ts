@@ -394,7 +394,10 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       } catch {
         return [];
       }
-      return completeLines(text).map((line) => JSON.parse(line) as AuditEvent);
+      // Events only: the chain's own lines (audit.open, audit.checkpoint…) are not requests.
+      return completeLines(text)
+        .map((line) => JSON.parse(line) as AuditEvent)
+        .filter((event) => !event.action.startsWith('audit.'));
     },
     logs,
     secretValue(label = 'secret') {
