@@ -25,6 +25,8 @@ import {
   ServerUntrustedError,
   ShamirInvalidShardsError,
   ShamirNotEnoughShardsError,
+  SnapshotCorruptError,
+  SnapshotInvalidError,
   SvidInvalidError,
   UnauthenticatedError,
   UnavailableError,
@@ -63,6 +65,8 @@ const ERROR_BY_CODE = {
   ERR_USAGE: (message) => new UsageError(message),
   ERR_QUOTA_EXCEEDED: (message) => new QuotaExceededError(message),
   ERR_BODY_INCOMPLETE: (message) => new BodyIncompleteError(message),
+  ERR_SNAPSHOT_CORRUPT: (message) => new SnapshotCorruptError(message),
+  ERR_SNAPSHOT_INVALID: (message) => new SnapshotInvalidError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

@@ -29,6 +29,8 @@ export const ERROR_CODES = [
   'ERR_USAGE',
   'ERR_QUOTA_EXCEEDED',
   'ERR_BODY_INCOMPLETE',
+  'ERR_SNAPSHOT_CORRUPT',
+  'ERR_SNAPSHOT_INVALID',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -276,4 +278,26 @@ export class QuotaExceededError extends BrokerError {
 
 export function isBrokerError(err: unknown): err is BrokerError {
   return err instanceof BrokerError;
+}
+
+/**
+ * A snapshot or export file is damaged: its checksum does not match, it ends
+ * before the length its header declares, it has bytes after that, or its
+ * header is malformed. Nothing was restored or imported.
+ */
+export class SnapshotCorruptError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_SNAPSHOT_CORRUPT', message, options);
+  }
+}
+
+/**
+ * A snapshot that is whole but cannot be restored here: not a database of
+ * this broker, a newer schema than this Nexus knows, a broker that was never
+ * initialised, or a backend without online snapshots. Nothing was restored.
+ */
+export class SnapshotInvalidError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_SNAPSHOT_INVALID', message, options);
+  }
 }

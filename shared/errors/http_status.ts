@@ -30,6 +30,8 @@ export const STATUS_BY_CODE = {
   ERR_USAGE: 400,
   ERR_QUOTA_EXCEEDED: 403,
   ERR_BODY_INCOMPLETE: 400,
+  ERR_SNAPSHOT_CORRUPT: 400,
+  ERR_SNAPSHOT_INVALID: 400,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {

@@ -31,6 +31,8 @@ export interface BaseAppOptions {
   readonly rateLimit?: RateLimitOptions;
   /** The largest request body in bytes (body_limit.ts); default `DEFAULT_MAX_BODY_BYTES`. */
   readonly maxBodyBytes?: number;
+  /** Routes (by exact path) that take larger bodies than `maxBodyBytes`: a snapshot upload. */
+  readonly largeBodies?: ReadonlyMap<string, number>;
   /** The clock of the SVID expiry check (tests); default `Date.now`. */
   readonly now?: () => number;
 }
@@ -46,6 +48,8 @@ export function createBaseApp(
   }
   const now = options.now ?? Date.now;
   const maxBodyBytes = checkBodyLimit(options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+  const largeBodies = options.largeBodies;
+  for (const limit of largeBodies?.values() ?? []) checkBodyLimit(limit);
   const buckets =
     options.rateLimit === undefined || options.rateLimit.ratePerSecond === 0
       ? undefined
@@ -61,7 +65,7 @@ export function createBaseApp(
     // a body to limit (which saves the header lookups on every read).
     const method = c.req.method;
     if (method !== 'GET' && method !== 'HEAD') {
-      limitDeclaredBody(c, maxBodyBytes);
+      limitDeclaredBody(c, largeBodies?.get(c.req.path) ?? maxBodyBytes);
     }
     await next();
   });
