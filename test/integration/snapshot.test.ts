@@ -219,4 +219,63 @@ describe('spike operator snapshot against running brokers', () => {
       fresh.logs(),
     );
   });
+
+  test('secret export and import move a prefix between brokers through the API, encrypted', async () => {
+    const target = fresh;
+    assert.ok(target !== undefined, 'runs after the test above');
+    const passphrase = join(broker.dir, 'passphrase');
+    writeFileSync(passphrase, 'a passphrase for the move\n', { mode: 0o600 });
+    const file = join(broker.dir, 'app.export');
+    const exported = JSON.parse(
+      (
+        await ok(broker, [
+          'secret',
+          'export',
+          'app/',
+          file,
+          '--passphrase-file',
+          passphrase,
+          '-f',
+          'json',
+        ])
+      ).stdout,
+    );
+    assert.deepEqual([exported.encrypted, exported.secrets, exported.policies], [true, 3, 1]);
+    const copy = join(target.dir, 'app.export');
+    const copyPassphrase = join(target.dir, 'passphrase');
+    writeFileSync(copy, readFileSync(file));
+    writeFileSync(copyPassphrase, readFileSync(passphrase), { mode: 0o600 });
+
+    const dry = JSON.parse(
+      (
+        await ok(target, [
+          'secret',
+          'import',
+          copy,
+          '--passphrase-file',
+          copyPassphrase,
+          '--dry-run',
+          '-f',
+          'json',
+        ])
+      ).stdout,
+    );
+    assert.deepEqual(dry.secrets, [
+      { path: 'app/after', action: 'create' },
+      { path: 'app/api', action: 'unchanged' },
+      { path: 'app/db', action: 'unchanged' },
+    ]);
+    assert.equal((await target.call('pilot', 'GET', `${PATHS.secretData}/app/after`)).status, 404);
+    await ok(target, ['secret', 'import', copy, '--passphrase-file', copyPassphrase]);
+    const dataOf = async (b: Broker) =>
+      ((await b.call('pilot', 'GET', `${PATHS.secretData}/app/after`)).body as { data: unknown })
+        .data;
+    assert.deepEqual(await dataOf(target), await dataOf(broker));
+    // Written through the API: the target's audit trail has the write.
+    const writes = target
+      .auditEvents()
+      .filter((event) => event.action === 'secret.write' && event.resource === 'app/after');
+    assert.equal(writes.length, 1);
+    assert.equal(writes[0]?.peer, target.idOf('pilot'));
+  });
 });
