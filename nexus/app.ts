@@ -2,10 +2,12 @@
  * Nexus's HTTP app: the base app (the request metrics, the audit trail, then
  * the edge checks: no-store, the verified peer, the path, the per-identity
  * rate limit keyed by that peer and the body limit; see shared/http/app.ts),
- * then health (503 while sealed), status,
- * secrets, policies and the break-glass operator routes; one error handler.
+ * then health (503 while sealed), status, secrets, policies, the break-glass
+ * operator routes and snapshots; one error handler.
  */
 import type { Hono } from 'hono';
+import { PATHS } from '../shared/api/paths.ts';
+import { MAX_SNAPSHOT_FILE_BYTES } from '../shared/api/snapshot.ts';
 import { createBaseApp } from '../shared/http/app.ts';
 import type { AuditOptions } from '../shared/http/audit.ts';
 import { createHealthRoutes } from '../shared/http/health.ts';
@@ -26,9 +28,11 @@ import { createOperatorRoutes } from './routes/operator.ts';
 import { createPolicyRoutes } from './routes/policies.ts';
 import { createSecretReadShortcut, type SecretReadDeps } from './routes/secret_read.ts';
 import { createSecretRoutes } from './routes/secrets.ts';
+import { createSnapshotRoutes } from './routes/snapshot.ts';
 import { createStatusRoutes, type StatusRoutesDeps } from './routes/status.ts';
 import type { PolicyStore } from './store/policy_store.ts';
 import type { SecretStore } from './store/secret_store.ts';
+import type { SnapshotStore } from './store/snapshot_store.ts';
 
 export interface NexusAppDeps {
   readonly getPeer: GetPeer;
@@ -39,6 +43,8 @@ export interface NexusAppDeps {
   readonly secrets: SecretStore;
   readonly policies: PolicyStore;
   readonly policyCache: PolicyCache;
+  /** Snapshots of the database; undefined on a backend without them. */
+  readonly snapshots?: SnapshotStore | undefined;
   readonly access: AccessChecker;
   /** Our X509 source, for the status route. */
   readonly identity: StatusRoutesDeps['identity'];
@@ -60,6 +66,7 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
   const app = createBaseApp(deps.getPeer, logger, {
     maxBodyBytes: deps.maxBodyBytes,
     rateLimit: deps.rateLimit,
+    largeBodies: new Map([[PATHS.operatorSnapshot, MAX_SNAPSHOT_FILE_BYTES]]),
     ...(deps.metrics === undefined ? {} : { metrics: deps.metrics }),
     ...(audit === undefined ? {} : { audit }),
   });
@@ -91,6 +98,17 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
     }),
   );
   app.route('/', createOperatorRoutes({ trustDomain, manager: deps.manager, logger }));
+  app.route(
+    '/',
+    createSnapshotRoutes({
+      trustDomain,
+      snapshots: deps.snapshots,
+      manager: deps.manager,
+      rootKey: deps.rootKey,
+      policyCache: deps.policyCache,
+      logger,
+    }),
+  );
   return app;
 }
 

@@ -149,6 +149,7 @@ await runService('spike-nexus', async () => {
     secrets,
     policies,
     policyCache,
+    snapshots: stores.snapshots,
     access,
     identity: source,
     refusals: verifier,

@@ -35,6 +35,8 @@ export const EXIT_BY_CODE = {
   ERR_BODY_INCOMPLETE: 2,
   ERR_AUDIT_UNAVAILABLE: 7,
   ERR_AUDIT_NOT_INTACT: 10,
+  ERR_SNAPSHOT_CORRUPT: 2,
+  ERR_SNAPSHOT_INVALID: 2,
 } as const satisfies Record<ErrorCode, number>;
 
 /** Exit status of a failure that is not a broker error (a bug, or a canceled prompt). */

@@ -12,6 +12,7 @@ import type {
   SecretResponse,
   VersionInfoWire,
 } from '../shared/api/secrets.ts';
+import type { SnapshotRestoreResponse } from '../shared/api/snapshot.ts';
 import { InternalError } from '../shared/errors/errors.ts';
 
 type Fields = Record<string, unknown>;
@@ -169,5 +170,19 @@ export function parseRestoreResponse(body: unknown): RestoreResponse {
     threshold: integerOf(fields, 'threshold'),
     remaining: integerOf(fields, 'remaining'),
     restored: booleanOf(fields, 'restored'),
+  };
+}
+
+export function parseSnapshotRestoreResponse(body: unknown): SnapshotRestoreResponse {
+  const fields = objectOf(body, 'The answer');
+  const state = stringOf(fields, 'state');
+  if (state !== 'ready' && state !== 'sealed') {
+    throw new InternalError('Field "state" must be "ready" or "sealed"');
+  }
+  return {
+    createdAt: timeOf(fields, 'createdAt'),
+    bytes: integerOf(fields, 'bytes'),
+    sameKey: booleanOf(fields, 'sameKey'),
+    state,
   };
 }

@@ -51,6 +51,11 @@ import {
   type SecretResponse,
 } from '../shared/api/secrets.ts';
 import {
+  MAX_SNAPSHOT_FILE_BYTES,
+  SNAPSHOT_MEDIA_TYPE,
+  type SnapshotRestoreResponse,
+} from '../shared/api/snapshot.ts';
+import {
   type BrokerError,
   ConfigError,
   InternalError,
@@ -74,6 +79,7 @@ import {
   parseRecoverResponse,
   parseRestoreResponse,
   parseSecretResponse,
+  parseSnapshotRestoreResponse,
   parseStatusResponse,
 } from './_wire.ts';
 
@@ -167,6 +173,10 @@ interface Call {
   readonly path: string;
   readonly query?: Readonly<Record<string, string>>;
   readonly body?: unknown;
+  /** A body sent as these bytes of this media type instead of JSON (a snapshot). */
+  readonly upload?: { readonly bytes: Uint8Array; readonly mediaType: string };
+  /** A 2xx answer is these bytes, up to `maxBytes`, instead of JSON (a snapshot). */
+  readonly download?: { readonly maxBytes: number };
   /** Non-2xx statuses that are answers rather than errors (when they carry no error body). */
   readonly answers?: readonly number[];
 }
@@ -464,6 +474,42 @@ export class SpikeClient {
   }
 
   /**
+   * A snapshot of Nexus's database (superuser only), as the bytes of a
+   * snapshot file (`shared/api/snapshot.ts`); check them with
+   * `SnapshotReader` before trusting them. Held in memory, up to
+   * `MAX_SNAPSHOT_FILE_BYTES`.
+   */
+  async saveSnapshot(): Promise<Uint8Array> {
+    const reply = await this.#call({
+      method: 'GET',
+      path: PATHS.operatorSnapshot,
+      download: { maxBytes: MAX_SNAPSHOT_FILE_BYTES },
+    });
+    if (!(reply.body instanceof Uint8Array)) {
+      throw new InternalError(`Nexus at ${this.#origin} sent no snapshot`);
+    }
+    return reply.body;
+  }
+
+  /**
+   * Replaces Nexus's database with a snapshot file's (superuser only). A
+   * snapshot sealed under another root key is refused unless `force`; with
+   * it, Nexus answers `state: "sealed"` until that key comes back.
+   */
+  async restoreSnapshot(
+    file: Uint8Array,
+    options: { readonly force?: boolean } = {},
+  ): Promise<SnapshotRestoreResponse> {
+    const reply = await this.#call({
+      method: 'PUT',
+      path: PATHS.operatorSnapshot,
+      ...(options.force === true ? { query: { force: 'true' } } : {}),
+      upload: { bytes: file, mediaType: SNAPSHOT_MEDIA_TYPE },
+    });
+    return this.#check(parseSnapshotRestoreResponse, reply, 'PUT', PATHS.operatorSnapshot);
+  }
+
+  /**
    * Closes kept-alive connections, ends pending retries, and closes the
    * source if this client created it (a source passed in stays open).
    * Idempotent.
@@ -518,7 +564,7 @@ export class SpikeClient {
     for (const [name, value] of Object.entries(call.query ?? {})) {
       url.searchParams.set(name, value);
     }
-    const hasBody = call.body !== undefined;
+    const hasBody = call.body !== undefined || call.upload !== undefined;
     const timeoutMs = Math.min(this.#timeoutMs, this.#deadline - Date.now());
     if (timeoutMs <= 0) {
       return {
@@ -537,10 +583,17 @@ export class SpikeClient {
         url,
         timeoutMs,
         headers: hasBody
-          ? { accept: 'application/json', 'content-type': 'application/json' }
+          ? {
+              accept: 'application/json',
+              'content-type': call.upload?.mediaType ?? 'application/json',
+            }
           : { accept: 'application/json' },
-        ...(hasBody && { body: JSON.stringify(call.body) }),
+        ...(hasBody && { body: call.upload?.bytes ?? JSON.stringify(call.body) }),
+        ...(call.download === undefined ? {} : { maxBodyBytes: call.download.maxBytes }),
       });
+      if (call.download !== undefined && res.status >= 200 && res.status < 300) {
+        return { status: res.status, body: res.body };
+      }
       status = res.status;
       text = res.text();
       retryAfter = res.headers['retry-after'];

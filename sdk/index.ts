@@ -20,6 +20,7 @@ export type {
   SecretResponse,
   VersionInfoWire,
 } from '../shared/api/secrets.ts';
+export type { SnapshotRestoreResponse } from '../shared/api/snapshot.ts';
 export {
   AccessDeniedError,
   AlreadyUnsealedError,

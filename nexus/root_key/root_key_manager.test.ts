@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ShardHolder } from '../../keeper/shard_holder.ts';
+import { formatShardText, parseShardText } from '../../shared/api/shard_text.ts';
 import { constantTimeEqual } from '../../shared/crypto/bytes.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
+import { ConflictError } from '../../shared/errors/errors.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import type { RootKeyStore } from '../store/root_key_store.ts';
 import { MemoryRootKeyStore } from '../store/testing/memory_root_key_store.ts';
 import type { KeeperLink } from './keeper_link.ts';
 import { RootKey } from './root_key.ts';
@@ -117,5 +120,88 @@ describe('RootKeyManager', () => {
       { name: 'k3', reachable: false, generations: [] },
     ]);
     manager.stop();
+  });
+
+  test('replaceStore: a snapshot under the same key keeps Nexus ready; under another key it is refused, or with force seals Nexus until that key comes back', async () => {
+    /** A broker: a store (which a restore swaps), three Keepers, a manager. */
+    async function broker() {
+      let backing: RootKeyStore = new MemoryRootKeyStore();
+      const store: RootKeyStore = {
+        read: () => backing.read(),
+        tryInitialise: (request) => backing.tryInitialise(request),
+        tryTakeOver: (request, now) => backing.tryTakeOver(request, now),
+        allocateGeneration: () => backing.allocateGeneration(),
+        commitGeneration: (generation, owner) => backing.commitGeneration(generation, owner),
+        close: () => backing.close(),
+      };
+      const keepers = [keeper('k1'), keeper('k2'), keeper('k3')];
+      for (const k of keepers) k.state.isUp = true;
+      const rootKey = new RootKey();
+      const manager = new RootKeyManager({
+        store,
+        keepers: keepers.map((k) => k.link),
+        threshold: 2,
+        rootKey,
+        logger,
+        checkIntervalMs: 60_000,
+        recoveryMaxIntervalMs: 1000,
+      });
+      await manager.step();
+      assert.ok(rootKey.isReady);
+      return {
+        manager,
+        rootKey,
+        store,
+        swapTo: (other: RootKeyStore) => {
+          backing = other;
+        },
+        backing: () => backing,
+      };
+    }
+    const a = await broker();
+    const b = await broker();
+    const ownRecord = await a.store.read();
+    assert.ok(ownRecord !== undefined);
+    let replaced = 0;
+    assert.deepEqual(
+      await a.manager.replaceStore(ownRecord, false, async () => {
+        replaced++;
+      }),
+      { sameKey: true },
+    );
+    assert.equal(replaced, 1);
+    assert.equal(a.rootKey.isReady, true, 'the same key: still ready');
+
+    const otherRecord = await b.store.read();
+    assert.ok(otherRecord !== undefined);
+    await assert.rejects(
+      a.manager.replaceStore(otherRecord, false, async () => {
+        replaced++;
+      }),
+      ConflictError,
+    );
+    assert.equal(replaced, 1, 'refused before anything was replaced');
+    assert.equal(a.rootKey.isReady, true);
+
+    const split = (await b.manager.recoveryShards()).map(formatShardText);
+    await a.manager.replaceStore(otherRecord, true, async () => {
+      assert.equal(a.rootKey.isReady, false, 'sealed before the rows change');
+      a.swapTo(b.backing());
+    });
+    assert.equal(a.rootKey.isReady, false);
+    // A's Keepers hold A's key, which does not open B's keyring.
+    await a.manager.step();
+    assert.equal(a.rootKey.isReady, false);
+    await a.manager.restore(parseShardText(split[0] as string));
+    const done = await a.manager.restore(parseShardText(split[2] as string));
+    assert.equal(done.restored, true);
+    assert.ok(
+      constantTimeEqual(
+        a.rootKey.withKey((k) => k.slice()),
+        b.rootKey.withKey((k) => k.slice()),
+      ),
+    );
+    a.manager.stop();
+    b.manager.stop();
   });
 });

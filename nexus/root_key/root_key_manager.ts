@@ -12,9 +12,10 @@
  *
  * The protocol and its invariants are in docs/root-key.md.
  */
-import { randomBytes, zeroize } from '../../shared/crypto/bytes.ts';
+import { constantTimeEqual, randomBytes, zeroize } from '../../shared/crypto/bytes.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
 import { ROOT_KEY_BYTES } from '../../shared/crypto/shard.ts';
+import { ConflictError } from '../../shared/errors/errors.ts';
 import type { Logger } from '../../shared/log/logger.ts';
 import { delay } from '../../shared/runtime/delay.ts';
 import type { RootKeyRecord, RootKeyStore } from '../store/root_key_store.ts';
@@ -123,6 +124,59 @@ export class RootKeyManager {
   /** Break-glass restore: takes one shard; unseals when a generation reaches its threshold. */
   restore(shard: Shard): Promise<RestoreProgress> {
     return this.#serialised(() => this.#restore.accept(shard));
+  }
+
+  /**
+   * Replaces the store's contents with a snapshot's (ADR 0028): `replace`
+   * runs in the queue, so no split, check or restore runs meanwhile.
+   * `snapshot` is the snapshot's root key record. Taken under this root key
+   * (it opens the snapshot's keyring; while sealed, the sealed keyrings are
+   * the same bytes), Nexus stays as it was. Taken under another one (another
+   * broker's, or this data folder's before it was made anew), it is refused
+   * unless `force`; with it, Nexus seals first and then waits for that key,
+   * from the Keepers that hold it or from its break-glass shards.
+   */
+  replaceStore(
+    snapshot: RootKeyRecord,
+    force: boolean,
+    replace: () => Promise<void>,
+  ): Promise<{ readonly sameKey: boolean }> {
+    return this.#serialised(async () => {
+      const { rootKey, store, logger } = this.#o;
+      const current = await store.read();
+      const sameKey = rootKey.isReady
+        ? rootKey.withKey((key) => verifyRootKey(key, snapshot.sealedKeyring))
+        : current !== undefined && constantTimeEqual(current.sealedKeyring, snapshot.sealedKeyring);
+      if (!sameKey && !force) {
+        throw new ConflictError(
+          "The snapshot is sealed under another root key than this Nexus's: restoring it seals Nexus until that key comes back (its Keepers or its break-glass shards); force the restore to do so",
+        );
+      }
+      if (!sameKey) {
+        // Nothing may be sealed under our key into the snapshot's rows.
+        rootKey.seal();
+        this.#restore.discard();
+        this.#dropPending();
+      }
+      await replace();
+      if (sameKey && rootKey.isReady) {
+        // The data is sealed under the snapshot's keyring: use that one.
+        const key = rootKey.withKey((held) => held.slice());
+        let keyring: Uint8Array | undefined;
+        try {
+          keyring = openKeyring(key, snapshot.sealedKeyring);
+          rootKey.unseal(key, keyring, rootKey.generation ?? 0);
+        } finally {
+          zeroize(key, keyring);
+        }
+      }
+      logger.warn('Replaced the database with a snapshot', {
+        sameKey,
+        state: rootKey.state,
+        committedGeneration: snapshot.committedGeneration,
+      });
+      return { sameKey };
+    });
   }
 
   #serialised<T>(work: () => Promise<T>): Promise<T> {

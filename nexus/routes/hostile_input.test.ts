@@ -781,6 +781,35 @@ function specs(): Record<string, RouteSpec> {
       specific: badNameCases('DELETE'),
     },
     [`POST ${PATHS.operatorRecover}`]: { caller: 'recover', target: PATHS.operatorRecover },
+    [`GET ${PATHS.operatorSnapshot}`]: { caller: 'superuser', target: PATHS.operatorSnapshot },
+    // Damaged snapshot bodies need a database file: nexus/routes/snapshot.test.ts.
+    [`PUT ${PATHS.operatorSnapshot}`]: {
+      caller: 'superuser',
+      target: PATHS.operatorSnapshot,
+      streams: true,
+      specific: fc.oneof(
+        fc
+          .constantFrom(undefined, 'application/json', 'text/plain', 'application/octet')
+          .map((type) => ({
+            kind: `content type ${String(type)}`,
+            method: 'PUT',
+            target: PATHS.operatorSnapshot,
+            headers: type === undefined ? {} : { 'content-type': type },
+            body: 'spike-ts snapshot v1\n',
+            expect: INVALID,
+          })),
+        fc
+          .constantFrom('force=1', 'force=', 'force=TRUE', 'other=x', 'force=true&x=1')
+          .map((query) => ({
+            kind: `query ${query}`,
+            method: 'PUT',
+            target: `${PATHS.operatorSnapshot}?${query}`,
+            headers: { 'content-type': 'application/octet-stream' },
+            body: 'spike-ts snapshot v1\n',
+            expect: INVALID,
+          })),
+      ),
+    },
     [`POST ${PATHS.operatorRestore}`]: {
       caller: 'restore',
       target: PATHS.operatorRestore,

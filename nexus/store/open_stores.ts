@@ -23,10 +23,12 @@ import {
 } from './sealed_row_cache.ts';
 import type { SecretQuotas } from './secret_quotas.ts';
 import type { KeyringAccess, SecretStore } from './secret_store.ts';
+import type { SnapshotStore } from './snapshot_store.ts';
 import { openMemoryDatabase, openSqliteDatabase, type SqliteSynchronous } from './sqlite/db.ts';
 import { SqlitePolicyStore } from './sqlite/policy_store.ts';
 import { SqliteRootKeyStore } from './sqlite/root_key_store.ts';
 import { SqliteSecretStore } from './sqlite/secret_store.ts';
+import { SqliteSnapshots } from './sqlite/snapshot_store.ts';
 
 export type StoreBackend =
   | { readonly kind: 'sqlite'; readonly dataDir: string; readonly synchronous: SqliteSynchronous }
@@ -51,6 +53,8 @@ export interface Stores {
   readonly rootKeys: RootKeyStore;
   readonly secrets: SecretStore;
   readonly policies: PolicyStore;
+  /** Snapshots of the database: a SQLite file only (ADR 0028). */
+  readonly snapshots: SnapshotStore | undefined;
   /** Where the data lives, for the start-up log (a PostgreSQL password is masked). */
   readonly location: string;
   /**
@@ -91,6 +95,7 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
       rootKeys: new PgRootKeyStore(database),
       secrets: new PgSecretStore({ ...secretOptions, database, cache: rowCache }),
       policies: new PgPolicyStore(database.db),
+      snapshots: undefined,
       location: database.redactedUrl,
       async ping() {
         await database.db.execute(sql`select 1`);
@@ -108,16 +113,17 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
           path: join(backend.dataDir, 'spike.db'),
           synchronous: backend.synchronous,
         });
+  // This process is the only writer of its file, so its own writes are
+  // every change the cache must hear of (ADR 0018), a restore included.
+  const rowCache = new SealedRowCache(cache);
   return {
     rootKeys: new SqliteRootKeyStore(database),
-    // This process is the only writer of its file, so its own writes are
-    // every change the cache must hear of (ADR 0018).
-    secrets: new SqliteSecretStore({
-      ...secretOptions,
-      database,
-      cache: new SealedRowCache(cache),
-    }),
+    secrets: new SqliteSecretStore({ ...secretOptions, database, cache: rowCache }),
     policies: new SqlitePolicyStore(database.db),
+    snapshots:
+      backend.kind === 'memory'
+        ? undefined
+        : new SqliteSnapshots({ database, onReplaced: () => rowCache.clear() }),
     location: database.path,
     async ping() {
       await database.db.run(sql`select 1`);

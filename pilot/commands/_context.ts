@@ -15,6 +15,7 @@ import type {
   PolicyResponse,
 } from '../../shared/api/policies.ts';
 import type { ListResponse, MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
+import type { SnapshotRestoreResponse } from '../../shared/api/snapshot.ts';
 import type { Env } from '../../shared/config/env.ts';
 import { InvalidRequestError, isBrokerError } from '../../shared/errors/errors.ts';
 import type { PilotConfig } from '../config.ts';
@@ -49,6 +50,12 @@ export interface PilotClient {
   status(): Promise<StatusResponse & { readonly httpStatus: number }>;
   recover(): Promise<RecoverResponse>;
   restore(shardText: string): Promise<RestoreResponse>;
+  /** The bytes of a snapshot file of Nexus's database. */
+  saveSnapshot(): Promise<Uint8Array>;
+  restoreSnapshot(
+    file: Uint8Array,
+    options?: { readonly force?: boolean },
+  ): Promise<SnapshotRestoreResponse>;
   close(): void | Promise<void>;
 }
 

@@ -7,6 +7,7 @@
 import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
 import type { PolicyDocument, PolicyResponse } from '../../shared/api/policies.ts';
 import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
+import type { SnapshotRestoreResponse } from '../../shared/api/snapshot.ts';
 import { AccessDeniedError, ConflictError, NotFoundError } from '../../shared/errors/errors.ts';
 import { loadPilotConfig } from '../config.ts';
 import type { Output } from '../output.ts';
@@ -186,6 +187,26 @@ export class FakeClient implements PilotClient {
     const answer = this.restoreAnswers.shift();
     if (answer === undefined) throw new Error('no scripted restore answer');
     return answer;
+  }
+  /** What saveSnapshot() answers; what restoreSnapshot() was given. */
+  snapshot: Uint8Array = new Uint8Array(0);
+  restoredSnapshots: { readonly file: Uint8Array; readonly force: boolean }[] = [];
+  async saveSnapshot(): Promise<Uint8Array> {
+    this.#record('saveSnapshot');
+    return this.snapshot;
+  }
+  async restoreSnapshot(
+    file: Uint8Array,
+    options: { readonly force?: boolean } = {},
+  ): Promise<SnapshotRestoreResponse> {
+    this.#record('restoreSnapshot');
+    this.restoredSnapshots.push({ file, force: options.force === true });
+    return {
+      createdAt: T,
+      bytes: file.byteLength,
+      sameKey: options.force !== true,
+      state: 'ready',
+    };
   }
   close() {
     this.closed = true;

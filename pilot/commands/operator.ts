@@ -2,7 +2,9 @@
  * `spike operator …`: the break-glass pair. `recover` fetches a full set of
  * recovery shards and writes one owner-only file per shard; `restore` feeds
  * shards back to a sealed Nexus, from a terminal without echo or from stdin,
- * and shows progress until Nexus is unsealed.
+ * and shows progress until Nexus is unsealed. `snapshot save|verify|restore`
+ * copy the database out and back (superuser); their code is in
+ * `snapshot.ts`, loaded only when one of them runs.
  */
 import { chmod, lstat, mkdir, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -70,7 +72,10 @@ export function shardLines(text: string): string[] {
 export function registerOperatorCommands(program: Command, context: CommandContext): void {
   const operator = program
     .command('operator')
-    .description('Break-glass recovery of the root key (recover and restore roles)');
+    .description(
+      'Break-glass recovery of the root key (recover and restore roles), and snapshots of the database',
+    );
+  registerSnapshotCommands(operator, context);
 
   withFormat(
     operator
@@ -140,5 +145,60 @@ export function registerOperatorCommands(program: Command, context: CommandConte
     }
     const done = last;
     await printData(context.output, formatOf(command), done, () => 'Nexus is restored and ready');
+  });
+}
+
+function registerSnapshotCommands(operator: Command, context: CommandContext): void {
+  const snapshot = operator
+    .command('snapshot')
+    .description("Save, check and restore snapshots of Nexus's database (superuser)");
+  const describeFile = (info: { file: string; createdAt: string; bytes: number; sha256: string }) =>
+    `${info.file}: a snapshot of ${info.createdAt}, ${info.bytes} bytes, sha256 ${info.sha256}`;
+
+  withFormat(
+    snapshot
+      .command('save')
+      .description('Save a snapshot of the database into a new file (0600)')
+      .argument('<file>', 'the file to create (never replaced)'),
+  ).action(async (file: string, _options: unknown, command: Command) => {
+    const { saveSnapshot } = await import('./snapshot.ts');
+    const saved = await saveSnapshot(context, file);
+    await printData(context.output, formatOf(command), saved, () => `Saved ${describeFile(saved)}`);
+    context.output.stderr(
+      'Its secrets stay sealed: keep it with a recovery split ("spike operator recover"), stored apart.',
+    );
+  });
+
+  withFormat(
+    snapshot
+      .command('verify')
+      .description('Check a snapshot file (length and checksum) without sending it')
+      .argument('<file>', 'the snapshot file'),
+  ).action(async (file: string, _options: unknown, command: Command) => {
+    const { verifySnapshot } = await import('./snapshot.ts');
+    const info = await verifySnapshot(file);
+    await printData(context.output, formatOf(command), info, () => `OK ${describeFile(info)}`);
+  });
+
+  withFormat(
+    snapshot
+      .command('restore')
+      .description('Replace every secret and policy of Nexus with a snapshot')
+      .argument('<file>', 'the snapshot file')
+      .option('--force', 'restore a snapshot sealed under another root key (Nexus then seals)')
+      .option('-y, --yes', 'do not ask for confirmation'),
+  ).action(async (file: string, options: { force?: boolean; yes?: boolean }, command: Command) => {
+    const { restoreSnapshot } = await import('./snapshot.ts');
+    const restored = await restoreSnapshot(context, file, options);
+    await printData(context.output, formatOf(command), restored, () =>
+      restored.state === 'ready'
+        ? `Restored the snapshot of ${restored.createdAt}; Nexus is ready`
+        : `Restored the snapshot of ${restored.createdAt}; Nexus is sealed`,
+    );
+    if (restored.state === 'sealed') {
+      context.output.stderr(
+        'Nexus waits for the snapshot\'s root key: from Keepers that hold it, or its recovery shards through "spike operator restore" (restore role).',
+      );
+    }
   });
 }

@@ -410,6 +410,77 @@ export function registerSecretCommands(program: Command, context: CommandContext
       () => `Removed "${secretPath}" with every version`,
     );
   });
+
+  registerTransferCommands(secret, context);
+}
+
+/** `secret export` and `secret import`; their code is in `transfer.ts`, loaded when one runs. */
+function registerTransferCommands(secret: Command, context: CommandContext): void {
+  withFormat(
+    secret
+      .command('export')
+      .description('Export the current secrets of a prefix, and its policies, into a new file')
+      .argument('<prefix>', 'the prefix to export ("" for everything)')
+      .argument('<file>', 'the file to create (0600, never replaced)')
+      .option('--passphrase-file <file>', 'encrypt under the first line of this file')
+      .option('--plain', 'write the values in clear text (a warning is printed)'),
+  ).action(
+    async (
+      prefix: string,
+      file: string,
+      options: { passphraseFile?: string; plain?: boolean },
+      command: Command,
+    ) => {
+      const { exportSecrets } = await import('./transfer.ts');
+      const result = await exportSecrets(context, prefix, file, options);
+      if (!result.encrypted) {
+        context.output.stderr(
+          `Warning: ${result.file} holds every exported secret value in clear text; move it only over a private channel and delete it after the import.`,
+        );
+      }
+      await printData(
+        context.output,
+        formatOf(command),
+        result,
+        () =>
+          `Exported ${result.secrets} secrets and ${result.policies} policies to ${result.file}${result.encrypted ? ' (encrypted)' : ''}${result.skipped.length === 0 ? '' : `; skipped ${result.skipped.length} deleted: ${result.skipped.join(', ')}`}`,
+      );
+    },
+  );
+
+  withFormat(
+    secret
+      .command('import')
+      .description('Import an export file (or a Vault KV v2 export) through the API')
+      .argument('<file>', 'the file to import')
+      .option('--from <format>', 'spike-ts-export (default) or vault-kv2')
+      .option('--passphrase-file <file>', 'the passphrase of an encrypted export, first line')
+      .option('--dry-run', 'show what would be written, write nothing')
+      .option('--replace-policies', 'replace policies of the same name that have other rules'),
+  ).action(
+    async (
+      file: string,
+      options: {
+        from?: string;
+        passphraseFile?: string;
+        dryRun?: boolean;
+        replacePolicies?: boolean;
+      },
+      command: Command,
+    ) => {
+      const { importSecrets } = await import('./transfer.ts');
+      const report = await importSecrets(context, file, options);
+      await printData(context.output, formatOf(command), report, () =>
+        [
+          ...report.policies.map((p) => `policy ${p.action.padEnd(9)} ${p.name}`),
+          ...report.secrets.map((s) => `secret ${s.action.padEnd(9)} ${s.path}`),
+          report.dryRun ? '(dry run: nothing was written)' : '',
+        ]
+          .filter((line) => line !== '')
+          .join('\n'),
+      );
+    },
+  );
 }
 
 /** Every path under `prefix` that the caller may list, page after page. */

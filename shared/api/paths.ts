@@ -24,6 +24,8 @@ export const PATHS = {
   secretList: '/v1/secrets/list',
   /** Nexus, break-glass: submit one shard (restore role only). */
   operatorRestore: '/v1/operator/restore',
+  /** Nexus: GET saves a snapshot of the database, PUT restores one (superuser only). */
+  operatorSnapshot: '/v1/operator/snapshot',
   /** Nexus: GET lists every policy; `/{name}` follows for GET, PUT and DELETE of one. */
   policies: '/v1/policies',
 } as const;

@@ -27,6 +27,8 @@ import {
   ServerUntrustedError,
   ShamirInvalidShardsError,
   ShamirNotEnoughShardsError,
+  SnapshotCorruptError,
+  SnapshotInvalidError,
   SvidInvalidError,
   UnauthenticatedError,
   UnavailableError,
@@ -67,6 +69,8 @@ const ERROR_BY_CODE = {
   ERR_BODY_INCOMPLETE: (message) => new BodyIncompleteError(message),
   ERR_AUDIT_UNAVAILABLE: (message) => new AuditUnavailableError(message),
   ERR_AUDIT_NOT_INTACT: (message) => new AuditNotIntactError(message),
+  ERR_SNAPSHOT_CORRUPT: (message) => new SnapshotCorruptError(message),
+  ERR_SNAPSHOT_INVALID: (message) => new SnapshotInvalidError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

@@ -31,6 +31,8 @@ export const ERROR_CODES = [
   'ERR_BODY_INCOMPLETE',
   'ERR_AUDIT_UNAVAILABLE',
   'ERR_AUDIT_NOT_INTACT',
+  'ERR_SNAPSHOT_CORRUPT',
+  'ERR_SNAPSHOT_INVALID',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -301,5 +303,27 @@ export class AuditUnavailableError extends BrokerError {
 export class AuditNotIntactError extends BrokerError {
   constructor(message: string, options?: BrokerErrorOptions) {
     super('ERR_AUDIT_NOT_INTACT', message, options);
+  }
+}
+
+/**
+ * A snapshot or export file is damaged: its checksum does not match, it ends
+ * before the length its header declares, it has bytes after that, or its
+ * header is malformed. Nothing was restored or imported.
+ */
+export class SnapshotCorruptError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_SNAPSHOT_CORRUPT', message, options);
+  }
+}
+
+/**
+ * A snapshot that is whole but cannot be restored here: not a database of
+ * this broker, a newer schema than this Nexus knows, a broker that was never
+ * initialised, or a backend without online snapshots. Nothing was restored.
+ */
+export class SnapshotInvalidError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_SNAPSHOT_INVALID', message, options);
   }
 }

@@ -33,6 +33,8 @@ export const STATUS_BY_CODE = {
   ERR_AUDIT_UNAVAILABLE: 503,
   // Pilot's verdict on a file; no route sends it.
   ERR_AUDIT_NOT_INTACT: 500,
+  ERR_SNAPSHOT_CORRUPT: 400,
+  ERR_SNAPSHOT_INVALID: 400,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {

@@ -33,6 +33,8 @@ export interface BaseAppOptions {
   readonly rateLimit?: TokenBuckets | undefined;
   /** The largest request body in bytes (body_limit.ts); default `DEFAULT_MAX_BODY_BYTES`. */
   readonly maxBodyBytes?: number;
+  /** Routes (by exact path) that take larger bodies than `maxBodyBytes`: a snapshot upload. */
+  readonly largeBodies?: ReadonlyMap<string, number>;
   /** The clock of the SVID expiry check (tests); default `Date.now`. */
   readonly now?: () => number;
   /** Told of every answered request (route pattern, method, status, duration); without it none are counted. */
@@ -53,6 +55,8 @@ export function createBaseApp(
   }
   const now = options.now ?? Date.now;
   const maxBodyBytes = checkBodyLimit(options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES);
+  const largeBodies = options.largeBodies;
+  for (const limit of largeBodies?.values() ?? []) checkBodyLimit(limit);
   const buckets = options.rateLimit;
   app.use(async function edge(c, next) {
     preventCaching(c);
@@ -65,7 +69,7 @@ export function createBaseApp(
     // a body to limit (which saves the header lookups on every read).
     const method = c.req.method;
     if (method !== 'GET' && method !== 'HEAD') {
-      limitDeclaredBody(c, maxBodyBytes);
+      limitDeclaredBody(c, largeBodies?.get(c.req.path) ?? maxBodyBytes);
     }
     await next();
   });

@@ -8,8 +8,9 @@
  * `BodyIncompleteError`, one over the limit a `PayloadTooLargeError`; the
  * body itself is never logged or echoed.
  *
- * It is also the only reader of bodies: a route without it takes none, and
- * its guard refuses a request that declares one (`routeReadsBody`).
+ * It and `validateStream` are the only readers of bodies: a route without
+ * one takes none, and its guard refuses a request that declares one
+ * (`routeReadsBody`).
  */
 import type { Context, Env, MiddlewareHandler } from 'hono';
 import { matchedRoutes } from 'hono/route';
@@ -64,6 +65,25 @@ export function validateJson<T extends object, E extends Env = Env>(
   }
   BODY_READERS.add(validateJsonMiddleware);
   return validateJsonMiddleware;
+}
+
+/**
+ * `validateStream(mediaType)`: the validate step of a route that takes its
+ * body as a stream (a snapshot upload), after its guard. It checks the
+ * media type and marks the route as one that reads a body; the handler then
+ * reads `c.req.raw.body` itself, counting it against `maxBodyBytesOf(c)`
+ * (a declared `Content-Length` was checked already).
+ */
+export function validateStream<E extends Env = Env>(mediaType: string): MiddlewareHandler<E> {
+  async function validateStreamMiddleware(c: Context<E>, next: () => Promise<void>): Promise<void> {
+    const given = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+    if (given !== mediaType) {
+      throw new InvalidRequestError(`The body must be sent as "${mediaType}"`);
+    }
+    await next();
+  }
+  BODY_READERS.add(validateStreamMiddleware);
+  return validateStreamMiddleware;
 }
 
 /**

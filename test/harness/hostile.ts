@@ -120,6 +120,12 @@ export interface RouteSample {
   readonly body?: unknown;
   /** Cases that only this route has. */
   readonly specific?: fc.Arbitrary<HostileCase>;
+  /**
+   * The route takes a raw stream under a larger limit of its own (a
+   * snapshot upload): no JSON-body or oversized-body cases; its own cases
+   * cover its body.
+   */
+  readonly streams?: true;
 }
 
 export const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -452,7 +458,7 @@ export function genericCases(
       })),
     );
   }
-  if (method !== 'GET') {
+  if (method !== 'GET' && sample.streams !== true) {
     const { bodyLimit, oversizedUpTo, padMark = '' } = options;
     cases.push(
       fc.integer({ min: bodyLimit + 1, max: bodyLimit * oversizedUpTo }).map((size) => {
@@ -467,7 +473,7 @@ export function genericCases(
       }),
     );
   }
-  if (method !== 'GET' && sample.body === undefined) {
+  if (method !== 'GET' && sample.body === undefined && sample.streams !== true) {
     cases.push(
       fc
         .constantFrom('{}', '{"a":1}', 'x')

@@ -117,6 +117,15 @@ export class GroupCommit {
    */
   close(): void {
     this.#isClosed = true;
+    this.flush();
+  }
+
+  /**
+   * Commits what is queued, now, group by group. Afterwards, until the
+   * caller yields, the connection is outside any transaction (for work that
+   * must run alone on it: a snapshot, a restore).
+   */
+  flush(): void {
     while (this.#queue.length > 0) this.#runGroup(this.#takeGroup());
   }
 

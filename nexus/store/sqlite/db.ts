@@ -51,6 +51,12 @@
  * acknowledged writes. A memory database runs `prepareRead()` through the
  * client.
  *
+ * Snapshots. `alone()` lends the writer connection to synchronous work
+ * that must not share a transaction: `VACUUM INTO` (a consistent copy,
+ * read in one read transaction) and a restore (`ATTACH` cannot run inside a
+ * transaction). It commits the queued writes first; since the work does
+ * not yield, no write of this process can start before it ends.
+ *
  * A memory database is a named, shared-cache SQLite database in memory
  * (`file:<random name>?mode=memory&cache=shared`): the client and the writer
  * are two connections to the same data, as for a file, and it is gone once
@@ -58,14 +64,22 @@
  * concern here since no transaction ever spans a turn.
  */
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+} from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { type Client, createClient } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import Database from 'libsql';
-import { InternalError } from '../../../shared/errors/errors.ts';
+import { InternalError, SnapshotInvalidError } from '../../../shared/errors/errors.ts';
 import { type CommitConnection, GroupCommit, type WriteWork } from './_group_commit.ts';
 import * as schema from './schema.ts';
 
@@ -122,10 +136,26 @@ export interface SqliteDatabase {
    * `bytes`: roughly what it writes, to bound a transaction.
    */
   write<T>(work: WriteWork<T>, bytes: number): Promise<T>;
+  /**
+   * Runs `work` at once on the writer connection, alone: the writes queued
+   * for group commit are committed first, and no transaction is open when it
+   * starts (see "Snapshots" above). For a snapshot and a restore only.
+   */
+  alone<T>(work: (connection: AloneConnection) => T): T;
   /** The absolute path of the database file (`:memory:` for an in-memory database). */
   readonly path: string;
   /** Closes the connection. Idempotent. */
   close(): Promise<void>;
+}
+
+/** The writer connection as `alone()` lends it: statements with positional arguments. */
+export interface AloneConnection {
+  /** Runs a statement for its effect. */
+  run(sql: string, args?: readonly SqlArgument[]): void;
+  /** Runs a statement; every row, each as an array. */
+  all(sql: string, args?: readonly SqlArgument[]): unknown[][];
+  /** Whether a transaction is open (SQLite rolls back by itself on some errors). */
+  readonly inTransaction: boolean;
 }
 
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000;
@@ -323,6 +353,26 @@ function writeMethods(writer: Database.Database) {
     write<T>(work: WriteWork<T>, bytes: number): Promise<T> {
       return group.submit(work, bytes);
     },
+    alone<T>(work: (connection: AloneConnection) => T): T {
+      group.flush();
+      if (writer.inTransaction) {
+        throw new InternalError('The writer connection is inside a transaction');
+      }
+      return work({
+        run(sql, args = []) {
+          writer.prepare(sql).run([...args]);
+        },
+        all(sql, args = []) {
+          return writer
+            .prepare(sql)
+            .raw(true)
+            .all([...args]) as unknown[][];
+        },
+        get inTransaction() {
+          return writer.inTransaction;
+        },
+      });
+    },
     close(): void {
       if (!writer.open) return;
       group.close();
@@ -337,7 +387,7 @@ async function finishOpening(
   path: string,
   pragmas: readonly Pragma[],
   afterMigrations: () => void,
-): Promise<Omit<SqliteDatabase, 'prepareWrite' | 'write'>> {
+): Promise<Omit<SqliteDatabase, 'prepareWrite' | 'write' | 'alone'>> {
   const db = drizzle({ client, schema });
   try {
     await applyPragmas(client, path, pragmas);
@@ -438,4 +488,56 @@ async function migrateWithRetry(db: SqliteDb): Promise<void> {
       }
     }
   }
+}
+
+/** The first 16 bytes of every SQLite database file. */
+const SQLITE_FILE_MAGIC = 'SQLite format 3\0';
+
+/**
+ * Opens a database file that is to replace the live one (the body of a
+ * snapshot): refuses one SQLite cannot read whole (`PRAGMA quick_check`)
+ * before anything writes to it, then opens it like any database file, which
+ * brings its schema up to this Nexus's migrations. `SnapshotInvalidError`
+ * when it is not a readable SQLite database.
+ */
+export async function openRestoreCandidate(path: string): Promise<SqliteDatabase> {
+  const magic = new Uint8Array(SQLITE_FILE_MAGIC.length);
+  const fd = openSync(path, 'r');
+  try {
+    readSync(fd, magic, 0, magic.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (new TextDecoder().decode(magic) !== SQLITE_FILE_MAGIC) {
+    throw new SnapshotInvalidError('The snapshot does not hold a SQLite database');
+  }
+  let check: Database.Database | undefined;
+  let problems: unknown[][];
+  try {
+    check = new Database(path, { readonly: true });
+    problems = check.prepare('PRAGMA quick_check').raw(true).all() as unknown[][];
+  } catch (err) {
+    throw new SnapshotInvalidError('SQLite cannot read the database in the snapshot', {
+      cause: err,
+    });
+  } finally {
+    if (check?.open) check.close();
+  }
+  if (problems.length !== 1 || problems[0]?.[0] !== 'ok') {
+    throw new SnapshotInvalidError(
+      `The database in the snapshot fails SQLite's integrity check (${problems.length} problems)`,
+    );
+  }
+  return openSqliteDatabase({ path, synchronous: 'normal' });
+}
+
+/** How many migrations this Nexus knows (a database that applied more is newer than it). */
+export function knownMigrationCount(): number {
+  const journal = JSON.parse(
+    readFileSync(join(MIGRATIONS_FOLDER, 'meta', '_journal.json'), 'utf8'),
+  ) as { entries?: unknown };
+  if (!Array.isArray(journal.entries)) {
+    throw new InternalError(`The migrations journal in "${MIGRATIONS_FOLDER}" has no entries`);
+  }
+  return journal.entries.length;
 }
