@@ -20,6 +20,7 @@ import type { RootKey } from './root_key/root_key.ts';
 import type { RootKeyManager } from './root_key/root_key_manager.ts';
 import { createOperatorRoutes } from './routes/operator.ts';
 import { createPolicyRoutes } from './routes/policies.ts';
+import type { SecretWatches } from './routes/secret_watch.ts';
 import { createSecretRoutes } from './routes/secrets.ts';
 import { createStatusRoutes, type StatusRoutesDeps } from './routes/status.ts';
 import type { PolicyStore } from './store/policy_store.ts';
@@ -32,6 +33,8 @@ export interface NexusAppDeps {
   readonly rootKey: RootKey;
   readonly manager: RootKeyManager;
   readonly secrets: SecretStore;
+  /** Where long-poll reads of secrets wait (over `secrets` and its changes). */
+  readonly watches: SecretWatches;
   readonly policies: PolicyStore;
   readonly policyCache: PolicyCache;
   readonly access: AccessChecker;
@@ -75,7 +78,15 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
       logger,
     }),
   );
-  app.route('/', createSecretRoutes({ store: deps.secrets, access: deps.access, logger }));
+  app.route(
+    '/',
+    createSecretRoutes({
+      store: deps.secrets,
+      access: deps.access,
+      logger,
+      watches: deps.watches,
+    }),
+  );
   app.route(
     '/',
     createPolicyRoutes({

@@ -33,6 +33,7 @@ export const EXIT_BY_CODE = {
   ERR_USAGE: 2,
   ERR_QUOTA_EXCEEDED: 9,
   ERR_BODY_INCOMPLETE: 2,
+  ERR_TOO_MANY_WATCHES: 8,
 } as const satisfies Record<ErrorCode, number>;
 
 /** Exit status of a failure that is not a broker error (a bug, or a canceled prompt). */

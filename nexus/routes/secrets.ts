@@ -5,7 +5,7 @@
  * a path cannot tell whether it exists (403, never 404); the handler takes
  * the path the guard checked.
  */
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { PATHS } from '../../shared/api/paths.ts';
 import {
   parseSecretPath,
@@ -22,22 +22,27 @@ import {
   parseVersionQuery,
   parseVersionsQuery,
   parseVersionsRequest,
+  parseWatchQuery,
   type SecretResponse,
 } from '../../shared/api/secrets.ts';
 import { InvalidRequestError } from '../../shared/errors/errors.ts';
-import { authorize, type RequestCheck } from '../../shared/http/authorize.ts';
+import { setAudit } from '../../shared/http/audit.ts';
+import { authorize, type GuardedEnv, type RequestCheck } from '../../shared/http/authorize.ts';
 import type { PeerEnv } from '../../shared/http/peer.ts';
 import { validateJson } from '../../shared/http/validate.ts';
 import type { Logger } from '../../shared/log/logger.ts';
 import { type AccessChecker, isReservedPath } from '../access/check_access.ts';
 import { listVisible } from '../access/list_visible.ts';
 import type { Permission } from '../access/permissions.ts';
-import type { SecretMetadata, SecretStore } from '../store/secret_store.ts';
+import type { SecretMetadata, SecretStore, SecretVersion } from '../store/secret_store.ts';
+import type { SecretWatches } from './secret_watch.ts';
 
 export interface SecretRoutesDeps {
   readonly store: SecretStore;
   readonly access: AccessChecker;
   readonly logger: Logger;
+  /** Where long-poll reads wait. */
+  readonly watches: SecretWatches;
 }
 
 const DATA = `${PATHS.secretData}/:path{.+}`;
@@ -46,7 +51,7 @@ const UNDELETE = `${PATHS.secretUndelete}/:path{.+}`;
 const DESTROY = `${PATHS.secretDestroy}/:path{.+}`;
 
 export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
-  const { store, access, logger } = deps;
+  const { store, access, logger, watches } = deps;
   const routes = new Hono<PeerEnv>();
 
   /**
@@ -76,16 +81,33 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
   }
 
   routes.get(DATA, may('read', 'secret.read'), async (c) => {
+    if (c.req.query('newerThan') !== undefined || c.req.query('wait') !== undefined) {
+      return await watch(c);
+    }
     const version = parseVersionQuery(c.req.query('version'), 'version');
     const secret = await store.get(c.get('target'), version);
-    const body: SecretResponse = {
-      path: secret.path,
-      version: secret.version,
-      data: secret.data,
-      createdAt: secret.createdAt.toISOString(),
-    };
-    return c.json(body);
+    return c.json(secretToWire(secret));
   });
+
+  /**
+   * A long-poll read (`?newerThan=N&wait=30s`, `secret_watch.ts`): admitted
+   * by the read's guard, audited as `secret.watch` once it answers.
+   */
+  async function watch(c: Context<GuardedEnv<SecretPath>>): Promise<Response> {
+    setAudit(c, { action: 'secret.watch' });
+    const query = parseWatchQuery(
+      c.req.query('newerThan'),
+      c.req.query('wait'),
+      c.req.query('version'),
+    );
+    const secret = await watches.wait(
+      c.get('target'),
+      query,
+      c.get('peer').id.toString(),
+      c.req.raw.signal,
+    );
+    return secret === undefined ? c.body(null, 304) : c.json(secretToWire(secret));
+  }
 
   routes.put(DATA, may('write', 'secret.write'), validateJson(parsePutSecretRequest), async (c) => {
     const { data, cas } = c.req.valid('json');
@@ -165,6 +187,16 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
   });
 
   return routes;
+}
+
+/** A secret version as a read answers it. */
+export function secretToWire(secret: SecretVersion): SecretResponse {
+  return {
+    path: secret.path,
+    version: secret.version,
+    data: secret.data,
+    createdAt: secret.createdAt.toISOString(),
+  };
 }
 
 export function metadataToWire(metadata: SecretMetadata): MetadataResponse {

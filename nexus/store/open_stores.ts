@@ -20,6 +20,7 @@ import {
   SealedRowCache,
   type SealedRowCacheLimits,
 } from './sealed_row_cache.ts';
+import { SecretChanges } from './secret_changes.ts';
 import type { SecretQuotas } from './secret_quotas.ts';
 import type { KeyringAccess, SecretStore } from './secret_store.ts';
 import { openMemoryDatabase, openSqliteDatabase, type SqliteSynchronous } from './sqlite/db.ts';
@@ -50,6 +51,11 @@ export interface Stores {
   readonly rootKeys: RootKeyStore;
   readonly secrets: SecretStore;
   readonly policies: PolicyStore;
+  /**
+   * Where the changes of secret paths are told: by the secret store's own
+   * writes and, on PostgreSQL, by the change feed for those of every Nexus.
+   */
+  readonly changes: SecretChanges;
   /** Where the data lives, for the start-up log (a PostgreSQL password is masked). */
   readonly location: string;
   /** Closes the database (every store on it). */
@@ -58,6 +64,7 @@ export interface Stores {
 
 export async function openStores(options: OpenStoresOptions): Promise<Stores> {
   const { backend, keyring, maxVersionsDefault, quotas, cache = DEFAULT_CACHE_LIMITS } = options;
+  const changes = new SecretChanges();
   const secretOptions = {
     keyring,
     maxVersionsDefault,
@@ -71,18 +78,28 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
         : { onIdleError: options.onConnectionError }),
     });
     // Other Nexus processes write too: the cache serves only while the
-    // change feed is current, and evicts what it reports (ADR 0018).
+    // change feed is current, and evicts what it reports (ADR 0018); the
+    // watchers of a path wake by it, after the eviction, so that their
+    // re-read finds the change (ADR 0024). The feed always runs: watchers
+    // need it whether the cache is on or not.
     const feed = new PgChangeFeed({
       listen: (channels, handlers) => database.listen(channels, handlers),
       ...(options.onChangeFeed === undefined ? {} : { onStatus: options.onChangeFeed }),
     });
     const rowCache = new SealedRowCache(cache, { isServing: () => feed.isCurrent() });
-    feed.onChange((path) => rowCache.changed(path));
-    feed.onGap(() => rowCache.clear());
-    if (rowCache.isEnabled) feed.start();
+    feed.onChange((path) => {
+      rowCache.changed(path);
+      changes.changed(path);
+    });
+    feed.onGap(() => {
+      rowCache.clear();
+      changes.gap();
+    });
+    feed.start();
     return {
       rootKeys: new PgRootKeyStore(database),
-      secrets: new PgSecretStore({ ...secretOptions, database, cache: rowCache }),
+      secrets: new PgSecretStore({ ...secretOptions, database, cache: rowCache, changes }),
+      changes,
       policies: new PgPolicyStore(database.db),
       location: database.redactedUrl,
       async close() {
@@ -106,7 +123,9 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
       ...secretOptions,
       database,
       cache: new SealedRowCache(cache),
+      changes,
     }),
+    changes,
     policies: new SqlitePolicyStore(database.db),
     location: database.path,
     close: () => database.close(),

@@ -26,6 +26,7 @@ import {
   ShamirInvalidShardsError,
   ShamirNotEnoughShardsError,
   SvidInvalidError,
+  TooManyWatchesError,
   UnauthenticatedError,
   UnavailableError,
   UsageError,
@@ -63,6 +64,7 @@ const ERROR_BY_CODE = {
   ERR_USAGE: (message) => new UsageError(message),
   ERR_QUOTA_EXCEEDED: (message) => new QuotaExceededError(message),
   ERR_BODY_INCOMPLETE: (message) => new BodyIncompleteError(message),
+  ERR_TOO_MANY_WATCHES: (message) => new TooManyWatchesError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

@@ -30,6 +30,7 @@ export const STATUS_BY_CODE = {
   ERR_USAGE: 400,
   ERR_QUOTA_EXCEEDED: 403,
   ERR_BODY_INCOMPLETE: 400,
+  ERR_TOO_MANY_WATCHES: 429,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {
