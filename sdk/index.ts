@@ -34,8 +34,10 @@ export {
   NotFoundError,
   NotReadyError,
   PayloadTooLargeError,
+  RateLimitedError,
   ServerUntrustedError,
   SvidInvalidError,
+  TooManyWatchesError,
   UnauthenticatedError,
   UnavailableError,
   WorkloadApiUnavailableError,
@@ -61,4 +63,5 @@ export {
   SpikeClient,
   type SpikeClientOptions,
   type SpikeStatus,
+  type WatchOptions,
 } from './client.ts';
