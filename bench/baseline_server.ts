@@ -8,8 +8,10 @@
  *   hono  the same through @hono/node-server and a Hono route: the framework
  *         without the broker's work (no SPIFFE ID check, policy, store, AEAD
  *         or audit).
+ *   hold  node:https alone, never answering: what a connection waiting on a
+ *         long-poll costs the runtime (bench/watchers.ts).
  *
- * Usage: baseline_server.ts <bare|hono> <port> <bodyBytes>, with
+ * Usage: baseline_server.ts <bare|hono|hold> <port> <bodyBytes>, with
  * SPIFFE_ENDPOINT_SOCKET naming the Workload API socket of its identity.
  */
 import { createServer, type Server } from 'node:https';
@@ -36,6 +38,11 @@ if (kind === 'bare') {
   server = createServer(tls, (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(body);
+  });
+} else if (kind === 'hold') {
+  const held: unknown[] = [];
+  server = createServer(tls, (_req, res) => {
+    held.push(res);
   });
 } else if (kind === 'hono') {
   const app = new Hono();

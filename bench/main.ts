@@ -37,6 +37,7 @@ import {
   printLoadHeader,
   writeReport,
 } from './report.ts';
+import { measureHeldConnections, measureWatchers } from './watchers.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -58,6 +59,9 @@ const SETTINGS = {
   restarts: QUICK ? 2 : 5,
   cliRuns: QUICK ? 2 : 5,
   aeadRounds: QUICK ? 1_000 : 50_000,
+  /** Idle watchers (long-poll reads), and how long their CPU is sampled. */
+  watchers: QUICK ? 50 : 1_000,
+  watchSampleMs: QUICK ? 1_000 : 5_000,
   /** The whole run is bounded: past this, everything is stopped. */
   deadlineMs: (QUICK ? 5 : 30) * 60_000,
 };
@@ -134,14 +138,22 @@ function residentMiB(pid: number | undefined): number {
   return kib / 1024;
 }
 
-async function startBenchBroker(runtime: Runtime, databaseUrl?: string): Promise<Broker> {
+async function startBenchBroker(
+  runtime: Runtime,
+  databaseUrl?: string,
+  extraEnv: Readonly<Record<string, string>> = {},
+): Promise<Broker> {
   const broker = await startBroker({
     trustDomain: TD,
     runtime,
     viaBin: true,
     workloads: { app: '/apps/bench', baseline: '/bench/baseline' },
-    nexusEnv:
-      databaseUrl === undefined ? { ...BENCH_NEXUS_ENV, ...SQLITE_NEXUS_ENV } : BENCH_NEXUS_ENV,
+    nexusEnv: {
+      ...(databaseUrl === undefined
+        ? { ...BENCH_NEXUS_ENV, ...SQLITE_NEXUS_ENV }
+        : BENCH_NEXUS_ENV),
+      ...extraEnv,
+    },
     ...(args.profile === true && runtime === 'node'
       ? { nexusNodeFlags: ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'profiles')}`] }
       : {}),
@@ -196,7 +208,7 @@ function readSpec(broker: Broker, prefix: string, count: number, connections: nu
 }
 
 /** Starts a baseline server as its own process; returns its URL and a stop function. */
-async function startBaseline(broker: Broker, kind: 'bare' | 'hono', bodyBytes: number) {
+async function startBaseline(broker: Broker, kind: 'bare' | 'hono' | 'hold', bodyBytes: number) {
   const port = await freePort();
   const child = spawn(
     process.execPath,
@@ -222,6 +234,7 @@ async function startBaseline(broker: Broker, kind: 'bare' | 'hono', bodyBytes: n
   });
   return {
     kind,
+    pid: child.pid,
     url: `https://127.0.0.1:${port}/v1/secrets/data/bench/small/1`,
     stop: () =>
       new Promise<void>((resolve) => {
@@ -512,6 +525,68 @@ async function nodeFigures(): Promise<{ read16: LoadResult }> {
   return { read16 };
 }
 
+/**
+ * Idle watchers (bench/watchers.ts) on a Nexus of their own, whose limits
+ * admit exactly that many per identity and the connections they hold.
+ */
+async function watcherFigures(): Promise<void> {
+  const count = SETTINGS.watchers;
+  log(`\n${count} idle watchers (long-poll reads), Nexus on SQLite`);
+  const connections = String(4 * count);
+  const broker = await startBenchBroker('node', undefined, {
+    SPIKE_NEXUS_MAX_WATCHES: String(2 * count),
+    SPIKE_NEXUS_MAX_WATCHES_PER_IDENTITY: String(count),
+    SPIKE_NEXUS_MAX_CONNECTIONS: connections,
+    SPIKE_NEXUS_MAX_CONNECTIONS_PER_ADDRESS: connections,
+    SPIKE_NEXUS_MAX_CONNECTIONS_PER_IDENTITY: connections,
+  });
+  const figures = await measureWatchers({
+    broker,
+    identity: 'app',
+    path: 'bench/watched',
+    count,
+    sampleMs: SETTINGS.watchSampleMs,
+  });
+  const hold = await startBaseline(broker, 'hold', 0);
+  const held = await measureHeldConnections({
+    url: hold.url,
+    pid: hold.pid,
+    count,
+    certFile: join(work, 'client.pem'),
+    keyFile: join(work, 'client.key'),
+  });
+  await hold.stop();
+  await stopBroker(broker);
+  const grownMiB = figures.rssWaitingMiB - figures.rssBeforeMiB;
+  const heldMiB = held.rssHoldingMiB - held.rssBeforeMiB;
+  const seconds = figures.sampleMs / 1000;
+  const share = (cpu: number) => cpu / figures.sampleMs;
+  goal({
+    figure: `Nexus resident memory, ${count} idle watchers`,
+    value: `+${grownMiB.toFixed(1)} MiB (${figures.rssBeforeMiB.toFixed(0)} → ${figures.rssWaitingMiB.toFixed(0)} MiB)`,
+    baseline: `bare node:https holding ${count} requests +${heldMiB.toFixed(1)} MiB`,
+    ratio: ratio(grownMiB / heldMiB),
+    goal: '< 50 MB for 1 000',
+    met: grownMiB * 1.048576 < 50,
+  });
+  goal({
+    figure: `Nexus CPU over ${seconds} s, ${count} idle watchers`,
+    value: `${figures.cpuWatchingMs} ms (${percent(share(figures.cpuWatchingMs))} of a core)`,
+    baseline: `${figures.cpuIdleMs} ms without`,
+    ratio: `${figures.cpuWatchingMs >= figures.cpuIdleMs ? '+' : ''}${percent(share(figures.cpuWatchingMs - figures.cpuIdleMs))}`,
+    goal: 'not measurable (< 1 % of a core more)',
+    met: share(figures.cpuWatchingMs - figures.cpuIdleMs) < 0.01,
+  });
+  goal({
+    figure: `one write wakes ${count} watchers, until the last answer`,
+    value: ms(figures.wakeAllMs),
+    baseline: '–',
+    ratio: '–',
+    goal: 'reported',
+    met: undefined,
+  });
+}
+
 /** Runs Node with these arguments to its end (for start-up baselines). */
 function runNode(argv: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -644,6 +719,7 @@ async function main(): Promise<void> {
   log(`${SETTINGS.durationS} s per load; ${SETTINGS.small} and ${SETTINGS.large} secrets of 1 KiB`);
   const { read16 } = await nodeFigures();
   for (const broker of brokers.splice(0)) await broker.stop();
+  await watcherFigures();
   if (deno !== 'skipped' && deno !== 'absent') await denoFigures(read16);
   if (DATABASE_URL !== undefined) await postgresFigures(DATABASE_URL, read16);
   else log('\n(PostgreSQL figures skipped: no --database-url or SPIKE_BENCH_DATABASE_URL)');

@@ -27,6 +27,7 @@ import type { RootKeyManager } from './root_key/root_key_manager.ts';
 import { createOperatorRoutes } from './routes/operator.ts';
 import { createPolicyRoutes } from './routes/policies.ts';
 import { createSecretReadShortcut, type SecretReadDeps } from './routes/secret_read.ts';
+import type { SecretWatches } from './routes/secret_watch.ts';
 import { createSecretRoutes } from './routes/secrets.ts';
 import { createSnapshotRoutes } from './routes/snapshot.ts';
 import { createStatusRoutes, type StatusRoutesDeps } from './routes/status.ts';
@@ -41,6 +42,8 @@ export interface NexusAppDeps {
   readonly rootKey: RootKey;
   readonly manager: RootKeyManager;
   readonly secrets: SecretStore;
+  /** Where long-poll reads of secrets wait (over `secrets` and its changes). */
+  readonly watches: SecretWatches;
   readonly policies: PolicyStore;
   readonly policyCache: PolicyCache;
   /** Snapshots of the database; undefined on a backend without them. */
@@ -86,7 +89,15 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
       logger,
     }),
   );
-  app.route('/', createSecretRoutes({ store: deps.secrets, access: deps.access, logger }));
+  app.route(
+    '/',
+    createSecretRoutes({
+      store: deps.secrets,
+      access: deps.access,
+      logger,
+      watches: deps.watches,
+    }),
+  );
   app.route(
     '/',
     createPolicyRoutes({

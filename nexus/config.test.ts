@@ -13,12 +13,15 @@ import {
   ENV_NEXUS_CACHE_ENTRIES,
   ENV_NEXUS_DATABASE_URL,
   ENV_NEXUS_KEEPER_IDS,
+  ENV_NEXUS_MAX_WATCHES,
+  ENV_NEXUS_MAX_WATCHES_PER_IDENTITY,
   ENV_NEXUS_QUOTA_BYTES,
   ENV_NEXUS_QUOTA_OVERRIDES,
   ENV_NEXUS_QUOTA_PATHS,
   ENV_NEXUS_SQLITE_SYNCHRONOUS,
   loadNexusConfig,
 } from './config.ts';
+import { DEFAULT_WATCH_LIMITS } from './routes/secret_watch.ts';
 import { DEFAULT_CACHE_LIMITS } from './store/sealed_row_cache.ts';
 import { DEFAULT_QUOTA_BYTES, DEFAULT_QUOTA_PATHS } from './store/secret_quotas.ts';
 
@@ -333,5 +336,28 @@ describe('loadNexusConfig() audit', () => {
       problemsOf({ SPIKE_NEXUS_AUDIT_KEY_FILE: 'audit.key' }),
       /must be an absolute file path/,
     );
+  });
+});
+
+describe('loadNexusConfig() long-poll reads', () => {
+  test('has default limits, takes both, and 0 refuses every watch', () => {
+    assert.deepEqual(loadNexusConfig(BASE).watches, DEFAULT_WATCH_LIMITS);
+    const set = loadNexusConfig({
+      ...BASE,
+      [ENV_NEXUS_MAX_WATCHES]: '2000',
+      [ENV_NEXUS_MAX_WATCHES_PER_IDENTITY]: '0',
+    });
+    assert.deepEqual(set.watches, { maxWatches: 2000, maxWatchesPerIdentity: 0 });
+  });
+
+  test('refuses what is not a count, naming the variable', () => {
+    for (const bad of ['-1', 'many', '1.5', '1e9']) {
+      assert.match(problemsOf({ [ENV_NEXUS_MAX_WATCHES]: bad }), /SPIKE_NEXUS_MAX_WATCHES/, bad);
+      assert.match(
+        problemsOf({ [ENV_NEXUS_MAX_WATCHES_PER_IDENTITY]: bad }),
+        /SPIKE_NEXUS_MAX_WATCHES_PER_IDENTITY/,
+        bad,
+      );
+    }
   });
 });

@@ -21,6 +21,7 @@ import { MAX_SHARES } from '../shared/crypto/shard.ts';
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from '../shared/http/serve.ts';
 import { isKeeper, keeperId } from '../shared/spiffe/identities.ts';
 import { parseSpiffeId, type SpiffeId, type TrustDomain } from '../shared/spiffe/spiffe_id.ts';
+import { DEFAULT_WATCH_LIMITS, type WatchLimits } from './routes/secret_watch.ts';
 import { DEFAULT_CACHE_LIMITS, type SealedRowCacheLimits } from './store/sealed_row_cache.ts';
 import {
   DEFAULT_QUOTA_BYTES,
@@ -63,6 +64,8 @@ export const ENV_NEXUS_QUOTA_OVERRIDES = 'SPIKE_NEXUS_QUOTA_OVERRIDES';
 export const ENV_NEXUS_CACHE_ENTRIES = 'SPIKE_NEXUS_CACHE_ENTRIES';
 export const ENV_NEXUS_CACHE_BYTES = 'SPIKE_NEXUS_CACHE_BYTES';
 export const ENV_NEXUS_OPS_ADDR = 'SPIKE_NEXUS_OPS_ADDR';
+export const ENV_NEXUS_MAX_WATCHES = 'SPIKE_NEXUS_MAX_WATCHES';
+export const ENV_NEXUS_MAX_WATCHES_PER_IDENTITY = 'SPIKE_NEXUS_MAX_WATCHES_PER_IDENTITY';
 
 /**
  * `sqlite`: a file in the data dir; `postgres`: a PostgreSQL server at
@@ -142,6 +145,8 @@ export interface NexusConfig {
   readonly cache: SealedRowCacheLimits;
   /** The operations listener (probes, metrics; plain HTTP), or undefined when off. */
   readonly opsAddress: ListenConfig | undefined;
+  /** How many long-poll reads may wait at once, in all and per SPIFFE ID (routes/secret_watch.ts). */
+  readonly watches: WatchLimits;
 }
 
 export function loadNexusConfig(env: Env): NexusConfig {
@@ -214,9 +219,21 @@ export function loadNexusConfig(env: Env): NexusConfig {
   };
   const secretQuotas = readSecretQuotas(reader);
   const cache = readCacheLimits(reader);
+  const watches = Object.freeze({
+    maxWatches: reader.int(ENV_NEXUS_MAX_WATCHES, DEFAULT_WATCH_LIMITS.maxWatches, {
+      min: 0,
+      max: MAX_CONNECTION_LIMIT,
+    }),
+    maxWatchesPerIdentity: reader.int(
+      ENV_NEXUS_MAX_WATCHES_PER_IDENTITY,
+      DEFAULT_WATCH_LIMITS.maxWatchesPerIdentity,
+      { min: 0, max: MAX_CONNECTION_LIMIT },
+    ),
+  });
   return reader.finish({
     opsAddress: readOpsAddress(reader, ENV_NEXUS_OPS_ADDR),
     cache,
+    watches,
     limits: Object.freeze(limits),
     rateLimit: Object.freeze(rateLimit),
     secretQuotas,

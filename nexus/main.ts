@@ -30,6 +30,7 @@ import { loadNexusConfig } from './config.ts';
 import { createHttpsKeeperLink } from './root_key/keeper_link.ts';
 import { RootKey } from './root_key/root_key.ts';
 import { RootKeyManager } from './root_key/root_key_manager.ts';
+import { SecretWatches } from './routes/secret_watch.ts';
 import { withIntegrityAlarm } from './store/integrity_alarm.ts';
 import { openStores, type StoreBackend } from './store/open_stores.ts';
 
@@ -89,6 +90,12 @@ await runService('spike-nexus', async () => {
           ),
   });
   const { rootKeys, secrets, policies } = stores;
+  // Long-poll reads wait on the store's changes (and the change feed's, on PostgreSQL).
+  const watches = new SecretWatches({
+    store: secrets,
+    changes: stores.changes,
+    limits: config.watches,
+  });
   const policyCache = await loadPolicyCache({ store: policies, logger });
   const access = createAccessChecker({ trustDomain: td, policies: () => policyCache.policies() });
   // Changes made through this Nexus apply at once; changes made through
@@ -147,6 +154,7 @@ await runService('spike-nexus', async () => {
     rootKey,
     manager,
     secrets,
+    watches,
     policies,
     policyCache,
     snapshots: stores.snapshots,
@@ -199,5 +207,13 @@ await runService('spike-nexus', async () => {
     aead: aeadImplementation(),
   });
   manager.start();
-  return service.stop;
+  return async function stop() {
+    // The server's stop starts draining at once (it stops accepting and marks
+    // the requests in flight to close their connection), before its first
+    // await; the waiting long-polls then answer 304 now instead of holding
+    // the drain for its grace period.
+    const stopped = service.stop();
+    watches.close();
+    await stopped;
+  };
 });

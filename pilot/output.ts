@@ -37,6 +37,7 @@ export const EXIT_BY_CODE = {
   ERR_AUDIT_NOT_INTACT: 10,
   ERR_SNAPSHOT_CORRUPT: 2,
   ERR_SNAPSHOT_INVALID: 2,
+  ERR_TOO_MANY_WATCHES: 8,
 } as const satisfies Record<ErrorCode, number>;
 
 /** Exit status of a failure that is not a broker error (a bug, or a canceled prompt). */

@@ -41,6 +41,8 @@ import {
 } from '../shared/api/policies.ts';
 import { parseSecretPath, parseSecretPrefix } from '../shared/api/secret_path.ts';
 import {
+  DEFAULT_WATCH_WAIT_MS,
+  formatWaitQuery,
   type ListResponse,
   type MetadataResponse,
   parseListLimit,
@@ -59,6 +61,8 @@ import {
   type BrokerError,
   ConfigError,
   InternalError,
+  isBrokerError,
+  NotFoundError,
   UnavailableError,
 } from '../shared/errors/errors.ts';
 import type { Logger } from '../shared/log/logger.ts';
@@ -130,6 +134,27 @@ interface CommonOptions {
   readonly logger?: Logger | undefined;
 }
 
+/** The options of `watch()`. */
+export interface WatchOptions {
+  /** The version you have; the first one yielded is any other. Default 0: none, so the current one comes first. */
+  readonly newerThan?: number | undefined;
+  /** How long each long-poll waits before it is sent again (1 ms to 60 s). Default 30 s. */
+  readonly waitMs?: number | undefined;
+  /** Ends the watch (and the long-poll in flight) when aborted. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** Failures a watch waits out: Nexus unreachable, sealed, busy, or failing for now. */
+const WATCH_RETRIED_CODES: ReadonlySet<string> = new Set([
+  'ERR_UNAVAILABLE',
+  'ERR_NOT_READY',
+  'ERR_RATE_LIMITED',
+  'ERR_TOO_MANY_WATCHES',
+  'ERR_INTERNAL',
+]);
+const WATCH_FIRST_BACKOFF_MS = 250;
+const WATCH_MAX_BACKOFF_MS = 30_000;
+
 /** `status()`: Nexus's answer plus its HTTP status (200 ready, 503 sealed). */
 export type SpikeStatus = StatusResponse & { readonly httpStatus: number };
 
@@ -177,8 +202,12 @@ interface Call {
   readonly upload?: { readonly bytes: Uint8Array; readonly mediaType: string };
   /** A 2xx answer is these bytes, up to `maxBytes`, instead of JSON (a snapshot). */
   readonly download?: { readonly maxBytes: number };
-  /** Non-2xx statuses that are answers rather than errors (when they carry no error body). */
+  /** Non-2xx statuses that are answers rather than errors (when they carry no error body; 304 never has one). */
   readonly answers?: readonly number[];
+  /** This call's timeout instead of the client's (a long-poll waits longer). */
+  readonly timeoutMs?: number;
+  /** Ends the call (and its retries) when aborted, rejecting with the signal's reason. */
+  readonly signal?: AbortSignal | undefined;
 }
 
 interface Reply {
@@ -328,6 +357,109 @@ export class SpikeClient {
         : { version: String(parseVersionNumber(options.version, 'version')) };
     const reply = await this.#call({ method: 'GET', path: route, ...(query && { query }) });
     return this.#check(parseSecretResponse, reply, 'GET', route);
+  }
+
+  /**
+   * One long-poll: waits up to `waitMs` (default 30 s, at most 60 s) for the
+   * secret to be other than version `newerThan` (0: none), and returns what
+   * a read of the current version then answers; `undefined` when the wait
+   * ended first (or Nexus is stopping). A current version that is deleted or
+   * destroyed, or a removed path, is `NotFoundError` as for `getSecret`.
+   * `watch()` runs this in a loop.
+   */
+  async getSecretNewerThan(
+    path: string,
+    newerThan: number,
+    options: { waitMs?: number | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<SecretResponse | undefined> {
+    const route = secretRoute(PATHS.secretData, path);
+    const waitMs = options.waitMs ?? DEFAULT_WATCH_WAIT_MS;
+    const query = {
+      newerThan: String(parseVersionNumber(newerThan, 'newerThan', 0)),
+      wait: formatWaitQuery(waitMs),
+    };
+    const reply = await this.#call({
+      method: 'GET',
+      path: route,
+      query,
+      answers: [304],
+      // Nexus answers by the end of the wait: only then does the client's timeout start.
+      timeoutMs: waitMs + this.#timeoutMs,
+      signal: options.signal,
+    });
+    return reply.status === 304 ? undefined : this.#check(parseSecretResponse, reply, 'GET', route);
+  }
+
+  /**
+   * The versions of a secret as they come: the current one first (or, with
+   * `newerThan`, the first other than that one), then each new one, `null`
+   * when the secret is gone (its current version deleted or destroyed, or
+   * its path removed; the next version written comes after it). One
+   * long-poll at a time (`getSecretNewerThan`), each waiting up to `waitMs`.
+   * Nexus being unreachable, sealed or busy (`UnavailableError`,
+   * `NotReadyError`, `RateLimitedError`, `TooManyWatchesError`, an internal
+   * error) is retried with backoff (250 ms doubling to 30 s) for as long as
+   * it lasts, each failure logged as a warning; any other error (access
+   * denied, say) ends the iteration by throwing it. Ends quietly when
+   * `signal` is aborted (the request in flight is cut at once), when the
+   * loop breaks, or when the client closes.
+   */
+  watch(path: string, options: WatchOptions = {}): AsyncGenerator<SecretResponse | null, void> {
+    // Checked now, before the first `next()`, so a bad argument throws at the call.
+    secretRoute(PATHS.secretData, path);
+    formatWaitQuery(options.waitMs ?? DEFAULT_WATCH_WAIT_MS);
+    const newerThan = parseVersionNumber(options.newerThan ?? 0, 'newerThan', 0);
+    return this.#watch(path, newerThan, options);
+  }
+
+  async *#watch(
+    path: string,
+    newerThan: number,
+    options: WatchOptions,
+  ): AsyncGenerator<SecretResponse | null, void> {
+    const { signal } = options;
+    const stop =
+      signal === undefined ? this.#closing.signal : AbortSignal.any([this.#closing.signal, signal]);
+    let have = newerThan;
+    let failures = 0;
+    while (!stop.aborted) {
+      let next: SecretResponse | null | undefined;
+      try {
+        next = await this.getSecretNewerThan(path, have, { waitMs: options.waitMs, signal: stop });
+        failures = 0;
+      } catch (err) {
+        if (stop.aborted) return;
+        if (err instanceof NotFoundError && have !== 0) {
+          next = null;
+        } else if (isBrokerError(err) && WATCH_RETRIED_CODES.has(err.code)) {
+          failures += 1;
+          const backoffMs = Math.min(
+            WATCH_FIRST_BACKOFF_MS * 2 ** (failures - 1),
+            WATCH_MAX_BACKOFF_MS,
+          );
+          const waitMs = Math.round(backoffMs * (0.5 + Math.random() / 2));
+          this.#logger.warn('A watch could not reach Nexus; trying again', {
+            nexus: this.#origin,
+            path,
+            code: err.code,
+            error: err.message,
+            attempt: failures,
+            delayMs: waitMs,
+          });
+          try {
+            await delay(waitMs, { signal: stop });
+          } catch {
+            return;
+          }
+          continue;
+        } else {
+          throw err;
+        }
+      }
+      if (next === undefined) continue;
+      have = next === null ? 0 : next.version;
+      yield next;
+    }
   }
 
   /** Writes a new version; with `cas`, only if the current version is `cas` (0: must not exist). */
@@ -532,6 +664,9 @@ export class SpikeClient {
       if (this.#closing.signal.aborted) {
         throw new TypeError('SpikeClient is closed');
       }
+      if (call.signal?.aborted === true) {
+        throw call.signal.reason;
+      }
       const outcome = await this.#attempt(call);
       if (!('error' in outcome)) {
         return outcome;
@@ -552,9 +687,14 @@ export class SpikeClient {
         delayMs: Math.round(wait),
       });
       try {
-        await delay(wait, { signal: this.#closing.signal });
+        await delay(wait, {
+          signal:
+            call.signal === undefined
+              ? this.#closing.signal
+              : AbortSignal.any([this.#closing.signal, call.signal]),
+        });
       } catch {
-        // close() ended the wait: the check at the top of the loop throws.
+        // close() or the call's signal ended the wait: the checks at the top of the loop throw.
       }
     }
   }
@@ -565,7 +705,7 @@ export class SpikeClient {
       url.searchParams.set(name, value);
     }
     const hasBody = call.body !== undefined || call.upload !== undefined;
-    const timeoutMs = Math.min(this.#timeoutMs, this.#deadline - Date.now());
+    const timeoutMs = Math.min(call.timeoutMs ?? this.#timeoutMs, this.#deadline - Date.now());
     if (timeoutMs <= 0) {
       return {
         error: new UnavailableError(
@@ -590,6 +730,7 @@ export class SpikeClient {
           : { accept: 'application/json' },
         ...(hasBody && { body: call.upload?.bytes ?? JSON.stringify(call.body) }),
         ...(call.download === undefined ? {} : { maxBodyBytes: call.download.maxBytes }),
+        ...(call.signal !== undefined && { signal: call.signal }),
       });
       if (call.download !== undefined && res.status >= 200 && res.status < 300) {
         return { status: res.status, body: res.body };
@@ -601,6 +742,9 @@ export class SpikeClient {
       if (this.#closing.signal.aborted) {
         throw new TypeError('SpikeClient is closed');
       }
+      if (call.signal?.aborted === true) {
+        throw call.signal.reason;
+      }
       const failure = transportFailure(err, this.#origin);
       return {
         error: failure.error,
@@ -611,6 +755,9 @@ export class SpikeClient {
     }
     if (status >= 200 && status < 300) {
       return { status, body: text === '' ? undefined : jsonOf(text, this.#origin, call) };
+    }
+    if (status === 304 && call.answers?.includes(304)) {
+      return { status, body: undefined };
     }
     if (call.answers?.includes(status)) {
       const body = jsonOrUndefined(text);

@@ -35,8 +35,10 @@ export {
   NotFoundError,
   NotReadyError,
   PayloadTooLargeError,
+  RateLimitedError,
   ServerUntrustedError,
   SvidInvalidError,
+  TooManyWatchesError,
   UnauthenticatedError,
   UnavailableError,
   WorkloadApiUnavailableError,
@@ -62,4 +64,5 @@ export {
   SpikeClient,
   type SpikeClientOptions,
   type SpikeStatus,
+  type WatchOptions,
 } from './client.ts';

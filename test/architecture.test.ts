@@ -472,6 +472,7 @@ describe('route guards', () => {
       rootKey: unused,
       manager: unused,
       secrets: unused,
+      watches: unused,
       policies: unused,
       policyCache: unused,
       access: unused,

@@ -61,9 +61,11 @@ import { loadPolicyCache } from '../access/policy_cache.ts';
 import { createApp } from '../app.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import type { RootKeyManager } from '../root_key/root_key_manager.ts';
+import { SecretChanges } from '../store/secret_changes.ts';
 import type { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
 import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
 import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
+import { SecretWatches } from './secret_watch.ts';
 
 const TD = parseTrustDomain('nexus.test');
 const HOUR_MS = 3_600_000;
@@ -99,9 +101,11 @@ after(async () => {
 async function nexusApp() {
   const rootKey = new RootKey();
   rootKey.unseal(randomBytes(32), randomBytes(32), 1);
+  const changes = new SecretChanges();
   const secrets = await createMemorySecretStore({
     keyring: rootKey.withKeyring.bind(rootKey),
     maxVersionsDefault: 10,
+    changes,
   });
   opened.push(secrets);
   await secrets.put(parseSecretPath('app/web/db'), { password: `${SECRET_MARK}seed-1` });
@@ -137,6 +141,7 @@ async function nexusApp() {
     rootKey,
     manager,
     secrets,
+    watches: new SecretWatches({ store: secrets, changes }),
     policies,
     policyCache,
     access,
@@ -244,6 +249,45 @@ const badVersionQuery = fc.oneof(
   fc
     .string({ maxLength: 12 })
     .filter((text) => !/^[1-9][0-9]{0,9}$/.test(text))
+    .map(encodeURIComponent),
+);
+
+/** `?newerThan=` values that are not an integer from 0 to 2^31 - 1. */
+const badNewerThanQuery = fc.oneof(
+  badVersionQuery.filter((bad) => bad !== '0'),
+  fc.constantFrom('00', '-0', '0.0', '2147483648'),
+);
+
+/** `?wait=` values that are not 1ms to 60s, in whole seconds or milliseconds with the unit. */
+const badWaitQuery = fc.oneof(
+  fc.constantFrom(
+    '',
+    '0',
+    '30',
+    '0s',
+    '0ms',
+    '61s',
+    '60001ms',
+    '1m',
+    '1h',
+    '1.5s',
+    '-1s',
+    '+1s',
+    '01s',
+    '1S',
+    '1 s',
+    '1%20s',
+    's',
+    'ms',
+    '1e3ms',
+    'Infinity',
+    '1s1s',
+    '%F0%9F%92%A5',
+    '9999999s',
+  ),
+  fc
+    .string({ maxLength: 12 })
+    .filter((text) => !/^[1-9][0-9]{0,5}(?:ms|s)$/.test(text))
     .map(encodeURIComponent),
 );
 
@@ -611,6 +655,16 @@ function specs(): Record<string, RouteSpec> {
         badVersionQuery.map((q) =>
           get(`version query ${JSON.stringify(q)}`, `${data(GOOD_PATH)}?version=${q}`),
         ),
+        // A long-poll read: refused before it waits, so these answer at once.
+        badNewerThanQuery.map((q) =>
+          get(`newerThan query ${JSON.stringify(q)}`, `${data(GOOD_PATH)}?newerThan=${q}&wait=1s`),
+        ),
+        badWaitQuery.map((q) =>
+          get(`wait query ${JSON.stringify(q)}`, `${data(GOOD_PATH)}?newerThan=2&wait=${q}`),
+        ),
+        fc
+          .constantFrom('?wait=1s', '?newerThan=2&version=2', '?version=1&newerThan=0&wait=1s')
+          .map((q) => get(`watch queries ${q}`, `${data(GOOD_PATH)}${q}`)),
       ),
     },
     [`PUT ${SECRET_DATA}`]: {

@@ -36,9 +36,11 @@ import { createApp } from '../app.ts';
 import type { KeeperLink } from '../root_key/keeper_link.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import { RootKeyManager } from '../root_key/root_key_manager.ts';
+import { SecretChanges } from '../store/secret_changes.ts';
 import type { SecretStore } from '../store/secret_store.ts';
 import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
 import { MemoryRootKeyStore } from '../store/testing/memory_root_key_store.ts';
+import { SecretWatches } from './secret_watch.ts';
 
 const TD = parseTrustDomain('nexus.test');
 const HOUR_MS = 3_600_000;
@@ -241,6 +243,7 @@ async function nexusApp(state: KeyState) {
     rootKey,
     manager: recordedManager.proxy,
     secrets: secrets.store,
+    watches: new SecretWatches({ store: secrets.store, changes: new SecretChanges() }),
     policies,
     policyCache,
     access,

@@ -33,8 +33,10 @@ import { loadPolicyCache } from '../access/policy_cache.ts';
 import { createApp, createReadShortcut, type NexusAppDeps } from '../app.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import type { RootKeyManager } from '../root_key/root_key_manager.ts';
+import { SecretChanges } from '../store/secret_changes.ts';
 import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
 import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
+import { SecretWatches } from './secret_watch.ts';
 
 const TD = parseTrustDomain('nexus.test');
 const HOUR_MS = 3_600_000;
@@ -136,6 +138,7 @@ before(async () => {
       rootKey,
       manager: { keeperStatus: () => [] } as unknown as RootKeyManager,
       secrets: store,
+      watches: new SecretWatches({ store, changes: new SecretChanges() }),
       policies,
       policyCache,
       access,
@@ -306,6 +309,8 @@ describe('a secret read answered before the app', () => {
       { path: '/v1/secrets/data/app/web/db?version=', peer: WEB },
       { path: '/v1/secrets/data/app/web/db?version=1&version=2', peer: WEB },
       { path: '/v1/secrets/data/app/web/db?other=1', peer: WEB },
+      { path: '/v1/secrets/data/app/web/db?newerThan=1&wait=10ms', peer: WEB },
+      { path: '/v1/secrets/data/app/web/db?newerThan=3&wait=10ms', peer: WEB },
       { path: '/v1/secrets/data/app/web/db', peer: WEB, method: 'HEAD' },
       { path: '/v1/secrets/data/app/web/db', peer: WEB, body: 'hello' },
       { path: '/v1/secrets/data/app/web/db', peer: WEB, method: 'DELETE' },

@@ -30,11 +30,13 @@ import { loadPolicyCache } from '../access/policy_cache.ts';
 import { createApp } from '../app.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import type { RootKeyManager } from '../root_key/root_key_manager.ts';
+import { SecretChanges } from '../store/secret_changes.ts';
 import type { SecretQuotas } from '../store/secret_quotas.ts';
 import type { SecretData, SecretStore } from '../store/secret_store.ts';
 import type { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
 import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
 import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
+import { SecretWatches } from './secret_watch.ts';
 
 const TD = parseTrustDomain('nexus.test');
 const FOREIGN = parseTrustDomain('other.test');
@@ -135,9 +137,11 @@ async function nexusApp(options: NexusOptions = {}) {
   const key = randomBytes(32);
   const keyring = randomBytes(32);
   rootKey.unseal(key, keyring, 1);
+  const changes = new SecretChanges();
   const real = await createMemorySecretStore({
     keyring: rootKey.withKeyring.bind(rootKey),
     maxVersionsDefault: options.maxVersionsDefault ?? 10,
+    changes,
     ...(options.quotas === undefined ? {} : { quotas: options.quotas }),
   });
   opened.push(real);
@@ -168,6 +172,7 @@ async function nexusApp(options: NexusOptions = {}) {
     rootKey,
     manager: UNUSED_MANAGER,
     secrets: recorded.store,
+    watches: new SecretWatches({ store: recorded.store, changes }),
     policies,
     policyCache,
     access,

@@ -5,7 +5,7 @@
  * a path cannot tell whether it exists (403, never 404); the handler takes
  * the path the guard checked.
  */
-import { Hono } from 'hono';
+import { type Context, Hono } from 'hono';
 import { PATHS } from '../../shared/api/paths.ts';
 import {
   parseSecretPath,
@@ -22,9 +22,16 @@ import {
   parseVersionQuery,
   parseVersionsQuery,
   parseVersionsRequest,
+  parseWatchQuery,
 } from '../../shared/api/secrets.ts';
 import { InvalidRequestError } from '../../shared/errors/errors.ts';
-import { authorize, type CheckOutcome, type RequestCheck } from '../../shared/http/authorize.ts';
+import { setAudit } from '../../shared/http/audit.ts';
+import {
+  authorize,
+  type CheckOutcome,
+  type GuardedEnv,
+  type RequestCheck,
+} from '../../shared/http/authorize.ts';
 import type { PeerEnv } from '../../shared/http/peer.ts';
 import { validateJson } from '../../shared/http/validate.ts';
 import type { Logger } from '../../shared/log/logger.ts';
@@ -33,11 +40,14 @@ import { type AccessChecker, isReservedPath } from '../access/check_access.ts';
 import { listVisible } from '../access/list_visible.ts';
 import type { Permission } from '../access/permissions.ts';
 import type { SecretMetadata, SecretStore, SecretVersion } from '../store/secret_store.ts';
+import type { SecretWatches } from './secret_watch.ts';
 
 export interface SecretRoutesDeps {
   readonly store: SecretStore;
   readonly access: AccessChecker;
   readonly logger: Logger;
+  /** Where long-poll reads wait. */
+  readonly watches: SecretWatches;
 }
 
 /** The route of one secret's data, as the audit trail names it. */
@@ -47,7 +57,7 @@ const UNDELETE = `${PATHS.secretUndelete}/:path{.+}`;
 const DESTROY = `${PATHS.secretDestroy}/:path{.+}`;
 
 export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
-  const { store, access, logger } = deps;
+  const { store, access, logger, watches } = deps;
   const routes = new Hono<PeerEnv>();
 
   /**
@@ -68,10 +78,32 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
   // Served before the app for most reads (secret_read.ts); this route
   // answers the rest (HEAD, other queries, and every refusal).
   routes.get(DATA, may('read', 'secret.read'), async (c) => {
+    if (c.req.query('newerThan') !== undefined || c.req.query('wait') !== undefined) {
+      return await watch(c);
+    }
     const version = parseVersionQuery(c.req.query('version'), 'version');
-    const answer = secretAnswer(await store.get(c.get('target'), version));
-    return c.body(answer, 200, { 'Content-Type': 'application/json' });
+    return answerSecret(c, await store.get(c.get('target'), version));
   });
+
+  /**
+   * A long-poll read (`?newerThan=N&wait=30s`, `secret_watch.ts`): admitted
+   * by the read's guard, audited as `secret.watch` once it answers.
+   */
+  async function watch(c: Context<GuardedEnv<SecretPath>>): Promise<Response> {
+    setAudit(c, { action: 'secret.watch' });
+    const query = parseWatchQuery(
+      c.req.query('newerThan'),
+      c.req.query('wait'),
+      c.req.query('version'),
+    );
+    const secret = await watches.wait(
+      c.get('target'),
+      query,
+      c.get('peer').id.toString(),
+      c.req.raw.signal,
+    );
+    return secret === undefined ? c.body(null, 304) : answerSecret(c, secret);
+  }
 
   routes.put(DATA, may('write', 'secret.write'), validateJson(parsePutSecretRequest), async (c) => {
     const { data, cas } = c.req.valid('json');
@@ -176,6 +208,11 @@ export function decideSecretAccess(
     target: path,
     resource: path,
   };
+}
+
+/** A read's answer, as `secretAnswer` writes it. */
+function answerSecret(c: Context, secret: SecretVersion): Response {
+  return c.body(secretAnswer(secret), 200, { 'Content-Type': 'application/json' });
 }
 
 /**

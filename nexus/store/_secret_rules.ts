@@ -19,6 +19,7 @@ import {
   InvalidRequestError,
   NotFoundError,
 } from '../../shared/errors/errors.ts';
+import type { SecretChanges } from './secret_changes.ts';
 import {
   openCustomMetadata,
   openSecretJson,
@@ -52,6 +53,12 @@ export interface SqlSecretStoreOptions<Database> {
    * is usually shared with other stores, and its opener closes it.
    */
   readonly ownsDatabase?: boolean;
+  /**
+   * Told of each path a write of this store changed, once it has committed
+   * (`secret_changes.ts`): long-poll reads wait there. Default: a private one
+   * nobody waits on.
+   */
+  readonly changes?: SecretChanges;
 }
 
 /** Checks the options a store is built from, before it is used at all. */
@@ -201,6 +208,25 @@ export function openVersion(
     },
     createdAt: new Date(row.createdAtMs),
   });
+}
+
+/**
+ * The version a read of the current one answers, from what it found (the
+ * path's metadata and the current version's row): 0 for none, deleted or
+ * destroyed, as `openVersion` would refuse it.
+ */
+export function liveVersionOf(
+  found:
+    | {
+        readonly metadata: MetadataRow;
+        readonly row: (VersionRow & { readonly ciphertext: Uint8Array | null }) | undefined;
+      }
+    | undefined,
+): number {
+  const row = found?.row;
+  if (found === undefined || row === undefined) return 0;
+  if (row.destroyed || row.ciphertext === null || row.deletedAtMs !== null) return 0;
+  return found.metadata.currentVersion;
 }
 
 export function missingVersion(

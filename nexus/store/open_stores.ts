@@ -21,6 +21,7 @@ import {
   SealedRowCache,
   type SealedRowCacheLimits,
 } from './sealed_row_cache.ts';
+import { SecretChanges } from './secret_changes.ts';
 import type { SecretQuotas } from './secret_quotas.ts';
 import type { KeyringAccess, SecretStore } from './secret_store.ts';
 import type { SnapshotStore } from './snapshot_store.ts';
@@ -55,6 +56,11 @@ export interface Stores {
   readonly policies: PolicyStore;
   /** Snapshots of the database: a SQLite file only (ADR 0028). */
   readonly snapshots: SnapshotStore | undefined;
+  /**
+   * Where the changes of secret paths are told: by the secret store's own
+   * writes and, on PostgreSQL, by the change feed for those of every Nexus.
+   */
+  readonly changes: SecretChanges;
   /** Where the data lives, for the start-up log (a PostgreSQL password is masked). */
   readonly location: string;
   /**
@@ -69,6 +75,7 @@ export interface Stores {
 
 export async function openStores(options: OpenStoresOptions): Promise<Stores> {
   const { backend, keyring, maxVersionsDefault, quotas, cache = DEFAULT_CACHE_LIMITS } = options;
+  const changes = new SecretChanges();
   const secretOptions = {
     keyring,
     maxVersionsDefault,
@@ -82,18 +89,28 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
         : { onIdleError: options.onConnectionError }),
     });
     // Other Nexus processes write too: the cache serves only while the
-    // change feed is current, and evicts what it reports (ADR 0018).
+    // change feed is current, and evicts what it reports (ADR 0018); the
+    // watchers of a path wake by it, after the eviction, so that their
+    // re-read finds the change (ADR 0024). The feed always runs: watchers
+    // need it whether the cache is on or not.
     const feed = new PgChangeFeed({
       listen: (channels, handlers) => database.listen(channels, handlers),
       ...(options.onChangeFeed === undefined ? {} : { onStatus: options.onChangeFeed }),
     });
     const rowCache = new SealedRowCache(cache, { isServing: () => feed.isCurrent() });
-    feed.onChange((path) => rowCache.changed(path));
-    feed.onGap(() => rowCache.clear());
-    if (rowCache.isEnabled) feed.start();
+    feed.onChange((path) => {
+      rowCache.changed(path);
+      changes.changed(path);
+    });
+    feed.onGap(() => {
+      rowCache.clear();
+      changes.gap();
+    });
+    feed.start();
     return {
       rootKeys: new PgRootKeyStore(database),
-      secrets: new PgSecretStore({ ...secretOptions, database, cache: rowCache }),
+      secrets: new PgSecretStore({ ...secretOptions, database, cache: rowCache, changes }),
+      changes,
       policies: new PgPolicyStore(database.db),
       snapshots: undefined,
       location: database.redactedUrl,
@@ -118,12 +135,20 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
   const rowCache = new SealedRowCache(cache);
   return {
     rootKeys: new SqliteRootKeyStore(database),
-    secrets: new SqliteSecretStore({ ...secretOptions, database, cache: rowCache }),
+    secrets: new SqliteSecretStore({ ...secretOptions, database, cache: rowCache, changes }),
+    changes,
     policies: new SqlitePolicyStore(database.db),
     snapshots:
       backend.kind === 'memory'
         ? undefined
-        : new SqliteSnapshots({ database, onReplaced: () => rowCache.clear() }),
+        : new SqliteSnapshots({
+            database,
+            // Every row may have changed: nothing cached stands, and every watch looks again.
+            onReplaced: () => {
+              rowCache.clear();
+              changes.gap();
+            },
+          }),
     location: database.path,
     async ping() {
       await database.db.run(sql`select 1`);

@@ -96,6 +96,13 @@ export interface SecretStore {
   put(path: SecretPath, data: SecretData, options?: PutOptions): Promise<SecretMetadata>;
   /** The current version, or a given one. */
   get(path: SecretPath, version?: number): Promise<SecretVersion>;
+  /**
+   * The version a read of the current one would answer, found as `get()`
+   * finds it but never opened: 0 when the path does not exist or its
+   * current version is deleted or destroyed. What a long-poll read compares
+   * (nexus/routes/secret_watch.ts), so waking costs no decryption.
+   */
+  currentVersion(path: SecretPath): Promise<number>;
   /** Paths under a prefix (`app/` lists `app/x` and `app/y/z`; empty lists all). */
   list(prefix: string, options: ListOptions): Promise<ListPage>;
   /**

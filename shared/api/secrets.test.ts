@@ -2,12 +2,17 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { InvalidRequestError } from '../errors/errors.ts';
 import {
+  DEFAULT_WATCH_WAIT_MS,
+  formatWaitQuery,
   MAX_CUSTOM_METADATA_KEY_LENGTH,
   MAX_CUSTOM_METADATA_VALUE_LENGTH,
   MAX_KEY_LENGTH,
+  MAX_VERSION,
+  MAX_WATCH_WAIT_MS,
   parsePutMetadataRequest,
   parsePutSecretRequest,
   parseStringMap,
+  parseWatchQuery,
 } from './secrets.ts';
 
 const DATA_LIMITS = { field: 'data', maxKeys: 10, maxKeyLength: MAX_KEY_LENGTH };
@@ -105,5 +110,55 @@ describe('secret parsers never echo a key of secret data or an unknown field', (
       () => parsePutSecretRequest({ data: {}, [KEY]: 'v' }),
       /^InvalidRequestError: Unknown field: key 2 \(20 characters\) of the body; the fields are "data", "cas"$/,
     );
+  });
+});
+
+describe('parseWatchQuery() and formatWaitQuery()', () => {
+  test('takes newerThan from 0 and a wait in s or ms up to the maximum, 30s by default', () => {
+    assert.deepEqual(parseWatchQuery('0', undefined, undefined), {
+      newerThan: 0,
+      waitMs: DEFAULT_WATCH_WAIT_MS,
+    });
+    assert.deepEqual(parseWatchQuery('7', '60s', undefined), { newerThan: 7, waitMs: 60_000 });
+    assert.deepEqual(parseWatchQuery(String(MAX_VERSION), '1ms', undefined), {
+      newerThan: MAX_VERSION,
+      waitMs: 1,
+    });
+    assert.equal(parseWatchQuery('1', `${MAX_WATCH_WAIT_MS}ms`, undefined).waitMs, 60_000);
+  });
+
+  test('refuses anything else, never echoing the value', () => {
+    const cases: [string | undefined, string | undefined, string | undefined][] = [
+      [undefined, '1s', undefined],
+      ['1', undefined, '1'],
+      ['', undefined, undefined],
+      ['-1', undefined, undefined],
+      ['01', undefined, undefined],
+      ['1.0', undefined, undefined],
+      [String(MAX_VERSION + 1), undefined, undefined],
+      ['1', '0s', undefined],
+      ['1', '61s', undefined],
+      ['1', '60001ms', undefined],
+      ['1', '1m', undefined],
+      ['1', '30', undefined],
+      ['1', ' 1s', undefined],
+      ['1', '1.5s', undefined],
+      ['1', 'SECRETs', undefined],
+    ];
+    for (const [newerThan, wait, version] of cases) {
+      assert.throws(
+        () => parseWatchQuery(newerThan, wait, version),
+        (err: unknown) => err instanceof InvalidRequestError && !err.message.includes('SECRET'),
+        `${newerThan} ${wait} ${version}`,
+      );
+    }
+  });
+
+  test('formats a wait the parser reads back, and refuses one it would not', () => {
+    assert.equal(formatWaitQuery(30_000), '30000ms');
+    assert.equal(parseWatchQuery('1', formatWaitQuery(1), undefined).waitMs, 1);
+    for (const bad of [0, -1, 1.5, MAX_WATCH_WAIT_MS + 1, Number.NaN]) {
+      assert.throws(() => formatWaitQuery(bad), InvalidRequestError, String(bad));
+    }
   });
 });

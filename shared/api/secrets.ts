@@ -4,6 +4,7 @@
  * | Route | Permission | What |
  * |---|---|---|
  * | `GET /v1/secrets/data/{path}?version=N` | read | current or given version |
+ * | `GET /v1/secrets/data/{path}?newerThan=N&wait=30s` | read | long-poll: the current version once it is not N (304 if the wait ends first) |
  * | `PUT /v1/secrets/data/{path}` | write | new version (`cas` optional) |
  * | `DELETE /v1/secrets/data/{path}?versions=1,2` | delete | soft delete (default: current) |
  * | `POST /v1/secrets/undelete/{path}` | write | undo soft deletes (default: current) |
@@ -48,6 +49,10 @@ export const MAX_CUSTOM_METADATA_KEYS = 64;
 export const MAX_CUSTOM_METADATA_KEY_LENGTH = 128;
 /** Characters in a custom metadata value (may be empty). */
 export const MAX_CUSTOM_METADATA_VALUE_LENGTH = 512;
+/** The longest a long-poll read (`?newerThan=`) may wait, in milliseconds. */
+export const MAX_WATCH_WAIT_MS = 60_000;
+/** How long a long-poll read waits when it names no `wait`. */
+export const DEFAULT_WATCH_WAIT_MS = 30_000;
 
 export interface PutSecretRequest {
   readonly data: Readonly<Record<string, string>>;
@@ -278,4 +283,65 @@ export function parseListLimit(value: string | undefined): number {
     throw new InvalidRequestError(`Query "limit" must be an integer from 1 to ${MAX_LIST_LIMIT}`);
   }
   return Number(value);
+}
+
+/**
+ * A long-poll read (`?newerThan=N&wait=30s`): answer like a read as soon as
+ * the read would answer anything but version `newerThan` (0: nothing), or
+ * 304 once `waitMs` has passed without that.
+ */
+export interface WatchQuery {
+  readonly newerThan: number;
+  readonly waitMs: number;
+}
+
+/** `wait`: a whole number of seconds or milliseconds with its unit (`30s`, `500ms`). */
+const WAIT_REGEXP = /^([1-9][0-9]{0,5})(ms|s)$/;
+
+/**
+ * The queries of a long-poll read, given `newerThan` (which makes a read a
+ * long-poll), `wait` and `version` as the URL has them (`version` must be
+ * absent: a long-poll waits for the current version). Values are never echoed.
+ */
+export function parseWatchQuery(
+  newerThan: string | undefined,
+  wait: string | undefined,
+  version: string | undefined,
+): WatchQuery {
+  if (newerThan === undefined) {
+    throw new InvalidRequestError('Query "wait" needs "newerThan", the version the caller has');
+  }
+  if (version !== undefined) {
+    throw new InvalidRequestError(
+      'Query "version" cannot be combined with "newerThan": a long-poll waits for the current version',
+    );
+  }
+  if (!/^(?:0|[1-9][0-9]{0,9})$/.test(newerThan) || Number(newerThan) > MAX_VERSION) {
+    throw new InvalidRequestError(`Query "newerThan" must be an integer from 0 to ${MAX_VERSION}`);
+  }
+  return { newerThan: Number(newerThan), waitMs: parseWaitQuery(wait) };
+}
+
+function parseWaitQuery(wait: string | undefined): number {
+  if (wait === undefined) {
+    return DEFAULT_WATCH_WAIT_MS;
+  }
+  const match = WAIT_REGEXP.exec(wait);
+  const ms = match === null ? Number.NaN : Number(match[1]) * (match[2] === 's' ? 1000 : 1);
+  if (!(ms <= MAX_WATCH_WAIT_MS)) {
+    throw new InvalidRequestError(
+      `Query "wait" must be a duration from 1ms to ${MAX_WATCH_WAIT_MS / 1000}s, in whole seconds or milliseconds with the unit (e.g. 30s, 500ms)`,
+    );
+  }
+  return ms;
+}
+
+/** `wait` as a long-poll read sends it: whole milliseconds, 1ms to MAX_WATCH_WAIT_MS. */
+export function formatWaitQuery(waitMs: number): string {
+  if (!Number.isSafeInteger(waitMs) || waitMs < 1 || waitMs > MAX_WATCH_WAIT_MS) {
+    throw new InvalidRequestError(
+      `The wait must be a whole number of milliseconds from 1 to ${MAX_WATCH_WAIT_MS}`,
+    );
+  }
+  return `${waitMs}ms`;
 }

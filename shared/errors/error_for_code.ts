@@ -30,6 +30,7 @@ import {
   SnapshotCorruptError,
   SnapshotInvalidError,
   SvidInvalidError,
+  TooManyWatchesError,
   UnauthenticatedError,
   UnavailableError,
   UsageError,
@@ -71,6 +72,7 @@ const ERROR_BY_CODE = {
   ERR_AUDIT_NOT_INTACT: (message) => new AuditNotIntactError(message),
   ERR_SNAPSHOT_CORRUPT: (message) => new SnapshotCorruptError(message),
   ERR_SNAPSHOT_INVALID: (message) => new SnapshotInvalidError(message),
+  ERR_TOO_MANY_WATCHES: (message) => new TooManyWatchesError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

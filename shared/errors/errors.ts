@@ -33,6 +33,7 @@ export const ERROR_CODES = [
   'ERR_AUDIT_NOT_INTACT',
   'ERR_SNAPSHOT_CORRUPT',
   'ERR_SNAPSHOT_INVALID',
+  'ERR_TOO_MANY_WATCHES',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -275,6 +276,17 @@ export class UsageError extends BrokerError {
 export class QuotaExceededError extends BrokerError {
   constructor(message = 'The storage quota is exceeded', options?: BrokerErrorOptions) {
     super('ERR_QUOTA_EXCEEDED', message, options);
+  }
+}
+
+/**
+ * A long-poll read would take Nexus beyond its number of waiting reads, in
+ * all or for the caller's SPIFFE ID. Nothing waits; the client may try
+ * again later (a read without the wait is not affected).
+ */
+export class TooManyWatchesError extends BrokerError {
+  constructor(message = 'Too many long-poll reads are waiting', options?: BrokerErrorOptions) {
+    super('ERR_TOO_MANY_WATCHES', message, options);
   }
 }
 

@@ -35,6 +35,7 @@ export const STATUS_BY_CODE = {
   ERR_AUDIT_NOT_INTACT: 500,
   ERR_SNAPSHOT_CORRUPT: 400,
   ERR_SNAPSHOT_INVALID: 400,
+  ERR_TOO_MANY_WATCHES: 429,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {

@@ -75,6 +75,8 @@ export interface MtlsRequest {
   readonly timeoutMs?: number;
   /** The most bytes of the answer's body to read (default: the client's `maxResponseBytes`). */
   readonly maxBodyBytes?: number;
+  /** Ends the request when aborted (its connection is closed), rejecting with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 export interface MtlsResponse {
@@ -139,6 +141,9 @@ export class MtlsClient {
       maxBodyBytes = requireByteCap(req.maxBodyBytes ?? this.#maxResponseBytes, 'maxBodyBytes');
     } catch (err) {
       return Promise.reject(err);
+    }
+    if (req.signal?.aborted === true) {
+      return Promise.reject(abortReason(req.signal));
     }
     const timeoutMs = req.timeoutMs ?? this.#timeoutMs;
     this.#longestTimeoutMs = Math.max(this.#longestTimeoutMs, timeoutMs);
@@ -227,7 +232,13 @@ export class MtlsClient {
           new UnavailableError(`Request to ${req.url.origin} timed out after ${timeoutMs}ms`),
         );
       }, timeoutMs);
-      outgoing.once('close', () => clearTimeout(timer));
+      const signal = req.signal;
+      const onAbort = () => outgoing.destroy(abortReason(signal as AbortSignal));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      outgoing.once('close', () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      });
       outgoing.on('error', (err: Error) => {
         clearTimeout(timer);
         if (!isPossiblySent) {
@@ -387,4 +398,10 @@ function parseJsonBody(bytes: Uint8Array, url: URL): unknown {
   } catch {
     throw new UnavailableError(`The answer from ${url.origin} is not valid JSON`);
   }
+}
+
+/** What an aborted request rejects with: the signal's reason when it is an Error. */
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new Error('The request was aborted');
 }

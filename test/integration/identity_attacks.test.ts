@@ -142,6 +142,7 @@ function nexusEndpoints(): Endpoint[] {
     rootKey: unused,
     manager: unused,
     secrets: unused,
+    watches: unused,
     policies: unused,
     policyCache: unused,
     access: unused,

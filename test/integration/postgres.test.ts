@@ -4,7 +4,8 @@
  * is read through the other, check-and-set holds across them, and each one's
  * cache of sealed rows never serves a version older than one acknowledged by
  * the other once the change feed's bound has passed, also when its listening
- * connection is killed.
+ * connection is killed; and a watcher (a long-poll read, through the SDK) on
+ * one wakes within 2 s of a write through the other.
  * The harness's leak scan checks every output, file and error body for the
  * values and the database password.
  *
@@ -15,6 +16,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import { CHANGE_FEED_BOUND_MS } from '../../nexus/store/postgres/change_feed.ts';
+import { createSpikeClient } from '../../sdk/index.ts';
+import { TooManyWatchesError } from '../../shared/errors/errors.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
 import {
   createScratchDatabase,
@@ -112,8 +115,12 @@ if (skip !== false) {
       for (const [i, identity] of ['nexus', 'nexus-2'].entries()) {
         programs.push(
           started.startNexus(
-            // Unused by the postgres backend; a private directory all the same.
-            { SPIKE_NEXUS_DATA_DIR: join(started.dir, `${identity}-data`) },
+            {
+              // Unused by the postgres backend; a private directory all the same.
+              SPIKE_NEXUS_DATA_DIR: join(started.dir, `${identity}-data`),
+              // One waiting read per identity: a second one tells that the first waits.
+              SPIKE_NEXUS_MAX_WATCHES_PER_IDENTITY: '1',
+            },
             { identity, port: nexusPorts[i] as number },
           ),
         );
@@ -193,6 +200,45 @@ if (skip !== false) {
         assert.equal(put.status, 200);
         const read = await readUntilVersion(1, path, version, ackedAt);
         assert.deepEqual(read.data, { v: value });
+      }
+    });
+
+    test('a watcher on B wakes within 2 s of a write through A', async () => {
+      const path = 'app/watched';
+      const route = `/v1/secrets/data/${path}`;
+      assert.equal((await call(0, 'PUT', route, { data: { v: secret('watched-1') } })).status, 200);
+      const onB = await createSpikeClient({
+        source: await (broker as Broker).source('pilot'),
+        nexusUrl: `https://127.0.0.1:${nexusPorts[1]}`,
+        trustDomain: TD_NAME,
+      });
+      try {
+        const watch = onB.watch(path, { newerThan: 1, waitMs: 60_000 });
+        const woken = watch.next();
+        // Once a second watch of this identity is refused, the first one waits in B.
+        const deadline = Date.now() + 15_000;
+        for (;;) {
+          const probe = await onB.getSecretNewerThan(path, 1, { waitMs: 1 }).then(
+            () => undefined,
+            (err: unknown) => err,
+          );
+          if (probe instanceof TooManyWatchesError) break;
+          assert.equal(probe, undefined, String(probe));
+          assert.ok(Date.now() < deadline, 'the watch never waited in B');
+        }
+        const value = secret('watched-2');
+        assert.equal((await call(0, 'PUT', route, { data: { v: value } })).status, 200);
+        // The issue's bound, from the write's acknowledgement.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('B did not wake within 2 s')), 2_000);
+        });
+        const next = await Promise.race([woken, late]).finally(() => clearTimeout(timer));
+        assert.equal(next.value?.version, 2);
+        assert.deepEqual(next.value?.data, { v: value });
+        await watch.return();
+      } finally {
+        onB.close();
       }
     });
 

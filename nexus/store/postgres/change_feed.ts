@@ -1,10 +1,12 @@
 /**
- * The change feed on PostgreSQL: every write of the secret store sends
- * `pg_notify('spike_secret_changes', {path, version})` in its own
- * transaction, so PostgreSQL delivers it when (and only if) the write
- * commits, to every session that LISTENs on the database. Each Nexus keeps
- * one such session (`PostgresDatabase.listen()`), reconnecting with back-off
- * when it is lost, and hands each change to its subscribers.
+ * The change feed on PostgreSQL: every write of the secret store inserts,
+ * updates or deletes its path's `secret_metadata` row, whose trigger
+ * (migration 0004) sends `pg_notify('spike_secret_changes', {path, version})`
+ * in the write's transaction, so PostgreSQL delivers it when (and only if)
+ * the write commits, to every session that LISTENs on the database. Each
+ * Nexus keeps one such session (`PostgresDatabase.listen()`), reconnecting
+ * with back-off when it is lost, and hands each change to its subscribers:
+ * the cache of sealed rows and the path's watchers (`open_stores.ts`).
  *
  * The bound (`isCurrent()`). PostgreSQL delivers notifications to a listener
  * in the commit order of their transactions. The feed sends itself a
@@ -34,7 +36,10 @@ const LOST_AFTER_MS = 5000;
 const FIRST_RETRY_MS = 100;
 const MAX_RETRY_MS = 5000;
 
-/** The payload of a change notification: `version` is 0 once the path is gone. */
+/**
+ * The payload of a change notification, as the trigger sends it (its JSON
+ * may differ in spacing): `version` is 0 once the path is gone.
+ */
 export function changePayload(path: string, version: number): string {
   return JSON.stringify({ path, version });
 }

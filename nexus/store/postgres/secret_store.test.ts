@@ -385,7 +385,8 @@ if (skip !== false) {
         const before = await Promise.all(namespaces.map((ns) => quotaUsage(database, ns)));
         // The database as it was before quotas: no counter table, and the two
         // migrations that make and fill it not applied. (drizzle applies what
-        // is newer than the newest applied migration, so these must be the newest.)
+        // is newer than the newest applied migration, so every later one is
+        // forgotten too and runs again: each is written to allow that.)
         const journal = JSON.parse(
           readFileSync(new URL('./migrations/meta/_journal.json', import.meta.url), 'utf8'),
         ) as { entries: { tag: string; when: number }[] };

@@ -65,6 +65,7 @@ import {
   checkVersionNumber,
   keptFrom,
   liveVersionConflict,
+  liveVersionOf,
   type MetadataRow,
   metadataChanges,
   missingPath,
@@ -81,6 +82,7 @@ import {
   versionsToChange,
 } from '../_secret_rules.ts';
 import { NO_CACHE, type SealedRead, type SealedRowCache } from '../sealed_row_cache.ts';
+import { SecretChanges } from '../secret_changes.ts';
 import { sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
 import {
@@ -106,7 +108,6 @@ import type {
   SecretStore,
   SecretVersion,
 } from '../secret_store.ts';
-import { CHANGES_CHANNEL, changePayload } from './change_feed.ts';
 import type { PgDb, PostgresDatabase } from './db.ts';
 import { type SecretMetadataRow, secretMetadata, secretQuotaUsage, secrets } from './schema.ts';
 
@@ -149,6 +150,7 @@ export class PgSecretStore implements SecretStore {
   readonly #now: () => number;
   readonly #ownsDatabase: boolean;
   readonly #cache: SealedRowCache;
+  readonly #changes: SecretChanges;
   #isClosed = false;
 
   constructor(options: PgSecretStoreOptions) {
@@ -161,9 +163,11 @@ export class PgSecretStore implements SecretStore {
       now = Date.now,
       ownsDatabase = false,
       cache = NO_CACHE,
+      changes = new SecretChanges(),
     } = options;
     this.#database = database;
     this.#cache = cache;
+    this.#changes = changes;
     this.#keyring = keyring;
     this.#maxVersionsDefault = maxVersionsDefault;
     this.#quotas = quotas;
@@ -189,7 +193,6 @@ export class PgSecretStore implements SecretStore {
           paths: 1,
           bytes: 2 * rowCharge(path) + ciphertext.length,
         });
-        await notifyChange(tx, path, 1);
         return this.#toMetadata(path, locked.row, versions);
       }
       const current = locked.row.currentVersion;
@@ -208,10 +211,9 @@ export class PgSecretStore implements SecretStore {
         paths: 0,
         bytes: rowCharge(path) + ciphertext.length - freedBytes,
       });
-      await notifyChange(tx, path, version);
       return this.#toMetadata(path, row, versions);
     });
-    this.#cache.changed(path);
+    this.#committed(path);
     return metadata;
   }
 
@@ -230,6 +232,15 @@ export class PgSecretStore implements SecretStore {
       throw missingVersion(path, number, found.metadata, this.#maxVersionsDefault);
     }
     return openVersion(path, number, row, this.#keyring);
+  }
+
+  async currentVersion(path: SecretPath): Promise<number> {
+    checkPath(path);
+    requireUnsealed(this.#keyring);
+    const found = await this.#cache.read(path, undefined, () =>
+      this.#queryVersion(path, undefined),
+    );
+    return liveVersionOf(found);
   }
 
   async list(prefix: string, options: ListOptions): Promise<ListPage> {
@@ -292,9 +303,8 @@ export class PgSecretStore implements SecretStore {
         paths: -1,
         bytes: -(freedBytes + rowCharge(path) + (row.customMetadata?.length ?? 0)),
       });
-      await notifyChange(tx, path, 0);
     });
-    this.#cache.changed(path);
+    this.#committed(path);
   }
 
   async readMetadata(path: SecretPath): Promise<SecretMetadata> {
@@ -330,10 +340,9 @@ export class PgSecretStore implements SecretStore {
           ? 0
           : (changes.customMetadata?.length ?? 0) - (locked.customMetadata?.length ?? 0);
       await this.#charge(tx, path, { paths: 0, bytes: customChange - freedBytes });
-      await notifyChange(tx, path, locked.currentVersion);
       return this.#toMetadata(path, row, versions);
     });
-    this.#cache.changed(path);
+    this.#committed(path);
     return metadata;
   }
 
@@ -390,10 +399,9 @@ export class PgSecretStore implements SecretStore {
         .set({ updatedAtMs: nowMs })
         .where(eq(secretMetadata.path, path))
         .returning();
-      await notifyChange(tx, path, row.currentVersion);
       return this.#toMetadata(path, updated, await selectVersions(tx, path));
     });
-    this.#cache.changed(path);
+    this.#committed(path);
     return metadata;
   }
 
@@ -553,19 +561,21 @@ export class PgSecretStore implements SecretStore {
       : { metadata: found.metadata, row: found.version ?? undefined };
   }
 
+  /**
+   * After a write of `path` committed: evicts it from the cache of sealed
+   * rows, then wakes its watchers (who re-read it past the eviction). Other
+   * Nexus hear of it through their change feed: the `secret_metadata`
+   * trigger (migration 0004) notifies in the write's transaction.
+   */
+  #committed(path: SecretPath): void {
+    this.#cache.changed(path);
+    this.#changes.changed(path);
+  }
+
   #db(): PgDb {
     if (this.#isClosed) throw new InternalError('The secret store is closed');
     return this.#database.db;
   }
-}
-
-/**
- * Tells every Nexus's change feed that `path` changed (its current version is
- * now `version`, 0 once gone): PostgreSQL delivers it when this transaction
- * commits, and never if it rolls back.
- */
-async function notifyChange(tx: Tx, path: SecretPath, version: number): Promise<void> {
-  await tx.execute(sql`SELECT pg_notify(${CHANGES_CHANNEL}, ${changePayload(path, version)})`);
 }
 
 /** The path's metadata row, locked until the transaction ends; undefined if none. */

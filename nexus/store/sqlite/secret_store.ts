@@ -64,6 +64,7 @@ import {
   checkVersionList,
   checkVersionNumber,
   liveVersionConflict,
+  liveVersionOf,
   metadataChanges,
   missingPath,
   missingVersion,
@@ -79,6 +80,7 @@ import {
   versionsToChange,
 } from '../_secret_rules.ts';
 import { NO_CACHE, type SealedRead, type SealedRowCache } from '../sealed_row_cache.ts';
+import { SecretChanges } from '../secret_changes.ts';
 import { sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
 import {
@@ -153,6 +155,7 @@ export class SqliteSecretStore implements SecretStore {
   readonly #now: () => number;
   readonly #ownsDatabase: boolean;
   readonly #cache: SealedRowCache;
+  readonly #changes: SecretChanges;
   #isClosed = false;
   #readVersionStatement: PreparedRead | undefined;
   #writeStatements: WriteStatements | undefined;
@@ -167,9 +170,11 @@ export class SqliteSecretStore implements SecretStore {
       now = Date.now,
       ownsDatabase = false,
       cache = NO_CACHE,
+      changes = new SecretChanges(),
     } = options;
     this.#database = database;
     this.#cache = cache;
+    this.#changes = changes;
     this.#keyring = keyring;
     this.#maxVersionsDefault = maxVersionsDefault;
     this.#quotas = quotas;
@@ -226,6 +231,15 @@ export class SqliteSecretStore implements SecretStore {
       throw missingVersion(path, number, metadata, this.#maxVersionsDefault);
     }
     return openVersion(path, number, row, this.#keyring);
+  }
+
+  async currentVersion(path: SecretPath): Promise<number> {
+    checkPath(path);
+    requireUnsealed(this.#keyring);
+    const found = await this.#cache.read(path, undefined, () =>
+      this.#queryVersion(path, undefined),
+    );
+    return liveVersionOf(found);
   }
 
   async list(prefix: string, options: ListOptions): Promise<ListPage> {
@@ -393,14 +407,19 @@ export class SqliteSecretStore implements SecretStore {
    * eviction runs once the commit (or the failure) is known and before the
    * write's caller resumes, so no read after an acknowledged write is served
    * an older row; a failed write changed nothing, and evicting is harmless.
+   * A committed write then wakes the path's watchers, which re-read it past
+   * the eviction.
    */
   async #write<T>(path: SecretPath, work: () => T, bytes: number): Promise<T> {
     if (this.#isClosed) throw new InternalError('The secret store is closed');
+    let result: T;
     try {
-      return await this.#database.write(work, bytes);
+      result = await this.#database.write(work, bytes);
     } finally {
       this.#cache.changed(path);
     }
+    this.#changes.changed(path);
+    return result;
   }
 
   /** The write statements; compiled on first use. Only inside `#write` work. */

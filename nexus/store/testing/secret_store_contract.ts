@@ -28,6 +28,7 @@ import {
   NotReadyError,
   QuotaExceededError,
 } from '../../../shared/errors/errors.ts';
+import { SecretChanges } from '../secret_changes.ts';
 import { serializeMap } from '../secret_cipher.ts';
 import {
   DEFAULT_SECRET_QUOTAS,
@@ -44,6 +45,8 @@ export interface ContractStoreOptions {
   readonly maxVersionsDefault: number;
   readonly quotas: SecretQuotas;
   readonly now: () => number;
+  /** Where the store tells of the paths it changed (every store of the fixture shares it). */
+  readonly changes: SecretChanges;
 }
 
 export interface SecretStoreFixture {
@@ -145,6 +148,8 @@ interface World {
   /** Moves the clock forward and returns the new time. */
   tick(ms?: number): number;
   readonly nowMs: () => number;
+  /** The changes the store tells of. */
+  readonly changes: SecretChanges;
   seal(): void;
   unseal(): void;
 }
@@ -172,11 +177,19 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
       if (isSealed) throw new NotReadyError();
       return use(key);
     };
-    const fixture = await makeStore({ keyring, maxVersionsDefault, quotas, now: () => nowMs });
+    const changes = new SecretChanges();
+    const fixture = await makeStore({
+      keyring,
+      maxVersionsDefault,
+      quotas,
+      now: () => nowMs,
+      changes,
+    });
     try {
       await body({
         fixture,
         store: fixture.store,
+        changes,
         tick(ms = 1000) {
           nowMs += ms;
           return nowMs;
@@ -1183,6 +1196,68 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
           const { counted } = await world.fixture.quotaUsage('count');
           assert.equal(counted.paths, 1);
         }, 3));
+    });
+
+    describe('changes and the current version', () => {
+      test('currentVersion is the version a read of the current one answers, 0 for none', () =>
+        withWorld(async (world) => {
+          const path = p('watch/a');
+          const current = () => world.store.currentVersion(path);
+          assert.equal(await current(), 0);
+          await world.store.put(path, { v: '1' });
+          await world.store.put(path, { v: '2' });
+          assert.equal(await current(), 2);
+          await world.store.softDelete(path, [1]);
+          assert.equal(await current(), 2, 'an older version deleted');
+          await world.store.softDelete(path);
+          assert.equal(await current(), 0, 'the current version deleted');
+          await world.store.undelete(path);
+          assert.equal(await current(), 2);
+          await world.store.destroy(path, [2]);
+          assert.equal(await current(), 0, 'the current version destroyed');
+          await world.store.put(path, { v: '3' });
+          assert.equal(await current(), 3);
+          await world.store.deletePath(path);
+          assert.equal(await current(), 0, 'the path deleted');
+          await world.store.put(path, { v: 'again' });
+          assert.equal(await current(), 1, 'written again from version 1');
+          world.seal();
+          await assert.rejects(current(), isError(NotReadyError));
+          world.unseal();
+          await assert.rejects(world.store.currentVersion('../x' as SecretPath));
+        }));
+
+      test('every write tells of its path once it has committed, and of no other path', () =>
+        withWorld(async (world) => {
+          const path = p('watch/b');
+          const other = p('watch/other');
+          let otherWoken = 0;
+          const cancelOther = world.changes.next(other, () => {
+            otherWoken += 1;
+          });
+          const writes: ReadonlyArray<readonly [string, () => Promise<unknown>]> = [
+            ['put of a new path', () => world.store.put(path, { v: '1' })],
+            ['put', () => world.store.put(path, { v: '2' }, { cas: 1 })],
+            ['soft delete', () => world.store.softDelete(path)],
+            ['undelete', () => world.store.undelete(path)],
+            ['destroy', () => world.store.destroy(path, [1])],
+            ['metadata write', () => world.store.writeMetadata(path, { maxVersions: 3 })],
+            ['custom metadata', () => world.store.writeMetadata(path, { customMetadata: {} })],
+            ['path delete', () => world.store.deletePath(path)],
+          ];
+          for (const [label, write] of writes) {
+            let isTold = false as boolean;
+            const cancel = world.changes.next(path, () => {
+              isTold = true;
+            });
+            await write();
+            cancel();
+            assert.ok(isTold, `the ${label} told nobody`);
+          }
+          assert.equal(otherWoken, 0, 'a waiter of another path was woken');
+          cancelOther();
+          assert.equal(world.changes.size, 0);
+        }));
     });
 
     describe('reads after writes', () => {

@@ -1,0 +1,166 @@
+/**
+ * What idle watchers cost Nexus (issue 14: 1,000 of them under 50 MB and no
+ * measurable CPU while idle): `count` long-poll reads of one path, each on
+ * its own connection as HTTP/1.1 makes them, through the SDK. Measured from
+ * outside the process (/proc): resident memory before and once they all
+ * wait, and the CPU time Nexus uses over `sampleMs` without them and with
+ * them; then how long one write takes to wake them all (reported only).
+ */
+import { setMaxListeners } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { Agent, get as httpsGet } from 'node:https';
+import { createSpikeClient, type SecretResponse } from '../sdk/index.ts';
+import { TooManyWatchesError } from '../shared/errors/errors.ts';
+import { delay } from '../shared/runtime/delay.ts';
+import type { Broker } from '../test/harness/broker.ts';
+
+/** Watchers opened at once, then a pause: 100 new connections a second. */
+const RAMP_BATCH = 25;
+const RAMP_PAUSE_MS = 250;
+/** How long the baseline's last connections get to arrive. */
+const HOLD_SETTLE_MS = 3_000;
+
+export interface WatcherFigures {
+  readonly count: number;
+  readonly sampleMs: number;
+  readonly rssBeforeMiB: number;
+  readonly rssWaitingMiB: number;
+  /** CPU time (user + system) of Nexus over `sampleMs`, without and with the watchers. */
+  readonly cpuIdleMs: number;
+  readonly cpuWatchingMs: number;
+  /** From the write's acknowledgement until every watcher had its answer. */
+  readonly wakeAllMs: number;
+}
+
+/** The Nexus's watch limits must be exactly `count` per identity (the probe relies on it). */
+export async function measureWatchers(options: {
+  readonly broker: Broker;
+  /** A workload that may read and write `path`. */
+  readonly identity: string;
+  readonly path: string;
+  readonly count: number;
+  readonly sampleMs: number;
+}): Promise<WatcherFigures> {
+  const { broker, path, count, sampleMs } = options;
+  const pid = broker.nexus().child.pid;
+  const client = await createSpikeClient({
+    source: await broker.source(options.identity),
+    nexusUrl: broker.nexusUrl,
+    trustDomain: broker.trustDomain,
+    timeoutMs: 30_000,
+  });
+  const stop = new AbortController();
+  // One abort listener per watcher's request.
+  setMaxListeners(count + 10, stop.signal);
+  try {
+    await client.putSecret(path, { value: 'first' });
+    await client.getSecret(path);
+    const rssBeforeMiB = residentMiB(pid);
+    const cpuIdleMs = await cpuOver(pid, sampleMs);
+    const failures: unknown[] = [];
+    const waiting: Promise<SecretResponse | undefined>[] = [];
+    // Opened a batch at a time: each is a new connection, and a thousand TLS
+    // handshakes at once outlast Nexus's handshake timeout on a small machine.
+    while (waiting.length < count) {
+      for (let i = 0; i < RAMP_BATCH && waiting.length < count; i++) {
+        waiting.push(
+          client
+            .getSecretNewerThan(path, 1, { waitMs: 60_000, signal: stop.signal })
+            .catch((err: unknown) => {
+              failures.push(err);
+              return undefined;
+            }),
+        );
+      }
+      await delay(RAMP_PAUSE_MS);
+    }
+    // All of them wait once one more is refused (the per-identity limit is `count`).
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const probe = await client.getSecretNewerThan(path, 1, { waitMs: 1 }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      if (probe instanceof TooManyWatchesError) break;
+      if (probe !== undefined) throw probe;
+      if (failures.length > 0) throw failures[0];
+      if (Date.now() > deadline) throw new Error(`${count} watchers never all waited`);
+      await delay(50);
+    }
+    const cpuWatchingMs = await cpuOver(pid, sampleMs);
+    const rssWaitingMiB = residentMiB(pid);
+    await client.putSecret(path, { value: 'second' });
+    const wokenFrom = performance.now();
+    const answers = await Promise.all(waiting);
+    const wakeAllMs = performance.now() - wokenFrom;
+    if (answers.some((answer) => answer?.version !== 2)) {
+      throw new Error('A watcher did not wake with version 2');
+    }
+    return { count, sampleMs, rssBeforeMiB, rssWaitingMiB, cpuIdleMs, cpuWatchingMs, wakeAllMs };
+  } finally {
+    stop.abort();
+    client.close();
+  }
+}
+
+/**
+ * The baseline: what `count` requests held open cost a bare node:https
+ * server with the same TLS settings (baseline_server.ts `hold`), each on its
+ * own connection as the watchers' are. The client trusts the server
+ * blindly: it is a local baseline, not Nexus.
+ */
+export async function measureHeldConnections(options: {
+  readonly url: string;
+  readonly pid: number | undefined;
+  readonly count: number;
+  readonly certFile: string;
+  readonly keyFile: string;
+}): Promise<{ readonly rssBeforeMiB: number; readonly rssHoldingMiB: number }> {
+  const { count, pid } = options;
+  const agent = new Agent({
+    cert: readFileSync(options.certFile),
+    key: readFileSync(options.keyFile),
+    rejectUnauthorized: false,
+    keepAlive: true,
+    maxSockets: Number.POSITIVE_INFINITY,
+  });
+  try {
+    const rssBeforeMiB = residentMiB(pid);
+    let answered = 0;
+    for (let opened = 0; opened < count; ) {
+      for (let i = 0; i < RAMP_BATCH && opened < count; i++, opened++) {
+        const request = httpsGet(options.url, { agent }, () => {
+          answered += 1;
+        });
+        request.on('error', () => undefined);
+      }
+      await delay(RAMP_PAUSE_MS);
+    }
+    // Nothing tells when the server holds them all: give the last handshakes time.
+    await delay(HOLD_SETTLE_MS);
+    if (answered > 0) throw new Error('The hold baseline answered a request');
+    return { rssBeforeMiB, rssHoldingMiB: residentMiB(pid) };
+  } finally {
+    agent.destroy();
+  }
+}
+
+function residentMiB(pid: number | undefined): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN) / 1024;
+}
+
+/** User plus system CPU time of the process so far, in ms (clock ticks of 10 ms). */
+function cpuMs(pid: number | undefined): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces), from field 3 on.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks * 10;
+}
+
+async function cpuOver(pid: number | undefined, sampleMs: number): Promise<number> {
+  const before = cpuMs(pid);
+  await delay(sampleMs);
+  return cpuMs(pid) - before;
+}

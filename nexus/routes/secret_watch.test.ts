@@ -1,0 +1,409 @@
+/**
+ * Long-poll reads (`GET /v1/secrets/data/{path}?newerThan=N&wait=…`) through
+ * the whole Nexus app (`createApp`) on the in-memory SQLite store, whose
+ * writes tell the watches' `SecretChanges`. Nothing here depends on timing:
+ * a test that needs a watch to be waiting waits (with a deadline) until
+ * `SecretWatches.size` says so; a timeout is a wait of 1 ms with nothing
+ * written meanwhile.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { PATHS } from '../../shared/api/paths.ts';
+import { parseSecretPath } from '../../shared/api/secret_path.ts';
+import { randomBytes } from '../../shared/crypto/bytes.ts';
+import type { RateLimitOptions } from '../../shared/http/rate_limit.ts';
+import { createTokenBuckets } from '../../shared/http/rate_limit.ts';
+import { RequestCount } from '../../shared/http/request_count.ts';
+import { createMemoryAuditSink } from '../../shared/log/audit_log.ts';
+import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import { pilotSuperuserId } from '../../shared/spiffe/identities.ts';
+import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
+import { createAccessChecker } from '../access/check_access.ts';
+import { loadPolicyCache } from '../access/policy_cache.ts';
+import { createApp } from '../app.ts';
+import { RootKey } from '../root_key/root_key.ts';
+import type { RootKeyManager } from '../root_key/root_key_manager.ts';
+import { SecretChanges } from '../store/secret_changes.ts';
+import type { SecretStore } from '../store/secret_store.ts';
+import type { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
+import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
+import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
+import { SecretWatches, type WatchLimits } from './secret_watch.ts';
+
+const TD = parseTrustDomain('nexus.test');
+const HOUR_MS = 3_600_000;
+const SUPERUSER = pilotSuperuserId(TD);
+/** May read `app/web/**` only. */
+const WEB = parseSpiffeId('spiffe://nexus.test/apps/web');
+const WEB_2 = parseSpiffeId('spiffe://nexus.test/apps/web-2');
+
+/** Every secret value written here starts with this, so a leak is easy to find. */
+const SECRET_MARK = 'W4TCH-S3CR3T-';
+const PATH = 'app/web/db';
+const URL_OF = (query: string, path = PATH) => `${PATHS.secretData}/${path}?${query}`;
+
+const opened: SqliteSecretStore[] = [];
+after(async () => {
+  await Promise.all(opened.map((store) => store.close()));
+});
+
+interface Options {
+  readonly limits?: WatchLimits;
+  readonly rateLimit?: RateLimitOptions;
+}
+
+/** Counts the store's calls by method name. */
+function countingStore(store: SecretStore): { store: SecretStore; calls: Map<string, number> } {
+  const calls = new Map<string, number>();
+  const proxy = new Proxy(store, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        calls.set(String(property), (calls.get(String(property)) ?? 0) + 1);
+        return Reflect.apply(value, target, args);
+      };
+    },
+  });
+  return { store: proxy, calls };
+}
+
+async function nexus(options: Options = {}) {
+  const rootKey = new RootKey();
+  rootKey.unseal(randomBytes(32), randomBytes(32), 1);
+  const changes = new SecretChanges();
+  const real = await createMemorySecretStore({
+    keyring: rootKey.withKeyring.bind(rootKey),
+    maxVersionsDefault: 10,
+    changes,
+  });
+  opened.push(real);
+  const path = parseSecretPath(PATH);
+  await real.put(path, { password: `${SECRET_MARK}v1` });
+  await real.put(path, { password: `${SECRET_MARK}v2` });
+  const policies = new MemoryPolicyStore();
+  await policies.upsert({
+    name: 'web-reads',
+    spiffeIdPattern: 'spiffe://nexus.test/apps/*',
+    pathPattern: 'app/web/**',
+    permissions: ['read'],
+  });
+  const logSink = createMemorySink();
+  const logger = createLogger({ component: 'nexus', level: 'debug', sink: logSink });
+  const policyCache = await loadPolicyCache({ store: policies, logger });
+  const access = createAccessChecker({ trustDomain: TD, policies: () => policyCache.policies() });
+  const audit = createMemoryAuditSink();
+  const counted = countingStore(real);
+  const watches = new SecretWatches({
+    store: counted.store,
+    changes,
+    ...(options.limits === undefined ? {} : { limits: options.limits }),
+  });
+  const app = createApp({
+    getPeer: (c) => {
+      const id = c.req.header('x-test-peer');
+      return {
+        id: id === undefined ? SUPERUSER : parseSpiffeId(id),
+        notBefore: new Date(Date.now() - HOUR_MS),
+        notAfter: new Date(Date.now() + HOUR_MS),
+        serialNumber: '01',
+      };
+    },
+    logger,
+    trustDomain: TD,
+    rootKey,
+    manager: { keeperStatus: () => [] } as unknown as RootKeyManager,
+    secrets: counted.store,
+    watches,
+    policies,
+    policyCache,
+    access,
+    identity: {
+      getX509Svid: () => ({
+        id: parseSpiffeId('spiffe://nexus.test/spike/nexus'),
+        notAfter: new Date(Date.now() + HOUR_MS),
+      }),
+    },
+    refusals: { refusedCount: 0 },
+    deniedRequests: new RequestCount(),
+    maxBodyBytes: 8192,
+    auditSink: audit,
+    rateLimit: createTokenBuckets(options.rateLimit),
+  });
+  const texts: string[] = [];
+
+  async function send(
+    url: string,
+    init: { method?: string; body?: unknown; as?: SpiffeId; signal?: AbortSignal } = {},
+  ) {
+    const headers: Record<string, string> = {};
+    if (init.as !== undefined) headers['x-test-peer'] = init.as.toString();
+    if (init.body !== undefined) headers['content-type'] = 'application/json';
+    const res = await app.request(
+      new Request(`https://nexus.test${url}`, {
+        method: init.method ?? 'GET',
+        headers,
+        ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
+        ...(init.signal === undefined ? {} : { signal: init.signal }),
+      }),
+    );
+    const text = await res.text();
+    texts.push(text);
+    return { status: res.status, text, body: text === '' ? undefined : JSON.parse(text) };
+  }
+
+  return {
+    app,
+    rootKey,
+    watches,
+    changes,
+    audit,
+    calls: counted.calls,
+    send,
+    /** Resolves once `count` watches wait; fails after a deadline. */
+    async waiting(count: number): Promise<void> {
+      const deadline = Date.now() + 10_000;
+      while (watches.size !== count) {
+        assert.ok(Date.now() < deadline, `${count} watches never waited (${watches.size} do)`);
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+    },
+    put(value: string, path = PATH) {
+      return send(`${PATHS.secretData}/${path}`, {
+        method: 'PUT',
+        body: { data: { password: `${SECRET_MARK}${value}` } },
+      });
+    },
+    /** Audit events of watches, as `status` (and their count). */
+    watchEvents() {
+      return audit.events.filter((event) => event.action === 'secret.watch');
+    },
+    /** No audit event or log line held a secret value (only 200 answers may). */
+    assertNoSecretLeaked() {
+      assert.ok(!JSON.stringify(audit.events).includes(SECRET_MARK), 'an audit event holds one');
+      assert.ok(!JSON.stringify(logSink.lines).includes(SECRET_MARK), 'a log line holds one');
+    },
+  };
+}
+
+describe('long-poll reads', () => {
+  test('a watch of an older version answers the current one at once, exactly as a read', async () => {
+    const n = await nexus();
+    const read = await n.send(`${PATHS.secretData}/${PATH}`);
+    const watched = await n.send(URL_OF('newerThan=1&wait=60s'));
+    assert.equal(watched.status, 200);
+    assert.deepEqual(watched.body, read.body);
+    assert.equal(watched.body.version, 2);
+    const events = n.watchEvents();
+    assert.equal(events.length, 1);
+    assert.equal(events[0]?.status, 200);
+    assert.equal(events[0]?.resource, PATH);
+    assert.equal(n.watches.size, 0);
+    n.assertNoSecretLeaked();
+  });
+
+  test('a watch of the current version waits; a write wakes it with the new version', async () => {
+    const n = await nexus();
+    const pending = n.send(URL_OF('newerThan=2&wait=60s'));
+    await n.waiting(1);
+    assert.equal(n.watchEvents().length, 0, 'audited before it answered');
+    assert.equal((await n.put('v3')).status, 200);
+    const answer = await pending;
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body.version, 3);
+    assert.deepEqual(answer.body.data, { password: `${SECRET_MARK}v3` });
+    assert.equal(n.watches.size, 0);
+    assert.deepEqual(
+      n.watchEvents().map((event) => event.status),
+      [200],
+    );
+    n.assertNoSecretLeaked();
+  });
+
+  test('a watch of nothing (0) waits for the path to be written', async () => {
+    const n = await nexus();
+    const pending = n.send(URL_OF('newerThan=0', 'app/web/new'));
+    await n.waiting(1);
+    await n.put('new', 'app/web/new');
+    const answer = await pending;
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body.version, 1);
+  });
+
+  test('deleting or destroying the watched version, or the path, answers 404 as a read would', async () => {
+    const n = await nexus();
+    const changes: ReadonlyArray<readonly [string, (version: number) => Promise<unknown>]> = [
+      ['soft delete', () => n.send(`${PATHS.secretData}/${PATH}`, { method: 'DELETE' })],
+      [
+        'destroy',
+        (version) =>
+          n.send(`${PATHS.secretDestroy}/${PATH}`, {
+            method: 'POST',
+            body: { versions: [version] },
+          }),
+      ],
+      ['path delete', () => n.send(`${PATHS.secretMetadata}/${PATH}`, { method: 'DELETE' })],
+    ];
+    for (const [label, change] of changes) {
+      const { body } = await n.put(`before-${label}`);
+      const pending = n.send(URL_OF(`newerThan=${body.currentVersion}`));
+      await n.waiting(1);
+      await change(body.currentVersion);
+      const answer = await pending;
+      assert.equal(answer.status, 404, label);
+      assert.equal(answer.body.error.code, 'ERR_NOT_FOUND', label);
+      if (label === 'soft delete') {
+        // The caller has nothing now: an undelete is news again.
+        const again = n.send(URL_OF('newerThan=0'));
+        await n.waiting(1);
+        await n.send(`${PATHS.secretUndelete}/${PATH}`, { method: 'POST', body: {} });
+        const undeleted = await again;
+        assert.equal(undeleted.status, 200);
+        assert.equal(undeleted.body.version, body.currentVersion);
+      }
+    }
+  });
+
+  test('a change that leaves the current version as it was keeps the watch waiting', async () => {
+    const n = await nexus();
+    const pending = n.send(URL_OF('newerThan=2'));
+    await n.waiting(1);
+    const checks = n.calls.get('currentVersion') ?? 0;
+    // An older version deleted, custom metadata written, and a gap of the feed.
+    await n.send(`${PATHS.secretData}/${PATH}?versions=1`, { method: 'DELETE' });
+    await n.send(`${PATHS.secretMetadata}/${PATH}`, {
+      method: 'PUT',
+      body: { customMetadata: { owner: 'web' } },
+    });
+    n.changes.gap();
+    const deadline = Date.now() + 10_000;
+    while ((n.calls.get('currentVersion') ?? 0) < checks + 3 || n.watches.size !== 1) {
+      assert.ok(Date.now() < deadline, 'the watch never checked again');
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await n.put('v3');
+    assert.equal((await pending).body.version, 3);
+  });
+
+  test('once the wait is over the answer is 304 with no body, and nothing was decrypted', async () => {
+    const n = await nexus();
+    const answer = await n.send(URL_OF('newerThan=2&wait=1ms'));
+    assert.equal(answer.status, 304);
+    assert.equal(answer.text, '');
+    assert.equal(n.calls.get('get'), undefined, 'a secret was opened');
+    assert.ok((n.calls.get('currentVersion') ?? 0) >= 1);
+    assert.deepEqual(
+      n.watchEvents().map((event) => [event.status, event.outcome]),
+      [[304, 'allowed']],
+    );
+    assert.equal(n.watches.size, 0);
+  });
+
+  test('a client that goes away frees its watch at once', async () => {
+    const n = await nexus();
+    const controller = new AbortController();
+    const pending = n.send(URL_OF('newerThan=2&wait=60s'), { signal: controller.signal });
+    await n.waiting(1);
+    controller.abort();
+    await pending.catch(() => undefined);
+    await n.waiting(0);
+    assert.equal(n.changes.size, 0, 'a waiter stayed registered');
+  });
+
+  test('closing (Nexus stops) answers every waiting watch 304 at once, and later ones too', async () => {
+    const n = await nexus();
+    const pending = [n.send(URL_OF('newerThan=2')), n.send(URL_OF('newerThan=0', 'app/web/x'))];
+    await n.waiting(2);
+    n.watches.close();
+    assert.deepEqual(
+      (await Promise.all(pending)).map((answer) => answer.status),
+      [304, 304],
+    );
+    assert.equal((await n.send(URL_OF('newerThan=2&wait=60s'))).status, 304);
+    assert.equal(n.changes.size, 0);
+  });
+
+  test('a sealed Nexus answers 503 at once, as a read would', async () => {
+    const n = await nexus();
+    n.rootKey.seal();
+    const answer = await n.send(URL_OF('newerThan=2&wait=60s'));
+    assert.equal(answer.status, 503);
+    assert.equal(answer.body.error.code, 'ERR_NOT_READY');
+    assert.equal(n.watches.size, 0);
+  });
+
+  test('a caller who may not read the path is refused before anything is read or held', async () => {
+    const n = await nexus();
+    const answer = await n.send(URL_OF('newerThan=0&wait=60s', 'app/other/db'), { as: WEB });
+    assert.equal(answer.status, 403);
+    assert.equal(n.calls.size, 0, 'the store was touched');
+    assert.equal(n.watches.size, 0);
+    // The query is not even parsed for a refused caller.
+    const bad = await n.send(URL_OF('newerThan=x', 'app/other/db'), { as: WEB });
+    assert.equal(bad.status, 403);
+  });
+
+  test('bad long-poll queries are 400s, before anything is read', async () => {
+    const n = await nexus();
+    for (const query of [
+      'wait=1s',
+      'newerThan=',
+      'newerThan=-1',
+      'newerThan=01',
+      'newerThan=2147483648',
+      'newerThan=1&wait=0s',
+      'newerThan=1&wait=61s',
+      'newerThan=1&wait=1m',
+      'newerThan=1&wait=30',
+      'newerThan=1&version=1',
+    ]) {
+      const answer = await n.send(URL_OF(query));
+      assert.equal(answer.status, 400, query);
+      assert.equal(answer.body.error.code, 'ERR_INVALID_REQUEST', query);
+    }
+    assert.equal(n.calls.size, 0, 'the store was touched');
+    assert.equal(n.watches.size, 0);
+  });
+
+  test('beyond the watches allowed per SPIFFE ID or in all, 429 ERR_TOO_MANY_WATCHES', async () => {
+    const n = await nexus({ limits: { maxWatches: 2, maxWatchesPerIdentity: 1 } });
+    const first = n.send(URL_OF('newerThan=2'), { as: WEB });
+    await n.waiting(1);
+    const refused = await n.send(URL_OF('newerThan=2'), { as: WEB });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.error.code, 'ERR_TOO_MANY_WATCHES');
+    const second = n.send(URL_OF('newerThan=2'), { as: WEB_2 });
+    await n.waiting(2);
+    const overall = await n.send(URL_OF('newerThan=2'));
+    assert.equal(overall.status, 429);
+    assert.equal(overall.body.error.code, 'ERR_TOO_MANY_WATCHES');
+    // A plain read is not a watch: never refused for them.
+    assert.equal((await n.send(`${PATHS.secretData}/${PATH}`, { as: WEB })).status, 200);
+    await n.put('v3');
+    assert.deepEqual(
+      (await Promise.all([first, second])).map((answer) => answer.body.version),
+      [3, 3],
+    );
+    // The slots are free again.
+    const again = n.send(URL_OF('newerThan=3'), { as: WEB });
+    await n.waiting(1);
+    n.watches.close();
+    assert.equal((await again).status, 304);
+    assert.deepEqual(
+      n
+        .watchEvents()
+        .filter((event) => event.status === 429)
+        .map((event) => event.outcome),
+      ['denied', 'denied'],
+    );
+  });
+
+  test('each watch takes one token of the rate limit', async () => {
+    const n = await nexus({ rateLimit: { ratePerSecond: 1, burst: 2, now: () => 0 } });
+    assert.equal((await n.send(URL_OF('newerThan=1'))).status, 200);
+    assert.equal((await n.send(URL_OF('newerThan=2&wait=1ms'))).status, 304);
+    const limited = await n.send(URL_OF('newerThan=2&wait=1ms'));
+    assert.equal(limited.status, 429);
+    assert.equal(limited.body.error.code, 'ERR_RATE_LIMITED');
+  });
+});
