@@ -9,10 +9,11 @@ import { createSpikeClient } from '../../sdk/index.ts';
 import type { Logger } from '../../shared/log/logger.ts';
 import { formatWorkloadApiAddress } from '../../shared/spiffe/workload_address.ts';
 import type { PilotConfig } from '../config.ts';
+import type { WatchingClient } from './changes.ts';
 import type { DeliveryClient } from './fetch.ts';
 
 /** A client to keep; close() ends its connections and its SVID source. */
-export interface LongLivedClient extends DeliveryClient {
+export interface LongLivedClient extends DeliveryClient, WatchingClient {
   close(): void;
 }
 

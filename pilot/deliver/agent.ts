@@ -20,10 +20,11 @@ import { connectLongLived, type LongLivedClient } from './_connect.ts';
 import { type AgentConfig, loadAgentConfig, type TemplateConfig } from './agent_config.ts';
 import {
   type ChangeWatcher,
-  createPollingWatcher,
+  createChangeWatcher,
   describeError,
+  FIRST_BACKOFF_MS,
   MAX_BACKOFF_MS,
-  POLL_INTERVAL_MS,
+  type WatchingClient,
   type WatchState,
 } from './changes.ts';
 import { StartFailedError, startChild } from './child.ts';
@@ -54,7 +55,7 @@ export interface AgentDeps {
   readonly createLogger: (level: LogLevel) => Logger;
   readonly connectLongLived: (config: PilotConfig, logger: Logger) => Promise<LongLivedClient>;
   readonly watcherFor: (
-    client: DeliveryClient,
+    client: WatchingClient,
     onState: (state: WatchState) => void,
   ) => ChangeWatcher;
   readonly onSignals: typeof onSignals;
@@ -66,7 +67,7 @@ export function defaultAgentDeps(): AgentDeps {
   return {
     createLogger: (level) => createLogger({ component: 'template-agent', level }),
     connectLongLived,
-    watcherFor: (client, onState) => createPollingWatcher(client, { onState }),
+    watcherFor: (client, onState) => createChangeWatcher(client, { onState }),
     onSignals,
     startChild,
   };
@@ -136,7 +137,7 @@ async function renderOnce(
 /** Renders, waits for a new version, renders again… until `signal` aborts. */
 async function keepCurrent(
   config: AgentConfig,
-  client: DeliveryClient,
+  client: DeliveryClient & WatchingClient,
   run: AgentRun,
   signal: AbortSignal,
 ): Promise<never> {
@@ -154,7 +155,7 @@ async function keepCurrent(
     }
   });
   const problems = new Map<string, string>();
-  let backoffMs = POLL_INTERVAL_MS;
+  let backoffMs = FIRST_BACKOFF_MS;
   let watching = false;
   for (;;) {
     const fetched = await fetchEach(client, paths);
@@ -186,7 +187,7 @@ async function keepCurrent(
       backoffMs = Math.min(MAX_BACKOFF_MS, backoffMs * 2);
       continue;
     }
-    backoffMs = POLL_INTERVAL_MS;
+    backoffMs = FIRST_BACKOFF_MS;
     if (!watching) {
       watching = true;
       logger.info('Every template is current; watching for new versions', {

@@ -2,12 +2,11 @@
  * Reading the secrets a run or a template needs, all at once, with the
  * caller's own client.
  */
-import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
+import type { SecretResponse } from '../../shared/api/secrets.ts';
 
 /** The calls delivery makes; the SDK's client has them (and Pilot's PilotClient). */
 export interface DeliveryClient {
   getSecret(path: string): Promise<SecretResponse>;
-  getMetadata(path: string): Promise<MetadataResponse>;
 }
 
 /** What one attempt to read a set of paths gave: each path's secret or its error. */

@@ -82,7 +82,9 @@ function setUp() {
   const deps: RunDeps = {
     connectLongLived: async () => ({
       getSecret: (path) => client.getSecret(path),
-      getMetadata: (path) => client.getMetadata(path),
+      getSecretNewerThan: () => {
+        throw new Error('the fake watcher is used instead');
+      },
       close: () => {
         closed = true;
       },

@@ -16,11 +16,12 @@ import type { PilotConfig } from '../config.ts';
 import { connectLongLived, type LongLivedClient } from './_connect.ts';
 import {
   type ChangeWatcher,
-  createPollingWatcher,
+  createChangeWatcher,
   describeError,
+  FIRST_BACKOFF_MS,
   MAX_BACKOFF_MS,
-  POLL_INTERVAL_MS,
   type Versions,
+  type WatchingClient,
   type WatchState,
 } from './changes.ts';
 import { type ChildExit, type RunningChild, StartFailedError, startChild } from './child.ts';
@@ -38,7 +39,7 @@ export interface RunOptions {
 export interface RunDeps {
   readonly connectLongLived: (config: PilotConfig) => Promise<LongLivedClient>;
   readonly watcherFor: (
-    client: DeliveryClient,
+    client: WatchingClient,
     onState: (state: WatchState) => void,
   ) => ChangeWatcher;
   readonly onSignals: typeof onSignals;
@@ -50,7 +51,7 @@ export function defaultRunDeps(): RunDeps {
     // The run's stderr is its child's too: only errors of the client itself.
     connectLongLived: (config) =>
       connectLongLived(config, createLogger({ component: 'pilot', level: 'error' })),
-    watcherFor: (client, onState) => createPollingWatcher(client, { onState }),
+    watcherFor: (client, onState) => createChangeWatcher(client, { onState }),
     onSignals,
     startChild,
   };
@@ -186,7 +187,7 @@ class ValueWatch {
   constructor(
     context: CommandContext,
     plan: VariablePlan,
-    client: DeliveryClient,
+    client: DeliveryClient & WatchingClient,
     deps: RunDeps,
     known: Versions,
     current: Readonly<Record<string, string>>,
@@ -208,7 +209,7 @@ class ValueWatch {
   async nextValues(
     signal: AbortSignal,
   ): Promise<{ changed: string[]; variables: Record<string, string> }> {
-    let backoffMs = POLL_INTERVAL_MS;
+    let backoffMs = FIRST_BACKOFF_MS;
     for (;;) {
       const changed = await this.#watcher.nextChange(this.#known, signal);
       let secrets: Map<string, SecretResponse>;
@@ -225,7 +226,7 @@ class ValueWatch {
         backoffMs = Math.min(MAX_BACKOFF_MS, backoffMs * 2);
         continue;
       }
-      backoffMs = POLL_INTERVAL_MS;
+      backoffMs = FIRST_BACKOFF_MS;
       const before = this.#known;
       this.#known = versionsOf(secrets);
       if (sameVariables(variables, this.#current)) continue;
