@@ -43,6 +43,20 @@ describe('long-poll reads with real processes', () => {
     await broker?.stop();
   });
 
+  /** Returns once a second watch of this identity is refused: its one watch waits in Nexus. */
+  async function untilRefused(path: string): Promise<void> {
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const probe = await spike.getSecretNewerThan(path, 1, { waitMs: 1 }).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      if (probe instanceof TooManyWatchesError) return;
+      assert.equal(probe, undefined, String(probe));
+      assert.ok(Date.now() < deadline, 'the first watch never waited');
+    }
+  }
+
   test('a watcher wakes with the version written after the one it has', async () => {
     const first = { password: broker.secretValue('watch-1') };
     const second = { password: broker.secretValue('watch-2') };
@@ -70,20 +84,32 @@ describe('long-poll reads with real processes', () => {
     );
   });
 
-  test('a Nexus that stops answers a waiting watch 304 at once', async () => {
-    await spike.putSecret('app/stopping', { password: broker.secretValue('stopping') });
-    const waiting = spike.getSecretNewerThan('app/stopping', 1, { waitMs: 60_000 });
-    // Once a second watch of this identity is refused, the first one waits in Nexus.
+  test('a client that goes away frees its watch at once', async () => {
+    await spike.putSecret('app/left', { password: broker.secretValue('left') });
+    const gone = new AbortController();
+    const waiting = spike
+      .getSecretNewerThan('app/left', 1, { waitMs: 60_000, signal: gone.signal })
+      .catch(() => undefined);
+    await untilRefused('app/left');
+    gone.abort();
+    await waiting;
+    // With its only slot free again, this identity's next watch waits (and times out).
     const deadline = Date.now() + 15_000;
     for (;;) {
-      const probe = await spike.getSecretNewerThan('app/stopping', 1, { waitMs: 1 }).then(
+      const probe = await spike.getSecretNewerThan('app/left', 1, { waitMs: 1 }).then(
         () => undefined,
         (err: unknown) => err,
       );
-      if (probe instanceof TooManyWatchesError) break;
-      assert.equal(probe, undefined, String(probe));
-      assert.ok(Date.now() < deadline, 'the first watch never waited');
+      if (probe === undefined) break;
+      assert.ok(probe instanceof TooManyWatchesError, String(probe));
+      assert.ok(Date.now() < deadline, 'the watch of a client that went away was never freed');
     }
+  });
+
+  test('a Nexus that stops answers a waiting watch 304 at once', async () => {
+    await spike.putSecret('app/stopping', { password: broker.secretValue('stopping') });
+    const waiting = spike.getSecretNewerThan('app/stopping', 1, { waitMs: 60_000 });
+    await untilRefused('app/stopping');
     const nexus = broker.nexus();
     nexus.signal('SIGTERM');
     // Cut by the drain's grace period instead, it would fail with a reset.
