@@ -4,7 +4,9 @@
 // (scripts/bundle.js); comparing their modification times with the build's
 // (one stat call per file) keeps an edited checkout from running stale code.
 // Nothing here builds: a missing or stale build only means a slower start.
-import { readFileSync, statSync } from 'node:fs';
+// An installed package (npm pack, the image) ships the bundles and no
+// sources: there the bundle is the program.
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -34,11 +36,15 @@ export function bundleIsCurrent(name, dir = join(ROOT, 'dist')) {
 
 /** Imports the program's bundle from dist/ or, through tsx, its `main.ts`. */
 export async function start(name) {
-  if (process.env.SPIKE_RUN_FROM_SOURCE !== '1' && bundleIsCurrent(name)) {
+  const source = join(ROOT, PROGRAMS[name], 'main.ts');
+  const fromBundle =
+    !existsSync(source) || (process.env.SPIKE_RUN_FROM_SOURCE !== '1' && bundleIsCurrent(name));
+  if (fromBundle) {
     await import(pathToFileURL(join(ROOT, 'dist', `${name}.js`)).href);
     return;
   }
+  // tsx is a development dependency: only a checkout runs the sources.
   const { register } = await import('tsx/esm/api');
   register();
-  await import(pathToFileURL(join(ROOT, PROGRAMS[name], 'main.ts')).href);
+  await import(pathToFileURL(source).href);
 }

@@ -10,14 +10,16 @@
 # `prepare` (npm ci, npm install): it does nothing when npm runs it for
 # `npx spike`, which installs this checkout into npm's npx cache as a link
 # and runs its `prepare`: a first `npx spike` would otherwise rebuild the
-# checkout it is about to run.
+# checkout it is about to run. npm also runs `prepare` for `npm pack` and
+# `npm publish`, after `prepack` (scripts/build_package.sh), which has built
+# everything already: building again would remove the SDK's build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --prepare ]; then
   shift
-  if [ "${npm_command:-}" = exec ]; then
-    exit 0
-  fi
+  case "${npm_command:-}" in
+    exec | pack | publish) exit 0 ;;
+  esac
 fi
 out=${1:-dist}
 rm -rf "$out.tmp"

@@ -27,6 +27,22 @@ if [ -z "${SPIKE_TEST_DATABASE_URL:-}" ]; then
     echo "not root and SPIKE_TEST_DATABASE_URL unset: the PostgreSQL tests will be skipped"
   fi
 fi
+step "podman and systemd-analyze"
+# The container image test (test/integration/package.test.ts) and the
+# systemd units' check (test/deploy.test.ts) need them: CI (root) installs
+# them and makes their tests fail rather than skip when they cannot run.
+if [ "$(id -u)" -eq 0 ]; then
+  CONTAINERS_CONF=$(bash scripts/podman.sh)
+  export CONTAINERS_CONF
+  export SPIKE_TEST_REQUIRE_PODMAN=1
+  if ! command -v systemd-analyze >/dev/null 2>&1; then
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >&2
+  fi
+  export SPIKE_TEST_REQUIRE_SYSTEMD_ANALYZE=1
+else
+  echo "not root: the container image and systemd unit tests run only where their tools are"
+fi
 log_dir=$(mktemp -d)
 trap 'rm -rf "$log_dir"' EXIT
 step "tests on Node"
