@@ -33,6 +33,8 @@ export const EXIT_BY_CODE = {
   ERR_USAGE: 2,
   ERR_QUOTA_EXCEEDED: 9,
   ERR_BODY_INCOMPLETE: 2,
+  ERR_CIPHERTEXT_INVALID: 10,
+  ERR_KEY_VERSION_TOO_OLD: 10,
 } as const satisfies Record<ErrorCode, number>;
 
 /** Exit status of a failure that is not a broker error (a bug, or a canceled prompt). */

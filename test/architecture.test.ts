@@ -107,7 +107,7 @@ const ALLOWED: Record<string, { zones: string[]; packages: RegExp }> = {
   'shared/errors': { zones: [], packages: /^$/ },
   'shared/crypto': {
     zones: ['shared/errors'],
-    packages: /^(@noble\/ciphers|shamir-secret-sharing)/,
+    packages: /^(@noble\/ciphers|@noble\/hashes\/(hkdf|hmac|sha2)\.js$|shamir-secret-sharing)/,
   },
   'shared/api': {
     zones: ['shared/errors', 'shared/crypto'],

@@ -10,12 +10,14 @@ import {
   BodyIncompleteError,
   BrokerError,
   BundleInvalidError,
+  CiphertextInvalidError,
   ConflictError,
   DecryptionFailedError,
   type ErrorCode,
   InternalError,
   InvalidRequestError,
   InvalidSpiffeIdError,
+  KeyVersionTooOldError,
   NotFoundError,
   NotReadyError,
   PayloadTooLargeError,
@@ -63,6 +65,8 @@ const ERROR_BY_CODE = {
   ERR_USAGE: (message) => new UsageError(message),
   ERR_QUOTA_EXCEEDED: (message) => new QuotaExceededError(message),
   ERR_BODY_INCOMPLETE: (message) => new BodyIncompleteError(message),
+  ERR_CIPHERTEXT_INVALID: (message) => new CiphertextInvalidError(message),
+  ERR_KEY_VERSION_TOO_OLD: (message) => new KeyVersionTooOldError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

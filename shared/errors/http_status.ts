@@ -30,6 +30,8 @@ export const STATUS_BY_CODE = {
   ERR_USAGE: 400,
   ERR_QUOTA_EXCEEDED: 403,
   ERR_BODY_INCOMPLETE: 400,
+  ERR_CIPHERTEXT_INVALID: 400,
+  ERR_KEY_VERSION_TOO_OLD: 400,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {
