@@ -3,7 +3,8 @@
  * the edge checks: no-store, the verified peer, the path, the per-identity
  * rate limit keyed by that peer and the body limit; see shared/http/app.ts),
  * then health (503 while sealed), status,
- * secrets, policies and the break-glass operator routes; one error handler.
+ * secrets, policies, named keys and the break-glass operator routes; one
+ * error handler.
  */
 import type { Hono } from 'hono';
 import { createBaseApp } from '../shared/http/app.ts';
@@ -27,8 +28,10 @@ import { createPolicyRoutes } from './routes/policies.ts';
 import { createSecretReadShortcut, type SecretReadDeps } from './routes/secret_read.ts';
 import { createSecretRoutes } from './routes/secrets.ts';
 import { createStatusRoutes, type StatusRoutesDeps } from './routes/status.ts';
+import { createTransitRoutes } from './routes/transit.ts';
 import type { PolicyStore } from './store/policy_store.ts';
 import type { SecretStore } from './store/secret_store.ts';
+import type { TransitKeyStore } from './store/transit_key_store.ts';
 
 export interface NexusAppDeps {
   readonly getPeer: GetPeer;
@@ -38,6 +41,8 @@ export interface NexusAppDeps {
   readonly manager: RootKeyManager;
   readonly secrets: SecretStore;
   readonly policies: PolicyStore;
+  /** Named encryption keys (encryption as a service). */
+  readonly transitKeys: TransitKeyStore;
   readonly policyCache: PolicyCache;
   readonly access: AccessChecker;
   /** Our X509 source, for the status route. */
@@ -90,6 +95,7 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
       logger,
     }),
   );
+  app.route('/', createTransitRoutes({ store: deps.transitKeys, access: deps.access, logger }));
   app.route('/', createOperatorRoutes({ trustDomain, manager: deps.manager, logger }));
   return app;
 }

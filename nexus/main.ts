@@ -89,7 +89,7 @@ await runService('spike-nexus', async () => {
             },
           ),
   });
-  const { rootKeys, secrets, policies } = stores;
+  const { rootKeys, secrets, policies, transitKeys } = stores;
   const policyCache = await loadPolicyCache({ store: policies, logger });
   const access = createAccessChecker({ trustDomain: td, policies: () => policyCache.policies() });
   // Changes made through this Nexus apply at once; changes made through
@@ -144,6 +144,7 @@ await runService('spike-nexus', async () => {
     manager,
     secrets,
     policies,
+    transitKeys,
     policyCache,
     access,
     identity: source,

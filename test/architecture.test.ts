@@ -471,6 +471,7 @@ describe('route guards', () => {
       manager: unused,
       secrets: unused,
       policies: unused,
+      transitKeys: unused,
       policyCache: unused,
       access: unused,
       identity: unused,
@@ -486,6 +487,7 @@ describe('route guards', () => {
       `POST ${PATHS.operatorRestore}`,
       `GET ${PATHS.secretList}`,
       `GET ${PATHS.policies}`,
+      `POST ${PATHS.transitEncrypt}/:name`,
     ]) {
       assert.ok(endpoints.has(expected), `${expected} is not mounted`);
     }

@@ -242,6 +242,8 @@ async function nexusApp(state: KeyState) {
     manager: recordedManager.proxy,
     secrets: secrets.store,
     policies,
+    // No transit route is called here.
+    transitKeys: {} as never,
     policyCache,
     access,
     identity: {

@@ -135,6 +135,8 @@ before(async () => {
       manager: { keeperStatus: () => [] } as unknown as RootKeyManager,
       secrets: store,
       policies,
+      // No transit route is called here.
+      transitKeys: {} as never,
       policyCache,
       access,
       identity: {

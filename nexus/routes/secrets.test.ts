@@ -169,6 +169,8 @@ async function nexusApp(options: NexusOptions = {}) {
     manager: UNUSED_MANAGER,
     secrets: recorded.store,
     policies,
+    // No transit route is called here.
+    transitKeys: {} as never,
     policyCache,
     access,
     identity: {

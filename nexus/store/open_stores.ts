@@ -1,5 +1,5 @@
 /**
- * Opens the database of the configured backend and the three stores on it,
+ * Opens the database of the configured backend and the stores on it,
  * so `main.ts` composes one value whatever the backend:
  * - `sqlite`: a file (`spike.db`) in the data directory;
  * - `memory`: a private in-memory SQLite database, gone at exit;
@@ -15,6 +15,7 @@ import { openPostgresDatabase } from './postgres/db.ts';
 import { PgPolicyStore } from './postgres/policy_store.ts';
 import { PgRootKeyStore } from './postgres/root_key_store.ts';
 import { PgSecretStore } from './postgres/secret_store.ts';
+import { PgTransitKeyStore } from './postgres/transit_key_store.ts';
 import type { RootKeyStore } from './root_key_store.ts';
 import {
   DEFAULT_CACHE_LIMITS,
@@ -27,6 +28,8 @@ import { openMemoryDatabase, openSqliteDatabase, type SqliteSynchronous } from '
 import { SqlitePolicyStore } from './sqlite/policy_store.ts';
 import { SqliteRootKeyStore } from './sqlite/root_key_store.ts';
 import { SqliteSecretStore } from './sqlite/secret_store.ts';
+import { SqliteTransitKeyStore } from './sqlite/transit_key_store.ts';
+import type { TransitKeyStore } from './transit_key_store.ts';
 
 export type StoreBackend =
   | { readonly kind: 'sqlite'; readonly dataDir: string; readonly synchronous: SqliteSynchronous }
@@ -51,6 +54,7 @@ export interface Stores {
   readonly rootKeys: RootKeyStore;
   readonly secrets: SecretStore;
   readonly policies: PolicyStore;
+  readonly transitKeys: TransitKeyStore;
   /** Where the data lives, for the start-up log (a PostgreSQL password is masked). */
   readonly location: string;
   /**
@@ -91,6 +95,7 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
       rootKeys: new PgRootKeyStore(database),
       secrets: new PgSecretStore({ ...secretOptions, database, cache: rowCache }),
       policies: new PgPolicyStore(database.db),
+      transitKeys: new PgTransitKeyStore({ db: database.db, keyring }),
       location: database.redactedUrl,
       async ping() {
         await database.db.execute(sql`select 1`);
@@ -118,6 +123,7 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
       cache: new SealedRowCache(cache),
     }),
     policies: new SqlitePolicyStore(database.db),
+    transitKeys: new SqliteTransitKeyStore({ database, keyring }),
     location: database.path,
     async ping() {
       await database.db.run(sql`select 1`);

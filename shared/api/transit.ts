@@ -278,7 +278,7 @@ export function parseDataKeyRequest(body: unknown): TransitRequest<DataKeyItem> 
     if (fields.wrappedOnly !== undefined && typeof fields.wrappedOnly !== 'boolean') {
       throw new InvalidRequestError('Field "wrappedOnly" must be true or false');
     }
-    const bytes = fields.bytes ?? DEFAULT_DATA_KEY_BYTES;
+    const bytes = fields.bytes === undefined ? DEFAULT_DATA_KEY_BYTES : fields.bytes;
     if (
       typeof bytes !== 'number' ||
       !Number.isInteger(bytes) ||

@@ -143,6 +143,7 @@ function nexusEndpoints(): Endpoint[] {
     manager: unused,
     secrets: unused,
     policies: unused,
+    transitKeys: unused,
     policyCache: unused,
     access: unused,
     identity: unused,
