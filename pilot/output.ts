@@ -43,17 +43,22 @@ export const EXIT_FAILURE = 1;
 export const OUTPUT_FORMATS = ['human', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
-/** Where Pilot writes. Each call writes one block; a final newline is added when missing. */
+/** Where Pilot writes. Each text call writes one block; a final newline is added when missing. */
 export interface Output {
   stdout(text: string): void;
+  /** Bytes to stdout exactly as they are (a decrypted plaintext): nothing is added. */
+  stdoutBytes(bytes: Uint8Array): void;
   stderr(text: string): void;
 }
 
-/** The process's stdout and stderr. */
-export function createConsoleOutput(): Output {
+/** The process's stdout and stderr; `stdout` (process.stdout) takes the bytes written as they are. */
+export function createConsoleOutput(stdout: { write(bytes: Uint8Array): unknown }): Output {
   return {
     stdout(text) {
       console.log(text.endsWith('\n') ? text.slice(0, -1) : text);
+    },
+    stdoutBytes(bytes) {
+      stdout.write(bytes);
     },
     stderr(text) {
       console.error(text.endsWith('\n') ? text.slice(0, -1) : text);

@@ -13,6 +13,7 @@ import {
   type PilotClient,
   type Terminal,
 } from './commands/_context.ts';
+import { registerCipherCommands } from './commands/cipher.ts';
 import { registerCompletionCommand } from './commands/completion.ts';
 import { registerDeliveryCommands } from './commands/deliver.ts';
 import { registerOperatorCommands } from './commands/operator.ts';
@@ -88,6 +89,7 @@ export function createProgram(context: CommandContext, deps: Pick<CliDeps, 'whoa
     });
   registerSecretCommands(program, context);
   registerPolicyCommands(program, context);
+  registerCipherCommands(program, context);
   registerOperatorCommands(program, context);
   registerDeliveryCommands(program, context);
   registerStatusCommands(program, context, {

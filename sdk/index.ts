@@ -20,10 +20,18 @@ export type {
   SecretResponse,
   VersionInfoWire,
 } from '../shared/api/secrets.ts';
+export type {
+  CiphertextResult,
+  HmacResult,
+  KeyResponse,
+  KeyVersionWire,
+  ListKeysResponse,
+} from '../shared/api/transit.ts';
 export {
   AccessDeniedError,
   AlreadyUnsealedError,
   BrokerError,
+  CiphertextInvalidError,
   ConfigError,
   ConflictError,
   DecryptionFailedError,
@@ -31,6 +39,7 @@ export {
   InternalError,
   InvalidRequestError,
   isBrokerError,
+  KeyVersionTooOldError,
   NotFoundError,
   NotReadyError,
   PayloadTooLargeError,
@@ -55,7 +64,11 @@ export {
 } from '../shared/spiffe/x509_source.ts';
 export {
   type BorrowedSourceOptions,
+  type Bytes,
+  type ContextOption,
   createSpikeClient,
+  type DataKey,
+  type DataKeyOptions,
   type OwnedSourceOptions,
   type PolicyInput,
   SpikeClient,

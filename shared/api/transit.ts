@@ -156,6 +156,18 @@ export function keyRoute(name: string): string {
   return `${PATHS.transitKeys}/${parseKeyName(name)}`;
 }
 
+// ------------------------------------------------------------ bytes
+
+/** Bytes as the wire carries them: standard padded base64. */
+export function encodeWireBytes(bytes: Uint8Array): string {
+  return encodeBase64(bytes);
+}
+
+/** The bytes of a wire field; InvalidRequestError naming `field` when it is not padded base64. */
+export function decodeWireBytes(value: unknown, field: string): Uint8Array {
+  return base64Of(value, field);
+}
+
 // ------------------------------------------------------------ ciphertext
 
 /** A ciphertext or HMAC taken apart: the key version, and the bytes. */
