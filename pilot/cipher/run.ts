@@ -193,7 +193,8 @@ function human(operation: CipherOperation, answers: readonly Answer[], isBatch: 
         return answer.ciphertext ?? '';
     }
   };
-  return answers.map(line).join('\n');
+  // Each line ends with a newline, so that an empty last line (an empty plaintext) is kept.
+  return isBatch ? `${answers.map(line).join('\n')}\n` : answers.map(line).join('\n');
 }
 
 /** The one item of raw input: the bytes read, with the options' context and HMAC. */
