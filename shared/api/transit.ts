@@ -323,15 +323,6 @@ export function parseVerifyRequest(body: unknown): TransitRequest<VerifyItem> {
   });
 }
 
-/** The JSON body of one item or a batch of them, as the SDK sends it. */
-export function transitBody<T>(items: readonly T[], isBatch: boolean): T | BatchResponse<T> {
-  if (isBatch) return { batch: items };
-  if (items.length !== 1) {
-    throw new InvalidRequestError('A request without a batch carries exactly one item');
-  }
-  return items[0] as T;
-}
-
 // ------------------------------------------------------------ answers
 
 export function parseCiphertextResult(body: unknown): CiphertextResult {
