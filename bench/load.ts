@@ -10,8 +10,8 @@ import type { ReadChecks } from './load_plan.ts';
 
 export interface LoadSpec {
   readonly url: string;
-  readonly method: 'GET' | 'PUT';
-  /** What every write sends (the PUTs of a PUT or a mixed load). */
+  readonly method: 'GET' | 'PUT' | 'POST';
+  /** What every write sends (the PUTs of a PUT or a mixed load, or every POST). */
   readonly body?: string;
   /**
    * Replaces the URL's path per request: `{n}` becomes a number from 1 to

@@ -48,7 +48,7 @@ const instance = autocannon(
     requests: [
       {
         method: spec.method,
-        ...(spec.method === 'PUT' && spec.body !== undefined
+        ...(spec.method !== 'GET' && spec.body !== undefined
           ? { body: spec.body, headers: writeHeaders }
           : {}),
         ...(plan === undefined

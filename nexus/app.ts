@@ -2,8 +2,8 @@
  * Nexus's HTTP app: the base app (the request metrics, the audit trail, then
  * the edge checks: no-store, the verified peer, the path, the per-identity
  * rate limit keyed by that peer and the body limit; see shared/http/app.ts),
- * then health (503 while sealed), status, secrets, policies, the break-glass
- * operator routes and snapshots; one error handler.
+ * then health (503 while sealed), status, secrets, policies, named keys,
+ * the break-glass operator routes and snapshots; one error handler.
  */
 import type { Hono } from 'hono';
 import { PATHS } from '../shared/api/paths.ts';
@@ -31,9 +31,11 @@ import type { SecretWatches } from './routes/secret_watch.ts';
 import { createSecretRoutes } from './routes/secrets.ts';
 import { createSnapshotRoutes } from './routes/snapshot.ts';
 import { createStatusRoutes, type StatusRoutesDeps } from './routes/status.ts';
+import { createTransitRoutes } from './routes/transit.ts';
 import type { PolicyStore } from './store/policy_store.ts';
 import type { SecretStore } from './store/secret_store.ts';
 import type { SnapshotStore } from './store/snapshot_store.ts';
+import type { TransitKeyStore } from './store/transit_key_store.ts';
 
 export interface NexusAppDeps {
   readonly getPeer: GetPeer;
@@ -45,6 +47,8 @@ export interface NexusAppDeps {
   /** Where long-poll reads of secrets wait (over `secrets` and its changes). */
   readonly watches: SecretWatches;
   readonly policies: PolicyStore;
+  /** Named encryption keys (encryption as a service). */
+  readonly transitKeys: TransitKeyStore;
   readonly policyCache: PolicyCache;
   /** Snapshots of the database; undefined on a backend without them. */
   readonly snapshots?: SnapshotStore | undefined;
@@ -108,6 +112,7 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
       logger,
     }),
   );
+  app.route('/', createTransitRoutes({ store: deps.transitKeys, access: deps.access, logger }));
   app.route('/', createOperatorRoutes({ trustDomain, manager: deps.manager, logger }));
   app.route(
     '/',

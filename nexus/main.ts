@@ -89,7 +89,7 @@ await runService('spike-nexus', async () => {
             },
           ),
   });
-  const { rootKeys, secrets, policies } = stores;
+  const { rootKeys, secrets, policies, transitKeys } = stores;
   // Long-poll reads wait on the store's changes (and the change feed's, on PostgreSQL).
   const watches = new SecretWatches({
     store: secrets,
@@ -156,6 +156,7 @@ await runService('spike-nexus', async () => {
     secrets,
     watches,
     policies,
+    transitKeys,
     policyCache,
     snapshots: stores.snapshots,
     access,

@@ -102,7 +102,11 @@ describe('explainBudget()', () => {
 describe('reportFailure() of an untrusted server', () => {
   test('exits 3 and says what to check, not that Nexus is unreachable', () => {
     const lines: string[] = [];
-    const output: Output = { stdout: () => {}, stderr: (text) => lines.push(text) };
+    const output: Output = {
+      stdout: () => {},
+      stdoutBytes: () => {},
+      stderr: (text) => lines.push(text),
+    };
     const status = reportFailure(
       output,
       new ServerUntrustedError('The server at https://x is not trusted: unable to verify'),

@@ -36,7 +36,7 @@ const status = await runCli(process.argv.slice(2), {
       source.close();
     }
   },
-  output: createConsoleOutput(),
+  output: createConsoleOutput(process.stdout),
   terminal: createTerminal({ stdin: process.stdin, stderr: process.stderr }),
   environment: process.env,
 });

@@ -38,6 +38,8 @@ export const EXIT_BY_CODE = {
   ERR_SNAPSHOT_CORRUPT: 2,
   ERR_SNAPSHOT_INVALID: 2,
   ERR_TOO_MANY_WATCHES: 8,
+  ERR_CIPHERTEXT_INVALID: 10,
+  ERR_KEY_VERSION_TOO_OLD: 10,
 } as const satisfies Record<ErrorCode, number>;
 
 /** Exit status of a failure that is not a broker error (a bug, or a canceled prompt). */
@@ -46,17 +48,22 @@ export const EXIT_FAILURE = 1;
 export const OUTPUT_FORMATS = ['human', 'json', 'yaml'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
-/** Where Pilot writes. Each call writes one block; a final newline is added when missing. */
+/** Where Pilot writes. Each text call writes one block; a final newline is added when missing. */
 export interface Output {
   stdout(text: string): void;
+  /** Bytes to stdout exactly as they are (a decrypted plaintext): nothing is added. */
+  stdoutBytes(bytes: Uint8Array): void;
   stderr(text: string): void;
 }
 
-/** The process's stdout and stderr. */
-export function createConsoleOutput(): Output {
+/** The process's stdout and stderr; `stdout` (process.stdout) takes the bytes written as they are. */
+export function createConsoleOutput(stdout: { write(bytes: Uint8Array): unknown }): Output {
   return {
     stdout(text) {
       console.log(text.endsWith('\n') ? text.slice(0, -1) : text);
+    },
+    stdoutBytes(bytes) {
+      stdout.write(bytes);
     },
     stderr(text) {
       console.error(text.endsWith('\n') ? text.slice(0, -1) : text);

@@ -14,6 +14,7 @@ import {
   type Terminal,
 } from './commands/_context.ts';
 import { registerAuditCommands } from './commands/audit.ts';
+import { registerCipherCommands } from './commands/cipher.ts';
 import { registerCompletionCommand } from './commands/completion.ts';
 import { registerDeliveryCommands } from './commands/deliver.ts';
 import { registerOperatorCommands } from './commands/operator.ts';
@@ -89,6 +90,7 @@ export function createProgram(context: CommandContext, deps: Pick<CliDeps, 'whoa
     });
   registerSecretCommands(program, context);
   registerPolicyCommands(program, context);
+  registerCipherCommands(program, context);
   registerOperatorCommands(program, context);
   registerDeliveryCommands(program, context);
   registerAuditCommands(program, context);

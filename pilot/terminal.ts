@@ -20,29 +20,37 @@ const BACKSPACE = '\u007f';
 
 export function createTerminal(streams: { stdin: TtyInput; stderr: Writable }): Terminal {
   const { stdin, stderr } = streams;
+
+  /** All of stdin, refused once it passes `maxBytes`. */
+  async function readAll(maxBytes: number): Promise<Uint8Array> {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of stdin) {
+      const bytes =
+        typeof chunk === 'string' ? new TextEncoder().encode(chunk) : (chunk as Uint8Array);
+      size += bytes.length;
+      if (size > maxBytes) {
+        throw new InvalidRequestError(`Stdin holds more than ${maxBytes} bytes`);
+      }
+      chunks.push(bytes);
+    }
+    const all = new Uint8Array(size);
+    let offset = 0;
+    for (const chunk of chunks) {
+      all.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return all;
+  }
+
   return {
     isInteractive: () => stdin.isTTY === true,
 
     async readStdin(maxBytes) {
-      const chunks: Uint8Array[] = [];
-      let size = 0;
-      for await (const chunk of stdin) {
-        const bytes =
-          typeof chunk === 'string' ? new TextEncoder().encode(chunk) : (chunk as Uint8Array);
-        size += bytes.length;
-        if (size > maxBytes) {
-          throw new InvalidRequestError(`Stdin holds more than ${maxBytes} bytes`);
-        }
-        chunks.push(bytes);
-      }
-      const all = new Uint8Array(size);
-      let offset = 0;
-      for (const chunk of chunks) {
-        all.set(chunk, offset);
-        offset += chunk.length;
-      }
-      return new TextDecoder().decode(all);
+      return new TextDecoder().decode(await readAll(maxBytes));
     },
+
+    readStdinBytes: readAll,
 
     async prompt(question) {
       const rl = createInterface({ input: stdin, output: stderr, terminal: true });

@@ -58,6 +58,32 @@ import {
   type SnapshotRestoreResponse,
 } from '../shared/api/snapshot.ts';
 import {
+  type CiphertextResult,
+  type DataKeyResult,
+  decodeWireBytes,
+  encodeWireBytes,
+  type HmacResult,
+  type KeyResponse,
+  keyRoute,
+  type ListKeysResponse,
+  parseBatchResponse,
+  parseCiphertextResult,
+  parseConfigureKeyRequest,
+  parseDataKeyRequest,
+  parseDataKeyResult,
+  parseDecryptRequest,
+  parseDecryptResult,
+  parseEncryptRequest,
+  parseHmacRequest,
+  parseHmacResult,
+  parseKeyName,
+  parseKeyResponse,
+  parseListKeysResponse,
+  parseVerifyRequest,
+  parseVerifyResult,
+  type TransitRequest,
+} from '../shared/api/transit.ts';
+import {
   type BrokerError,
   ConfigError,
   InternalError,
@@ -583,6 +609,237 @@ export class SpikeClient {
     await this.#call({ method: 'DELETE', path: policyPath(name) });
   }
 
+  // ------------------------------------------------------------ named keys
+
+  /** The names of the keys we may list. */
+  async listKeys(): Promise<ListKeysResponse> {
+    const reply = await this.#call({ method: 'GET', path: PATHS.transitKeys });
+    return this.#check(parseListKeysResponse, reply, 'GET', PATHS.transitKeys);
+  }
+
+  /** Creates a key (version 1); `ConflictError` when the name is taken. */
+  async createKey(name: string): Promise<KeyResponse> {
+    return this.#keyCall('POST', keyRoute(name));
+  }
+
+  /** A key's metadata (never its material). */
+  async getKey(name: string): Promise<KeyResponse> {
+    return this.#keyCall('GET', keyRoute(name));
+  }
+
+  /** Adds a version that encryption uses from now on; older ones still decrypt. */
+  async rotateKey(name: string): Promise<KeyResponse> {
+    return this.#keyCall('POST', `${keyRoute(name)}/rotate`);
+  }
+
+  /** Refuses ciphertext and HMACs of versions below `minDecryptionVersion` (1 to the latest). */
+  async configureKey(
+    name: string,
+    options: { readonly minDecryptionVersion: number },
+  ): Promise<KeyResponse> {
+    const body = parseConfigureKeyRequest({ minDecryptionVersion: options.minDecryptionVersion });
+    return this.#keyCall('POST', `${keyRoute(name)}/config`, body);
+  }
+
+  /** Deletes a key and every version: what was encrypted under it can no longer be decrypted. */
+  async deleteKey(name: string): Promise<void> {
+    await this.#call({ method: 'DELETE', path: keyRoute(name) });
+  }
+
+  /** Encrypts under the key's latest version; `context` (if any) must be given again to decrypt. */
+  async encrypt(
+    name: string,
+    plaintext: Bytes,
+    options: ContextOption = {},
+  ): Promise<CiphertextResult> {
+    const [result] = await this.#encryptItems(name, [{ plaintext, ...options }], false);
+    return result as CiphertextResult;
+  }
+
+  /** As many items as `encrypt`, in one request (1 to 1000); all or nothing. */
+  async encryptBatch(
+    name: string,
+    items: readonly { readonly plaintext: Bytes; readonly context?: Bytes | undefined }[],
+  ): Promise<CiphertextResult[]> {
+    return this.#encryptItems(name, items, true);
+  }
+
+  async #encryptItems(
+    name: string,
+    items: readonly { readonly plaintext: Bytes; readonly context?: Bytes | undefined }[],
+    isBatch: boolean,
+  ): Promise<CiphertextResult[]> {
+    const wire = items.map((item) => ({
+      plaintext: encodeWireBytes(bytesOf(item.plaintext)),
+      ...contextOf(item.context),
+    }));
+    return this.#transit(
+      PATHS.transitEncrypt,
+      name,
+      wire,
+      isBatch,
+      parseEncryptRequest,
+      parseCiphertextResult,
+    );
+  }
+
+  /** The plaintext of a ciphertext of this key, made with the same context. */
+  async decrypt(
+    name: string,
+    ciphertext: string,
+    options: ContextOption = {},
+  ): Promise<Uint8Array> {
+    const [plaintext] = await this.#decryptItems(name, [{ ciphertext, ...options }], false);
+    return plaintext as Uint8Array;
+  }
+
+  /** As many items as `decrypt`, in one request (1 to 1000); all or nothing. */
+  async decryptBatch(
+    name: string,
+    items: readonly { readonly ciphertext: string; readonly context?: Bytes | undefined }[],
+  ): Promise<Uint8Array[]> {
+    return this.#decryptItems(name, items, true);
+  }
+
+  async #decryptItems(
+    name: string,
+    items: readonly { readonly ciphertext: string; readonly context?: Bytes | undefined }[],
+    isBatch: boolean,
+  ): Promise<Uint8Array[]> {
+    const results = await this.#transit(
+      PATHS.transitDecrypt,
+      name,
+      items.map((item) => ({ ciphertext: item.ciphertext, ...contextOf(item.context) })),
+      isBatch,
+      parseDecryptRequest,
+      parseDecryptResult,
+    );
+    return results.map((result) => decodeWireBytes(result.plaintext, 'plaintext'));
+  }
+
+  /** The same plaintext under the key's latest version, without it leaving Nexus. */
+  async rewrap(
+    name: string,
+    ciphertext: string,
+    options: ContextOption = {},
+  ): Promise<CiphertextResult> {
+    const [result] = await this.#rewrapItems(name, [{ ciphertext, ...options }], false);
+    return result as CiphertextResult;
+  }
+
+  /** As many items as `rewrap`, in one request (1 to 1000); all or nothing. */
+  async rewrapBatch(
+    name: string,
+    items: readonly { readonly ciphertext: string; readonly context?: Bytes | undefined }[],
+  ): Promise<CiphertextResult[]> {
+    return this.#rewrapItems(name, items, true);
+  }
+
+  async #rewrapItems(
+    name: string,
+    items: readonly { readonly ciphertext: string; readonly context?: Bytes | undefined }[],
+    isBatch: boolean,
+  ): Promise<CiphertextResult[]> {
+    return this.#transit(
+      PATHS.transitRewrap,
+      name,
+      items.map((item) => ({ ciphertext: item.ciphertext, ...contextOf(item.context) })),
+      isBatch,
+      parseDecryptRequest,
+      parseCiphertextResult,
+    );
+  }
+
+  /**
+   * A fresh random data key (32 bytes unless `bytes` says 16 to 64), wrapped
+   * under the key, and in plaintext unless `wrappedOnly`: envelope encryption.
+   */
+  async generateDataKey(name: string, options: DataKeyOptions = {}): Promise<DataKey> {
+    const [result] = await this.#dataKeyItems(name, [options], false);
+    return result as DataKey;
+  }
+
+  /** As many items as `generateDataKey`, in one request (1 to 1000); all or nothing. */
+  async generateDataKeyBatch(name: string, items: readonly DataKeyOptions[]): Promise<DataKey[]> {
+    return this.#dataKeyItems(name, items, true);
+  }
+
+  async #dataKeyItems(
+    name: string,
+    items: readonly DataKeyOptions[],
+    isBatch: boolean,
+  ): Promise<DataKey[]> {
+    const results = await this.#transit(
+      PATHS.transitDataKey,
+      name,
+      items.map((item) => ({
+        ...(item.bytes === undefined ? {} : { bytes: item.bytes }),
+        ...(item.wrappedOnly === undefined ? {} : { wrappedOnly: item.wrappedOnly }),
+        ...contextOf(item.context),
+      })),
+      isBatch,
+      parseDataKeyRequest,
+      parseDataKeyResult,
+    );
+    return results.map(toDataKey);
+  }
+
+  /** The HMAC-SHA256 of `input` under the key's latest version. */
+  async hmac(name: string, input: Bytes): Promise<HmacResult> {
+    const [result] = await this.#hmacItems(name, [input], false);
+    return result as HmacResult;
+  }
+
+  /** As many items as `hmac`, in one request (1 to 1000); all or nothing. */
+  async hmacBatch(name: string, inputs: readonly Bytes[]): Promise<HmacResult[]> {
+    return this.#hmacItems(name, inputs, true);
+  }
+
+  async #hmacItems(
+    name: string,
+    inputs: readonly Bytes[],
+    isBatch: boolean,
+  ): Promise<HmacResult[]> {
+    return this.#transit(
+      PATHS.transitHmac,
+      name,
+      inputs.map((input) => ({ input: encodeWireBytes(bytesOf(input)) })),
+      isBatch,
+      parseHmacRequest,
+      parseHmacResult,
+    );
+  }
+
+  /** Whether `hmac` is this key's HMAC of `input`. */
+  async verifyHmac(name: string, input: Bytes, hmac: string): Promise<boolean> {
+    const [valid] = await this.#verifyItems(name, [{ input, hmac }], false);
+    return valid as boolean;
+  }
+
+  /** As many items as `verifyHmac`, in one request (1 to 1000); all or nothing. */
+  async verifyHmacBatch(
+    name: string,
+    items: readonly { readonly input: Bytes; readonly hmac: string }[],
+  ): Promise<boolean[]> {
+    return this.#verifyItems(name, items, true);
+  }
+
+  async #verifyItems(
+    name: string,
+    items: readonly { readonly input: Bytes; readonly hmac: string }[],
+    isBatch: boolean,
+  ): Promise<boolean[]> {
+    const results = await this.#transit(
+      PATHS.transitVerify,
+      name,
+      items.map((item) => ({ input: encodeWireBytes(bytesOf(item.input)), hmac: item.hmac })),
+      isBatch,
+      parseVerifyRequest,
+      parseVerifyResult,
+    );
+    return results.map((result) => result.valid);
+  }
+
   // ------------------------------------------------------------ operator
 
   /** Ready (200) or sealed (503): both are answers, not errors. */
@@ -653,6 +910,44 @@ export class SpikeClient {
     this.#closing.abort();
     this.#mtls.close();
     this.#ownedSource?.close();
+  }
+
+  async #keyCall(method: 'GET' | 'POST', route: string, body?: unknown): Promise<KeyResponse> {
+    const reply = await this.#call({
+      method,
+      path: route,
+      ...(body === undefined ? {} : { body }),
+    });
+    return this.#check(parseKeyResponse, reply, method, route);
+  }
+
+  /**
+   * One data call on a key: the items checked by the route's own parser
+   * before anything is sent, one item or `{ batch }`, and each result
+   * checked.
+   */
+  async #transit<I, R>(
+    base: string,
+    name: string,
+    items: readonly I[],
+    isBatch: boolean,
+    check: (body: unknown) => TransitRequest<unknown>,
+    parse: (body: unknown) => R,
+  ): Promise<R[]> {
+    const route = `${base}/${parseKeyName(name)}`;
+    if (!isBatch && items.length !== 1) {
+      throw new TypeError('A call without a batch sends exactly one item');
+    }
+    const body = isBatch ? { batch: items } : items[0];
+    check(body);
+    const reply = await this.#call({ method: 'POST', path: route, body });
+    return this.#check(
+      (answer) =>
+        isBatch ? [...parseBatchResponse(answer, items.length, parse)] : [parse(answer)],
+      reply,
+      'POST',
+      route,
+    );
   }
 
   // ------------------------------------------------------------ transport
@@ -784,6 +1079,43 @@ export class SpikeClient {
       );
     }
   }
+}
+
+/** Bytes, or text sent as its UTF-8 bytes. */
+export type Bytes = Uint8Array | string;
+
+export interface ContextOption {
+  /** Bound to the ciphertext: the same context must be given to decrypt or rewrap it. */
+  readonly context?: Bytes | undefined;
+}
+
+export interface DataKeyOptions extends ContextOption {
+  /** 16 to 64; 32 when left out. */
+  readonly bytes?: number | undefined;
+  /** Answer the wrapped key only, for a party that will have it unwrapped later. */
+  readonly wrappedOnly?: boolean | undefined;
+}
+
+/** A data key: wrapped, and in plaintext unless `wrappedOnly` was asked for. */
+export interface DataKey {
+  readonly ciphertext: string;
+  readonly keyVersion: number;
+  readonly plaintext?: Uint8Array;
+}
+
+function bytesOf(value: Bytes): Uint8Array {
+  return typeof value === 'string' ? new TextEncoder().encode(value) : value;
+}
+
+function contextOf(context: Bytes | undefined): { context?: string } {
+  return context === undefined ? {} : { context: encodeWireBytes(bytesOf(context)) };
+}
+
+function toDataKey(result: DataKeyResult): DataKey {
+  const wrapped = { ciphertext: result.ciphertext, keyVersion: result.keyVersion };
+  return result.plaintext === undefined
+    ? wrapped
+    : { ...wrapped, plaintext: decodeWireBytes(result.plaintext, 'plaintext') };
 }
 
 /** `https://host:port` of the Nexus URL; only `https:` is accepted. */

@@ -21,10 +21,18 @@ export type {
   VersionInfoWire,
 } from '../shared/api/secrets.ts';
 export type { SnapshotRestoreResponse } from '../shared/api/snapshot.ts';
+export type {
+  CiphertextResult,
+  HmacResult,
+  KeyResponse,
+  KeyVersionWire,
+  ListKeysResponse,
+} from '../shared/api/transit.ts';
 export {
   AccessDeniedError,
   AlreadyUnsealedError,
   BrokerError,
+  CiphertextInvalidError,
   ConfigError,
   ConflictError,
   DecryptionFailedError,
@@ -32,6 +40,7 @@ export {
   InternalError,
   InvalidRequestError,
   isBrokerError,
+  KeyVersionTooOldError,
   NotFoundError,
   NotReadyError,
   PayloadTooLargeError,
@@ -58,7 +67,11 @@ export {
 } from '../shared/spiffe/x509_source.ts';
 export {
   type BorrowedSourceOptions,
+  type Bytes,
+  type ContextOption,
   createSpikeClient,
+  type DataKey,
+  type DataKeyOptions,
   type OwnedSourceOptions,
   type PolicyInput,
   SpikeClient,

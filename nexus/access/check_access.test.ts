@@ -15,7 +15,7 @@ import {
   RESERVED_ROOT,
 } from './check_access.ts';
 import { EVERYWHERE } from './pattern.ts';
-import { PERMISSIONS, type Permission } from './permissions.ts';
+import { keyPath, PERMISSIONS, type Permission } from './permissions.ts';
 import { type Policy, parsePolicy } from './policy.ts';
 
 const TD = parseTrustDomain('example.org');
@@ -310,6 +310,57 @@ describe('createAccessChecker(): the reserved sys/ namespace', () => {
     }
     for (const path of ['system', 'sysx/a', 'a/sys', 'app/sys/policies', 'SYS/policies']) {
       assert.equal(isReservedPath(path), false, path);
+    }
+  });
+});
+
+describe('createAccessChecker(): named keys', () => {
+  const ORDERS = keyPath('orders');
+
+  test('keys stand at sys/keys/{name}', () => {
+    assert.equal(ORDERS, 'sys/keys/orders');
+    assert.equal(isReservedPath(ORDERS), true);
+  });
+
+  test('encrypt and decrypt are granted apart, per key, per SPIFFE ID', () => {
+    const api = parseSpiffeId('spiffe://example.org/apps/api');
+    const { checker } = checkerWith(
+      policy('web-encrypts', 'spiffe://example.org/apps/web', 'sys/keys/orders', ['encrypt']),
+      policy('api-decrypts', 'spiffe://example.org/apps/api', 'sys/keys/orders', ['decrypt']),
+    );
+    assert.equal(checker.isAllowed(WEB, 'encrypt', ORDERS), true);
+    assert.equal(checker.isAllowed(WEB, 'decrypt', ORDERS), false);
+    assert.equal(checker.isAllowed(api, 'decrypt', ORDERS), true);
+    assert.equal(checker.isAllowed(api, 'encrypt', ORDERS), false);
+    for (const permission of ['rewrap', 'hmac', 'read', 'write', 'delete', 'list'] as const) {
+      assert.equal(checker.isAllowed(WEB, permission, ORDERS), false, permission);
+    }
+    assert.equal(checker.isAllowed(WEB, 'encrypt', keyPath('other')), false);
+    assert.deepEqual(checker.explain(WEB, 'encrypt', ORDERS), {
+      allowed: true,
+      reason: 'policy',
+      policy: 'web-encrypts',
+    });
+  });
+
+  test('a broad grant on secrets reaches no key; the superuser reaches every key', () => {
+    const { checker } = checkerWith(
+      policy('everything', 'spiffe://example.org/**', '**', ['super']),
+      policy('any-one', 'spiffe://example.org/**', '*/*/*', ['super']),
+    );
+    for (const permission of PERMISSIONS) {
+      assert.equal(checker.isAllowed(WEB, permission, ORDERS), false, permission);
+      assert.equal(checker.isAllowed(pilotSuperuserId(TD), permission, ORDERS), true, permission);
+    }
+  });
+
+  test('a policy on sys/keys/* manages and uses every key, and nothing else under sys/', () => {
+    const { checker } = checkerWith(
+      policy('key-admin', 'spiffe://example.org/apps/web', 'sys/keys/*', ['super']),
+    );
+    for (const permission of PERMISSIONS) {
+      assert.equal(checker.isAllowed(WEB, permission, ORDERS), true, permission);
+      assert.equal(checker.isAllowed(WEB, permission, POLICY_ADMIN_PATH), false, permission);
     }
   });
 });

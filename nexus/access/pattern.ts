@@ -100,6 +100,21 @@ export class PathPattern {
     };
   }
 
+  /**
+   * Whether some path of one more segment under `prefix` (`sys/keys/x` for
+   * `['sys', 'keys']`) matches. The segment after the prefix is either a
+   * wildcard's or one of the pattern's literals, so those (and one stand-in)
+   * are the only names worth trying.
+   */
+  canMatchUnder(prefix: readonly string[]): boolean {
+    const names = new Set(this.segments.filter((segment) => !isWildcard(segment)));
+    names.add('x');
+    for (const name of names) {
+      if (matchSegments(this.segments, [...prefix, name])) return true;
+    }
+    return false;
+  }
+
   /** Whether the pattern begins with the literal segment `segment`. */
   startsWithLiteral(segment: string): boolean {
     return this.segments[0] === segment;

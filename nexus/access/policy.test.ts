@@ -133,3 +133,47 @@ describe('policyForPut()', () => {
     assertRefused(() => policyForPut('ok', { ...request, pathPattern: 'a//b' }), /Path pattern/);
   });
 });
+
+describe('parsePolicy(): permissions on named keys', () => {
+  const keyPolicy = (pathPattern: string, permissions: string[]) =>
+    parsePolicy({ ...DOCUMENT, pathPattern, permissions });
+
+  test('encrypt, decrypt, rewrap and hmac are granted on patterns that reach sys/keys/', () => {
+    for (const pattern of [
+      'sys/keys/orders',
+      'sys/keys/*',
+      'sys/keys/**',
+      'sys/**',
+      'sys/*/orders',
+      'sys/**/orders',
+    ]) {
+      const policy = keyPolicy(pattern, ['encrypt', 'decrypt', 'rewrap', 'hmac']);
+      assert.deepEqual(policy.permissions, ['encrypt', 'decrypt', 'rewrap', 'hmac'], pattern);
+    }
+  });
+
+  test('they are refused on a pattern that can reach no key, naming the way to write one', () => {
+    for (const pattern of [
+      'apps/**',
+      '**',
+      '*/keys/*',
+      'sys/policies',
+      'sys/keys',
+      'keys/orders',
+    ]) {
+      for (const permission of ['encrypt', 'decrypt', 'rewrap', 'hmac']) {
+        assertRefused(
+          () => keyPolicy(pattern, ['read', permission]),
+          /applies to named keys only.*"sys\/keys\/<name>"/,
+        );
+      }
+    }
+  });
+
+  test('read, write, list, delete and super stay valid anywhere', () => {
+    const all = ['read', 'write', 'list', 'delete', 'super'];
+    for (const pattern of ['apps/**', 'sys/keys/*']) {
+      assert.deepEqual(keyPolicy(pattern, all).permissions, all, pattern);
+    }
+  });
+});

@@ -17,7 +17,10 @@ import {
   parseSpiffeIdPattern,
   type SpiffeIdPattern,
 } from './pattern.ts';
-import type { Permission } from './permissions.ts';
+import { KEY_ROOT, KEY_USE_PERMISSIONS, type Permission } from './permissions.ts';
+
+/** Where keys are named in policies, as segments. */
+const KEY_SEGMENTS = KEY_ROOT.split('/');
 
 // A module-private token so that only the parsers below can build policies.
 const CONSTRUCT = Symbol('construct');
@@ -124,5 +127,15 @@ function compile(document: PolicyDocument, options: ParsePolicyOptions): Policy 
   }
   const pathPattern = parsePathPattern(document.pathPattern);
   const permissions: readonly Permission[] = document.permissions;
+  const keyUses = permissions.filter((permission) => KEY_USE_PERMISSIONS.includes(permission));
+  if (
+    keyUses.length > 0 &&
+    !(pathPattern.startsWithLiteral('sys') && pathPattern.canMatchUnder(KEY_SEGMENTS))
+  ) {
+    // Granted on secrets they would mean nothing: refused, not ignored.
+    throw new InvalidRequestError(
+      `Permission ${keyUses.map((p) => JSON.stringify(p)).join(', ')} applies to named keys only, but path pattern ${JSON.stringify(document.pathPattern)} can match no key: name keys as "sys/keys/<name>" (for example "sys/keys/orders" or "sys/keys/*")`,
+    );
+  }
   return new Policy(CONSTRUCT, document.name, spiffeIdPattern, pathPattern, permissions);
 }

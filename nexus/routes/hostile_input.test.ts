@@ -7,8 +7,8 @@
  * invalid SPIFFE ID and path patterns), and must get what `assertRefused`
  * in test/harness/hostile.ts asserts: the 4xx and the specific error code
  * that malformation calls for, no change to anything stored (secrets with
- * every version's data, policies, the root key manager, which must not even
- * be called), exactly one audit event, and no secret value of the request in
+ * every version's data, policies, named keys, the root key manager, which
+ * must not even be called), exactly one audit event, and no secret value of the request in
  * the answer, the audit trail or the log.
  *
  * The routes are read from `app.routes`, so a route added later fails the
@@ -62,9 +62,12 @@ import { createApp } from '../app.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import type { RootKeyManager } from '../root_key/root_key_manager.ts';
 import { SecretChanges } from '../store/secret_changes.ts';
+import { openMemoryDatabase, type SqliteDatabase } from '../store/sqlite/db.ts';
 import type { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
+import { SqliteTransitKeyStore } from '../store/sqlite/transit_key_store.ts';
 import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
 import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
+import { encrypt, hmac } from '../transit/transit.ts';
 import { SecretWatches } from './secret_watch.ts';
 
 const TD = parseTrustDomain('nexus.test');
@@ -90,9 +93,21 @@ const SEEDED_POLICY: PolicyDocument = {
 };
 
 const opened: SqliteSecretStore[] = [];
+const databases: SqliteDatabase[] = [];
 after(async () => {
   await Promise.all(opened.map((store) => store.close()));
+  await Promise.all(databases.map((database) => database.close()));
 });
+
+/** The key every transit sample uses; `DOOMED_KEY` is the one the delete sample deletes. */
+const GOOD_KEY = 'orders';
+const DOOMED_KEY = 'doomed';
+/**
+ * A ciphertext and an HMAC of GOOD_KEY, made by the newest app (each app has
+ * its own keyring), for the well-formed samples; hostile cases never get as
+ * far as opening them.
+ */
+const seeded = { ciphertext: 'spike:v1:AAAA', hmac: 'spike:v1:AAAA' };
 
 // ---------------------------------------------------------------------------
 // The app under test
@@ -115,6 +130,22 @@ async function nexusApp() {
   await secrets.writeMetadata(parseSecretPath('app/web/db'), { customMetadata: { owner: 'web' } });
   const policies = new MemoryPolicyStore();
   await policies.upsert(SEEDED_POLICY);
+  const keysDatabase = await openMemoryDatabase();
+  databases.push(keysDatabase);
+  const transitKeys = new SqliteTransitKeyStore({
+    database: keysDatabase,
+    keyring: rootKey.withKeyring.bind(rootKey),
+  });
+  await transitKeys.create(GOOD_KEY);
+  await transitKeys.rotate(GOOD_KEY);
+  await transitKeys.create(DOOMED_KEY);
+  const context = new Uint8Array(0);
+  const [sealed] = await encrypt(transitKeys, GOOD_KEY, [
+    { plaintext: new TextEncoder().encode(`${SECRET_MARK}plain`), context },
+  ]);
+  const [mac] = await hmac(transitKeys, GOOD_KEY, [{ input: new Uint8Array([1, 2, 3]) }]);
+  seeded.ciphertext = sealed?.ciphertext ?? '';
+  seeded.hmac = mac?.hmac ?? '';
 
   const logSink = createMemorySink();
   const logger = createLogger({ component: 'nexus', level: 'debug', sink: logSink });
@@ -143,6 +174,7 @@ async function nexusApp() {
     secrets,
     watches: new SecretWatches({ store: secrets, changes }),
     policies,
+    transitKeys,
     policyCache,
     access,
     identity: {
@@ -180,8 +212,11 @@ async function nexusApp() {
         }
         state.push({ metadata, data });
       }
+      const keys = [];
+      for (const name of await transitKeys.list()) keys.push(await transitKeys.get(name));
       return JSON.stringify({
         secrets: state,
+        keys,
         policies: await policies.list(),
         cached: policyCache.policies().map((policy) => policy.name),
         rootKey: rootKey.state,
@@ -624,11 +659,117 @@ function badNameCases(method: string, body?: unknown): fc.Arbitrary<HostileCase>
   );
 }
 
+/** Hostile key names in a transit route's URL, before `suffix` (`/rotate`…). */
+function badKeyNameCases(
+  prefix: string,
+  method: string,
+  suffix = '',
+  body?: unknown,
+): fc.Arbitrary<HostileCase> {
+  return badPolicyName
+    .filter((name) => !(suffix !== '' && /^(\.|\.\.|%2e|%2e%2e)$/i.test(name)))
+    .map((name) =>
+      targetCase(
+        `key name ${JSON.stringify(name.slice(0, 60))}`,
+        method,
+        `${prefix}/${/%2[ef]/i.test(name) ? name : encodeURIComponent(name)}${suffix}`,
+        body,
+      ),
+    );
+}
+
+/** Texts that are not padded standard base64, or that decode to more than `maxBytes`. */
+function badBase64(maxBytes: number): fc.Arbitrary<unknown> {
+  const tooLong = 'A'.repeat((Math.ceil(maxBytes / 3) + 1) * 4);
+  return fc.oneof(
+    fc.constantFrom<unknown>(
+      'A',
+      'AA',
+      'AAA',
+      'AA=A',
+      'A===',
+      ' AAAA',
+      'AAAA\n',
+      '-_-_',
+      'YQ',
+      '\ud83d\ude00',
+      // Only when it fits the body limit, which would answer 413 first.
+      ...(tooLong.length < MAX_BODY_BYTES / 2 ? [tooLong] : []),
+    ),
+    notAString('AAAA').filter((value) => value !== undefined),
+  );
+}
+
+/** Ciphertext or HMAC texts that are not `spike:v<version>:<base64>`. */
+const badVersioned = fc.oneof(
+  fc.constantFrom<unknown>(
+    '',
+    'spike',
+    'spike:v1',
+    'spike:v1:',
+    'spike:v0:AAAA',
+    'spike:v01:AAAA',
+    'spike:v-1:AAAA',
+    'spike:v2147483648:AAAA',
+    'spike:vx:AAAA',
+    'vault:v1:AAAA',
+    'SPIKE:v1:AAAA',
+    'spike:V1:AAAA',
+    'spike:v1:AAA',
+    'spike:v1:AAAA ',
+    'spike:v1:AA=A',
+    ' spike:v1:AAAA',
+    'spike:v1:AAAA:AAAA',
+  ),
+  notAString('spike:v1:AAAA').filter((value) => value !== undefined),
+);
+
+/** The cases of a transit data route whose items have `fields` (each good in `good`). */
+function transitItemCases(
+  target: string,
+  good: Readonly<Record<string, unknown>>,
+  bad: Readonly<Record<string, fc.Arbitrary<unknown>>>,
+): fc.Arbitrary<HostileCase> {
+  const post = (kind: string, body: unknown) => jsonCase(kind, 'POST', target, body);
+  const fields = Object.keys(good);
+  return fc.oneof(
+    ...Object.entries(bad).map(([field, values]) =>
+      fc.tuple(values, fc.boolean()).map(([value, inBatch]) => {
+        const item = { ...good, [field]: value };
+        return post(
+          `${inBatch ? 'batch item ' : ''}${field} ${JSON.stringify(value)?.slice(0, 40)}`,
+          inBatch ? { batch: [good, item] } : item,
+        );
+      }),
+    ),
+    unknownField([...fields, 'batch']).map((name) =>
+      post(`unknown field ${JSON.stringify(name)}`, withMember(good, name, '"x"')),
+    ),
+    fc
+      .constantFrom<unknown>(
+        { batch: [] },
+        { batch: null },
+        { batch: good },
+        { batch: [good], extra: 1 },
+        { batch: [[good]] },
+        { batch: [null] },
+      )
+      .map((body) => post(`batch ${JSON.stringify(body).slice(0, 60)}`, body)),
+    fc.constant(
+      post('batch of too many items', { batch: Array.from({ length: 1001 }, () => ({})) }),
+    ),
+    fieldNesting.map(([depth, kind]) =>
+      post(`batch nested ${depth}`, `{"batch":${nested(depth, kind)}}`),
+    ),
+  );
+}
+
 const SECRET_DATA = `${PATHS.secretData}/:path{.+}`;
 const SECRET_METADATA = `${PATHS.secretMetadata}/:path{.+}`;
 const SECRET_UNDELETE = `${PATHS.secretUndelete}/:path{.+}`;
 const SECRET_DESTROY = `${PATHS.secretDestroy}/:path{.+}`;
 const POLICY = `${PATHS.policies}/:name`;
+const TRANSIT_KEY = `${PATHS.transitKeys}/:name`;
 
 function specs(): Record<string, RouteSpec> {
   const data = (p: string) => `${PATHS.secretData}/${p}`;
@@ -834,6 +975,7 @@ function specs(): Record<string, RouteSpec> {
       target: policy(SEEDED_POLICY.name),
       specific: badNameCases('DELETE'),
     },
+    ...transitSpecs(),
     [`POST ${PATHS.operatorRecover}`]: { caller: 'recover', target: PATHS.operatorRecover },
     [`GET ${PATHS.operatorSnapshot}`]: { caller: 'superuser', target: PATHS.operatorSnapshot },
     // Damaged snapshot bodies need a database file: nexus/routes/snapshot.test.ts.
@@ -878,6 +1020,184 @@ function specs(): Record<string, RouteSpec> {
         ),
         fc.constant(restore('no shard', {})),
       ),
+    },
+  };
+}
+
+/** The named key routes; the delete sample comes last, on a key of its own. */
+function transitSpecs(): Record<string, RouteSpec> {
+  const key = (name: string, suffix = '') => `${PATHS.transitKeys}/${name}${suffix}`;
+  const on = (prefix: string) => `${prefix}/${GOOD_KEY}`;
+  const plaintext = 'aGVsbG8=';
+  const foreign = `spike:v1:${'A'.repeat(80)}`;
+  return {
+    [`GET ${PATHS.transitKeys}`]: { caller: 'superuser', target: PATHS.transitKeys },
+    [`POST ${TRANSIT_KEY}`]: {
+      caller: 'superuser',
+      target: key('fresh'),
+      specific: fc.oneof(
+        badKeyNameCases(PATHS.transitKeys, 'POST'),
+        fc.constant({
+          kind: 'a key that exists',
+          method: 'POST',
+          target: key(GOOD_KEY),
+          expect: { status: 409, code: 'ERR_CONFLICT' },
+        }),
+      ),
+    },
+    [`GET ${TRANSIT_KEY}`]: {
+      caller: 'superuser',
+      target: key(GOOD_KEY),
+      specific: badKeyNameCases(PATHS.transitKeys, 'GET'),
+    },
+    [`POST ${TRANSIT_KEY}/rotate`]: {
+      caller: 'superuser',
+      target: key(GOOD_KEY, '/rotate'),
+      specific: badKeyNameCases(PATHS.transitKeys, 'POST', '/rotate'),
+    },
+    [`POST ${TRANSIT_KEY}/config`]: {
+      caller: 'superuser',
+      target: key(GOOD_KEY, '/config'),
+      body: { minDecryptionVersion: 1 },
+      specific: fc.oneof(
+        badKeyNameCases(PATHS.transitKeys, 'POST', '/config', { minDecryptionVersion: 1 }),
+        fc
+          .oneof(badVersionNumberText, fc.constantFrom('3', '99', '2147483647'))
+          .map((n) =>
+            jsonCase(
+              `minDecryptionVersion ${n}`,
+              'POST',
+              key(GOOD_KEY, '/config'),
+              `{"minDecryptionVersion":${n}}`,
+            ),
+          ),
+        fc.constant(jsonCase('no minDecryptionVersion', 'POST', key(GOOD_KEY, '/config'), {})),
+        unknownField(['minDecryptionVersion']).map((name) =>
+          jsonCase(
+            `unknown field ${JSON.stringify(name)}`,
+            'POST',
+            key(GOOD_KEY, '/config'),
+            withMember({ minDecryptionVersion: 1 }, name, '1'),
+          ),
+        ),
+      ),
+    },
+    [`POST ${PATHS.transitEncrypt}/:name`]: {
+      caller: 'superuser',
+      target: on(PATHS.transitEncrypt),
+      body: { plaintext },
+      specific: fc.oneof(
+        badKeyNameCases(PATHS.transitEncrypt, 'POST', '', { plaintext }),
+        transitItemCases(
+          on(PATHS.transitEncrypt),
+          { plaintext, context: 'Y3R4' },
+          { plaintext: badBase64(65_536), context: badBase64(1024) },
+        ),
+        fc.constant(jsonCase('no plaintext', 'POST', on(PATHS.transitEncrypt), {})),
+      ),
+    },
+    [`POST ${PATHS.transitDecrypt}/:name`]: {
+      caller: 'superuser',
+      target: on(PATHS.transitDecrypt),
+      body: {
+        get ciphertext() {
+          return seeded.ciphertext;
+        },
+      },
+      specific: fc.oneof(
+        badKeyNameCases(PATHS.transitDecrypt, 'POST', '', { ciphertext: foreign }),
+        transitItemCases(
+          on(PATHS.transitDecrypt),
+          { ciphertext: foreign, context: 'Y3R4' },
+          { ciphertext: badVersioned, context: badBase64(1024) },
+        ),
+        fc.constant(
+          jsonCase(
+            'a ciphertext of no key',
+            'POST',
+            on(PATHS.transitDecrypt),
+            { ciphertext: foreign },
+            {
+              status: 400,
+              code: 'ERR_CIPHERTEXT_INVALID',
+            },
+          ),
+        ),
+      ),
+    },
+    [`POST ${PATHS.transitRewrap}/:name`]: {
+      caller: 'superuser',
+      target: on(PATHS.transitRewrap),
+      body: {
+        get ciphertext() {
+          return seeded.ciphertext;
+        },
+      },
+      specific: fc.oneof(
+        badKeyNameCases(PATHS.transitRewrap, 'POST', '', { ciphertext: foreign }),
+        transitItemCases(
+          on(PATHS.transitRewrap),
+          { ciphertext: foreign },
+          { ciphertext: badVersioned, context: badBase64(1024) },
+        ),
+      ),
+    },
+    [`POST ${PATHS.transitDataKey}/:name`]: {
+      caller: 'superuser',
+      target: on(PATHS.transitDataKey),
+      body: {},
+      specific: fc.oneof(
+        badKeyNameCases(PATHS.transitDataKey, 'POST', '', {}),
+        badIntegerText(16, 64).map((text) =>
+          jsonCase(
+            `bytes ${text}`,
+            'POST',
+            on(PATHS.transitDataKey),
+            withMember({}, 'bytes', text),
+          ),
+        ),
+        transitItemCases(
+          on(PATHS.transitDataKey),
+          { bytes: 32, wrappedOnly: false },
+          {
+            bytes: fc.constantFrom<unknown>(0, 8, 15, 65, 1024, 1.5, -32, '32', null, true, [32]),
+            wrappedOnly: fc.constantFrom<unknown>('true', 1, 0, null, 'yes', [true]),
+            context: badBase64(1024),
+          },
+        ),
+      ),
+    },
+    [`POST ${PATHS.transitHmac}/:name`]: {
+      caller: 'superuser',
+      target: on(PATHS.transitHmac),
+      body: { input: plaintext },
+      specific: fc.oneof(
+        badKeyNameCases(PATHS.transitHmac, 'POST', '', { input: plaintext }),
+        transitItemCases(on(PATHS.transitHmac), { input: plaintext }, { input: badBase64(65_536) }),
+      ),
+    },
+    [`POST ${PATHS.transitVerify}/:name`]: {
+      caller: 'superuser',
+      target: on(PATHS.transitVerify),
+      body: {
+        input: 'AQID',
+        get hmac() {
+          return seeded.hmac;
+        },
+      },
+      specific: fc.oneof(
+        badKeyNameCases(PATHS.transitVerify, 'POST', '', { input: plaintext, hmac: foreign }),
+        transitItemCases(
+          on(PATHS.transitVerify),
+          { input: plaintext, hmac: foreign },
+          { input: badBase64(65_536), hmac: badVersioned },
+        ),
+      ),
+    },
+    [`DELETE ${TRANSIT_KEY}`]: {
+      caller: 'superuser',
+      target: key(DOOMED_KEY),
+      specific: badKeyNameCases(PATHS.transitKeys, 'DELETE'),
     },
   };
 }

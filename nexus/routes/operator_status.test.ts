@@ -245,6 +245,8 @@ async function nexusApp(state: KeyState) {
     secrets: secrets.store,
     watches: new SecretWatches({ store: secrets.store, changes: new SecretChanges() }),
     policies,
+    // No transit route is called here.
+    transitKeys: {} as never,
     policyCache,
     access,
     identity: {

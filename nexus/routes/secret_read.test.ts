@@ -140,6 +140,8 @@ before(async () => {
       secrets: store,
       watches: new SecretWatches({ store, changes: new SecretChanges() }),
       policies,
+      // No transit route is called here.
+      transitKeys: {} as never,
       policyCache,
       access,
       identity: {

@@ -114,6 +114,7 @@ async function nexus(options: Options = {}) {
     rootKey,
     manager: { keeperStatus: () => [] } as unknown as RootKeyManager,
     secrets: counted.store,
+    transitKeys: {} as never,
     watches,
     policies,
     policyCache,

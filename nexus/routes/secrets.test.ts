@@ -174,6 +174,8 @@ async function nexusApp(options: NexusOptions = {}) {
     secrets: recorded.store,
     watches: new SecretWatches({ store: recorded.store, changes }),
     policies,
+    // No transit route is called here.
+    transitKeys: {} as never,
     policyCache,
     access,
     identity: {

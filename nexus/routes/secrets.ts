@@ -5,7 +5,6 @@
  * a path cannot tell whether it exists (403, never 404); the handler takes
  * the path the guard checked.
  */
-import type { HttpBindings } from '@hono/node-server';
 import { type Context, Hono } from 'hono';
 import { PATHS } from '../../shared/api/paths.ts';
 import {
@@ -218,8 +217,9 @@ export function decideSecretAccess(
  * stream, controller) for a request that may wait a minute: some 10 KiB of
  * heap per waiting watch.
  */
-function clientGone(c: Context): AbortSignal {
-  const outgoing = (c.env as HttpBindings | undefined)?.outgoing;
+function clientGone(c: Context<GuardedEnv<SecretPath>>): AbortSignal {
+  // Undefined without the adapter (`app.request()` in tests).
+  const outgoing = (c.env as PeerEnv['Bindings'] | undefined)?.outgoing;
   if (outgoing === undefined) return c.req.raw.signal;
   const controller = new AbortController();
   outgoing.once('close', () => controller.abort());

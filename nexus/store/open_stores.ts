@@ -1,5 +1,5 @@
 /**
- * Opens the database of the configured backend and the three stores on it,
+ * Opens the database of the configured backend and the stores on it,
  * so `main.ts` composes one value whatever the backend:
  * - `sqlite`: a file (`spike.db`) in the data directory;
  * - `memory`: a private in-memory SQLite database, gone at exit;
@@ -15,6 +15,7 @@ import { openPostgresDatabase } from './postgres/db.ts';
 import { PgPolicyStore } from './postgres/policy_store.ts';
 import { PgRootKeyStore } from './postgres/root_key_store.ts';
 import { PgSecretStore } from './postgres/secret_store.ts';
+import { PgTransitKeyStore } from './postgres/transit_key_store.ts';
 import type { RootKeyStore } from './root_key_store.ts';
 import {
   DEFAULT_CACHE_LIMITS,
@@ -30,6 +31,8 @@ import { SqlitePolicyStore } from './sqlite/policy_store.ts';
 import { SqliteRootKeyStore } from './sqlite/root_key_store.ts';
 import { SqliteSecretStore } from './sqlite/secret_store.ts';
 import { SqliteSnapshots } from './sqlite/snapshot_store.ts';
+import { SqliteTransitKeyStore } from './sqlite/transit_key_store.ts';
+import type { TransitKeyStore } from './transit_key_store.ts';
 
 export type StoreBackend =
   | { readonly kind: 'sqlite'; readonly dataDir: string; readonly synchronous: SqliteSynchronous }
@@ -61,6 +64,7 @@ export interface Stores {
    * writes and, on PostgreSQL, by the change feed for those of every Nexus.
    */
   readonly changes: SecretChanges;
+  readonly transitKeys: TransitKeyStore;
   /** Where the data lives, for the start-up log (a PostgreSQL password is masked). */
   readonly location: string;
   /**
@@ -113,6 +117,7 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
       changes,
       policies: new PgPolicyStore(database.db),
       snapshots: undefined,
+      transitKeys: new PgTransitKeyStore({ db: database.db, keyring }),
       location: database.redactedUrl,
       async ping() {
         await database.db.execute(sql`select 1`);
@@ -149,6 +154,7 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
               changes.gap();
             },
           }),
+    transitKeys: new SqliteTransitKeyStore({ database, keyring }),
     location: database.path,
     async ping() {
       await database.db.run(sql`select 1`);

@@ -16,6 +16,12 @@ import type {
 } from '../../shared/api/policies.ts';
 import type { ListResponse, MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
 import type { SnapshotRestoreResponse } from '../../shared/api/snapshot.ts';
+import type {
+  CiphertextResult,
+  HmacResult,
+  KeyResponse,
+  ListKeysResponse,
+} from '../../shared/api/transit.ts';
 import type { Env } from '../../shared/config/env.ts';
 import { InvalidRequestError, isBrokerError } from '../../shared/errors/errors.ts';
 import type { PilotConfig } from '../config.ts';
@@ -46,6 +52,27 @@ export interface PilotClient {
   getPolicy(name: string): Promise<PolicyResponse>;
   putPolicy(policy: PolicyDocument): Promise<PolicyResponse>;
   deletePolicy(name: string): Promise<void>;
+  listKeys(): Promise<ListKeysResponse>;
+  createKey(name: string): Promise<KeyResponse>;
+  getKey(name: string): Promise<KeyResponse>;
+  rotateKey(name: string): Promise<KeyResponse>;
+  configureKey(name: string, options: { minDecryptionVersion: number }): Promise<KeyResponse>;
+  deleteKey(name: string): Promise<void>;
+  encrypt(name: string, plaintext: Uint8Array, options?: ContextArg): Promise<CiphertextResult>;
+  encryptBatch(name: string, items: readonly PlaintextItem[]): Promise<CiphertextResult[]>;
+  decrypt(name: string, ciphertext: string, options?: ContextArg): Promise<Uint8Array>;
+  decryptBatch(name: string, items: readonly CiphertextItem[]): Promise<Uint8Array[]>;
+  rewrap(name: string, ciphertext: string, options?: ContextArg): Promise<CiphertextResult>;
+  rewrapBatch(name: string, items: readonly CiphertextItem[]): Promise<CiphertextResult[]>;
+  generateDataKey(name: string, options?: DataKeyArg): Promise<DataKeyAnswer>;
+  generateDataKeyBatch(name: string, items: readonly DataKeyArg[]): Promise<DataKeyAnswer[]>;
+  hmac(name: string, input: Uint8Array): Promise<HmacResult>;
+  hmacBatch(name: string, inputs: readonly Uint8Array[]): Promise<HmacResult[]>;
+  verifyHmac(name: string, input: Uint8Array, hmac: string): Promise<boolean>;
+  verifyHmacBatch(
+    name: string,
+    items: readonly { readonly input: Uint8Array; readonly hmac: string }[],
+  ): Promise<boolean[]>;
   /** Ready (200) or sealed (503): both are answers. */
   status(): Promise<StatusResponse & { readonly httpStatus: number }>;
   recover(): Promise<RecoverResponse>;
@@ -59,12 +86,32 @@ export interface PilotClient {
   close(): void | Promise<void>;
 }
 
+/** A context bound to a ciphertext, as the SDK takes it. */
+export interface ContextArg {
+  readonly context?: Uint8Array | undefined;
+}
+export interface PlaintextItem extends ContextArg {
+  readonly plaintext: Uint8Array;
+}
+export interface CiphertextItem extends ContextArg {
+  readonly ciphertext: string;
+}
+export interface DataKeyArg extends ContextArg {
+  readonly bytes?: number | undefined;
+  readonly wrappedOnly?: boolean | undefined;
+}
+export interface DataKeyAnswer extends CiphertextResult {
+  readonly plaintext?: Uint8Array;
+}
+
 /** The terminal Pilot runs in: stdin, prompts and hidden input. */
 export interface Terminal {
   /** Whether stdin is an interactive terminal. */
   isInteractive(): boolean;
   /** All of stdin as text (at most `maxBytes`, else InvalidRequestError). */
   readStdin(maxBytes: number): Promise<string>;
+  /** All of stdin as bytes, unchanged (at most `maxBytes`, else InvalidRequestError). */
+  readStdinBytes(maxBytes: number): Promise<Uint8Array>;
   /** Asks a question on the terminal and returns the answer line. */
   prompt(question: string): Promise<string>;
   /** Like prompt, without echoing what is typed. */

@@ -8,11 +8,33 @@ import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator
 import type { PolicyDocument, PolicyResponse } from '../../shared/api/policies.ts';
 import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
 import type { SnapshotRestoreResponse } from '../../shared/api/snapshot.ts';
-import { AccessDeniedError, ConflictError, NotFoundError } from '../../shared/errors/errors.ts';
+import {
+  type CiphertextResult,
+  decodeWireBytes,
+  encodeWireBytes,
+  formatVersioned,
+  type HmacResult,
+  type KeyResponse,
+  parseVersioned,
+} from '../../shared/api/transit.ts';
+import {
+  AccessDeniedError,
+  CiphertextInvalidError,
+  ConflictError,
+  NotFoundError,
+} from '../../shared/errors/errors.ts';
 import { loadPilotConfig } from '../config.ts';
 import type { Output } from '../output.ts';
 import { runCli } from '../program.ts';
-import type { PilotClient, Terminal } from './_context.ts';
+import type {
+  CiphertextItem,
+  ContextArg,
+  DataKeyAnswer,
+  DataKeyArg,
+  PilotClient,
+  PlaintextItem,
+  Terminal,
+} from './_context.ts';
 import { isEmptied } from './secret.ts';
 
 export const CALLER_ID = 'spiffe://unit.test/spike/pilot/role/superuser';
@@ -27,6 +49,8 @@ export class FakeClient implements PilotClient {
   readonly calls: Call[] = [];
   readonly secrets = new Map<string, Record<string, string>[]>();
   readonly policies = new Map<string, PolicyResponse>();
+  /** Named keys: name → latest version and minimum decryption version. */
+  readonly keys = new Map<string, { latest: number; min: number }>();
   restoreAnswers: RestoreResponse[] = [];
   sealed = false;
   /** Version states by path: `deleted` or `destroyed` (a version not listed is live). */
@@ -208,6 +232,149 @@ export class FakeClient implements PilotClient {
       state: 'ready',
     };
   }
+  // A stand-in for Nexus's cipher: a "ciphertext" is the key, the context
+  // and the plaintext in clear, so tests can see what was sent; it opens
+  // under its own key and context only, like the real one.
+
+  #key(name: string): { latest: number; min: number } {
+    const key = this.keys.get(name);
+    if (key === undefined) throw new NotFoundError(`Key "${name}" does not exist`);
+    return key;
+  }
+
+  #keyAnswer(name: string): KeyResponse {
+    const { latest, min } = this.#key(name);
+    return {
+      name,
+      createdAt: T,
+      updatedAt: T,
+      latestVersion: latest,
+      minDecryptionVersion: min,
+      versions: Array.from({ length: latest }, (_, i) => ({ version: i + 1, createdAt: T })),
+    };
+  }
+
+  #seal(
+    name: string,
+    plaintext: Uint8Array,
+    context: Uint8Array = new Uint8Array(0),
+  ): CiphertextResult {
+    const { latest } = this.#key(name);
+    const text = JSON.stringify({
+      name,
+      c: encodeWireBytes(context),
+      p: encodeWireBytes(plaintext),
+    });
+    return {
+      ciphertext: formatVersioned(latest, new TextEncoder().encode(text)),
+      keyVersion: latest,
+    };
+  }
+
+  #open(name: string, ciphertext: string, context: Uint8Array = new Uint8Array(0)): Uint8Array {
+    const { version, bytes } = parseVersioned(ciphertext, 'ciphertext');
+    const key = this.#key(name);
+    const sealed = JSON.parse(new TextDecoder().decode(bytes)) as {
+      name: string;
+      c: string;
+      p: string;
+    };
+    if (sealed.name !== name || sealed.c !== encodeWireBytes(context) || version > key.latest) {
+      throw new CiphertextInvalidError();
+    }
+    return decodeWireBytes(sealed.p, 'plaintext');
+  }
+
+  async listKeys() {
+    this.#record('listKeys');
+    return { keys: [...this.keys.keys()].sort() };
+  }
+  async createKey(name: string) {
+    this.#record('createKey', name);
+    if (this.keys.has(name)) throw new ConflictError(`Key "${name}" already exists`);
+    this.keys.set(name, { latest: 1, min: 1 });
+    return this.#keyAnswer(name);
+  }
+  async getKey(name: string) {
+    this.#record('getKey', name);
+    return this.#keyAnswer(name);
+  }
+  async rotateKey(name: string) {
+    this.#record('rotateKey', name);
+    this.#key(name).latest += 1;
+    return this.#keyAnswer(name);
+  }
+  async configureKey(name: string, options: { minDecryptionVersion: number }) {
+    this.#record('configureKey', name, options);
+    this.#key(name).min = options.minDecryptionVersion;
+    return this.#keyAnswer(name);
+  }
+  async deleteKey(name: string) {
+    this.#record('deleteKey', name);
+    this.#key(name);
+    this.keys.delete(name);
+  }
+  async encrypt(name: string, plaintext: Uint8Array, options: ContextArg = {}) {
+    this.#record('encrypt', name, options);
+    return this.#seal(name, plaintext, options.context);
+  }
+  async encryptBatch(name: string, items: readonly PlaintextItem[]) {
+    this.#record('encryptBatch', name, items.length);
+    return items.map((item) => this.#seal(name, item.plaintext, item.context));
+  }
+  async decrypt(name: string, ciphertext: string, options: ContextArg = {}) {
+    this.#record('decrypt', name, options);
+    return this.#open(name, ciphertext, options.context);
+  }
+  async decryptBatch(name: string, items: readonly CiphertextItem[]) {
+    this.#record('decryptBatch', name, items.length);
+    return items.map((item) => this.#open(name, item.ciphertext, item.context));
+  }
+  async rewrap(name: string, ciphertext: string, options: ContextArg = {}) {
+    this.#record('rewrap', name, options);
+    return this.#seal(name, this.#open(name, ciphertext, options.context), options.context);
+  }
+  async rewrapBatch(name: string, items: readonly CiphertextItem[]) {
+    this.#record('rewrapBatch', name, items.length);
+    return items.map((item) =>
+      this.#seal(name, this.#open(name, item.ciphertext, item.context), item.context),
+    );
+  }
+  async generateDataKey(name: string, options: DataKeyArg = {}): Promise<DataKeyAnswer> {
+    this.#record('generateDataKey', name, options);
+    return this.#dataKey(name, options);
+  }
+  async generateDataKeyBatch(name: string, items: readonly DataKeyArg[]) {
+    this.#record('generateDataKeyBatch', name, items.length);
+    return items.map((item) => this.#dataKey(name, item));
+  }
+  #dataKey(name: string, options: DataKeyArg): DataKeyAnswer {
+    const material = crypto.getRandomValues(new Uint8Array(options.bytes ?? 32));
+    const wrapped = this.#seal(name, material, options.context);
+    return options.wrappedOnly === true ? wrapped : { ...wrapped, plaintext: material };
+  }
+  async hmac(name: string, input: Uint8Array) {
+    this.#record('hmac', name);
+    return this.#mac(name, input);
+  }
+  async hmacBatch(name: string, inputs: readonly Uint8Array[]) {
+    this.#record('hmacBatch', name, inputs.length);
+    return inputs.map((input) => this.#mac(name, input));
+  }
+  #mac(name: string, input: Uint8Array): HmacResult {
+    const { latest } = this.#key(name);
+    const text = new TextEncoder().encode(`${name}:${encodeWireBytes(input)}`);
+    return { hmac: formatVersioned(latest, text), keyVersion: latest };
+  }
+  async verifyHmac(name: string, input: Uint8Array, hmac: string) {
+    this.#record('verifyHmac', name);
+    return this.#mac(name, input).hmac === hmac;
+  }
+  async verifyHmacBatch(name: string, items: readonly { input: Uint8Array; hmac: string }[]) {
+    this.#record('verifyHmacBatch', name, items.length);
+    return items.map((item) => this.#mac(name, item.input).hmac === item.hmac);
+  }
+
   close() {
     this.closed = true;
   }
@@ -215,7 +382,7 @@ export class FakeClient implements PilotClient {
 
 export interface FakeTerminalOptions {
   readonly interactive?: boolean;
-  readonly stdin?: string;
+  readonly stdin?: string | Uint8Array;
   /** Answers to prompt() and promptHidden(), in order. */
   readonly answers?: readonly string[];
 }
@@ -234,7 +401,14 @@ export function createFakeTerminal(options: FakeTerminalOptions = {}): Terminal 
   return {
     prompts,
     isInteractive: () => options.interactive ?? false,
-    readStdin: async () => options.stdin ?? '',
+    readStdin: async () =>
+      typeof options.stdin === 'string'
+        ? options.stdin
+        : new TextDecoder().decode(options.stdin ?? new Uint8Array(0)),
+    readStdinBytes: async () =>
+      typeof options.stdin === 'string'
+        ? new TextEncoder().encode(options.stdin)
+        : (options.stdin ?? new Uint8Array(0)),
     prompt: answer,
     promptHidden: answer,
   };
@@ -243,6 +417,8 @@ export function createFakeTerminal(options: FakeTerminalOptions = {}): Terminal 
 export interface RunResult {
   readonly status: number;
   readonly stdout: string;
+  /** What was written to stdout as bytes (`stdoutBytes`), joined. */
+  readonly stdoutBytes: Uint8Array;
   readonly stderr: string;
   readonly client: FakeClient;
 }
@@ -254,10 +430,14 @@ export async function run(
 ): Promise<RunResult> {
   const client = options.client ?? new FakeClient();
   let stdout = '';
+  const chunks: Uint8Array[] = [];
   let stderr = '';
   const output: Output = {
     stdout: (text) => {
       stdout += text.endsWith('\n') ? text : `${text}\n`;
+    },
+    stdoutBytes: (bytes) => {
+      chunks.push(bytes.slice());
     },
     stderr: (text) => {
       stderr += text.endsWith('\n') ? text : `${text}\n`;
@@ -271,5 +451,5 @@ export async function run(
     terminal: options.terminal ?? createFakeTerminal(),
     environment: { PATH: '/usr/local/bin:/usr/bin:/bin', ...options.env },
   });
-  return { status, stdout, stderr, client };
+  return { status, stdout, stdoutBytes: Buffer.concat(chunks), stderr, client };
 }

@@ -71,6 +71,7 @@ function setUp() {
     client: async () => client,
     output: {
       stdout: () => {},
+      stdoutBytes: () => {},
       stderr: (text) => {
         stderr += `${text}\n`;
       },

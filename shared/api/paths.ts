@@ -28,4 +28,13 @@ export const PATHS = {
   operatorSnapshot: '/v1/operator/snapshot',
   /** Nexus: GET lists every policy; `/{name}` follows for GET, PUT and DELETE of one. */
   policies: '/v1/policies',
+  /** Nexus: GET lists the named encryption keys; `/{name}` follows for one (shared/api/transit.ts). */
+  transitKeys: '/v1/transit/keys',
+  /** Nexus: encrypt, decrypt, rewrap, data keys, HMAC and verify under a key; `/{name}` follows. */
+  transitEncrypt: '/v1/transit/encrypt',
+  transitDecrypt: '/v1/transit/decrypt',
+  transitRewrap: '/v1/transit/rewrap',
+  transitDataKey: '/v1/transit/datakey',
+  transitHmac: '/v1/transit/hmac',
+  transitVerify: '/v1/transit/verify',
 } as const;

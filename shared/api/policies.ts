@@ -21,7 +21,17 @@ import { PATHS } from './paths.ts';
  * What a policy may grant. Mirrors `PERMISSIONS` in nexus/access/permissions.ts
  * (the contract cannot import Nexus); a test there keeps the two equal.
  */
-export const POLICY_PERMISSIONS = ['read', 'write', 'list', 'delete', 'super'] as const;
+export const POLICY_PERMISSIONS = [
+  'read',
+  'write',
+  'list',
+  'delete',
+  'encrypt',
+  'decrypt',
+  'rewrap',
+  'hmac',
+  'super',
+] as const;
 export type PolicyPermission = (typeof POLICY_PERMISSIONS)[number];
 
 export const MAX_POLICY_NAME_LENGTH = 64;

@@ -12,12 +12,14 @@ import {
   BodyIncompleteError,
   BrokerError,
   BundleInvalidError,
+  CiphertextInvalidError,
   ConflictError,
   DecryptionFailedError,
   type ErrorCode,
   InternalError,
   InvalidRequestError,
   InvalidSpiffeIdError,
+  KeyVersionTooOldError,
   NotFoundError,
   NotReadyError,
   PayloadTooLargeError,
@@ -73,6 +75,8 @@ const ERROR_BY_CODE = {
   ERR_SNAPSHOT_CORRUPT: (message) => new SnapshotCorruptError(message),
   ERR_SNAPSHOT_INVALID: (message) => new SnapshotInvalidError(message),
   ERR_TOO_MANY_WATCHES: (message) => new TooManyWatchesError(message),
+  ERR_CIPHERTEXT_INVALID: (message) => new CiphertextInvalidError(message),
+  ERR_KEY_VERSION_TOO_OLD: (message) => new KeyVersionTooOldError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

@@ -34,6 +34,8 @@ export const ERROR_CODES = [
   'ERR_SNAPSHOT_CORRUPT',
   'ERR_SNAPSHOT_INVALID',
   'ERR_TOO_MANY_WATCHES',
+  'ERR_CIPHERTEXT_INVALID',
+  'ERR_KEY_VERSION_TOO_OLD',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -287,6 +289,32 @@ export class QuotaExceededError extends BrokerError {
 export class TooManyWatchesError extends BrokerError {
   constructor(message = 'Too many long-poll reads are waiting', options?: BrokerErrorOptions) {
     super('ERR_TOO_MANY_WATCHES', message, options);
+  }
+}
+
+/**
+ * A ciphertext or HMAC given to a named key does not open or verify under it:
+ * made under another key or with another context, altered, or naming a key
+ * version the key does not have. Caller data, not stored data: no integrity
+ * alarm. One fixed message, so nothing tells the causes apart.
+ */
+export class CiphertextInvalidError extends BrokerError {
+  constructor(
+    message = 'The ciphertext does not open under this key with this context',
+    options?: BrokerErrorOptions,
+  ) {
+    super('ERR_CIPHERTEXT_INVALID', message, options);
+  }
+}
+
+/**
+ * A ciphertext or HMAC made under a key version below the key's minimum
+ * decryption version: the key refuses it on purpose, whether or not it is
+ * authentic.
+ */
+export class KeyVersionTooOldError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_KEY_VERSION_TOO_OLD', message, options);
   }
 }
 

@@ -36,6 +36,8 @@ export const STATUS_BY_CODE = {
   ERR_SNAPSHOT_CORRUPT: 400,
   ERR_SNAPSHOT_INVALID: 400,
   ERR_TOO_MANY_WATCHES: 429,
+  ERR_CIPHERTEXT_INVALID: 400,
+  ERR_KEY_VERSION_TOO_OLD: 400,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {

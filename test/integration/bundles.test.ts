@@ -172,6 +172,8 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
       .join('\n');
     assert.ok(!eagerText.includes('template-agent'), 'spike.js compiles spike agent at start');
     assert.ok(!eagerText.includes('restarting'), 'spike.js compiles spike run at start');
+    // So are the data commands of spike cipher (pilot/cipher/run.ts).
+    assert.ok(!eagerText.includes('(--json-in)'), 'spike.js compiles spike cipher at start');
     const all = closureOf(bundles, 'spike.js', true);
     const reachable = packagesIn(bundles, all);
     assert.ok(reachable.has('@grpc/grpc-js') && reachable.has('@peculiar/asn1-x509'));
@@ -184,6 +186,7 @@ describe('program bundles', { skip: currentRuntime() === 'deno' && 'bundles are 
       text.includes('template-agent') && text.includes('restarting'),
       'spike run and agent',
     );
+    assert.ok(text.includes('(--json-in)'), 'spike cipher');
   });
 
   test('spike --version runs from the bundle', async () => {

@@ -144,6 +144,7 @@ function nexusEndpoints(): Endpoint[] {
     secrets: unused,
     watches: unused,
     policies: unused,
+    transitKeys: unused,
     policyCache: unused,
     access: unused,
     identity: unused,
@@ -283,6 +284,8 @@ const DEFAULT_WRONG_ROLES = ['keeper-1', 'web'] as const;
 const WRONG_ROLES_BY_ROUTE: Readonly<Record<string, readonly string[]>> = {
   [`GET ${PATHS.health}`]: [],
   [`GET ${PATHS.secretList}`]: ['recover'],
+  // Like the secret list: any member may ask, and sees the keys it may list.
+  [`GET ${PATHS.transitKeys}`]: ['recover'],
 };
 
 function pem(svid: TestSvid): Credentials {

@@ -159,8 +159,51 @@ export const policies = pgTable('policies', {
   updatedAtMs: millis('updated_at_ms').notNull(),
 });
 
+/** Named encryption keys; see `schema.ts`. */
+export const transitKeys = pgTable(
+  'transit_keys',
+  {
+    name: text('name').primaryKey(),
+    createdAtMs: millis('created_at_ms').notNull(),
+    updatedAtMs: millis('updated_at_ms').notNull(),
+    latestVersion: integer('latest_version').notNull(),
+    minDecryptionVersion: integer('min_decryption_version').notNull(),
+  },
+  (table) => [
+    check('transit_keys_latest_positive', sql`${table.latestVersion} >= 1`),
+    check(
+      'transit_keys_min_decryption_in_range',
+      sql`${table.minDecryptionVersion} >= 1 AND ${table.minDecryptionVersion} <= ${table.latestVersion}`,
+    ),
+  ],
+);
+
+/** One row per version of a named key, its material sealed; see `schema.ts`. */
+export const transitKeyVersions = pgTable(
+  'transit_key_versions',
+  {
+    name: text('name').notNull(),
+    version: integer('version').notNull(),
+    createdAtMs: millis('created_at_ms').notNull(),
+    keyringTerm: integer('keyring_term').notNull(),
+    sealedMaterial: bytes('sealed_material').notNull(),
+  },
+  (table) => [
+    primaryKey({ name: 'transit_key_versions_pk', columns: [table.name, table.version] }),
+    foreignKey({
+      name: 'transit_key_versions_name_fk',
+      columns: [table.name],
+      foreignColumns: [transitKeys.name],
+    }).onDelete('cascade'),
+    check('transit_key_versions_version_positive', sql`${table.version} >= 1`),
+    check('transit_key_versions_term_positive', sql`${table.keyringTerm} >= 1`),
+  ],
+);
+
 export type RootKeyRow = typeof rootKey.$inferSelect;
 export type SecretMetadataRow = typeof secretMetadata.$inferSelect;
 export type SecretRow = typeof secrets.$inferSelect;
 export type PolicyRow = typeof policies.$inferSelect;
 export type SecretQuotaUsageRow = typeof secretQuotaUsage.$inferSelect;
+export type TransitKeyRow = typeof transitKeys.$inferSelect;
+export type TransitKeyVersionRow = typeof transitKeyVersions.$inferSelect;

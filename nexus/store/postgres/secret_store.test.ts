@@ -385,14 +385,15 @@ if (skip !== false) {
         const before = await Promise.all(namespaces.map((ns) => quotaUsage(database, ns)));
         // The database as it was before quotas: no counter table, and the two
         // migrations that make and fill it not applied. (drizzle applies what
-        // is newer than the newest applied migration, so every later one is
-        // forgotten too and runs again: each is written to allow that.)
+        // is newer than the newest applied migration: the later ones are
+        // undone too, and applied again after them.)
         const journal = JSON.parse(
           readFileSync(new URL('./migrations/meta/_journal.json', import.meta.url), 'utf8'),
         ) as { entries: { tag: string; when: number }[] };
         const since = journal.entries.find((e) => e.tag === '0002_secret_quota_usage')?.when;
         assert.ok(since !== undefined);
         await database.db.execute(sql`DROP TABLE secret_quota_usage`);
+        await database.db.execute(sql`DROP TABLE transit_key_versions, transit_keys`);
         await database.db.execute(
           sql`DELETE FROM drizzle.__drizzle_migrations WHERE created_at >= ${since}`,
         );

@@ -191,7 +191,62 @@ export const policies = sqliteTable('policies', {
   updatedAtMs: integer('updated_at_ms').notNull(),
 });
 
+/**
+ * Named encryption keys (`transit_key_store.ts`): one row per key, with the
+ * version that encrypts and the oldest that may still decrypt. Its versions
+ * (`transit_key_versions`) go with it (ON DELETE CASCADE). No material here.
+ */
+export const transitKeys = sqliteTable(
+  'transit_keys',
+  {
+    name: text('name').primaryKey(),
+    createdAtMs: integer('created_at_ms').notNull(),
+    updatedAtMs: integer('updated_at_ms').notNull(),
+    /** The newest version: what encryption, rewrap, data keys and HMACs use. */
+    latestVersion: integer('latest_version').notNull(),
+    /** Ciphertext and HMACs of older versions are refused. */
+    minDecryptionVersion: integer('min_decryption_version').notNull(),
+  },
+  (table) => [
+    check('transit_keys_latest_positive', sql`${table.latestVersion} >= 1`),
+    check(
+      'transit_keys_min_decryption_in_range',
+      sql`${table.minDecryptionVersion} >= 1 AND ${table.minDecryptionVersion} <= ${table.latestVersion}`,
+    ),
+  ],
+);
+
+/**
+ * One row per version of a named key: its 32 random bytes, sealed (AEAD)
+ * under the keyring and bound to the key's name and the version, so material
+ * copied to another row fails to open. `keyring_term` records which keyring
+ * sealed it, so that a later keyring rotation can find and rewrap each one.
+ */
+export const transitKeyVersions = sqliteTable(
+  'transit_key_versions',
+  {
+    name: text('name').notNull(),
+    version: integer('version').notNull(),
+    createdAtMs: integer('created_at_ms').notNull(),
+    /** The keyring term that sealed `sealed_material` (1 until the keyring rotates). */
+    keyringTerm: integer('keyring_term').notNull(),
+    sealedMaterial: bytes('sealed_material').notNull(),
+  },
+  (table) => [
+    primaryKey({ name: 'transit_key_versions_pk', columns: [table.name, table.version] }),
+    foreignKey({
+      name: 'transit_key_versions_name_fk',
+      columns: [table.name],
+      foreignColumns: [transitKeys.name],
+    }).onDelete('cascade'),
+    check('transit_key_versions_version_positive', sql`${table.version} >= 1`),
+    check('transit_key_versions_term_positive', sql`${table.keyringTerm} >= 1`),
+  ],
+);
+
 export type SecretMetadataRow = typeof secretMetadata.$inferSelect;
 export type SecretRow = typeof secrets.$inferSelect;
 export type PolicyRow = typeof policies.$inferSelect;
 export type SecretQuotaUsageRow = typeof secretQuotaUsage.$inferSelect;
+export type TransitKeyRow = typeof transitKeys.$inferSelect;
+export type TransitKeyVersionRow = typeof transitKeyVersions.$inferSelect;

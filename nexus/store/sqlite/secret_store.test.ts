@@ -622,13 +622,16 @@ describe('SqliteSecretStore on a file', () => {
     const before = await Promise.all(namespaces.map((ns) => quotaUsage(database, ns)));
     // The database as it was before quotas: no counter table, and the two
     // migrations that make and fill it not applied. (drizzle applies what is
-    // newer than the newest applied migration, so these must be the newest.)
+    // newer than the newest applied migration: the later ones are undone
+    // too, and applied again after them.)
     const journal = JSON.parse(
       readFileSync(new URL('./migrations/meta/_journal.json', import.meta.url), 'utf8'),
     ) as { entries: { tag: string; when: number }[] };
     const since = journal.entries.find((entry) => entry.tag === '0002_secret_quota_usage')?.when;
     assert.ok(since !== undefined);
     await database.db.run(sql`DROP TABLE secret_quota_usage`);
+    await database.db.run(sql`DROP TABLE transit_key_versions`);
+    await database.db.run(sql`DROP TABLE transit_keys`);
     await database.db.run(sql`DELETE FROM __drizzle_migrations WHERE created_at >= ${since}`);
     await database.close();
     database = await openSqliteDatabase({ path });
