@@ -144,6 +144,7 @@ export function createReadShortcut(
     rateLimit: deps.rateLimit,
     audit: auditOptionsOf(deps),
     metrics: deps.metrics,
+    watches: deps.watches,
   });
 }
 

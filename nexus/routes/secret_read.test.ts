@@ -258,11 +258,15 @@ async function sameFromBoth(sent: Sent): Promise<{ answer: Answer; isTaken: bool
 }
 
 describe('a secret read answered before the app', () => {
-  test('answers a read, a read of a version and the errors of an admitted read as the app does', async () => {
+  test('answers a read, a read of a version, a long-poll read and the errors of an admitted read as the app does', async () => {
     const cases: Array<[Sent, number]> = [
       [{ path: '/v1/secrets/data/app/web/db', peer: WEB }, 200],
       [{ path: '/v1/secrets/data/app/web/db?version=1', peer: WEB }, 200],
       [{ path: '/v1/secrets/data/app/web/db', peer: WEB, body: '' }, 200],
+      [{ path: '/v1/secrets/data/app/web/db?newerThan=1&wait=10ms', peer: WEB }, 200],
+      [{ path: '/v1/secrets/data/app/web/db?newerThan=0', peer: WEB }, 200],
+      [{ path: '/v1/secrets/data/app/web/db?newerThan=3&wait=10ms', peer: WEB }, 304],
+      [{ path: '/v1/secrets/data/app/web/missing?newerThan=2&wait=10ms', peer: WEB }, 404],
       [{ path: '/v1/secrets/data/app/web/db', peer: SUPERUSER }, 200],
       [{ path: '/v1/secrets/data/app/web/db?version=2', peer: WEB }, 404],
       [{ path: '/v1/secrets/data/app/web/db?version=9', peer: WEB }, 404],
@@ -311,8 +315,12 @@ describe('a secret read answered before the app', () => {
       { path: '/v1/secrets/data/app/web/db?version=', peer: WEB },
       { path: '/v1/secrets/data/app/web/db?version=1&version=2', peer: WEB },
       { path: '/v1/secrets/data/app/web/db?other=1', peer: WEB },
-      { path: '/v1/secrets/data/app/web/db?newerThan=1&wait=10ms', peer: WEB },
-      { path: '/v1/secrets/data/app/web/db?newerThan=3&wait=10ms', peer: WEB },
+      { path: '/v1/secrets/data/app/web/db?newerThan=3&wait=bad', peer: WEB },
+      { path: '/v1/secrets/data/app/web/db?newerThan=x&wait=10ms', peer: WEB },
+      { path: '/v1/secrets/data/app/web/db?wait=10ms&newerThan=3', peer: WEB },
+      { path: '/v1/secrets/data/app/web/db?wait=10ms', peer: WEB },
+      { path: '/v1/secrets/data/app/web/db?newerThan=3&wait=10ms&version=1', peer: WEB },
+      { path: '/v1/secrets/data/app/other/db?newerThan=1&wait=10ms', peer: WEB },
       { path: '/v1/secrets/data/app/web/db', peer: WEB, method: 'HEAD' },
       { path: '/v1/secrets/data/app/web/db', peer: WEB, body: 'hello' },
       { path: '/v1/secrets/data/app/web/db', peer: WEB, method: 'DELETE' },

@@ -8,7 +8,9 @@
  * It takes a request only when every check the app would make passes, and
  * decides that before it changes anything: an audit trail that can be
  * written (or does not fail closed), a GET of
- * `/v1/secrets/data/{path}` with at most `?version=N`, no body, a verified
+ * `/v1/secrets/data/{path}` with at most `?version=N` or a long-poll's
+ * `?newerThan=N[&wait=D]` (ADR 0024: a waiting watch then holds no Hono
+ * context or middleware frames, a third of its memory), no body, a verified
  * peer whose SVID has not expired, a well-formed path (which has no percent
  * escapes, dot segments or control characters, so the app's refusal of
  * ambiguous paths has nothing to refuse) that the peer may read. Anything
@@ -25,7 +27,7 @@ import { Buffer } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorBody } from '../../shared/api/error_body.ts';
 import { PATHS } from '../../shared/api/paths.ts';
-import { parseVersionQuery } from '../../shared/api/secrets.ts';
+import { parseVersionQuery, parseWatchQuery, type WatchQuery } from '../../shared/api/secrets.ts';
 import { InternalError } from '../../shared/errors/errors.ts';
 import { statusForCode } from '../../shared/errors/http_status.ts';
 import { type AuditOptions, auditRequest, refusesRequests } from '../../shared/http/audit.ts';
@@ -37,6 +39,7 @@ import type { RequestRecorder } from '../../shared/ops/metrics.ts';
 import type { VerifiedSvid } from '../../shared/spiffe/x509_svid.ts';
 import type { AccessChecker } from '../access/check_access.ts';
 import type { SecretStore } from '../store/secret_store.ts';
+import type { SecretWatches } from './secret_watch.ts';
 import { DATA, decideSecretAccess, secretAnswer } from './secrets.ts';
 
 export interface SecretReadDeps {
@@ -51,12 +54,19 @@ export interface SecretReadDeps {
   readonly audit?: AuditOptions | undefined;
   /** The app's request metrics; without them nothing is counted, as in the app. */
   readonly metrics?: RequestRecorder | undefined;
+  /** Where long-poll reads wait (the app's own). */
+  readonly watches: SecretWatches;
 }
 
-/** The path and the one query this shortcut knows; the path is checked by `parseSecretPath`. */
-const READ_TARGET = new RegExp(`^${PATHS.secretData}/([^?#]+)(?:\\?version=([^&#]*))?$`);
-
-const ACTION = 'secret.read';
+/**
+ * The path and the queries this shortcut knows: none, `version=N`, or a
+ * long-poll's `newerThan=N` with or without `wait=D` after it, as the SDK
+ * sends them. The path is checked by `parseSecretPath`, the values by the
+ * app's own parsers.
+ */
+const READ_TARGET = new RegExp(
+  `^${PATHS.secretData}/([^?#]+)(?:\\?(?:version=([^&#]*)|newerThan=([^&#]*)(?:&wait=([^&#]*))?))?$`,
+);
 
 export function createSecretReadShortcut(deps: SecretReadDeps): RequestShortcut {
   const { access, rateLimit, audit } = deps;
@@ -80,10 +90,12 @@ export function createSecretReadShortcut(deps: SecretReadDeps): RequestShortcut 
     try {
       const outcome = decideSecretAccess(access, peer.id, 'read', target[1]);
       if (!outcome.allowed) return false;
+      const isWatch = target[3] !== undefined;
       read = {
         peer: peer.id.toString(),
         path: outcome.target,
         version: parseVersionQuery(target[2], 'version'),
+        watch: isWatch ? parseWatchQuery(target[3], target[4], undefined) : undefined,
         decision: { reason: outcome.reason, policy: outcome.policy ?? null },
         started,
         startedMs,
@@ -106,6 +118,8 @@ interface ReadRequest {
   readonly peer: string;
   readonly path: ReturnType<typeof decideSecretAccess>['target'];
   readonly version: number | undefined;
+  /** A long-poll read's queries (`secret_watch.ts`); undefined for a plain read. */
+  readonly watch: WatchQuery | undefined;
   readonly decision: { readonly reason: string; readonly policy: string | null };
   readonly started: number;
   /** `performance.now()` at the start, for the request metrics. */
@@ -117,7 +131,14 @@ async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerR
   let errorCode: string | null = null;
   let body: string;
   try {
-    body = secretAnswer(await deps.store.get(read.path, read.version));
+    if (read.watch === undefined) {
+      body = secretAnswer(await deps.store.get(read.path, read.version));
+    } else {
+      const secret = await deps.watches.wait(read.path, read.watch, read.peer, closeOf(response));
+      // As the app: a wait that ended without a change is a 304 with no body.
+      status = secret === undefined ? 304 : 200;
+      body = secret === undefined ? '' : secretAnswer(secret);
+    }
   } catch (err) {
     const error = toBrokerError(err, deps.logger);
     status = statusForCode(error.code);
@@ -130,7 +151,11 @@ async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerR
       peer: read.peer,
       method: 'GET',
       route: DATA,
-      annotation: { action: ACTION, resource: read.path, decision: read.decision },
+      annotation: {
+        action: read.watch === undefined ? 'secret.read' : 'secret.watch',
+        resource: read.path,
+        decision: read.decision,
+      },
       status,
       errorCode,
     });
@@ -142,11 +167,23 @@ async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerR
       body = JSON.stringify(errorBody(error));
     }
   }
-  response.writeHead(status, {
-    'content-type': 'application/json',
-    'cache-control': 'no-store',
-    'content-length': Buffer.byteLength(body),
-  });
-  response.end(body);
+  if (status === 304) {
+    response.writeHead(status, { 'cache-control': 'no-store' });
+    response.end();
+  } else {
+    response.writeHead(status, {
+      'content-type': 'application/json',
+      'cache-control': 'no-store',
+      'content-length': Buffer.byteLength(body),
+    });
+    response.end(body);
+  }
   deps.metrics?.recordRequest(DATA, 'GET', status, (performance.now() - read.startedMs) / 1000);
+}
+
+/** Aborts when the response closes: answered, or the client went away mid-wait. */
+function closeOf(response: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  response.once('close', () => controller.abort());
+  return controller.signal;
 }
