@@ -39,7 +39,7 @@ import type { RequestRecorder } from '../../shared/ops/metrics.ts';
 import type { VerifiedSvid } from '../../shared/spiffe/x509_svid.ts';
 import type { AccessChecker } from '../access/check_access.ts';
 import type { SecretStore } from '../store/secret_store.ts';
-import type { SecretWatches } from './secret_watch.ts';
+import { type SecretWatches, whenClosed } from './secret_watch.ts';
 import { DATA, decideSecretAccess, secretAnswer } from './secrets.ts';
 
 export interface SecretReadDeps {
@@ -134,7 +134,12 @@ async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerR
     if (read.watch === undefined) {
       body = secretAnswer(await deps.store.get(read.path, read.version));
     } else {
-      const secret = await deps.watches.wait(read.path, read.watch, read.peer, closeOf(response));
+      const secret = await deps.watches.wait(
+        read.path,
+        read.watch,
+        read.peer,
+        whenClosed(response),
+      );
       // As the app: a wait that ended without a change is a 304 with no body.
       status = secret === undefined ? 304 : 200;
       body = secret === undefined ? '' : secretAnswer(secret);
@@ -179,11 +184,4 @@ async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerR
     response.end(body);
   }
   deps.metrics?.recordRequest(DATA, 'GET', status, (performance.now() - read.startedMs) / 1000);
-}
-
-/** Aborts when the response closes: answered, or the client went away mid-wait. */
-function closeOf(response: ServerResponse): AbortSignal {
-  const controller = new AbortController();
-  response.once('close', () => controller.abort());
-  return controller.signal;
 }

@@ -28,6 +28,7 @@
  * their number is capped in all and per SPIFFE ID (`WatchLimits`); one more
  * is refused with 429 `ERR_TOO_MANY_WATCHES` before anything is read.
  */
+import type { ServerResponse } from 'node:http';
 import type { SecretPath } from '../../shared/api/secret_path.ts';
 import type { WatchQuery } from '../../shared/api/secrets.ts';
 import { TooManyWatchesError } from '../../shared/errors/errors.ts';
@@ -162,4 +163,11 @@ export class SecretWatches {
 
 function noop(): void {
   // Nothing waits yet.
+}
+
+/** Aborts when the response closes: answered, or its client went away mid-wait. */
+export function whenClosed(response: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  response.once('close', () => controller.abort());
+  return controller.signal;
 }

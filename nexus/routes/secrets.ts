@@ -40,7 +40,7 @@ import { type AccessChecker, isReservedPath } from '../access/check_access.ts';
 import { listVisible } from '../access/list_visible.ts';
 import type { Permission } from '../access/permissions.ts';
 import type { SecretMetadata, SecretStore, SecretVersion } from '../store/secret_store.ts';
-import type { SecretWatches } from './secret_watch.ts';
+import { type SecretWatches, whenClosed } from './secret_watch.ts';
 
 export interface SecretRoutesDeps {
   readonly store: SecretStore;
@@ -212,18 +212,14 @@ export function decideSecretAccess(
 
 /**
  * Aborts when the client goes away: when the node response closes, behind
- * the adapter. The fetch `Request`'s own signal would do the same, but
- * asking for it makes the adapter build a whole `Request` (headers, body
- * stream, controller) for a request that may wait a minute: some 10 KiB of
- * heap per waiting watch.
+ * the adapter (`whenClosed`). The fetch `Request`'s own signal would do the
+ * same, but asking for it makes the adapter build a whole `Request`
+ * (headers, body stream, controller) for a request that may wait a minute.
  */
 function clientGone(c: Context<GuardedEnv<SecretPath>>): AbortSignal {
   // Undefined without the adapter (`app.request()` in tests).
   const outgoing = (c.env as PeerEnv['Bindings'] | undefined)?.outgoing;
-  if (outgoing === undefined) return c.req.raw.signal;
-  const controller = new AbortController();
-  outgoing.once('close', () => controller.abort());
-  return controller.signal;
+  return outgoing === undefined ? c.req.raw.signal : whenClosed(outgoing);
 }
 
 /** A read's answer, as `secretAnswer` writes it. */
