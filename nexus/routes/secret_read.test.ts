@@ -43,7 +43,7 @@ const HOUR_MS = 3_600_000;
 const SUPERUSER = pilotSuperuserId(TD).toString();
 const WEB = 'spiffe://nexus.test/apps/web';
 const NOBODY = 'spiffe://nexus.test/apps/nobody';
-/** Empties its rate-limit bucket. */
+/** May read `app/web/**` like WEB; empties its own rate-limit bucket. */
 const FLOOD = 'spiffe://nexus.test/apps/flood';
 /** Each server's rate limit: a burst of this many, refilled too slowly to matter here. */
 const BURST = 100;
@@ -74,7 +74,7 @@ interface Subject {
   readonly url: string;
   readonly audit: AuditEvent[];
   readonly denied: RequestCount;
-  readonly sink: { failing: boolean; unwritable: boolean };
+  readonly sink: { failing: boolean; unwritable: boolean; failOpen: boolean };
   /** Route, method and status of each request the metrics recorded. */
   readonly recorded: string[];
   /** Requests the shortcut answered. */
@@ -113,15 +113,23 @@ before(async () => {
     pathPattern: 'app/web/**',
     permissions: ['read'],
   });
+  await policies.upsert({
+    name: 'flood-reads',
+    spiffeIdPattern: FLOOD,
+    pathPattern: 'app/web/**',
+    permissions: ['read'],
+  });
   const logger = createLogger({ component: 'nexus', sink: createMemorySink() });
   const policyCache = await loadPolicyCache({ store: policies, logger });
   const access = createAccessChecker({ trustDomain: TD, policies: () => policyCache.policies() });
 
   async function serve(withShortcut: boolean): Promise<Subject> {
     const memory = createMemoryAuditSink();
-    const sink = { failing: false, unwritable: false };
+    const sink = { failing: false, unwritable: false, failOpen: false };
     const auditSink: AuditSink = {
-      failClosed: true,
+      get failClosed() {
+        return !sink.failOpen;
+      },
       writable: () => !sink.unwritable,
       write: (event) =>
         sink.failing
@@ -200,6 +208,8 @@ interface Sent {
   readonly peer?: string | undefined;
   readonly expired?: boolean;
   readonly body?: string;
+  /** The Host header instead of the one the client sets. */
+  readonly host?: string;
 }
 
 function send(base: string, sent: Sent): Promise<Answer> {
@@ -207,6 +217,7 @@ function send(base: string, sent: Sent): Promise<Answer> {
   if (sent.peer !== undefined) headers[PEER_HEADER] = sent.peer;
   if (sent.expired === true) headers[EXPIRED_HEADER] = '1';
   if (sent.body !== undefined) headers['content-length'] = String(Buffer.byteLength(sent.body));
+  if (sent.host !== undefined) headers.host = sent.host;
   return new Promise((resolve, reject) => {
     const req = httpRequest(
       `${base}${sent.path}`,
@@ -331,11 +342,16 @@ describe('a secret read answered before the app', () => {
     }
   });
 
-  test('shares the rate limit with the app: an empty bucket is a 429 from the app', async () => {
-    // Each server has its own buckets; empty FLOOD's in both the same way.
+  test('shares the rate limit with the app: reads it answers take tokens, and an empty bucket is a 429 from the app', async () => {
+    // Each server has its own buckets; empty FLOOD's in both the same way,
+    // with reads the shortcut answers on one side and the app on the other.
     for (let i = 0; i < BURST; i++) {
-      const { answer } = await sameFromBoth({ path: '/v1/secrets/data/app/web/db', peer: FLOOD });
-      assert.equal(answer.status, 403);
+      const { answer, isTaken } = await sameFromBoth({
+        path: '/v1/secrets/data/app/web/db',
+        peer: FLOOD,
+      });
+      assert.equal(answer.status, 200);
+      assert.ok(isTaken);
     }
     const { answer, isTaken } = await sameFromBoth({
       path: '/v1/secrets/data/app/web/db',
@@ -343,6 +359,38 @@ describe('a secret read answered before the app', () => {
     });
     assert.equal(answer.status, 429);
     assert.ok(!isTaken);
+  });
+
+  test('leaves a request with a Host the adapter would not take as it is to the app', async () => {
+    for (const host of ['a b', 'x:99999', 'EXAMPLE.test', '[::1]:8553']) {
+      const sent = { path: '/v1/secrets/data/app/web/db', peer: WEB, host };
+      const takenBefore = shortcutFirst.taken;
+      const first = await send(shortcutFirst.url, sent);
+      const second = await send(appAlone.url, sent);
+      assert.deepEqual(comparable(first), comparable(second), host);
+      assert.equal(shortcutFirst.taken, takenBefore, `the shortcut took Host ${host}`);
+    }
+  });
+
+  test('failing open, an answer whose audit line was not written stands, as in the app', async () => {
+    for (const subject of [shortcutFirst, appAlone]) {
+      subject.sink.failOpen = true;
+      subject.sink.failing = true;
+    }
+    try {
+      const first = await send(shortcutFirst.url, {
+        path: '/v1/secrets/data/app/web/db',
+        peer: WEB,
+      });
+      const second = await send(appAlone.url, { path: '/v1/secrets/data/app/web/db', peer: WEB });
+      assert.deepEqual(comparable(first), comparable(second));
+      assert.equal(first.status, 200);
+    } finally {
+      for (const subject of [shortcutFirst, appAlone]) {
+        subject.sink.failOpen = false;
+        subject.sink.failing = false;
+      }
+    }
   });
 
   test('answers 500 when the audit line cannot be written, as the app does', async () => {

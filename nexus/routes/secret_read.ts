@@ -7,7 +7,7 @@
  *
  * It takes a request only when every check the app would make passes, and
  * decides that before it changes anything: an audit trail that can be
- * written (or does not fail closed), a GET of
+ * written (or does not fail closed), a plain Host, a GET of
  * `/v1/secrets/data/{path}` with at most `?version=N` or a long-poll's
  * `?newerThan=N[&wait=D]` (ADR 0024: a waiting watch then holds no Hono
  * context or middleware frames, a third of its memory), no body, a verified
@@ -21,7 +21,7 @@
  * event (the same `auditRequest` the middleware writes, so the same line),
  * and only once that is written, the answer (then the request metrics, as
  * the app's outermost middleware records them), with the same status, headers
- * and body as the app's route (`secrets.test.ts` holds the two side by side).
+ * and body as the app's route (`secret_read.test.ts` holds the two side by side).
  */
 import { Buffer } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -68,6 +68,14 @@ const READ_TARGET = new RegExp(
   `^${PATHS.secretData}/([^?#]+)(?:\\?(?:version=([^&#]*)|newerThan=([^&#]*)(?:&wait=([^&#]*))?))?$`,
 );
 
+/**
+ * A host name or address with an optional port that `@hono/node-server`
+ * admits without parsing it as a URL (its own fast test, restated); any
+ * other Host goes to the app, which refuses it or admits it as it always
+ * does.
+ */
+const PLAIN_HOST = /^[a-z0-9._-]+(?::(?:[1-5]\d{3,4}|[6-9]\d{3}))?$/;
+
 export function createSecretReadShortcut(deps: SecretReadDeps): RequestShortcut {
   const { access, rateLimit, audit } = deps;
   const now = audit?.now ?? Date.now;
@@ -76,6 +84,8 @@ export function createSecretReadShortcut(deps: SecretReadDeps): RequestShortcut 
     const target = READ_TARGET.exec(request.url ?? '');
     if (target === null) return false;
     const { headers } = request;
+    // The adapter refuses a missing or malformed Host (400); only a plain one is taken here.
+    if (headers.host === undefined || !PLAIN_HOST.test(headers.host)) return false;
     const length = headers['content-length'];
     if (headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
       return false;
