@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { shardToWire } from '../../shared/api/keeper.ts';
 import { PATHS } from '../../shared/api/paths.ts';
-import { encodeBase64 } from '../../shared/crypto/bytes.ts';
+import { encodeBase64 } from '../../shared/crypto/base64.ts';
 import { SHARD_VALUE_BYTES, type Shard } from '../../shared/crypto/shard.ts';
 import { createMemoryAuditSink } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { formatVersioned, parseVersioned } from '../../shared/api/transit.ts';
-import { decodeBase64, encodeBase64, randomBytes } from '../../shared/crypto/bytes.ts';
+import { decodeBase64, encodeBase64 } from '../../shared/crypto/base64.ts';
+import { randomBytes } from '../../shared/crypto/bytes.ts';
 import { hmacSha256 } from '../../shared/crypto/mac.ts';
 import {
   CiphertextInvalidError,

@@ -38,12 +38,8 @@ import {
   type VerifyResult,
 } from '../../shared/api/transit.ts';
 import { open, seal } from '../../shared/crypto/aead.ts';
-import {
-  constantTimeEqual,
-  encodeBase64,
-  randomBytes,
-  zeroize,
-} from '../../shared/crypto/bytes.ts';
+import { encodeBase64 } from '../../shared/crypto/base64.ts';
+import { constantTimeEqual, randomBytes, zeroize } from '../../shared/crypto/bytes.ts';
 import { HMAC_SHA256_BYTES, hkdfSha256, hmacSha256 } from '../../shared/crypto/mac.ts';
 import { errorForCode } from '../../shared/errors/error_for_code.ts';
 import {

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { encodeBase64Url, randomBytes } from '../crypto/bytes.ts';
+import { encodeBase64Url } from '../crypto/base64.ts';
+import { randomBytes } from '../crypto/bytes.ts';
 import { splitRootKey } from '../crypto/shamir.ts';
 import type { Shard } from '../crypto/shard.ts';
 import { formatShardText, parseShardText } from './shard_text.ts';

@@ -15,7 +15,7 @@
  *   reaches Shamir, where a wrong byte would silently yield a wrong key.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
-import { decodeBase64Url, encodeBase64Url } from '../crypto/bytes.ts';
+import { decodeBase64Url, encodeBase64Url } from '../crypto/base64.ts';
 import { findShardProblem } from '../crypto/shamir.ts';
 import type { Shard } from '../crypto/shard.ts';
 import { InvalidRequestError } from '../errors/errors.ts';

@@ -27,7 +27,7 @@
  * are refused with InvalidRequestError naming the field (and the item of a
  * batch), never its value.
  */
-import { decodeBase64, encodeBase64 } from '../crypto/bytes.ts';
+import { decodeBase64, encodeBase64 } from '../crypto/base64.ts';
 import { InvalidRequestError } from '../errors/errors.ts';
 import { PATHS } from './paths.ts';
 

@@ -1,14 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import {
-  constantTimeEqual,
-  decodeBase64,
-  decodeBase64Url,
-  encodeBase64,
-  encodeBase64Url,
-  randomBytes,
-  zeroize,
-} from './bytes.ts';
+import { decodeBase64, decodeBase64Url, encodeBase64, encodeBase64Url } from './base64.ts';
+import { constantTimeEqual, randomBytes, zeroize } from './bytes.ts';
 
 function assertInvalid(fn: () => unknown): void {
   assert.throws(fn, (err: unknown) => {

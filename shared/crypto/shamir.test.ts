@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { combine } from 'shamir-secret-sharing';
-import { encodeBase64, encodeBase64Url, randomBytes } from './bytes.ts';
+import { encodeBase64, encodeBase64Url } from './base64.ts';
+import { randomBytes } from './bytes.ts';
 import { combineShards, findShardProblem, splitRootKey, xCoordinateOf } from './shamir.ts';
 import { MAX_GENERATION, MAX_SHARES, SHARD_VALUE_BYTES, type Shard } from './shard.ts';
 

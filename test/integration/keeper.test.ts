@@ -17,7 +17,7 @@ import {
   shardToWire,
 } from '../../shared/api/keeper.ts';
 import { PATHS } from '../../shared/api/paths.ts';
-import { encodeBase64 } from '../../shared/crypto/bytes.ts';
+import { encodeBase64 } from '../../shared/crypto/base64.ts';
 import { SHARD_VALUE_BYTES, type Shard } from '../../shared/crypto/shard.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { delay } from '../../shared/runtime/delay.ts';
