@@ -7,9 +7,11 @@
  * never see each other's rows. (A schema per run is not enough: drizzle-kit writes
  * the foreign key as `REFERENCES "public"."secret_metadata"`.)
  */
+
 import process from 'node:process';
 import pg from 'pg';
 import { openPostgresDatabase, type PostgresDatabase } from '../../nexus/store/postgres/db.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 
 export const TEST_DATABASE_URL_ENV = 'SPIKE_TEST_DATABASE_URL';
 
@@ -50,12 +52,29 @@ export async function createScratchDatabase(
   return url.href;
 }
 
-/** Drops every database this process created, with any connection still open. */
+/**
+ * Drops every database this process created, with any connection still open.
+ * A backend our role may not end (an autovacuum worker on the new tables:
+ * 42501) makes the drop fail for the moment; it is tried again while the
+ * worker finishes, up to DROP_TRIES times.
+ */
 export async function dropScratchDatabases(): Promise<void> {
   for (const { base, name } of created.splice(0)) {
-    await admin(base, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await admin(base, `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+        break;
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        if (attempt >= DROP_TRIES || (code !== '42501' && code !== '55006')) throw err;
+        await delay(DROP_RETRY_MS);
+      }
+    }
   }
 }
+
+const DROP_TRIES = 25;
+const DROP_RETRY_MS = 200;
 
 async function admin(base: string, statement: string): Promise<void> {
   const client = new pg.Client({ connectionString: base, connectionTimeoutMillis: 10_000 });
