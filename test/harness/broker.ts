@@ -32,7 +32,7 @@ import { createLeakScan } from './leak_scan.ts';
 import { completeLines } from './lines.ts';
 import {
   describe as describeProgram,
-  freePort,
+  freePorts,
   type RunningProgram,
   type Runtime,
   startProgram,
@@ -198,8 +198,9 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
   });
   track(agent);
   const keeperPorts: number[] = [];
-  for (let i = 0; i < keeperCount; i += 1) keeperPorts.push(await freePort());
-  const nexusPort = await freePort();
+  // Picked together, so that no two programs are given the same port.
+  const [nexusPort = 0, ...picked] = await freePorts(keeperCount + 1);
+  keeperPorts.push(...picked);
   const nexusUrl = `https://127.0.0.1:${nexusPort}`;
 
   const logs = () => started.map(describeProgram).join('\n');
