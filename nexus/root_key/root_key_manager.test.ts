@@ -132,6 +132,7 @@ describe('RootKeyManager', () => {
         tryTakeOver: (request, now) => backing.tryTakeOver(request, now),
         allocateGeneration: () => backing.allocateGeneration(),
         commitGeneration: (generation, owner) => backing.commitGeneration(generation, owner),
+        replaceSealedKeyring: (expected, next) => backing.replaceSealedKeyring(expected, next),
         close: () => backing.close(),
       };
       const keepers = [keeper('k1'), keeper('k2'), keeper('k3')];

@@ -8,11 +8,15 @@ import type { InitialiseRequest } from './root_key_store.ts';
 const MAX_OWNER_LENGTH = 256;
 
 export function checkInitialiseRequest(request: InitialiseRequest): void {
-  if (!(request.sealedKeyring instanceof Uint8Array) || request.sealedKeyring.length === 0) {
-    throw new TypeError('Expected "sealedKeyring" to be a non-empty Uint8Array');
-  }
+  checkSealedKeyring(request.sealedKeyring);
   checkOwner(request.owner);
   checkDate('deadline', request.deadline);
+}
+
+export function checkSealedKeyring(sealed: Uint8Array): void {
+  if (!(sealed instanceof Uint8Array) || sealed.length === 0) {
+    throw new TypeError('Expected "sealedKeyring" to be a non-empty Uint8Array');
+  }
 }
 
 export function checkOwner(owner: string): void {

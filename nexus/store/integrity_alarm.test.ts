@@ -21,7 +21,7 @@ describe('withIntegrityAlarm()', () => {
       const store = new SqliteSecretStore({
         database,
         keyring: withIntegrityAlarm(
-          (use) => use(key),
+          (use) => use(key, 1),
           () => (alarms += 1),
         ),
         maxVersionsDefault: 10,
@@ -67,7 +67,7 @@ describe('withIntegrityAlarm()', () => {
     );
     assert.throws(() => sealed(() => 1), NotReadyError);
     const plain: KeyringAccess = withIntegrityAlarm(
-      (use) => use(randomBytes(32)),
+      (use) => use(randomBytes(32), 1),
       () => (alarms += 1),
     );
     assert.throws(

@@ -15,9 +15,9 @@ import type { KeyringAccess } from './secret_store.ts';
 
 /** `keyring`, calling `alarm` (before the error goes on) whenever what ran under it failed authentication. */
 export function withIntegrityAlarm(keyring: KeyringAccess, alarm: () => void): KeyringAccess {
-  return function keyringWithAlarm(use) {
+  return function keyringWithAlarm(use, term) {
     try {
-      return keyring(use);
+      return keyring(use, term);
     } catch (err) {
       if (err instanceof DecryptionFailedError) {
         alarm();

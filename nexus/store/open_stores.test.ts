@@ -57,7 +57,7 @@ async function openNexusStores(url: string): Promise<Opened> {
   const statuses: ChangeFeedStatus[] = [];
   const stores = await openStores({
     backend: { kind: 'postgres', url },
-    keyring: (use) => use(KEY),
+    keyring: (use) => use(KEY, 1),
     maxVersionsDefault: 3,
     cache: NO_CACHE_LIMITS,
     onChangeFeed: (status) => statuses.push(status),

@@ -77,6 +77,8 @@ const IMPLEMENTATIONS: readonly Implementation[] = [
             allocateGeneration: () => store.allocateGeneration(),
             commitGeneration: (generation: number, owner: string) =>
               store.commitGeneration(generation, owner),
+            replaceSealedKeyring: (expected: Uint8Array, next: Uint8Array) =>
+              store.replaceSealedKeyring(expected, next),
             close: () => Promise.resolve(),
           }),
         dispose: () => store.close(),

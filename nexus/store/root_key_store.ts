@@ -50,5 +50,12 @@ export interface RootKeyStore {
    * Returns false when that check fails (another Nexus took over).
    */
   commitGeneration(generation: number, owner: string): Promise<boolean>;
+  /**
+   * Swaps the sealed keyring for `next` if it is still `expected` (byte for
+   * byte), so that of two Nexus changing the keyring at once exactly one
+   * wins and neither undoes the other. Only on a committed record. Returns
+   * whether the swap happened.
+   */
+  replaceSealedKeyring(expected: Uint8Array, next: Uint8Array): Promise<boolean>;
   close(): Promise<void>;
 }

@@ -7,11 +7,14 @@
 import type { SecretPath } from '../../shared/api/secret_path.ts';
 
 /**
- * Lends the data key to `use` while Nexus is unsealed; throws NotReadyError
- * while sealed. `rootKey.withKeyring.bind(rootKey)` in production. The stores
- * take it so that they encrypt and decrypt inside, never holding the key.
+ * Lends a data key and its keyring term to `use` while Nexus is unsealed:
+ * the active term's when `term` is omitted (to seal a row, which records the
+ * term), else that term's (to open a row sealed under it). Throws
+ * NotReadyError while sealed or for a term not held yet.
+ * `rootKey.withKeyring.bind(rootKey)` in production. The stores take it so
+ * that they encrypt and decrypt inside, never holding the key.
  */
-export type KeyringAccess = <T>(use: (key: Uint8Array) => T) => T;
+export type KeyringAccess = <T>(use: (key: Uint8Array, term: number) => T, term?: number) => T;
 
 /** A secret version's data: string keys to string values. */
 export type SecretData = Readonly<Record<string, string>>;

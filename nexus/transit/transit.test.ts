@@ -23,7 +23,7 @@ let keys = 0;
 before(async () => {
   database = await openMemoryDatabase();
   const keyring = randomBytes(32);
-  store = new SqliteTransitKeyStore({ database, keyring: (use) => use(keyring) });
+  store = new SqliteTransitKeyStore({ database, keyring: (use) => use(keyring, 1) });
 });
 after(() => database.close());
 

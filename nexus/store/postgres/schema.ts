@@ -58,6 +58,13 @@ export const rootKey = pgTable(
     sealedKeyring: bytes('sealed_keyring').notNull(),
     lastGeneration: integer('last_generation').notNull(),
     committedGeneration: integer('committed_generation'),
+    /**
+     * The shape of the committed split: how many Keepers hold a shard and how
+     * many shards rebuild the key. Null on records made before it was kept
+     * (the configured shape applies); set by every commit from then on.
+     */
+    splitShares: integer('split_shares'),
+    splitThreshold: integer('split_threshold'),
     initOwner: text('init_owner'),
     initDeadlineMs: millis('init_deadline_ms'),
     createdAtMs: millis('created_at_ms').notNull(),
@@ -92,6 +99,8 @@ export const secretMetadata = pgTable(
     oldestVersion: integer('oldest_version').notNull(),
     maxVersions: integer('max_versions'),
     customMetadata: bytes('custom_metadata'),
+    /** The keyring term that sealed `custom_metadata` (1 until the keyring rotates). */
+    metadataKeyTerm: integer('metadata_key_term').notNull().default(1),
   },
   (table) => [
     check('secret_metadata_oldest_positive', sql`${table.oldestVersion} >= 1`),
@@ -121,6 +130,8 @@ export const secrets = pgTable(
     deletedAtMs: millis('deleted_at_ms'),
     destroyed: boolean('destroyed').notNull().default(false),
     ciphertext: bytes('ciphertext'),
+    /** The keyring term that sealed `ciphertext` (1 until the keyring rotates). */
+    keyTerm: integer('key_term').notNull().default(1),
   },
   (table) => [
     primaryKey({ name: 'secrets_pk', columns: [table.path, table.version] }),

@@ -38,7 +38,7 @@ after(dropScratchDatabases);
 const p = (text: string): SecretPath => parseSecretPath(text);
 
 function keyringOf(key: Uint8Array): KeyringAccess {
-  return (use) => use(key);
+  return (use) => use(key, 1);
 }
 
 async function storedVersions(database: PostgresDatabase, path: SecretPath): Promise<number[]> {
@@ -394,6 +394,11 @@ if (skip !== false) {
         assert.ok(since !== undefined);
         await database.db.execute(sql`DROP TABLE secret_quota_usage`);
         await database.db.execute(sql`DROP TABLE transit_key_versions, transit_keys`);
+        await database.db.execute(
+          sql`ALTER TABLE root_key DROP COLUMN split_shares, DROP COLUMN split_threshold`,
+        );
+        await database.db.execute(sql`ALTER TABLE secret_metadata DROP COLUMN metadata_key_term`);
+        await database.db.execute(sql`ALTER TABLE secrets DROP COLUMN key_term`);
         await database.db.execute(
           sql`DELETE FROM drizzle.__drizzle_migrations WHERE created_at >= ${since}`,
         );

@@ -13,6 +13,7 @@ import {
   checkGeneration,
   checkInitialiseRequest,
   checkOwner,
+  checkSealedKeyring,
 } from '../_root_key_checks.ts';
 import {
   explainNoCommit,
@@ -122,6 +123,23 @@ export class SqliteRootKeyStore implements RootKeyStore {
     if (updated.length === 1) return true;
     // Nothing changed: a lost race (false) or a caller's bug (throws).
     return explainNoCommit(await this.read(), generation);
+  }
+
+  async replaceSealedKeyring(expected: Uint8Array, next: Uint8Array): Promise<boolean> {
+    checkSealedKeyring(expected);
+    checkSealedKeyring(next);
+    const updated = await this.#db()
+      .update(rootKey)
+      .set({ sealedKeyring: next, updatedAtMs: Date.now() })
+      .where(
+        and(
+          eq(rootKey.id, ROW_ID),
+          eq(rootKey.sealedKeyring, expected),
+          isNotNull(rootKey.committedGeneration),
+        ),
+      )
+      .returning({ id: rootKey.id });
+    return updated.length === 1;
   }
 
   close(): Promise<void> {

@@ -59,6 +59,13 @@ export const rootKey = sqliteTable(
     lastGeneration: integer('last_generation').notNull(),
     /** The newest generation held by at least `threshold` Keepers; null until the first. */
     committedGeneration: integer('committed_generation'),
+    /**
+     * The shape of the committed split: how many Keepers hold a shard and how
+     * many shards rebuild the key. Null on records made before it was kept
+     * (the configured shape applies); set by every commit from then on.
+     */
+    splitShares: integer('split_shares'),
+    splitThreshold: integer('split_threshold'),
     /** The Nexus process finishing an initialisation; null once committed. */
     initOwner: text('init_owner'),
     /** Until when `init_owner` may finish; afterwards another Nexus may take over. */
@@ -107,6 +114,8 @@ export const secretMetadata = sqliteTable(
     maxVersions: integer('max_versions'),
     /** The custom metadata as JSON, sealed (AEAD, bound to the path); null when empty. */
     customMetadata: bytes('custom_metadata'),
+    /** The keyring term that sealed `custom_metadata` (1 until the keyring rotates). */
+    metadataKeyTerm: integer('metadata_key_term').notNull().default(1),
   },
   (table) => [
     check('secret_metadata_oldest_positive', sql`${table.oldestVersion} >= 1`),
@@ -138,6 +147,8 @@ export const secrets = sqliteTable(
     destroyed: integer('destroyed', { mode: 'boolean' }).notNull().default(false),
     /** The data as JSON, sealed; null exactly when destroyed. */
     ciphertext: bytes('ciphertext'),
+    /** The keyring term that sealed `ciphertext` (1 until the keyring rotates). */
+    keyTerm: integer('key_term').notNull().default(1),
   },
   (table) => [
     primaryKey({ name: 'secrets_pk', columns: [table.path, table.version] }),

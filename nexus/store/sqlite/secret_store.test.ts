@@ -41,7 +41,7 @@ function freshDatabasePath(): string {
 }
 
 function keyringOf(key: Uint8Array): KeyringAccess {
-  return (use) => use(key);
+  return (use) => use(key, 1);
 }
 
 async function storedVersions(database: SqliteDatabase, path: SecretPath): Promise<number[]> {
@@ -632,6 +632,10 @@ describe('SqliteSecretStore on a file', () => {
     await database.db.run(sql`DROP TABLE secret_quota_usage`);
     await database.db.run(sql`DROP TABLE transit_key_versions`);
     await database.db.run(sql`DROP TABLE transit_keys`);
+    await database.db.run(sql`ALTER TABLE root_key DROP COLUMN split_shares`);
+    await database.db.run(sql`ALTER TABLE root_key DROP COLUMN split_threshold`);
+    await database.db.run(sql`ALTER TABLE secret_metadata DROP COLUMN metadata_key_term`);
+    await database.db.run(sql`ALTER TABLE secrets DROP COLUMN key_term`);
     await database.db.run(sql`DELETE FROM __drizzle_migrations WHERE created_at >= ${since}`);
     await database.close();
     database = await openSqliteDatabase({ path });
@@ -739,7 +743,7 @@ function writeUntilKilled(
     const { stdout } = await import('node:process');
     const key = Uint8Array.from(${JSON.stringify([...key])});
     const database = await openSqliteDatabase({ path: ${JSON.stringify(path)} });
-    const store = new SqliteSecretStore({ database, keyring: (use) => use(key), maxVersionsDefault: 1000 });
+    const store = new SqliteSecretStore({ database, keyring: (use) => use(key, 1), maxVersionsDefault: 1000 });
     const pad = 'p'.repeat(512);
     let i = 0;
     async function writer(w) {

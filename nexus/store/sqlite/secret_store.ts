@@ -671,6 +671,7 @@ function metadataRowOf(path: SecretPath, cells: readonly unknown[]): SecretMetad
     oldestVersion: Number(oldest),
     maxVersions: maxVersions === null ? null : Number(maxVersions),
     customMetadata: asBytes(custom),
+    metadataKeyTerm: 1,
   };
 }
 

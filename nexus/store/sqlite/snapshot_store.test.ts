@@ -22,7 +22,7 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 let folders = 0;
 const key = new Uint8Array(randomBytes(32));
-const keyring: KeyringAccess = (use) => use(key);
+const keyring: KeyringAccess = (use) => use(key, 1);
 const path = (text: string) => parseSecretPath(text);
 
 async function openBroker(): Promise<Stores> {

@@ -11,6 +11,7 @@ import {
   checkGeneration,
   checkInitialiseRequest,
   checkOwner,
+  checkSealedKeyring,
 } from '../_root_key_checks.ts';
 import type { InitialiseRequest, RootKeyRecord, RootKeyStore } from '../root_key_store.ts';
 
@@ -110,6 +111,23 @@ export class MemoryRootKeyStore implements RootKeyStore {
     });
   }
 
+  replaceSealedKeyring(expected: Uint8Array, next: Uint8Array): Promise<boolean> {
+    return this.#run(() => {
+      checkSealedKeyring(expected);
+      checkSealedKeyring(next);
+      const state = this.#state;
+      if (
+        state === undefined ||
+        state.committedGeneration === null ||
+        !sameBytes(state.sealedKeyring, expected)
+      ) {
+        return false;
+      }
+      state.sealedKeyring = new Uint8Array(next);
+      return true;
+    });
+  }
+
   close(): Promise<void> {
     this.#isClosed = true;
     return Promise.resolve();
@@ -124,4 +142,8 @@ export class MemoryRootKeyStore implements RootKeyStore {
       return Promise.reject(err);
     }
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }

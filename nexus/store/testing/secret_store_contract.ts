@@ -175,7 +175,7 @@ export function runSecretStoreContract(name: string, makeStore: MakeSecretStore)
     let nowMs = T0;
     const keyring: KeyringAccess = (use) => {
       if (isSealed) throw new NotReadyError();
-      return use(key);
+      return use(key, 1);
     };
     const changes = new SecretChanges();
     const fixture = await makeStore({

@@ -68,7 +68,7 @@ export function runTransitKeyStoreContract(backend: string, make: MakeTransitKey
     let clock = 1_800_000_000_000;
     const base = (): TransitContractOptions => {
       const key = randomBytes(32);
-      return { keyring: (use) => use(key), now: () => clock };
+      return { keyring: (use) => use(key, 1), now: () => clock };
     };
 
     async function withStore(
@@ -320,7 +320,7 @@ export function runTransitKeyStoreContract(backend: string, make: MakeTransitKey
       const key = randomBytes(32);
       const keyring: KeyringAccess = (use) => {
         if (sealed) throw new NotReadyError();
-        return use(key);
+        return use(key, 1);
       };
       await withStore(
         async (fixture) => {
