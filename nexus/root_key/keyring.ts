@@ -61,7 +61,11 @@ export function decodeKeyring(plaintext: Uint8Array): KeyringTerm[] {
     throw new DecryptionFailedError();
   }
   const count = view.getUint16(1);
-  if (count < 1 || count > MAX_KEYRING_TERMS || plaintext.length !== HEADER_BYTES + count * ENTRY_BYTES) {
+  if (
+    count < 1 ||
+    count > MAX_KEYRING_TERMS ||
+    plaintext.length !== HEADER_BYTES + count * ENTRY_BYTES
+  ) {
     throw new DecryptionFailedError();
   }
   const terms: KeyringTerm[] = [];

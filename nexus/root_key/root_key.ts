@@ -82,7 +82,9 @@ export class RootKey {
   }
 
   /** The keyring's terms (no keys) and the one new rows are sealed under; undefined while sealed. */
-  keyringTerms(): { readonly active: number; readonly terms: readonly KeyringTermInfo[] } | undefined {
+  keyringTerms():
+    | { readonly active: number; readonly terms: readonly KeyringTermInfo[] }
+    | undefined {
     if (this.#key === undefined) {
       return undefined;
     }
@@ -115,7 +117,8 @@ export class RootKey {
     if (this.#key === undefined) {
       throw new NotReadyError();
     }
-    const entry = term === undefined ? this.#activeTerm() : this.#terms.find((t) => t.term === term);
+    const entry =
+      term === undefined ? this.#activeTerm() : this.#terms.find((t) => t.term === term);
     if (entry === undefined) {
       throw new NotReadyError(`This Nexus does not hold keyring term ${term} yet`);
     }
