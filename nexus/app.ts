@@ -22,8 +22,10 @@ import { matchMemberOf } from '../shared/spiffe/match.ts';
 import type { TrustDomain } from '../shared/spiffe/spiffe_id.ts';
 import type { AccessChecker } from './access/check_access.ts';
 import type { PolicyCache } from './access/policy_cache.ts';
+import type { DataKey } from './keyring/data_key.ts';
 import type { RootKey } from './root_key/root_key.ts';
 import type { RootKeyManager } from './root_key/root_key_manager.ts';
+import { createKeyringRoutes } from './routes/keyring.ts';
 import { createOperatorRoutes } from './routes/operator.ts';
 import { createPolicyRoutes } from './routes/policies.ts';
 import { createSecretReadShortcut, type SecretReadDeps } from './routes/secret_read.ts';
@@ -57,6 +59,8 @@ export interface NexusAppDeps {
   readonly identity: StatusRoutesDeps['identity'];
   /** The server's PeerVerifier, whose refusal count the status route reports. */
   readonly refusals: StatusRoutesDeps['refusals'];
+  /** The data key's rotation and status; without it (route tests) its routes are absent. */
+  readonly dataKey?: DataKey;
   /** Counted by the audit trail (with `auditSink`), reported by the status route. */
   readonly deniedRequests: RequestCount;
   readonly maxBodyBytes: number;
@@ -114,6 +118,9 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
   );
   app.route('/', createTransitRoutes({ store: deps.transitKeys, access: deps.access, logger }));
   app.route('/', createOperatorRoutes({ trustDomain, manager: deps.manager, logger }));
+  if (deps.dataKey !== undefined) {
+    app.route('/', createKeyringRoutes({ trustDomain, dataKey: deps.dataKey, logger }));
+  }
   app.route(
     '/',
     createSnapshotRoutes({

@@ -27,6 +27,8 @@ import { createAccessChecker } from './access/check_access.ts';
 import { loadPolicyCache } from './access/policy_cache.ts';
 import { createApp, createReadShortcut, type NexusAppDeps } from './app.ts';
 import { loadNexusConfig } from './config.ts';
+import { createDataKey } from './keyring/data_key.ts';
+import { KeyringSweeper } from './keyring/sweeper.ts';
 import { createHttpsKeeperLink } from './root_key/keeper_link.ts';
 import { RootKey } from './root_key/root_key.ts';
 import { RootKeyManager } from './root_key/root_key_manager.ts';
@@ -147,12 +149,27 @@ await runService('spike-nexus', async () => {
   metrics.observe({
     keepersReachable: () => manager.keeperStatus().filter((keeper) => keeper.reachable).length,
   });
+  const sweeper = new KeyringSweeper({
+    targets: stores.sweepTargets,
+    activeTerm: () => rootKey.keyringTerms()?.active,
+    logger,
+  });
+  const dataKey = createDataKey({
+    rootKey,
+    rotate: (delayMs) => manager.rotateDataKey(delayMs),
+    sweeper,
+    targets: stores.sweepTargets,
+    // Every other Nexus on the database takes a new keyring up at its next
+    // Keeper check; three of them leave room for a slow one.
+    activationDelayMs: backend.kind === 'postgres' ? 3 * config.keeperUpdateIntervalMs : 0,
+  });
   const appDeps: NexusAppDeps = {
     getPeer: peerFromConnection(verifier),
     logger,
     trustDomain: td,
     rootKey,
     manager,
+    dataKey,
     secrets,
     watches,
     policies,
@@ -182,6 +199,7 @@ await runService('spike-nexus', async () => {
       stopAuditingRefusals();
       clearInterval(policyRefresh);
       manager.stop();
+      await sweeper.stop();
       for (const keeper of keepers) keeper.close();
       rootKey.seal();
       auditSink.close();
@@ -208,6 +226,7 @@ await runService('spike-nexus', async () => {
     aead: aeadImplementation(),
   });
   manager.start();
+  sweeper.start();
   return async function stop() {
     // The server's stop starts draining at once (it stops accepting and marks
     // the requests in flight to close their connection), before its first

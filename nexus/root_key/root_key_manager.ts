@@ -15,14 +15,21 @@
 import { constantTimeEqual, randomBytes, zeroize } from '../../shared/crypto/bytes.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
 import { ROOT_KEY_BYTES } from '../../shared/crypto/shard.ts';
-import { ConflictError } from '../../shared/errors/errors.ts';
+import { ConflictError, DecryptionFailedError, NotReadyError } from '../../shared/errors/errors.ts';
 import type { Logger } from '../../shared/log/logger.ts';
 import { delay } from '../../shared/runtime/delay.ts';
 import type { RootKeyRecord, RootKeyStore } from '../store/root_key_store.ts';
 import { makeRecoverySplit, type RestoreProgress, ShardRestore } from './break_glass.ts';
 import { distributeRootKey } from './distribute.ts';
 import type { KeeperLink } from './keeper_link.ts';
-import { createKeyring, openKeyring, sealKeyring, verifyRootKey } from './keyring.ts';
+import {
+  addKeyringTerm,
+  createKeyring,
+  type KeyringTermInfo,
+  openKeyring,
+  sealKeyring,
+  verifyRootKey,
+} from './keyring.ts';
 import { recoverRootKey } from './recover.ts';
 import type { RootKey } from './root_key.ts';
 
@@ -177,6 +184,88 @@ export class RootKeyManager {
       });
       return { sameKey };
     });
+  }
+
+  /**
+   * Rotates the data key (docs/keys.md): a new keyring term, with a fresh
+   * key, from which new rows are sealed once `activationDelayMs` has passed
+   * (time for every other Nexus on the same database to take the keyring up
+   * first). The keyring is swapped in the store only if it is still the one
+   * read here, so two rotations at once never lose a term.
+   */
+  rotateDataKey(activationDelayMs: number): Promise<KeyringTermInfo> {
+    return this.#serialised(async () => {
+      const { store, rootKey, logger } = this.#o;
+      const record = await store.read();
+      if (!rootKey.isReady || record === undefined) {
+        throw new NotReadyError();
+      }
+      const current = this.#openStoredKeyring(record);
+      if (current === undefined) {
+        throw new ConflictError(
+          'The root key was rotated by another Nexus and this one has not taken it up yet; try again in a few seconds',
+        );
+      }
+      const nowMs = this.#now();
+      let next: ReturnType<typeof addKeyringTerm> | undefined;
+      try {
+        next = addKeyringTerm(current, nowMs, nowMs + activationDelayMs);
+        const { plaintext } = next;
+        const sealed = rootKey.withKey((key) => sealKeyring(key, plaintext));
+        if (!(await store.replaceSealedKeyring(record.sealedKeyring, sealed))) {
+          throw new ConflictError('The keyring changed while it was being rotated; try again');
+        }
+        rootKey.replaceKeyring(plaintext);
+      } catch (err) {
+        if (err instanceof RangeError) {
+          throw new ConflictError(err.message);
+        }
+        throw err;
+      } finally {
+        zeroize(current, next?.plaintext);
+      }
+      logger.info('Rotated the data key', {
+        term: next.term.term,
+        activeFrom: new Date(next.term.activeFromMs).toISOString(),
+      });
+      return next.term;
+    });
+  }
+
+  /**
+   * The stored keyring opened under the root key held, or undefined when it
+   * does not open (another Nexus rotated the root key). The caller zeroizes.
+   */
+  #openStoredKeyring(record: RootKeyRecord): Uint8Array | undefined {
+    return this.#o.rootKey.withKey((key) => {
+      try {
+        return openKeyring(key, record.sealedKeyring);
+      } catch (err) {
+        if (err instanceof DecryptionFailedError) return undefined;
+        throw err;
+      }
+    });
+  }
+
+  /**
+   * Takes up the stored keyring when it differs from the one held: another
+   * Nexus rotated the data key (the new term becomes active only after
+   * every Nexus had time to get here, see rotateDataKey).
+   */
+  #takeUpKeyring(record: RootKeyRecord | undefined): void {
+    const { rootKey, logger } = this.#o;
+    if (record === undefined || !rootKey.isReady) return;
+    const stored = this.#openStoredKeyring(record);
+    if (stored === undefined) return;
+    const held = rootKey.keyringPlaintext();
+    try {
+      if (!constantTimeEqual(stored, held)) {
+        rootKey.replaceKeyring(stored);
+        logger.info('Took up a new keyring', { activeTerm: rootKey.keyringTerms()?.active });
+      }
+    } finally {
+      zeroize(stored, held);
+    }
   }
 
   #serialised<T>(work: () => Promise<T>): Promise<T> {
@@ -394,6 +483,7 @@ export class RootKeyManager {
   /** Ready: re-supply any reachable Keeper that lacks the committed generation. */
   async #check(): Promise<void> {
     const record = await this.#o.store.read();
+    this.#takeUpKeyring(record);
     const committed = record?.committedGeneration ?? null;
     const statuses = await Promise.all(
       this.#o.keepers.map(async (keeper): Promise<KeeperStatus> => {

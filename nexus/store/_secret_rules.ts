@@ -82,6 +82,8 @@ export interface MetadataRow {
   readonly oldestVersion: number;
   readonly maxVersions: number | null;
   readonly customMetadata: Uint8Array | null;
+  /** The keyring term that sealed `customMetadata`. */
+  readonly metadataKeyTerm: number;
 }
 
 /** The columns of a version row that are not its data. */
@@ -90,6 +92,12 @@ export interface VersionRow {
   readonly createdAtMs: number;
   readonly deletedAtMs: number | null;
   readonly destroyed: boolean;
+}
+
+/** A version row as stored: its data sealed (null once destroyed) and the term that sealed it. */
+export interface SealedVersionRow extends VersionRow {
+  readonly ciphertext: Uint8Array | null;
+  readonly keyTerm: number;
 }
 
 export type VersionChange = 'delete' | 'undelete' | 'destroy';
@@ -159,7 +167,7 @@ export function toMetadata(
   const customMetadata =
     sealed === null
       ? Object.freeze({})
-      : options.keyring((key) => openCustomMetadata(key, path, sealed));
+      : options.keyring((key) => openCustomMetadata(key, path, sealed), row.metadataKeyTerm);
   const versions: VersionInfo[] = versionRows.map((version) =>
     Object.freeze({
       version: version.version,
@@ -188,7 +196,7 @@ export function toMetadata(
 export function openVersion(
   path: SecretPath,
   version: number,
-  row: VersionRow & { readonly ciphertext: Uint8Array | null },
+  row: SealedVersionRow,
   keyring: KeyringAccess,
 ): SecretVersion {
   const sealed = row.ciphertext;
@@ -198,7 +206,7 @@ export function openVersion(
   if (row.deletedAtMs !== null) {
     throw new NotFoundError(`Version ${version} of "${path}" is deleted`);
   }
-  const dataJson = keyring((key) => openSecretJson(key, path, version, sealed));
+  const dataJson = keyring((key) => openSecretJson(key, path, version, sealed), row.keyTerm);
   return Object.freeze({
     path,
     version,
@@ -219,7 +227,7 @@ export function liveVersionOf(
   found:
     | {
         readonly metadata: MetadataRow;
-        readonly row: (VersionRow & { readonly ciphertext: Uint8Array | null }) | undefined;
+        readonly row: SealedVersionRow | undefined;
       }
     | undefined,
 ): number {
@@ -405,16 +413,20 @@ export function metadataChanges(
   readonly updatedAtMs: number;
   readonly maxVersions?: number | null;
   readonly customMetadata?: Uint8Array | null;
+  /** The term that sealed `customMetadata` (the active one), when it is set. */
+  readonly metadataKeyTerm?: number;
 } {
   const { maxVersions, customMetadata } = update;
   const sealed =
     customMetadata === undefined || Object.keys(customMetadata).length === 0
       ? null
-      : keyring((key) => sealCustomMetadata(key, path, customMetadata));
+      : keyring((key, term) => ({ bytes: sealCustomMetadata(key, path, customMetadata), term }));
   return {
     updatedAtMs,
     ...(maxVersions === undefined ? {} : { maxVersions }),
-    ...(customMetadata === undefined ? {} : { customMetadata: sealed }),
+    ...(customMetadata === undefined
+      ? {}
+      : { customMetadata: sealed?.bytes ?? null, metadataKeyTerm: sealed?.term ?? 1 }),
   };
 }
 

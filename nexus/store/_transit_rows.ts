@@ -9,8 +9,8 @@
  * <version>`: names hold no NUL and versions are decimal, so material copied
  * to another key or version fails to open (an integrity alarm, like any
  * stored data that fails). Each row records the keyring term that sealed it;
- * there is one term until the keyring rotates, and then a rotation can find
- * the rows of an older term and seal their material again, row by row.
+ * new material is sealed under the active term, and the keyring sweep
+ * (`nexus/keyring/`) seals older rows' material again under it.
  */
 import { MAX_KEY_VERSIONS, parseKeyName } from '../../shared/api/transit.ts';
 import { open, seal } from '../../shared/crypto/aead.ts';
@@ -27,9 +27,6 @@ import type { OpenedTransitKey, TransitKeyInfo } from './transit_key_store.ts';
 
 /** Bytes of one key version's material: an XChaCha20-Poly1305 key. */
 export const KEY_MATERIAL_BYTES = 32;
-/** The keyring term this Nexus seals under; the only one until the keyring rotates. */
-export const CURRENT_KEYRING_TERM = 1;
-
 const MATERIAL_AAD_PREFIX = 'spike-ts:transit-key:v1';
 const SEPARATOR = '\0';
 const encoder = new TextEncoder();
@@ -56,8 +53,10 @@ export function sealNewMaterial(
 ): SealedMaterialRow {
   const material = randomBytes(KEY_MATERIAL_BYTES);
   try {
-    const sealedMaterial = keyring((key) => seal(key, material, materialAad(name, version)));
-    return { keyringTerm: CURRENT_KEYRING_TERM, sealedMaterial };
+    return keyring((key, keyringTerm) => ({
+      keyringTerm,
+      sealedMaterial: seal(key, material, materialAad(name, version)),
+    }));
   } finally {
     zeroize(material);
   }
@@ -75,11 +74,6 @@ export function openMaterial(
   version: number,
   row: SealedMaterialRow,
 ): Uint8Array {
-  if (row.keyringTerm !== CURRENT_KEYRING_TERM) {
-    throw new InternalError(
-      `Version ${version} of key ${JSON.stringify(name)} is sealed under keyring term ${row.keyringTerm}, which this Nexus does not hold`,
-    );
-  }
   return keyring((key) => {
     const material = open(key, row.sealedMaterial, materialAad(name, version));
     if (material.length !== KEY_MATERIAL_BYTES) {
@@ -87,7 +81,28 @@ export function openMaterial(
       throw new DecryptionFailedError();
     }
     return material;
-  });
+  }, row.keyringTerm);
+}
+
+/**
+ * The material of a version row sealed again under the keyring's active
+ * term (the keyring sweep); the material exists only inside this call.
+ */
+export function resealMaterial(
+  keyring: KeyringAccess,
+  name: string,
+  version: number,
+  row: SealedMaterialRow,
+): SealedMaterialRow {
+  const material = openMaterial(keyring, name, version, row);
+  try {
+    return keyring((key, keyringTerm) => ({
+      keyringTerm,
+      sealedMaterial: seal(key, material, materialAad(name, version)),
+    }));
+  } finally {
+    zeroize(material);
+  }
 }
 
 /** The name of a key, checked as the wire checks it (InvalidRequestError). */

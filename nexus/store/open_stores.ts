@@ -9,6 +9,7 @@
  */
 import { join } from 'node:path';
 import { sql } from 'drizzle-orm';
+import type { KeyringSweepTarget } from './keyring_sweep.ts';
 import type { PolicyStore } from './policy_store.ts';
 import { type ChangeFeedStatus, PgChangeFeed } from './postgres/change_feed.ts';
 import { openPostgresDatabase } from './postgres/db.ts';
@@ -65,6 +66,8 @@ export interface Stores {
    */
   readonly changes: SecretChanges;
   readonly transitKeys: TransitKeyStore;
+  /** What a keyring sweep walks, in order: the secrets, then the named keys. */
+  readonly sweepTargets: readonly KeyringSweepTarget[];
   /** Where the data lives, for the start-up log (a PostgreSQL password is masked). */
   readonly location: string;
   /**
@@ -111,13 +114,16 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
       changes.gap();
     });
     feed.start();
+    const secrets = new PgSecretStore({ ...secretOptions, database, cache: rowCache, changes });
+    const transitKeys = new PgTransitKeyStore({ db: database.db, keyring });
     return {
       rootKeys: new PgRootKeyStore(database),
-      secrets: new PgSecretStore({ ...secretOptions, database, cache: rowCache, changes }),
+      secrets,
       changes,
       policies: new PgPolicyStore(database.db),
       snapshots: undefined,
-      transitKeys: new PgTransitKeyStore({ db: database.db, keyring }),
+      transitKeys,
+      sweepTargets: [secrets, transitKeys],
       location: database.redactedUrl,
       async ping() {
         await database.db.execute(sql`select 1`);
@@ -138,9 +144,11 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
   // This process is the only writer of its file, so its own writes are
   // every change the cache must hear of (ADR 0018), a restore included.
   const rowCache = new SealedRowCache(cache);
+  const secrets = new SqliteSecretStore({ ...secretOptions, database, cache: rowCache, changes });
+  const transitKeys = new SqliteTransitKeyStore({ database, keyring });
   return {
     rootKeys: new SqliteRootKeyStore(database),
-    secrets: new SqliteSecretStore({ ...secretOptions, database, cache: rowCache, changes }),
+    secrets,
     changes,
     policies: new SqlitePolicyStore(database.db),
     snapshots:
@@ -154,7 +162,8 @@ export async function openStores(options: OpenStoresOptions): Promise<Stores> {
               changes.gap();
             },
           }),
-    transitKeys: new SqliteTransitKeyStore({ database, keyring }),
+    transitKeys,
+    sweepTargets: [secrets, transitKeys],
     location: database.path,
     async ping() {
       await database.db.run(sql`select 1`);

@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { parseSecretPath, type SecretPath } from '../../shared/api/secret_path.ts';
-import type { MetadataRow } from './_secret_rules.ts';
-import { type SealedRead, SealedRowCache, type SealedVersionRow } from './sealed_row_cache.ts';
+import type { MetadataRow, SealedVersionRow } from './_secret_rules.ts';
+import { type SealedRead, SealedRowCache } from './sealed_row_cache.ts';
 
 const p = (text: string): SecretPath => parseSecretPath(text);
 
@@ -20,6 +20,7 @@ function metadataOf(current: number, oldest = 1, updatedAtMs = current): Metadat
     oldestVersion: oldest,
     maxVersions: null,
     customMetadata: null,
+    metadataKeyTerm: 1,
   };
 }
 
@@ -30,6 +31,7 @@ function rowOf(version: number, size = 16): SealedVersionRow {
     deletedAtMs: null,
     destroyed: false,
     ciphertext: new Uint8Array(size).fill(version),
+    keyTerm: 1,
   };
 }
 

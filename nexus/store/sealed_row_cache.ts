@@ -37,12 +37,7 @@
  * and fills are dropped, so reads go to the database.
  */
 import type { SecretPath } from '../../shared/api/secret_path.ts';
-import type { MetadataRow, VersionRow } from './_secret_rules.ts';
-
-/** A version row as stored: its data sealed, null once destroyed. */
-export interface SealedVersionRow extends VersionRow {
-  readonly ciphertext: Uint8Array | null;
-}
+import type { MetadataRow, SealedVersionRow } from './_secret_rules.ts';
 
 /**
  * What a read of one version finds: the path's metadata row and the wanted
@@ -207,6 +202,7 @@ export class SealedRowCache {
         deletedAtMs: row.deletedAtMs,
         destroyed: row.destroyed,
         ciphertext: row.ciphertext === null ? null : row.ciphertext.slice(),
+        keyTerm: row.keyTerm,
       });
       const cost = VERSION_OVERHEAD_BYTES + (copy.ciphertext?.length ?? 0);
       entry.versions.set(row.version, copy);
@@ -256,6 +252,7 @@ function copyMetadata(row: MetadataRow): MetadataRow {
     oldestVersion: row.oldestVersion,
     maxVersions: row.maxVersions,
     customMetadata: row.customMetadata === null ? null : row.customMetadata.slice(),
+    metadataKeyTerm: row.metadataKeyTerm,
   });
 }
 
@@ -265,7 +262,8 @@ function isSameMetadata(a: MetadataRow, b: MetadataRow): boolean {
     a.oldestVersion !== b.oldestVersion ||
     a.updatedAtMs !== b.updatedAtMs ||
     a.createdAtMs !== b.createdAtMs ||
-    a.maxVersions !== b.maxVersions
+    a.maxVersions !== b.maxVersions ||
+    a.metadataKeyTerm !== b.metadataKeyTerm
   ) {
     return false;
   }

@@ -19,6 +19,7 @@ import type { SecretPath } from '../../shared/api/secret_path.ts';
 import { open, seal } from '../../shared/crypto/aead.ts';
 import { zeroize } from '../../shared/crypto/bytes.ts';
 import { DecryptionFailedError } from '../../shared/errors/errors.ts';
+import type { KeyringAccess } from './secret_store.ts';
 
 /** A string map as the store keeps it: secret data or custom metadata. */
 export type StringMap = Readonly<Record<string, string>>;
@@ -97,6 +98,52 @@ export function openCustomMetadata(
   sealed: Uint8Array,
 ): StringMap {
   return openMap(key, sealed, customMetadataAad(path));
+}
+
+/** A ciphertext sealed again under the keyring's active term, and that term. */
+export interface Resealed {
+  readonly sealed: Uint8Array;
+  readonly term: number;
+}
+
+/**
+ * What `sealSecretData` made under keyring term `fromTerm`, sealed again
+ * under the active term for the same path and version (the keyring sweep).
+ * The plaintext exists only inside this call; a ciphertext that fails to
+ * open is a DecryptionFailedError, raised under the keyring (the alarm).
+ */
+export function resealSecretData(
+  keyring: KeyringAccess,
+  fromTerm: number,
+  path: SecretPath,
+  version: number,
+  sealed: Uint8Array,
+): Resealed {
+  return reseal(keyring, fromTerm, sealed, secretDataAad(path, version));
+}
+
+/** What `sealCustomMetadata` made under `fromTerm`, sealed again under the active term. */
+export function resealCustomMetadata(
+  keyring: KeyringAccess,
+  fromTerm: number,
+  path: SecretPath,
+  sealed: Uint8Array,
+): Resealed {
+  return reseal(keyring, fromTerm, sealed, customMetadataAad(path));
+}
+
+function reseal(
+  keyring: KeyringAccess,
+  fromTerm: number,
+  sealed: Uint8Array,
+  aad: Uint8Array,
+): Resealed {
+  const plaintext = keyring((key) => open(key, sealed, aad), fromTerm);
+  try {
+    return keyring((key, term) => ({ sealed: seal(key, plaintext, aad), term }));
+  } finally {
+    zeroize(plaintext);
+  }
 }
 
 /** The map as JSON with its keys in code-unit order: equal maps give equal bytes. */

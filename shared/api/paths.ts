@@ -26,6 +26,9 @@ export const PATHS = {
   operatorRestore: '/v1/operator/restore',
   /** Nexus: GET saves a snapshot of the database, PUT restores one (superuser only). */
   operatorSnapshot: '/v1/operator/snapshot',
+  /** Nexus: GET the keyring's terms and sweep (operators); `/rotate` (POST) rotates the data key (superuser). */
+  operatorKeyring: '/v1/operator/keyring',
+  operatorKeyringRotate: '/v1/operator/keyring/rotate',
   /** Nexus: GET lists every policy; `/{name}` follows for GET, PUT and DELETE of one. */
   policies: '/v1/policies',
   /** Nexus: GET lists the named encryption keys; `/{name}` follows for one (shared/api/transit.ts). */

@@ -51,7 +51,7 @@ import {
   type SQL,
   sql,
 } from 'drizzle-orm';
-import type { SecretPath } from '../../../shared/api/secret_path.ts';
+import { parseSecretPath, type SecretPath } from '../../../shared/api/secret_path.ts';
 import { InternalError } from '../../../shared/errors/errors.ts';
 import {
   casConflict,
@@ -81,9 +81,17 @@ import {
   type VersionRow,
   versionsToChange,
 } from '../_secret_rules.ts';
+import {
+  addCount,
+  checkSweepLimit,
+  type KeyringSweepTarget,
+  type SweepPosition,
+  type SweepStep,
+  sweepRow,
+} from '../keyring_sweep.ts';
 import { NO_CACHE, type SealedRead, type SealedRowCache } from '../sealed_row_cache.ts';
 import { SecretChanges } from '../secret_changes.ts';
-import { sealSecretData } from '../secret_cipher.ts';
+import { resealCustomMetadata, resealSecretData, sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
 import {
   DEFAULT_SECRET_QUOTAS,
@@ -142,7 +150,12 @@ function bytewise(column: typeof secretMetadata.path): SQL {
   return sql`${column} COLLATE "C"`;
 }
 
-export class PgSecretStore implements SecretStore {
+/** The sweep's tables, in the order a pass walks them. */
+const SWEEP_VERSIONS = 'secrets';
+const SWEEP_METADATA = 'secret_metadata';
+
+export class PgSecretStore implements SecretStore, KeyringSweepTarget {
+  readonly sweepName = 'secrets';
   readonly #database: PostgresDatabase;
   readonly #keyring: KeyringAccess;
   readonly #maxVersionsDefault: number;
@@ -186,8 +199,13 @@ export class PgSecretStore implements SecretStore {
       const locked = await this.#lockOrCreate(tx, path, nowMs, cas);
       if (locked.isCreated) {
         // Version 1 of a new path: nothing to compare, nothing to prune.
-        const ciphertext = this.#keyring((key) => sealSecretData(key, path, 1, data));
-        await tx.insert(secrets).values({ path, version: 1, createdAtMs: nowMs, ciphertext });
+        const [ciphertext, keyTerm] = this.#keyring((key, term) => [
+          sealSecretData(key, path, 1, data),
+          term,
+        ]);
+        await tx
+          .insert(secrets)
+          .values({ path, version: 1, createdAtMs: nowMs, ciphertext, keyTerm });
         const versions = await selectVersions(tx, path);
         await this.#charge(tx, path, {
           paths: 1,
@@ -200,12 +218,15 @@ export class PgSecretStore implements SecretStore {
         throw casConflict(cas, current);
       }
       const version = current + 1;
-      const ciphertext = this.#keyring((key) => sealSecretData(key, path, version, data));
+      const [ciphertext, keyTerm] = this.#keyring((key, term) => [
+        sealSecretData(key, path, version, data),
+        term,
+      ]);
       const { row, freedBytes } = await this.#updateMetadata(tx, path, locked.row, {
         currentVersion: version,
         updatedAtMs: nowMs,
       });
-      await tx.insert(secrets).values({ path, version, createdAtMs: nowMs, ciphertext });
+      await tx.insert(secrets).values({ path, version, createdAtMs: nowMs, ciphertext, keyTerm });
       const versions = await selectVersions(tx, path);
       await this.#charge(tx, path, {
         paths: 0,
@@ -346,6 +367,123 @@ export class PgSecretStore implements SecretStore {
     return metadata;
   }
 
+  /**
+   * One step of a keyring sweep (`keyring_sweep.ts`): version rows in
+   * (path, version) order, then custom metadata in path order. The rows a
+   * step takes are locked (others' locked rows are skipped: a write or
+   * another Nexus's sweep has them) and sealed before the updates, which
+   * land in one short transaction.
+   */
+  async rewrapOlderTerms(from: SweepPosition | undefined, limit: number): Promise<SweepStep> {
+    checkSweepLimit(limit);
+    requireUnsealed(this.#keyring);
+    const active = this.#keyring((_key, term) => term);
+    const table = from?.table ?? SWEEP_VERSIONS;
+    const key = from?.key ?? '';
+    const version = from?.version ?? 0;
+    return await this.#db().transaction(async (tx) => {
+      if (table === SWEEP_VERSIONS) {
+        const { rows } = await tx.execute<{
+          path: string;
+          version: number;
+          key_term: number;
+          ciphertext: Uint8Array;
+        }>(sql`
+          SELECT path, version, key_term, ciphertext FROM secrets
+          WHERE (path, version) > (${key}, ${version}::integer) AND key_term < ${active}::integer
+            AND ciphertext IS NOT NULL
+          ORDER BY path, version LIMIT ${limit}::integer
+          FOR UPDATE SKIP LOCKED`);
+        let rewrapped = 0;
+        for (const row of rows) {
+          const resealed = sweepRow(() =>
+            resealSecretData(
+              this.#keyring,
+              row.key_term,
+              parseSecretPath(row.path),
+              row.version,
+              new Uint8Array(row.ciphertext),
+            ),
+          );
+          if (resealed === undefined) continue;
+          await tx
+            .update(secrets)
+            .set({ ciphertext: resealed.sealed, keyTerm: resealed.term })
+            .where(
+              and(
+                eq(secrets.path, row.path),
+                eq(secrets.version, row.version),
+                eq(secrets.keyTerm, row.key_term),
+              ),
+            );
+          rewrapped++;
+        }
+        const last = rows[rows.length - 1];
+        return {
+          rewrapped,
+          failed: rows.length - rewrapped,
+          next:
+            rows.length === limit && last !== undefined
+              ? { table, key: last.path, version: last.version }
+              : { table: SWEEP_METADATA, key: '', version: 0 },
+        };
+      }
+      const { rows } = await tx.execute<{
+        path: string;
+        metadata_key_term: number;
+        custom_metadata: Uint8Array;
+      }>(sql`
+        SELECT path, metadata_key_term, custom_metadata FROM secret_metadata
+        WHERE path > ${key} AND metadata_key_term < ${active}::integer
+          AND custom_metadata IS NOT NULL
+        ORDER BY path LIMIT ${limit}::integer
+        FOR UPDATE SKIP LOCKED`);
+      let rewrapped = 0;
+      for (const row of rows) {
+        const resealed = sweepRow(() =>
+          resealCustomMetadata(
+            this.#keyring,
+            row.metadata_key_term,
+            parseSecretPath(row.path),
+            new Uint8Array(row.custom_metadata),
+          ),
+        );
+        if (resealed === undefined) continue;
+        await tx
+          .update(secretMetadata)
+          .set({ customMetadata: resealed.sealed, metadataKeyTerm: resealed.term })
+          .where(
+            and(
+              eq(secretMetadata.path, row.path),
+              eq(secretMetadata.metadataKeyTerm, row.metadata_key_term),
+            ),
+          );
+        rewrapped++;
+      }
+      const last = rows[rows.length - 1];
+      return {
+        rewrapped,
+        failed: rows.length - rewrapped,
+        next:
+          rows.length === limit && last !== undefined
+            ? { table, key: last.path, version: 0 }
+            : undefined,
+      };
+    });
+  }
+
+  async countByTerm(): Promise<ReadonlyMap<number, number>> {
+    const { rows } = await this.#db().execute<{ term: number; count: string }>(sql`
+      SELECT key_term AS term, count(*) AS count FROM secrets
+      WHERE ciphertext IS NOT NULL GROUP BY key_term
+      UNION ALL
+      SELECT metadata_key_term, count(*) FROM secret_metadata
+      WHERE custom_metadata IS NOT NULL GROUP BY metadata_key_term`);
+    const counts = new Map<number, number>();
+    for (const row of rows) addCount(counts, row.term, row.count);
+    return counts;
+  }
+
   /** Stops using the store; closes the database only if the store owns it. */
   async close(): Promise<void> {
     this.#isClosed = true;
@@ -454,7 +592,10 @@ export class PgSecretStore implements SecretStore {
     path: SecretPath,
     locked: SecretMetadataRow,
     changes: Partial<
-      Pick<SecretMetadataRow, 'currentVersion' | 'updatedAtMs' | 'maxVersions' | 'customMetadata'>
+      Pick<
+        SecretMetadataRow,
+        'currentVersion' | 'updatedAtMs' | 'maxVersions' | 'customMetadata' | 'metadataKeyTerm'
+      >
     >,
   ): Promise<{ readonly row: SecretMetadataRow | undefined; readonly freedBytes: number }> {
     const next: MetadataRow = { ...locked, ...changes };
@@ -541,7 +682,7 @@ export class PgSecretStore implements SecretStore {
     const rows = await this.#db()
       .select({
         metadata: secretMetadata,
-        version: { ...VERSION_COLUMNS, ciphertext: secrets.ciphertext },
+        version: { ...VERSION_COLUMNS, ciphertext: secrets.ciphertext, keyTerm: secrets.keyTerm },
       })
       .from(secretMetadata)
       .leftJoin(

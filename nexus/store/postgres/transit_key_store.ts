@@ -17,10 +17,19 @@ import {
   keyExists,
   keyNotFound,
   lendKey,
+  resealMaterial,
   type SealedMaterialRow,
   sealNewMaterial,
   toKeyInfo,
 } from '../_transit_rows.ts';
+import {
+  addCount,
+  checkSweepLimit,
+  type KeyringSweepTarget,
+  type SweepPosition,
+  type SweepStep,
+  sweepRow,
+} from '../keyring_sweep.ts';
 import type { KeyringAccess } from '../secret_store.ts';
 import type {
   OpenedTransitKey,
@@ -40,7 +49,8 @@ export interface PgTransitKeyStoreOptions extends TransitKeyStoreOptions {
 /** A transaction handle (what `db.transaction()` passes its callback). */
 type Tx = Parameters<Parameters<PgDb['transaction']>[0]>[0];
 
-export class PgTransitKeyStore implements TransitKeyStore {
+export class PgTransitKeyStore implements TransitKeyStore, KeyringSweepTarget {
+  readonly sweepName = 'transit';
   readonly #db: PgDb;
   readonly #keyring: KeyringAccess;
   readonly #now: () => number;
@@ -139,6 +149,65 @@ export class PgTransitKeyStore implements TransitKeyStore {
       .where(eq(transitKeys.name, name))
       .returning({ name: transitKeys.name });
     if (rows.length === 0) throw keyNotFound(name);
+  }
+
+  /** One step of a keyring sweep (`keyring_sweep.ts`): version rows in (name, version) order. */
+  async rewrapOlderTerms(from: SweepPosition | undefined, limit: number): Promise<SweepStep> {
+    checkSweepLimit(limit);
+    requireUnsealed(this.#keyring);
+    const active = this.#keyring((_key, term) => term);
+    return await this.#db.transaction(async (tx) => {
+      const { rows } = await tx.execute<{
+        name: string;
+        version: number;
+        keyring_term: number;
+        sealed_material: Uint8Array;
+      }>(sql`
+        SELECT name, version, keyring_term, sealed_material FROM transit_key_versions
+        WHERE (name, version) > (${from?.key ?? ''}, ${from?.version ?? 0}::integer)
+          AND keyring_term < ${active}::integer
+        ORDER BY name, version LIMIT ${limit}::integer
+        FOR UPDATE SKIP LOCKED`);
+      let rewrapped = 0;
+      for (const row of rows) {
+        const resealed = sweepRow(() =>
+          resealMaterial(this.#keyring, row.name, row.version, {
+            keyringTerm: row.keyring_term,
+            sealedMaterial: new Uint8Array(row.sealed_material),
+          }),
+        );
+        if (resealed === undefined) continue;
+        await tx
+          .update(transitKeyVersions)
+          .set({ sealedMaterial: resealed.sealedMaterial, keyringTerm: resealed.keyringTerm })
+          .where(
+            and(
+              eq(transitKeyVersions.name, row.name),
+              eq(transitKeyVersions.version, row.version),
+              eq(transitKeyVersions.keyringTerm, row.keyring_term),
+            ),
+          );
+        rewrapped++;
+      }
+      const last = rows[rows.length - 1];
+      return {
+        rewrapped,
+        failed: rows.length - rewrapped,
+        next:
+          rows.length === limit && last !== undefined
+            ? { table: 'transit_key_versions', key: last.name, version: last.version }
+            : undefined,
+      };
+    });
+  }
+
+  async countByTerm(): Promise<ReadonlyMap<number, number>> {
+    const { rows } = await this.#db.execute<{ term: number; count: string }>(
+      sql`SELECT keyring_term AS term, count(*) AS count FROM transit_key_versions GROUP BY keyring_term`,
+    );
+    const counts = new Map<number, number>();
+    for (const row of rows) addCount(counts, row.term, row.count);
+    return counts;
   }
 
   async useKey<T>(

@@ -50,8 +50,8 @@
  * Listing shows every path that has metadata, as Vault does: a path whose
  * versions are all deleted or destroyed is still listed until `deletePath`.
  */
-import { and, asc, eq, gt, gte, inArray, lt, or, type SQL } from 'drizzle-orm';
-import type { SecretPath } from '../../../shared/api/secret_path.ts';
+import { and, asc, eq, gt, gte, inArray, lt, or, type SQL, sql as sqlText } from 'drizzle-orm';
+import { parseSecretPath, type SecretPath } from '../../../shared/api/secret_path.ts';
 import { InternalError } from '../../../shared/errors/errors.ts';
 import {
   casConflict,
@@ -79,9 +79,17 @@ import {
   type VersionRow,
   versionsToChange,
 } from '../_secret_rules.ts';
+import {
+  addCount,
+  checkSweepLimit,
+  type KeyringSweepTarget,
+  type SweepPosition,
+  type SweepStep,
+  sweepRow,
+} from '../keyring_sweep.ts';
 import { NO_CACHE, type SealedRead, type SealedRowCache } from '../sealed_row_cache.ts';
 import { SecretChanges } from '../secret_changes.ts';
-import { sealSecretData } from '../secret_cipher.ts';
+import { resealCustomMetadata, resealSecretData, sealSecretData } from '../secret_cipher.ts';
 import { checkSecretData } from '../secret_limits.ts';
 import {
   DEFAULT_SECRET_QUOTAS,
@@ -147,7 +155,12 @@ interface PathHead {
 /** The write statements, compiled once per store on first use. */
 type WriteStatements = { readonly [K in keyof typeof WRITE_SQL]: WriteStatement };
 
-export class SqliteSecretStore implements SecretStore {
+/** The sweep's tables, in the order a pass walks them. */
+const SWEEP_VERSIONS = 'secrets';
+const SWEEP_METADATA = 'secret_metadata';
+
+export class SqliteSecretStore implements SecretStore, KeyringSweepTarget {
+  readonly sweepName = 'secrets';
   readonly #database: SqliteDatabase;
   readonly #keyring: KeyringAccess;
   readonly #maxVersionsDefault: number;
@@ -199,11 +212,14 @@ export class SqliteSecretStore implements SecretStore {
         }
         const version = currentVersion + 1;
         // Sealed here, where the version it is bound to is certain (see "Sealing").
-        const ciphertext = this.#keyring((key) => sealSecretData(key, path, version, data));
+        const [ciphertext, term] = this.#keyring((key, keyTerm) => [
+          sealSecretData(key, path, version, data),
+          keyTerm,
+        ]);
         const nowMs = this.#nowMs();
         if (head === undefined) sql.createPath.run([path, nowMs]);
         else sql.advancePath.run([path, version, nowMs]);
-        sql.insertVersion.run([path, version, nowMs, ciphertext]);
+        sql.insertVersion.run([path, version, nowMs, ciphertext, term]);
         const cap = head?.maxVersions ?? this.#maxVersionsDefault;
         const pruned = this.#prune(path, version - cap + 1, head?.oldestVersion ?? 1);
         // A new path's metadata row is charged too.
@@ -336,6 +352,7 @@ export class SqliteSecretStore implements SecretStore {
           changes.maxVersions ?? null,
           sealed === undefined ? 0 : 1,
           sealed ?? null,
+          changes.metadataKeyTerm ?? 1,
         ]);
         // A lower cap prunes at once.
         const cap =
@@ -350,6 +367,92 @@ export class SqliteSecretStore implements SecretStore {
       dataBytes(update.customMetadata ?? {}),
     );
     return this.#toMetadata(path, state.row, state.versions);
+  }
+
+  /**
+   * One step of a keyring sweep (`keyring_sweep.ts`): version rows in
+   * (path, version) order, then custom metadata in path order, each step one
+   * write of the group commit, so reads and other writes go on between steps.
+   */
+  async rewrapOlderTerms(from: SweepPosition | undefined, limit: number): Promise<SweepStep> {
+    checkSweepLimit(limit);
+    requireUnsealed(this.#keyring);
+    if (this.#isClosed) throw new InternalError('The secret store is closed');
+    const active = this.#keyring((_key, term) => term);
+    const table = from?.table ?? SWEEP_VERSIONS;
+    const key = from?.key ?? '';
+    const version = from?.version ?? 0;
+    return this.#database.write(() => {
+      const sql = this.#statements();
+      if (table === SWEEP_VERSIONS) {
+        const rows = sql.olderVersions.all([key, version, active, limit]);
+        let rewrapped = 0;
+        for (const [path, number, term, ciphertext] of rows) {
+          const resealed = sweepRow(() =>
+            resealSecretData(
+              this.#keyring,
+              Number(term),
+              parseSecretPath(String(path)),
+              Number(number),
+              asBytes(ciphertext) as Uint8Array,
+            ),
+          );
+          if (resealed === undefined) continue;
+          sql.rewrapVersion.run([
+            String(path),
+            Number(number),
+            resealed.sealed,
+            resealed.term,
+            Number(term),
+          ]);
+          rewrapped++;
+        }
+        const last = rows[rows.length - 1];
+        return {
+          rewrapped,
+          failed: rows.length - rewrapped,
+          next:
+            rows.length === limit && last !== undefined
+              ? { table, key: String(last[0]), version: Number(last[1]) }
+              : { table: SWEEP_METADATA, key: '', version: 0 },
+        };
+      }
+      const rows = sql.olderMetadata.all([key, active, limit]);
+      let rewrapped = 0;
+      for (const [path, term, custom] of rows) {
+        const resealed = sweepRow(() =>
+          resealCustomMetadata(
+            this.#keyring,
+            Number(term),
+            parseSecretPath(String(path)),
+            asBytes(custom) as Uint8Array,
+          ),
+        );
+        if (resealed === undefined) continue;
+        sql.rewrapMetadata.run([String(path), resealed.sealed, resealed.term, Number(term)]);
+        rewrapped++;
+      }
+      const last = rows[rows.length - 1];
+      return {
+        rewrapped,
+        failed: rows.length - rewrapped,
+        next:
+          rows.length === limit && last !== undefined
+            ? { table, key: String(last[0]), version: 0 }
+            : undefined,
+      };
+    }, limit * 1024);
+  }
+
+  async countByTerm(): Promise<ReadonlyMap<number, number>> {
+    const rows = await this.#db().all<[number, number]>(sqlText`
+      SELECT key_term, count(*) FROM secrets WHERE ciphertext IS NOT NULL GROUP BY key_term
+      UNION ALL
+      SELECT metadata_key_term, count(*) FROM secret_metadata
+      WHERE custom_metadata IS NOT NULL GROUP BY metadata_key_term`);
+    const counts = new Map<number, number>();
+    for (const row of rows) addCount(counts, row[0], row[1]);
+    return counts;
   }
 
   /** Stops using the store; closes the database only if the store owns it. */
@@ -559,8 +662,8 @@ export class SqliteSecretStore implements SecretStore {
  */
 const READ_VERSION_SQL = `
   SELECT m.created_at_ms, m.updated_at_ms, m.current_version, m.oldest_version,
-         m.max_versions, m.custom_metadata,
-         s.version, s.created_at_ms, s.deleted_at_ms, s.destroyed, s.ciphertext
+         m.max_versions, m.custom_metadata, m.metadata_key_term,
+         s.version, s.created_at_ms, s.deleted_at_ms, s.destroyed, s.ciphertext, s.key_term
   FROM secret_metadata AS m
   LEFT JOIN secrets AS s ON s.path = m.path AND s.version = coalesce(?2, m.current_version)
   WHERE m.path = ?1`;
@@ -587,10 +690,10 @@ const WRITE_SQL = {
   /** An existing path's new current version ?2 (at ?3). */
   advancePath:
     'UPDATE secret_metadata SET current_version = ?2, updated_at_ms = ?3 WHERE path = ?1',
-  /** Version ?2 (at ?3) with its sealed data ?4. */
+  /** Version ?2 (at ?3) with its data ?4 sealed under keyring term ?5. */
   insertVersion: `
-    INSERT INTO secrets (path, version, created_at_ms, deleted_at_ms, destroyed, ciphertext)
-    VALUES (?1, ?2, ?3, NULL, 0, ?4)`,
+    INSERT INTO secrets (path, version, created_at_ms, deleted_at_ms, destroyed, ciphertext, key_term)
+    VALUES (?1, ?2, ?3, NULL, 0, ?4, ?5)`,
   /** Removes the versions below ?2 (the cap's pruning, or all); yields each one's charge. */
   removeVersionsBelow: `DELETE FROM secrets WHERE path = ?1 AND version < ?2 RETURNING ${VERSION_CHARGE}`,
   /** Moves `oldest_version` up to ?2, the first version the cap keeps. */
@@ -615,12 +718,16 @@ const WRITE_SQL = {
     'SELECT 1 FROM secrets WHERE path = ?1 AND deleted_at_ms IS NULL AND destroyed = 0 LIMIT 1',
   /** Removes the path's row (its versions are removed first). */
   deletePath: 'DELETE FROM secret_metadata WHERE path = ?1',
-  /** Metadata at ?2; the cap becomes ?4 when ?3, the sealed custom metadata ?6 when ?5. */
+  /**
+   * Metadata at ?2; the cap becomes ?4 when ?3, the custom metadata ?6
+   * (sealed under keyring term ?7) when ?5.
+   */
   updateMetadata: `
     UPDATE secret_metadata SET
       updated_at_ms = ?2,
       max_versions = CASE WHEN ?3 THEN ?4 ELSE max_versions END,
-      custom_metadata = CASE WHEN ?5 THEN ?6 ELSE custom_metadata END
+      custom_metadata = CASE WHEN ?5 THEN ?6 ELSE custom_metadata END,
+      metadata_key_term = CASE WHEN ?5 THEN ?7 ELSE metadata_key_term END
     WHERE path = ?1`,
   /** The counter row of namespace ?1 at zero, if it has none yet. */
   createUsage: `
@@ -632,8 +739,28 @@ const WRITE_SQL = {
     WHERE namespace = ?1 RETURNING paths, bytes`,
   /** The path's metadata row, as written. */
   readMetadata: `
-    SELECT created_at_ms, updated_at_ms, current_version, oldest_version, max_versions, custom_metadata
+    SELECT created_at_ms, updated_at_ms, current_version, oldest_version, max_versions,
+           custom_metadata, metadata_key_term
     FROM secret_metadata WHERE path = ?1`,
+  /**
+   * The keyring sweep: up to ?4 version rows after (?1, ?2) sealed under a
+   * term older than ?3, and one row rewrapped if it is still under term ?5.
+   */
+  olderVersions: `
+    SELECT path, version, key_term, ciphertext FROM secrets
+    WHERE (path, version) > (?1, ?2) AND key_term < ?3 AND ciphertext IS NOT NULL
+    ORDER BY path, version LIMIT ?4`,
+  rewrapVersion: `
+    UPDATE secrets SET ciphertext = ?3, key_term = ?4
+    WHERE path = ?1 AND version = ?2 AND key_term = ?5 AND ciphertext IS NOT NULL`,
+  /** The same for custom metadata: up to ?3 paths after ?1 under a term older than ?2. */
+  olderMetadata: `
+    SELECT path, metadata_key_term, custom_metadata FROM secret_metadata
+    WHERE path > ?1 AND metadata_key_term < ?2 AND custom_metadata IS NOT NULL
+    ORDER BY path LIMIT ?3`,
+  rewrapMetadata: `
+    UPDATE secret_metadata SET custom_metadata = ?2, metadata_key_term = ?3
+    WHERE path = ?1 AND metadata_key_term = ?4 AND custom_metadata IS NOT NULL`,
   /** The path's version rows without their data, oldest first. */
   readVersions: `
     SELECT version, created_at_ms, deleted_at_ms, destroyed
@@ -658,11 +785,11 @@ const asBytes = (value: unknown): Uint8Array | null =>
       : null;
 
 /**
- * A metadata row from its six columns, in the order READ_VERSION_SQL and
+ * A metadata row from its seven columns, in the order READ_VERSION_SQL and
  * the write path's readMetadata select them.
  */
 function metadataRowOf(path: SecretPath, cells: readonly unknown[]): SecretMetadataRow {
-  const [created, updated, current, oldest, maxVersions, custom] = cells;
+  const [created, updated, current, oldest, maxVersions, custom, customTerm] = cells;
   return {
     path,
     createdAtMs: Number(created),
@@ -671,7 +798,7 @@ function metadataRowOf(path: SecretPath, cells: readonly unknown[]): SecretMetad
     oldestVersion: Number(oldest),
     maxVersions: maxVersions === null ? null : Number(maxVersions),
     customMetadata: asBytes(custom),
-    metadataKeyTerm: 1,
+    metadataKeyTerm: Number(customTerm),
   };
 }
 
@@ -690,7 +817,9 @@ function versionRowOf(cells: readonly unknown[], at: number): VersionRow {
 function versionFromRow(path: SecretPath, cells: readonly unknown[]) {
   const metadata = metadataRowOf(path, cells);
   const row =
-    cells[6] === null ? undefined : { ...versionRowOf(cells, 6), ciphertext: asBytes(cells[10]) };
+    cells[7] === null
+      ? undefined
+      : { ...versionRowOf(cells, 7), ciphertext: asBytes(cells[11]), keyTerm: Number(cells[12]) };
   return { metadata, row };
 }
 

@@ -7,7 +7,7 @@
  * asked for) on the read connection. Metadata and the list go through
  * drizzle. The rules are `_transit_rows.ts`, shared with the PostgreSQL twin.
  */
-import { asc, eq } from 'drizzle-orm';
+import { asc, eq, sql as sqlText } from 'drizzle-orm';
 import { InternalError } from '../../../shared/errors/errors.ts';
 import { checkedNow, requireUnsealed } from '../_secret_rules.ts';
 import {
@@ -18,10 +18,19 @@ import {
   keyExists,
   keyNotFound,
   lendKey,
+  resealMaterial,
   type SealedMaterialRow,
   sealNewMaterial,
   toKeyInfo,
 } from '../_transit_rows.ts';
+import {
+  addCount,
+  checkSweepLimit,
+  type KeyringSweepTarget,
+  type SweepPosition,
+  type SweepStep,
+  sweepRow,
+} from '../keyring_sweep.ts';
 import type { KeyringAccess } from '../secret_store.ts';
 import type {
   OpenedTransitKey,
@@ -43,7 +52,8 @@ export interface SqliteTransitKeyStoreOptions extends TransitKeyStoreOptions {
 
 type WriteStatements = { readonly [K in keyof typeof WRITE_SQL]: WriteStatement };
 
-export class SqliteTransitKeyStore implements TransitKeyStore {
+export class SqliteTransitKeyStore implements TransitKeyStore, KeyringSweepTarget {
+  readonly sweepName = 'transit';
   readonly #database: SqliteDatabase;
   readonly #keyring: KeyringAccess;
   readonly #now: () => number;
@@ -137,6 +147,53 @@ export class SqliteTransitKeyStore implements TransitKeyStore {
       // Its versions go with it (ON DELETE CASCADE).
       if (this.#statements().deleteKey.get([name]) === undefined) throw keyNotFound(name);
     }, KEY_WRITE_BYTES);
+  }
+
+  /** One step of a keyring sweep (`keyring_sweep.ts`): version rows in (name, version) order. */
+  async rewrapOlderTerms(from: SweepPosition | undefined, limit: number): Promise<SweepStep> {
+    checkSweepLimit(limit);
+    requireUnsealed(this.#keyring);
+    const active = this.#keyring((_key, term) => term);
+    return this.#database.write(() => {
+      const sql = this.#statements();
+      const rows = sql.olderVersions.all([from?.key ?? '', from?.version ?? 0, active, limit]);
+      let rewrapped = 0;
+      for (const [name, version, term, sealed] of rows) {
+        const resealed = sweepRow(() =>
+          resealMaterial(this.#keyring, String(name), Number(version), {
+            keyringTerm: Number(term),
+            sealedMaterial: toBytes(sealed),
+          }),
+        );
+        if (resealed === undefined) continue;
+        sql.rewrapVersion.run([
+          String(name),
+          Number(version),
+          resealed.sealedMaterial,
+          resealed.keyringTerm,
+          Number(term),
+        ]);
+        rewrapped++;
+      }
+      const last = rows[rows.length - 1];
+      return {
+        rewrapped,
+        failed: rows.length - rewrapped,
+        next:
+          rows.length === limit && last !== undefined
+            ? { table: 'transit_key_versions', key: String(last[0]), version: Number(last[1]) }
+            : undefined,
+      };
+    }, limit * KEY_WRITE_BYTES);
+  }
+
+  async countByTerm(): Promise<ReadonlyMap<number, number>> {
+    const rows = await this.#database.db.all<[number, number]>(
+      sqlText`SELECT keyring_term, count(*) FROM transit_key_versions GROUP BY keyring_term`,
+    );
+    const counts = new Map<number, number>();
+    for (const row of rows) addCount(counts, row[0], row[1]);
+    return counts;
   }
 
   async useKey<T>(
@@ -237,6 +294,15 @@ const READ_VERSION_SQL = `
 
 /** The statements of the writes, compiled once on the writer connection; ?1 is the name. */
 const WRITE_SQL = {
+  /** The keyring sweep: up to ?4 version rows after (?1, ?2) sealed under a term older than ?3. */
+  olderVersions: `
+    SELECT name, version, keyring_term, sealed_material FROM transit_key_versions
+    WHERE (name, version) > (?1, ?2) AND keyring_term < ?3
+    ORDER BY name, version LIMIT ?4`,
+  /** One version row rewrapped (material ?3 under term ?4) if it is still under term ?5. */
+  rewrapVersion: `
+    UPDATE transit_key_versions SET sealed_material = ?3, keyring_term = ?4
+    WHERE name = ?1 AND version = ?2 AND keyring_term = ?5`,
   readKey: `
     SELECT latest_version, min_decryption_version, created_at_ms, updated_at_ms
     FROM transit_keys WHERE name = ?1`,

@@ -16,9 +16,12 @@ import {
   NotFoundError,
   NotReadyError,
 } from '../../../shared/errors/errors.ts';
-import { CURRENT_KEYRING_TERM, KEY_MATERIAL_BYTES } from '../_transit_rows.ts';
+import { KEY_MATERIAL_BYTES } from '../_transit_rows.ts';
 import type { KeyringAccess } from '../secret_store.ts';
 import type { TransitKeyStore } from '../transit_key_store.ts';
+
+/** The term the fixture's keyring lends: not 1, so that a store writing 1 regardless is caught. */
+const FIXTURE_TERM = 3;
 
 export interface TransitContractOptions {
   readonly keyring: KeyringAccess;
@@ -68,7 +71,7 @@ export function runTransitKeyStoreContract(backend: string, make: MakeTransitKey
     let clock = 1_800_000_000_000;
     const base = (): TransitContractOptions => {
       const key = randomBytes(32);
-      return { keyring: (use) => use(key, 1), now: () => clock };
+      return { keyring: (use) => use(key, FIXTURE_TERM), now: () => clock };
     };
 
     async function withStore(
@@ -239,8 +242,8 @@ export function runTransitKeyStoreContract(backend: string, make: MakeTransitKey
         assert.deepEqual(
           rows.map((row) => [row.version, row.keyringTerm]),
           [
-            [1, CURRENT_KEYRING_TERM],
-            [2, CURRENT_KEYRING_TERM],
+            [1, FIXTURE_TERM],
+            [2, FIXTURE_TERM],
           ],
         );
         for (const row of rows) {
