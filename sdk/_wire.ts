@@ -5,6 +5,12 @@
  * field does not break an older client; the fields they return are checked
  * for type and copied. Each throws `InternalError` naming the field.
  */
+
+import type {
+  KeyringStatusResponse,
+  KeyringTermView,
+  RotateDataKeyResponse,
+} from '../shared/api/keyring.ts';
 import type { RecoverResponse, RestoreResponse, StatusResponse } from '../shared/api/operator.ts';
 import type {
   ListResponse,
@@ -184,5 +190,55 @@ export function parseSnapshotRestoreResponse(body: unknown): SnapshotRestoreResp
     bytes: integerOf(fields, 'bytes'),
     sameKey: booleanOf(fields, 'sameKey'),
     state,
+  };
+}
+
+/** A time field that may be null. */
+function maybeTimeOf(fields: Fields, name: string): string | null {
+  return fields[name] === null ? null : timeOf(fields, name);
+}
+
+function parseKeyringTerm(value: unknown): KeyringTermView {
+  const fields = objectOf(value, 'A keyring term');
+  return {
+    term: integerOf(fields, 'term'),
+    createdAt: maybeTimeOf(fields, 'createdAt'),
+    activeFrom: maybeTimeOf(fields, 'activeFrom'),
+  };
+}
+
+export function parseRotateDataKeyResponse(body: unknown): RotateDataKeyResponse {
+  const fields = objectOf(body, 'The answer');
+  return { term: parseKeyringTerm(fields.term) };
+}
+
+export function parseKeyringStatusResponse(body: unknown): KeyringStatusResponse {
+  const fields = objectOf(body, 'The answer');
+  const rows = objectOf(fields.rowsByTerm, 'Field "rowsByTerm"');
+  const rowsByTerm: Record<string, number> = {};
+  for (const term of Object.keys(rows)) {
+    if (!/^[1-9][0-9]*$/.test(term)) {
+      throw new InternalError('Field "rowsByTerm" must be keyed by term numbers');
+    }
+    rowsByTerm[term] = integerOf(rows, term);
+  }
+  const sweep = objectOf(fields.sweep, 'Field "sweep"');
+  const state = stringOf(sweep, 'state');
+  if (state !== 'idle' && state !== 'sweeping') {
+    throw new InternalError('Field "state" must be "idle" or "sweeping"');
+  }
+  return {
+    activeTerm: integerOf(fields, 'activeTerm'),
+    terms: arrayOf(fields, 'terms').map(parseKeyringTerm),
+    rowsByTerm,
+    sweep: {
+      state,
+      remaining: integerOf(sweep, 'remaining'),
+      term: sweep.term === null ? null : integerOf(sweep, 'term'),
+      rewrapped: integerOf(sweep, 'rewrapped'),
+      failed: integerOf(sweep, 'failed'),
+      startedAt: maybeTimeOf(sweep, 'startedAt'),
+      finishedAt: maybeTimeOf(sweep, 'finishedAt'),
+    },
   };
 }

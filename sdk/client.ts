@@ -22,6 +22,8 @@
  *   `workloadApiAddress` the client opens its own and closes it on `close()`;
  *   a `source` passed in stays the caller's and is left open.
  */
+
+import type { KeyringStatusResponse, RotateDataKeyResponse } from '../shared/api/keyring.ts';
 import { DEFAULT_NEXUS_URL } from '../shared/api/nexus_address.ts';
 import {
   parseRestoreRequest,
@@ -104,10 +106,12 @@ import {
 } from '../shared/spiffe/x509_source.ts';
 import { errorFromResponse, transportFailure } from './_errors.ts';
 import {
+  parseKeyringStatusResponse,
   parseListResponse,
   parseMetadataResponse,
   parseRecoverResponse,
   parseRestoreResponse,
+  parseRotateDataKeyResponse,
   parseSecretResponse,
   parseSnapshotRestoreResponse,
   parseStatusResponse,
@@ -853,6 +857,18 @@ export class SpikeClient {
   async recover(): Promise<RecoverResponse> {
     const reply = await this.#call({ method: 'POST', path: PATHS.operatorRecover });
     return this.#check(parseRecoverResponse, reply, 'POST', PATHS.operatorRecover);
+  }
+
+  /** The keyring's terms, the rows under each, and the sweep (operator roles). */
+  async keyringStatus(): Promise<KeyringStatusResponse> {
+    const reply = await this.#call({ method: 'GET', path: PATHS.operatorKeyring });
+    return this.#check(parseKeyringStatusResponse, reply, 'GET', PATHS.operatorKeyring);
+  }
+
+  /** Rotates the data key: a new keyring term, then a background sweep (superuser only). */
+  async rotateDataKey(): Promise<RotateDataKeyResponse> {
+    const reply = await this.#call({ method: 'POST', path: PATHS.operatorKeyringRotate });
+    return this.#check(parseRotateDataKeyResponse, reply, 'POST', PATHS.operatorKeyringRotate);
   }
 
   /** Break-glass: submits one recovery shard (restore role only). */

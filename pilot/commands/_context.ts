@@ -3,7 +3,9 @@
  * the terminal, and the loaded configuration. Commands never touch process
  * globals; pilot/main.ts builds the real context and tests a fake one.
  */
+
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { KeyringStatusResponse, RotateDataKeyResponse } from '../../shared/api/keyring.ts';
 import type {
   RecoverResponse,
   RestoreResponse,
@@ -77,6 +79,8 @@ export interface PilotClient {
   status(): Promise<StatusResponse & { readonly httpStatus: number }>;
   recover(): Promise<RecoverResponse>;
   restore(shardText: string): Promise<RestoreResponse>;
+  keyringStatus(): Promise<KeyringStatusResponse>;
+  rotateDataKey(): Promise<RotateDataKeyResponse>;
   /** The bytes of a snapshot file of Nexus's database. */
   saveSnapshot(): Promise<Uint8Array>;
   restoreSnapshot(

@@ -4,6 +4,7 @@
  * that drives runCli like a user would.
  */
 
+import type { KeyringStatusResponse, RotateDataKeyResponse } from '../../shared/api/keyring.ts';
 import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
 import type { PolicyDocument, PolicyResponse } from '../../shared/api/policies.ts';
 import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
@@ -211,6 +212,32 @@ export class FakeClient implements PilotClient {
     const answer = this.restoreAnswers.shift();
     if (answer === undefined) throw new Error('no scripted restore answer');
     return answer;
+  }
+  /** What keyringStatus() answers. */
+  keyring: KeyringStatusResponse = {
+    activeTerm: 2,
+    terms: [
+      { term: 1, createdAt: null, activeFrom: null },
+      { term: 2, createdAt: T, activeFrom: T },
+    ],
+    rowsByTerm: { '1': 40, '2': 60 },
+    sweep: {
+      state: 'sweeping',
+      remaining: 40,
+      term: 2,
+      rewrapped: 60,
+      failed: 0,
+      startedAt: T,
+      finishedAt: null,
+    },
+  };
+  async keyringStatus(): Promise<KeyringStatusResponse> {
+    this.#record('keyringStatus');
+    return this.keyring;
+  }
+  async rotateDataKey(): Promise<RotateDataKeyResponse> {
+    this.#record('rotateDataKey');
+    return { term: { term: 3, createdAt: T, activeFrom: T } };
   }
   /** What saveSnapshot() answers; what restoreSnapshot() was given. */
   snapshot: Uint8Array = new Uint8Array(0);

@@ -16,6 +16,7 @@ import { looseModeProblem, OWNER_ONLY_DIRECTORY } from '../../shared/config/file
 import { InvalidRequestError, NotReadyError } from '../../shared/errors/errors.ts';
 import { printData } from '../output.ts';
 import { type CommandContext, formatOf, withFormat } from './_context.ts';
+import { registerKeyringCommands } from './keyring.ts';
 
 const DIR_MODE = 0o700;
 const FILE_MODE = 0o600;
@@ -73,9 +74,10 @@ export function registerOperatorCommands(program: Command, context: CommandConte
   const operator = program
     .command('operator')
     .description(
-      'Break-glass recovery of the root key (recover and restore roles), and snapshots of the database',
+      'Break-glass recovery of the root key (recover and restore roles), snapshots of the database, and data-key rotation',
     );
   registerSnapshotCommands(operator, context);
+  registerKeyringCommands(operator, context);
 
   withFormat(
     operator
