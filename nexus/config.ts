@@ -39,6 +39,7 @@ export const ENV_NEXUS_SHAMIR_SHARES = 'SPIKE_NEXUS_SHAMIR_SHARES';
 export const ENV_NEXUS_SHAMIR_THRESHOLD = 'SPIKE_NEXUS_SHAMIR_THRESHOLD';
 export const ENV_NEXUS_DATA_DIR = 'SPIKE_NEXUS_DATA_DIR';
 export const ENV_NEXUS_KEEPER_UPDATE_INTERVAL = 'SPIKE_NEXUS_KEEPER_UPDATE_INTERVAL';
+export const ENV_NEXUS_KEYRING_SWEEP_PAUSE = 'SPIKE_NEXUS_KEYRING_SWEEP_PAUSE';
 export const ENV_NEXUS_RECOVERY_MAX_INTERVAL = 'SPIKE_NEXUS_RECOVERY_MAX_INTERVAL';
 export const ENV_NEXUS_KEEPER_TIMEOUT = 'SPIKE_NEXUS_KEEPER_TIMEOUT';
 export const ENV_NEXUS_BACKEND_STORE = 'SPIKE_NEXUS_BACKEND_STORE';
@@ -80,6 +81,8 @@ export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 export const DEFAULT_SHAMIR_SHARES = 3;
 export const DEFAULT_SHAMIR_THRESHOLD = 2;
 export const DEFAULT_KEEPER_UPDATE_INTERVAL_MS = 2_000;
+/** Between two steps of 256 rows of the keyring sweep: about 2–4 ms of work each. */
+export const DEFAULT_KEYRING_SWEEP_PAUSE_MS = 2;
 export const DEFAULT_RECOVERY_MAX_INTERVAL_MS = 5_000;
 export const DEFAULT_KEEPER_TIMEOUT_MS = 5_000;
 /**
@@ -118,6 +121,8 @@ export interface NexusConfig {
   /** Holds the database (`spike.db`). Absolute. */
   readonly dataDir: string;
   readonly keeperUpdateIntervalMs: number;
+  /** The wait between two steps of the keyring sweep: how gently it runs. */
+  readonly keyringSweepPauseMs: number;
   readonly recoveryMaxIntervalMs: number;
   readonly keeperTimeoutMs: number;
   readonly backendStore: BackendStore;
@@ -179,6 +184,11 @@ export function loadNexusConfig(env: Env): NexusConfig {
     ENV_NEXUS_KEEPER_UPDATE_INTERVAL,
     DEFAULT_KEEPER_UPDATE_INTERVAL_MS,
     { min: 100 },
+  );
+  const keyringSweepPauseMs = reader.durationMs(
+    ENV_NEXUS_KEYRING_SWEEP_PAUSE,
+    DEFAULT_KEYRING_SWEEP_PAUSE_MS,
+    { min: 0, max: 60_000 },
   );
   const recoveryMaxIntervalMs = reader.durationMs(
     ENV_NEXUS_RECOVERY_MAX_INTERVAL,
@@ -252,6 +262,7 @@ export function loadNexusConfig(env: Env): NexusConfig {
     shamirThreshold,
     dataDir,
     keeperUpdateIntervalMs,
+    keyringSweepPauseMs,
     recoveryMaxIntervalMs,
     keeperTimeoutMs,
   });

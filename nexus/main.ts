@@ -153,6 +153,7 @@ await runService('spike-nexus', async () => {
     targets: stores.sweepTargets,
     activeTerm: () => rootKey.keyringTerms()?.active,
     logger,
+    pauseMs: config.keyringSweepPauseMs,
   });
   const dataKey = createDataKey({
     rootKey,
