@@ -7,6 +7,8 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import type {
   RecoverResponse,
   RestoreResponse,
+  RotateRootKeyRequest,
+  RotateRootKeyResponse,
   StatusResponse,
 } from '../../shared/api/operator.ts';
 import type {
@@ -77,6 +79,7 @@ export interface PilotClient {
   status(): Promise<StatusResponse & { readonly httpStatus: number }>;
   recover(): Promise<RecoverResponse>;
   restore(shardText: string): Promise<RestoreResponse>;
+  rotateRootKey(request: RotateRootKeyRequest): Promise<RotateRootKeyResponse>;
   /** The bytes of a snapshot file of Nexus's database. */
   saveSnapshot(): Promise<Uint8Array>;
   restoreSnapshot(

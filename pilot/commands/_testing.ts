@@ -4,7 +4,12 @@
  * that drives runCli like a user would.
  */
 
-import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
+import type {
+  RecoverResponse,
+  RestoreResponse,
+  RotateRootKeyRequest,
+  RotateRootKeyResponse,
+} from '../../shared/api/operator.ts';
 import type { PolicyDocument, PolicyResponse } from '../../shared/api/policies.ts';
 import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
 import type { SnapshotRestoreResponse } from '../../shared/api/snapshot.ts';
@@ -211,6 +216,16 @@ export class FakeClient implements PilotClient {
     const answer = this.restoreAnswers.shift();
     if (answer === undefined) throw new Error('no scripted restore answer');
     return answer;
+  }
+  async rotateRootKey(request: RotateRootKeyRequest): Promise<RotateRootKeyResponse> {
+    this.#record('rotateRootKey', request);
+    return {
+      generation: 9,
+      shares: request.shares ?? 3,
+      threshold: request.threshold ?? 2,
+      keepers: ['keeper-1', 'keeper-2', 'keeper-3'].slice(0, request.shares ?? 3),
+      rotatedAt: '2030-01-01T00:00:00.000Z',
+    };
   }
   /** What saveSnapshot() answers; what restoreSnapshot() was given. */
   snapshot: Uint8Array = new Uint8Array(0);
