@@ -91,6 +91,7 @@ export function createApp(deps: NexusAppDeps): Hono<PeerEnv> {
       trustDomain,
       rootKey: deps.rootKey,
       keeperStatus: () => deps.manager.keeperStatus(),
+      rootKeyStatus: () => deps.manager.rootKeyStatus(),
       identity: deps.identity,
       refusals: deps.refusals,
       deniedRequests: deps.deniedRequests,

@@ -40,6 +40,7 @@ export const EXIT_BY_CODE = {
   ERR_TOO_MANY_WATCHES: 8,
   ERR_CIPHERTEXT_INVALID: 10,
   ERR_KEY_VERSION_TOO_OLD: 10,
+  ERR_KEEPERS_UNAVAILABLE: 7,
 } as const satisfies Record<ErrorCode, number>;
 
 /** Exit status of a failure that is not a broker error (a bug, or a canceled prompt). */

@@ -5,13 +5,18 @@
  * field does not break an older client; the fields they return are checked
  * for type and copied. Each throws `InternalError` naming the field.
  */
-
 import type {
   KeyringStatusResponse,
   KeyringTermView,
   RotateDataKeyResponse,
 } from '../shared/api/keyring.ts';
-import type { RecoverResponse, RestoreResponse, StatusResponse } from '../shared/api/operator.ts';
+import type {
+  RecoverResponse,
+  RestoreResponse,
+  RootKeyStatusBody,
+  RotateRootKeyResponse,
+  StatusResponse,
+} from '../shared/api/operator.ts';
 import type {
   ListResponse,
   MetadataResponse,
@@ -156,6 +161,27 @@ export function parseStatusResponse(body: unknown): StatusResponse {
         ),
       };
     }),
+    ...(fields.rootKey === undefined ? {} : { rootKey: rootKeyStatusOf(fields.rootKey) }),
+  };
+}
+
+function rootKeyStatusOf(value: unknown): RootKeyStatusBody {
+  const fields = objectOf(value, '"rootKey"');
+  const nullable = <T>(name: string, parse: (v: Fields) => T): T | null =>
+    fields[name] === null ? null : parse(objectOf(fields[name], `"rootKey.${name}"`));
+  return {
+    generation: fields.generation === null ? null : integerOf(fields, 'generation'),
+    shares: integerOf(fields, 'shares'),
+    threshold: integerOf(fields, 'threshold'),
+    lastRotation: nullable('lastRotation', (f) => ({
+      generation: integerOf(f, 'generation'),
+      at: timeOf(f, 'at'),
+    })),
+    lastRecoveryExport: nullable('lastRecoveryExport', (f) => ({
+      generation: integerOf(f, 'generation'),
+      at: timeOf(f, 'at'),
+      stale: booleanOf(f, 'stale'),
+    })),
   };
 }
 
@@ -165,6 +191,17 @@ export function parseRecoverResponse(body: unknown): RecoverResponse {
     generation: integerOf(fields, 'generation'),
     threshold: integerOf(fields, 'threshold'),
     shards: stringsOf(fields, 'shards'),
+  };
+}
+
+export function parseRotateRootKeyResponse(body: unknown): RotateRootKeyResponse {
+  const fields = objectOf(body, 'The answer');
+  return {
+    generation: integerOf(fields, 'generation'),
+    shares: integerOf(fields, 'shares'),
+    threshold: integerOf(fields, 'threshold'),
+    keepers: stringsOf(fields, 'keepers'),
+    rotatedAt: timeOf(fields, 'rotatedAt'),
   };
 }
 

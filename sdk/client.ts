@@ -27,8 +27,11 @@ import type { KeyringStatusResponse, RotateDataKeyResponse } from '../shared/api
 import { DEFAULT_NEXUS_URL } from '../shared/api/nexus_address.ts';
 import {
   parseRestoreRequest,
+  parseRotateRootKeyRequest,
   type RecoverResponse,
   type RestoreResponse,
+  type RotateRootKeyRequest,
+  type RotateRootKeyResponse,
   type StatusResponse,
 } from '../shared/api/operator.ts';
 import { PATHS } from '../shared/api/paths.ts';
@@ -112,6 +115,7 @@ import {
   parseRecoverResponse,
   parseRestoreResponse,
   parseRotateDataKeyResponse,
+  parseRotateRootKeyResponse,
   parseSecretResponse,
   parseSnapshotRestoreResponse,
   parseStatusResponse,
@@ -876,6 +880,14 @@ export class SpikeClient {
     const body = parseRestoreRequest({ shard });
     const reply = await this.#call({ method: 'POST', path: PATHS.operatorRestore, body });
     return this.#check(parseRestoreResponse, reply, 'POST', PATHS.operatorRestore);
+  }
+
+  /** A new root key split onto the Keepers, optionally in a new shape (superuser only). */
+  async rotateRootKey(request: RotateRootKeyRequest = {}): Promise<RotateRootKeyResponse> {
+    const body = parseRotateRootKeyRequest(request);
+    const path = PATHS.operatorRootKeyRotate;
+    const reply = await this.#call({ method: 'POST', path, body });
+    return this.#check(parseRotateRootKeyResponse, reply, 'POST', path);
   }
 
   /**

@@ -17,6 +17,7 @@ import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { seededRandom } from '../../test/harness/seeded_random.ts';
 import { MemoryRootKeyStore } from '../store/testing/memory_root_key_store.ts';
 import type { KeeperLink } from './keeper_link.ts';
+import { verifyRootKey } from './keyring.ts';
 import { RootKey } from './root_key.ts';
 import { RootKeyManager } from './root_key_manager.ts';
 
@@ -135,11 +136,12 @@ async function runSchedule(
   let nexus = newNexus();
   await nexus.manager.step();
   assert.ok(nexus.rootKey.isReady, 'the first Nexus initialises the store');
-  const key = keyOf(nexus.rootKey);
+  // The key that opens the stored keyring: a rotation replaces it.
+  let key = keyOf(nexus.rootKey);
   trace.push('init');
 
   for (let step = 0; step < STEPS; step++) {
-    const action = pick(6);
+    const action = pick(7);
     const i = pick(shares);
     const keeper = keepers[i] as SimKeeper;
     switch (action) {
@@ -169,6 +171,32 @@ async function runSchedule(
             await isRecoverable(keepers, key, true),
             'the protocol never leaves fewer than threshold Keepers holding one generation',
           );
+        }
+        break;
+      }
+      case 5: {
+        // A rotation, sometimes to another shape: it commits or changes nothing.
+        const shares = threshold + pick(keepers.length - threshold + 1);
+        const shape = random() < 0.5 ? {} : { shares, threshold: 2 + pick(shares - 1) };
+        const heldBefore = await isRecoverable(keepers, key, true);
+        const before = key;
+        try {
+          const rotated = await nexus.manager.rotateRootKey(shape);
+          key = keyOf(nexus.rootKey);
+          trace.push(`rotate ${rotated.threshold}/${rotated.shares} g${rotated.generation}`);
+          assert.ok(
+            await isRecoverable(keepers, key, true),
+            'a committed rotation is held by its threshold of Keepers',
+          );
+        } catch (err) {
+          trace.push(`rotate refused (${(err as { code?: string }).code})`);
+          assert.ok(
+            constantTimeEqual(keyOf(nexus.rootKey), before),
+            'a refused rotation changes nothing',
+          );
+          if (heldBefore) {
+            assert.ok(await isRecoverable(keepers, key, true), 'a refused rotation loses nothing');
+          }
         }
         break;
       }
@@ -211,7 +239,9 @@ async function runSchedule(
         }
       }
     }
-    // A ready Nexus never holds any key but the one it started with.
+    // A ready Nexus never holds any key but the one that opens the stored keyring.
+    const record = await store.read();
+    assert.ok(record !== undefined && verifyRootKey(key, record.sealedKeyring));
     if (nexus.rootKey.isReady) {
       assert.ok(constantTimeEqual(keyOf(nexus.rootKey), key));
     }

@@ -131,7 +131,9 @@ describe('RootKeyManager', () => {
         tryInitialise: (request) => backing.tryInitialise(request),
         tryTakeOver: (request, now) => backing.tryTakeOver(request, now),
         allocateGeneration: () => backing.allocateGeneration(),
-        commitGeneration: (generation, owner) => backing.commitGeneration(generation, owner),
+        commitGeneration: (generation, owner, sealed) =>
+          backing.commitGeneration(generation, owner, sealed),
+        commitRotation: (rotation) => backing.commitRotation(rotation),
         replaceSealedKeyring: (expected, next) => backing.replaceSealedKeyring(expected, next),
         close: () => backing.close(),
       };

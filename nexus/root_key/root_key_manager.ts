@@ -9,24 +9,36 @@
  * shard (a restart) triggers a new split. Operators can also export a full
  * recovery split (recover) and unseal from shards by hand (restore); that
  * break-glass logic is in `break_glass.ts`, run here in the same queue.
+ * A root-key rotation (rotateRootKey) replaces the key itself: a new key is
+ * split onto the Keepers first, then one store operation re-seals the
+ * keyring under it and commits its split, and only then are older
+ * generations pruned; another Nexus notices at its next check that its key
+ * no longer opens the sealed keyring and takes the new one from the Keepers.
  *
  * The protocol and its invariants are in docs/root-key.md.
  */
 import { constantTimeEqual, randomBytes, zeroize } from '../../shared/crypto/bytes.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
 import { ROOT_KEY_BYTES } from '../../shared/crypto/shard.ts';
-import { ConflictError, DecryptionFailedError, NotReadyError } from '../../shared/errors/errors.ts';
+import {
+  ConflictError,
+  DecryptionFailedError,
+  InvalidRequestError,
+  KeepersUnavailableError,
+  NotReadyError,
+} from '../../shared/errors/errors.ts';
 import type { Logger } from '../../shared/log/logger.ts';
 import { delay } from '../../shared/runtime/delay.ts';
 import type { RootKeyRecord, RootKeyStore } from '../store/root_key_store.ts';
 import { makeRecoverySplit, type RestoreProgress, ShardRestore } from './break_glass.ts';
-import { distributeRootKey } from './distribute.ts';
+import { distributeRootKey, placeShards, pruneOlder, type SplitShape } from './distribute.ts';
 import type { KeeperLink } from './keeper_link.ts';
 import {
   addKeyringTerm,
   createKeyring,
   type KeyringTermInfo,
   openKeyring,
+  resealKeyring,
   sealKeyring,
   verifyRootKey,
 } from './keyring.ts';
@@ -57,6 +69,28 @@ export interface KeeperStatus {
   readonly generations: readonly number[];
 }
 
+/** What a root-key rotation did (no key material). */
+export interface RotationResult {
+  readonly generation: number;
+  readonly shares: number;
+  readonly threshold: number;
+  /** The Keepers that hold the new key's shards. */
+  readonly keepers: readonly string[];
+  readonly rotatedAt: Date;
+}
+
+/**
+ * The root key's split as this Nexus knows it, for status: its shape, the
+ * last rotation this process made or picked up, and the last recovery split
+ * it exported (both kept in memory only: a restart forgets them).
+ */
+export interface RootKeyStatus {
+  readonly shares: number;
+  readonly threshold: number;
+  readonly lastRotation: { readonly generation: number; readonly at: Date } | undefined;
+  readonly lastRecoveryExport: { readonly generation: number; readonly at: Date } | undefined;
+}
+
 const DEFAULT_INIT_DEADLINE_MS = 60_000;
 const FIRST_RETRY_MS = 250;
 
@@ -74,6 +108,10 @@ export class RootKeyManager {
   #pending: { readonly key: Uint8Array; readonly keyring: Uint8Array } | undefined;
   /** Shards an operator submitted, until they unseal. */
   readonly #restore: ShardRestore;
+  /** The split's shape as last read from the store (the configured one until then). */
+  #shape: SplitShape;
+  #lastRotation: { readonly generation: number; readonly at: Date } | undefined;
+  #lastRecoveryExport: { readonly generation: number; readonly at: Date } | undefined;
 
   constructor(options: RootKeyManagerOptions) {
     if (options.keepers.length < options.threshold) {
@@ -82,6 +120,7 @@ export class RootKeyManager {
     this.#o = options;
     this.#owner = options.owner ?? crypto.randomUUID();
     this.#now = options.now ?? Date.now;
+    this.#shape = { shares: options.keepers.length, threshold: options.threshold };
     this.#restore = new ShardRestore({
       store: options.store,
       rootKey: options.rootKey,
@@ -115,17 +154,56 @@ export class RootKeyManager {
     return this.#serialised(() => (this.#o.rootKey.isReady ? this.#check() : this.#unsealOnce()));
   }
 
-  /** A full split for offline safekeeping (break-glass recover). Not sent to Keepers. */
+  /** The split's shape and the last rotation and recovery export this process saw. */
+  rootKeyStatus(): RootKeyStatus {
+    return {
+      ...this.#shape,
+      lastRotation: this.#lastRotation,
+      lastRecoveryExport: this.#lastRecoveryExport,
+    };
+  }
+
+  /**
+   * A full split for offline safekeeping (break-glass recover), with the
+   * current split's shape. Not sent to Keepers. Refused while this Nexus
+   * holds a key that another Nexus rotated away (it would export a dead key).
+   */
   recoveryShards(): Promise<Shard[]> {
-    return this.#serialised(() =>
-      makeRecoverySplit({
+    return this.#serialised(async () => {
+      const record = await this.#o.store.read();
+      if (record !== undefined && this.#o.rootKey.isReady) {
+        this.#requireCurrentKey(record);
+      }
+      const shape = record === undefined ? this.#shape : this.#shapeOf(record);
+      const shards = await makeRecoverySplit({
         store: this.#o.store,
         rootKey: this.#o.rootKey,
-        shares: this.#o.keepers.length,
-        threshold: this.#o.threshold,
+        shares: shape.shares,
+        threshold: shape.threshold,
         logger: this.#o.logger,
-      }),
-    );
+      });
+      const first = shards[0];
+      if (first !== undefined) {
+        this.#lastRecoveryExport = { generation: first.generation, at: new Date(this.#now()) };
+      }
+      return shards;
+    });
+  }
+
+  /**
+   * Root-key rotation (docs/root-key.md): a new random key, split with the
+   * requested shape (the current one for what is omitted) onto the Keepers
+   * as a new generation, without pruning; then, if at least its threshold
+   * of Keepers stored it, one store operation re-seals the keyring under it
+   * and commits the generation, provided the sealed keyring is still the
+   * one this key opened; only then does Nexus use the new key and prune
+   * older generations. On any failure nothing changed and the old key stays.
+   */
+  rotateRootKey(request: {
+    readonly shares?: number;
+    readonly threshold?: number;
+  }): Promise<RotationResult> {
+    return this.#serialised(() => this.#rotate(request));
   }
 
   /** Break-glass restore: takes one shard; unseals when a generation reaches its threshold. */
@@ -317,7 +395,7 @@ export class RootKeyManager {
     if (this.#pending !== undefined) {
       if (record.committedGeneration === null && record.initOwner === this.#owner) {
         const { key, keyring } = this.#pending;
-        await this.#firstSplit(key, keyring);
+        await this.#firstSplit(key, keyring, record.sealedKeyring);
         return;
       }
       // Another Nexus took over (or committed): our unfinished key is void.
@@ -355,8 +433,9 @@ export class RootKeyManager {
     const key = randomBytes(ROOT_KEY_BYTES);
     const keyring = createKeyring();
     try {
+      const sealedKeyring = sealKeyring(key, keyring);
       const created = await this.#o.store.tryInitialise({
-        sealedKeyring: sealKeyring(key, keyring),
+        sealedKeyring,
         owner: this.#owner,
         deadline: new Date(this.#now() + (this.#o.initDeadlineMs ?? DEFAULT_INIT_DEADLINE_MS)),
       });
@@ -367,7 +446,7 @@ export class RootKeyManager {
         return;
       }
       this.#o.logger.info('Initialising a new root key', { generation: 1 });
-      await this.#firstSplit(key, keyring, 1);
+      await this.#firstSplit(key, keyring, sealedKeyring, 1);
     } finally {
       zeroize(key, keyring);
     }
@@ -378,9 +457,10 @@ export class RootKeyManager {
     const key = randomBytes(ROOT_KEY_BYTES);
     const keyring = createKeyring();
     try {
+      const sealedKeyring = sealKeyring(key, keyring);
       const generation = await this.#o.store.tryTakeOver(
         {
-          sealedKeyring: sealKeyring(key, keyring),
+          sealedKeyring,
           owner: this.#owner,
           deadline: new Date(this.#now() + (this.#o.initDeadlineMs ?? DEFAULT_INIT_DEADLINE_MS)),
         },
@@ -392,7 +472,7 @@ export class RootKeyManager {
       this.#o.logger.warn('Took over an abandoned initialisation with a new root key', {
         generation,
       });
-      await this.#firstSplit(key, keyring, generation);
+      await this.#firstSplit(key, keyring, sealedKeyring, generation);
     } finally {
       zeroize(key, keyring);
     }
@@ -404,11 +484,18 @@ export class RootKeyManager {
    * and the next steps distribute it again under a new generation, for as
    * long as this process still owns the unfinished initialisation.
    */
-  async #firstSplit(key: Uint8Array, keyring: Uint8Array, generation?: number): Promise<void> {
+  async #firstSplit(
+    key: Uint8Array,
+    keyring: Uint8Array,
+    sealedKeyring: Uint8Array,
+    generation?: number,
+  ): Promise<void> {
     const result = await distributeRootKey(key, {
       store: this.#o.store,
       keepers: this.#o.keepers,
-      threshold: this.#o.threshold,
+      // A new key's first split has the configured shape.
+      shape: { shares: this.#o.keepers.length, threshold: this.#o.threshold },
+      sealedKeyring,
       owner: this.#owner,
       logger: this.#o.logger,
       ...(generation === undefined ? {} : { generation }),
@@ -460,11 +547,24 @@ export class RootKeyManager {
 
   async #resplit(reason: string): Promise<void> {
     const owner = this.#owner;
+    const record = await this.#o.store.read();
+    if (
+      record === undefined ||
+      !this.#o.rootKey.withKey((key) => verifyRootKey(key, record.sealedKeyring))
+    ) {
+      // Rotated away by another Nexus: the next check picks the new key up.
+      this.#o.logger.warn('Not re-splitting: the root key no longer opens the sealed keyring', {
+        reason,
+      });
+      return;
+    }
+    const shape = this.#shapeOf(record);
     const result = await this.#o.rootKey.withKey((key) =>
       distributeRootKey(key, {
         store: this.#o.store,
         keepers: this.#o.keepers,
-        threshold: this.#o.threshold,
+        shape,
+        sealedKeyring: record.sealedKeyring,
         owner,
         logger: this.#o.logger,
       }),
@@ -483,8 +583,12 @@ export class RootKeyManager {
   /** Ready: re-supply any reachable Keeper that lacks the committed generation. */
   async #check(): Promise<void> {
     const record = await this.#o.store.read();
+    if (record !== undefined && !(await this.#followRotation(record))) {
+      return;
+    }
     this.#takeUpKeyring(record);
     const committed = record?.committedGeneration ?? null;
+    const shares = record === undefined ? this.#shape.shares : this.#shapeOf(record).shares;
     const statuses = await Promise.all(
       this.#o.keepers.map(async (keeper): Promise<KeeperStatus> => {
         try {
@@ -495,15 +599,157 @@ export class RootKeyManager {
       }),
     );
     this.#keeperStatus = statuses;
-    const lacking = statuses.filter(
-      (status) =>
-        status.reachable && (committed === null || !status.generations.includes(committed)),
-    );
+    // Keepers beyond the split's shape hold no shard of it.
+    const lacking = statuses
+      .slice(0, shares)
+      .filter(
+        (status) =>
+          status.reachable && (committed === null || !status.generations.includes(committed)),
+      );
     if (lacking.length > 0) {
       await this.#resplit(
         `Keepers without generation ${committed}: ${lacking.map((s) => s.name).join(', ')}`,
       );
     }
+  }
+
+  /**
+   * Whether the held root key opens the record's sealed keyring; if it does
+   * not, another Nexus rotated the root key: take the new one from the
+   * Keepers (as an unseal would: by generation, verified against the sealed
+   * keyring) and use it, staying ready (the data keys did not change).
+   * Returns false when the new key cannot be rebuilt yet: then the old key
+   * must not be split or exported, and the next check tries again.
+   */
+  async #followRotation(record: RootKeyRecord): Promise<boolean> {
+    const { rootKey, logger } = this.#o;
+    if (rootKey.withKey((key) => verifyRootKey(key, record.sealedKeyring))) {
+      return true;
+    }
+    const shards = await this.#collectShards();
+    let recovered: { readonly key: Uint8Array; readonly generation: number } | undefined;
+    try {
+      recovered = await recoverRootKey(shards, (candidate) =>
+        verifyRootKey(candidate, record.sealedKeyring),
+      );
+    } finally {
+      zeroize(...shards.map((shard) => shard.value));
+    }
+    if (recovered === undefined) {
+      logger.warn(
+        'The root key was rotated by another Nexus and cannot be rebuilt from the Keepers yet',
+        { shardsByGeneration: countByGeneration(shards) },
+      );
+      return false;
+    }
+    try {
+      rootKey.replaceKey(recovered.key, record.committedGeneration ?? recovered.generation);
+    } finally {
+      zeroize(recovered.key);
+    }
+    this.#lastRotation = { generation: recovered.generation, at: new Date(this.#now()) };
+    logger.info('Picked up the root key another Nexus rotated to', {
+      generation: recovered.generation,
+    });
+    return true;
+  }
+
+  async #rotate(request: {
+    readonly shares?: number;
+    readonly threshold?: number;
+  }): Promise<RotationResult> {
+    const { rootKey, store, keepers, logger } = this.#o;
+    if (!rootKey.isReady) {
+      throw new NotReadyError('Nexus is sealed: the root key cannot be rotated');
+    }
+    const record = await store.read();
+    if (record === undefined || record.committedGeneration === null) {
+      throw new NotReadyError('The root key is not initialised yet');
+    }
+    const current = this.#shapeOf(record);
+    const shape = {
+      shares: request.shares ?? current.shares,
+      threshold: request.threshold ?? current.threshold,
+    };
+    if (shape.shares > keepers.length) {
+      throw new InvalidRequestError(
+        `"shares" (${shape.shares}) exceeds the number of configured Keepers (${keepers.length})`,
+      );
+    }
+    if (shape.threshold < 2 || shape.threshold > shape.shares) {
+      throw new InvalidRequestError(
+        `"threshold" must be from 2 to "shares" (${shape.shares}), got ${shape.threshold}`,
+      );
+    }
+    this.#requireCurrentKey(record);
+    const newKey = randomBytes(ROOT_KEY_BYTES);
+    try {
+      const generation = await store.allocateGeneration();
+      // Placed, never pruned: until the commit below the old key stays the one in use.
+      const stored = await placeShards(newKey, { keepers, shape, generation, logger });
+      if (stored.length < shape.threshold) {
+        logger.warn('Root key rotation refused: too few Keepers took the new key', {
+          generation,
+          stored: stored.length,
+          threshold: shape.threshold,
+        });
+        throw new KeepersUnavailableError(
+          `Only ${stored.length} Keepers took a shard of the new root key; ${shape.threshold} are needed. Nothing changed: the old root key stays in use`,
+        );
+      }
+      const nextSealed = rootKey.withKey((oldKey) =>
+        resealKeyring(oldKey, newKey, record.sealedKeyring),
+      );
+      const committed = await store.commitRotation({
+        generation,
+        expectedSealed: record.sealedKeyring,
+        nextSealed,
+        shares: shape.shares,
+        threshold: shape.threshold,
+      });
+      if (!committed) {
+        logger.warn('Root key rotation lost a race: the root key record changed meanwhile', {
+          generation,
+        });
+        throw new ConflictError(
+          'Another Nexus changed the root key or its split meanwhile; nothing changed here: try again',
+        );
+      }
+      rootKey.replaceKey(newKey, generation);
+      this.#shape = shape;
+      const rotatedAt = new Date(this.#now());
+      this.#lastRotation = { generation, at: rotatedAt };
+      // Only now may the old key's generations go, on Keepers holding the new one.
+      await pruneOlder(stored, generation);
+      const names = stored.map((keeper) => keeper.name);
+      logger.warn('Rotated the root key', { generation, ...shape, keepers: names });
+      return { generation, ...shape, keepers: names, rotatedAt };
+    } finally {
+      zeroize(newKey);
+    }
+  }
+
+  /** Throws ConflictError while the held key no longer opens the sealed keyring. */
+  #requireCurrentKey(record: RootKeyRecord): void {
+    if (!this.#o.rootKey.withKey((key) => verifyRootKey(key, record.sealedKeyring))) {
+      throw new ConflictError(
+        'Another Nexus rotated the root key and this one has not taken the new key yet; try again shortly',
+      );
+    }
+  }
+
+  /**
+   * The split's shape: the one a rotation recorded, else the configured one;
+   * a recorded shape the configured Keepers can no longer hold gives way to
+   * the configured one too.
+   */
+  #shapeOf(record: RootKeyRecord): SplitShape {
+    const { splitShares, splitThreshold } = record;
+    this.#shape =
+      splitShares !== null && splitThreshold !== null && splitShares <= this.#o.keepers.length
+        ? { shares: splitShares, threshold: splitThreshold }
+        : { shares: this.#o.keepers.length, threshold: this.#o.threshold };
+    return this.#shape;
   }
 
   /** Every shard every reachable Keeper holds. */

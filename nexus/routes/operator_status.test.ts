@@ -13,6 +13,7 @@ import { ShardHolder } from '../../keeper/shard_holder.ts';
 import type {
   RecoverResponse,
   RestoreResponse,
+  RotateRootKeyResponse,
   StatusResponse,
 } from '../../shared/api/operator.ts';
 import { PATHS } from '../../shared/api/paths.ts';
@@ -522,7 +523,10 @@ async function assertAllowed(n: Nexus, route: RouteCase, state: KeyState, peer: 
           generations: state === 'ready' ? [1] : [],
         })),
       );
-      assert.deepEqual(n.calls, ['keeperStatus']);
+      assert.deepEqual(
+        n.calls,
+        state === 'ready' ? ['keeperStatus', 'rootKeyStatus'] : ['keeperStatus'],
+      );
       assert.equal(await n.snapshot(), before);
       // The audit trail classes every status of 400 and above as an error, this 503 too.
       assertOneAuditEvent(n, {
@@ -972,5 +976,101 @@ describe('POST /v1/operator/restore on a sealed Nexus', () => {
     const events = n.takeAudit();
     assert.equal(events.length, 4);
     assert.ok(events.every((event) => event.outcome === 'denied'));
+  });
+});
+
+describe('POST /v1/operator/root-key/rotate', () => {
+  nexusTest(
+    'a superuser rotates the root key; status then shows the shape and that older recovery shards are stale',
+    'ready',
+    async (n) => {
+      n.actAs(RECOVER);
+      const before = (await n.send(PATHS.operatorRecover, { method: 'POST' }))
+        .body as RecoverResponse;
+      n.takeAudit();
+      n.actAs(SUPERUSER);
+      const answer = await n.send(PATHS.operatorRootKeyRotate, json('POST', { threshold: 2 }));
+      assert.equal(answer.status, 200, answer.text);
+      const rotated = answer.body as RotateRootKeyResponse;
+      assert.equal(rotated.shares, SHARES);
+      assert.equal(rotated.threshold, 2);
+      assert.equal(rotated.keepers.length, SHARES);
+      assert.ok(rotated.generation > before.generation);
+      assertOneAuditEvent(n, {
+        outcome: 'allowed',
+        status: 200,
+        errorCode: null,
+        peer: SUPERUSER,
+        method: 'POST',
+      });
+      assert.equal(n.holdsOriginalKey(), false, 'a new root key');
+      const record = await n.store.read();
+      assert.equal(record?.committedGeneration, rotated.generation);
+      // The old recovery split rebuilds the old key only.
+      assert.ok(
+        await n.combineToOriginalKey(before.shards.slice(0, THRESHOLD).map(parseShardText)),
+      );
+
+      const status = (await n.send(PATHS.status)).body as StatusResponse;
+      assert.deepEqual(status.rootKey, {
+        generation: rotated.generation,
+        shares: SHARES,
+        threshold: 2,
+        lastRotation: { generation: rotated.generation, at: rotated.rotatedAt },
+        lastRecoveryExport: {
+          generation: before.generation,
+          at: status.rootKey?.lastRecoveryExport?.at,
+          stale: true,
+        },
+      });
+      n.actAs(RECOVER);
+      const fresh = (await n.send(PATHS.operatorRecover, { method: 'POST' }))
+        .body as RecoverResponse;
+      assert.equal(fresh.threshold, 2);
+      n.actAs(SUPERUSER);
+      const after = (await n.send(PATHS.status)).body as StatusResponse;
+      assert.equal(after.rootKey?.lastRecoveryExport?.stale, false);
+    },
+  );
+
+  nexusTest('only a superuser may rotate; bad bodies change nothing', 'ready', async (n) => {
+    const before = await n.snapshot();
+    for (const who of [RECOVER, RESTORE, SUPER_APP]) {
+      n.actAs(who);
+      assertError(
+        await n.send(PATHS.operatorRootKeyRotate, json('POST', {})),
+        403,
+        'ERR_ACCESS_DENIED',
+      );
+    }
+    n.actAs(SUPERUSER);
+    for (const body of [
+      { shares: 'three' },
+      { threshold: 1 },
+      { shares: 2, threshold: 3 },
+      { shares: 3.5 },
+      { other: 1 },
+      [],
+      'null',
+    ]) {
+      assertError(
+        await n.send(PATHS.operatorRootKeyRotate, json('POST', body)),
+        400,
+        'ERR_INVALID_REQUEST',
+      );
+    }
+    // More shares than Keepers: refused by the manager.
+    assertError(
+      await n.send(PATHS.operatorRootKeyRotate, json('POST', { shares: SHARES + 1 })),
+      400,
+      'ERR_INVALID_REQUEST',
+    );
+    assert.equal(await n.snapshot(), before);
+    assert.ok(n.holdsOriginalKey());
+    // Only the body that passed the edge reached the manager.
+    assert.deepEqual(
+      n.calls.filter((call) => call === 'rotateRootKey'),
+      ['rotateRootKey'],
+    );
   });
 });

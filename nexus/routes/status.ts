@@ -6,7 +6,7 @@
  * operator roles only; liveness without data is `GET /v1/health`.
  */
 import { Hono } from 'hono';
-import type { StatusResponse } from '../../shared/api/operator.ts';
+import type { RootKeyStatusBody, StatusResponse } from '../../shared/api/operator.ts';
 import { PATHS } from '../../shared/api/paths.ts';
 import { authorize } from '../../shared/http/authorize.ts';
 import type { PeerEnv } from '../../shared/http/peer.ts';
@@ -19,12 +19,14 @@ import {
 import { matchEither } from '../../shared/spiffe/match.ts';
 import type { SpiffeId, TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import type { RootKey } from '../root_key/root_key.ts';
-import type { KeeperStatus } from '../root_key/root_key_manager.ts';
+import type { KeeperStatus, RootKeyStatus } from '../root_key/root_key_manager.ts';
 
 export interface StatusRoutesDeps {
   readonly trustDomain: TrustDomain;
   readonly rootKey: RootKey;
   readonly keeperStatus: () => readonly KeeperStatus[];
+  /** The root key's split shape, last rotation and last recovery export (root_key_manager.ts). */
+  readonly rootKeyStatus?: () => RootKeyStatus;
   /**
    * Our X509 source. What a SPIFFE deployment monitors, our identity's expiry
    * and the authentication failures below, is read per request.
@@ -57,9 +59,34 @@ export function createStatusRoutes(deps: StatusRoutesDeps): Hono<PeerEnv> {
           reachable: keeper.reachable,
           generations: [...keeper.generations],
         })),
+        ...(deps.rootKeyStatus === undefined || !deps.rootKey.isReady
+          ? {}
+          : { rootKey: rootKeyBody(deps.rootKeyStatus(), deps.rootKey.generation) }),
       };
       return c.json(body, deps.rootKey.isReady ? 200 : 503);
     },
   );
   return routes;
+}
+
+function rootKeyBody(status: RootKeyStatus, generation: number | undefined): RootKeyStatusBody {
+  const { lastRotation, lastRecoveryExport } = status;
+  return {
+    generation: generation ?? null,
+    shares: status.shares,
+    threshold: status.threshold,
+    lastRotation:
+      lastRotation === undefined
+        ? null
+        : { generation: lastRotation.generation, at: lastRotation.at.toISOString() },
+    lastRecoveryExport:
+      lastRecoveryExport === undefined
+        ? null
+        : {
+            generation: lastRecoveryExport.generation,
+            at: lastRecoveryExport.at.toISOString(),
+            stale:
+              lastRotation !== undefined && lastRecoveryExport.generation < lastRotation.generation,
+          },
+  };
 }

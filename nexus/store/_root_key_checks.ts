@@ -2,7 +2,8 @@
  * Argument checks shared by the RootKeyStore implementations, so both refuse
  * the same programmer errors the same way (TypeError / RangeError).
  */
-import type { InitialiseRequest } from './root_key_store.ts';
+import { MAX_SHARES } from '../../shared/crypto/shard.ts';
+import type { InitialiseRequest, RotationCommit } from './root_key_store.ts';
 
 /** Owners are random process ids: short printable strings. */
 const MAX_OWNER_LENGTH = 256;
@@ -34,5 +35,23 @@ export function checkDate(name: string, value: Date): void {
 export function checkGeneration(generation: number): void {
   if (!Number.isSafeInteger(generation) || generation < 1) {
     throw new RangeError(`Expected a generation >= 1, got ${generation}`);
+  }
+}
+
+export function checkRotationCommit(rotation: RotationCommit): void {
+  checkGeneration(rotation.generation);
+  checkSealedKeyring(rotation.expectedSealed);
+  checkSealedKeyring(rotation.nextSealed);
+  const { shares, threshold } = rotation;
+  if (
+    !Number.isSafeInteger(threshold) ||
+    !Number.isSafeInteger(shares) ||
+    threshold < 2 ||
+    shares < threshold ||
+    shares > MAX_SHARES
+  ) {
+    throw new RangeError(
+      `Expected 2 <= threshold <= shares <= ${MAX_SHARES}, got ${threshold} of ${shares}`,
+    );
   }
 }

@@ -10,6 +10,8 @@ export interface RootKeyRowLike {
   readonly sealedKeyring: Uint8Array;
   readonly lastGeneration: number;
   readonly committedGeneration: number | null;
+  readonly splitShares: number | null;
+  readonly splitThreshold: number | null;
   readonly initOwner: string | null;
   readonly initDeadlineMs: number | null;
 }
@@ -23,6 +25,8 @@ export function toRootKeyRecord(row: RootKeyRowLike): RootKeyRecord {
     sealedKeyring: row.sealedKeyring,
     lastGeneration: row.lastGeneration,
     committedGeneration: row.committedGeneration,
+    splitShares: row.splitShares,
+    splitThreshold: row.splitThreshold,
     initOwner: row.initOwner,
     initDeadline: row.initDeadlineMs === null ? null : new Date(row.initDeadlineMs),
   });

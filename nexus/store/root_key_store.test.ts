@@ -20,7 +20,7 @@ import {
 } from '../../test/harness/postgres.ts';
 import { openPostgresDatabase } from './postgres/db.ts';
 import { PgRootKeyStore } from './postgres/root_key_store.ts';
-import type { InitialiseRequest, RootKeyStore } from './root_key_store.ts';
+import type { InitialiseRequest, RootKeyStore, RotationCommit } from './root_key_store.ts';
 import { openSqliteDatabase } from './sqlite/db.ts';
 import { SqliteRootKeyStore } from './sqlite/root_key_store.ts';
 import { MemoryRootKeyStore } from './testing/memory_root_key_store.ts';
@@ -75,8 +75,9 @@ const IMPLEMENTATIONS: readonly Implementation[] = [
             tryInitialise: (request: InitialiseRequest) => store.tryInitialise(request),
             tryTakeOver: (request: InitialiseRequest, now: Date) => store.tryTakeOver(request, now),
             allocateGeneration: () => store.allocateGeneration(),
-            commitGeneration: (generation: number, owner: string) =>
-              store.commitGeneration(generation, owner),
+            commitGeneration: (generation: number, owner: string, sealed: Uint8Array) =>
+              store.commitGeneration(generation, owner, sealed),
+            commitRotation: (rotation: RotationCommit) => store.commitRotation(rotation),
             replaceSealedKeyring: (expected: Uint8Array, next: Uint8Array) =>
               store.replaceSealedKeyring(expected, next),
             close: () => Promise.resolve(),
@@ -240,10 +241,10 @@ for (const implementation of IMPLEMENTATIONS) {
       await store.tryInitialise(request('nexus-a', T0));
       const generation = await store.tryTakeOver(request('nexus-b', T0 + 60_000), new Date(T0 + 1));
       assert.equal(generation, 2);
-      assert.equal(await store.commitGeneration(1, 'nexus-a'), false);
-      assert.equal(await store.commitGeneration(2, 'nexus-a'), false);
+      assert.equal(await store.commitGeneration(1, 'nexus-a', keyring(1)), false);
+      assert.equal(await store.commitGeneration(2, 'nexus-a', keyring(1)), false);
       assert.equal((await store.read())?.committedGeneration, null);
-      assert.equal(await store.commitGeneration(2, 'nexus-b'), true);
+      assert.equal(await store.commitGeneration(2, 'nexus-b', keyring(1)), true);
       const record = await store.read();
       assert.equal(record?.committedGeneration, 2);
       assert.equal(record?.initOwner, null);
@@ -254,7 +255,7 @@ for (const implementation of IMPLEMENTATIONS) {
       store,
     }) => {
       await store.tryInitialise(request('nexus-a', T0));
-      assert.equal(await store.commitGeneration(1, 'nexus-a'), true);
+      assert.equal(await store.commitGeneration(1, 'nexus-a', keyring(1)), true);
       assert.equal(
         await store.tryTakeOver(request('nexus-b'), new Date(T0 + 86_400_000)),
         undefined,
@@ -328,14 +329,14 @@ for (const implementation of IMPLEMENTATIONS) {
       const other = await connect();
       await store.tryInitialise(request('nexus-a'));
       for (let i = 0; i < 4; i++) await store.allocateGeneration();
-      assert.equal(await store.commitGeneration(3, 'nexus-a'), true);
-      assert.equal(await other.commitGeneration(2, 'anyone'), true);
+      assert.equal(await store.commitGeneration(3, 'nexus-a', keyring(1)), true);
+      assert.equal(await other.commitGeneration(2, 'anyone', keyring(1)), true);
       assert.equal((await store.read())?.committedGeneration, 3);
       const results = await Promise.all([
-        store.commitGeneration(4, 'x'),
-        other.commitGeneration(5, 'y'),
-        store.commitGeneration(1, 'z'),
-        other.commitGeneration(3, 'w'),
+        store.commitGeneration(4, 'x', keyring(1)),
+        other.commitGeneration(5, 'y', keyring(1)),
+        store.commitGeneration(1, 'z', keyring(1)),
+        other.commitGeneration(3, 'w', keyring(1)),
       ]);
       assert.deepEqual(results, [true, true, true, true]);
       assert.equal((await other.read())?.committedGeneration, 5);
@@ -343,28 +344,162 @@ for (const implementation of IMPLEMENTATIONS) {
 
     it('commitGeneration() while initialising is for the owner only', async ({ store }) => {
       await store.tryInitialise(request('nexus-a', T0));
-      assert.equal(await store.commitGeneration(1, 'nexus-b'), false);
+      assert.equal(await store.commitGeneration(1, 'nexus-b', keyring(1)), false);
       const record = await store.read();
       assert.equal(record?.committedGeneration, null);
       assert.equal(record?.initOwner, 'nexus-a');
       assert.deepEqual(record?.initDeadline, new Date(T0));
-      assert.equal(await store.commitGeneration(1, 'nexus-a'), true);
+      assert.equal(await store.commitGeneration(1, 'nexus-a', keyring(1)), true);
       // Once committed, the owner no longer matters: any Nexus records re-splits.
       assert.equal(await store.allocateGeneration(), 2);
-      assert.equal(await store.commitGeneration(2, 'nexus-b'), true);
+      assert.equal(await store.commitGeneration(2, 'nexus-b', keyring(1)), true);
       assert.equal((await store.read())?.committedGeneration, 2);
     });
 
     it('commitGeneration() refuses a generation never handed out and bad arguments', async ({
       store,
     }) => {
-      await assert.rejects(store.commitGeneration(1, 'nexus-a'), { code: 'ERR_INTERNAL' });
+      await assert.rejects(store.commitGeneration(1, 'nexus-a', keyring(1)), {
+        code: 'ERR_INTERNAL',
+      });
       await store.tryInitialise(request('nexus-a'));
-      await assert.rejects(store.commitGeneration(2, 'nexus-a'), RangeError);
-      await assert.rejects(store.commitGeneration(0, 'nexus-a'), RangeError);
-      await assert.rejects(store.commitGeneration(1.5, 'nexus-a'), RangeError);
-      await assert.rejects(store.commitGeneration(1, ''), TypeError);
+      await assert.rejects(store.commitGeneration(2, 'nexus-a', keyring(1)), RangeError);
+      await assert.rejects(store.commitGeneration(0, 'nexus-a', keyring(1)), RangeError);
+      await assert.rejects(store.commitGeneration(1.5, 'nexus-a', keyring(1)), RangeError);
+      await assert.rejects(store.commitGeneration(1, '', keyring(1)), TypeError);
       assert.equal((await store.read())?.committedGeneration, null);
+    });
+
+    it('commitGeneration() commits only while the sealed keyring is the one it names', async ({
+      store,
+    }) => {
+      await store.tryInitialise(request('nexus-a', T0, 1));
+      assert.equal(await store.commitGeneration(1, 'nexus-a', keyring(2)), false);
+      assert.equal((await store.read())?.committedGeneration, null);
+      assert.equal(await store.commitGeneration(1, 'nexus-a', keyring(1)), true);
+      assert.equal(await store.allocateGeneration(), 2);
+      assert.equal(await store.replaceSealedKeyring(keyring(1), keyring(3)), true);
+      // A split verified against the old bytes (a stale Nexus) never commits.
+      assert.equal(await store.commitGeneration(2, 'nexus-b', keyring(1)), false);
+      assert.equal((await store.read())?.committedGeneration, 1);
+      assert.equal(await store.commitGeneration(2, 'nexus-b', keyring(3)), true);
+      assert.equal((await store.read())?.committedGeneration, 2);
+    });
+
+    it('commitRotation() swaps the keyring, commits the generation and records the shape at once', async ({
+      store,
+      connect,
+    }) => {
+      const other = await connect();
+      await store.tryInitialise(request('nexus-a', T0, 1));
+      await store.commitGeneration(1, 'nexus-a', keyring(1));
+      const generation = await store.allocateGeneration();
+      const rotation = {
+        generation,
+        expectedSealed: keyring(1),
+        nextSealed: keyring(5),
+        shares: 5,
+        threshold: 3,
+      };
+      assert.equal(await other.commitRotation(rotation), true);
+      const record = await store.read();
+      assert.deepEqual(record?.sealedKeyring, keyring(5));
+      assert.equal(record?.committedGeneration, generation);
+      assert.equal(record?.splitShares, 5);
+      assert.equal(record?.splitThreshold, 3);
+      // Replayed, or raced by a second rotation from the same bytes: refused.
+      const later = await store.allocateGeneration();
+      assert.equal(await store.commitRotation({ ...rotation, generation: later }), false);
+      assert.deepEqual((await store.read())?.sealedKeyring, keyring(5));
+    });
+
+    it('commitRotation() loses to a changed keyring and to a commit at or above its generation', async ({
+      store,
+    }) => {
+      await store.tryInitialise(request('nexus-a', T0, 1));
+      const rotation = (generation: number) => ({
+        generation,
+        expectedSealed: keyring(1),
+        nextSealed: keyring(6),
+        shares: 3,
+        threshold: 2,
+      });
+      // Not before the first commit.
+      assert.equal(await store.commitRotation(rotation(1)), false);
+      await store.commitGeneration(1, 'nexus-a', keyring(1));
+      const g2 = await store.allocateGeneration();
+      const g3 = await store.allocateGeneration();
+      // A re-split committed after the rotation's generation was handed out
+      // may have pruned it from the Keepers: the rotation must not commit.
+      assert.equal(await store.commitGeneration(g3, 'nexus-b', keyring(1)), true);
+      assert.equal(await store.commitRotation(rotation(g2)), false);
+      const g4 = await store.allocateGeneration();
+      assert.equal(await store.replaceSealedKeyring(keyring(1), keyring(2)), true);
+      assert.equal(await store.commitRotation(rotation(g4)), false);
+      const record = await store.read();
+      assert.deepEqual(record?.sealedKeyring, keyring(2));
+      assert.equal(record?.committedGeneration, g3);
+      assert.equal(record?.splitShares, null);
+    });
+
+    it('of concurrent commitRotation() calls from two connections exactly one wins', async ({
+      store,
+      connect,
+    }) => {
+      const other = await connect();
+      await store.tryInitialise(request('nexus-a', T0, 1));
+      await store.commitGeneration(1, 'nexus-a', keyring(1));
+      const generations = [
+        await store.allocateGeneration(),
+        await store.allocateGeneration(),
+        await store.allocateGeneration(),
+        await store.allocateGeneration(),
+      ];
+      const results = await Promise.all(
+        generations.map((generation, i) =>
+          (i % 2 === 0 ? store : other).commitRotation({
+            generation,
+            expectedSealed: keyring(1),
+            nextSealed: keyring(20 + i),
+            shares: 3,
+            threshold: 2,
+          }),
+        ),
+      );
+      assert.equal(results.filter(Boolean).length, 1);
+      const winner = results.indexOf(true);
+      const record = await store.read();
+      assert.deepEqual(record?.sealedKeyring, keyring(20 + winner));
+      assert.equal(record?.committedGeneration, generations[winner]);
+    });
+
+    it('commitRotation() refuses bad shapes and a generation never handed out', async ({
+      store,
+    }) => {
+      await store.tryInitialise(request('nexus-a', T0, 1));
+      await store.commitGeneration(1, 'nexus-a', keyring(1));
+      const good = {
+        generation: await store.allocateGeneration(),
+        expectedSealed: keyring(1),
+        nextSealed: keyring(2),
+        shares: 3,
+        threshold: 2,
+      };
+      await assert.rejects(store.commitRotation({ ...good, threshold: 1 }), RangeError);
+      await assert.rejects(store.commitRotation({ ...good, threshold: 4 }), RangeError);
+      await assert.rejects(
+        store.commitRotation({ ...good, shares: 256, threshold: 2 }),
+        RangeError,
+      );
+      await assert.rejects(store.commitRotation({ ...good, generation: 0 }), RangeError);
+      await assert.rejects(store.commitRotation({ ...good, generation: 99 }), RangeError);
+      await assert.rejects(
+        store.commitRotation({ ...good, nextSealed: new Uint8Array(0) }),
+        TypeError,
+      );
+      const record = await store.read();
+      assert.deepEqual(record?.sealedKeyring, keyring(1));
+      assert.equal(record?.committedGeneration, 1);
     });
 
     it('tryInitialise() and tryTakeOver() refuse malformed requests', async ({ store }) => {
@@ -436,7 +571,7 @@ describe('SqliteRootKeyStore (files and processes)', () => {
     const first = await openSqliteStore(path);
     await first.tryInitialise(request('nexus-a', T0, 9));
     await first.allocateGeneration();
-    await first.commitGeneration(2, 'nexus-a');
+    await first.commitGeneration(2, 'nexus-a', keyring(9));
     await first.close();
     const second = await openSqliteStore(path);
     try {
@@ -444,6 +579,8 @@ describe('SqliteRootKeyStore (files and processes)', () => {
         sealedKeyring: keyring(9),
         lastGeneration: 2,
         committedGeneration: 2,
+        splitShares: null,
+        splitThreshold: null,
         initOwner: null,
         initDeadline: null,
       });

@@ -12,6 +12,13 @@ export interface RootKeyRecord {
   readonly lastGeneration: number;
   /** The newest generation known to be held by at least `threshold` Keepers; null until the first. */
   readonly committedGeneration: number | null;
+  /**
+   * The shape a root-key rotation chose (Keepers given a shard, shards that
+   * rebuild the key); null until the first rotation with one, and then the
+   * configured shape applies.
+   */
+  readonly splitShares: number | null;
+  readonly splitThreshold: number | null;
   /** While an initialisation is unfinished: who does it and until when it may. */
   readonly initOwner: string | null;
   readonly initDeadline: Date | null;
@@ -23,6 +30,14 @@ export interface InitialiseRequest {
   readonly owner: string;
   /** After this, another Nexus may take over an initialisation that never committed. */
   readonly deadline: Date;
+}
+
+export interface RotationCommit {
+  readonly generation: number;
+  readonly expectedSealed: Uint8Array;
+  readonly nextSealed: Uint8Array;
+  readonly shares: number;
+  readonly threshold: number;
 }
 
 export interface RootKeyStore {
@@ -47,9 +62,24 @@ export interface RootKeyStore {
    * Records that `generation` is held by at least `threshold` Keepers:
    * committed = max(committed, generation). While the record is still being
    * initialised only `owner` may commit (which ends the initialisation).
-   * Returns false when that check fails (another Nexus took over).
+   * `sealedKeyring` is the sealed keyring the splitter verified its key
+   * against: the commit happens only while the record still holds exactly
+   * those bytes, so a Nexus holding a root key that another Nexus rotated
+   * away can never commit (nor then prune) a split of it. Returns false when
+   * a check fails (another Nexus took over, or changed the sealed keyring).
    */
-  commitGeneration(generation: number, owner: string): Promise<boolean>;
+  commitGeneration(generation: number, owner: string, sealedKeyring: Uint8Array): Promise<boolean>;
+  /**
+   * A root-key rotation, in one step: the sealed keyring becomes
+   * `nextSealed` (the same keyring sealed under the new key), `generation`
+   * (the new key's split, held by at least `threshold` Keepers) becomes the
+   * committed generation, and the split's shape is recorded; only if the
+   * record is committed, still holds `expectedSealed` byte for byte, and no
+   * generation at or above `generation` was committed meanwhile (such a
+   * commit may have pruned the new split from the Keepers). Returns whether
+   * it happened.
+   */
+  commitRotation(rotation: RotationCommit): Promise<boolean>;
   /**
    * Swaps the sealed keyring for `next` if it is still `expected` (byte for
    * byte), so that of two Nexus changing the keyring at once exactly one

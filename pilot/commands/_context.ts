@@ -9,6 +9,8 @@ import type { KeyringStatusResponse, RotateDataKeyResponse } from '../../shared/
 import type {
   RecoverResponse,
   RestoreResponse,
+  RotateRootKeyRequest,
+  RotateRootKeyResponse,
   StatusResponse,
 } from '../../shared/api/operator.ts';
 import type {
@@ -81,6 +83,7 @@ export interface PilotClient {
   restore(shardText: string): Promise<RestoreResponse>;
   keyringStatus(): Promise<KeyringStatusResponse>;
   rotateDataKey(): Promise<RotateDataKeyResponse>;
+  rotateRootKey(request: RotateRootKeyRequest): Promise<RotateRootKeyResponse>;
   /** The bytes of a snapshot file of Nexus's database. */
   saveSnapshot(): Promise<Uint8Array>;
   restoreSnapshot(

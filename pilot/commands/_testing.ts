@@ -5,7 +5,12 @@
  */
 
 import type { KeyringStatusResponse, RotateDataKeyResponse } from '../../shared/api/keyring.ts';
-import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
+import type {
+  RecoverResponse,
+  RestoreResponse,
+  RotateRootKeyRequest,
+  RotateRootKeyResponse,
+} from '../../shared/api/operator.ts';
 import type { PolicyDocument, PolicyResponse } from '../../shared/api/policies.ts';
 import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
 import type { SnapshotRestoreResponse } from '../../shared/api/snapshot.ts';
@@ -238,6 +243,16 @@ export class FakeClient implements PilotClient {
   async rotateDataKey(): Promise<RotateDataKeyResponse> {
     this.#record('rotateDataKey');
     return { term: { term: 3, createdAt: T, activeFrom: T } };
+  }
+  async rotateRootKey(request: RotateRootKeyRequest): Promise<RotateRootKeyResponse> {
+    this.#record('rotateRootKey', request);
+    return {
+      generation: 9,
+      shares: request.shares ?? 3,
+      threshold: request.threshold ?? 2,
+      keepers: ['keeper-1', 'keeper-2', 'keeper-3'].slice(0, request.shares ?? 3),
+      rotatedAt: '2030-01-01T00:00:00.000Z',
+    };
   }
   /** What saveSnapshot() answers; what restoreSnapshot() was given. */
   snapshot: Uint8Array = new Uint8Array(0);

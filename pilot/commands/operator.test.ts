@@ -113,3 +113,47 @@ describe('spike operator restore', () => {
     assert.equal(JSON.parse(result.stdout).restored, true);
   });
 });
+
+describe('spike operator rotate-root-key', () => {
+  test('sends the shape given and prints the new split, with a warning about old recovery shards', async () => {
+    const client = new FakeClient();
+    const result = await run(['operator', 'rotate-root-key', '--shares', '3', '--threshold', '3'], {
+      client,
+    });
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(
+      client.calls.map((call) => [call.method, call.args[0]]),
+      [['rotateRootKey', { shares: 3, threshold: 3 }]],
+    );
+    assert.match(result.stdout, /generation 9, 3 of 3 shards/);
+    assert.match(result.stderr, /Recovery shards exported before now rebuild the old key only/);
+  });
+
+  test('--json prints the answer; without options the current shape is kept', async () => {
+    const client = new FakeClient();
+    const result = await run(['operator', 'rotate-root-key', '-f', 'json'], { client });
+    assert.equal(result.status, 0, result.stderr);
+    assert.deepEqual(client.calls[0]?.args[0], {});
+    assert.deepEqual(JSON.parse(result.stdout), {
+      generation: 9,
+      shares: 3,
+      threshold: 2,
+      keepers: ['keeper-1', 'keeper-2', 'keeper-3'],
+      rotatedAt: '2030-01-01T00:00:00.000Z',
+    });
+  });
+
+  test('refuses a bad shape before sending anything', async () => {
+    for (const args of [
+      ['--shares', 'x'],
+      ['--threshold', '1'],
+      ['--shares', '2', '--threshold', '3'],
+      ['--shares', '-1'],
+    ]) {
+      const client = new FakeClient();
+      const result = await run(['operator', 'rotate-root-key', ...args], { client });
+      assert.equal(result.status, 2, `${args.join(' ')}: ${result.stderr}`);
+      assert.equal(client.calls.length, 0);
+    }
+  });
+});

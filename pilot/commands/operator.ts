@@ -2,20 +2,25 @@
  * `spike operator …`: the break-glass pair. `recover` fetches a full set of
  * recovery shards and writes one owner-only file per shard; `restore` feeds
  * shards back to a sealed Nexus, from a terminal without echo or from stdin,
- * and shows progress until Nexus is unsealed. `snapshot save|verify|restore`
+ * and shows progress until Nexus is unsealed. `rotate-root-key` (superuser)
+ * replaces the root key, optionally with a new split shape. `snapshot save|verify|restore`
  * copy the database out and back (superuser); their code is in
  * `snapshot.ts`, loaded only when one of them runs.
  */
 import { chmod, lstat, mkdir, writeFile } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import type { RecoverResponse, RestoreResponse } from '../../shared/api/operator.ts';
-import { MAX_SHARD_TEXT_LENGTH } from '../../shared/api/operator.ts';
+import type {
+  RecoverResponse,
+  RestoreResponse,
+  RotateRootKeyRequest,
+} from '../../shared/api/operator.ts';
+import { MAX_SHARD_TEXT_LENGTH, parseRotateRootKeyRequest } from '../../shared/api/operator.ts';
 import { parseShardText } from '../../shared/api/shard_text.ts';
 import { looseModeProblem, OWNER_ONLY_DIRECTORY } from '../../shared/config/file_modes.ts';
 import { InvalidRequestError, NotReadyError } from '../../shared/errors/errors.ts';
 import { printData } from '../output.ts';
-import { type CommandContext, formatOf, withFormat } from './_context.ts';
+import { type CommandContext, formatOf, optionValue, withFormat } from './_context.ts';
 import { registerKeyringCommands } from './keyring.ts';
 
 const DIR_MODE = 0o700;
@@ -62,6 +67,27 @@ export async function writeRecoveryFiles(
   return { dir: target, generation: recovered.generation, threshold: recovered.threshold, files };
 }
 
+/** A count option (`--shares`, `--threshold`): a decimal integer, checked by the wire parser. */
+export function parseCount(value: string, option: string): number {
+  if (!/^[0-9]{1,3}$/.test(value)) {
+    throw new InvalidRequestError(
+      `${option} must be a positive integer (got "${value.slice(0, 32)}")`,
+    );
+  }
+  return Number(value);
+}
+
+/** The rotation request from Pilot's options, checked as Nexus checks it. */
+export function rotateRequestOf(options: {
+  readonly shares?: number;
+  readonly threshold?: number;
+}): RotateRootKeyRequest {
+  return parseRotateRootKeyRequest({
+    ...(options.shares === undefined ? {} : { shares: options.shares }),
+    ...(options.threshold === undefined ? {} : { threshold: options.threshold }),
+  });
+}
+
 /** Non-empty, trimmed lines of stdin, each one shard's text. */
 export function shardLines(text: string): string[] {
   return text
@@ -78,6 +104,37 @@ export function registerOperatorCommands(program: Command, context: CommandConte
     );
   registerSnapshotCommands(operator, context);
   registerKeyringCommands(operator, context);
+
+  withFormat(
+    operator
+      .command('rotate-root-key')
+      .description(
+        'Replace the root key with a new one split onto the Keepers, optionally in a new shape (superuser)',
+      )
+      .option(
+        '--shares <n>',
+        'Keepers given a shard (default: the current split)',
+        optionValue((value: string) => parseCount(value, '--shares')),
+      )
+      .option(
+        '--threshold <t>',
+        'shards that rebuild the key (default: the current split)',
+        optionValue((value: string) => parseCount(value, '--threshold')),
+      ),
+  ).action(async (options: { shares?: number; threshold?: number }, command: Command) => {
+    const request = rotateRequestOf(options);
+    const client = await context.client();
+    const rotated = await client.rotateRootKey(request);
+    await printData(context.output, formatOf(command), rotated, () =>
+      [
+        `Rotated the root key: generation ${rotated.generation}, ${rotated.threshold} of ${rotated.shares} shards`,
+        `Keepers holding it: ${rotated.keepers.join(', ')}`,
+      ].join('\n'),
+    );
+    context.output.stderr(
+      'Recovery shards exported before now rebuild the old key only: export new ones ("spike operator recover").',
+    );
+  });
 
   withFormat(
     operator

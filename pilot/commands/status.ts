@@ -16,6 +16,7 @@ export interface StatusReport {
   readonly keepers: StatusResponse['keepers'];
   readonly refusedHandshakes: number;
   readonly deniedRequests: number;
+  readonly rootKey?: StatusResponse['rootKey'];
 }
 
 /** Identity of the caller, from the Workload API alone. */
@@ -49,6 +50,7 @@ export function registerStatusCommands(
       keepers: status.keepers,
       refusedHandshakes: status.refusedHandshakes,
       deniedRequests: status.deniedRequests,
+      ...(status.rootKey === undefined ? {} : { rootKey: status.rootKey }),
     };
     await printData(context.output, formatOf(command), report, () => renderStatus(report));
     if (report.state !== 'ready') {
@@ -82,6 +84,22 @@ export function renderStatus(report: StatusReport): string {
   }
   if (report.keepers.length === 0) {
     lines.push('  (none configured)');
+  }
+  const rootKey = report.rootKey;
+  if (rootKey !== undefined) {
+    lines.push(
+      `Root key: generation ${rootKey.generation ?? '-'}, ${rootKey.threshold} of ${rootKey.shares} shards`,
+    );
+    if (rootKey.lastRotation !== null) {
+      lines.push(
+        `  rotated at ${rootKey.lastRotation.at} (generation ${rootKey.lastRotation.generation}): recovery shards of older generations are stale`,
+      );
+    }
+    if (rootKey.lastRecoveryExport?.stale === true) {
+      lines.push(
+        `  the last recovery split (generation ${rootKey.lastRecoveryExport.generation}) is STALE: export a new one`,
+      );
+    }
   }
   return lines.join('\n');
 }

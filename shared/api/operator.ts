@@ -26,6 +26,22 @@ export interface RestoreResponse {
   readonly restored: boolean;
 }
 
+/** `POST /v1/operator/root-key/rotate` body: the new split's shape (the current one for what is omitted). */
+export interface RotateRootKeyRequest {
+  readonly shares?: number;
+  readonly threshold?: number;
+}
+
+/** `POST /v1/operator/root-key/rotate` → the new key's split (no key material). */
+export interface RotateRootKeyResponse {
+  readonly generation: number;
+  readonly shares: number;
+  readonly threshold: number;
+  /** The Keepers that hold the new key's shards. */
+  readonly keepers: readonly string[];
+  readonly rotatedAt: string;
+}
+
 /** `GET /v1/status`: 200 when ready, 503 when sealed. */
 export interface StatusResponse {
   readonly state: 'ready' | 'sealed';
@@ -38,6 +54,71 @@ export interface StatusResponse {
     readonly reachable: boolean;
     readonly generations: readonly number[];
   }[];
+  /**
+   * The root key's split (while ready): the committed generation, the
+   * split's shape, the last rotation this Nexus made or picked up since it
+   * started, and the last recovery split it exported. Recovery shards of a
+   * generation below `lastRotation.generation` rebuild a retired key: stale.
+   */
+  readonly rootKey?: RootKeyStatusBody | undefined;
+}
+
+export interface RootKeyStatusBody {
+  readonly generation: number | null;
+  readonly shares: number;
+  readonly threshold: number;
+  readonly lastRotation: { readonly generation: number; readonly at: string } | null;
+  readonly lastRecoveryExport: {
+    readonly generation: number;
+    readonly at: string;
+    /** Made before the last rotation: it rebuilds the old root key only. */
+    readonly stale: boolean;
+  } | null;
+}
+
+/** At most this many shards in a split (one byte of x coordinate). */
+const MAX_SPLIT_SHARES = 255;
+
+export function parseRotateRootKeyRequest(body: unknown): RotateRootKeyRequest {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new InvalidRequestError(
+      'The body must be a JSON object with optional "shares" and "threshold" fields',
+    );
+  }
+  const unknown = Object.keys(body).filter((key) => key !== 'shares' && key !== 'threshold');
+  if (unknown.length > 0) {
+    throw new InvalidRequestError(
+      `Unknown field(s) ${unknown.map((key) => JSON.stringify(key.slice(0, 64))).join(', ')}; the fields are "shares" and "threshold"`,
+    );
+  }
+  const fields = body as { shares?: unknown; threshold?: unknown };
+  const shares = optionalCount(fields.shares, 'shares', 1);
+  const threshold = optionalCount(fields.threshold, 'threshold', 2);
+  if (shares !== undefined && threshold !== undefined && threshold > shares) {
+    throw new InvalidRequestError(
+      `Field "threshold" (${threshold}) must not exceed "shares" (${shares})`,
+    );
+  }
+  return {
+    ...(shares === undefined ? {} : { shares }),
+    ...(threshold === undefined ? {} : { threshold }),
+  };
+}
+
+function optionalCount(value: unknown, name: string, min: number): number | undefined {
+  if (value === undefined) {
+    return undefined;
+  }
+  if (
+    !Number.isSafeInteger(value) ||
+    (value as number) < min ||
+    (value as number) > MAX_SPLIT_SHARES
+  ) {
+    throw new InvalidRequestError(
+      `Field "${name}" must be an integer from ${min} to ${MAX_SPLIT_SHARES}`,
+    );
+  }
+  return value as number;
 }
 
 /** At most this many characters of shard text are read (a v1 shard is ~90). */

@@ -24,6 +24,8 @@ export const PATHS = {
   secretList: '/v1/secrets/list',
   /** Nexus, break-glass: submit one shard (restore role only). */
   operatorRestore: '/v1/operator/restore',
+  /** Nexus: a new root key, split (optionally in a new shape) onto the Keepers (superuser only). */
+  operatorRootKeyRotate: '/v1/operator/root-key/rotate',
   /** Nexus: GET saves a snapshot of the database, PUT restores one (superuser only). */
   operatorSnapshot: '/v1/operator/snapshot',
   /** Nexus: GET the keyring's terms and sweep (operators); `/rotate` (POST) rotates the data key (superuser). */

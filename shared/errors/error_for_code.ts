@@ -19,6 +19,7 @@ import {
   InternalError,
   InvalidRequestError,
   InvalidSpiffeIdError,
+  KeepersUnavailableError,
   KeyVersionTooOldError,
   NotFoundError,
   NotReadyError,
@@ -77,6 +78,7 @@ const ERROR_BY_CODE = {
   ERR_TOO_MANY_WATCHES: (message) => new TooManyWatchesError(message),
   ERR_CIPHERTEXT_INVALID: (message) => new CiphertextInvalidError(message),
   ERR_KEY_VERSION_TOO_OLD: (message) => new KeyVersionTooOldError(message),
+  ERR_KEEPERS_UNAVAILABLE: (message) => new KeepersUnavailableError(message),
 } satisfies Record<ErrorCode, ErrorFactory>;
 
 /** The error of `code` with `message`, as the class that raises that code. */

@@ -36,6 +36,7 @@ export const ERROR_CODES = [
   'ERR_TOO_MANY_WATCHES',
   'ERR_CIPHERTEXT_INVALID',
   'ERR_KEY_VERSION_TOO_OLD',
+  'ERR_KEEPERS_UNAVAILABLE',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];
@@ -365,5 +366,15 @@ export class SnapshotCorruptError extends BrokerError {
 export class SnapshotInvalidError extends BrokerError {
   constructor(message: string, options?: BrokerErrorOptions) {
     super('ERR_SNAPSHOT_INVALID', message, options);
+  }
+}
+
+/**
+ * Too few Keepers took the shards of a new root key for it to be used (a
+ * root-key rotation); nothing changed and the old key stays in use.
+ */
+export class KeepersUnavailableError extends BrokerError {
+  constructor(message: string, options?: BrokerErrorOptions) {
+    super('ERR_KEEPERS_UNAVAILABLE', message, options);
   }
 }

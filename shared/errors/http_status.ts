@@ -38,6 +38,7 @@ export const STATUS_BY_CODE = {
   ERR_TOO_MANY_WATCHES: 429,
   ERR_CIPHERTEXT_INVALID: 400,
   ERR_KEY_VERSION_TOO_OLD: 400,
+  ERR_KEEPERS_UNAVAILABLE: 503,
 } as const satisfies Record<ErrorCode, ErrorStatus>;
 
 export function statusForCode(code: ErrorCode): ErrorStatus {

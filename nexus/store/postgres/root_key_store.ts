@@ -13,6 +13,7 @@ import {
   checkGeneration,
   checkInitialiseRequest,
   checkOwner,
+  checkRotationCommit,
   checkSealedKeyring,
 } from '../_root_key_checks.ts';
 import {
@@ -21,7 +22,12 @@ import {
   ROOT_KEY_ROW_ID as ROW_ID,
   toRootKeyRecord,
 } from '../_root_key_rows.ts';
-import type { InitialiseRequest, RootKeyRecord, RootKeyStore } from '../root_key_store.ts';
+import type {
+  InitialiseRequest,
+  RootKeyRecord,
+  RootKeyStore,
+  RotationCommit,
+} from '../root_key_store.ts';
 import type { PgDb, PostgresDatabase } from './db.ts';
 import { rootKey } from './schema.ts';
 
@@ -96,9 +102,14 @@ export class PgRootKeyStore implements RootKeyStore {
     return generation;
   }
 
-  async commitGeneration(generation: number, owner: string): Promise<boolean> {
+  async commitGeneration(
+    generation: number,
+    owner: string,
+    sealedKeyring: Uint8Array,
+  ): Promise<boolean> {
     checkGeneration(generation);
     checkOwner(owner);
+    checkSealedKeyring(sealedKeyring);
     // committed = GREATEST(committed, generation); GREATEST ignores NULLs.
     const updated = await this.#db()
       .update(rootKey)
@@ -113,12 +124,37 @@ export class PgRootKeyStore implements RootKeyStore {
           eq(rootKey.id, ROW_ID),
           sql`${generation}::integer <= ${rootKey.lastGeneration}`,
           or(isNotNull(rootKey.committedGeneration), eq(rootKey.initOwner, owner)),
+          eq(rootKey.sealedKeyring, sealedKeyring),
         ),
       )
       .returning({ committed: rootKey.committedGeneration });
     if (updated.length === 1) return true;
     // Nothing changed: a lost race (false) or a caller's bug (throws).
     return explainNoCommit(await this.read(), generation);
+  }
+
+  async commitRotation(rotation: RotationCommit): Promise<boolean> {
+    checkRotationCommit(rotation);
+    const updated = await this.#db()
+      .update(rootKey)
+      .set({
+        sealedKeyring: rotation.nextSealed,
+        committedGeneration: rotation.generation,
+        splitShares: rotation.shares,
+        splitThreshold: rotation.threshold,
+        updatedAtMs: Date.now(),
+      })
+      .where(
+        and(
+          eq(rootKey.id, ROW_ID),
+          eq(rootKey.sealedKeyring, rotation.expectedSealed),
+          sql`${rootKey.committedGeneration} < ${rotation.generation}::integer`,
+          sql`${rotation.generation}::integer <= ${rootKey.lastGeneration}`,
+        ),
+      )
+      .returning({ id: rootKey.id });
+    if (updated.length === 1) return true;
+    return explainNoCommit(await this.read(), rotation.generation);
   }
 
   async replaceSealedKeyring(expected: Uint8Array, next: Uint8Array): Promise<boolean> {

@@ -37,7 +37,7 @@ async function openBroker(): Promise<Stores> {
     owner,
     deadline: new Date(Date.now() + 60_000),
   });
-  await stores.rootKeys.commitGeneration(1, owner);
+  await stores.rootKeys.commitGeneration(1, owner, new Uint8Array(48).fill(7));
   return stores;
 }
 

@@ -101,6 +101,9 @@ export class SqliteSnapshots implements SnapshotStore {
           sealedKeyring: new Uint8Array(row[0] as ArrayBuffer),
           lastGeneration: Number(row[1]),
           committedGeneration: row[2] === null ? null : Number(row[2]),
+          // Not read: judging a snapshot needs only its keyring and generations.
+          splitShares: null,
+          splitThreshold: null,
           initOwner: row[3] as string | null,
           initDeadlineMs: row[4] === null ? null : Number(row[4]),
         });

@@ -11,9 +11,15 @@ import {
   checkGeneration,
   checkInitialiseRequest,
   checkOwner,
+  checkRotationCommit,
   checkSealedKeyring,
 } from '../_root_key_checks.ts';
-import type { InitialiseRequest, RootKeyRecord, RootKeyStore } from '../root_key_store.ts';
+import type {
+  InitialiseRequest,
+  RootKeyRecord,
+  RootKeyStore,
+  RotationCommit,
+} from '../root_key_store.ts';
 
 const FIRST_GENERATION = 1;
 
@@ -21,6 +27,8 @@ interface State {
   sealedKeyring: Uint8Array;
   lastGeneration: number;
   committedGeneration: number | null;
+  splitShares: number | null;
+  splitThreshold: number | null;
   initOwner: string | null;
   initDeadlineMs: number | null;
 }
@@ -37,6 +45,8 @@ export class MemoryRootKeyStore implements RootKeyStore {
         sealedKeyring: state.sealedKeyring.slice(),
         lastGeneration: state.lastGeneration,
         committedGeneration: state.committedGeneration,
+        splitShares: state.splitShares,
+        splitThreshold: state.splitThreshold,
         initOwner: state.initOwner,
         initDeadline: state.initDeadlineMs === null ? null : new Date(state.initDeadlineMs),
       });
@@ -51,6 +61,8 @@ export class MemoryRootKeyStore implements RootKeyStore {
         sealedKeyring: new Uint8Array(request.sealedKeyring),
         lastGeneration: FIRST_GENERATION,
         committedGeneration: null,
+        splitShares: null,
+        splitThreshold: null,
         initOwner: request.owner,
         initDeadlineMs: request.deadline.getTime(),
       };
@@ -90,10 +102,11 @@ export class MemoryRootKeyStore implements RootKeyStore {
     });
   }
 
-  commitGeneration(generation: number, owner: string): Promise<boolean> {
+  commitGeneration(generation: number, owner: string, sealedKeyring: Uint8Array): Promise<boolean> {
     return this.#run(() => {
       checkGeneration(generation);
       checkOwner(owner);
+      checkSealedKeyring(sealedKeyring);
       const state = this.#state;
       if (state === undefined) {
         throw new InternalError('Cannot commit a generation: the root key record does not exist');
@@ -104,9 +117,37 @@ export class MemoryRootKeyStore implements RootKeyStore {
         );
       }
       if (state.committedGeneration === null && state.initOwner !== owner) return false;
+      if (!sameBytes(state.sealedKeyring, sealedKeyring)) return false;
       state.committedGeneration = Math.max(state.committedGeneration ?? 0, generation);
       state.initOwner = null;
       state.initDeadlineMs = null;
+      return true;
+    });
+  }
+
+  commitRotation(rotation: RotationCommit): Promise<boolean> {
+    return this.#run(() => {
+      checkRotationCommit(rotation);
+      const state = this.#state;
+      if (state === undefined) {
+        throw new InternalError('Cannot commit a rotation: the root key record does not exist');
+      }
+      if (rotation.generation > state.lastGeneration) {
+        throw new RangeError(
+          `Cannot commit generation ${rotation.generation}: only ${state.lastGeneration} were allocated`,
+        );
+      }
+      if (
+        state.committedGeneration === null ||
+        state.committedGeneration >= rotation.generation ||
+        !sameBytes(state.sealedKeyring, rotation.expectedSealed)
+      ) {
+        return false;
+      }
+      state.sealedKeyring = new Uint8Array(rotation.nextSealed);
+      state.committedGeneration = rotation.generation;
+      state.splitShares = rotation.shares;
+      state.splitThreshold = rotation.threshold;
       return true;
     });
   }
