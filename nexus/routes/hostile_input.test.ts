@@ -158,6 +158,14 @@ async function nexusApp() {
   const manager = new Proxy({} as RootKeyManager, {
     get(_target, property) {
       if (property === 'keeperStatus') return () => [];
+      if (property === 'rootKeyStatus') {
+        return () => ({
+          shares: 3,
+          threshold: 2,
+          lastRotation: undefined,
+          lastRecoveryExport: undefined,
+        });
+      }
       return () => {
         managerCalls.push(String(property));
         return Promise.reject(new Error(`the root key manager was called: ${String(property)}`));
@@ -785,6 +793,8 @@ function specs(): Record<string, RouteSpec> {
     putPolicy(`${field} ${shown}`, { ...GOOD_POLICY, [field]: value });
   const restore = (kind: string, body: unknown) =>
     jsonCase(kind, 'POST', PATHS.operatorRestore, body);
+  const rotateRoot = (kind: string, body: unknown) =>
+    jsonCase(kind, 'POST', PATHS.operatorRootKeyRotate, body);
   return {
     [`GET ${PATHS.health}`]: { caller: 'superuser', target: PATHS.health },
     [`GET ${PATHS.status}`]: { caller: 'superuser', target: PATHS.status },
@@ -1004,6 +1014,26 @@ function specs(): Record<string, RouteSpec> {
             body: 'spike-ts snapshot v1\n',
             expect: INVALID,
           })),
+      ),
+    },
+    [`POST ${PATHS.operatorRootKeyRotate}`]: {
+      caller: 'superuser',
+      target: PATHS.operatorRootKeyRotate,
+      body: { shares: 3, threshold: 2 },
+      specific: fc.oneof(
+        fc
+          .constantFrom(0, -1, 1.5, 2 ** 53, 1000, Number.NaN)
+          .map((threshold) => rotateRoot(`threshold ${threshold}`, { threshold })),
+        fc
+          .constantFrom(0, -3, 2.5, 1000)
+          .map((shares) => rotateRoot(`shares ${shares}`, { shares })),
+        fc.constant(rotateRoot('threshold above shares', { shares: 3, threshold: 4 })),
+        fc
+          .constantFrom<unknown>('3', true, null, [3], { n: 3 })
+          .map((shares) => rotateRoot(`shares ${JSON.stringify(shares)}`, { shares })),
+        unknownField(['shares', 'threshold']).map((name) =>
+          rotateRoot(`unknown field ${JSON.stringify(name)}`, withMember({}, name, '1')),
+        ),
       ),
     },
     [`POST ${PATHS.operatorRestore}`]: {
