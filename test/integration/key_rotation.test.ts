@@ -8,6 +8,9 @@
  *   keep going, and not one of their requests may fail. Nexus is killed with
  *   SIGKILL in the middle of the sweep; after the restart the sweep resumes
  *   and finishes, and every secret reads back what was written.
+ * - Two Nexus on one PostgreSQL database: a rotation on one is taken up by
+ *   the other before the new term seals anything, so each reads what the
+ *   other wrote under it, and both see the sweep's end.
  * - Root key: a rotation to a new shape (threshold 4 of 5), proved by a
  *   restart that stays sealed with three Keepers and unseals with a fourth;
  *   then a rotation down to 2 of 3, proved by a restart with only Keepers
@@ -19,7 +22,8 @@ import type { KeyringStatusResponse } from '../../shared/api/keyring.ts';
 import { PATHS } from '../../shared/api/paths.ts';
 import { delay } from '../../shared/runtime/delay.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
-import { currentRuntime } from '../harness/spawn.ts';
+import { createScratchDatabase, dropScratchDatabases, postgresSkip } from '../harness/postgres.ts';
+import { currentRuntime, freePort } from '../harness/spawn.ts';
 
 const SECRETS = currentRuntime() === 'deno' ? 10_000 : 100_000;
 const SEED_WORKERS = 16;
@@ -28,6 +32,7 @@ let brokers: Broker[] = [];
 after(async () => {
   for (const broker of brokers) await broker.stop();
   brokers = [];
+  await dropScratchDatabases();
 });
 
 async function waitUntil(
@@ -257,5 +262,70 @@ describe('key rotation with real processes', () => {
     await broker.waitUntilReady('Nexus with two of Keepers 1 to 3', 60_000);
     await readSecret();
     for (const i of [2, 3, 4]) broker.keeper(i).resume();
+  });
+
+  test('on PostgreSQL, a data-key rotation on one Nexus is taken up by the other before it seals anything', {
+    skip: postgresSkip(),
+  }, async () => {
+    const broker = await startBroker({
+      trustDomain: 'data-key-replicas.test',
+      databaseUrl: await createScratchDatabase(),
+      workloads: { 'nexus-2': '/spike/nexus/replica-2' },
+    });
+    brokers.push(broker);
+    const otherPort = await freePort();
+    const replica = broker.startNexus({}, { identity: 'nexus-2', port: otherPort });
+    try {
+      await broker.waitUntilReady('the replica', 60_000, { port: otherPort });
+      const on = (port: number) => ({ port });
+      const mark = broker.secretValue('replicated');
+      for (let n = 1; n <= 50; n++) {
+        const reply = await broker.call('pilot', 'PUT', `${PATHS.secretData}/rep/${n}`, {
+          data: { v: `${mark}-${n}` },
+        });
+        assert.equal(reply.status, 200, reply.text);
+      }
+      const rotated = await broker.call('pilot', 'POST', PATHS.operatorKeyringRotate);
+      assert.equal(rotated.status, 200, rotated.text);
+      const term = (rotated.body as { term: { term: number; activeFrom: string } }).term;
+      assert.equal(term.term, 2);
+      // Not active at once: the other Nexus has its Keeper checks to take it up.
+      assert.ok(Date.parse(term.activeFrom) > Date.now() - 100);
+      await waitUntil(broker, 'the replica holds term 2', async () => {
+        const reply = await broker.call('pilot', 'GET', PATHS.operatorKeyring, undefined, {
+          port: otherPort,
+        });
+        const status = reply.body as KeyringStatusResponse;
+        return status.terms.some((t) => t.term === 2);
+      });
+      await delay(Math.max(0, Date.parse(term.activeFrom) - Date.now()) + 100);
+      // Each writes under term 2 now, and each reads the other's rows.
+      for (const [writer, reader] of [
+        [broker.nexusPort, otherPort],
+        [otherPort, broker.nexusPort],
+      ] as const) {
+        const path = `${PATHS.secretData}/rep/after-${writer}`;
+        const put = await broker.call('pilot', 'PUT', path, { data: { v: mark } }, on(writer));
+        assert.equal(put.status, 200, put.text);
+        const got = await broker.call('pilot', 'GET', path, undefined, on(reader));
+        assert.equal(got.status, 200, got.text);
+        assert.equal((got.body as { data: { v: string } }).data.v, mark);
+      }
+      for (const port of [broker.nexusPort, otherPort]) {
+        await waitUntil(broker, `the sweep is done as seen from port ${port}`, async () => {
+          const reply = await broker.call('pilot', 'GET', PATHS.operatorKeyring, undefined, {
+            port,
+          });
+          const status = reply.body as KeyringStatusResponse;
+          return status.activeTerm === 2 && status.sweep.remaining === 0;
+        });
+        const reply = await broker.call('pilot', 'GET', `${PATHS.secretData}/rep/7`, undefined, {
+          port,
+        });
+        assert.equal((reply.body as { data: { v: string } }).data.v, `${mark}-7`);
+      }
+    } finally {
+      await replica.stop();
+    }
   });
 });
