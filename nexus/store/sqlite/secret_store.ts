@@ -445,13 +445,15 @@ export class SqliteSecretStore implements SecretStore, KeyringSweepTarget {
   }
 
   async countByTerm(): Promise<ReadonlyMap<number, number>> {
-    const rows = await this.#db().all<[number, number]>(sqlText`
-      SELECT key_term, count(*) FROM secrets WHERE ciphertext IS NOT NULL GROUP BY key_term
+    // The client answers rows as objects keyed by column name.
+    const rows = await this.#db().all<{ term: number; count: number }>(sqlText`
+      SELECT key_term AS term, count(*) AS count FROM secrets
+      WHERE ciphertext IS NOT NULL GROUP BY key_term
       UNION ALL
       SELECT metadata_key_term, count(*) FROM secret_metadata
       WHERE custom_metadata IS NOT NULL GROUP BY metadata_key_term`);
     const counts = new Map<number, number>();
-    for (const row of rows) addCount(counts, row[0], row[1]);
+    for (const row of rows) addCount(counts, row.term, row.count);
     return counts;
   }
 

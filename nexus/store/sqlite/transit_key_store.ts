@@ -188,11 +188,12 @@ export class SqliteTransitKeyStore implements TransitKeyStore, KeyringSweepTarge
   }
 
   async countByTerm(): Promise<ReadonlyMap<number, number>> {
-    const rows = await this.#database.db.all<[number, number]>(
-      sqlText`SELECT keyring_term, count(*) FROM transit_key_versions GROUP BY keyring_term`,
+    // The client answers rows as objects keyed by column name.
+    const rows = await this.#database.db.all<{ term: number; count: number }>(
+      sqlText`SELECT keyring_term AS term, count(*) AS count FROM transit_key_versions GROUP BY keyring_term`,
     );
     const counts = new Map<number, number>();
-    for (const row of rows) addCount(counts, row[0], row[1]);
+    for (const row of rows) addCount(counts, row.term, row.count);
     return counts;
   }
 
