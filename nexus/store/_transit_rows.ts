@@ -18,7 +18,6 @@ import { randomBytes, zeroize } from '../../shared/crypto/bytes.ts';
 import {
   ConflictError,
   DecryptionFailedError,
-  InternalError,
   InvalidRequestError,
   NotFoundError,
 } from '../../shared/errors/errors.ts';
