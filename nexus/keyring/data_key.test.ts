@@ -204,7 +204,9 @@ describe('data-key rotation across two Nexus', () => {
       tryInitialise: (request) => shared.tryInitialise(request),
       tryTakeOver: (request, at) => shared.tryTakeOver(request, at),
       allocateGeneration: () => shared.allocateGeneration(),
-      commitGeneration: (generation, owner) => shared.commitGeneration(generation, owner),
+      commitGeneration: (generation, owner, sealed) =>
+        shared.commitGeneration(generation, owner, sealed),
+      commitRotation: (rotation) => shared.commitRotation(rotation),
       replaceSealedKeyring: async (expected, next) => {
         if (!armed) return shared.replaceSealedKeyring(expected, next);
         if (which === 'b') {
