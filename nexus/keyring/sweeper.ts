@@ -41,7 +41,7 @@ export interface SweepStatus {
   readonly term: number | undefined;
   /** Rows rewrapped since this process started sweeping for `term`. */
   readonly rewrapped: number;
-  /** Rows that failed to open during those passes. */
+  /** Rows that failed to open in the last pass (they are met again by every pass). */
   readonly failed: number;
   readonly startedAt: Date | undefined;
   /** When the last sweep found nothing left to rewrap for `term`. */
@@ -113,10 +113,10 @@ export class KeyringSweeper {
     if (term !== this.#term) {
       this.#term = term;
       this.#rewrapped = 0;
-      this.#failed = 0;
       this.#startedAt = new Date(this.#now());
       this.#finishedAt = undefined;
     }
+    this.#failed = 0;
     const batch = this.#o.batchSize ?? DEFAULT_BATCH_SIZE;
     let total = 0;
     for (const target of this.#o.targets) {
