@@ -62,7 +62,7 @@ export const rootKey = sqliteTable(
     /**
      * The shape of the committed split: how many Keepers hold a shard and how
      * many shards rebuild the key. Null on records made before it was kept
-     * (the configured shape applies); set by every commit from then on.
+     * (the configured shape applies); set by each root-key rotation.
      */
     splitShares: integer('split_shares'),
     splitThreshold: integer('split_threshold'),
