@@ -27,7 +27,7 @@ import {
   type IncomingHttpHeaders,
   type IncomingHttpStatusHeader,
 } from 'node:http2';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { SvidInvalidError, WorkloadApiUnavailableError } from '../errors/errors.ts';
 import {
   classifyWorkloadCallEnd,
@@ -93,6 +93,8 @@ class OneShotCall {
   readonly #reject: (error: Error) => void;
   readonly #frames = new FrameReader();
   #session: ClientHttp2Session | undefined;
+  /** The connection under the session, cut directly when the call ends (see #settle). */
+  #socket: Socket | undefined;
   #stream: ClientHttp2Stream | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #connected = false;
@@ -127,7 +129,12 @@ class OneShotCall {
     let session: ClientHttp2Session;
     let stream: ClientHttp2Stream;
     try {
-      session = connectTo(this.#address);
+      session = http2Connect(authorityOf(this.#address), {
+        createConnection: () => {
+          this.#socket = connectSocket(this.#address);
+          return this.#socket;
+        },
+      });
       this.#session = session;
       session.once('connect', () => {
         this.#connected = true;
@@ -280,9 +287,11 @@ class OneShotCall {
   }
 
   /**
-   * Ends the call once: the stream is cancelled (RST_STREAM CANCEL) and the
-   * connection destroyed at once, so that nothing is left open and no later
-   * event of the server reaches a cancelled stream (docs/decisions/0010).
+   * Ends the call once by cutting the connection under the session: the
+   * server sees its end, every stream with it, and no later event of the
+   * server reaches this call (docs/decisions/0010). Not a RST_STREAM then a
+   * GOAWAY: a Deno 2.9 server given those two in a row can fail an nghttp2
+   * assertion or crash (docs/agent.md), and one agent serves everyone.
    */
   #settle(): boolean {
     if (this.#settled) {
@@ -290,23 +299,24 @@ class OneShotCall {
     }
     this.#settled = true;
     clearTimeout(this.#timer);
-    const stream = this.#stream;
-    if (stream !== undefined && !stream.closed && !stream.destroyed) {
-      stream.close(http2Constants.NGHTTP2_CANCEL);
-    }
-    this.#session?.close();
+    this.#socket?.destroy();
+    this.#session?.destroy();
     return true;
   }
 }
 
-/** An HTTP/2 session to the Workload API: over the unix socket, or TCP to an IP literal. */
-function connectTo(address: WorkloadApiAddress): ClientHttp2Session {
-  if (address.kind === 'unix') {
-    const path = address.path;
-    return http2Connect('http://localhost', { createConnection: () => netConnect(path) });
-  }
+/** The URL whose authority the requests carry: `localhost` over a unix socket, as grpc-js sends. */
+function authorityOf(address: WorkloadApiAddress): string {
+  if (address.kind === 'unix') return 'http://localhost';
   const host = address.host.includes(':') ? `[${address.host}]` : address.host;
-  return http2Connect(`http://${host}:${address.port}`);
+  return `http://${host}:${address.port}`;
+}
+
+/** The connection to the Workload API: the unix socket, or TCP to an IP literal. */
+function connectSocket(address: WorkloadApiAddress): Socket {
+  return address.kind === 'unix'
+    ? netConnect(address.path)
+    : netConnect({ host: address.host, port: address.port });
 }
 
 function decodeResponse(bytes: Buffer): unknown {
