@@ -42,14 +42,41 @@ export interface KeyringSweepTarget {
   countByTerm(): Promise<ReadonlyMap<number, number>>;
 }
 
-/** What `reseal` returned, or undefined when the row failed to open (DecryptionFailedError). */
-export function sweepRow<T>(reseal: () => T): T | undefined {
-  try {
-    return reseal();
-  } catch (err) {
-    if (err instanceof DecryptionFailedError) return undefined;
-    throw err;
+/** A row a step found: where it is, and how to seal it again under the active term. */
+export interface FoundRow<T> {
+  readonly position: SweepPosition;
+  /** The row's new ciphertext, as its store writes it; throws DecryptionFailedError when it fails to open. */
+  readonly reseal: () => T;
+}
+
+/**
+ * The rows of one step sealed again, skipping (and counting) those that fail
+ * to open, and the step's outcome: the next step starts after the last row
+ * when this one was full, else at `whenDone` (the store's next table, or
+ * undefined at the end of the pass).
+ */
+export function resealStep<T>(
+  rows: readonly FoundRow<T>[],
+  limit: number,
+  whenDone: SweepPosition | undefined,
+): { readonly resealed: T[]; readonly step: SweepStep } {
+  const resealed: T[] = [];
+  for (const row of rows) {
+    try {
+      resealed.push(row.reseal());
+    } catch (err) {
+      if (!(err instanceof DecryptionFailedError)) throw err;
+    }
   }
+  const last = rows[rows.length - 1];
+  return {
+    resealed,
+    step: {
+      rewrapped: resealed.length,
+      failed: rows.length - resealed.length,
+      next: rows.length === limit && last !== undefined ? last.position : whenDone,
+    },
+  };
 }
 
 /** Adds `count` rows of `term` to `counts`. */

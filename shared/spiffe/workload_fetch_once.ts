@@ -95,7 +95,6 @@ class OneShotCall {
   #session: ClientHttp2Session | undefined;
   /** The connection under the session, cut directly when the call ends (see #settle). */
   #socket: Socket | undefined;
-  #stream: ClientHttp2Stream | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #connected = false;
   #responded = false;
@@ -152,7 +151,6 @@ class OneShotCall {
       this.#onTransportError(err);
       return;
     }
-    this.#stream = stream;
     stream.on('response', (headers) => this.#onResponse(headers));
     stream.on('data', (chunk: Buffer) => this.#onData(chunk));
     stream.on('trailers', (trailers) => {

@@ -85,9 +85,9 @@ import {
   addCount,
   checkSweepLimit,
   type KeyringSweepTarget,
+  resealStep,
   type SweepPosition,
   type SweepStep,
-  sweepRow,
 } from '../keyring_sweep.ts';
 import { NO_CACHE, type SealedRead, type SealedRowCache } from '../sealed_row_cache.ts';
 import { SecretChanges } from '../secret_changes.ts';
@@ -394,21 +394,25 @@ export class PgSecretStore implements SecretStore, KeyringSweepTarget {
             AND ciphertext IS NOT NULL
           ORDER BY path, version LIMIT ${limit}::integer
           FOR UPDATE SKIP LOCKED`);
-        let rewrapped = 0;
-        for (const row of rows) {
-          const resealed = sweepRow(() =>
-            resealSecretData(
+        const found = rows.map((row) => ({
+          position: { table, key: row.path, version: row.version },
+          reseal: () => ({
+            row,
+            ...resealSecretData(
               this.#keyring,
               row.key_term,
               parseSecretPath(row.path),
               row.version,
               new Uint8Array(row.ciphertext),
             ),
-          );
-          if (resealed === undefined) continue;
+          }),
+        }));
+        const next = { table: SWEEP_METADATA, key: '', version: 0 };
+        const { resealed, step } = resealStep(found, limit, next);
+        for (const { row, sealed, term } of resealed) {
           await tx
             .update(secrets)
-            .set({ ciphertext: resealed.sealed, keyTerm: resealed.term })
+            .set({ ciphertext: sealed, keyTerm: term })
             .where(
               and(
                 eq(secrets.path, row.path),
@@ -416,17 +420,8 @@ export class PgSecretStore implements SecretStore, KeyringSweepTarget {
                 eq(secrets.keyTerm, row.key_term),
               ),
             );
-          rewrapped++;
         }
-        const last = rows[rows.length - 1];
-        return {
-          rewrapped,
-          failed: rows.length - rewrapped,
-          next:
-            rows.length === limit && last !== undefined
-              ? { table, key: last.path, version: last.version }
-              : { table: SWEEP_METADATA, key: '', version: 0 },
-        };
+        return step;
       }
       const { rows } = await tx.execute<{
         path: string;
@@ -438,37 +433,31 @@ export class PgSecretStore implements SecretStore, KeyringSweepTarget {
           AND custom_metadata IS NOT NULL
         ORDER BY path LIMIT ${limit}::integer
         FOR UPDATE SKIP LOCKED`);
-      let rewrapped = 0;
-      for (const row of rows) {
-        const resealed = sweepRow(() =>
-          resealCustomMetadata(
+      const found = rows.map((row) => ({
+        position: { table, key: row.path, version: 0 },
+        reseal: () => ({
+          row,
+          ...resealCustomMetadata(
             this.#keyring,
             row.metadata_key_term,
             parseSecretPath(row.path),
             new Uint8Array(row.custom_metadata),
           ),
-        );
-        if (resealed === undefined) continue;
+        }),
+      }));
+      const { resealed, step } = resealStep(found, limit, undefined);
+      for (const { row, sealed, term } of resealed) {
         await tx
           .update(secretMetadata)
-          .set({ customMetadata: resealed.sealed, metadataKeyTerm: resealed.term })
+          .set({ customMetadata: sealed, metadataKeyTerm: term })
           .where(
             and(
               eq(secretMetadata.path, row.path),
               eq(secretMetadata.metadataKeyTerm, row.metadata_key_term),
             ),
           );
-        rewrapped++;
       }
-      const last = rows[rows.length - 1];
-      return {
-        rewrapped,
-        failed: rows.length - rewrapped,
-        next:
-          rows.length === limit && last !== undefined
-            ? { table, key: last.path, version: 0 }
-            : undefined,
-      };
+      return step;
     });
   }
 

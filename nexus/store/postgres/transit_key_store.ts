@@ -26,9 +26,9 @@ import {
   addCount,
   checkSweepLimit,
   type KeyringSweepTarget,
+  resealStep,
   type SweepPosition,
   type SweepStep,
-  sweepRow,
 } from '../keyring_sweep.ts';
 import type { KeyringAccess } from '../secret_store.ts';
 import type {
@@ -168,18 +168,21 @@ export class PgTransitKeyStore implements TransitKeyStore, KeyringSweepTarget {
           AND keyring_term < ${active}::integer
         ORDER BY name, version LIMIT ${limit}::integer
         FOR UPDATE SKIP LOCKED`);
-      let rewrapped = 0;
-      for (const row of rows) {
-        const resealed = sweepRow(() =>
-          resealMaterial(this.#keyring, row.name, row.version, {
+      const found = rows.map((row) => ({
+        position: { table: 'transit_key_versions', key: row.name, version: row.version },
+        reseal: () => ({
+          row,
+          ...resealMaterial(this.#keyring, row.name, row.version, {
             keyringTerm: row.keyring_term,
             sealedMaterial: new Uint8Array(row.sealed_material),
           }),
-        );
-        if (resealed === undefined) continue;
+        }),
+      }));
+      const { resealed, step } = resealStep(found, limit, undefined);
+      for (const { row, sealedMaterial, keyringTerm } of resealed) {
         await tx
           .update(transitKeyVersions)
-          .set({ sealedMaterial: resealed.sealedMaterial, keyringTerm: resealed.keyringTerm })
+          .set({ sealedMaterial, keyringTerm })
           .where(
             and(
               eq(transitKeyVersions.name, row.name),
@@ -187,17 +190,8 @@ export class PgTransitKeyStore implements TransitKeyStore, KeyringSweepTarget {
               eq(transitKeyVersions.keyringTerm, row.keyring_term),
             ),
           );
-        rewrapped++;
       }
-      const last = rows[rows.length - 1];
-      return {
-        rewrapped,
-        failed: rows.length - rewrapped,
-        next:
-          rows.length === limit && last !== undefined
-            ? { table: 'transit_key_versions', key: last.name, version: last.version }
-            : undefined,
-      };
+      return step;
     });
   }
 

@@ -83,9 +83,9 @@ import {
   addCount,
   checkSweepLimit,
   type KeyringSweepTarget,
+  resealStep,
   type SweepPosition,
   type SweepStep,
-  sweepRow,
 } from '../keyring_sweep.ts';
 import { NO_CACHE, type SealedRead, type SealedRowCache } from '../sealed_row_cache.ts';
 import { SecretChanges } from '../secret_changes.ts';
@@ -385,62 +385,45 @@ export class SqliteSecretStore implements SecretStore, KeyringSweepTarget {
     return this.#database.write(() => {
       const sql = this.#statements();
       if (table === SWEEP_VERSIONS) {
-        const rows = sql.olderVersions.all([key, version, active, limit]);
-        let rewrapped = 0;
-        for (const [path, number, term, ciphertext] of rows) {
-          const resealed = sweepRow(() =>
-            resealSecretData(
+        const found = sql.olderVersions.all([key, version, active, limit]).map((cells) => {
+          const [path, number, term, ciphertext] = cells;
+          return {
+            position: { table, key: String(path), version: Number(number) },
+            reseal: () => {
+              const { sealed, term: to } = resealSecretData(
+                this.#keyring,
+                Number(term),
+                parseSecretPath(String(path)),
+                Number(number),
+                asBytes(ciphertext) as Uint8Array,
+              );
+              return [String(path), Number(number), sealed, to, Number(term)];
+            },
+          };
+        });
+        const next = { table: SWEEP_METADATA, key: '', version: 0 };
+        const { resealed, step } = resealStep(found, limit, next);
+        for (const args of resealed) sql.rewrapVersion.run(args);
+        return step;
+      }
+      const found = sql.olderMetadata.all([key, active, limit]).map((cells) => {
+        const [path, term, custom] = cells;
+        return {
+          position: { table, key: String(path), version: 0 },
+          reseal: () => {
+            const { sealed, term: to } = resealCustomMetadata(
               this.#keyring,
               Number(term),
               parseSecretPath(String(path)),
-              Number(number),
-              asBytes(ciphertext) as Uint8Array,
-            ),
-          );
-          if (resealed === undefined) continue;
-          sql.rewrapVersion.run([
-            String(path),
-            Number(number),
-            resealed.sealed,
-            resealed.term,
-            Number(term),
-          ]);
-          rewrapped++;
-        }
-        const last = rows[rows.length - 1];
-        return {
-          rewrapped,
-          failed: rows.length - rewrapped,
-          next:
-            rows.length === limit && last !== undefined
-              ? { table, key: String(last[0]), version: Number(last[1]) }
-              : { table: SWEEP_METADATA, key: '', version: 0 },
+              asBytes(custom) as Uint8Array,
+            );
+            return [String(path), sealed, to, Number(term)];
+          },
         };
-      }
-      const rows = sql.olderMetadata.all([key, active, limit]);
-      let rewrapped = 0;
-      for (const [path, term, custom] of rows) {
-        const resealed = sweepRow(() =>
-          resealCustomMetadata(
-            this.#keyring,
-            Number(term),
-            parseSecretPath(String(path)),
-            asBytes(custom) as Uint8Array,
-          ),
-        );
-        if (resealed === undefined) continue;
-        sql.rewrapMetadata.run([String(path), resealed.sealed, resealed.term, Number(term)]);
-        rewrapped++;
-      }
-      const last = rows[rows.length - 1];
-      return {
-        rewrapped,
-        failed: rows.length - rewrapped,
-        next:
-          rows.length === limit && last !== undefined
-            ? { table, key: String(last[0]), version: 0 }
-            : undefined,
-      };
+      });
+      const { resealed, step } = resealStep(found, limit, undefined);
+      for (const args of resealed) sql.rewrapMetadata.run(args);
+      return step;
     }, limit * 1024);
   }
 

@@ -27,9 +27,9 @@ import {
   addCount,
   checkSweepLimit,
   type KeyringSweepTarget,
+  resealStep,
   type SweepPosition,
   type SweepStep,
-  sweepRow,
 } from '../keyring_sweep.ts';
 import type { KeyringAccess } from '../secret_store.ts';
 import type {
@@ -157,33 +157,26 @@ export class SqliteTransitKeyStore implements TransitKeyStore, KeyringSweepTarge
     return this.#database.write(() => {
       const sql = this.#statements();
       const rows = sql.olderVersions.all([from?.key ?? '', from?.version ?? 0, active, limit]);
-      let rewrapped = 0;
-      for (const [name, version, term, sealed] of rows) {
-        const resealed = sweepRow(() =>
-          resealMaterial(this.#keyring, String(name), Number(version), {
-            keyringTerm: Number(term),
-            sealedMaterial: toBytes(sealed),
-          }),
-        );
-        if (resealed === undefined) continue;
-        sql.rewrapVersion.run([
-          String(name),
-          Number(version),
-          resealed.sealedMaterial,
-          resealed.keyringTerm,
-          Number(term),
-        ]);
-        rewrapped++;
-      }
-      const last = rows[rows.length - 1];
-      return {
-        rewrapped,
-        failed: rows.length - rewrapped,
-        next:
-          rows.length === limit && last !== undefined
-            ? { table: 'transit_key_versions', key: String(last[0]), version: Number(last[1]) }
-            : undefined,
-      };
+      const found = rows.map((cells) => {
+        const [name, version, term, sealed] = cells;
+        return {
+          position: { table: 'transit_key_versions', key: String(name), version: Number(version) },
+          reseal: () => {
+            const row = { keyringTerm: Number(term), sealedMaterial: toBytes(sealed) };
+            const next = resealMaterial(this.#keyring, String(name), Number(version), row);
+            return [
+              String(name),
+              Number(version),
+              next.sealedMaterial,
+              next.keyringTerm,
+              row.keyringTerm,
+            ];
+          },
+        };
+      });
+      const { resealed, step } = resealStep(found, limit, undefined);
+      for (const args of resealed) sql.rewrapVersion.run(args);
+      return step;
     }, limit * KEY_WRITE_BYTES);
   }
 
