@@ -8,13 +8,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { ShardHolder } from '../../keeper/shard_holder.ts';
 import { parseSecretPath } from '../../shared/api/secret_path.ts';
-import type { Shard } from '../../shared/crypto/shard.ts';
 import { ConflictError } from '../../shared/errors/errors.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { delay } from '../../shared/runtime/delay.ts';
-import type { KeeperLink } from '../root_key/keeper_link.ts';
+import { inProcessKeeper } from '../../test/harness/in_process_keeper.ts';
 import { decodeKeyring, openKeyring } from '../root_key/keyring.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import { RootKeyManager } from '../root_key/root_key_manager.ts';
@@ -36,24 +34,7 @@ after(async () => {
 });
 
 /** A Keeper in this process: a ShardHolder behind the link Nexus uses. */
-function keeperLink(name: string): KeeperLink {
-  const holder = new ShardHolder({ logger });
-  return {
-    name,
-    async putShard(shard: Shard) {
-      holder.store(shard);
-    },
-    async listShards() {
-      return holder.list();
-    },
-    async generations() {
-      return holder.generations();
-    },
-    async prune(keepFrom: number) {
-      holder.prune(keepFrom);
-    },
-  };
-}
+const keeperLink = (name: string) => inProcessKeeper(name).link;
 
 /** A clock both Nexus share, which the test moves. */
 const clock = { nowMs: Date.now() };

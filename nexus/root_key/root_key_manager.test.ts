@@ -1,47 +1,19 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ShardHolder } from '../../keeper/shard_holder.ts';
 import { formatShardText, parseShardText } from '../../shared/api/shard_text.ts';
 import { constantTimeEqual } from '../../shared/crypto/bytes.ts';
-import type { Shard } from '../../shared/crypto/shard.ts';
 import { ConflictError } from '../../shared/errors/errors.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import { inProcessKeeper } from '../../test/harness/in_process_keeper.ts';
 import type { RootKeyStore } from '../store/root_key_store.ts';
 import { MemoryRootKeyStore } from '../store/testing/memory_root_key_store.ts';
-import type { KeeperLink } from './keeper_link.ts';
 import { RootKey } from './root_key.ts';
 import { RootKeyManager } from './root_key_manager.ts';
 
 const logger = createLogger({ component: 'test', sink: createMemorySink(), level: 'error' });
 
-/** An in-process Keeper that can be down. */
-function keeper(name: string) {
-  const holder = new ShardHolder({ logger });
-  const state = { isUp: false };
-  const reachable = () => {
-    if (!state.isUp) throw new Error(`${name} is down`);
-  };
-  const link: KeeperLink = {
-    name,
-    async putShard(shard: Shard) {
-      reachable();
-      holder.store(shard);
-    },
-    async listShards() {
-      reachable();
-      return holder.list();
-    },
-    async generations() {
-      reachable();
-      return holder.generations();
-    },
-    async prune(keepFrom: number) {
-      reachable();
-      holder.prune(keepFrom);
-    },
-  };
-  return { link, state };
-}
+/** An in-process Keeper, down until the test brings it up. */
+const keeper = (name: string) => inProcessKeeper(name, { isUp: false });
 
 describe('RootKeyManager', () => {
   test('a first start before the Keepers are up initialises once they come up, with the same key', async () => {

@@ -7,13 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ShardHolder } from '../../keeper/shard_holder.ts';
 import { constantTimeEqual } from '../../shared/crypto/bytes.ts';
-import type { Shard } from '../../shared/crypto/shard.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
+import { type InProcessKeeper, inProcessKeeper } from '../../test/harness/in_process_keeper.ts';
 import type { RootKeyStore } from '../store/root_key_store.ts';
 import { MemoryRootKeyStore } from '../store/testing/memory_root_key_store.ts';
-import type { KeeperLink } from './keeper_link.ts';
 import { sealKeyring, verifyRootKey } from './keyring.ts';
 import { recoverRootKey } from './recover.ts';
 import { RootKey } from './root_key.ts';
@@ -21,47 +19,7 @@ import { RootKeyManager } from './root_key_manager.ts';
 
 const logger = createLogger({ component: 'test', sink: createMemorySink(), level: 'error' });
 
-interface TestKeeper {
-  readonly link: KeeperLink;
-  readonly holder: () => ShardHolder;
-  readonly state: { isUp: boolean };
-  restart(): void;
-}
-
-function keeper(name: string): TestKeeper {
-  let holder = new ShardHolder({ logger });
-  const state = { isUp: true };
-  const reachable = () => {
-    if (!state.isUp) throw new Error(`${name} is down`);
-  };
-  const link: KeeperLink = {
-    name,
-    async putShard(shard: Shard) {
-      reachable();
-      holder.store(shard);
-    },
-    async listShards() {
-      reachable();
-      return holder.list();
-    },
-    async generations() {
-      reachable();
-      return holder.generations();
-    },
-    async prune(keepFrom: number) {
-      reachable();
-      holder.prune(keepFrom);
-    },
-  };
-  return {
-    link,
-    holder: () => holder,
-    state,
-    restart() {
-      holder = new ShardHolder({ logger });
-    },
-  };
-}
+const keeper = (name: string) => inProcessKeeper(name);
 
 /** A store whose operations a test can intercept (to interleave two Nexus). */
 function hookedStore(
@@ -93,7 +51,7 @@ function hookedStore(
   };
 }
 
-function nexus(store: RootKeyStore, keepers: readonly TestKeeper[], threshold = 2) {
+function nexus(store: RootKeyStore, keepers: readonly InProcessKeeper[], threshold = 2) {
   const rootKey = new RootKey();
   const manager = new RootKeyManager({
     store,
@@ -110,7 +68,7 @@ function nexus(store: RootKeyStore, keepers: readonly TestKeeper[], threshold = 
 /** What a Nexus starting now would rebuild from every Keeper's shards, verified. */
 async function recoverable(
   store: RootKeyStore,
-  keepers: readonly TestKeeper[],
+  keepers: readonly InProcessKeeper[],
 ): Promise<Uint8Array | undefined> {
   const record = await store.read();
   assert.ok(record);
@@ -164,8 +122,8 @@ describe('root-key rotation', () => {
     const oldKey = a.key();
     const before = await store.read();
     const generationsBefore = keepers.map((k) => k.holder().generations());
-    (keepers[1] as TestKeeper).state.isUp = false;
-    (keepers[2] as TestKeeper).state.isUp = false;
+    (keepers[1] as InProcessKeeper).state.isUp = false;
+    (keepers[2] as InProcessKeeper).state.isUp = false;
 
     await assert.rejects(a.manager.rotateRootKey({}), { code: 'ERR_KEEPERS_UNAVAILABLE' });
     assert.ok(constantTimeEqual(a.key(), oldKey), 'the old key stays in use');
@@ -174,7 +132,7 @@ describe('root-key rotation', () => {
     assert.equal(after?.committedGeneration, before?.committedGeneration);
     // k1 took a shard of the new key but dropped nothing.
     assert.ok(
-      (keepers[0] as TestKeeper)
+      (keepers[0] as InProcessKeeper)
         .holder()
         .generations()
         .includes(before?.committedGeneration ?? 0),
@@ -222,7 +180,7 @@ describe('root-key rotation', () => {
     await b.manager.step();
     hooks.beforeRotation = async () => {
       // B re-splits the old key (a Keeper restarted) and prunes down to it.
-      (keepers[0] as TestKeeper).restart();
+      (keepers[0] as InProcessKeeper).restart();
       await b.manager.step();
     };
     await assert.rejects(a.manager.rotateRootKey({}), { code: 'ERR_CONFLICT' });
@@ -244,7 +202,7 @@ describe('root-key rotation', () => {
     hooks.beforeCommit = async () => {
       rotated = (await a.manager.rotateRootKey({})).generation;
     };
-    (keepers[0] as TestKeeper).restart();
+    (keepers[0] as InProcessKeeper).restart();
     const committedBefore = b.rootKey.generation;
     await b.manager.step();
     assert.ok(rotated !== undefined);
@@ -305,7 +263,7 @@ describe('root-key rotation', () => {
     // B (configured 2 of 3) picks up the key; a Keeper restarts; B re-splits 3 of 3.
     await b.manager.step();
     assert.ok(constantTimeEqual(b.key(), a.key()));
-    (keepers[0] as TestKeeper).restart();
+    (keepers[0] as InProcessKeeper).restart();
     await b.manager.step();
     const generation = (await store.read())?.committedGeneration;
     assert.ok(generation !== null && generation !== undefined && generation > result.generation);
@@ -339,9 +297,9 @@ describe('root-key rotation', () => {
       assert.ok(!k.holder().generations().includes(down.generation));
     }
     // Keepers outside the shape are not re-supplied by the checks.
-    (keepers[4] as TestKeeper).restart();
+    (keepers[4] as InProcessKeeper).restart();
     await a.manager.step();
-    assert.deepEqual((keepers[4] as TestKeeper).holder().generations(), []);
+    assert.deepEqual((keepers[4] as InProcessKeeper).holder().generations(), []);
     assert.equal((await store.read())?.committedGeneration, down.generation);
     assert.ok(same(await recoverable(store, keepers), a.key()));
 
