@@ -6,10 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { ShardHolder } from '../../keeper/shard_holder.ts';
 import { PATHS } from '../../shared/api/paths.ts';
 import { parseSecretPath } from '../../shared/api/secret_path.ts';
-import type { Shard } from '../../shared/crypto/shard.ts';
 import { RequestCount } from '../../shared/http/request_count.ts';
 import { createMemoryAuditSink } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
@@ -20,12 +18,12 @@ import {
   pilotSuperuserId,
 } from '../../shared/spiffe/identities.ts';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
+import { inProcessKeeper } from '../../test/harness/in_process_keeper.ts';
 import { createAccessChecker } from '../access/check_access.ts';
 import { loadPolicyCache } from '../access/policy_cache.ts';
 import { createApp } from '../app.ts';
 import { createDataKey } from '../keyring/data_key.ts';
 import { KeyringSweeper } from '../keyring/sweeper.ts';
-import type { KeeperLink } from '../root_key/keeper_link.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import { RootKeyManager } from '../root_key/root_key_manager.ts';
 import { openMemoryDatabase, type SqliteDatabase } from '../store/sqlite/db.ts';
@@ -46,32 +44,13 @@ after(async () => {
   for (const database of databases) await database.close();
 });
 
-function keeperLink(name: string, logger: ReturnType<typeof createLogger>): KeeperLink {
-  const holder = new ShardHolder({ logger });
-  return {
-    name,
-    async putShard(shard: Shard) {
-      holder.store(shard);
-    },
-    async listShards() {
-      return holder.list();
-    },
-    async generations() {
-      return holder.generations();
-    },
-    async prune(keepFrom: number) {
-      holder.prune(keepFrom);
-    },
-  };
-}
-
 async function nexusApp() {
   const logSink = createMemorySink();
   const logger = createLogger({ component: 'nexus', level: 'debug', sink: logSink });
   const rootKey = new RootKey();
   const manager = new RootKeyManager({
     store: new MemoryRootKeyStore(),
-    keepers: [keeperLink('k1', logger), keeperLink('k2', logger), keeperLink('k3', logger)],
+    keepers: ['k1', 'k2', 'k3'].map((name) => inProcessKeeper(name).link),
     threshold: 2,
     rootKey,
     logger,
