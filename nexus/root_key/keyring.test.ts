@@ -9,6 +9,7 @@ import {
   encodeKeyring,
   KEYRING_BYTES,
   type KeyringTerm,
+  MAX_KEYRING_TERMS,
   openKeyring,
   resealKeyring,
   sealKeyring,
@@ -251,5 +252,23 @@ describe('keyring terms', () => {
     assert.equal(verifyRootKey(newKey, resealed), true);
     // A wrong old key moves nothing.
     assert.throws(() => resealKeyring(randomBytes(32), newKey, sealed), decryptionFailed);
+  });
+
+  test('addKeyringTerm() refuses a keyring that holds the most terms with ConflictError, and leaves it whole', () => {
+    const full = encodeKeyring(
+      Array.from({ length: MAX_KEYRING_TERMS }, (_, i) => ({
+        term: i + 1,
+        createdAtMs: 1_000 + i,
+        activeFromMs: 1_000 + i,
+        key: randomBytes(KEYRING_BYTES),
+      })),
+    );
+    const before = full.slice();
+    assert.throws(() => addKeyringTerm(full, 9_000, 9_000), {
+      code: 'ERR_CONFLICT',
+      message: /already holds 1024 terms/,
+    });
+    assert.deepEqual(full, before);
+    assert.equal(decodeKeyring(full).length, MAX_KEYRING_TERMS);
   });
 });

@@ -16,7 +16,7 @@
  */
 import { open, seal } from '../../shared/crypto/aead.ts';
 import { randomBytes, zeroize } from '../../shared/crypto/bytes.ts';
-import { DecryptionFailedError } from '../../shared/errors/errors.ts';
+import { ConflictError, DecryptionFailedError } from '../../shared/errors/errors.ts';
 
 /** Bytes of one data key, and of a keyring that has never rotated. */
 export const KEYRING_BYTES = 32;
@@ -122,7 +122,8 @@ export function encodeKeyring(terms: readonly KeyringTerm[]): Uint8Array {
 
 /**
  * The plaintext of `current` with one more term: a fresh random key, active
- * from `activeFromMs`. The caller zeroizes the result.
+ * from `activeFromMs`. ConflictError when it already holds the most terms.
+ * The caller zeroizes the result.
  */
 export function addKeyringTerm(
   current: Uint8Array,
@@ -133,7 +134,9 @@ export function addKeyringTerm(
   const key = randomBytes(KEYRING_BYTES);
   try {
     if (terms.length >= MAX_KEYRING_TERMS) {
-      throw new RangeError(`The keyring already holds ${MAX_KEYRING_TERMS} terms`);
+      throw new ConflictError(
+        `The keyring already holds ${MAX_KEYRING_TERMS} terms, the most it may: the data key cannot rotate again`,
+      );
     }
     const last = terms[terms.length - 1] as KeyringTerm;
     const term = { term: last.term + 1, createdAtMs: nowMs, activeFromMs };

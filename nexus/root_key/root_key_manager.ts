@@ -294,11 +294,6 @@ export class RootKeyManager {
           throw new ConflictError('The keyring changed while it was being rotated; try again');
         }
         rootKey.replaceKeyring(plaintext);
-      } catch (err) {
-        if (err instanceof RangeError) {
-          throw new ConflictError(err.message);
-        }
-        throw err;
       } finally {
         zeroize(current, next?.plaintext);
       }
