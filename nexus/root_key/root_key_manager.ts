@@ -280,9 +280,7 @@ export class RootKeyManager {
       }
       const current = this.#openStoredKeyring(record);
       if (current === undefined) {
-        throw new ConflictError(
-          'The root key was rotated by another Nexus and this one has not taken it up yet; try again in a few seconds',
-        );
+        throw staleRootKey();
       }
       const nowMs = this.#now();
       let next: ReturnType<typeof addKeyringTerm> | undefined;
@@ -727,9 +725,7 @@ export class RootKeyManager {
   /** Throws ConflictError while the held key no longer opens the sealed keyring. */
   #requireCurrentKey(record: RootKeyRecord): void {
     if (!this.#o.rootKey.withKey((key) => verifyRootKey(key, record.sealedKeyring))) {
-      throw new ConflictError(
-        'Another Nexus rotated the root key and this one has not taken the new key yet; try again shortly',
-      );
+      throw staleRootKey();
     }
   }
 
@@ -770,6 +766,13 @@ export class RootKeyManager {
     this.#keeperStatus = statuses;
     return shards;
   }
+}
+
+/** The refusal of work that needs the current root key while this Nexus still holds the old one. */
+function staleRootKey(): ConflictError {
+  return new ConflictError(
+    'Another Nexus rotated the root key and this one has not taken the new key yet; try again shortly',
+  );
 }
 
 function countByGeneration(shards: readonly Shard[]): Record<string, number> {
