@@ -18,6 +18,7 @@ import type { Env } from '../shared/config/env.ts';
 import { AlreadyUnsealedError, type BrokerError, isBrokerError } from '../shared/errors/errors.ts';
 import { statusForCode } from '../shared/errors/http_status.ts';
 import { delay } from '../shared/runtime/delay.ts';
+import { fetchX509Source } from '../shared/spiffe/x509_source.ts';
 import { Child, type ChildRuntime, type Program } from './child.ts';
 import { KEEPER_COUNT, type LauncherConfig, socketDirOf } from './config.ts';
 import { acquireDataDirLock, type DataDirLock } from './data_dir_lock.ts';
@@ -239,8 +240,7 @@ export class LocalBroker {
   }
 
   async #stopAll(): Promise<void> {
-    // Clients first: on Deno a Workload API stream still open when the agent
-    // closes its connection can crash this process (docs/agent.md).
+    // Clients first, so that none is mid-request when Nexus goes.
     this.#closeClients();
     const byName = (prefix: string) => this.#children.filter((c) => c.name.startsWith(prefix));
     for (const group of [byName('nexus'), byName('keeper-'), byName('agent')]) {
@@ -283,15 +283,19 @@ export class LocalBroker {
   }
 
   /**
-   * An SDK client under one of the agent's identities. It owns its source;
-   * it logs nothing, since the Workload API client's own JSON lines are of no
-   * use on the terminal.
+   * An SDK client under one of the agent's identities, from an SVID fetched
+   * once: the launcher needs an identity only while it starts the broker,
+   * long before an SVID rotates. A one-shot fetch also leaves no gRPC stream
+   * to cancel, whose cancel an agent on Deno can die of (docs/agent.md).
    */
   async #client(name: 'pilot' | 'recover' | 'restore'): Promise<SpikeClient> {
+    const source = await fetchX509Source({
+      address: this.#socket(name),
+      timeoutMs: REQUEST_TIMEOUT_MS * 3,
+    });
     const client = await createSpikeClient({
       nexusUrl: this.#nexusUrl,
-      workloadApiAddress: this.#socket(name),
-      workloadApiTimeoutMs: REQUEST_TIMEOUT_MS * 3,
+      source,
       trustDomain: this.#options.config.trustDomain,
       timeoutMs: REQUEST_TIMEOUT_MS,
     });
