@@ -40,9 +40,11 @@ if (kind === 'bare') {
     res.end(body);
   });
 } else if (kind === 'hold') {
-  const held: unknown[] = [];
+  // Held until their client goes away (the warm-up round's do).
+  const held = new Set<unknown>();
   server = createServer(tls, (_req, res) => {
-    held.push(res);
+    held.add(res);
+    res.once('close', () => held.delete(res));
   });
 } else if (kind === 'hono') {
   const app = new Hono();

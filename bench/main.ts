@@ -46,6 +46,8 @@ const { values: args } = parseArgs({
     'database-url': { type: 'string' },
     'no-deno': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    /** Only the idle watchers' figures (`--watchers-only`): a quick look at their memory. */
+    'watchers-only': { type: 'boolean', default: false },
     out: { type: 'string', default: join(ROOT, 'bench/results') },
   },
 });
@@ -142,6 +144,7 @@ async function startBenchBroker(
   runtime: Runtime,
   databaseUrl?: string,
   extraEnv: Readonly<Record<string, string>> = {},
+  nodeFlags: readonly string[] = [],
 ): Promise<Broker> {
   const broker = await startBroker({
     trustDomain: TD,
@@ -154,9 +157,12 @@ async function startBenchBroker(
         : BENCH_NEXUS_ENV),
       ...extraEnv,
     },
-    ...(args.profile === true && runtime === 'node'
-      ? { nexusNodeFlags: ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'profiles')}`] }
-      : {}),
+    nexusNodeFlags: [
+      ...nodeFlags,
+      ...(args.profile === true && runtime === 'node'
+        ? ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'profiles')}`]
+        : []),
+    ],
     ...(databaseUrl === undefined ? {} : { databaseUrl }),
   });
   brokers.push(broker);
@@ -253,11 +259,17 @@ function readSpec(broker: Broker, prefix: string, count: number, connections: nu
 }
 
 /** Starts a baseline server as its own process; returns its URL and a stop function. */
-async function startBaseline(broker: Broker, kind: 'bare' | 'hono' | 'hold', bodyBytes: number) {
+async function startBaseline(
+  broker: Broker,
+  kind: 'bare' | 'hono' | 'hold',
+  bodyBytes: number,
+  nodeFlags: readonly string[] = [],
+) {
   const port = await freePort();
   const child = spawn(
     process.execPath,
     [
+      ...nodeFlags,
       '--import',
       'tsx',
       join(ROOT, 'bench/baseline_server.ts'),
@@ -581,6 +593,9 @@ async function nodeFigures(): Promise<{ read16: LoadResult }> {
   return { read16 };
 }
 
+/** What the memory figures of the watchers measure runs with: full collections on SIGUSR2. */
+const COLLECT_ON_SIGNAL = ['--expose-gc', '--import', join(ROOT, 'bench/collect_on_signal.mjs')];
+
 /**
  * Idle watchers (bench/watchers.ts) on a Nexus of their own, whose limits
  * admit exactly that many per identity and the connections they hold.
@@ -589,13 +604,18 @@ async function watcherFigures(): Promise<void> {
   const count = SETTINGS.watchers;
   log(`\n${count} idle watchers (long-poll reads), Nexus on SQLite`);
   const connections = String(4 * count);
-  const broker = await startBenchBroker('node', undefined, {
-    SPIKE_NEXUS_MAX_WATCHES: String(2 * count),
-    SPIKE_NEXUS_MAX_WATCHES_PER_IDENTITY: String(count),
-    SPIKE_NEXUS_MAX_CONNECTIONS: connections,
-    SPIKE_NEXUS_MAX_CONNECTIONS_PER_ADDRESS: connections,
-    SPIKE_NEXUS_MAX_CONNECTIONS_PER_IDENTITY: connections,
-  });
+  const broker = await startBenchBroker(
+    'node',
+    undefined,
+    {
+      SPIKE_NEXUS_MAX_WATCHES: String(2 * count),
+      SPIKE_NEXUS_MAX_WATCHES_PER_IDENTITY: String(count),
+      SPIKE_NEXUS_MAX_CONNECTIONS: connections,
+      SPIKE_NEXUS_MAX_CONNECTIONS_PER_ADDRESS: connections,
+      SPIKE_NEXUS_MAX_CONNECTIONS_PER_IDENTITY: connections,
+    },
+    COLLECT_ON_SIGNAL,
+  );
   const figures = await measureWatchers({
     broker,
     identity: 'app',
@@ -603,7 +623,7 @@ async function watcherFigures(): Promise<void> {
     count,
     sampleMs: SETTINGS.watchSampleMs,
   });
-  const hold = await startBaseline(broker, 'hold', 0);
+  const hold = await startBaseline(broker, 'hold', 0, COLLECT_ON_SIGNAL);
   const held = await measureHeldConnections({
     url: hold.url,
     pid: hold.pid,
@@ -619,7 +639,7 @@ async function watcherFigures(): Promise<void> {
   const share = (cpu: number) => cpu / figures.sampleMs;
   goal({
     figure: `Nexus resident memory, ${count} idle watchers`,
-    value: `+${grownMiB.toFixed(1)} MiB (${figures.rssBeforeMiB.toFixed(0)} → ${figures.rssWaitingMiB.toFixed(0)} MiB)`,
+    value: `+${grownMiB.toFixed(1)} MiB collected (${figures.rssBeforeMiB.toFixed(0)} → ${figures.rssWaitingMiB.toFixed(0)} MiB; +${(figures.rssRampMiB - figures.rssBeforeMiB).toFixed(1)} MiB right after they connected)`,
     baseline: `bare node:https holding ${count} requests +${heldMiB.toFixed(1)} MiB`,
     ratio: ratio(grownMiB / heldMiB),
     goal: '< 50 MB for 1 000',
@@ -773,6 +793,11 @@ async function main(): Promise<void> {
   });
   log(`spike-ts benchmark: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${deno}`);
   log(`${SETTINGS.durationS} s per load; ${SETTINGS.small} and ${SETTINGS.large} secrets of 1 KiB`);
+  if (args['watchers-only'] === true) {
+    await watcherFigures();
+    log(`\nWrote ${writeReport(OUT, machine, loads, goals).join(' and ')}`);
+    return;
+  }
   const { read16 } = await nodeFigures();
   for (const broker of brokers.splice(0)) await broker.stop();
   await watcherFigures();

@@ -2,14 +2,26 @@
  * What idle watchers cost Nexus (issue 14: 1,000 of them under 50 MB and no
  * measurable CPU while idle): `count` long-poll reads of one path, each on
  * its own connection as HTTP/1.1 makes them, through the SDK. Measured from
- * outside the process (/proc): resident memory before and once they all
- * wait, and the CPU time Nexus uses over `sampleMs` without them and with
- * them; then how long one write takes to wake them all (reported only).
+ * outside the process (/proc): resident memory and the CPU time Nexus uses
+ * over `sampleMs`, without the watchers and with them; then how long one
+ * write takes to wake them all (reported only).
+ *
+ * Both states are measured the same way: resident memory once garbage is
+ * gone. (Not after a first round of watchers that came and went: the
+ * allocator keeps what they freed for the next ones, which would then look
+ * free.) Nexus runs with collect_on_signal.mjs, and
+ * the figure sends it a full collection every COLLECT_PAUSE_MS for
+ * COLLECT_MS: V8 gives back the young generation that a burst of
+ * handshakes grew only some seconds after a major collection (its memory
+ * reducer), so a single collection, or none, leaves the figure to chance
+ * (+4 to +55 MiB for the same 1,000 watchers). The resident memory right
+ * after the last watcher connected, garbage and all, is reported beside it.
+ * The bare baseline is measured the same way.
  */
 import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { Agent, get as httpsGet } from 'node:https';
-import { createSpikeClient, type SecretResponse } from '../sdk/index.ts';
+import { createSpikeClient, type SecretResponse, type SpikeClient } from '../sdk/index.ts';
 import { TooManyWatchesError } from '../shared/errors/errors.ts';
 import { delay } from '../shared/runtime/delay.ts';
 import type { Broker } from '../test/harness/broker.ts';
@@ -19,11 +31,20 @@ const RAMP_BATCH = 25;
 const RAMP_PAUSE_MS = 250;
 /** How long the baseline's last connections get to arrive. */
 const HOLD_SETTLE_MS = 3_000;
+/** A memory figure's full collections: one every COLLECT_PAUSE_MS, for COLLECT_MS. */
+const COLLECT_PAUSE_MS = 2_000;
+const COLLECT_MS = 12_000;
+/** Each watch's wait: past the ramp, the collections and the CPU sample. */
+const WATCH_WAIT_MS = 60_000;
 
 export interface WatcherFigures {
   readonly count: number;
   readonly sampleMs: number;
+  /** Collected, before any watcher. */
   readonly rssBeforeMiB: number;
+  /** Right after the last watcher connected, nothing collected. */
+  readonly rssRampMiB: number;
+  /** Collected, with every watcher waiting. */
   readonly rssWaitingMiB: number;
   /** CPU time (user + system) of Nexus over `sampleMs`, without and with the watchers. */
   readonly cpuIdleMs: number;
@@ -50,45 +71,16 @@ export async function measureWatchers(options: {
     timeoutMs: 30_000,
   });
   const stop = new AbortController();
-  // One abort listener per watcher's request.
-  setMaxListeners(count + 10, stop.signal);
   try {
     await client.putSecret(path, { value: 'first' });
     await client.getSecret(path);
-    const rssBeforeMiB = residentMiB(pid);
+    const rssBeforeMiB = await collectedMiB(pid);
     const cpuIdleMs = await cpuOver(pid, sampleMs);
-    const failures: unknown[] = [];
-    const waiting: Promise<SecretResponse | undefined>[] = [];
-    // Opened a batch at a time: each is a new connection, and a thousand TLS
-    // handshakes at once outlast Nexus's handshake timeout on a small machine.
-    while (waiting.length < count) {
-      for (let i = 0; i < RAMP_BATCH && waiting.length < count; i++) {
-        waiting.push(
-          client
-            .getSecretNewerThan(path, 1, { waitMs: 60_000, signal: stop.signal })
-            .catch((err: unknown) => {
-              failures.push(err);
-              return undefined;
-            }),
-        );
-      }
-      await delay(RAMP_PAUSE_MS);
-    }
-    // All of them wait once one more is refused (the per-identity limit is `count`).
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const probe = await client.getSecretNewerThan(path, 1, { waitMs: 1 }).then(
-        () => undefined,
-        (err: unknown) => err,
-      );
-      if (probe instanceof TooManyWatchesError) break;
-      if (probe !== undefined) throw probe;
-      if (failures.length > 0) throw failures[0];
-      if (Date.now() > deadline) throw new Error(`${count} watchers never all waited`);
-      await delay(50);
-    }
+
+    const waiting = await openWatchers(client, path, count, stop.signal);
+    const rssRampMiB = residentMiB(pid);
+    const rssWaitingMiB = await collectedMiB(pid);
     const cpuWatchingMs = await cpuOver(pid, sampleMs);
-    const rssWaitingMiB = residentMiB(pid);
     await client.putSecret(path, { value: 'second' });
     const wokenFrom = performance.now();
     const answers = await Promise.all(waiting);
@@ -96,7 +88,16 @@ export async function measureWatchers(options: {
     if (answers.some((answer) => answer?.version !== 2)) {
       throw new Error('A watcher did not wake with version 2');
     }
-    return { count, sampleMs, rssBeforeMiB, rssWaitingMiB, cpuIdleMs, cpuWatchingMs, wakeAllMs };
+    return {
+      count,
+      sampleMs,
+      rssBeforeMiB,
+      rssRampMiB,
+      rssWaitingMiB,
+      cpuIdleMs,
+      cpuWatchingMs,
+      wakeAllMs,
+    };
   } finally {
     stop.abort();
     client.close();
@@ -104,10 +105,55 @@ export async function measureWatchers(options: {
 }
 
 /**
+ * Opens `count` watches of `path` (which is at version 1) and resolves, with
+ * their answers to come, once all of them wait in Nexus: when one more is
+ * refused, since the per-identity limit is `count`. Aborting `signal` ends
+ * them (their answer is then undefined).
+ */
+async function openWatchers(
+  client: SpikeClient,
+  path: string,
+  count: number,
+  signal: AbortSignal,
+): Promise<Promise<SecretResponse | undefined>[]> {
+  // One abort listener per watcher's request.
+  setMaxListeners(count + 10, signal);
+  const failures: unknown[] = [];
+  const watchers: Promise<SecretResponse | undefined>[] = [];
+  // Opened a batch at a time: each is a new connection, and a thousand TLS
+  // handshakes at once outlast Nexus's handshake timeout on a small machine.
+  while (watchers.length < count) {
+    for (let i = 0; i < RAMP_BATCH && watchers.length < count; i++) {
+      watchers.push(
+        client
+          .getSecretNewerThan(path, 1, { waitMs: WATCH_WAIT_MS, signal })
+          .catch((err: unknown) => {
+            if (!signal.aborted) failures.push(err);
+            return undefined;
+          }),
+      );
+    }
+    await delay(RAMP_PAUSE_MS);
+  }
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const probe = await client.getSecretNewerThan(path, 1, { waitMs: 1 }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    if (probe instanceof TooManyWatchesError) return watchers;
+    if (probe !== undefined) throw probe;
+    if (failures.length > 0) throw failures[0];
+    if (Date.now() > deadline) throw new Error(`${count} watchers never all waited`);
+    await delay(50);
+  }
+}
+
+/**
  * The baseline: what `count` requests held open cost a bare node:https
  * server with the same TLS settings (baseline_server.ts `hold`), each on its
- * own connection as the watchers' are. The client trusts the server
- * blindly: it is a local baseline, not Nexus.
+ * own connection as the watchers' are, measured as the watchers are. The client trusts the server blindly: it is a
+ * local baseline, not Nexus.
  */
 export async function measureHeldConnections(options: {
   readonly url: string;
@@ -116,7 +162,23 @@ export async function measureHeldConnections(options: {
   readonly certFile: string;
   readonly keyFile: string;
 }): Promise<{ readonly rssBeforeMiB: number; readonly rssHoldingMiB: number }> {
-  const { count, pid } = options;
+  const { pid } = options;
+  const rssBeforeMiB = await collectedMiB(pid);
+  const agent = await holdConnections(options);
+  try {
+    return { rssBeforeMiB, rssHoldingMiB: await collectedMiB(pid) };
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** Opens `count` requests that the hold server never answers; destroy the agent to end them. */
+async function holdConnections(options: {
+  readonly url: string;
+  readonly count: number;
+  readonly certFile: string;
+  readonly keyFile: string;
+}): Promise<Agent> {
   const agent = new Agent({
     cert: readFileSync(options.certFile),
     key: readFileSync(options.keyFile),
@@ -124,25 +186,36 @@ export async function measureHeldConnections(options: {
     keepAlive: true,
     maxSockets: Number.POSITIVE_INFINITY,
   });
-  try {
-    const rssBeforeMiB = residentMiB(pid);
-    let answered = 0;
-    for (let opened = 0; opened < count; ) {
-      for (let i = 0; i < RAMP_BATCH && opened < count; i++, opened++) {
-        const request = httpsGet(options.url, { agent }, () => {
-          answered += 1;
-        });
-        request.on('error', () => undefined);
-      }
-      await delay(RAMP_PAUSE_MS);
+  let answered = 0;
+  for (let opened = 0; opened < options.count; ) {
+    for (let i = 0; i < RAMP_BATCH && opened < options.count; i++, opened++) {
+      const request = httpsGet(options.url, { agent }, () => {
+        answered += 1;
+      });
+      request.on('error', () => undefined);
     }
-    // Nothing tells when the server holds them all: give the last handshakes time.
-    await delay(HOLD_SETTLE_MS);
-    if (answered > 0) throw new Error('The hold baseline answered a request');
-    return { rssBeforeMiB, rssHoldingMiB: residentMiB(pid) };
-  } finally {
-    agent.destroy();
+    await delay(RAMP_PAUSE_MS);
   }
+  // Nothing tells when the server holds them all: give the last handshakes time.
+  await delay(HOLD_SETTLE_MS);
+  if (answered > 0) {
+    agent.destroy();
+    throw new Error('The hold baseline answered a request');
+  }
+  return agent;
+}
+
+/**
+ * Resident memory after COLLECT_MS of full collections, which `pid` runs on
+ * SIGUSR2 (collect_on_signal.mjs; without it, the signal would end it).
+ */
+async function collectedMiB(pid: number | undefined): Promise<number> {
+  if (pid === undefined) throw new Error('The process measured has no PID');
+  for (let waited = 0; waited < COLLECT_MS; waited += COLLECT_PAUSE_MS) {
+    process.kill(pid, 'SIGUSR2');
+    await delay(COLLECT_PAUSE_MS);
+  }
+  return residentMiB(pid);
 }
 
 function residentMiB(pid: number | undefined): number {
