@@ -68,9 +68,12 @@ export async function openPilotSource(
   }
 }
 
-/** The SDK client over our own source; its close() closes both. */
-export async function connectPilot(config: PilotConfig): Promise<PilotClient> {
-  const deadline = budgetDeadline(config);
+/**
+ * The SDK client over our own source; its close() closes both. `waitMs`
+ * (a command's wait for a change) lengthens the budget.
+ */
+export async function connectPilot(config: PilotConfig, waitMs = 0): Promise<PilotClient> {
+  const deadline = budgetDeadline(config) + waitMs;
   const source = await openPilotSource(config, deadline);
   let client: SpikeClient;
   try {

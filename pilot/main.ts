@@ -18,9 +18,9 @@ import { createTerminal } from './terminal.ts';
 
 const status = await runCli(process.argv.slice(2), {
   config: () => loadPilotConfig(process.env),
-  async connect(config) {
+  async connect(config, waitMs) {
     const { connectPilot } = await import('./connect.ts');
-    return connectPilot(config);
+    return connectPilot(config, waitMs);
   },
   async whoami(config) {
     const { budgetDeadline, openPilotSource } = await import('./connect.ts');

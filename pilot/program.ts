@@ -27,8 +27,8 @@ import { type Output, reportFailure } from './output.ts';
 export interface CliDeps {
   /** Loads the configuration (throws ConfigError); called only by commands that need it. */
   readonly config: () => PilotConfig;
-  /** Connects to Nexus with the caller's SVID. */
-  readonly connect: (config: PilotConfig) => Promise<PilotClient>;
+  /** Connects to Nexus with the caller's SVID, the run's time budget longer by `waitMs`. */
+  readonly connect: (config: PilotConfig, waitMs: number) => Promise<PilotClient>;
   /** The caller's identity from the Workload API alone. */
   readonly whoami: (config: PilotConfig) => Promise<Whoami>;
   readonly output: Output;
@@ -121,8 +121,8 @@ export async function runCli(args: readonly string[], deps: CliDeps): Promise<nu
       config ??= deps.config();
       return config;
     },
-    client: () => {
-      connecting ??= deps.connect(context.config()).then((made) => {
+    client: (options) => {
+      connecting ??= deps.connect(context.config(), options?.waitMs ?? 0).then((made) => {
         client = made;
         return made;
       });

@@ -36,6 +36,12 @@ export interface PilotClient {
   /** The caller's own SPIFFE ID (a SpiffeId; its toString() is the URI). */
   spiffeId(): { toString(): string };
   getSecret(path: string, options?: { version?: number }): Promise<SecretResponse>;
+  /** A long-poll: the first version other than `newerThan`, or undefined once `waitMs` passed. */
+  getSecretNewerThan(
+    path: string,
+    newerThan: number,
+    options?: { waitMs?: number },
+  ): Promise<SecretResponse | undefined>;
   putSecret(
     path: string,
     data: Record<string, string>,
@@ -127,8 +133,12 @@ export interface Terminal {
 
 export interface CommandContext {
   readonly config: () => PilotConfig;
-  /** Connects on first use (after arguments were checked) and keeps the client. */
-  readonly client: () => Promise<PilotClient>;
+  /**
+   * Connects on first use (after arguments were checked) and keeps the
+   * client. `waitMs` adds to the run's time budget (SPIKE_PILOT_TIMEOUT): a
+   * command that waits for a change says for how long.
+   */
+  readonly client: (options?: { readonly waitMs?: number }) => Promise<PilotClient>;
   readonly output: Output;
   readonly terminal: Terminal;
   /** The environment spike runs in (`spike run` passes it on to its command). */

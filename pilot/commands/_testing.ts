@@ -65,9 +65,13 @@ export class FakeClient implements PilotClient {
   readonly denied = new Set<string>();
   /** Runs before a putSecret is applied (to play a concurrent writer). */
   beforePut: (() => void) | undefined;
+  /** Runs when a long-poll finds nothing other than what the caller has, before it answers 304. */
+  whileWaiting: (() => void) | undefined;
   /** When set, every call throws it. */
   failWith: Error | undefined;
   closed = false;
+  /** What the command added to the run's time budget when it connected. */
+  connectWaitMs: number | undefined;
 
   #record(method: string, ...args: unknown[]): void {
     this.calls.push({ method, args });
@@ -118,6 +122,18 @@ export class FakeClient implements PilotClient {
       throw new NotFoundError(`Secret "${path}" not found`);
     }
     return { path, version, data, createdAt: T };
+  }
+  async getSecretNewerThan(
+    path: string,
+    newerThan: number,
+    options: { waitMs?: number } = {},
+  ): Promise<SecretResponse | undefined> {
+    this.#record('getSecretNewerThan', path, newerThan, options);
+    if ((this.secrets.get(path)?.length ?? 0) === newerThan) {
+      this.whileWaiting?.();
+      return undefined;
+    }
+    return this.getSecret(path);
   }
   async putSecret(path: string, data: Record<string, string>, options: { cas?: number } = {}) {
     this.#record('putSecret', path, data, options);
@@ -487,7 +503,10 @@ export async function run(
   };
   const status = await runCli(args, {
     config: () => loadPilotConfig({ SPIKE_TRUST_ROOT: 'unit.test', ...options.env }),
-    connect: async () => client,
+    connect: async (_config, waitMs) => {
+      client.connectWaitMs = waitMs;
+      return client;
+    },
     whoami: async () => ({ spiffeId: CALLER_ID, trustDomain: 'unit.test', notAfter: T }),
     output,
     terminal: options.terminal ?? createFakeTerminal(),

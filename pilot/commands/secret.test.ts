@@ -129,6 +129,72 @@ describe('spike secret', () => {
     assert.equal(result.stdout, '');
   });
 
+  test('get --wait-newer-than prints the first version other than N, and waits for it', async () => {
+    const client = new FakeClient();
+    client.secrets.set('app/db', [{ pass: 'one' }]);
+    const at = await run(['secret', 'get', 'app/db', '--wait-newer-than', '0', '--field', 'pass'], {
+      client,
+    });
+    assert.equal(at.status, 0, at.stderr);
+    assert.equal(at.stdout, 'one\n');
+    assert.deepEqual(client.calls.at(-2), {
+      method: 'getSecretNewerThan',
+      args: ['app/db', 0, { waitMs: 60_000 }],
+    });
+    // The run's budget grows by the wait.
+    assert.equal(client.connectWaitMs, 60_000);
+
+    // Nothing newer at first: the next long-poll finds version 2.
+    client.calls.length = 0;
+    client.whileWaiting = () => {
+      client.whileWaiting = undefined;
+      client.secrets.get('app/db')?.push({ pass: 'two' });
+    };
+    const later = await run(
+      ['secret', 'get', 'app/db', '--wait-newer-than', '1', '--wait', '5m', '-f', 'json'],
+      { client },
+    );
+    assert.equal(later.status, 0, later.stderr);
+    assert.equal(JSON.parse(later.stdout).version, 2);
+    assert.deepEqual(
+      client.calls.map((call) => call.method),
+      ['getSecretNewerThan', 'getSecretNewerThan', 'getSecret'],
+    );
+    // Each long-poll waits at most the minute Nexus allows.
+    assert.deepEqual(client.calls[0]?.args[2], { waitMs: 60_000 });
+    assert.equal(client.connectWaitMs, 300_000);
+  });
+
+  test('get --wait-newer-than: a wait with no change exits 7; bad combinations are usage errors', async () => {
+    const client = new FakeClient();
+    client.secrets.set('app/db', [{ pass: 'one' }]);
+    const quiet = await run(
+      ['secret', 'get', 'app/db', '--wait-newer-than', '1', '--wait', '20ms'],
+      {
+        client,
+      },
+    );
+    assert.equal(quiet.status, 7);
+    assert.match(
+      quiet.stderr,
+      /No version of "app\/db" other than 1 came within 20 ms .*ERR_UNAVAILABLE/,
+    );
+    assert.equal(quiet.stdout, '');
+
+    for (const args of [
+      ['--wait', '5s'],
+      ['--version', '1', '--wait-newer-than', '0'],
+      ['--wait-newer-than', '-1'],
+      ['--wait-newer-than', '1', '--wait', '2h'],
+      ['--wait-newer-than', '1', '--wait', 'soon'],
+    ]) {
+      client.calls.length = 0;
+      const bad = await run(['secret', 'get', 'app/db', ...args], { client });
+      assert.equal(bad.status, 2, `${args.join(' ')}: ${bad.stderr}`);
+      assert.deepEqual(client.calls, [], args.join(' '));
+    }
+  });
+
   test('get --version is passed as a number; a bad one is refused before connecting', async () => {
     const client = new FakeClient();
     client.secrets.set('app/db', [{ a: '1' }, { a: '2' }]);

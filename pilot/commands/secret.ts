@@ -5,19 +5,23 @@
  * value.
  */
 import { readFile } from 'node:fs/promises';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { parseSecretPath, parseSecretPrefix } from '../../shared/api/secret_path.ts';
 import type { MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
 import {
   MAX_KEPT_VERSIONS,
   MAX_VERSION,
   MAX_VERSIONS_PER_REQUEST,
+  MAX_WATCH_WAIT_MS,
 } from '../../shared/api/secrets.ts';
+import { parseDurationMs } from '../../shared/config/env.ts';
 import {
   ConflictError,
   InvalidRequestError,
   isBrokerError,
   NotFoundError,
+  UnavailableError,
+  UsageError,
 } from '../../shared/errors/errors.ts';
 import { printData } from '../output.ts';
 import {
@@ -151,6 +155,30 @@ export function parseMaxVersions(value: string): number {
   return Number(value);
 }
 
+/** `get --wait-newer-than N`: the version the caller has (0: none yet). */
+export function parseNewerThan(value: string): number {
+  return value === '0' ? 0 : parseVersion(value, '--wait-newer-than');
+}
+
+/** How long `get --wait-newer-than` waits when `--wait` is not given. */
+export const DEFAULT_GET_WAIT = '60s';
+/** The longest `--wait`: a one-shot command's SVID is fetched once, and lives about an hour. */
+export const MAX_GET_WAIT_MS = 3_600_000;
+
+/** `get --wait D`: a duration from 1 ms to an hour. */
+export function parseGetWait(value: string): number {
+  let ms: number;
+  try {
+    ms = parseDurationMs(value);
+  } catch (err) {
+    throw new InvalidRequestError(`--wait "${value.slice(0, 32)}" ${(err as Error).message}`);
+  }
+  if (ms < 1 || ms > MAX_GET_WAIT_MS) {
+    throw new InvalidRequestError(`--wait must be from 1ms to 1h (got "${value.slice(0, 32)}")`);
+  }
+  return ms;
+}
+
 /** `--cas N`: the version the secret must be at (0: must not exist yet). */
 export function parseCas(value: string): number {
   return value === '0' ? 0 : parseVersion(value, '--cas');
@@ -213,16 +241,43 @@ export function registerSecretCommands(program: Command, context: CommandContext
       .description('Print a secret version (the current one unless --version)')
       .argument('<path>', 'secret path')
       .option('--version <n>', 'version to read', optionValue(parseVersion))
-      .option('--field <key>', 'print only this key'),
+      .option('--field <key>', 'print only this key')
+      .addOption(
+        new Option(
+          '--wait-newer-than <n>',
+          'wait for a version other than N (0: for the secret to exist), then print it',
+        )
+          .argParser(optionValue(parseNewerThan))
+          .conflicts('version'),
+      )
+      .option(
+        '--wait <duration>',
+        `how long --wait-newer-than waits in all (default ${DEFAULT_GET_WAIT}, at most 1h)`,
+        optionValue(parseGetWait),
+      ),
   ).action(
-    async (path: string, options: { version?: number; field?: string }, command: Command) => {
+    async (
+      path: string,
+      options: { version?: number; field?: string; waitNewerThan?: number; wait?: number },
+      command: Command,
+    ) => {
       const secretPath = parseSecretPath(path);
-      const version = options.version;
-      const client = await context.client();
-      const secretValue = await client.getSecret(
-        secretPath,
-        version === undefined ? {} : { version },
-      );
+      const { version, waitNewerThan } = options;
+      if (options.wait !== undefined && waitNewerThan === undefined) {
+        throw new UsageError(
+          "option '--wait <duration>' needs '--wait-newer-than <n>'; see 'spike secret get --help'",
+        );
+      }
+      let secretValue: SecretResponse;
+      if (waitNewerThan === undefined) {
+        const client = await context.client();
+        secretValue = await client.getSecret(secretPath, version === undefined ? {} : { version });
+      } else {
+        const waitMs = options.wait ?? parseGetWait(DEFAULT_GET_WAIT);
+        // The wait comes on top of SPIKE_PILOT_TIMEOUT's budget.
+        const client = await context.client({ waitMs });
+        secretValue = await waitForOther(client, secretPath, waitNewerThan, waitMs);
+      }
       const format = formatOf(command);
       if (options.field !== undefined) {
         const field = options.field;
@@ -683,4 +738,27 @@ export function renderMetadata(metadata: MetadataResponse): string {
     lines.push(`  ${version.version}  created ${version.createdAt}  ${state}`);
   }
   return lines.join('\n');
+}
+
+/**
+ * The first version of `path` other than `newerThan` (what a read of it
+ * answers once it differs: a newer version, or not found once it is gone),
+ * waiting up to `waitMs` in long-polls of at most a minute each.
+ */
+async function waitForOther(
+  client: PilotClient,
+  path: string,
+  newerThan: number,
+  waitMs: number,
+): Promise<SecretResponse> {
+  const until = Date.now() + waitMs;
+  for (let left = waitMs; left > 0; left = until - Date.now()) {
+    const answer = await client.getSecretNewerThan(path, newerThan, {
+      waitMs: Math.min(Math.ceil(left), MAX_WATCH_WAIT_MS),
+    });
+    if (answer !== undefined) return answer;
+  }
+  throw new UnavailableError(
+    `No version of "${path}" other than ${newerThan} came within ${waitMs} ms (--wait)`,
+  );
 }

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { VERSION } from '../../shared/api/version.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
 import { shardNeedles } from '../harness/leak_scan.ts';
 import { freePort, runProgram } from '../harness/spawn.ts';
@@ -136,6 +137,40 @@ describe('spike CLI against a running broker', () => {
     assert.equal(meta.currentVersion, 2);
     assert.equal(meta.maxVersions, 5);
     assert.deepEqual(meta.customMetadata, { owner: 'web' });
+  });
+
+  test('secret get --wait-newer-than waits, past SPIKE_PILOT_TIMEOUT, for the next write', async () => {
+    await ok(['secret', 'put', 'app/web/waited', 'v=one']);
+    const waiting = spike([
+      'secret',
+      'get',
+      'app/web/waited',
+      '--wait-newer-than',
+      '1',
+      '--wait',
+      '30s',
+      '-f',
+      'json',
+    ]);
+    // Longer than the 5 s budget that every other run here has.
+    await delay(6_000);
+    await ok(['secret', 'put', 'app/web/waited', 'v=two']);
+    const woken = await waiting;
+    assert.equal(woken.status, 0, show(woken));
+    assert.deepEqual(JSON.parse(woken.stdout).data, { v: 'two' });
+
+    const quiet = await spike([
+      'secret',
+      'get',
+      'app/web/waited',
+      '--wait-newer-than',
+      '2',
+      '--wait',
+      '1s',
+    ]);
+    assert.equal(quiet.status, 7, show(quiet));
+    assert.match(quiet.stderr, /other than 2 came within 1000 ms .*ERR_UNAVAILABLE/);
+    assert.equal(quiet.stdout, '');
   });
 
   test('secret delete and undelete, and a failed check-and-set (exit 5)', async () => {
