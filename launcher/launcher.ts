@@ -18,7 +18,7 @@ import type { Env } from '../shared/config/env.ts';
 import { AlreadyUnsealedError, type BrokerError, isBrokerError } from '../shared/errors/errors.ts';
 import { statusForCode } from '../shared/errors/http_status.ts';
 import { delay } from '../shared/runtime/delay.ts';
-import { fetchX509Source } from '../shared/spiffe/x509_source.ts';
+import { type FetchedX509Source, fetchX509Source } from '../shared/spiffe/x509_source.ts';
 import { Child, type ChildRuntime, type Program } from './child.ts';
 import { KEEPER_COUNT, type LauncherConfig, socketDirOf } from './config.ts';
 import { acquireDataDirLock, type DataDirLock } from './data_dir_lock.ts';
@@ -141,8 +141,8 @@ export interface LocalBrokerInfo {
 export class LocalBroker {
   readonly #options: LauncherOptions;
   readonly #children: Child[] = [];
-  /** Each closes the Workload API source it opened. */
-  readonly #clients: SpikeClient[] = [];
+  /** Each SDK client with the SVID source it borrows, closed together. */
+  readonly #clients: { readonly client: SpikeClient; readonly source: FetchedX509Source }[] = [];
   readonly #logsDir: string;
   readonly #socketDir: string;
   readonly #nexusUrl: string;
@@ -250,7 +250,10 @@ export class LocalBroker {
   }
 
   #closeClients(): void {
-    for (const client of this.#clients.splice(0)) client.close();
+    for (const { client, source } of this.#clients.splice(0)) {
+      client.close();
+      source.close();
+    }
   }
 
   #socket(name: string): string {
@@ -299,7 +302,7 @@ export class LocalBroker {
       trustDomain: this.#options.config.trustDomain,
       timeoutMs: REQUEST_TIMEOUT_MS,
     });
-    this.#clients.push(client);
+    this.#clients.push({ client, source });
     return client;
   }
 
