@@ -24,16 +24,12 @@ import fc from 'fast-check';
 import { PATHS } from '../../shared/api/paths.ts';
 import type { PolicyDocument } from '../../shared/api/policies.ts';
 import { parseSecretPath, parseSecretPrefix } from '../../shared/api/secret_path.ts';
-import { randomBytes } from '../../shared/crypto/bytes.ts';
-import { RequestCount } from '../../shared/http/request_count.ts';
-import { createMemoryAuditSink } from '../../shared/log/audit_log.ts';
-import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import {
   pilotRecoverId,
   pilotRestoreId,
   pilotSuperuserId,
 } from '../../shared/spiffe/identities.ts';
-import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
+import { parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import {
   assertEveryRouteCovered,
   assertRefused,
@@ -43,7 +39,6 @@ import {
   type HostileCase,
   hostileCases,
   INVALID,
-  injectedPeer,
   JSON_HEADERS,
   jsonCase,
   nested,
@@ -56,22 +51,10 @@ import {
   unknownField,
   withMember,
 } from '../../test/harness/hostile.ts';
-import { createAccessChecker } from '../access/check_access.ts';
-import { loadPolicyCache } from '../access/policy_cache.ts';
-import { createApp } from '../app.ts';
-import { RootKey } from '../root_key/root_key.ts';
-import type { RootKeyManager } from '../root_key/root_key_manager.ts';
-import { SecretChanges } from '../store/secret_changes.ts';
-import { openMemoryDatabase, type SqliteDatabase } from '../store/sqlite/db.ts';
-import type { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
-import { SqliteTransitKeyStore } from '../store/sqlite/transit_key_store.ts';
-import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
-import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
+import { type NexusApp, nexusApp } from '../../test/harness/nexus_app.ts';
 import { encrypt, hmac } from '../transit/transit.ts';
-import { SecretWatches } from './secret_watch.ts';
 
 const TD = parseTrustDomain('nexus.test');
-const HOUR_MS = 3_600_000;
 const MAX_BODY_BYTES = 8192;
 const FC = fcParameters('nexus', 40);
 
@@ -92,11 +75,9 @@ const SEEDED_POLICY: PolicyDocument = {
   permissions: ['read', 'list'],
 };
 
-const opened: SqliteSecretStore[] = [];
-const databases: SqliteDatabase[] = [];
+const apps: NexusApp[] = [];
 after(async () => {
-  await Promise.all(opened.map((store) => store.close()));
-  await Promise.all(databases.map((database) => database.close()));
+  await Promise.all(apps.map((app) => app.close()));
 });
 
 /** The key every transit sample uses; `DOOMED_KEY` is the one the delete sample deletes. */
@@ -113,29 +94,22 @@ const seeded = { ciphertext: 'spike:v1:AAAA', hmac: 'spike:v1:AAAA' };
 // The app under test
 // ---------------------------------------------------------------------------
 
-async function nexusApp() {
-  const rootKey = new RootKey();
-  rootKey.unseal(randomBytes(32), randomBytes(32), 1);
-  const changes = new SecretChanges();
-  const secrets = await createMemorySecretStore({
-    keyring: rootKey.withKeyring.bind(rootKey),
-    maxVersionsDefault: 10,
-    changes,
+async function hostileApp() {
+  const nexus = await nexusApp({
+    policies: [SEEDED_POLICY],
+    seed: [
+      ['app/web/db', { password: `${SECRET_MARK}seed-1` }],
+      ['app/web/db', { password: `${SECRET_MARK}seed-2` }],
+      ['app/web/old', { password: `${SECRET_MARK}seed-3` }],
+    ],
+    maxBodyBytes: MAX_BODY_BYTES,
   });
-  opened.push(secrets);
-  await secrets.put(parseSecretPath('app/web/db'), { password: `${SECRET_MARK}seed-1` });
-  await secrets.put(parseSecretPath('app/web/db'), { password: `${SECRET_MARK}seed-2` });
-  await secrets.put(parseSecretPath('app/web/old'), { password: `${SECRET_MARK}seed-3` });
+  apps.push(nexus);
+  // Hostile requests never reach the root key manager: the fixture's
+  // stand-in records any call but the status route's reads as a change.
+  const { secrets, transitKeys, policies, policyCache, rootKey, managerCalls } = nexus;
   await secrets.softDelete(parseSecretPath('app/web/old'), [1]);
   await secrets.writeMetadata(parseSecretPath('app/web/db'), { customMetadata: { owner: 'web' } });
-  const policies = new MemoryPolicyStore();
-  await policies.upsert(SEEDED_POLICY);
-  const keysDatabase = await openMemoryDatabase();
-  databases.push(keysDatabase);
-  const transitKeys = new SqliteTransitKeyStore({
-    database: keysDatabase,
-    keyring: rootKey.withKeyring.bind(rootKey),
-  });
   await transitKeys.create(GOOD_KEY);
   await transitKeys.rotate(GOOD_KEY);
   await transitKeys.create(DOOMED_KEY);
@@ -147,83 +121,21 @@ async function nexusApp() {
   seeded.ciphertext = sealed?.ciphertext ?? '';
   seeded.hmac = mac?.hmac ?? '';
 
-  const logSink = createMemorySink();
-  const logger = createLogger({ component: 'nexus', level: 'debug', sink: logSink });
-  const policyCache = await loadPolicyCache({ store: policies, logger });
-  const access = createAccessChecker({ trustDomain: TD, policies: () => policyCache.policies() });
-  const audit = createMemoryAuditSink();
-  // Hostile requests never reach the root key manager: any call but the
-  // status route's read of the Keepers is recorded as a change.
-  const managerCalls: string[] = [];
-  const manager = new Proxy({} as RootKeyManager, {
-    get(_target, property) {
-      if (property === 'keeperStatus') return () => [];
-      if (property === 'rootKeyStatus') {
-        return () => ({
-          shares: 3,
-          threshold: 2,
-          lastRotation: undefined,
-          lastRecoveryExport: undefined,
-        });
-      }
-      return () => {
-        managerCalls.push(String(property));
-        return Promise.reject(new Error(`the root key manager was called: ${String(property)}`));
-      };
-    },
-  });
-  let peer: SpiffeId = CALLERS.superuser;
-  const app = createApp({
-    getPeer: injectedPeer(() => peer),
-    logger,
-    trustDomain: TD,
-    rootKey,
-    manager,
-    secrets,
-    watches: new SecretWatches({ store: secrets, changes }),
-    policies,
-    transitKeys,
-    policyCache,
-    access,
-    identity: {
-      getX509Svid: () => ({
-        id: parseSpiffeId('spiffe://nexus.test/spike/nexus'),
-        notAfter: new Date(Date.now() + HOUR_MS),
-      }),
-    },
-    refusals: { refusedCount: 0 },
-    deniedRequests: new RequestCount(),
-    maxBodyBytes: MAX_BODY_BYTES,
-    auditSink: audit,
-  });
-
   return {
-    app,
-    audit,
-    logSink,
+    app: nexus.app,
+    audit: nexus.audit,
+    logSink: nexus.logSink,
     /** Sends one request as `caller`, with `target` as the raw request target. */
     send(caller: Caller, target: string, init: RequestInit) {
-      peer = CALLERS[caller];
-      return send(app, target, init);
+      nexus.actAs(CALLERS[caller]);
+      return send(nexus.app, target, init);
     },
     /** Everything stored, read past the routes. */
     async snapshot(): Promise<string> {
-      const { paths } = await secrets.list('', { limit: 1000 });
-      const state: unknown[] = [];
-      for (const path of paths) {
-        const metadata = await secrets.readMetadata(path);
-        const data: unknown[] = [];
-        for (const version of metadata.versions) {
-          if (version.deletedAt === null && !version.destroyed) {
-            data.push((await secrets.get(path, version.version)).data);
-          }
-        }
-        state.push({ metadata, data });
-      }
       const keys = [];
       for (const name of await transitKeys.list()) keys.push(await transitKeys.get(name));
       return JSON.stringify({
-        secrets: state,
+        secrets: await nexus.storedSecrets(),
         keys,
         policies: await policies.list(),
         cached: policyCache.policies().map((policy) => policy.name),
@@ -1290,14 +1202,14 @@ function versionsBodyCases(
 describe('Nexus under hostile input', () => {
   test('every route of the app has a hostile generator, and every generator a route', async () => {
     assertEveryRouteCovered(
-      routesOf((await nexusApp()).app),
+      routesOf((await hostileApp()).app),
       Object.keys(specs()).sort(),
       'nexus/routes/hostile_input.test.ts',
     );
   });
 
   test('each route answers every well-formed sample it is mutated from (the generators start from valid requests)', async () => {
-    const nexus = await nexusApp();
+    const nexus = await hostileApp();
     for (const [key, spec] of Object.entries(specs())) {
       // The operator routes act on the root key manager, which these tests stub out.
       if (key.includes('/v1/operator/')) continue;
@@ -1307,7 +1219,7 @@ describe('Nexus under hostile input', () => {
   });
 
   test('odd but valid keys and values (unicode, control characters, "__proto__") round-trip exactly', async () => {
-    const nexus = await nexusApp();
+    const nexus = await hostileApp();
     const key = fc.oneof(
       fc.constantFrom(
         '__proto__',
@@ -1359,7 +1271,7 @@ describe('Nexus under hostile input', () => {
   // One property per route, so a failure names the route.
   for (const [key, spec] of Object.entries(specs())) {
     test(`${key}: hostile requests get a specific 4xx, change nothing and are audited once`, async () => {
-      const nexus = await nexusApp();
+      const nexus = await hostileApp();
       const app = {
         ...nexus,
         send: (target: string, init: RequestInit) => nexus.send(spec.caller, target, init),

@@ -5,12 +5,8 @@
  * MemoryRootKeyStore with in-process Keepers, and a SQLite secret store.
  */
 import assert from 'node:assert/strict';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { PATHS } from '../../shared/api/paths.ts';
-import { parseSecretPath } from '../../shared/api/secret_path.ts';
-import { RequestCount } from '../../shared/http/request_count.ts';
-import { createMemoryAuditSink } from '../../shared/log/audit_log.ts';
-import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import {
   keeperId,
   pilotRecoverId,
@@ -18,129 +14,46 @@ import {
   pilotSuperuserId,
 } from '../../shared/spiffe/identities.ts';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
-import { inProcessKeeper } from '../../test/harness/in_process_keeper.ts';
-import { createAccessChecker } from '../access/check_access.ts';
-import { loadPolicyCache } from '../access/policy_cache.ts';
-import { createApp } from '../app.ts';
+import { nexusApp } from '../../test/harness/nexus_app.ts';
 import { createDataKey } from '../keyring/data_key.ts';
 import { KeyringSweeper } from '../keyring/sweeper.ts';
-import { RootKey } from '../root_key/root_key.ts';
-import { RootKeyManager } from '../root_key/root_key_manager.ts';
-import { openMemoryDatabase, type SqliteDatabase } from '../store/sqlite/db.ts';
-import { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
-import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
-import { MemoryRootKeyStore } from '../store/testing/memory_root_key_store.ts';
 
 const TD = parseTrustDomain('nexus.test');
-const HOUR_MS = 3_600_000;
 const SUPERUSER = pilotSuperuserId(TD);
 /** A policy grants it `super` on `**`: everything on secrets, nothing on operator routes. */
 const SUPER_APP = parseSpiffeId('spiffe://nexus.test/apps/admin');
 const NOBODY = parseSpiffeId('spiffe://nexus.test/apps/nobody');
 const MARK = 'R0UT3-';
 
-const databases: SqliteDatabase[] = [];
-after(async () => {
-  for (const database of databases) await database.close();
-});
-
-async function nexusApp() {
-  const logSink = createMemorySink();
-  const logger = createLogger({ component: 'nexus', level: 'debug', sink: logSink });
-  const rootKey = new RootKey();
-  const manager = new RootKeyManager({
-    store: new MemoryRootKeyStore(),
-    keepers: ['k1', 'k2', 'k3'].map((name) => inProcessKeeper(name).link),
-    threshold: 2,
-    rootKey,
-    logger,
-    checkIntervalMs: 60_000,
-    recoveryMaxIntervalMs: 1000,
-  });
-  await manager.step();
-  assert.ok(rootKey.isReady);
-  const database = await openMemoryDatabase();
-  databases.push(database);
-  const secrets = new SqliteSecretStore({
-    database,
-    keyring: rootKey.withKeyring.bind(rootKey),
-    maxVersionsDefault: 10,
-  });
-  for (let i = 0; i < 3; i++) {
-    await secrets.put(parseSecretPath(`app/${i}`), { value: `${MARK}${i}` });
-  }
-  const sweeper = new KeyringSweeper({
-    targets: [secrets],
-    activeTerm: () => rootKey.keyringTerms()?.active,
-    logger,
-  });
-  const dataKey = createDataKey({
-    rootKey,
-    rotate: (delayMs) => manager.rotateDataKey(delayMs),
-    sweeper,
-    targets: [secrets],
-    activationDelayMs: 0,
-  });
-  const policies = new MemoryPolicyStore();
-  await policies.upsert({
-    name: 'admin-everything',
-    spiffeIdPattern: SUPER_APP.toString(),
-    pathPattern: '**',
-    permissions: ['super'],
-  });
-  const policyCache = await loadPolicyCache({ store: policies, logger });
-  const access = createAccessChecker({ trustDomain: TD, policies: () => policyCache.policies() });
-  const audit = createMemoryAuditSink();
-  let peer: SpiffeId = SUPERUSER;
-  const app = createApp({
-    getPeer: () => ({
-      id: peer,
-      notBefore: new Date(Date.now() - HOUR_MS),
-      notAfter: new Date(Date.now() + HOUR_MS),
-      serialNumber: '01',
-    }),
-    logger,
-    trustDomain: TD,
-    rootKey,
-    manager,
-    dataKey,
-    secrets,
-    watches: {} as never,
-    policies,
-    transitKeys: {} as never,
-    policyCache,
-    access,
-    identity: {
-      getX509Svid: () => ({
-        id: parseSpiffeId('spiffe://nexus.test/spike/nexus'),
-        notAfter: new Date(Date.now() + HOUR_MS),
+/**
+ * A Nexus whose root key comes from in-process Keepers (rotation needs the
+ * real manager), with three secrets under term 1 and the data key over them.
+ */
+function keyringApp() {
+  return nexusApp({
+    keepers: true,
+    seed: [0, 1, 2].map((i) => [`app/${i}`, { value: `${MARK}${i}` }] as const),
+    policies: [
+      {
+        name: 'admin-everything',
+        spiffeIdPattern: SUPER_APP.toString(),
+        pathPattern: '**',
+        permissions: ['super'],
+      },
+    ],
+    dataKey: ({ rootKey, manager, secrets, logger }) =>
+      createDataKey({
+        rootKey,
+        rotate: (delayMs) => manager.rotateDataKey(delayMs),
+        sweeper: new KeyringSweeper({
+          targets: [secrets],
+          activeTerm: () => rootKey.keyringTerms()?.active,
+          logger,
+        }),
+        targets: [secrets],
+        activationDelayMs: 0,
       }),
-    },
-    refusals: { refusedCount: 0 },
-    deniedRequests: new RequestCount(),
-    maxBodyBytes: 1024 * 1024,
-    auditSink: audit,
   });
-  const texts: string[] = [];
-  return {
-    rootKey,
-    manager,
-    audit,
-    logSink,
-    texts,
-    async send(as: SpiffeId, method: 'GET' | 'POST', url: string) {
-      peer = as;
-      const res = await app.request(url, { method });
-      const text = await res.text();
-      texts.push(text);
-      // biome-ignore lint/suspicious/noExplicitAny: answers are read field by field, and the assertions check each
-      const answer: any = text === '' ? undefined : JSON.parse(text);
-      return { status: res.status, body: answer };
-    },
-    stop() {
-      manager.stop();
-    },
-  };
 }
 
 const READERS: readonly [string, SpiffeId][] = [
@@ -160,7 +73,7 @@ const OUTSIDERS: readonly [string, SpiffeId][] = [
 
 describe('keyring routes', () => {
   test('the operator roles read the status; only the superuser rotates; everyone else gets 403', async () => {
-    const nexus = await nexusApp();
+    const nexus = await keyringApp();
     try {
       for (const [who, id] of READERS) {
         const answer = await nexus.send(id, 'GET', PATHS.operatorKeyring);
@@ -203,15 +116,15 @@ describe('keyring routes', () => {
       const trail =
         JSON.stringify(nexus.audit.events) +
         JSON.stringify(nexus.logSink.lines) +
-        nexus.texts.join('');
+        nexus.sent.map((request) => request.text).join('');
       assert.ok(!trail.includes(MARK), 'no secret value in an answer, event or log line');
     } finally {
-      nexus.stop();
+      await nexus.close();
     }
   });
 
   test('while sealed both routes answer 503 ERR_NOT_READY to the superuser, and refused callers still get 403', async () => {
-    const nexus = await nexusApp();
+    const nexus = await keyringApp();
     try {
       nexus.rootKey.seal();
       for (const [method, url] of [
@@ -228,7 +141,7 @@ describe('keyring routes', () => {
         503,
       );
     } finally {
-      nexus.stop();
+      await nexus.close();
     }
   });
 });

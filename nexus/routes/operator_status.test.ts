@@ -8,7 +8,7 @@
  * line carried shard text, except the answer of an allowed recover.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { ShardHolder } from '../../keeper/shard_holder.ts';
 import type {
   RecoverResponse,
@@ -21,8 +21,7 @@ import { formatShardText, parseShardText } from '../../shared/api/shard_text.ts'
 import { constantTimeEqual } from '../../shared/crypto/bytes.ts';
 import { combineShards } from '../../shared/crypto/shamir.ts';
 import type { Shard } from '../../shared/crypto/shard.ts';
-import { RequestCount } from '../../shared/http/request_count.ts';
-import { type AuditEvent, createMemoryAuditSink } from '../../shared/log/audit_log.ts';
+import type { AuditEvent } from '../../shared/log/audit_log.ts';
 import { createLogger, createMemorySink, type Logger } from '../../shared/log/logger.ts';
 import {
   keeperId,
@@ -31,20 +30,14 @@ import {
   pilotSuperuserId,
 } from '../../shared/spiffe/identities.ts';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
-import { createAccessChecker } from '../access/check_access.ts';
-import { loadPolicyCache } from '../access/policy_cache.ts';
-import { createApp } from '../app.ts';
+import { type Answer, type NexusApp, nexusApp } from '../../test/harness/nexus_app.ts';
 import type { KeeperLink } from '../root_key/keeper_link.ts';
 import { RootKey } from '../root_key/root_key.ts';
 import { RootKeyManager } from '../root_key/root_key_manager.ts';
-import { SecretChanges } from '../store/secret_changes.ts';
 import type { SecretStore } from '../store/secret_store.ts';
-import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
 import { MemoryRootKeyStore } from '../store/testing/memory_root_key_store.ts';
-import { SecretWatches } from './secret_watch.ts';
 
 const TD = parseTrustDomain('nexus.test');
-const HOUR_MS = 3_600_000;
 const MAX_BODY_BYTES = 8192;
 const SHARES = 5;
 const THRESHOLD = 3;
@@ -99,21 +92,10 @@ class FakeKeeper implements KeeperLink {
   }
 }
 
-/** Methods of `target`, each call recorded by name before it runs. */
-function recording<T extends object>(target: T): { proxy: T; calls: string[] } {
-  const calls: string[] = [];
-  const proxy = new Proxy(target, {
-    get(object, property) {
-      const value: unknown = Reflect.get(object, property, object);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        calls.push(String(property));
-        return Reflect.apply(value, object, args);
-      };
-    },
-  });
-  return { proxy, calls };
-}
+const apps: NexusApp[] = [];
+after(async () => {
+  await Promise.all(apps.map((app) => app.close()));
+});
 
 /** A secret store that fails the test if a route so much as looks at it. */
 function untouchableSecretStore(): { store: SecretStore; touched: string[] } {
@@ -168,20 +150,6 @@ async function foreignSplit(skipGenerations: number): Promise<string[]> {
 
 type KeyState = 'ready' | 'sealed';
 
-interface Answer {
-  readonly status: number;
-  readonly headers: Headers;
-  readonly text: string;
-  readonly body: unknown;
-}
-
-interface Sent {
-  readonly method: string;
-  readonly url: string;
-  readonly status: number;
-  readonly text: string;
-}
-
 /**
  * A Nexus whose store was initialised by an earlier process: ready (it holds
  * the key and the Keepers hold their shards) or sealed (restarted after every
@@ -189,7 +157,7 @@ interface Sent {
  * made while it was ready (`kept`, generation 2; the Keepers' first split is
  * generation 1).
  */
-async function nexusApp(state: KeyState) {
+async function operatorApp(state: KeyState) {
   const logSink = createMemorySink();
   const logger = createLogger({ component: 'nexus', level: 'debug', sink: logSink });
   const keeperLogger = createLogger({ component: 'keeper', level: 'debug', sink: logSink });
@@ -216,49 +184,28 @@ async function nexusApp(state: KeyState) {
   assert.equal(current.rootKey.state, state);
   const { rootKey, manager } = current;
 
-  const policies = new MemoryPolicyStore();
-  await policies.upsert({
-    name: 'admin-everything',
-    spiffeIdPattern: SUPER_APP.toString(),
-    pathPattern: '**',
-    permissions: ['super'],
-  });
-  const policyCache = await loadPolicyCache({ store: policies, logger });
-  const access = createAccessChecker({ trustDomain: TD, policies: () => policyCache.policies() });
-  const audit = createMemoryAuditSink();
-  const recordedManager = recording(manager);
   const secrets = untouchableSecretStore();
-  let peer: SpiffeId | undefined = SUPERUSER;
-  const app = createApp({
-    getPeer: () =>
-      peer === undefined
-        ? undefined
-        : {
-            id: peer,
-            notBefore: new Date(Date.now() - HOUR_MS),
-            notAfter: new Date(Date.now() + HOUR_MS),
-            serialNumber: '01',
-          },
-    logger,
-    trustDomain: TD,
-    rootKey,
-    manager: recordedManager.proxy,
-    secrets: secrets.store,
-    watches: new SecretWatches({ store: secrets.store, changes: new SecretChanges() }),
-    policies,
-    // No transit route is called here.
-    transitKeys: {} as never,
-    policyCache,
-    access,
+  const nexus = await nexusApp({
+    log: { logger, logSink },
+    rootKey: { rootKey, manager },
+    policies: [
+      {
+        name: 'admin-everything',
+        spiffeIdPattern: SUPER_APP.toString(),
+        pathPattern: '**',
+        permissions: ['super'],
+      },
+    ],
+    // The operator routes must never look at secrets.
+    wrapSecrets: () => secrets.store,
     identity: {
       getX509Svid: () => ({ id: parseSpiffeId(NEXUS_ID), notAfter: new Date(SVID_NOT_AFTER) }),
     },
     refusals: { refusedCount: REFUSED_HANDSHAKES },
-    deniedRequests: new RequestCount(),
     maxBodyBytes: MAX_BODY_BYTES,
-    auditSink: audit,
   });
-  const sent: Sent[] = [];
+  apps.push(nexus);
+  const { app, audit, sent } = nexus;
   /** Every shard text seen in this test, and the value field of each. */
   const shardSecrets = new Set<string>();
   function remember(texts: readonly string[]): void {
@@ -280,22 +227,17 @@ async function nexusApp(state: KeyState) {
     /** The recovery split an operator kept; shards of the current key. */
     kept,
     /** Calls the routes made on the manager, by method name. */
-    calls: recordedManager.calls,
+    calls: nexus.managerCalls,
     /** Properties of the secret store a route touched (none, ever). */
     secretStoreTouched: secrets.touched,
     /** The next requests come from `id` (undefined: no verified peer). */
-    actAs(id: SpiffeId | undefined) {
-      peer = id;
-    },
+    actAs: nexus.actAs,
     async send(url: string, init: RequestInit = {}): Promise<Answer> {
-      const res = await app.request(url, init);
-      const text = await res.text();
-      sent.push({ method: init.method ?? 'GET', url, status: res.status, text });
-      const body = text === '' ? undefined : (JSON.parse(text) as unknown);
-      if (url === PATHS.operatorRecover && res.status === 200) {
-        remember((body as RecoverResponse).shards);
+      const answer = await nexus.request(url, init);
+      if (url === PATHS.operatorRecover && answer.status === 200) {
+        remember((answer.body as RecoverResponse).shards);
       }
-      return { status: res.status, headers: res.headers, text, body };
+      return answer;
     },
     /** Shards of another root key, remembered as shard text that must not leak. */
     async foreignShards(skipGenerations: number): Promise<string[]> {
@@ -304,9 +246,7 @@ async function nexusApp(state: KeyState) {
       return texts;
     },
     /** Audit events so far, and a fresh start for the next request. */
-    takeAudit(): AuditEvent[] {
-      return audit.events.splice(0);
-    },
+    takeAudit: nexus.takeAudit,
     /** Everything a request could change, past the routes (no key bytes). */
     async snapshot(): Promise<string> {
       const record = await store.read();
@@ -351,7 +291,7 @@ async function nexusApp(state: KeyState) {
   };
 }
 
-type Nexus = Awaited<ReturnType<typeof nexusApp>>;
+type Nexus = Awaited<ReturnType<typeof operatorApp>>;
 
 /** A test on a fresh Nexus in `state` that ends by checking that no shard text leaked. */
 function nexusTest(
@@ -361,7 +301,7 @@ function nexusTest(
   options: { readonly todo?: string } = {},
 ) {
   test(name, options, async () => {
-    const nexus = await nexusApp(state);
+    const nexus = await operatorApp(state);
     await body(nexus);
     assert.deepEqual(nexus.secretStoreTouched, [], 'the secret store was touched');
     nexus.assertNoShardLeaked();

@@ -14,6 +14,7 @@ import { Buffer } from 'node:buffer';
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import type { PolicyDocument } from '../../shared/api/policies.ts';
 import { parseSecretPath } from '../../shared/api/secret_path.ts';
 import { randomBytes } from '../../shared/crypto/bytes.ts';
 import { createTokenBuckets } from '../../shared/http/rate_limit.ts';
@@ -24,19 +25,13 @@ import {
   type AuditSink,
   createMemoryAuditSink,
 } from '../../shared/log/audit_log.ts';
-import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { pilotSuperuserId } from '../../shared/spiffe/identities.ts';
 import { parseSpiffeId, parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import type { VerifiedSvid } from '../../shared/spiffe/x509_svid.ts';
-import { createAccessChecker } from '../access/check_access.ts';
-import { loadPolicyCache } from '../access/policy_cache.ts';
-import { createApp, createReadShortcut, type NexusAppDeps } from '../app.ts';
+import { type NexusApp, nexusApp } from '../../test/harness/nexus_app.ts';
+import { createReadShortcut } from '../app.ts';
 import { RootKey } from '../root_key/root_key.ts';
-import type { RootKeyManager } from '../root_key/root_key_manager.ts';
-import { SecretChanges } from '../store/secret_changes.ts';
-import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
 import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
-import { SecretWatches } from './secret_watch.ts';
 
 const TD = parseTrustDomain('nexus.test');
 const HOUR_MS = 3_600_000;
@@ -86,6 +81,12 @@ const servers: Server[] = [];
 let shortcutFirst: Subject;
 let appAlone: Subject;
 let closeStore: () => Promise<void> = async () => {};
+const apps: NexusApp[] = [];
+
+const POLICIES: readonly PolicyDocument[] = [
+  { name: 'web-reads', spiffeIdPattern: WEB, pathPattern: 'app/web/**', permissions: ['read'] },
+  { name: 'flood-reads', spiffeIdPattern: FLOOD, pathPattern: 'app/web/**', permissions: ['read'] },
+];
 
 before(async () => {
   rootKey.unseal(randomBytes(32), randomBytes(32), 1);
@@ -106,22 +107,6 @@ before(async () => {
   await store.put(parseSecretPath('app/web/gone'), { password: 'x' });
   await store.destroy(parseSecretPath('app/web/gone'), [1]);
   await store.put(parseSecretPath('app/other/db'), { password: 'o1' });
-  const policies = new MemoryPolicyStore();
-  await policies.upsert({
-    name: 'web-reads',
-    spiffeIdPattern: WEB,
-    pathPattern: 'app/web/**',
-    permissions: ['read'],
-  });
-  await policies.upsert({
-    name: 'flood-reads',
-    spiffeIdPattern: FLOOD,
-    pathPattern: 'app/web/**',
-    permissions: ['read'],
-  });
-  const logger = createLogger({ component: 'nexus', sink: createMemorySink() });
-  const policyCache = await loadPolicyCache({ store: policies, logger });
-  const access = createAccessChecker({ trustDomain: TD, policies: () => policyCache.policies() });
 
   async function serve(withShortcut: boolean): Promise<Subject> {
     const memory = createMemoryAuditSink();
@@ -139,28 +124,14 @@ before(async () => {
     };
     const denied = new RequestCount();
     const recorded: string[] = [];
-    const deps: NexusAppDeps = {
+    // Both apps read the one store under the one root key; each has its own
+    // audit sink, denied count, metrics and rate limit.
+    const nexus = await nexusApp({
+      rootKey: { rootKey },
+      secretStore: store,
+      policies: POLICIES,
       getPeer: (c) => peerOf(c.env.incoming),
-      logger,
-      trustDomain: TD,
-      rootKey,
-      manager: { keeperStatus: () => [] } as unknown as RootKeyManager,
-      secrets: store,
-      watches: new SecretWatches({ store, changes: new SecretChanges() }),
-      policies,
-      // No transit route is called here.
-      transitKeys: {} as never,
-      policyCache,
-      access,
-      identity: {
-        getX509Svid: () => ({
-          id: parseSpiffeId('spiffe://nexus.test/spike/nexus'),
-          notAfter: new Date(Date.now() + HOUR_MS),
-        }),
-      },
-      refusals: { refusedCount: 0 },
       deniedRequests: denied,
-      maxBodyBytes: 8192,
       rateLimit: createTokenBuckets({ ratePerSecond: 0.001, burst: BURST }),
       auditSink,
       metrics: {
@@ -169,12 +140,13 @@ before(async () => {
           recorded.push(`${method} ${route} ${status}`);
         },
       },
-    };
+    });
+    apps.push(nexus);
     const subject = { url: '', audit: memory.events, denied, sink, recorded, taken: 0 };
-    const shortcut = createReadShortcut(deps, peerOf);
+    const shortcut = createReadShortcut(nexus.deps, peerOf);
     const server = createServer(
       requestListener(
-        createApp(deps).fetch,
+        nexus.app.fetch,
         withShortcut
           ? (request, response) => {
               const isTaken = shortcut(request, response);
@@ -199,6 +171,7 @@ after(async () => {
     server.closeAllConnections();
     await new Promise((resolve) => server.close(resolve));
   }
+  await Promise.all(apps.map((app) => app.close()));
   await closeStore();
 });
 

@@ -9,29 +9,15 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { PATHS } from '../../shared/api/paths.ts';
-import { parseSecretPath } from '../../shared/api/secret_path.ts';
-import { randomBytes } from '../../shared/crypto/bytes.ts';
 import type { RateLimitOptions } from '../../shared/http/rate_limit.ts';
 import { createTokenBuckets } from '../../shared/http/rate_limit.ts';
-import { RequestCount } from '../../shared/http/request_count.ts';
-import { createMemoryAuditSink } from '../../shared/log/audit_log.ts';
-import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { pilotSuperuserId } from '../../shared/spiffe/identities.ts';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
-import { createAccessChecker } from '../access/check_access.ts';
-import { loadPolicyCache } from '../access/policy_cache.ts';
-import { createApp } from '../app.ts';
-import { RootKey } from '../root_key/root_key.ts';
-import type { RootKeyManager } from '../root_key/root_key_manager.ts';
-import { SecretChanges } from '../store/secret_changes.ts';
+import { type NexusApp, nexusApp, validSvid } from '../../test/harness/nexus_app.ts';
 import type { SecretStore } from '../store/secret_store.ts';
-import type { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
-import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
-import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
-import { SecretWatches, type WatchLimits } from './secret_watch.ts';
+import type { WatchLimits } from './secret_watch.ts';
 
 const TD = parseTrustDomain('nexus.test');
-const HOUR_MS = 3_600_000;
 const SUPERUSER = pilotSuperuserId(TD);
 /** May read `app/web/**` only. */
 const WEB = parseSpiffeId('spiffe://nexus.test/apps/web');
@@ -42,9 +28,9 @@ const SECRET_MARK = 'W4TCH-S3CR3T-';
 const PATH = 'app/web/db';
 const URL_OF = (query: string, path = PATH) => `${PATHS.secretData}/${path}?${query}`;
 
-const opened: SqliteSecretStore[] = [];
+const apps: NexusApp[] = [];
 after(async () => {
-  await Promise.all(opened.map((store) => store.close()));
+  await Promise.all(apps.map((app) => app.close()));
 });
 
 interface Options {
@@ -52,10 +38,9 @@ interface Options {
   readonly rateLimit?: RateLimitOptions;
 }
 
-/** Counts the store's calls by method name. */
-function countingStore(store: SecretStore): { store: SecretStore; calls: Map<string, number> } {
-  const calls = new Map<string, number>();
-  const proxy = new Proxy(store, {
+/** The store, its calls counted by method name in `calls`. */
+function countingStore(store: SecretStore, calls: Map<string, number>): SecretStore {
+  return new Proxy(store, {
     get(target, property) {
       const value: unknown = Reflect.get(target, property, target);
       if (typeof value !== 'function') return value;
@@ -65,73 +50,34 @@ function countingStore(store: SecretStore): { store: SecretStore; calls: Map<str
       };
     },
   });
-  return { store: proxy, calls };
 }
 
 async function nexus(options: Options = {}) {
-  const rootKey = new RootKey();
-  rootKey.unseal(randomBytes(32), randomBytes(32), 1);
-  const changes = new SecretChanges();
-  const real = await createMemorySecretStore({
-    keyring: rootKey.withKeyring.bind(rootKey),
-    maxVersionsDefault: 10,
-    changes,
-  });
-  opened.push(real);
-  const path = parseSecretPath(PATH);
-  await real.put(path, { password: `${SECRET_MARK}v1` });
-  await real.put(path, { password: `${SECRET_MARK}v2` });
-  const policies = new MemoryPolicyStore();
-  await policies.upsert({
-    name: 'web-reads',
-    spiffeIdPattern: 'spiffe://nexus.test/apps/*',
-    pathPattern: 'app/web/**',
-    permissions: ['read'],
-  });
-  const logSink = createMemorySink();
-  const logger = createLogger({ component: 'nexus', level: 'debug', sink: logSink });
-  const policyCache = await loadPolicyCache({ store: policies, logger });
-  const access = createAccessChecker({ trustDomain: TD, policies: () => policyCache.policies() });
-  const audit = createMemoryAuditSink();
-  const counted = countingStore(real);
-  const watches = new SecretWatches({
-    store: counted.store,
-    changes,
-    ...(options.limits === undefined ? {} : { limits: options.limits }),
-  });
-  const app = createApp({
+  const calls = new Map<string, number>();
+  const fixture = await nexusApp({
+    seed: [
+      [PATH, { password: `${SECRET_MARK}v1` }],
+      [PATH, { password: `${SECRET_MARK}v2` }],
+    ],
+    policies: [
+      {
+        name: 'web-reads',
+        spiffeIdPattern: 'spiffe://nexus.test/apps/*',
+        pathPattern: 'app/web/**',
+        permissions: ['read'],
+      },
+    ],
+    wrapSecrets: (store) => countingStore(store, calls),
+    ...(options.limits === undefined ? {} : { watchLimits: options.limits }),
+    // Concurrent requests name their peer each in a header, not through `actAs`.
     getPeer: (c) => {
       const id = c.req.header('x-test-peer');
-      return {
-        id: id === undefined ? SUPERUSER : parseSpiffeId(id),
-        notBefore: new Date(Date.now() - HOUR_MS),
-        notAfter: new Date(Date.now() + HOUR_MS),
-        serialNumber: '01',
-      };
+      return validSvid(id === undefined ? SUPERUSER : parseSpiffeId(id));
     },
-    logger,
-    trustDomain: TD,
-    rootKey,
-    manager: { keeperStatus: () => [] } as unknown as RootKeyManager,
-    secrets: counted.store,
-    transitKeys: {} as never,
-    watches,
-    policies,
-    policyCache,
-    access,
-    identity: {
-      getX509Svid: () => ({
-        id: parseSpiffeId('spiffe://nexus.test/spike/nexus'),
-        notAfter: new Date(Date.now() + HOUR_MS),
-      }),
-    },
-    refusals: { refusedCount: 0 },
-    deniedRequests: new RequestCount(),
-    maxBodyBytes: 8192,
-    auditSink: audit,
     rateLimit: createTokenBuckets(options.rateLimit),
   });
-  const texts: string[] = [];
+  apps.push(fixture);
+  const { app, rootKey, watches, changes, audit, logSink } = fixture;
 
   async function send(
     url: string,
@@ -149,7 +95,6 @@ async function nexus(options: Options = {}) {
       }),
     );
     const text = await res.text();
-    texts.push(text);
     return { status: res.status, text, body: text === '' ? undefined : JSON.parse(text) };
   }
 
@@ -159,7 +104,7 @@ async function nexus(options: Options = {}) {
     watches,
     changes,
     audit,
-    calls: counted.calls,
+    calls,
     send,
     /** Resolves once `count` watches wait; fails after a deadline. */
     async waiting(count: number): Promise<void> {

@@ -12,35 +12,20 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { PATHS } from '../../shared/api/paths.ts';
 import type { PolicyDocument } from '../../shared/api/policies.ts';
-import { parseSecretPath } from '../../shared/api/secret_path.ts';
 import type { ListResponse, MetadataResponse, SecretResponse } from '../../shared/api/secrets.ts';
-import { randomBytes } from '../../shared/crypto/bytes.ts';
-import { RequestCount } from '../../shared/http/request_count.ts';
-import { type AuditEvent, createMemoryAuditSink } from '../../shared/log/audit_log.ts';
-import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import {
   pilotRecoverId,
   pilotRestoreId,
   pilotSuperuserId,
 } from '../../shared/spiffe/identities.ts';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
-import { createAccessChecker } from '../access/check_access.ts';
+import { type Answer, type NexusApp, nexusApp } from '../../test/harness/nexus_app.ts';
 import type { Permission } from '../access/permissions.ts';
-import { loadPolicyCache } from '../access/policy_cache.ts';
-import { createApp } from '../app.ts';
-import { RootKey } from '../root_key/root_key.ts';
-import type { RootKeyManager } from '../root_key/root_key_manager.ts';
-import { SecretChanges } from '../store/secret_changes.ts';
 import type { SecretQuotas } from '../store/secret_quotas.ts';
-import type { SecretData, SecretStore } from '../store/secret_store.ts';
-import type { SqliteSecretStore } from '../store/sqlite/secret_store.ts';
-import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
-import { createMemorySecretStore } from '../store/testing/memory_secret_store.ts';
-import { SecretWatches } from './secret_watch.ts';
+import type { SecretData } from '../store/secret_store.ts';
 
 const TD = parseTrustDomain('nexus.test');
 const FOREIGN = parseTrustDomain('other.test');
-const HOUR_MS = 3_600_000;
 const MAX_BODY_BYTES = 8192;
 
 const SUPERUSER = pilotSuperuserId(TD);
@@ -78,46 +63,10 @@ const WEB_DB_V2 = { password: secretValue('web-v2'), user: 'web' };
 const OTHER_DB = 'app/other/db';
 const OTHER_DB_V1 = { password: secretValue('other-v1') };
 
-/** Stores opened by fixtures, closed once the file is done. */
-const opened: SqliteSecretStore[] = [];
+const apps: NexusApp[] = [];
 after(async () => {
-  await Promise.all(opened.map((store) => store.close()));
+  await Promise.all(apps.map((app) => app.close()));
 });
-
-/** A manager for the operator and status routes, which these tests do not call. */
-const UNUSED_MANAGER = {
-  keeperStatus: () => [],
-} as unknown as RootKeyManager;
-
-/** The store's methods, each call recorded by name before it runs. */
-function recordingStore(store: SecretStore): { store: SecretStore; calls: string[] } {
-  const calls: string[] = [];
-  const proxy = new Proxy(store, {
-    get(target, property) {
-      const value: unknown = Reflect.get(target, property, target);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        calls.push(String(property));
-        return Reflect.apply(value, target, args);
-      };
-    },
-  });
-  return { store: proxy, calls };
-}
-
-interface Answer {
-  readonly status: number;
-  readonly headers: Headers;
-  readonly text: string;
-  readonly body: unknown;
-}
-
-interface Sent {
-  readonly method: string;
-  readonly url: string;
-  readonly status: number;
-  readonly text: string;
-}
 
 interface NexusOptions {
   /** Secrets written before the test starts (through the store, not audited). */
@@ -132,114 +81,30 @@ const DEFAULT_SEED: ReadonlyArray<readonly [string, SecretData]> = [
   [OTHER_DB, OTHER_DB_V1],
 ];
 
-async function nexusApp(options: NexusOptions = {}) {
-  const rootKey = new RootKey();
-  const key = randomBytes(32);
-  const keyring = randomBytes(32);
-  rootKey.unseal(key, keyring, 1);
-  const changes = new SecretChanges();
-  const real = await createMemorySecretStore({
-    keyring: rootKey.withKeyring.bind(rootKey),
-    maxVersionsDefault: options.maxVersionsDefault ?? 10,
-    changes,
+async function secretsApp(options: NexusOptions = {}) {
+  const nexus = await nexusApp({
+    policies: POLICIES,
+    seed: options.seed ?? DEFAULT_SEED,
+    maxBodyBytes: MAX_BODY_BYTES,
+    ...(options.maxVersionsDefault === undefined
+      ? {}
+      : { maxVersionsDefault: options.maxVersionsDefault }),
     ...(options.quotas === undefined ? {} : { quotas: options.quotas }),
   });
-  opened.push(real);
-  for (const [path, data] of options.seed ?? DEFAULT_SEED) {
-    await real.put(parseSecretPath(path), data);
-  }
-  const policies = new MemoryPolicyStore();
-  for (const policy of POLICIES) await policies.upsert(policy);
-  const logSink = createMemorySink();
-  const logger = createLogger({ component: 'nexus', level: 'debug', sink: logSink });
-  const policyCache = await loadPolicyCache({ store: policies, logger });
-  const access = createAccessChecker({ trustDomain: TD, policies: () => policyCache.policies() });
-  const audit = createMemoryAuditSink();
-  const recorded = recordingStore(real);
-  let peer: SpiffeId | undefined = SUPERUSER;
-  const app = createApp({
-    getPeer: () =>
-      peer === undefined
-        ? undefined
-        : {
-            id: peer,
-            notBefore: new Date(Date.now() - HOUR_MS),
-            notAfter: new Date(Date.now() + HOUR_MS),
-            serialNumber: '01',
-          },
-    logger,
-    trustDomain: TD,
-    rootKey,
-    manager: UNUSED_MANAGER,
-    secrets: recorded.store,
-    watches: new SecretWatches({ store: recorded.store, changes }),
-    policies,
-    // No transit route is called here.
-    transitKeys: {} as never,
-    policyCache,
-    access,
-    identity: {
-      getX509Svid: () => ({
-        id: parseSpiffeId('spiffe://nexus.test/spike/nexus'),
-        notAfter: new Date(Date.now() + HOUR_MS),
-      }),
-    },
-    refusals: { refusedCount: 0 },
-    deniedRequests: new RequestCount(),
-    maxBodyBytes: MAX_BODY_BYTES,
-    auditSink: audit,
-  });
-  const sent: Sent[] = [];
-
+  apps.push(nexus);
+  const { audit, logSink, sent, secretCalls } = nexus;
   return {
-    app,
-    rootKey,
-    audit,
-    logSink,
+    ...nexus,
     /** Calls the routes made on the store, by method name. */
-    calls: recorded.calls,
-    /** Unseals again with the key and keyring of the start. */
-    unsealAgain() {
-      rootKey.unseal(key, keyring, 1);
-    },
-    /** The next requests come from `id` (undefined: no verified peer). */
-    actAs(id: SpiffeId | undefined) {
-      peer = id;
-    },
-    async send(url: string, init: RequestInit = {}): Promise<Answer> {
-      const res = await app.request(url, init);
-      const text = await res.text();
-      sent.push({ method: init.method ?? 'GET', url, status: res.status, text });
-      return {
-        status: res.status,
-        headers: res.headers,
-        text,
-        body: text === '' ? undefined : (JSON.parse(text) as unknown),
-      };
-    },
-    /** Audit events so far, and a fresh start for the next request. */
-    takeAudit(): AuditEvent[] {
-      return audit.events.splice(0);
-    },
+    calls: secretCalls,
+    send: nexus.request,
     /** Forgets the store calls so far. */
     resetCalls() {
-      recorded.calls.length = 0;
+      secretCalls.length = 0;
     },
     /** Everything stored, read past the routes: paths, metadata and readable data. */
     async snapshot(): Promise<string> {
-      const { paths } = await real.list('', { limit: 1000 });
-      const state = [];
-      for (const path of paths) {
-        const metadata = await real.readMetadata(path);
-        const data = [];
-        for (const version of metadata.versions) {
-          if (version.deletedAt === null && !version.destroyed) {
-            data.push((await real.get(path, version.version)).data);
-          }
-        }
-        state.push({ metadata, data });
-      }
-      return JSON.stringify(state);
+      return JSON.stringify(await nexus.storedSecrets());
     },
     /** No answer but an allowed read, no audit event and no log line held a secret value. */
     assertNoSecretLeaked() {
@@ -264,12 +129,12 @@ async function nexusApp(options: NexusOptions = {}) {
   };
 }
 
-type Nexus = Awaited<ReturnType<typeof nexusApp>>;
+type Nexus = Awaited<ReturnType<typeof secretsApp>>;
 
 /** A test on a fresh Nexus that ends by checking that no secret value leaked. */
 function nexusTest(name: string, body: (nexus: Nexus) => Promise<void>, options?: NexusOptions) {
   test(name, async () => {
-    const nexus = await nexusApp(options);
+    const nexus = await secretsApp(options);
     await body(nexus);
     nexus.assertNoSecretLeaked();
   });

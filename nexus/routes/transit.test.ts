@@ -11,24 +11,11 @@ import { after, describe, test } from 'node:test';
 import { PATHS } from '../../shared/api/paths.ts';
 import type { PolicyDocument } from '../../shared/api/policies.ts';
 import { decodeBase64, encodeBase64 } from '../../shared/crypto/base64.ts';
-import { randomBytes } from '../../shared/crypto/bytes.ts';
-import { RequestCount } from '../../shared/http/request_count.ts';
-import { createMemoryAuditSink } from '../../shared/log/audit_log.ts';
-import { createLogger, createMemorySink } from '../../shared/log/logger.ts';
 import { pilotRecoverId, pilotSuperuserId } from '../../shared/spiffe/identities.ts';
-import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
-import { createAccessChecker } from '../access/check_access.ts';
-import { loadPolicyCache } from '../access/policy_cache.ts';
-import { createApp } from '../app.ts';
-import { RootKey } from '../root_key/root_key.ts';
-import type { RootKeyManager } from '../root_key/root_key_manager.ts';
-import { openMemoryDatabase, type SqliteDatabase } from '../store/sqlite/db.ts';
-import { SqliteTransitKeyStore } from '../store/sqlite/transit_key_store.ts';
-import { MemoryPolicyStore } from '../store/testing/memory_policy_store.ts';
-import type { TransitKeyStore } from '../store/transit_key_store.ts';
+import { parseSpiffeId, parseTrustDomain } from '../../shared/spiffe/spiffe_id.ts';
+import { type NexusApp, nexusApp } from '../../test/harness/nexus_app.ts';
 
 const TD = parseTrustDomain('nexus.test');
-const HOUR_MS = 3_600_000;
 const SUPERUSER = pilotSuperuserId(TD);
 /** May encrypt under `orders` only. */
 const WRITER = parseSpiffeId('spiffe://nexus.test/apps/writer');
@@ -54,87 +41,22 @@ const POLICIES: readonly PolicyDocument[] = [
 /** Every plaintext sent here starts with this, so a leak is easy to find. */
 const MARK = 'PL41NT3XT-';
 
-const databases: SqliteDatabase[] = [];
+const apps: NexusApp[] = [];
 after(async () => {
-  await Promise.all(databases.map((database) => database.close()));
+  await Promise.all(apps.map((app) => app.close()));
 });
 
-async function nexusApp() {
-  const rootKey = new RootKey();
-  rootKey.unseal(randomBytes(32), randomBytes(32), 1);
-  const database = await openMemoryDatabase();
-  databases.push(database);
-  const store = new SqliteTransitKeyStore({ database, keyring: rootKey.withKeyring.bind(rootKey) });
-  const calls: string[] = [];
-  const transitKeys = new Proxy(store, {
-    get(target, property) {
-      const value: unknown = Reflect.get(target, property, target);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        calls.push(String(property));
-        return Reflect.apply(value, target, args);
-      };
-    },
-  }) as TransitKeyStore;
-  await store.create('orders');
-  await store.create('payroll');
-  const policies = new MemoryPolicyStore();
-  for (const policy of POLICIES) await policies.upsert(policy);
-  const logSink = createMemorySink();
-  const logger = createLogger({ component: 'nexus', level: 'debug', sink: logSink });
-  const policyCache = await loadPolicyCache({ store: policies, logger });
-  const access = createAccessChecker({ trustDomain: TD, policies: () => policyCache.policies() });
-  const audit = createMemoryAuditSink();
-  let peer: SpiffeId = SUPERUSER;
-  const app = createApp({
-    getPeer: () => ({
-      id: peer,
-      notBefore: new Date(Date.now() - HOUR_MS),
-      notAfter: new Date(Date.now() + HOUR_MS),
-      serialNumber: '01',
-    }),
-    logger,
-    trustDomain: TD,
-    rootKey,
-    manager: { keeperStatus: () => [] } as unknown as RootKeyManager,
-    // No secret route is called here.
-    secrets: {} as never,
-    watches: {} as never,
-    policies,
-    transitKeys,
-    policyCache,
-    access,
-    identity: {
-      getX509Svid: () => ({
-        id: parseSpiffeId('spiffe://nexus.test/spike/nexus'),
-        notAfter: new Date(Date.now() + HOUR_MS),
-      }),
-    },
-    refusals: { refusedCount: 0 },
-    deniedRequests: new RequestCount(),
-    maxBodyBytes: 1024 * 1024,
-    auditSink: audit,
-  });
-  const texts: string[] = [];
+/** A Nexus with the keys `orders` and `payroll`, and a body limit no batch here reaches. */
+async function transitApp() {
+  const nexus = await nexusApp({ policies: POLICIES, maxBodyBytes: 1024 * 1024 });
+  apps.push(nexus);
+  await nexus.transitKeys.create('orders');
+  await nexus.transitKeys.create('payroll');
+  const { audit, logSink } = nexus;
   return {
-    rootKey,
-    audit,
-    logSink,
-    calls,
-    async send(as: SpiffeId, method: string, url: string, body?: unknown) {
-      peer = as;
-      const res = await app.request(url, {
-        method,
-        ...(body === undefined
-          ? {}
-          : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
-      });
-      const text = await res.text();
-      texts.push(text);
-      // biome-ignore lint/suspicious/noExplicitAny: answers are read field by field, and the assertions check each
-      const answer: any = text === '' ? undefined : JSON.parse(text);
-      return { status: res.status, body: answer };
-    },
+    ...nexus,
+    /** Calls the routes made on the named-key store, by method name. */
+    calls: nexus.transitCalls,
     /** No audit event or log line held a plaintext, a ciphertext or an HMAC. */
     assertNothingLeaked(values: readonly string[]) {
       const trail = JSON.stringify(audit.events) + JSON.stringify(logSink.lines);
@@ -152,7 +74,7 @@ const decryptOf = (name: string) => `${PATHS.transitDecrypt}/${name}`;
 
 describe('named key routes', () => {
   test('a refused caller gets 403 whether the key exists or not, before any lookup', async () => {
-    const nexus = await nexusApp();
+    const nexus = await transitApp();
     nexus.calls.length = 0;
     for (const name of ['orders', 'no-such-key']) {
       for (const [method, url, body] of [
@@ -180,7 +102,7 @@ describe('named key routes', () => {
   });
 
   test('encrypt and decrypt are granted apart: the writer cannot read back, the reader cannot write', async () => {
-    const nexus = await nexusApp();
+    const nexus = await transitApp();
     const sealed = await nexus.send(WRITER, 'POST', encryptOf('orders'), {
       plaintext: b64(`${MARK}order 1`),
     });
@@ -212,7 +134,7 @@ describe('named key routes', () => {
   });
 
   test('the list holds the keys the caller may list; key metadata never holds material', async () => {
-    const nexus = await nexusApp();
+    const nexus = await transitApp();
     assert.deepEqual((await nexus.send(SUPERUSER, 'GET', PATHS.transitKeys)).body, {
       keys: ['orders', 'payroll'],
     });
@@ -233,7 +155,7 @@ describe('named key routes', () => {
   });
 
   test('create, rotate, configure and delete over HTTP, with their codes', async () => {
-    const nexus = await nexusApp();
+    const nexus = await transitApp();
     const key = `${PATHS.transitKeys}/fresh`;
     assert.equal((await nexus.send(SUPERUSER, 'POST', key)).body.latestVersion, 1);
     const again = await nexus.send(SUPERUSER, 'POST', key);
@@ -265,7 +187,7 @@ describe('named key routes', () => {
   });
 
   test('batches answer { batch } in item order, for every data route', async () => {
-    const nexus = await nexusApp();
+    const nexus = await transitApp();
     const items = ['a', 'bb', ''].map((text) => ({ plaintext: b64(`${MARK}${text}`) }));
     const sealed = await nexus.send(SUPERUSER, 'POST', encryptOf('orders'), { batch: items });
     assert.equal(sealed.body.batch.length, 3);
@@ -304,7 +226,7 @@ describe('named key routes', () => {
   });
 
   test('while sealed, the routes answer 503 ERR_NOT_READY', async () => {
-    const nexus = await nexusApp();
+    const nexus = await transitApp();
     nexus.rootKey.seal();
     for (const [method, url, body] of [
       ['GET', PATHS.transitKeys, undefined],
