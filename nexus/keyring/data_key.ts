@@ -29,15 +29,28 @@ export interface DataKey {
   status(): Promise<KeyringStatusResponse>;
 }
 
+/**
+ * Wakes the sweeper once a term activated later is active, instead of at its
+ * next idle check a minute on. A timer can fire a little early against the
+ * wall clock (Node starts it from the event loop's cached time), and a
+ * sweeper woken a millisecond early would find the old term still active
+ * and go idle again: so look at the clock, and wait again if it is early.
+ */
+function wakeOnceActive(sweeper: { wake(): void }, activeFromMs: number): void {
+  const left = activeFromMs - Date.now();
+  if (left <= 0) {
+    sweeper.wake();
+    return;
+  }
+  setTimeout(() => wakeOnceActive(sweeper, activeFromMs), left).unref?.();
+}
+
 export function createDataKey(options: DataKeyOptions): DataKey {
   return {
     async rotate() {
       const term = await options.rotate(options.activationDelayMs);
       options.sweeper.wake();
-      if (term.activeFromMs > Date.now()) {
-        // Wake again once the term is active, instead of at the next idle check.
-        setTimeout(() => options.sweeper.wake(), term.activeFromMs - Date.now()).unref?.();
-      }
+      wakeOnceActive(options.sweeper, term.activeFromMs);
       return termView(term);
     },
     async status() {
