@@ -13,6 +13,7 @@ import { delay } from '../../shared/runtime/delay.ts';
 import { isKeeper } from '../../shared/spiffe/identities.ts';
 import { MtlsClient } from '../../shared/spiffe/mtls_client.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
+import { waitUntilBroker } from '../harness/broker_wait.ts';
 import { shardNeedles } from '../harness/leak_scan.ts';
 import { freePort, type RunningProgram } from '../harness/spawn.ts';
 
@@ -39,21 +40,8 @@ describe('root key across restarts, with real processes', () => {
     return { status: reply.status, state: (reply.body as { state?: string }).state };
   }
 
-  async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        if (await check()) return;
-      } catch {
-        // not yet reachable, or a kept-alive connection to a Nexus that is gone
-        broker.closeClients();
-      }
-      if (Date.now() > deadline) {
-        throw new Error(`Timed out waiting until ${what}\n${broker.logs()}`);
-      }
-      await delay(100);
-    }
-  }
+  const waitUntil = (what: string, check: () => Promise<boolean>, timeoutMs = 20_000) =>
+    waitUntilBroker(broker, what, check, timeoutMs);
 
   const isReady = async (port = broker.nexusPort) => (await status(port)).status === 200;
 
