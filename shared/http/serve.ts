@@ -176,7 +176,7 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
     let reason: string | undefined;
     if (limits.maxConnections > 0 && open >= limits.maxConnections) {
       reason = `Over the limit of ${limits.maxConnections} open connections`;
-    } else if (!perAddress.tryAcquire(address)) {
+    } else if (!perAddress.tryAcquire(address, socket)) {
       reason = `Over the limit of ${limits.maxConnectionsPerAddress} open connections per remote address`;
     }
     if (reason !== undefined) {
@@ -190,42 +190,29 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
       return;
     }
     open += 1;
-    // One listener releases every slot the connection holds: a thousand
-    // idle watchers hold a thousand connections (bench/watchers.ts).
     socket.once('close', () => {
       open -= 1;
-      perAddress.release(address);
-      const identity = identities.get(socket);
-      if (identity !== undefined) perIdentity.release(identity);
     });
   });
-  // Open connections per verified SPIFFE ID, counted once the peer is
-  // admitted; the SPIFFE ID each accepted socket holds a slot of.
+  // Open connections per verified SPIFFE ID, counted once the peer is admitted.
   const perIdentity = new Counter(limits.maxConnectionsPerIdentity);
-  const identities = new WeakMap<Socket, string>();
   // Ahead of the HTTP server's own listener: a refused socket is destroyed
   // before a parser is attached to it. Registered after it, Node has already
   // parsed the first request of a refused connection and run the app on it.
   server.prependListener('secureConnection', (socket: TLSSocket) => {
     const remote = remoteOf(socket);
     const peer = verifier.admit(socket, remote);
-    if (peer === undefined) return;
-    const identity = peer.id.toString();
-    if (!perIdentity.tryAcquire(identity)) {
+    if (peer !== undefined && !perIdentity.tryAcquire(peer.id.toString(), socket)) {
       verifier.refuse(
         socket,
         {
           reason: `Over the limit of ${limits.maxConnectionsPerIdentity} open connections per SPIFFE ID`,
-          peerId: identity,
+          peerId: peer.id.toString(),
           ...(remote === undefined ? {} : { remoteAddress: remote }),
         },
         'connection_limit',
       );
-      return;
     }
-    const raw = rawOf(socket);
-    if (raw !== undefined) identities.set(raw, identity);
-    else socket.once('close', () => perIdentity.release(identity));
   });
   server.on('tlsClientError', (err: Error & { code?: string }, socket: TLSSocket) => {
     const raw = rawOf(socket);
@@ -325,7 +312,7 @@ function checkLimits(limits: ServerLimits): ServerLimits {
   return Object.freeze({ ...limits });
 }
 
-/** Counts open sockets per key up to a cap (0: no cap); the socket's close releases its slot. */
+/** Counts open sockets per key up to a cap (0: no cap); a socket's close releases its slot. */
 class Counter {
   readonly #max: number;
   readonly #counts = new Map<string, number>();
@@ -334,8 +321,11 @@ class Counter {
     this.#max = max;
   }
 
-  /** Takes a slot, or returns false when the key is at its cap. */
-  tryAcquire(key: string): boolean {
+  /** Takes a slot for the socket, or returns false when the key is at its cap. */
+  tryAcquire(
+    key: string,
+    socket: { once(event: 'close', listener: () => void): unknown },
+  ): boolean {
     if (this.#max === 0) {
       return true;
     }
@@ -344,19 +334,14 @@ class Counter {
       return false;
     }
     this.#counts.set(key, count + 1);
+    socket.once('close', () => {
+      const left = (this.#counts.get(key) ?? 1) - 1;
+      if (left <= 0) {
+        this.#counts.delete(key);
+      } else {
+        this.#counts.set(key, left);
+      }
+    });
     return true;
-  }
-
-  /** Gives back a slot that tryAcquire took. */
-  release(key: string): void {
-    if (this.#max === 0) {
-      return;
-    }
-    const left = (this.#counts.get(key) ?? 1) - 1;
-    if (left <= 0) {
-      this.#counts.delete(key);
-    } else {
-      this.#counts.set(key, left);
-    }
   }
 }
