@@ -39,7 +39,7 @@ import type { RequestRecorder } from '../../shared/ops/metrics.ts';
 import type { VerifiedSvid } from '../../shared/spiffe/x509_svid.ts';
 import type { AccessChecker } from '../access/check_access.ts';
 import type { SecretStore } from '../store/secret_store.ts';
-import { type SecretWatches, whenClosed } from './secret_watch.ts';
+import type { SecretWatches } from './secret_watch.ts';
 import { DATA, decideSecretAccess, secretAnswer } from './secrets.ts';
 
 export interface SecretReadDeps {
@@ -144,12 +144,7 @@ async function answer(deps: SecretReadDeps, read: ReadRequest, response: ServerR
     if (read.watch === undefined) {
       body = secretAnswer(await deps.store.get(read.path, read.version));
     } else {
-      const secret = await deps.watches.wait(
-        read.path,
-        read.watch,
-        read.peer,
-        whenClosed(response),
-      );
+      const secret = await deps.watches.wait(read.path, read.watch, read.peer, response);
       // As the app: a wait that ended without a change is a 304 with no body.
       status = secret === undefined ? 304 : 200;
       body = secret === undefined ? '' : secretAnswer(secret);

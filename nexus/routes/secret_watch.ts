@@ -19,21 +19,48 @@
  * wake-up (a change of the path, or a gap of the change feed, which may hide
  * one) is followed by a look, never trusted alone. A look is the store's
  * `currentVersion()`, which reads what a read reads (through the cache of
- * sealed rows) and opens nothing: only the answer is decrypted. While idle a watch holds a
- * timer, an abort listener and one entry in the changes' map, and does no
- * work. A client that disconnects aborts the request's signal, which ends
- * the watch and frees its slot at once.
+ * sealed rows) and opens nothing: only the answer is decrypted. While idle a
+ * watch holds a timer, a `close` listener on its response and one entry in
+ * the changes' map, and does no work. A client that disconnects closes the
+ * response, which ends the watch and frees its slot at once.
  *
  * Bounds. Each watch holds a connection for up to MAX_WATCH_WAIT_MS, so
  * their number is capped in all and per SPIFFE ID (`WatchLimits`); one more
  * is refused with 429 `ERR_TOO_MANY_WATCHES` before anything is read.
  */
-import type { ServerResponse } from 'node:http';
 import type { SecretPath } from '../../shared/api/secret_path.ts';
 import type { WatchQuery } from '../../shared/api/secrets.ts';
 import { TooManyWatchesError } from '../../shared/errors/errors.ts';
 import type { SecretChanges } from '../store/secret_changes.ts';
 import type { SecretStore, SecretVersion } from '../store/secret_store.ts';
+
+/**
+ * Where a watch hears that its client went away: the node response (its
+ * `close` comes when the connection does, or once it is answered). Not an
+ * `AbortSignal`: an `AbortController` with its signal's listener maps costs
+ * about as much as the rest of an idle watch. `destroyed` (a response's own
+ * field on Node and Deno) tells one already gone before the watch began.
+ */
+export interface ClientGone {
+  readonly destroyed: boolean;
+  on(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+}
+
+/** A `ClientGone` over an abort signal: the fetch `Request`'s, without the node adapter (tests). */
+export function goneOnAbort(signal: AbortSignal): ClientGone {
+  return {
+    get destroyed() {
+      return signal.aborted;
+    },
+    on(_event, listener) {
+      signal.addEventListener('abort', listener);
+    },
+    off(_event, listener) {
+      signal.removeEventListener('abort', listener);
+    },
+  };
+}
 
 export interface WatchLimits {
   /** Watches waiting at once in this Nexus; 0 refuses every watch. */
@@ -67,8 +94,8 @@ export class SecretWatches {
   readonly #changes: SecretChanges;
   readonly #limits: WatchLimits;
   readonly #perIdentity = new Map<string, number>();
-  /** Ends each waiting watch (its `Ending` is `closed`). */
-  readonly #enders = new Set<() => void>();
+  /** The watches waiting now; `close()` ends each (its `Ending` is `closed`). */
+  readonly #waiters = new Set<Waiter>();
   #isClosed = false;
 
   constructor(options: SecretWatchesOptions) {
@@ -85,25 +112,25 @@ export class SecretWatches {
 
   /** Watches waiting now. */
   get size(): number {
-    return this.#enders.size;
+    return this.#waiters.size;
   }
 
   /**
    * What the watch of `path` by `caller` answers: what a read of the current
    * version answers (its version, or its error: not found, sealed…) once
    * that is other than version `query.newerThan` (`currentVersion()`: 0 for
-   * none), or undefined (304) when the wait ends first, the request is
-   * aborted, or Nexus stops.
+   * none), or undefined (304) when the wait ends first, the client goes
+   * away, or Nexus stops.
    */
   async wait(
     path: SecretPath,
     query: WatchQuery,
     caller: string,
-    signal: AbortSignal,
+    client: ClientGone,
   ): Promise<SecretVersion | undefined> {
-    if (this.#isClosed || signal.aborted) return undefined;
+    if (this.#isClosed || client.destroyed) return undefined;
     const held = this.#perIdentity.get(caller) ?? 0;
-    if (this.#enders.size >= this.#limits.maxWatches) {
+    if (this.#waiters.size >= this.#limits.maxWatches) {
       throw new TooManyWatchesError(
         `Nexus has ${this.#limits.maxWatches} long-poll reads waiting, its limit; try again later`,
       );
@@ -113,26 +140,16 @@ export class SecretWatches {
         `This SPIFFE ID has ${this.#limits.maxWatchesPerIdentity} long-poll reads waiting, its limit; try again later`,
       );
     }
-    let ending: Ending | undefined;
-    // Resolves the wait in progress; replaced on each round.
-    let wake: () => void = noop;
-    const end = (why: Ending) => {
-      ending ??= why;
-      wake();
-    };
-    const timer = setTimeout(() => end('timeout'), query.waitMs);
-    const onAbort = () => end('aborted');
-    const onClose = () => end('closed');
-    signal.addEventListener('abort', onAbort, { once: true });
-    this.#enders.add(onClose);
+    const waiter = new Waiter();
+    const timer = setTimeout(endOnTimeout, query.waitMs, waiter);
+    client.on('close', waiter.onGone);
+    this.#waiters.add(waiter);
     this.#perIdentity.set(caller, held + 1);
     try {
-      while (ending === undefined) {
-        const woken = new Promise<void>((resolve) => {
-          wake = resolve;
-        });
+      while (waiter.ending === undefined) {
+        const woken = waiter.sleep();
         // Before the read: a change committed while it runs still wakes us.
-        const cancel = this.#changes.next(path, () => wake());
+        const cancel = this.#changes.next(path, waiter.wake);
         try {
           // Compared without opening anything: only an answer decrypts.
           if ((await this.#store.currentVersion(path)) !== query.newerThan) {
@@ -146,8 +163,8 @@ export class SecretWatches {
       return undefined;
     } finally {
       clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      this.#enders.delete(onClose);
+      client.off('close', waiter.onGone);
+      this.#waiters.delete(waiter);
       const left = (this.#perIdentity.get(caller) ?? 1) - 1;
       if (left === 0) this.#perIdentity.delete(caller);
       else this.#perIdentity.set(caller, left);
@@ -157,17 +174,43 @@ export class SecretWatches {
   /** Ends every waiting watch now (304), and every later one at once: Nexus is stopping. */
   close(): void {
     this.#isClosed = true;
-    for (const end of [...this.#enders]) end();
+    for (const waiter of [...this.#waiters]) waiter.end('closed');
   }
+}
+
+/**
+ * One waiting watch: why it ended, if it has, and what wakes the look in
+ * progress. Its two listeners are made once, with it, and it is the only
+ * object a watch adds while it waits, besides its timer, its promises and
+ * the response's listener: a thousand idle watches are a thousand of these
+ * (docs/performance.md, "Idle watchers").
+ */
+class Waiter {
+  ending: Ending | undefined;
+  #resolve: () => void = noop;
+  /** The client went away: one function, so that `off` finds what `on` added. */
+  readonly onGone = (): void => this.end('aborted');
+  /** A change of the path, or a gap: the look in progress looks again. */
+  readonly wake = (): void => this.#resolve();
+
+  end(why: Ending): void {
+    this.ending ??= why;
+    this.#resolve();
+  }
+
+  /** Settles at the next `wake()` or `end()`, whichever comes first. */
+  sleep(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#resolve = resolve;
+    });
+  }
+}
+
+/** A timer's callback with its waiter as argument: no closure per watch. */
+function endOnTimeout(waiter: Waiter): void {
+  waiter.end('timeout');
 }
 
 function noop(): void {
   // Nothing waits yet.
-}
-
-/** Aborts when the response closes: answered, or its client went away mid-wait. */
-export function whenClosed(response: ServerResponse): AbortSignal {
-  const controller = new AbortController();
-  response.once('close', () => controller.abort());
-  return controller.signal;
 }

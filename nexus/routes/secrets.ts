@@ -40,7 +40,7 @@ import { type AccessChecker, isReservedPath } from '../access/check_access.ts';
 import { listVisible } from '../access/list_visible.ts';
 import type { Permission } from '../access/permissions.ts';
 import type { SecretMetadata, SecretStore, SecretVersion } from '../store/secret_store.ts';
-import { type SecretWatches, whenClosed } from './secret_watch.ts';
+import { type ClientGone, goneOnAbort, type SecretWatches } from './secret_watch.ts';
 
 export interface SecretRoutesDeps {
   readonly store: SecretStore;
@@ -211,15 +211,15 @@ export function decideSecretAccess(
 }
 
 /**
- * Aborts when the client goes away: when the node response closes, behind
- * the adapter (`whenClosed`). The fetch `Request`'s own signal would do the
- * same, but asking for it makes the adapter build a whole `Request`
- * (headers, body stream, controller) for a request that may wait a minute.
+ * Where the watch hears that the client went away: the node response behind
+ * the adapter. The fetch `Request`'s own signal would do the same, but asking
+ * for it makes the adapter build a whole `Request` (headers, body stream,
+ * controller) for a request that may wait a minute.
  */
-function clientGone(c: Context<GuardedEnv<SecretPath>>): AbortSignal {
+function clientGone(c: Context<GuardedEnv<SecretPath>>): ClientGone {
   // Undefined without the adapter (`app.request()` in tests).
   const outgoing = (c.env as PeerEnv['Bindings'] | undefined)?.outgoing;
-  return outgoing === undefined ? c.req.raw.signal : whenClosed(outgoing);
+  return outgoing === undefined ? goneOnAbort(c.req.raw.signal) : outgoing;
 }
 
 /** A read's answer, as `secretAnswer` writes it. */

@@ -77,7 +77,8 @@ export function createGracefulClose(
       if (closing !== undefined) {
         refuseKeepAlive(response);
       }
-      response.once('close', () => inFlight.delete(response));
+      // `on`: a response emits `close` once; `once` would add a wrapper per request.
+      response.on('close', () => inFlight.delete(response));
     },
   );
 

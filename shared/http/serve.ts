@@ -190,7 +190,10 @@ export async function serveMtls(options: ServeMtlsOptions): Promise<MtlsServer> 
       return;
     }
     open += 1;
-    socket.once('close', () => {
+    // `on`, not `once`, here and in Counter: a socket emits `close` once, and
+    // `once` wraps each listener in a state object and a bound function, per
+    // connection (docs/performance.md, "Idle watchers").
+    socket.on('close', () => {
       open -= 1;
     });
   });
@@ -322,10 +325,7 @@ class Counter {
   }
 
   /** Takes a slot for the socket, or returns false when the key is at its cap. */
-  tryAcquire(
-    key: string,
-    socket: { once(event: 'close', listener: () => void): unknown },
-  ): boolean {
+  tryAcquire(key: string, socket: { on(event: 'close', listener: () => void): unknown }): boolean {
     if (this.#max === 0) {
       return true;
     }
@@ -334,7 +334,7 @@ class Counter {
       return false;
     }
     this.#counts.set(key, count + 1);
-    socket.once('close', () => {
+    socket.on('close', () => {
       const left = (this.#counts.get(key) ?? 1) - 1;
       if (left <= 0) {
         this.#counts.delete(key);
