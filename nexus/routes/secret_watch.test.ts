@@ -7,8 +7,10 @@
  * written meanwhile.
  */
 import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
 import { after, describe, test } from 'node:test';
 import { PATHS } from '../../shared/api/paths.ts';
+import { parseSecretPath } from '../../shared/api/secret_path.ts';
 import type { RateLimitOptions } from '../../shared/http/rate_limit.ts';
 import { createTokenBuckets } from '../../shared/http/rate_limit.ts';
 import { pilotSuperuserId } from '../../shared/spiffe/identities.ts';
@@ -351,5 +353,63 @@ describe('long-poll reads', () => {
     const limited = await n.send(URL_OF('newerThan=2&wait=1ms'));
     assert.equal(limited.status, 429);
     assert.equal(limited.body.error.code, 'ERR_RATE_LIMITED');
+  });
+});
+
+/**
+ * `wait()` as the read shortcut calls it, with the node response as its
+ * client: a `close` listener is added while the watch waits and removed
+ * however it ends (`on`, not `once`, so nothing else would remove it).
+ */
+describe('SecretWatches.wait() and its response', () => {
+  /** What `wait()` needs of a node response. */
+  class FakeResponse extends EventEmitter {
+    destroyed = false;
+  }
+  const path = parseSecretPath(PATH);
+  const caller = WEB.toString();
+
+  test('a response already gone answers at once: no slot, no listener, nothing read', async () => {
+    const n = await nexus();
+    const response = new FakeResponse();
+    response.destroyed = true;
+    const calls = n.calls.get('currentVersion') ?? 0;
+    assert.equal(
+      await n.watches.wait(path, { newerThan: 2, waitMs: 60_000 }, caller, response),
+      undefined,
+    );
+    assert.equal(response.listenerCount('close'), 0);
+    assert.equal(n.watches.size, 0);
+    assert.equal(n.calls.get('currentVersion') ?? 0, calls);
+  });
+
+  test('the response closing mid-wait ends the watch and takes its listener away', async () => {
+    const n = await nexus();
+    const response = new FakeResponse();
+    const pending = n.watches.wait(path, { newerThan: 2, waitMs: 60_000 }, caller, response);
+    await n.waiting(1);
+    assert.equal(response.listenerCount('close'), 1);
+    response.emit('close');
+    assert.equal(await pending, undefined);
+    assert.equal(response.listenerCount('close'), 0);
+    assert.equal(n.watches.size, 0);
+    assert.equal(n.changes.size, 0);
+  });
+
+  test('an answer and a timeout take the listener away too', async () => {
+    const n = await nexus();
+    const answered = new FakeResponse();
+    const pending = n.watches.wait(path, { newerThan: 2, waitMs: 60_000 }, caller, answered);
+    await n.waiting(1);
+    await n.put('v3');
+    assert.equal((await pending)?.version, 3);
+    assert.equal(answered.listenerCount('close'), 0);
+    const timedOut = new FakeResponse();
+    assert.equal(
+      await n.watches.wait(path, { newerThan: 3, waitMs: 1 }, caller, timedOut),
+      undefined,
+    );
+    assert.equal(timedOut.listenerCount('close'), 0);
+    assert.equal(n.watches.size, 0);
   });
 });
