@@ -37,9 +37,10 @@ import type { SecretStore, SecretVersion } from '../store/secret_store.ts';
 /**
  * Where a watch hears that its client went away: the node response (its
  * `close` comes when the connection does, or once it is answered). Not an
- * `AbortSignal`: an `AbortController` with its signal's listener maps costs
- * about as much as the rest of an idle watch. `destroyed` (a response's own
- * field on Node and Deno) tells one already gone before the watch began.
+ * `AbortSignal`: an `AbortController`, its signal's two listener maps and the
+ * closures around them were most of the 1.7 KiB per idle watch that this
+ * saved (docs/performance.md, "Idle watchers"). `destroyed` (a response's
+ * own field on Node and Deno) tells one already gone before the watch began.
  */
 export interface ClientGone {
   readonly destroyed: boolean;
@@ -180,10 +181,9 @@ export class SecretWatches {
 
 /**
  * One waiting watch: why it ended, if it has, and what wakes the look in
- * progress. Its two listeners are made once, with it, and it is the only
- * object a watch adds while it waits, besides its timer, its promises and
- * the response's listener: a thousand idle watches are a thousand of these
- * (docs/performance.md, "Idle watchers").
+ * progress. Its two listeners are made once, with it. With its timer, its
+ * promises and its entry in the changes' map, it is all that an idle watch
+ * holds of its own.
  */
 class Waiter {
   ending: Ending | undefined;
