@@ -231,7 +231,13 @@ describe('Keeper and Nexus faults under load', () => {
     const broker = await startBroker({
       trustDomain: TD,
       workloads: { app: '/apps/load' },
-      nexusEnv: { SPIKE_NEXUS_MAX_SECRET_VERSIONS: String(MAX_VERSIONS) },
+      nexusEnv: {
+        SPIKE_NEXUS_MAX_SECRET_VERSIONS: String(MAX_VERSIONS),
+        // The four clients share one SPIFFE ID and send without pause: on a
+        // fast machine they outrun the default per-identity limit (500/s), and
+        // its 429s would read as retries. This suite is about faults.
+        SPIKE_NEXUS_RATE_LIMIT_PER_SECOND: '0',
+      },
     });
     const clients: SpikeClient[] = [];
     try {
