@@ -59,8 +59,15 @@ function decrypt({ key, nonce, aad }: XChaChaParams, body: Uint8Array): Uint8Arr
     head.fill(0);
     throw err;
   }
-  // Copy out of the runtime's (possibly pooled) buffers into one we own,
-  // then wipe theirs, so no plaintext stays behind in a shared pool.
+  // ChaCha20 is a stream cipher: `update()` returns the whole plaintext,
+  // and Node gives it an ArrayBuffer of its own. A view of that is ours to
+  // return, which spares a read a copy and a wipe (docs/performance.md, "AEAD
+  // per read").
+  if (tail.length === 0 && head.length === length && ownsItsBuffer(head)) {
+    return new Uint8Array(head.buffer, 0, length);
+  }
+  // Otherwise copy out of the runtime's (possibly pooled) buffers into one
+  // we own, then wipe theirs, so no plaintext stays behind in a shared pool.
   const plaintext = new Uint8Array(length);
   const isWhole = head.length + tail.length === length;
   if (isWhole) {
@@ -73,4 +80,9 @@ function decrypt({ key, nonce, aad }: XChaChaParams, body: Uint8Array): Uint8Arr
     throw new Error('ChaCha20-Poly1305 returned output of the wrong length');
   }
   return plaintext;
+}
+
+/** Whether `bytes` is the whole of its ArrayBuffer, so that no other view (a pool) shares it. */
+function ownsItsBuffer(bytes: Uint8Array): boolean {
+  return bytes.byteOffset === 0 && bytes.buffer.byteLength === bytes.length;
 }
