@@ -193,7 +193,7 @@ describe('what users install', { skip: onDeno }, () => {
       await broker?.stop();
     });
 
-    test('the tarball holds the bins, the program bundles and the compiled SDK with its declarations, and no test, no .ts source, no build stamp', () => {
+    test('the tarball holds the bins, the program bundles, the compiled SDK with its declarations and the license, and no test, no .ts source, no build stamp', () => {
       const files = run('tar', ['-tzf', tarball])
         .split('\n')
         .filter((line) => line !== '')
@@ -206,6 +206,7 @@ describe('what users install', { skip: onDeno }, () => {
       assert.ok(files.includes('dist/sdk/types/sdk/index.d.ts'));
       assert.ok(files.includes('dist/nexus/store/sqlite/migrations/meta/_journal.json'));
       assert.ok(files.includes('package.json') && files.includes('README.md'));
+      assert.ok(files.includes('LICENSE'), 'the license text the package declares');
       const sources = files.filter((file) => file.endsWith('.ts') && !file.endsWith('.d.ts'));
       assert.deepEqual(sources, [], 'no TypeScript source is shipped');
       assert.deepEqual(
