@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import type { Env } from '../shared/config/env.ts';
+import { nodeFlagsOfBin } from '../shared/runtime/bin_flags.ts';
 
 export type Runtime = 'node' | 'deno';
 export type Program = 'agent' | 'keeper' | 'nexus';
@@ -161,8 +162,10 @@ export class Child {
 function commandFor(program: Program, runtime: ChildRuntime): [string, string[]] {
   const main = join(runtime.rootDir, program, 'main.ts');
   if (runtime.runtime === 'node') {
-    // The program's bin entry: compiled dist/ when current, else tsx (bin/_start.js).
-    return [runtime.execPath, [join(runtime.rootDir, 'bin', NODE_BINS[program])]];
+    // The program's bin entry: compiled dist/ when current, else tsx
+    // (bin/_start.js), with the Node flags its shebang line gives it.
+    const bin = join(runtime.rootDir, 'bin', NODE_BINS[program]);
+    return [runtime.execPath, [...nodeFlagsOfBin(bin), bin]];
   }
   // The documented task's flags, so a task missing a permission fails here
   // rather than for someone running the program alone.

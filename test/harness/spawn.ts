@@ -8,6 +8,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeFlagsOfBin } from '../../shared/runtime/bin_flags.ts';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** A program is its folder; `launcher` is spike-local, the one-command local broker. */
@@ -98,11 +99,14 @@ export function command(
     }
     return [join(ROOT, '.tools/node_modules/.bin/deno'), ['run', '--quiet', '--no-check', ...rest]];
   }
+  // The flags the program's bin gives itself on its shebang line, however it
+  // is started here: as users start it from its bin, where the kernel reads them.
+  const flags = [...nodeFlagsOfBin(join(ROOT, 'bin', NODE_BINS[program])), ...nodeFlags];
   if (bundles !== undefined) {
-    return [process.execPath, [...nodeFlags, join(bundles, NODE_BINS[program])]];
+    return [process.execPath, [...flags, join(bundles, NODE_BINS[program])]];
   }
-  if (viaBin) return [process.execPath, [...nodeFlags, join(ROOT, 'bin', NODE_BINS[program])]];
-  return [process.execPath, [...nodeFlags, '--import', 'tsx', join(ROOT, program, 'main.ts')]];
+  if (viaBin) return [process.execPath, [...flags, join(ROOT, 'bin', NODE_BINS[program])]];
+  return [process.execPath, [...flags, '--import', 'tsx', join(ROOT, program, 'main.ts')]];
 }
 
 export function startProgram(program: Program, options: SpawnOptions = {}): RunningProgram {
