@@ -116,7 +116,9 @@ export function createAccessChecker(options: AccessCheckerOptions): AccessChecke
     if (!peer.isMemberOf(trustDomain)) {
       return deny('foreign_trust_domain');
     }
-    if (typeof path !== 'string' || splitPath(path) === undefined) {
+    // Split once: every policy below matches these segments.
+    const segments = typeof path === 'string' ? splitPath(path) : undefined;
+    if (segments === undefined) {
       return deny('malformed_path');
     }
     if (isSuperuser(peer)) {
@@ -131,7 +133,7 @@ export function createAccessChecker(options: AccessCheckerOptions): AccessChecke
         policy.grants(permission) &&
         (!isReserved || policy.pathPattern.startsWithLiteral(RESERVED_ROOT)) &&
         policy.appliesTo(peer) &&
-        policy.covers(path)
+        policy.coversSegments(segments)
       ) {
         return { allowed: true, reason: 'policy', policy: policy.name };
       }

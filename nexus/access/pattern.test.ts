@@ -18,6 +18,13 @@ function assertMatches(pattern: string, matching: readonly string[], other: read
   for (const path of other) {
     assert.equal(compiled.matches(path), false, `${pattern} should not match ${path}`);
   }
+  // The access check's form, on the same paths split once, agrees.
+  for (const path of [...matching, ...other]) {
+    const segments = splitPath(path);
+    if (segments !== undefined) {
+      assert.equal(compiled.matchesSegments(segments), compiled.matches(path), path);
+    }
+  }
 }
 
 function assertInvalid(parse: (source: string) => unknown, source: string, message: RegExp) {

@@ -79,6 +79,14 @@ export class PathPattern {
   }
 
   /**
+   * `matches()` for a path already split by `splitPath()`: an access check
+   * splits the request's path once, not once for each policy.
+   */
+  matchesSegments(segments: readonly string[]): boolean {
+    return matchSegments(this.segments, segments);
+  }
+
+  /**
    * Where the paths this pattern matches lie (see `PathReach`), so that a
    * listing reads only there: `a/b` reaches `a/b` alone; `a/*`, and `a/**`
    * followed by more segments, reach the paths under `a/`; `a/**` alone
@@ -157,7 +165,9 @@ export class SpiffeIdPattern {
     if (!(id instanceof SpiffeId)) {
       throw new TypeError('SpiffeIdPattern.matches() needs a SpiffeId from parseSpiffeId()');
     }
-    return id.trustDomain.equals(this.trustDomain) && matchSegments(this.segments, id.segments());
+    return (
+      id.trustDomain.equals(this.trustDomain) && matchSegments(this.segments, id.pathSegments())
+    );
   }
 
   toString(): string {

@@ -67,6 +67,11 @@ export class Policy {
     return this.pathPattern.matches(path);
   }
 
+  /** `covers()` for a path already split by `splitPath()` (see PathPattern.matchesSegments). */
+  coversSegments(segments: readonly string[]): boolean {
+    return this.pathPattern.matchesSegments(segments);
+  }
+
   /** The policy as written: the wire and storage shape. */
   toDocument(): PolicyDocument {
     return {

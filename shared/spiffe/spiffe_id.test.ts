@@ -334,6 +334,16 @@ describe('SpiffeId values', () => {
     assert.deepEqual(id.segments(), ['a', 'b']);
   });
 
+  test('split their path once for matching, into a frozen array', () => {
+    const id = parseSpiffeId('spiffe://td/a/b');
+    const segments = id.pathSegments();
+    assert.deepEqual(segments, ['a', 'b']);
+    assert.ok(Object.isFrozen(segments));
+    assert.equal(id.pathSegments(), segments);
+    assert.throws(() => (segments as string[]).push('evil'), TypeError);
+    assert.deepEqual(parseSpiffeId('spiffe://td').pathSegments(), []);
+  });
+
   test('know which trust domain they belong to', () => {
     const id = parseSpiffeId('spiffe://example.org/service');
     assert.ok(id.isMemberOf(parseTrustDomain('example.org')));

@@ -48,6 +48,8 @@ export class SpiffeId {
   /** Empty, or `/seg/seg…` with every segment valid. */
   readonly path: string;
   readonly #text: string;
+  /** `pathSegments()`, split on first use: a private field stays writable in a frozen object. */
+  #segments: readonly string[] | undefined;
 
   constructor(token: typeof CONSTRUCT, trustDomain: TrustDomain, path: string) {
     if (token !== CONSTRUCT) {
@@ -59,9 +61,18 @@ export class SpiffeId {
     Object.freeze(this);
   }
 
-  /** The path split into its segments; empty for a trust-domain ID. */
+  /** The path split into its segments; empty for a trust-domain ID. A copy the caller may change. */
   segments(): string[] {
-    return this.path === '' ? [] : this.path.slice(1).split('/');
+    return [...this.pathSegments()];
+  }
+
+  /**
+   * The path's segments, split once and frozen: what an access check matches
+   * against every policy's pattern, without splitting the ID for each.
+   */
+  pathSegments(): readonly string[] {
+    this.#segments ??= Object.freeze(this.path === '' ? [] : this.path.slice(1).split('/'));
+    return this.#segments;
   }
 
   isMemberOf(trustDomain: TrustDomain): boolean {
