@@ -8,8 +8,9 @@
 #   base=$(bash scripts/base_image.sh)
 #   podman build --build-arg BASE="$base" …
 # The image holds the C and C++ runtime libraries Node and libsql's native
-# module link against, coreutils (for `/usr/bin/env node` in the bin
-# entries' first line) and Node itself: no shell, no package manager.
+# module link against, coreutils (for `/usr/bin/env node`, and `env -S` for
+# spike-nexus's flag, in the bin entries' first line) and Node itself: no
+# shell, no package manager.
 # An image of the same name (Node's version and this script's hash) is reused.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -13,9 +13,11 @@ describe('nodeFlagsOfShebang', () => {
       '--max-semi-space-size=8',
     ]);
     assert.deepEqual(nodeFlagsOfShebang('#!/usr/bin/env -S node --a --b=1'), ['--a', '--b=1']);
+    // A checkout with CRLF line ends.
+    assert.deepEqual(nodeFlagsOfShebang('#!/usr/bin/env -S node --a\r'), ['--a']);
   });
 
-  test('refuses any other first line rather than guess', () => {
+  test('reads none from a line of another form, or with anything but flags', () => {
     for (const line of [
       '',
       '// no shebang',
@@ -24,15 +26,15 @@ describe('nodeFlagsOfShebang', () => {
       '#!/usr/bin/env -S node',
       '#!/usr/bin/env -S node  --two-spaces',
       '#!/usr/bin/env -S node --flag;rm',
-      '#!/usr/bin/env -S node not-a-flag',
+      '#!/usr/bin/env -S node --a not-a-flag',
     ]) {
-      assert.throws(() => nodeFlagsOfShebang(line), /Not a bin's shebang line/, line);
+      assert.deepEqual(nodeFlagsOfShebang(line), [], line);
     }
   });
 });
 
 describe('the bins', () => {
-  test('each starts with a shebang the launcher can read; only spike-nexus sets a flag', () => {
+  test('only spike-nexus gives itself a flag, and its line reads as one', () => {
     const bins = readdirSync(BIN).filter((name) => name.endsWith('.js') && !name.startsWith('_'));
     assert.ok(bins.length >= 5);
     for (const name of bins) {

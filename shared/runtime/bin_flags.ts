@@ -7,26 +7,27 @@
  */
 import { readFileSync } from 'node:fs';
 
-const PLAIN = '#!/usr/bin/env node';
 const WITH_FLAGS = '#!/usr/bin/env -S node ';
+const FLAG = /^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/;
 
-/** The flags on the first line of the bin file at `path`; throws if that line is not one of the two forms. */
+/** The flags on the first line of the bin file at `path` (see `nodeFlagsOfShebang`). */
 export function nodeFlagsOfBin(path: string): string[] {
   const text = readFileSync(path, 'utf8');
   const end = text.indexOf('\n');
   return nodeFlagsOfShebang(end === -1 ? text : text.slice(0, end));
 }
 
-/** The flags of one shebang line; see `nodeFlagsOfBin`. */
+/**
+ * The flags of one shebang line. A line of any other form (`#!/usr/bin/env
+ * node`, a shebang a packager rewrote) gives none: the program still starts,
+ * only without them. A flag that does not look like one makes the line
+ * count as another form, so nothing odd reaches the command line.
+ */
 export function nodeFlagsOfShebang(line: string): string[] {
-  if (line === PLAIN) {
+  const trimmed = line.endsWith('\r') ? line.slice(0, -1) : line;
+  if (!trimmed.startsWith(WITH_FLAGS)) {
     return [];
   }
-  if (line.startsWith(WITH_FLAGS)) {
-    const flags = line.slice(WITH_FLAGS.length).split(' ');
-    if (flags.every((flag) => /^--[a-z0-9-]+(=[A-Za-z0-9._-]+)?$/.test(flag))) {
-      return flags;
-    }
-  }
-  throw new Error(`Not a bin's shebang line: ${JSON.stringify(line)}`);
+  const flags = trimmed.slice(WITH_FLAGS.length).split(' ');
+  return flags.every((flag) => FLAG.test(flag)) ? flags : [];
 }
