@@ -82,7 +82,7 @@ export class PathPattern {
    * `matches()` for a path already split by `splitPath()`: an access check
    * splits the request's path once, not once for each policy.
    */
-  matchesSegments(segments: readonly string[]): boolean {
+  matchesSegments(segments: PathSegments): boolean {
     return matchSegments(this.segments, segments);
   }
 
@@ -252,17 +252,25 @@ export function parseSpiffeIdPattern(source: unknown): SpiffeIdPattern {
   return new SpiffeIdPattern(CONSTRUCT, source, trustDomain, segments);
 }
 
+declare const CHECKED: unique symbol;
+/**
+ * The segments of a well-formed path, as only `splitPath()` makes them: the
+ * type lets `matchesSegments()` skip the checks without trusting a raw
+ * `path.split('/')`, in which `*` would match `''` or `..`.
+ */
+export type PathSegments = readonly string[] & { readonly [CHECKED]: true };
+
 /**
  * The segments of a well-formed path (`a/b/c`), or undefined when it is not
  * one: empty, a leading, trailing or double slash, a `.` or `..` segment, or
  * a character outside letters, digits, `.`, `_` and `-`.
  */
-export function splitPath(path: string): string[] | undefined {
+export function splitPath(path: string): PathSegments | undefined {
   if (typeof path !== 'string' || path === '') {
     return undefined;
   }
   const segments = path.split('/');
-  return segments.every(isLiteralSegment) ? segments : undefined;
+  return segments.every(isLiteralSegment) ? (segments as unknown as PathSegments) : undefined;
 }
 
 function isWildcard(segment: string): boolean {

@@ -13,6 +13,7 @@ import { InvalidRequestError } from '../../shared/errors/errors.ts';
 import type { SpiffeId, TrustDomain } from '../../shared/spiffe/spiffe_id.ts';
 import {
   type PathPattern,
+  type PathSegments,
   parsePathPattern,
   parseSpiffeIdPattern,
   type SpiffeIdPattern,
@@ -68,7 +69,7 @@ export class Policy {
   }
 
   /** `covers()` for a path already split by `splitPath()` (see PathPattern.matchesSegments). */
-  coversSegments(segments: readonly string[]): boolean {
+  coversSegments(segments: PathSegments): boolean {
     return this.pathPattern.matchesSegments(segments);
   }
 
