@@ -133,6 +133,16 @@ export function parseMetadataResponse(body: unknown): MetadataResponse {
   };
 }
 
+/** The versions that changed (`WatchResponse`), as a map: a path is never an object's own key to trust. */
+export function parseWatchResponse(body: unknown): Map<string, number> {
+  const versions = objectOf(objectOf(body, 'The answer').versions, 'Field "versions"');
+  const out = new Map<string, number>();
+  for (const path of Object.keys(versions)) {
+    out.set(path, integerOf(versions, path));
+  }
+  return out;
+}
+
 export function parseListResponse(body: unknown): ListResponse {
   const fields = objectOf(body, 'The answer');
   const paths = stringsOf(fields, 'paths');

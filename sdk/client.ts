@@ -55,6 +55,7 @@ import {
   parsePutSecretRequest,
   parseVersionNumber,
   parseVersionsRequest,
+  parseWatchRequest,
   type SecretResponse,
 } from '../shared/api/secrets.ts';
 import {
@@ -119,6 +120,7 @@ import {
   parseSecretResponse,
   parseSnapshotRestoreResponse,
   parseStatusResponse,
+  parseWatchResponse,
 } from './_wire.ts';
 
 /**
@@ -422,6 +424,40 @@ export class SpikeClient {
       signal: options.signal,
     });
     return reply.status === 304 ? undefined : this.#check(parseSecretResponse, reply, 'GET', route);
+  }
+
+  /**
+   * One long-poll over several paths (`POST /v1/secrets/watch`, up to
+   * `MAX_WATCH_PATHS`): `known` maps each path to the version you have (0:
+   * none). As soon as the current version of one or more of them is
+   * another, resolves with those paths and their current versions (0: none,
+   * as the current version was deleted or destroyed, or the path removed);
+   * with `undefined` when the wait (`waitMs`, default 30 s, at most 60 s)
+   * ended first or Nexus is stopping. Nothing is read: get what changed with
+   * `getSecret`. One path you may not read refuses the whole request
+   * (`AccessDeniedError`). It holds one connection however many paths it
+   * names, where `getSecretNewerThan` holds one per path.
+   */
+  async waitForVersions(
+    known: ReadonlyMap<string, number>,
+    options: { waitMs?: number | undefined; signal?: AbortSignal | undefined } = {},
+  ): Promise<Map<string, number> | undefined> {
+    const waitMs = options.waitMs ?? DEFAULT_WATCH_WAIT_MS;
+    const body = { versions: Object.fromEntries(known), wait: formatWaitQuery(waitMs) };
+    // Checked as Nexus checks it, so a bad argument fails here, unsent.
+    parseWatchRequest(body);
+    const reply = await this.#call({
+      method: 'POST',
+      path: PATHS.secretWatch,
+      body,
+      answers: [304],
+      // Nexus answers by the end of the wait: only then does the client's timeout start.
+      timeoutMs: waitMs + this.#timeoutMs,
+      signal: options.signal,
+    });
+    return reply.status === 304
+      ? undefined
+      : this.#check(parseWatchResponse, reply, 'POST', PATHS.secretWatch);
   }
 
   /**

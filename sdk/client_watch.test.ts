@@ -9,11 +9,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { AccessDeniedError, InvalidRequestError } from '../shared/errors/errors.ts';
+import { AccessDeniedError, InternalError, InvalidRequestError } from '../shared/errors/errors.ts';
 import { serverTlsOptions } from '../shared/spiffe/mtls.ts';
 import { StaticX509Source } from '../shared/spiffe/x509_source.ts';
 import { bundleSetOf, createTestCa } from '../test/harness/pki.ts';
-import { createSpikeClient, type SpikeClient } from './index.ts';
+import { createSpikeClient, MAX_WATCH_PATHS, type SpikeClient } from './index.ts';
 
 const TD = 'example.org';
 
@@ -62,11 +62,17 @@ describe('SpikeClient long-poll reads', () => {
   /** A Nexus answering each request with the next scripted answer; it records the URLs. */
   async function nexus(script: Scripted[]) {
     const urls: URL[] = [];
+    const bodies: string[] = [];
     const closed: URL[] = [];
     const server = createServer(
       serverTlsOptions(serverSource),
       (req: IncomingMessage, res: ServerResponse) => {
-        req.resume();
+        let body = '';
+        req.setEncoding('utf8');
+        req.on('data', (chunk: string) => {
+          body += chunk;
+        });
+        req.on('end', () => bodies.push(body));
         const url = new URL(req.url ?? '/', 'https://nexus');
         urls.push(url);
         res.once('close', () => {
@@ -90,7 +96,7 @@ describe('SpikeClient long-poll reads', () => {
       timeoutMs: 5_000,
     });
     clients.push(client);
-    return { client, urls, closed };
+    return { client, urls, bodies, closed };
   }
 
   const ok = (version: number): Scripted => ({
@@ -171,5 +177,52 @@ describe('SpikeClient long-poll reads', () => {
     assert.throws(() => client.watch('app/x', { newerThan: -1 }), InvalidRequestError);
     await assert.rejects(client.getSecretNewerThan('app/x', 1.5), InvalidRequestError);
     assert.equal(urls.length, 0);
+  });
+
+  test('waitForVersions sends every path in one request, and answers what changed or undefined on 304', async () => {
+    const changed = { status: 200, body: JSON.stringify({ versions: { 'app/b': 0, 'app/c': 4 } }) };
+    const { client, urls, bodies } = await nexus([unchanged, changed]);
+    const known = new Map([
+      ['app/a', 2],
+      ['app/b', 1],
+      ['app/c', 3],
+    ]);
+    assert.equal(await client.waitForVersions(known, { waitMs: 1500 }), undefined);
+    assert.deepEqual(
+      await client.waitForVersions(known),
+      new Map([
+        ['app/b', 0],
+        ['app/c', 4],
+      ]),
+    );
+    assert.deepEqual(
+      urls.map((url) => url.pathname),
+      ['/v1/secrets/watch', '/v1/secrets/watch'],
+    );
+    assert.deepEqual(
+      bodies.map((body) => JSON.parse(body)),
+      [
+        { versions: { 'app/a': 2, 'app/b': 1, 'app/c': 3 }, wait: '1500ms' },
+        { versions: { 'app/a': 2, 'app/b': 1, 'app/c': 3 }, wait: '30000ms' },
+      ],
+    );
+  });
+
+  test('waitForVersions refuses bad arguments unsent, and an answer it cannot read', async () => {
+    const { client, urls } = await nexus([{ status: 200, body: '{"versions":{"app/a":-1}}' }]);
+    const many = new Map(
+      Array.from({ length: MAX_WATCH_PATHS + 1 }, (_, i): [string, number] => [`app/${i}`, 0]),
+    );
+    for (const [known, waitMs] of [
+      [new Map(), undefined],
+      [many, undefined],
+      [new Map([['../x', 0]]), undefined],
+      [new Map([['app/a', -1]]), undefined],
+      [new Map([['app/a', 0]]), 0],
+    ] as const) {
+      await assert.rejects(client.waitForVersions(known, { waitMs }), InvalidRequestError);
+    }
+    assert.equal(urls.length, 0);
+    await assert.rejects(client.waitForVersions(new Map([['app/a', 0]])), InternalError);
   });
 });

@@ -20,6 +20,8 @@ export type {
   SecretResponse,
   VersionInfoWire,
 } from '../shared/api/secrets.ts';
+/** The most paths one `waitForVersions()` may name. */
+export { MAX_WATCH_PATHS } from '../shared/api/secrets.ts';
 export type { SnapshotRestoreResponse } from '../shared/api/snapshot.ts';
 export type {
   CiphertextResult,

@@ -24,6 +24,7 @@ import fc from 'fast-check';
 import { PATHS } from '../../shared/api/paths.ts';
 import type { PolicyDocument } from '../../shared/api/policies.ts';
 import { parseSecretPath, parseSecretPrefix } from '../../shared/api/secret_path.ts';
+import { MAX_WATCH_PATHS } from '../../shared/api/secrets.ts';
 import {
   pilotRecoverId,
   pilotRestoreId,
@@ -543,6 +544,8 @@ function badStringMap(maxKeys: number) {
 const GOOD_PATH = 'app/web/db';
 const NEW_PATH = 'app/web/fresh';
 const GOOD_SECRET = { data: { password: `${SECRET_MARK}good` } };
+/** A path the samples before it leave in place: its version is never 0, so this answers at once. */
+const GOOD_WATCH = { versions: { 'app/web/old': 0 }, wait: '1ms' };
 const GOOD_POLICY = {
   spiffeIdPattern: 'spiffe://nexus.test/apps/api/*',
   pathPattern: 'app/api/**',
@@ -853,6 +856,60 @@ function specs(): Record<string, RouteSpec> {
             get(`limit ${JSON.stringify(limit)}`, `${PATHS.secretList}?limit=${limit}`),
           ),
         fc.constant(get('after empty', `${PATHS.secretList}?after=`)),
+      ),
+    },
+    [`POST ${PATHS.secretWatch}`]: {
+      caller: 'superuser',
+      target: PATHS.secretWatch,
+      body: GOOD_WATCH,
+      specific: fc.oneof(
+        badSecretPath.filter(isWellFormed).map((path) =>
+          jsonCase(`path ${JSON.stringify(path.slice(0, 60))}`, 'POST', PATHS.secretWatch, {
+            versions: { [path]: 0 },
+          }),
+        ),
+        badCasText.map((version) =>
+          jsonCase(
+            `version ${version}`,
+            'POST',
+            PATHS.secretWatch,
+            `{"versions":{"${GOOD_PATH}":${version}}}`,
+          ),
+        ),
+        badWaitQuery.map((wait) =>
+          jsonCase(`wait ${JSON.stringify(wait)}`, 'POST', PATHS.secretWatch, {
+            ...GOOD_WATCH,
+            wait: safeDecode(wait),
+          }),
+        ),
+        wrongType.map((wait) =>
+          jsonCase(`wait ${JSON.stringify(wait)}`, 'POST', PATHS.secretWatch, {
+            ...GOOD_WATCH,
+            wait,
+          }),
+        ),
+        fc
+          .constantFrom<unknown>(null, [], 'app/web/db', 1, {}, [['app/web/db', 0]])
+          .map((versions) =>
+            jsonCase(`versions ${JSON.stringify(versions)}`, 'POST', PATHS.secretWatch, {
+              versions,
+            }),
+          ),
+        fc.integer({ min: MAX_WATCH_PATHS + 1, max: MAX_WATCH_PATHS * 3 }).map((count) =>
+          jsonCase(`${count} paths`, 'POST', PATHS.secretWatch, {
+            versions: Object.fromEntries(
+              Array.from({ length: count }, (_, i) => [`app/web/p${i}`, 0]),
+            ),
+          }),
+        ),
+        unknownField(['versions', 'wait']).map((name) =>
+          jsonCase(
+            `unknown field ${JSON.stringify(name)}`,
+            'POST',
+            PATHS.secretWatch,
+            withMember(GOOD_WATCH, name, '"x"'),
+          ),
+        ),
       ),
     },
     [`GET ${PATHS.policies}`]: { caller: 'superuser', target: PATHS.policies },

@@ -11,9 +11,10 @@ import { EventEmitter } from 'node:events';
 import { after, describe, test } from 'node:test';
 import { PATHS } from '../../shared/api/paths.ts';
 import { parseSecretPath } from '../../shared/api/secret_path.ts';
+import { MAX_WATCH_PATHS } from '../../shared/api/secrets.ts';
 import type { RateLimitOptions } from '../../shared/http/rate_limit.ts';
 import { createTokenBuckets } from '../../shared/http/rate_limit.ts';
-import { pilotSuperuserId } from '../../shared/spiffe/identities.ts';
+import { pilotRecoverId, pilotSuperuserId } from '../../shared/spiffe/identities.ts';
 import { parseSpiffeId, parseTrustDomain, type SpiffeId } from '../../shared/spiffe/spiffe_id.ts';
 import { type NexusApp, nexusApp, validSvid } from '../../test/harness/nexus_app.ts';
 import type { SecretStore } from '../store/secret_store.ts';
@@ -353,6 +354,158 @@ describe('long-poll reads', () => {
     const limited = await n.send(URL_OF('newerThan=2&wait=1ms'));
     assert.equal(limited.status, 429);
     assert.equal(limited.body.error.code, 'ERR_RATE_LIMITED');
+  });
+});
+
+/** A long-poll over several paths (`POST /v1/secrets/watch`, ADR 0033). */
+describe('long-polls over several paths', () => {
+  const OTHER = 'app/web/api';
+  const watchMany = (
+    n: Awaited<ReturnType<typeof nexus>>,
+    body: unknown,
+    init: { as?: SpiffeId; signal?: AbortSignal } = {},
+  ) => n.send(PATHS.secretWatch, { method: 'POST', body, ...init });
+
+  test("answers at once with every path whose version is not the caller's, and decrypts nothing", async () => {
+    const n = await nexus();
+    const answer = await watchMany(n, {
+      versions: { [PATH]: 1, [OTHER]: 0, 'app/web/none': 0 },
+      wait: '60s',
+    });
+    assert.equal(answer.status, 200);
+    assert.deepEqual(answer.body, { versions: { [PATH]: 2 } });
+    assert.equal(n.calls.get('get'), undefined, 'a secret was opened');
+    const events = n.watchEvents();
+    assert.equal(events.length, 1);
+    assert.equal(events[0]?.status, 200);
+    assert.equal(events[0]?.resource, `${PATH},${OTHER},app/web/none`);
+    assert.equal(events[0]?.decision?.reason, 'superuser');
+    assert.equal(n.watches.size, 0);
+    n.assertNoSecretLeaked();
+  });
+
+  test('waits while every path is as the caller has it; a write of one wakes it with that one', async () => {
+    const n = await nexus();
+    const pending = watchMany(n, { versions: { [PATH]: 2, [OTHER]: 0 } }, { as: WEB });
+    await n.waiting(1);
+    assert.equal(n.changes.size, 2, 'one waiter per path');
+    await n.put('api', OTHER);
+    const answer = await pending;
+    assert.equal(answer.status, 200);
+    assert.deepEqual(answer.body, { versions: { [OTHER]: 1 } });
+    assert.equal(n.changes.size, 0, 'a waiter stayed registered');
+    const [event] = n.watchEvents();
+    assert.equal(event?.decision?.reason, 'policy');
+    assert.equal(event?.decision?.policy, 'web-reads');
+    n.assertNoSecretLeaked();
+  });
+
+  test('a watched version deleted answers 0 for its path', async () => {
+    const n = await nexus();
+    const pending = watchMany(n, { versions: { [PATH]: 2 } });
+    await n.waiting(1);
+    await n.send(`${PATHS.secretData}/${PATH}`, { method: 'DELETE' });
+    assert.deepEqual((await pending).body, { versions: { [PATH]: 0 } });
+  });
+
+  test('once the wait is over the answer is 304 with no body; a closing Nexus answers 304 too', async () => {
+    const n = await nexus();
+    const over = await watchMany(n, { versions: { [PATH]: 2 }, wait: '1ms' });
+    assert.equal(over.status, 304);
+    assert.equal(over.text, '');
+    const pending = watchMany(n, { versions: { [PATH]: 2 } });
+    await n.waiting(1);
+    n.watches.close();
+    assert.equal((await pending).status, 304);
+    assert.equal(n.changes.size, 0);
+  });
+
+  test("a client that goes away frees its watch and every path's waiter at once", async () => {
+    const n = await nexus();
+    const controller = new AbortController();
+    const pending = watchMany(
+      n,
+      { versions: { [PATH]: 2, [OTHER]: 0 } },
+      { signal: controller.signal },
+    );
+    await n.waiting(1);
+    controller.abort();
+    await pending.catch(() => undefined);
+    await n.waiting(0);
+    assert.equal(n.changes.size, 0, 'a waiter stayed registered');
+  });
+
+  test('one path the caller may not read refuses the whole watch before anything is read or held', async () => {
+    const n = await nexus();
+    const answer = await watchMany(n, { versions: { [PATH]: 2, 'app/other/db': 0 } }, { as: WEB });
+    assert.equal(answer.status, 403);
+    assert.equal(answer.body.error.code, 'ERR_ACCESS_DENIED');
+    assert.ok(!answer.text.includes('app/other'), 'the answer names the refused path');
+    assert.equal(n.calls.size, 0, 'the store was touched');
+    assert.equal(n.watches.size, 0);
+    const [event] = n.watchEvents();
+    assert.equal(event?.outcome, 'denied');
+    assert.equal(event?.resource, 'app/other/db');
+    // A break-glass role is refused by the guard, before its body is read.
+    const recover = await watchMany(n, { versions: 'not even parsed' }, { as: pilotRecoverId(TD) });
+    assert.equal(recover.status, 403);
+    assert.equal(n.watchEvents().at(-1)?.decision?.reason, 'operator_role');
+  });
+
+  test('a sealed Nexus answers 503 at once', async () => {
+    const n = await nexus();
+    n.rootKey.seal();
+    const answer = await watchMany(n, { versions: { [PATH]: 2 } });
+    assert.equal(answer.status, 503);
+    assert.equal(answer.body.error.code, 'ERR_NOT_READY');
+    assert.equal(n.watches.size, 0);
+  });
+
+  test('bad bodies are 400s, before anything is read or held', async () => {
+    const n = await nexus();
+    const tooMany = Object.fromEntries(
+      Array.from({ length: MAX_WATCH_PATHS + 1 }, (_, i) => [`app/web/p${i}`, 0]),
+    );
+    for (const body of [
+      {},
+      [],
+      { versions: {} },
+      { versions: [] },
+      { versions: tooMany },
+      { versions: { [PATH]: -1 } },
+      { versions: { [PATH]: 1.5 } },
+      { versions: { [PATH]: '1' } },
+      { versions: { [PATH]: 2 ** 31 } },
+      { versions: { '/app': 0 } },
+      { versions: { 'app//x': 0 } },
+      { versions: { 'sys/policies': 0 } },
+      { versions: { [PATH]: 1 }, wait: 30 },
+      { versions: { [PATH]: 1 }, wait: '61s' },
+      { versions: { [PATH]: 1 }, wait: '0ms' },
+      { versions: { [PATH]: 1 }, extra: true },
+    ]) {
+      const answer = await watchMany(n, body);
+      assert.equal(answer.status, 400, JSON.stringify(body));
+      assert.equal(answer.body.error.code, 'ERR_INVALID_REQUEST', JSON.stringify(body));
+    }
+    assert.equal(n.calls.size, 0, 'the store was touched');
+    assert.equal(n.watches.size, 0);
+  });
+
+  test('a watch of many paths is one watch against the limits and one token of the rate limit', async () => {
+    const n = await nexus({
+      limits: { maxWatches: 2, maxWatchesPerIdentity: 1 },
+      rateLimit: { ratePerSecond: 1, burst: 2, now: () => 0 },
+    });
+    const first = watchMany(n, { versions: { [PATH]: 2, [OTHER]: 0 } }, { as: WEB });
+    await n.waiting(1);
+    const refused = await watchMany(n, { versions: { [PATH]: 2 } }, { as: WEB });
+    assert.equal(refused.status, 429);
+    assert.equal(refused.body.error.code, 'ERR_TOO_MANY_WATCHES');
+    const limited = await watchMany(n, { versions: { [PATH]: 2 } }, { as: WEB });
+    assert.equal(limited.body.error.code, 'ERR_RATE_LIMITED');
+    n.watches.close();
+    assert.equal((await first).status, 304);
   });
 });
 

@@ -1,7 +1,9 @@
 /**
  * Long-poll reads (`GET /v1/secrets/data/{path}?newerThan=N&wait=30s`, ADR
  * 0024): the read route hands a request here once its guard has admitted
- * the caller, and answers what `wait()` returns.
+ * the caller, and answers what `wait()` returns. A long-poll over several
+ * paths (`POST /v1/secrets/watch`, ADR 0033) waits the same way in
+ * `waitForAny()`, and answers only the versions that changed.
  *
  * What a watch answers. The caller has version N of the path (0: nothing).
  * As soon as a read of the current version would answer anything else (a
@@ -123,12 +125,57 @@ export class SecretWatches {
    * none), or undefined (304) when the wait ends first, the client goes
    * away, or Nexus stops.
    */
-  async wait(
+  wait(
     path: SecretPath,
     query: WatchQuery,
     caller: string,
     client: ClientGone,
   ): Promise<SecretVersion | undefined> {
+    return this.#hold(caller, query.waitMs, client, [path], async () =>
+      // Compared without opening anything: only an answer decrypts.
+      (await this.#store.currentVersion(path)) === query.newerThan
+        ? undefined
+        : await this.#store.get(path),
+    );
+  }
+
+  /**
+   * A watch of several paths (`POST /v1/secrets/watch`): once the current
+   * version of one or more of them (`currentVersion()`, 0 for none) is other
+   * than the caller's in `versions`, those paths and their current versions;
+   * undefined (304) as for `wait()`. Nothing is decrypted: the caller reads
+   * what changed. An error a read would answer (sealed) is thrown at once.
+   * It holds one connection, so it counts as one watch against the limits.
+   */
+  waitForAny(
+    versions: ReadonlyMap<SecretPath, number>,
+    waitMs: number,
+    caller: string,
+    client: ClientGone,
+  ): Promise<Map<SecretPath, number> | undefined> {
+    return this.#hold(caller, waitMs, client, [...versions.keys()], async () => {
+      const changed = new Map<SecretPath, number>();
+      for (const [path, known] of versions) {
+        const current = await this.#store.currentVersion(path);
+        if (current !== known) changed.set(path, current);
+      }
+      return changed.size === 0 ? undefined : changed;
+    });
+  }
+
+  /**
+   * Admits a watch of `paths` by `caller` (or refuses it: the limits), then
+   * runs `look` until it answers something, and again after each change of
+   * one of the paths (or gap); undefined once `waitMs` has passed, the
+   * client went away, or Nexus stops.
+   */
+  async #hold<T>(
+    caller: string,
+    waitMs: number,
+    client: ClientGone,
+    paths: readonly SecretPath[],
+    look: () => Promise<T | undefined>,
+  ): Promise<T | undefined> {
     if (this.#isClosed || client.destroyed) return undefined;
     const held = this.#perIdentity.get(caller) ?? 0;
     if (this.#waiters.size >= this.#limits.maxWatches) {
@@ -142,23 +189,21 @@ export class SecretWatches {
       );
     }
     const waiter = new Waiter();
-    const timer = setTimeout(endOnTimeout, query.waitMs, waiter);
+    const timer = setTimeout(endOnTimeout, waitMs, waiter);
     client.on('close', waiter.onGone);
     this.#waiters.add(waiter);
     this.#perIdentity.set(caller, held + 1);
     try {
       while (waiter.ending === undefined) {
         const woken = waiter.sleep();
-        // Before the read: a change committed while it runs still wakes us.
-        const cancel = this.#changes.next(path, waiter.wake);
+        // Before the look: a change committed while it runs still wakes us.
+        const cancels = paths.map((path) => this.#changes.next(path, waiter.wake));
         try {
-          // Compared without opening anything: only an answer decrypts.
-          if ((await this.#store.currentVersion(path)) !== query.newerThan) {
-            return await this.#store.get(path);
-          }
+          const answer = await look();
+          if (answer !== undefined) return answer;
           await woken;
         } finally {
-          cancel();
+          for (const cancel of cancels) cancel();
         }
       }
       return undefined;

@@ -23,8 +23,10 @@ import {
   parseVersionsQuery,
   parseVersionsRequest,
   parseWatchQuery,
+  parseWatchRequest,
+  type WatchResponse,
 } from '../../shared/api/secrets.ts';
-import { InvalidRequestError } from '../../shared/errors/errors.ts';
+import { AccessDeniedError, InvalidRequestError } from '../../shared/errors/errors.ts';
 import { setAudit } from '../../shared/http/audit.ts';
 import {
   authorize,
@@ -182,6 +184,56 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
     return c.json(page satisfies ListResponse);
   });
 
+  // A long-poll over several paths (ADR 0033). Its paths are in the body, so
+  // the guard admits members of our trust domain but the operator roles (as
+  // the list does), and the handler checks `read` on every path before it
+  // looks any up: one path refused refuses the request.
+  const mayWatch: RequestCheck<undefined> = {
+    description:
+      'a member of the trust domain other than the recover and restore roles (read on each watched path is then checked)',
+    decide(_c, peer) {
+      return { ...access.explainList(peer), target: undefined };
+    },
+  };
+  routes.post(
+    PATHS.secretWatch,
+    authorize(mayWatch, { action: 'secret.watch', logger }),
+    validateJson(parseWatchRequest),
+    async (c) => {
+      const { versions, waitMs } = c.req.valid('json');
+      const peer = c.get('peer').id;
+      const reasons = new Set<string>();
+      const policies = new Set<string>();
+      for (const path of versions.keys()) {
+        const outcome = decideSecretAccess(access, peer, 'read', path);
+        if (!outcome.allowed) {
+          setAudit(c, { resource: path, decision: { reason: outcome.reason, policy: null } });
+          logger.warn('Access denied', {
+            peer: peer.toString(),
+            method: c.req.method,
+            path: c.req.path,
+            rule: 'read on each watched path',
+            reason: outcome.reason,
+          });
+          throw new AccessDeniedError();
+        }
+        reasons.add(outcome.reason);
+        if (outcome.policy !== undefined) policies.add(outcome.policy);
+      }
+      // Every path is named, and every reason and policy that admitted one.
+      setAudit(c, {
+        resource: [...versions.keys()].join(','),
+        decision: {
+          reason: [...reasons].join(','),
+          policy: policies.size === 0 ? null : [...policies].join(','),
+        },
+      });
+      const changed = await watches.waitForAny(versions, waitMs, peer.toString(), clientGone(c));
+      if (changed === undefined) return c.body(null, 304);
+      return c.json({ versions: Object.fromEntries(changed) } satisfies WatchResponse);
+    },
+  );
+
   return routes;
 }
 
@@ -216,7 +268,7 @@ export function decideSecretAccess(
  * for it makes the adapter build a whole `Request` (headers, body stream,
  * controller) for a request that may wait a minute.
  */
-function clientGone(c: Context<GuardedEnv<SecretPath>>): ClientGone {
+function clientGone<E extends PeerEnv>(c: Context<E>): ClientGone {
   // Undefined without the adapter (`app.request()` in tests).
   const outgoing = (c.env as PeerEnv['Bindings'] | undefined)?.outgoing;
   return outgoing === undefined ? goneOnAbort(c.req.raw.signal) : outgoing;

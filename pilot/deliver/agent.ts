@@ -148,7 +148,7 @@ async function keepCurrent(
       logger.info('Checking for new versions again');
     } else {
       logger.warn('Cannot check for new versions; backing off', {
-        path: state.path,
+        paths: state.paths.join(', '),
         error: describeError(state.error),
         maxBackoffMs: MAX_BACKOFF_MS,
       });

@@ -1,30 +1,41 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { SecretResponse } from '../../shared/api/secrets.ts';
-import { AccessDeniedError, NotFoundError } from '../../shared/errors/errors.ts';
+import { MAX_WATCH_PATHS } from '../../shared/api/secrets.ts';
+import { AccessDeniedError } from '../../shared/errors/errors.ts';
 import { createChangeWatcher, type WatchingClient, type WatchState } from './changes.ts';
 
-/** What the fake Nexus answers one long-poll with. */
-type Answer = SecretResponse | 'gone' | 'wait over';
+/** What the fake Nexus answers one long-poll with: the versions that changed, or the wait's end. */
+type Answer = ReadonlyMap<string, number> | 'wait over';
 
 /**
- * A client whose long-poll answers what the test pushes for each path, in
- * order, or throws while `refusing`; it records what each asked.
+ * A client whose long-poll answers, in order, what the test pushes (each
+ * answer goes to the first long-poll that asked about one of its paths;
+ * 'wait over' to the first that takes one), or throws while `refusing`; it
+ * records what each asked and the signals it was given.
  */
 function fakeNexus() {
-  const queues = new Map<string, Answer[]>();
+  const queue: Answer[] = [];
   const wakers = new Set<() => void>();
-  const state = { refusing: false, calls: 0, asked: [] as Array<[string, number]> };
+  const state = {
+    refusing: false,
+    calls: 0,
+    asked: [] as Array<Map<string, number>>,
+    signals: [] as AbortSignal[],
+  };
   const client: WatchingClient = {
-    async getSecretNewerThan(path, newerThan, options = {}) {
+    async waitForVersions(known, options = {}) {
       state.calls += 1;
-      state.asked.push([path, newerThan]);
+      state.asked.push(new Map(known));
+      if (options.signal !== undefined) state.signals.push(options.signal);
       if (state.refusing) throw new AccessDeniedError();
       for (;;) {
-        const next = queues.get(path)?.shift();
-        if (next === 'gone') throw new NotFoundError('No secret at this path');
+        // The first answer for this group: 'wait over', or one naming a path it asked.
+        const index = queue.findIndex(
+          (answer) => answer === 'wait over' || [...answer.keys()].some((path) => known.has(path)),
+        );
+        const [next] = index === -1 ? [] : queue.splice(index, 1);
         if (next === 'wait over') return undefined;
-        if (next !== undefined) return next;
+        if (next !== undefined) return new Map(next);
         options.signal?.throwIfAborted();
         await new Promise<void>((resolve) => {
           wakers.add(resolve);
@@ -36,20 +47,16 @@ function fakeNexus() {
   return {
     client,
     state,
-    push(path: string, next: Answer) {
-      queues.set(path, [...(queues.get(path) ?? []), next]);
+    push(next: Answer) {
+      queue.push(next);
       for (const wake of wakers) wake();
       wakers.clear();
     },
   };
 }
 
-function version(path: string, number: number): SecretResponse {
-  return { path, version: number, data: {}, createdAt: new Date(0).toISOString() };
-}
-
 describe('the change watcher', () => {
-  test('resolves with the first path that has another version, asking each from its known one', async () => {
+  test('resolves with the paths that have another version, asking all of them in one long-poll', async () => {
     const nexus = fakeNexus();
     const watcher = createChangeWatcher(nexus.client);
     const next = watcher.nextChange(
@@ -61,16 +68,69 @@ describe('the change watcher', () => {
     );
     // A wait that ends is asked again; a gone secret is no change, and its
     // next version is waited for from nothing (0).
-    nexus.push('app/a', 'wait over');
-    nexus.push('app/b', 'gone');
-    nexus.push('app/b', version('app/b', 5));
+    nexus.push('wait over');
+    nexus.push(new Map([['app/b', 0]]));
+    nexus.push(new Map([['app/b', 5]]));
     assert.deepEqual(await next, new Map([['app/b', 5]]));
     assert.deepEqual(nexus.state.asked, [
-      ['app/a', 1],
-      ['app/b', 4],
-      ['app/a', 1],
-      ['app/b', 0],
+      new Map([
+        ['app/a', 1],
+        ['app/b', 4],
+      ]),
+      new Map([
+        ['app/a', 1],
+        ['app/b', 4],
+      ]),
+      new Map([
+        ['app/a', 1],
+        ['app/b', 0],
+      ]),
     ]);
+  });
+
+  test('answers every path that changed together, and ignores paths it did not ask about', async () => {
+    const nexus = fakeNexus();
+    const next = createChangeWatcher(nexus.client).nextChange(
+      new Map([
+        ['app/a', 1],
+        ['app/b', 1],
+      ]),
+      new AbortController().signal,
+    );
+    nexus.push(
+      new Map([
+        ['app/a', 2],
+        ['app/b', 3],
+        ['app/other', 9],
+      ]),
+    );
+    assert.deepEqual(
+      await next,
+      new Map([
+        ['app/a', 2],
+        ['app/b', 3],
+      ]),
+    );
+  });
+
+  test(`cuts more than ${MAX_WATCH_PATHS} paths into groups, one long-poll each, and ends them all at the first change`, async () => {
+    const nexus = fakeNexus();
+    const known = new Map<string, number>();
+    for (let i = 0; i < MAX_WATCH_PATHS * 2 + 1; i++) known.set(`app/p${i}`, 1);
+    const next = createChangeWatcher(nexus.client).nextChange(known, new AbortController().signal);
+    while (nexus.state.calls < 3) await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.deepEqual(
+      nexus.state.asked.map((group) => group.size),
+      [MAX_WATCH_PATHS, MAX_WATCH_PATHS, 1],
+    );
+    assert.deepEqual(
+      nexus.state.asked.flatMap((group) => [...group.keys()]),
+      [...known.keys()],
+    );
+    nexus.push(new Map([[`app/p${MAX_WATCH_PATHS * 2}`, 2]]));
+    assert.deepEqual(await next, new Map([[`app/p${MAX_WATCH_PATHS * 2}`, 2]]));
+    assert.ok(nexus.state.signals.length === 3);
+    assert.ok(nexus.state.signals.every((signal) => signal.aborted));
   });
 
   test('reports a refusal once, keeps trying with back-off, and reports when it works again', async () => {
@@ -85,9 +145,9 @@ describe('the change watcher', () => {
     const next = watcher.nextChange(new Map([['app/a', 1]]), new AbortController().signal);
     while (nexus.state.calls < 4) await new Promise((resolve) => setTimeout(resolve, 1));
     assert.equal(states.length, 1);
-    assert.equal(states[0]?.ok, false);
+    assert.deepEqual(states[0]?.ok === false && states[0].paths, ['app/a']);
     nexus.state.refusing = false;
-    nexus.push('app/a', version('app/a', 2));
+    nexus.push(new Map([['app/a', 2]]));
     assert.deepEqual(await next, new Map([['app/a', 2]]));
     assert.deepEqual(
       states.map((state) => state.ok),
@@ -95,7 +155,7 @@ describe('the change watcher', () => {
     );
   });
 
-  test('rejects with the reason as soon as it is aborted, and ends every watch', async () => {
+  test('rejects with the reason as soon as it is aborted, and ends the long-poll', async () => {
     const nexus = fakeNexus();
     const watcher = createChangeWatcher(nexus.client);
     const controller = new AbortController();
@@ -109,26 +169,6 @@ describe('the change watcher', () => {
     const reason = new Error('stopping');
     controller.abort(reason);
     await assert.rejects(next, (err) => err === reason);
-  });
-
-  test('ends the other long-polls once one path changed', async () => {
-    const nexus = fakeNexus();
-    const signals: AbortSignal[] = [];
-    const client: WatchingClient = {
-      getSecretNewerThan(path, newerThan, options = {}) {
-        if (options.signal !== undefined) signals.push(options.signal);
-        return nexus.client.getSecretNewerThan(path, newerThan, options);
-      },
-    };
-    const next = createChangeWatcher(client).nextChange(
-      new Map([
-        ['app/a', 1],
-        ['app/b', 1],
-      ]),
-      new AbortController().signal,
-    );
-    nexus.push('app/a', version('app/a', 2));
-    assert.deepEqual(await next, new Map([['app/a', 2]]));
-    assert.ok(signals.length === 2 && signals.every((signal) => signal.aborted));
+    assert.ok(nexus.state.signals.every((signal) => signal.aborted));
   });
 });

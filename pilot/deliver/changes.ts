@@ -1,17 +1,20 @@
 /**
  * How `spike run --watch` and `spike agent` learn that a secret they use
  * has a new version: the one seam between them and the way it is found
- * out. Each path is watched with the SDK's long-poll read
- * (`getSecretNewerThan`, one at a time, as its `watch()` does; ADR 0024): Nexus answers as soon as the path has another version,
- * through this Nexus or, on PostgreSQL, any other, so a change arrives
- * within a second or two and an idle watch costs one request per wait (30
- * s), not one per second. A failure (Nexus unreachable or sealed, a
- * refusal) is reported through `onState` and retried with back-off, from
- * FIRST_BACKOFF_MS up to MAX_BACKOFF_MS.
+ * out. The paths are watched together, with the SDK's long-poll over
+ * several paths (`waitForVersions`, ADR 0033; in groups of
+ * MAX_WATCH_PATHS): Nexus answers as soon as one of them has another
+ * version, through this Nexus or, on PostgreSQL, any other, so a change
+ * arrives within a second or two, and an idle watch costs one connection
+ * and one request every 30 s (the wait), however many paths it names. A
+ * failure (Nexus unreachable or sealed, a refusal) is reported through
+ * `onState` and retried with back-off, from FIRST_BACKOFF_MS up to
+ * MAX_BACKOFF_MS.
  */
 
 import type { SpikeClient } from '../../sdk/client.ts';
-import { isBrokerError, NotFoundError } from '../../shared/errors/errors.ts';
+import { MAX_WATCH_PATHS } from '../../shared/api/secrets.ts';
+import { isBrokerError } from '../../shared/errors/errors.ts';
 import { delay } from '../../shared/runtime/delay.ts';
 
 /** The first wait after a failure; it doubles up to MAX_BACKOFF_MS. */
@@ -19,8 +22,8 @@ export const FIRST_BACKOFF_MS = 1_000;
 /** The longest wait between two tries while Nexus cannot answer. */
 export const MAX_BACKOFF_MS = 5_000;
 
-/** What a watcher needs of a client: the SDK's one long-poll read. */
-export type WatchingClient = Pick<SpikeClient, 'getSecretNewerThan'>;
+/** What a watcher needs of a client: the SDK's long-poll over several paths. */
+export type WatchingClient = Pick<SpikeClient, 'waitForVersions'>;
 
 /** Path → the version of it in use. */
 export type Versions = ReadonlyMap<string, number>;
@@ -28,9 +31,10 @@ export type Versions = ReadonlyMap<string, number>;
 export interface ChangeWatcher {
   /**
    * Resolves, once at least one path's current version is other than the
-   * one in `known`, with that path and its current version. Failures are
-   * retried (see `onState`); it rejects only when `signal` aborts, with its
-   * reason.
+   * one in `known` (and not none: a deleted secret is waited out until its
+   * next version), with those paths and their current versions. Failures
+   * are retried (see `onState`); it rejects only when `signal` aborts, with
+   * its reason.
    */
   nextChange(known: Versions, signal: AbortSignal): Promise<Versions>;
 }
@@ -38,7 +42,7 @@ export interface ChangeWatcher {
 /** Whether the last try worked; reported only when that changes. */
 export type WatchState =
   | { readonly ok: true }
-  | { readonly ok: false; readonly path: string; readonly error: unknown };
+  | { readonly ok: false; readonly paths: readonly string[]; readonly error: unknown };
 
 export interface WatcherOptions {
   readonly firstBackoffMs?: number;
@@ -48,7 +52,7 @@ export interface WatcherOptions {
   readonly onState?: (state: WatchState) => void;
 }
 
-/** The change watcher: a loop of the SDK's long-poll reads per path (as `watch()` runs, with our state reports). */
+/** The change watcher: a loop of long-polls per group of paths, with our state reports. */
 export function createChangeWatcher(
   client: WatchingClient,
   options: WatcherOptions = {},
@@ -62,28 +66,32 @@ export function createChangeWatcher(
     options.onState?.(state);
   };
 
-  /** Watches one path until it has a version other than `known`, or `stop` aborts (then undefined). */
-  async function changeOf(path: string, known: number, stop: AbortSignal) {
-    // What the next long-poll waits to be other than: `known`, or 0 (nothing)
-    // once the secret is gone, so that its next version ends the wait.
-    let have = known;
+  /** Watches one group of paths until one has a version other than `known`, or `stop` aborts (then undefined). */
+  async function changeOf(known: Versions, stop: AbortSignal) {
+    // What the next long-poll waits to be other than: `known`, or 0
+    // (nothing) for a path whose secret is gone, so that its next version
+    // ends the wait.
+    const have = new Map(known);
     let backoffMs = firstBackoffMs;
     while (!stop.aborted) {
       try {
-        const next = await client.getSecretNewerThan(path, have, {
+        const answer = await client.waitForVersions(have, {
           signal: stop,
           ...(options.waitMs === undefined ? {} : { waitMs: options.waitMs }),
         });
         report({ ok: true });
         backoffMs = firstBackoffMs;
-        if (next !== undefined && next.version !== known) return next.version;
+        const changed = new Map<string, number>();
+        for (const [path, version] of answer ?? []) {
+          // Only paths we asked about count; a gone secret is no change.
+          if (!have.has(path)) continue;
+          have.set(path, version);
+          if (version !== 0 && version !== known.get(path)) changed.set(path, version);
+        }
+        if (changed.size > 0) return changed;
       } catch (error) {
         if (stop.aborted) break;
-        if (error instanceof NotFoundError && have !== 0) {
-          have = 0;
-          continue;
-        }
-        report({ ok: false, path, error });
+        report({ ok: false, paths: [...known.keys()], error });
         try {
           await delay(backoffMs, { signal: stop });
         } catch {
@@ -107,10 +115,10 @@ export function createChangeWatcher(
       try {
         return await Promise.race([
           aborted,
-          ...[...known].map(async ([path, version]) => {
-            const changed = await changeOf(path, version, stop);
+          ...groupsOf(known).map(async (group) => {
+            const changed = await changeOf(group, stop);
             // A watch that ended without a change ends only with `stop`.
-            return changed === undefined ? aborted : new Map([[path, changed]]);
+            return changed === undefined ? aborted : changed;
           }),
         ]);
       } finally {
@@ -118,6 +126,16 @@ export function createChangeWatcher(
       }
     },
   };
+}
+
+/** `known` cut into groups of at most MAX_WATCH_PATHS paths, one long-poll each. */
+function groupsOf(known: Versions): Versions[] {
+  const entries = [...known];
+  const groups: Versions[] = [];
+  for (let i = 0; i < entries.length; i += MAX_WATCH_PATHS) {
+    groups.push(new Map(entries.slice(i, i + MAX_WATCH_PATHS)));
+  }
+  return groups;
 }
 
 /** One line about a failure, with its code when it has one; never a value (errors carry none). */

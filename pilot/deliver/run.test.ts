@@ -83,7 +83,7 @@ function setUp() {
   const deps: RunDeps = {
     connectLongLived: async () => ({
       getSecret: (path) => client.getSecret(path),
-      getSecretNewerThan: () => {
+      waitForVersions: () => {
         throw new Error('the fake watcher is used instead');
       },
       close: () => {

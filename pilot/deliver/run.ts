@@ -201,7 +201,7 @@ class ValueWatch {
       context.output.stderr(
         state.ok
           ? 'spike run: watching again'
-          : `spike run: cannot check ${state.path} for new versions: ${describeError(state.error)}; trying again within ${MAX_BACKOFF_MS} ms`,
+          : `spike run: cannot check ${state.paths.join(', ')} for new versions: ${describeError(state.error)}; trying again within ${MAX_BACKOFF_MS} ms`,
       );
     });
   }

@@ -22,6 +22,8 @@ export const PATHS = {
   secretDestroy: '/v1/secrets/destroy',
   /** Nexus: list the paths under a prefix that the caller may list. */
   secretList: '/v1/secrets/list',
+  /** Nexus: one long-poll over several paths (POST), answered with the versions that changed. */
+  secretWatch: '/v1/secrets/watch',
   /** Nexus, break-glass: submit one shard (restore role only). */
   operatorRestore: '/v1/operator/restore',
   /** Nexus: a new root key, split (optionally in a new shape) onto the Keepers (superuser only). */

@@ -8,11 +8,13 @@ import {
   MAX_CUSTOM_METADATA_VALUE_LENGTH,
   MAX_KEY_LENGTH,
   MAX_VERSION,
+  MAX_WATCH_PATHS,
   MAX_WATCH_WAIT_MS,
   parsePutMetadataRequest,
   parsePutSecretRequest,
   parseStringMap,
   parseWatchQuery,
+  parseWatchRequest,
 } from './secrets.ts';
 
 const DATA_LIMITS = { field: 'data', maxKeys: 10, maxKeyLength: MAX_KEY_LENGTH };
@@ -159,6 +161,49 @@ describe('parseWatchQuery() and formatWaitQuery()', () => {
     assert.equal(parseWatchQuery('1', formatWaitQuery(1), undefined).waitMs, 1);
     for (const bad of [0, -1, 1.5, MAX_WATCH_WAIT_MS + 1, Number.NaN]) {
       assert.throws(() => formatWaitQuery(bad), InvalidRequestError, String(bad));
+    }
+  });
+});
+
+describe('parseWatchRequest()', () => {
+  test('keeps the paths in the order sent, a "__proto__" path too, with a 30 s wait by default', () => {
+    const parsed = parseWatchRequest(JSON.parse('{"versions":{"b/x":3,"__proto__":0,"a":7}}'));
+    assert.deepEqual(
+      [...parsed.versions],
+      [
+        ['b/x', 3],
+        ['__proto__', 0],
+        ['a', 7],
+      ],
+    );
+    assert.equal(parsed.waitMs, DEFAULT_WATCH_WAIT_MS);
+    assert.equal(parseWatchRequest({ versions: { a: 0 }, wait: '500ms' }).waitMs, 500);
+  });
+
+  test(`takes 1 to ${MAX_WATCH_PATHS} paths and refuses anything else, never echoing a value`, () => {
+    const paths = (count: number) =>
+      Object.fromEntries(Array.from({ length: count }, (_, i) => [`p/${i}`, 0]));
+    assert.equal(
+      parseWatchRequest({ versions: paths(MAX_WATCH_PATHS) }).versions.size,
+      MAX_WATCH_PATHS,
+    );
+    for (const body of [
+      null,
+      { versions: paths(0) },
+      { versions: paths(MAX_WATCH_PATHS + 1) },
+      { versions: [['a', 0]] },
+      { versions: { a: 'SECRET' } },
+      { versions: { a: MAX_VERSION + 1 } },
+      { versions: { '': 0 } },
+      { versions: { a: 0 }, wait: 'SECRETs' },
+      { versions: { a: 0 }, wait: 1000 },
+      { versions: { a: 0 }, SECRET: 1 },
+    ]) {
+      assert.throws(
+        () => parseWatchRequest(body),
+        (err: unknown) => err instanceof InvalidRequestError && !err.message.includes('SECRET'),
+        JSON.stringify(body),
+      );
     }
   });
 });

@@ -13,6 +13,7 @@
  * | `PUT /v1/secrets/metadata/{path}` | write | max versions, custom metadata |
  * | `DELETE /v1/secrets/metadata/{path}` | delete | the path, every version |
  * | `GET /v1/secrets/list?prefix=&limit=&after=` | list | paths the caller may list |
+ * | `POST /v1/secrets/watch` | read, on each path | long-poll over several paths: their versions once one is not what the caller has (304 if the wait ends first) |
  *
  * Parsers are strict: unknown fields, wrong types and out-of-range numbers
  * are refused with InvalidRequestError naming the field; values are never
@@ -22,6 +23,7 @@
  * their position and length.
  */
 import { InvalidRequestError } from '../errors/errors.ts';
+import { parseSecretPath, type SecretPath } from './secret_path.ts';
 
 // The one table of secret limits: the route parsers below, the secret store
 // (`nexus/store/secret_limits.ts`, which checks them again below the wire)
@@ -53,6 +55,12 @@ export const MAX_CUSTOM_METADATA_VALUE_LENGTH = 512;
 export const MAX_WATCH_WAIT_MS = 60_000;
 /** How long a long-poll read waits when it names no `wait`. */
 export const DEFAULT_WATCH_WAIT_MS = 30_000;
+/**
+ * Paths in one long-poll over several (`POST /v1/secrets/watch`). It bounds
+ * the looks one wake-up costs and the length of its audit line (every path
+ * is named there).
+ */
+export const MAX_WATCH_PATHS = 100;
 
 export interface PutSecretRequest {
   readonly data: Readonly<Record<string, string>>;
@@ -322,18 +330,58 @@ export function parseWatchQuery(
   return { newerThan: Number(newerThan), waitMs: parseWaitQuery(wait) };
 }
 
-function parseWaitQuery(wait: string | undefined): number {
+/** `wait` of a long-poll, from its query or its body (`what` names which in messages). */
+function parseWaitQuery(wait: unknown, what = 'Query "wait"'): number {
   if (wait === undefined) {
     return DEFAULT_WATCH_WAIT_MS;
   }
-  const match = WAIT_REGEXP.exec(wait);
+  const match = typeof wait === 'string' ? WAIT_REGEXP.exec(wait) : null;
   const ms = match === null ? Number.NaN : Number(match[1]) * (match[2] === 's' ? 1000 : 1);
   if (!(ms <= MAX_WATCH_WAIT_MS)) {
     throw new InvalidRequestError(
-      `Query "wait" must be a duration from 1ms to ${MAX_WATCH_WAIT_MS / 1000}s, in whole seconds or milliseconds with the unit (e.g. 30s, 500ms)`,
+      `${what} must be a duration from 1ms to ${MAX_WATCH_WAIT_MS / 1000}s, in whole seconds or milliseconds with the unit (e.g. 30s, 500ms)`,
     );
   }
   return ms;
+}
+
+/**
+ * A long-poll over several paths (`POST /v1/secrets/watch`,
+ * `{"versions": {"app/db": 3, "app/api": 0}, "wait": "30s"}`): answered as
+ * soon as a read of the current version of one of them would answer
+ * anything but the version the caller has (0: nothing), with every such
+ * path's current version (`WatchResponse`), or 304 once `waitMs` has passed.
+ */
+export interface WatchRequest {
+  /** Path → the version the caller has (0: none), in the order sent. */
+  readonly versions: ReadonlyMap<SecretPath, number>;
+  readonly waitMs: number;
+}
+
+/** The paths of a `WatchRequest` whose current version is not the caller's: path → that version (0: none). */
+export interface WatchResponse {
+  readonly versions: Readonly<Record<string, number>>;
+}
+
+export function parseWatchRequest(body: unknown): WatchRequest {
+  const input = objectOf(body, ['versions', 'wait']);
+  const raw = input.versions;
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new InvalidRequestError(
+      'Field "versions" must be an object of secret paths to the versions the caller has',
+    );
+  }
+  const entries = Object.entries(raw);
+  if (entries.length === 0 || entries.length > MAX_WATCH_PATHS) {
+    throw new InvalidRequestError(
+      `Field "versions" must name from 1 to ${MAX_WATCH_PATHS} secret paths (got ${entries.length})`,
+    );
+  }
+  const versions = new Map<SecretPath, number>();
+  for (const [path, version] of entries) {
+    versions.set(parseSecretPath(path), parseVersionNumber(version, 'versions', 0));
+  }
+  return { versions, waitMs: parseWaitQuery(input.wait, 'Field "wait"') };
 }
 
 /** `wait` as a long-poll read sends it: whole milliseconds, 1ms to MAX_WATCH_WAIT_MS. */

@@ -175,6 +175,7 @@ function bodyFor(endpoint: Endpoint, secretValue: string): unknown {
   const p = endpoint.pattern;
   if (p.startsWith(PATHS.secretData)) return { data: { password: secretValue } };
   if (p.startsWith(PATHS.secretMetadata)) return { maxVersions: 1 };
+  if (p === PATHS.secretWatch) return { versions: { 'app/x': 0 }, wait: '1ms' };
   if (p.startsWith(PATHS.secretUndelete) || p.startsWith(PATHS.secretDestroy)) {
     return { versions: [1] };
   }

@@ -242,6 +242,46 @@ if (skip !== false) {
       }
     });
 
+    test('a long-poll over several paths on B wakes within 2 s of a write of one through A', async () => {
+      const paths = ['app/many-1', 'app/many-2', 'app/many-3'];
+      for (const path of paths) {
+        const put = await call(0, 'PUT', `/v1/secrets/data/${path}`, { data: { v: secret(path) } });
+        assert.equal(put.status, 200);
+      }
+      const known = new Map(paths.map((path) => [path, 1]));
+      const onB = await createSpikeClient({
+        source: await (broker as Broker).source('pilot'),
+        nexusUrl: `https://127.0.0.1:${nexusPorts[1]}`,
+        trustDomain: TD_NAME,
+      });
+      try {
+        const woken = onB.waitForVersions(known, { waitMs: 60_000 });
+        // Once a second watch of this identity is refused, the first one waits in B.
+        const deadline = Date.now() + 15_000;
+        for (;;) {
+          const probe = await onB.waitForVersions(known, { waitMs: 1 }).then(
+            () => undefined,
+            (err: unknown) => err,
+          );
+          if (probe instanceof TooManyWatchesError) break;
+          assert.equal(probe, undefined, String(probe));
+          assert.ok(Date.now() < deadline, 'the watch never waited in B');
+        }
+        const put = await call(0, 'PUT', '/v1/secrets/data/app/many-2', {
+          data: { v: secret('many-2, again') },
+        });
+        assert.equal(put.status, 200);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('B did not wake within 2 s')), 2_000);
+        });
+        const changed = await Promise.race([woken, late]).finally(() => clearTimeout(timer));
+        assert.deepEqual(changed, new Map([['app/many-2', 2]]));
+      } finally {
+        onB.close();
+      }
+    });
+
     test("when B's listening connection is killed, B stops serving from its cache, reads fresh data and listens again", async () => {
       const path = '/v1/secrets/data/app/killed';
       assert.equal((await call(0, 'PUT', path, { data: { v: secret('killed-1') } })).status, 200);

@@ -70,6 +70,34 @@ describe('long-poll reads with real processes', () => {
     await watch.return();
   });
 
+  test('a long-poll over several paths answers the paths that changed, and is audited once naming them all', async () => {
+    for (const path of ['app/set-a', 'app/set-b']) {
+      await spike.putSecret(path, { password: broker.secretValue(path) });
+    }
+    const known = new Map([
+      ['app/set-a', 1],
+      ['app/set-b', 1],
+    ]);
+    const before = broker.auditEvents().length;
+    const waiting = spike.waitForVersions(known, { waitMs: 60_000 });
+    await untilRefused('app/set-a');
+    await spike.putSecret('app/set-b', { password: broker.secretValue('set-b, again') });
+    assert.deepEqual(await waiting, new Map([['app/set-b', 2]]));
+    known.set('app/set-b', 2);
+    assert.equal(await spike.waitForVersions(known, { waitMs: 1 }), undefined);
+    const events = broker
+      .auditEvents()
+      .slice(before)
+      .filter((event) => event.action === 'secret.watch' && event.resource?.includes(','));
+    assert.deepEqual(
+      events.map((event) => [event.status, event.resource]),
+      [
+        [200, 'app/set-a,app/set-b'],
+        [304, 'app/set-a,app/set-b'],
+      ],
+    );
+  });
+
   test('a wait longer than the request timeout ends with 304, audited once', async () => {
     await spike.putSecret('app/quiet', { password: broker.secretValue('quiet') });
     const before = broker.auditEvents().length;
