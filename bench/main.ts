@@ -37,7 +37,7 @@ import {
   printLoadHeader,
   writeReport,
 } from './report.ts';
-import { measureHeldConnections, measureWatchers } from './watchers.ts';
+import { measureHeldConnections, measureWatchedPaths, measureWatchers } from './watchers.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -63,6 +63,8 @@ const SETTINGS = {
   aeadRounds: QUICK ? 1_000 : 50_000,
   /** Idle watchers (long-poll reads), and how long their CPU is sampled. */
   watchers: QUICK ? 50 : 1_000,
+  /** Paths in one long-poll over several (at most MAX_WATCH_PATHS), for the watched paths' figures. */
+  pathsPerWatch: QUICK ? 10 : 100,
   watchSampleMs: QUICK ? 1_000 : 5_000,
   /** The whole run is bounded: past this, everything is stopped. */
   deadlineMs: (QUICK ? 5 : 30) * 60_000,
@@ -663,6 +665,62 @@ async function watcherFigures(): Promise<void> {
   });
 }
 
+/**
+ * The same number of idle watched paths, watched as `spike agent` and `spike
+ * run --watch` watch theirs: long-polls over several paths, on a Nexus of
+ * their own whose per-identity watch limit is exactly their number.
+ */
+async function watchedPathFigures(): Promise<void> {
+  const paths = SETTINGS.watchers;
+  const perWatch = SETTINGS.pathsPerWatch;
+  const watches = Math.ceil(paths / perWatch);
+  log(
+    `\n${paths} idle watched paths, ${perWatch} per long-poll (${watches} connections), Nexus on SQLite`,
+  );
+  const broker = await startBenchBroker(
+    'node',
+    undefined,
+    { SPIKE_NEXUS_MAX_WATCHES_PER_IDENTITY: String(watches) },
+    COLLECT_ON_SIGNAL,
+  );
+  const figures = await measureWatchedPaths({
+    broker,
+    identity: 'app',
+    prefix: 'bench/watched-paths',
+    paths,
+    perWatch,
+    sampleMs: SETTINGS.watchSampleMs,
+  });
+  await stopBroker(broker);
+  const grownMiB = figures.rssWaitingMiB - figures.rssBeforeMiB;
+  const seconds = figures.sampleMs / 1000;
+  const share = (cpu: number) => cpu / figures.sampleMs;
+  goal({
+    figure: `Nexus resident memory, ${paths} idle watched paths, ${perWatch} per long-poll`,
+    value: `${grownMiB < 0 ? '' : '+'}${grownMiB.toFixed(1)} MiB collected (${figures.rssBeforeMiB.toFixed(0)} → ${figures.rssWaitingMiB.toFixed(0)} MiB)`,
+    baseline: 'without them',
+    ratio: '–',
+    goal: '< 50 MB for 1 000',
+    met: (grownMiB * 1.048576 * 1000) / paths < 50,
+  });
+  goal({
+    figure: `Nexus CPU over ${seconds} s, ${paths} idle watched paths, ${perWatch} per long-poll`,
+    value: `${figures.cpuWatchingMs} ms (${percent(share(figures.cpuWatchingMs))} of a core)`,
+    baseline: `${figures.cpuIdleMs} ms without`,
+    ratio: `${figures.cpuWatchingMs >= figures.cpuIdleMs ? '+' : ''}${percent(share(figures.cpuWatchingMs - figures.cpuIdleMs))}`,
+    goal: 'not measurable (< 1 % of a core more)',
+    met: share(figures.cpuWatchingMs - figures.cpuIdleMs) < 0.01,
+  });
+  goal({
+    figure: `one write per long-poll wakes all ${watches}, until the last answer`,
+    value: ms(figures.wakeAllMs),
+    baseline: '–',
+    ratio: '–',
+    goal: 'reported',
+    met: undefined,
+  });
+}
+
 /** Runs Node with these arguments to its end (for start-up baselines). */
 function runNode(argv: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -795,12 +853,14 @@ async function main(): Promise<void> {
   log(`${SETTINGS.durationS} s per load; ${SETTINGS.small} and ${SETTINGS.large} secrets of 1 KiB`);
   if (args['watchers-only'] === true) {
     await watcherFigures();
+    await watchedPathFigures();
     log(`\nWrote ${writeReport(OUT, machine, loads, goals).join(' and ')}`);
     return;
   }
   const { read16 } = await nodeFigures();
   for (const broker of brokers.splice(0)) await broker.stop();
   await watcherFigures();
+  await watchedPathFigures();
   if (deno !== 'skipped' && deno !== 'absent') await denoFigures(read16);
   if (DATABASE_URL !== undefined) await postgresFigures(DATABASE_URL, read16);
   else log('\n(PostgreSQL figures skipped: no --database-url or SPIKE_BENCH_DATABASE_URL)');

@@ -104,6 +104,131 @@ export async function measureWatchers(options: {
   }
 }
 
+export interface WatchedPathFigures {
+  readonly paths: number;
+  readonly perWatch: number;
+  readonly sampleMs: number;
+  /** Collected, with every path written and read, before any watch. */
+  readonly rssBeforeMiB: number;
+  /** Collected, with every watch waiting. */
+  readonly rssWaitingMiB: number;
+  readonly cpuIdleMs: number;
+  readonly cpuWatchingMs: number;
+  /** From the acknowledgement of one write per watch until every watch had its answer. */
+  readonly wakeAllMs: number;
+}
+
+/**
+ * What `paths` watched paths cost Nexus when they are watched as `spike
+ * agent` and `spike run --watch` watch theirs: long-polls over several
+ * paths (`waitForVersions`, `perWatch` paths each, so `paths / perWatch`
+ * connections), each path its own secret. Measured as `measureWatchers()`
+ * measures; the per-identity watch limit must be exactly `paths / perWatch`.
+ */
+export async function measureWatchedPaths(options: {
+  readonly broker: Broker;
+  /** A workload that may read and write under `prefix`. */
+  readonly identity: string;
+  readonly prefix: string;
+  readonly paths: number;
+  readonly perWatch: number;
+  readonly sampleMs: number;
+}): Promise<WatchedPathFigures> {
+  const { broker, paths, perWatch, sampleMs } = options;
+  const pid = broker.nexus().child.pid;
+  const client = await createSpikeClient({
+    source: await broker.source(options.identity),
+    nexusUrl: broker.nexusUrl,
+    trustDomain: broker.trustDomain,
+    timeoutMs: 30_000,
+  });
+  const stop = new AbortController();
+  try {
+    const groups: Map<string, number>[] = [];
+    for (let first = 0; first < paths; first += perWatch) {
+      const group = new Map<string, number>();
+      for (let i = first; i < Math.min(first + perWatch, paths); i++) {
+        group.set(`${options.prefix}/${i}`, 1);
+      }
+      // Written (and read) a batch at a time: each is version 1.
+      await Promise.all(
+        [...group.keys()].map((path) => client.putSecret(path, { value: 'first' })),
+      );
+      await client.waitForVersions(new Map([...group].map(([path]) => [path, 0])), { waitMs: 1 });
+      groups.push(group);
+    }
+    const rssBeforeMiB = await collectedMiB(pid);
+    const cpuIdleMs = await cpuOver(pid, sampleMs);
+
+    setMaxListeners(groups.length + 10, stop.signal);
+    const waiting = groups.map((group) =>
+      client.waitForVersions(group, { waitMs: WATCH_WAIT_MS, signal: stop.signal }),
+    );
+    await untilAllWait(client, groups[0] ?? new Map(), waiting);
+    const rssWaitingMiB = await collectedMiB(pid);
+    const cpuWatchingMs = await cpuOver(pid, sampleMs);
+    // One write per watch: its first path.
+    const written = groups.map((group) => [...group.keys()][0] as string);
+    await Promise.all(written.map((path) => client.putSecret(path, { value: 'second' })));
+    const wokenFrom = performance.now();
+    const answers = await Promise.all(waiting);
+    const wakeAllMs = performance.now() - wokenFrom;
+    answers.forEach((answer, i) => {
+      if (answer?.get(written[i] as string) !== 2) {
+        throw new Error(`Watch ${i + 1} did not wake with version 2 of its first path`);
+      }
+    });
+    return {
+      paths,
+      perWatch,
+      sampleMs,
+      rssBeforeMiB,
+      rssWaitingMiB,
+      cpuIdleMs,
+      cpuWatchingMs,
+      wakeAllMs,
+    };
+  } finally {
+    stop.abort();
+    client.close();
+  }
+}
+
+/**
+ * Resolves once every watch of `waiting` waits in Nexus: when one more is
+ * refused, since the per-identity limit is their number. A watch that
+ * answered meanwhile fails the figure.
+ */
+async function untilAllWait(
+  client: SpikeClient,
+  group: Map<string, number>,
+  waiting: readonly Promise<unknown>[],
+): Promise<void> {
+  let settled: unknown;
+  for (const watch of waiting) {
+    watch.then(
+      (answer) => {
+        settled ??= new Error(`A watch answered before any write: ${String(answer)}`);
+      },
+      (err: unknown) => {
+        settled ??= err;
+      },
+    );
+  }
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const probe = await client.waitForVersions(group, { waitMs: 1 }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    if (settled !== undefined) throw settled;
+    if (probe instanceof TooManyWatchesError) return;
+    if (probe !== undefined) throw probe;
+    if (Date.now() > deadline) throw new Error(`${waiting.length} watches never all waited`);
+    await delay(50);
+  }
+}
+
 /**
  * Opens `count` watches of `path` (which is at version 1) and resolves, with
  * their answers to come, once all of them wait in Nexus: when one more is
