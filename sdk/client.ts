@@ -244,6 +244,8 @@ interface Call {
   readonly timeoutMs?: number;
   /** Ends the call (and its retries) when aborted, rejecting with the signal's reason. */
   readonly signal?: AbortSignal | undefined;
+  /** A POST that changes nothing (a long-poll over several paths): retried after a dropped connection, as a GET is. */
+  readonly changesNothing?: true;
 }
 
 interface Reply {
@@ -444,12 +446,13 @@ export class SpikeClient {
   ): Promise<Map<string, number> | undefined> {
     const waitMs = options.waitMs ?? DEFAULT_WATCH_WAIT_MS;
     const body = { versions: Object.fromEntries(known), wait: formatWaitQuery(waitMs) };
-    // Checked as Nexus checks it, so a bad argument fails here, unsent.
+    // Parsed as Nexus parses it, so a malformed argument fails here, unsent.
     parseWatchRequest(body);
     const reply = await this.#call({
       method: 'POST',
       path: PATHS.secretWatch,
       body,
+      changesNothing: true,
       answers: [304],
       // Nexus answers by the end of the wait: only then does the client's timeout start.
       timeoutMs: waitMs + this.#timeoutMs,
@@ -1109,7 +1112,7 @@ export class SpikeClient {
         error: failure.error,
         isRetrySafe:
           failure.error.code === 'ERR_UNAVAILABLE' &&
-          (failure.isBeforeSend || call.method === 'GET'),
+          (failure.isBeforeSend || call.method === 'GET' || call.changesNothing === true),
       };
     }
     if (status >= 200 && status < 300) {

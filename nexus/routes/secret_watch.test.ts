@@ -446,6 +446,13 @@ describe('long-polls over several paths', () => {
     const [event] = n.watchEvents();
     assert.equal(event?.outcome, 'denied');
     assert.equal(event?.resource, 'app/other/db');
+    // A reserved path is a 400 wherever it sits, even after a path refused.
+    const reserved = await watchMany(
+      n,
+      { versions: { 'app/other/db': 0, 'sys/policies': 0 } },
+      { as: WEB },
+    );
+    assert.equal(reserved.status, 400);
     // A break-glass role is refused by the guard, before its body is read.
     const recover = await watchMany(n, { versions: 'not even parsed' }, { as: pilotRecoverId(TD) });
     assert.equal(recover.status, 403);
@@ -494,18 +501,51 @@ describe('long-polls over several paths', () => {
 
   test('a watch of many paths is one watch against the limits and one token of the rate limit', async () => {
     const n = await nexus({
-      limits: { maxWatches: 2, maxWatchesPerIdentity: 1 },
-      rateLimit: { ratePerSecond: 1, burst: 2, now: () => 0 },
+      limits: { maxWatches: 3, maxWatchesPerIdentity: 2 },
+      rateLimit: { ratePerSecond: 1, burst: 3, now: () => 0 },
     });
-    const first = watchMany(n, { versions: { [PATH]: 2, [OTHER]: 0 } }, { as: WEB });
+    // Three paths, one slot of two: a second watch is still admitted.
+    const first = watchMany(
+      n,
+      { versions: { [PATH]: 2, [OTHER]: 0, 'app/web/x': 0 } },
+      { as: WEB },
+    );
     await n.waiting(1);
+    const second = watchMany(n, { versions: { [PATH]: 2 } }, { as: WEB });
+    await n.waiting(2);
     const refused = await watchMany(n, { versions: { [PATH]: 2 } }, { as: WEB });
     assert.equal(refused.status, 429);
     assert.equal(refused.body.error.code, 'ERR_TOO_MANY_WATCHES');
+    // Three requests, three tokens: the fourth is over the rate.
     const limited = await watchMany(n, { versions: { [PATH]: 2 } }, { as: WEB });
     assert.equal(limited.body.error.code, 'ERR_RATE_LIMITED');
     n.watches.close();
-    assert.equal((await first).status, 304);
+    assert.deepEqual(
+      (await Promise.all([first, second])).map((answer) => answer.status),
+      [304, 304],
+    );
+  });
+
+  test('after a change it looks at the changed path only; after a gap, at every path', async () => {
+    const n = await nexus();
+    const paths = Object.fromEntries(
+      Array.from({ length: 10 }, (_, i) => [`app/web/many-${i}`, 0]),
+    );
+    const pending = watchMany(n, { versions: { ...paths, [PATH]: 2 } });
+    await n.waiting(1);
+    const firstLooks = n.calls.get('currentVersion') ?? 0;
+    assert.equal(firstLooks, 11, 'the first look is at every path');
+    n.changes.gap();
+    await n.waiting(1);
+    const deadline = Date.now() + 10_000;
+    while ((n.calls.get('currentVersion') ?? 0) < firstLooks + 11) {
+      assert.ok(Date.now() < deadline, 'a gap did not look at every path');
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    const beforeWrite = n.calls.get('currentVersion') ?? 0;
+    await n.put('v3');
+    assert.deepEqual((await pending).body, { versions: { [PATH]: 3 } });
+    assert.equal((n.calls.get('currentVersion') ?? 0) - beforeWrite, 1, 'one look per change');
   });
 });
 

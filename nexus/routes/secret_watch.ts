@@ -23,7 +23,7 @@
  * `currentVersion()`, which reads what a read reads (through the cache of
  * sealed rows) and opens nothing: only the answer is decrypted. While idle a
  * watch holds a timer, a `close` listener on its response and one entry in
- * the changes' map, and does no work. A client that disconnects closes the
+ * the changes' map per path, and does no work. A client that disconnects closes the
  * response, which ends the watch and frees its slot at once.
  *
  * Bounds. Each watch holds a connection for up to MAX_WATCH_WAIT_MS, so
@@ -153,11 +153,12 @@ export class SecretWatches {
     caller: string,
     client: ClientGone,
   ): Promise<Map<SecretPath, number> | undefined> {
-    return this.#hold(caller, waitMs, client, [...versions.keys()], async () => {
+    return this.#hold(caller, waitMs, client, [...versions.keys()], async (woken) => {
       const changed = new Map<SecretPath, number>();
-      for (const [path, known] of versions) {
+      // After a change, only the paths it named: one look per change, not one per path.
+      for (const path of woken ?? versions.keys()) {
         const current = await this.#store.currentVersion(path);
-        if (current !== known) changed.set(path, current);
+        if (current !== versions.get(path)) changed.set(path, current);
       }
       return changed.size === 0 ? undefined : changed;
     });
@@ -165,16 +166,17 @@ export class SecretWatches {
 
   /**
    * Admits a watch of `paths` by `caller` (or refuses it: the limits), then
-   * runs `look` until it answers something, and again after each change of
-   * one of the paths (or gap); undefined once `waitMs` has passed, the
-   * client went away, or Nexus stops.
+   * runs `look` until it answers something: first over every path
+   * (`woken` undefined), then after each wake-up over the paths that changed
+   * since the last look (undefined after a gap: any may have); undefined
+   * once `waitMs` has passed, the client went away, or Nexus stops.
    */
   async #hold<T>(
     caller: string,
     waitMs: number,
     client: ClientGone,
     paths: readonly SecretPath[],
-    look: () => Promise<T | undefined>,
+    look: (woken: ReadonlySet<SecretPath> | undefined) => Promise<T | undefined>,
   ): Promise<T | undefined> {
     if (this.#isClosed || client.destroyed) return undefined;
     const held = this.#perIdentity.get(caller) ?? 0;
@@ -194,17 +196,21 @@ export class SecretWatches {
     this.#waiters.add(waiter);
     this.#perIdentity.set(caller, held + 1);
     try {
+      let changed: ReadonlySet<SecretPath> | undefined;
       while (waiter.ending === undefined) {
         const woken = waiter.sleep();
-        // Before the look: a change committed while it runs still wakes us.
+        // Before the look: a change committed while it runs still wakes us,
+        // and is looked at next time round. (From `takeChanged()` to here
+        // nothing awaits, so no change falls between the two.)
         const cancels = paths.map((path) => this.#changes.next(path, waiter.wake));
         try {
-          const answer = await look();
+          const answer = await look(changed);
           if (answer !== undefined) return answer;
           await woken;
         } finally {
           for (const cancel of cancels) cancel();
         }
+        changed = waiter.takeChanged();
       }
       return undefined;
     } finally {
@@ -233,10 +239,28 @@ export class SecretWatches {
 class Waiter {
   ending: Ending | undefined;
   #resolve: () => void = noop;
+  /** The paths changed since `takeChanged()`; GAP after a gap; undefined for none yet. */
+  #changed: Set<SecretPath> | typeof GAP | undefined;
   /** The client went away: one function, so that `off` finds what `on` added. */
   readonly onGone = (): void => this.end('aborted');
-  /** A change of the path, or a gap: the look in progress looks again. */
-  readonly wake = (): void => this.#resolve();
+  /** A change of a path (named), or a gap (undefined): the look in progress looks again. */
+  readonly wake = (path: SecretPath | undefined): void => {
+    if (path === undefined) {
+      this.#changed = GAP;
+    } else if (this.#changed === undefined) {
+      this.#changed = new Set([path]);
+    } else if (this.#changed !== GAP) {
+      this.#changed.add(path);
+    }
+    this.#resolve();
+  };
+
+  /** What changed since the last call: those paths, or undefined after a gap (look at all). */
+  takeChanged(): ReadonlySet<SecretPath> | undefined {
+    const changed = this.#changed;
+    this.#changed = undefined;
+    return changed === GAP ? undefined : (changed ?? new Set());
+  }
 
   end(why: Ending): void {
     this.ending ??= why;
@@ -250,6 +274,9 @@ class Waiter {
     });
   }
 }
+
+/** What a waiter records for a gap of the change feed: anything may have changed. */
+const GAP = 'gap';
 
 /** A timer's callback with its waiter as argument: no closure per watch. */
 function endOnTimeout(waiter: Waiter): void {

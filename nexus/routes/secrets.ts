@@ -202,6 +202,12 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
     async (c) => {
       const { versions, waitMs } = c.req.valid('json');
       const peer = c.get('peer').id;
+      // A malformed body is a 400 wherever its reserved path sits, before any access decision.
+      for (const path of versions.keys()) {
+        if (isReservedPath(path)) {
+          throw new InvalidRequestError('Secret paths under "sys/" are reserved');
+        }
+      }
       const reasons = new Set<string>();
       const policies = new Set<string>();
       for (const path of versions.keys()) {
@@ -212,6 +218,7 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
             peer: peer.toString(),
             method: c.req.method,
             path: c.req.path,
+            resource: path,
             rule: 'read on each watched path',
             reason: outcome.reason,
           });

@@ -76,7 +76,7 @@ if (skip !== false) {
       const b = await openNexusStores(url);
       try {
         const path = parseSecretPath('watch/feed');
-        const woken = new Promise<void>((resolve) => b.stores.changes.next(path, resolve));
+        const woken = new Promise<void>((resolve) => b.stores.changes.next(path, () => resolve()));
         await a.stores.secrets.put(path, { v: '1' });
         await within(woken, 'B woke');
         assert.equal(await b.stores.secrets.currentVersion(path), 1);
@@ -94,7 +94,9 @@ if (skip !== false) {
         const woken = Promise.all(
           ['watch/x', 'watch/y'].map(
             (text) =>
-              new Promise<void>((resolve) => b.stores.changes.next(parseSecretPath(text), resolve)),
+              new Promise<void>((resolve) =>
+                b.stores.changes.next(parseSecretPath(text), () => resolve()),
+              ),
           ),
         );
         const listening = b.statuses.at(-1);

@@ -7,27 +7,27 @@ const A = parseSecretPath('app/a');
 const B = parseSecretPath('app/b');
 
 describe('SecretChanges', () => {
-  test('a change wakes the waiters of its path once, and no other', () => {
+  test('a change wakes the waiters of its path once, with the path, and no other', () => {
     const changes = new SecretChanges();
     const woken: string[] = [];
-    changes.next(A, () => woken.push('a1'));
-    changes.next(A, () => woken.push('a2'));
+    changes.next(A, (path) => woken.push(`a1 ${path}`));
+    changes.next(A, (path) => woken.push(`a2 ${path}`));
     changes.next(B, () => woken.push('b'));
     assert.equal(changes.size, 3);
     changes.changed(A);
-    assert.deepEqual(woken, ['a1', 'a2']);
+    assert.deepEqual(woken, ['a1 app/a', 'a2 app/a']);
     assert.equal(changes.size, 1);
     changes.changed(A);
-    assert.deepEqual(woken, ['a1', 'a2'], 'a waiter woke twice');
+    assert.deepEqual(woken, ['a1 app/a', 'a2 app/a'], 'a waiter woke twice');
   });
 
-  test('a gap wakes every waiter', () => {
+  test('a gap wakes every waiter, naming no path', () => {
     const changes = new SecretChanges();
     const woken: string[] = [];
-    changes.next(A, () => woken.push('a'));
-    changes.next(B, () => woken.push('b'));
+    changes.next(A, (path) => woken.push(`a ${path}`));
+    changes.next(B, (path) => woken.push(`b ${path}`));
     changes.gap();
-    assert.deepEqual(woken.sort(), ['a', 'b']);
+    assert.deepEqual(woken.sort(), ['a undefined', 'b undefined']);
     assert.equal(changes.size, 0);
   });
 

@@ -4,7 +4,7 @@
  * committed (both backends, every write method), and on PostgreSQL the
  * change feed (`change_feed.ts`) calls it for the writes of every Nexus on
  * the database, and `gap()` when it may have missed some. A long-poll read
- * (`nexus/routes/_secret_watch.ts`) waits here.
+ * (`nexus/routes/secret_watch.ts`) waits here.
  *
  * A wake-up is a hint, never the news itself: each waiter is called once and
  * forgotten, and re-reads the path to learn what changed. So a change told
@@ -19,7 +19,7 @@ import type { SecretPath } from '../../shared/api/secret_path.ts';
 
 export class SecretChanges {
   /** Waiters by path; a path's set is removed with its last waiter. */
-  readonly #waiting = new Map<SecretPath, Set<() => void>>();
+  readonly #waiting = new Map<SecretPath, Set<(changed: SecretPath | undefined) => void>>();
   #count = 0;
 
   /** Waiters registered now. */
@@ -28,18 +28,18 @@ export class SecretChanges {
   }
 
   /**
-   * Calls `wake` once, at the next change of `path` or the next gap, unless
-   * the returned cancel runs first. Cancelling twice, or after the wake, does
-   * nothing.
+   * Calls `wake` once, at the next change of `path` (with `path`) or the next
+   * gap (with undefined: anything may have changed), unless the returned
+   * cancel runs first. Cancelling twice, or after the wake, does nothing.
    */
-  next(path: SecretPath, wake: () => void): () => void {
+  next(path: SecretPath, wake: (changed: SecretPath | undefined) => void): () => void {
     let waiters = this.#waiting.get(path);
     if (waiters === undefined) {
       waiters = new Set();
       this.#waiting.set(path, waiters);
     }
     // A function of its own, so the same `wake` given twice counts twice.
-    const entry = () => wake();
+    const entry = (changed: SecretPath | undefined) => wake(changed);
     waiters.add(entry);
     this.#count += 1;
     return () => {
@@ -56,7 +56,7 @@ export class SecretChanges {
     if (waiters === undefined) return;
     this.#waiting.delete(path);
     this.#count -= waiters.size;
-    for (const wake of waiters) wake();
+    for (const wake of waiters) wake(path);
   }
 
   /** Changes may have been missed (a reconnected feed): wakes every waiter. */
@@ -65,7 +65,7 @@ export class SecretChanges {
     this.#waiting.clear();
     this.#count = 0;
     for (const waiters of all) {
-      for (const wake of waiters) wake();
+      for (const wake of waiters) wake(undefined);
     }
   }
 }

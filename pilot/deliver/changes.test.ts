@@ -18,6 +18,8 @@ function fakeNexus() {
   const wakers = new Set<() => void>();
   const state = {
     refusing: false,
+    /** A path the caller may not read: a long-poll naming it is refused. */
+    denied: undefined as string | undefined,
     calls: 0,
     asked: [] as Array<Map<string, number>>,
     signals: [] as AbortSignal[],
@@ -27,7 +29,9 @@ function fakeNexus() {
       state.calls += 1;
       state.asked.push(new Map(known));
       if (options.signal !== undefined) state.signals.push(options.signal);
-      if (state.refusing) throw new AccessDeniedError();
+      if (state.refusing || (state.denied !== undefined && known.has(state.denied))) {
+        throw new AccessDeniedError();
+      }
       for (;;) {
         // The first answer for this group: 'wait over', or one naming a path it asked.
         const index = queue.findIndex(
@@ -129,7 +133,7 @@ describe('the change watcher', () => {
     );
     nexus.push(new Map([[`app/p${MAX_WATCH_PATHS * 2}`, 2]]));
     assert.deepEqual(await next, new Map([[`app/p${MAX_WATCH_PATHS * 2}`, 2]]));
-    assert.ok(nexus.state.signals.length === 3);
+    assert.equal(nexus.state.signals.length, 3);
     assert.ok(nexus.state.signals.every((signal) => signal.aborted));
   });
 
@@ -169,6 +173,40 @@ describe('the change watcher', () => {
     const reason = new Error('stopping');
     controller.abort(reason);
     await assert.rejects(next, (err) => err === reason);
+    assert.equal(nexus.state.signals.length, 1);
     assert.ok(nexus.state.signals.every((signal) => signal.aborted));
+  });
+
+  test('a path it may not read is found by halves and reported alone; the others stay watched', async () => {
+    const nexus = fakeNexus();
+    nexus.state.denied = 'app/c';
+    const states: WatchState[] = [];
+    const stop = new AbortController();
+    const next = createChangeWatcher(nexus.client, {
+      firstBackoffMs: 1,
+      maxBackoffMs: 4,
+      onState: (state) => states.push(state),
+    }).nextChange(
+      new Map([
+        ['app/a', 1],
+        ['app/b', 1],
+        ['app/c', 1],
+        ['app/d', 1],
+      ]),
+      stop.signal,
+    );
+    while (states.length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    assert.deepEqual(states[0]?.ok === false && states[0].paths, ['app/c']);
+    // The refused path's siblings are still watched: a change of one arrives.
+    nexus.push(new Map([['app/a', 2]]));
+    assert.deepEqual(await next, new Map([['app/a', 2]]));
+    const asked = nexus.state.asked.map((group) => [...group.keys()].join(','));
+    assert.deepEqual(asked.slice(0, 5), [
+      'app/a,app/b,app/c,app/d',
+      'app/a,app/b',
+      'app/c,app/d',
+      'app/c',
+      'app/d',
+    ]);
   });
 });

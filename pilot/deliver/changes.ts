@@ -9,12 +9,13 @@
  * and one request every 30 s (the wait), however many paths it names. A
  * failure (Nexus unreachable or sealed, a refusal) is reported through
  * `onState` and retried with back-off, from FIRST_BACKOFF_MS up to
- * MAX_BACKOFF_MS.
+ * MAX_BACKOFF_MS. A path the caller may not read refuses its whole group,
+ * so a refused group is watched in halves until that path is alone.
  */
 
 import type { SpikeClient } from '../../sdk/client.ts';
 import { MAX_WATCH_PATHS } from '../../shared/api/secrets.ts';
-import { isBrokerError } from '../../shared/errors/errors.ts';
+import { AccessDeniedError, isBrokerError } from '../../shared/errors/errors.ts';
 import { delay } from '../../shared/runtime/delay.ts';
 
 /** The first wait after a failure; it doubles up to MAX_BACKOFF_MS. */
@@ -67,7 +68,7 @@ export function createChangeWatcher(
   };
 
   /** Watches one group of paths until one has a version other than `known`, or `stop` aborts (then undefined). */
-  async function changeOf(known: Versions, stop: AbortSignal) {
+  async function changeOf(known: Versions, stop: AbortSignal): Promise<Versions | undefined> {
     // What the next long-poll waits to be other than: `known`, or 0
     // (nothing) for a path whose secret is gone, so that its next version
     // ends the wait.
@@ -91,6 +92,13 @@ export function createChangeWatcher(
         if (changed.size > 0) return changed;
       } catch (error) {
         if (stop.aborted) break;
+        if (error instanceof AccessDeniedError && known.size > 1) {
+          // One path refused refuses the whole long-poll. Halves are watched
+          // apart until the refused path is alone: it is reported by name
+          // and retried, and the others stay watched meanwhile.
+          const [first, second] = halvesOf(known);
+          return await Promise.race([changeOf(first, stop), changeOf(second, stop)]);
+        }
         report({ ok: false, paths: [...known.keys()], error });
         try {
           await delay(backoffMs, { signal: stop });
@@ -126,6 +134,13 @@ export function createChangeWatcher(
       }
     },
   };
+}
+
+/** `known` in two halves (it has two paths or more). */
+function halvesOf(known: Versions): [Versions, Versions] {
+  const entries = [...known];
+  const middle = Math.ceil(entries.length / 2);
+  return [new Map(entries.slice(0, middle)), new Map(entries.slice(middle))];
 }
 
 /** `known` cut into groups of at most MAX_WATCH_PATHS paths, one long-poll each. */
