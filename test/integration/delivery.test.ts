@@ -302,4 +302,39 @@ describe('spike run and spike agent deliver secrets with the workload SVID', () 
     // Its log names the file and versions, and never a value (the leak scan checks that too).
     assert.match(agent.stderr(), /"destination":"[^"]*db\.env".*"msg":"Rendered"/);
   });
+
+  test('spike agent keeps current a file of more paths than its SPIFFE ID may hold waiting watches', async () => {
+    // 70 paths: over Nexus's 64 waiting watches per SPIFFE ID, so they must
+    // be watched together (one long-poll per 100 paths), not one each.
+    const count = 70;
+    const paths = Array.from({ length: count }, (_, i) => `app/web/many/${i}`);
+    for (const path of paths) await put(path, { v: `${path} v1` });
+    const destination = join(scratch, 'many.env');
+    const config = join(scratch, 'many.yaml');
+    writeFileSync(
+      config,
+      [
+        'templates:',
+        '  - destination: many.env',
+        '    contents: |',
+        ...paths.map((path, i) => `      K${i}={{ ${path}#v }}`),
+      ].join('\n'),
+    );
+    const agent = start(['agent', '--config', config]);
+    const last = paths.at(-1) as string;
+    const holds = (value: string, timeoutMs: number) =>
+      waitUntil(
+        `the file holds ${value}`,
+        timeoutMs,
+        () => (readIfThere(destination)?.includes(`K${count - 1}=${value}\n`) ? true : undefined),
+        () => agent.output(),
+      );
+    await holds(`${last} v1`, 30_000);
+    await agent.waitFor(/watching for new versions/, 10_000);
+    await put(last, { v: `${last} v2` });
+    await holds(`${last} v2`, CHANGE_BOUND_MS);
+    assert.doesNotMatch(agent.output(), /ERR_TOO_MANY_WATCHES|Cannot check for new versions/);
+    agent.signal('SIGTERM');
+    assert.equal(await agent.exited(), 0, agent.output());
+  });
 });
