@@ -637,32 +637,15 @@ async function watcherFigures(): Promise<void> {
   await stopBroker(broker);
   const grownMiB = figures.rssWaitingMiB - figures.rssBeforeMiB;
   const heldMiB = held.rssHoldingMiB - held.rssBeforeMiB;
-  const seconds = figures.sampleMs / 1000;
-  const share = (cpu: number) => cpu / figures.sampleMs;
   goal({
     figure: `Nexus resident memory, ${count} idle watchers`,
-    value: `+${grownMiB.toFixed(1)} MiB collected (${figures.rssBeforeMiB.toFixed(0)} → ${figures.rssWaitingMiB.toFixed(0)} MiB; +${(figures.rssRampMiB - figures.rssBeforeMiB).toFixed(1)} MiB right after they connected)`,
-    baseline: `bare node:https holding ${count} requests +${heldMiB.toFixed(1)} MiB`,
+    value: `${grownText(grownMiB)} collected (${figures.rssBeforeMiB.toFixed(0)} → ${figures.rssWaitingMiB.toFixed(0)} MiB; ${grownText(figures.rssRampMiB - figures.rssBeforeMiB)} right after they connected)`,
+    baseline: `bare node:https holding ${count} requests ${grownText(heldMiB)}`,
     ratio: ratio(grownMiB / heldMiB),
     goal: '< 50 MB for 1 000',
     met: grownMiB * 1.048576 < 50,
   });
-  goal({
-    figure: `Nexus CPU over ${seconds} s, ${count} idle watchers`,
-    value: `${figures.cpuWatchingMs} ms (${percent(share(figures.cpuWatchingMs))} of a core)`,
-    baseline: `${figures.cpuIdleMs} ms without`,
-    ratio: `${figures.cpuWatchingMs >= figures.cpuIdleMs ? '+' : ''}${percent(share(figures.cpuWatchingMs - figures.cpuIdleMs))}`,
-    goal: 'not measurable (< 1 % of a core more)',
-    met: share(figures.cpuWatchingMs - figures.cpuIdleMs) < 0.01,
-  });
-  goal({
-    figure: `one write wakes ${count} watchers, until the last answer`,
-    value: ms(figures.wakeAllMs),
-    baseline: '–',
-    ratio: '–',
-    goal: 'reported',
-    met: undefined,
-  });
+  idleGoals(`${count} idle watchers`, `one write wakes ${count} watchers`, figures);
 }
 
 /**
@@ -693,32 +676,55 @@ async function watchedPathFigures(): Promise<void> {
   });
   await stopBroker(broker);
   const grownMiB = figures.rssWaitingMiB - figures.rssBeforeMiB;
-  const seconds = figures.sampleMs / 1000;
-  const share = (cpu: number) => cpu / figures.sampleMs;
   goal({
     figure: `Nexus resident memory, ${paths} idle watched paths, ${perWatch} per long-poll`,
-    value: `${grownMiB < 0 ? '' : '+'}${grownMiB.toFixed(1)} MiB collected (${figures.rssBeforeMiB.toFixed(0)} → ${figures.rssWaitingMiB.toFixed(0)} MiB)`,
+    value: `${grownText(grownMiB)} collected (${figures.rssBeforeMiB.toFixed(0)} → ${figures.rssWaitingMiB.toFixed(0)} MiB)`,
     baseline: 'without them',
     ratio: '–',
     goal: '< 50 MB for 1 000',
     met: (grownMiB * 1.048576 * 1000) / paths < 50,
   });
+  idleGoals(
+    `${paths} idle watched paths, ${perWatch} per long-poll`,
+    `one write per long-poll wakes all ${watches}`,
+    figures,
+  );
+}
+
+/** The idle CPU goal of a watchers' figure, and how long one write took to wake them (reported). */
+function idleGoals(
+  watching: string,
+  waking: string,
+  figures: {
+    readonly sampleMs: number;
+    readonly cpuIdleMs: number;
+    readonly cpuWatchingMs: number;
+    readonly wakeAllMs: number;
+  },
+): void {
+  const share = (cpu: number) => cpu / figures.sampleMs;
+  const more = share(figures.cpuWatchingMs - figures.cpuIdleMs);
   goal({
-    figure: `Nexus CPU over ${seconds} s, ${paths} idle watched paths, ${perWatch} per long-poll`,
+    figure: `Nexus CPU over ${figures.sampleMs / 1000} s, ${watching}`,
     value: `${figures.cpuWatchingMs} ms (${percent(share(figures.cpuWatchingMs))} of a core)`,
     baseline: `${figures.cpuIdleMs} ms without`,
-    ratio: `${figures.cpuWatchingMs >= figures.cpuIdleMs ? '+' : ''}${percent(share(figures.cpuWatchingMs - figures.cpuIdleMs))}`,
+    ratio: `${more >= 0 ? '+' : ''}${percent(more)}`,
     goal: 'not measurable (< 1 % of a core more)',
-    met: share(figures.cpuWatchingMs - figures.cpuIdleMs) < 0.01,
+    met: more < 0.01,
   });
   goal({
-    figure: `one write per long-poll wakes all ${watches}, until the last answer`,
+    figure: `${waking}, until the last answer`,
     value: ms(figures.wakeAllMs),
     baseline: '–',
     ratio: '–',
     goal: 'reported',
     met: undefined,
   });
+}
+
+/** A growth in MiB with its sign (a collected reading may be a little lower). */
+function grownText(mib: number): string {
+  return `${mib < 0 ? '' : '+'}${mib.toFixed(1)} MiB`;
 }
 
 /** Runs Node with these arguments to its end (for start-up baselines). */

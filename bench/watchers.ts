@@ -64,12 +64,7 @@ export async function measureWatchers(options: {
 }): Promise<WatcherFigures> {
   const { broker, path, count, sampleMs } = options;
   const pid = broker.nexus().child.pid;
-  const client = await createSpikeClient({
-    source: await broker.source(options.identity),
-    nexusUrl: broker.nexusUrl,
-    trustDomain: broker.trustDomain,
-    timeoutMs: 30_000,
-  });
+  const client = await benchClient(broker, options.identity);
   const stop = new AbortController();
   try {
     await client.putSecret(path, { value: 'first' });
@@ -136,12 +131,7 @@ export async function measureWatchedPaths(options: {
 }): Promise<WatchedPathFigures> {
   const { broker, paths, perWatch, sampleMs } = options;
   const pid = broker.nexus().child.pid;
-  const client = await createSpikeClient({
-    source: await broker.source(options.identity),
-    nexusUrl: broker.nexusUrl,
-    trustDomain: broker.trustDomain,
-    timeoutMs: 30_000,
-  });
+  const client = await benchClient(broker, options.identity);
   const stop = new AbortController();
   try {
     const groups: Map<string, number>[] = [];
@@ -164,7 +154,23 @@ export async function measureWatchedPaths(options: {
     const waiting = groups.map((group) =>
       client.waitForVersions(group, { waitMs: WATCH_WAIT_MS, signal: stop.signal }),
     );
-    await untilAllWait(client, groups[0] ?? new Map(), waiting);
+    let early: unknown;
+    for (const watch of waiting) {
+      watch.then(
+        (answer) => {
+          early ??= new Error(`A watch answered before any write: ${String(answer)}`);
+        },
+        (err: unknown) => {
+          early ??= err;
+        },
+      );
+    }
+    const probed = groups[0] ?? new Map<string, number>();
+    await untilOneMoreIsRefused(
+      () => client.waitForVersions(probed, { waitMs: 1 }),
+      () => early,
+      `${groups.length} watches`,
+    );
     const rssWaitingMiB = await collectedMiB(pid);
     const cpuWatchingMs = await cpuOver(pid, sampleMs);
     // One write per watch: its first path.
@@ -191,41 +197,6 @@ export async function measureWatchedPaths(options: {
   } finally {
     stop.abort();
     client.close();
-  }
-}
-
-/**
- * Resolves once every watch of `waiting` waits in Nexus: when one more is
- * refused, since the per-identity limit is their number. A watch that
- * answered meanwhile fails the figure.
- */
-async function untilAllWait(
-  client: SpikeClient,
-  group: Map<string, number>,
-  waiting: readonly Promise<unknown>[],
-): Promise<void> {
-  let settled: unknown;
-  for (const watch of waiting) {
-    watch.then(
-      (answer) => {
-        settled ??= new Error(`A watch answered before any write: ${String(answer)}`);
-      },
-      (err: unknown) => {
-        settled ??= err;
-      },
-    );
-  }
-  const deadline = Date.now() + 120_000;
-  for (;;) {
-    const probe = await client.waitForVersions(group, { waitMs: 1 }).then(
-      () => undefined,
-      (err: unknown) => err,
-    );
-    if (settled !== undefined) throw settled;
-    if (probe instanceof TooManyWatchesError) return;
-    if (probe !== undefined) throw probe;
-    if (Date.now() > deadline) throw new Error(`${waiting.length} watches never all waited`);
-    await delay(50);
   }
 }
 
@@ -260,18 +231,49 @@ async function openWatchers(
     }
     await delay(RAMP_PAUSE_MS);
   }
+  await untilOneMoreIsRefused(
+    () => client.getSecretNewerThan(path, 1, { waitMs: 1 }),
+    () => failures[0],
+    `${count} watchers`,
+  );
+  return watchers;
+}
+
+/**
+ * Resolves once `probe`, one more watch of the same identity, is refused
+ * with ERR_TOO_MANY_WATCHES: every watch opened before it then waits in
+ * Nexus, since the per-identity limit is their number. Throws what
+ * `failure()` returns (a watch that failed, or answered too early), any
+ * other outcome of the probe, or after two minutes.
+ */
+async function untilOneMoreIsRefused(
+  probe: () => Promise<unknown>,
+  failure: () => unknown,
+  what: string,
+): Promise<void> {
   const deadline = Date.now() + 120_000;
   for (;;) {
-    const probe = await client.getSecretNewerThan(path, 1, { waitMs: 1 }).then(
+    const refusal = await probe().then(
       () => undefined,
       (err: unknown) => err,
     );
-    if (probe instanceof TooManyWatchesError) return watchers;
-    if (probe !== undefined) throw probe;
-    if (failures.length > 0) throw failures[0];
-    if (Date.now() > deadline) throw new Error(`${count} watchers never all waited`);
+    const failed = failure();
+    if (failed !== undefined) throw failed;
+    if (refusal instanceof TooManyWatchesError) return;
+    if (refusal !== undefined) throw refusal;
+    if (Date.now() > deadline) throw new Error(`${what} never all waited`);
     await delay(50);
   }
+}
+
+/** The SDK client the watchers use, with the SVID of `identity`. */
+async function benchClient(broker: Broker, identity: string): Promise<SpikeClient> {
+  return await createSpikeClient({
+    source: await broker.source(identity),
+    nexusUrl: broker.nexusUrl,
+    trustDomain: broker.trustDomain,
+    timeoutMs: 30_000,
+  });
 }
 
 /**

@@ -133,7 +133,7 @@ export function parseMetadataResponse(body: unknown): MetadataResponse {
   };
 }
 
-/** The versions that changed (`WatchResponse`), as a map: a path is never an object's own key to trust. */
+/** The versions that changed (`WatchResponse`), as a map, where a path named `__proto__` is an entry like any other. */
 export function parseWatchResponse(body: unknown): Map<string, number> {
   const versions = objectOf(objectOf(body, 'The answer').versions, 'Field "versions"');
   const out = new Map<string, number>();

@@ -117,6 +117,19 @@ async function nexus(options: Options = {}) {
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
     },
+    /**
+     * Sends a watch that `request` makes with the signal given, and goes
+     * away once it waits: the watch must be freed, and no waiter left.
+     */
+    async goneMidWait(request: (signal: AbortSignal) => Promise<unknown>): Promise<void> {
+      const controller = new AbortController();
+      const pending = request(controller.signal);
+      await this.waiting(1);
+      controller.abort();
+      await pending.catch(() => undefined);
+      await this.waiting(0);
+      assert.equal(changes.size, 0, 'a waiter stayed registered');
+    },
     put(value: string, path = PATH) {
       return send(`${PATHS.secretData}/${path}`, {
         method: 'PUT',
@@ -250,13 +263,7 @@ describe('long-poll reads', () => {
 
   test('a client that goes away frees its watch at once', async () => {
     const n = await nexus();
-    const controller = new AbortController();
-    const pending = n.send(URL_OF('newerThan=2&wait=60s'), { signal: controller.signal });
-    await n.waiting(1);
-    controller.abort();
-    await pending.catch(() => undefined);
-    await n.waiting(0);
-    assert.equal(n.changes.size, 0, 'a waiter stayed registered');
+    await n.goneMidWait((signal) => n.send(URL_OF('newerThan=2&wait=60s'), { signal }));
   });
 
   test('closing (Nexus stops) answers every waiting watch 304 at once, and later ones too', async () => {
@@ -422,17 +429,9 @@ describe('long-polls over several paths', () => {
 
   test("a client that goes away frees its watch and every path's waiter at once", async () => {
     const n = await nexus();
-    const controller = new AbortController();
-    const pending = watchMany(
-      n,
-      { versions: { [PATH]: 2, [OTHER]: 0 } },
-      { signal: controller.signal },
+    await n.goneMidWait((signal) =>
+      watchMany(n, { versions: { [PATH]: 2, [OTHER]: 0 } }, { signal }),
     );
-    await n.waiting(1);
-    controller.abort();
-    await pending.catch(() => undefined);
-    await n.waiting(0);
-    assert.equal(n.changes.size, 0, 'a waiter stayed registered');
   });
 
   test('one path the caller may not read refuses the whole watch before anything is read or held', async () => {

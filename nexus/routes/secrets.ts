@@ -26,13 +26,14 @@ import {
   parseWatchRequest,
   type WatchResponse,
 } from '../../shared/api/secrets.ts';
-import { AccessDeniedError, InvalidRequestError } from '../../shared/errors/errors.ts';
+import { InvalidRequestError } from '../../shared/errors/errors.ts';
 import { setAudit } from '../../shared/http/audit.ts';
 import {
   authorize,
   type CheckOutcome,
   type GuardedEnv,
   type RequestCheck,
+  refuseAccess,
 } from '../../shared/http/authorize.ts';
 import type { PeerEnv } from '../../shared/http/peer.ts';
 import { validateJson } from '../../shared/http/validate.ts';
@@ -202,31 +203,26 @@ export function createSecretRoutes(deps: SecretRoutesDeps): Hono<PeerEnv> {
     async (c) => {
       const { versions, waitMs } = c.req.valid('json');
       const peer = c.get('peer').id;
-      // A malformed body is a 400 wherever its reserved path sits, before any access decision.
-      for (const path of versions.keys()) {
-        if (isReservedPath(path)) {
-          throw new InvalidRequestError('Secret paths under "sys/" are reserved');
-        }
+      // Every path decided before any refusal acts, so a reserved path is a
+      // 400 wherever it sits; nothing is looked up until all are allowed.
+      const outcomes = [...versions.keys()].map((path) =>
+        decideSecretAccess(access, peer, 'read', path),
+      );
+      const refused = outcomes.find((outcome) => !outcome.allowed);
+      if (refused !== undefined) {
+        setAudit(c, {
+          resource: refused.target,
+          decision: { reason: refused.reason, policy: null },
+        });
+        refuseAccess(
+          c,
+          peer,
+          { rule: 'read on each watched path', reason: refused.reason, resource: refused.target },
+          logger,
+        );
       }
-      const reasons = new Set<string>();
-      const policies = new Set<string>();
-      for (const path of versions.keys()) {
-        const outcome = decideSecretAccess(access, peer, 'read', path);
-        if (!outcome.allowed) {
-          setAudit(c, { resource: path, decision: { reason: outcome.reason, policy: null } });
-          logger.warn('Access denied', {
-            peer: peer.toString(),
-            method: c.req.method,
-            path: c.req.path,
-            resource: path,
-            rule: 'read on each watched path',
-            reason: outcome.reason,
-          });
-          throw new AccessDeniedError();
-        }
-        reasons.add(outcome.reason);
-        if (outcome.policy !== undefined) policies.add(outcome.policy);
-      }
+      const reasons = new Set(outcomes.map((outcome) => outcome.reason));
+      const policies = new Set(outcomes.flatMap((outcome) => outcome.policy ?? []));
       // Every path is named, and every reason and policy that admitted one.
       setAudit(c, {
         resource: [...versions.keys()].join(','),

@@ -96,8 +96,8 @@ export function createChangeWatcher(
           // One path refused refuses the whole long-poll. Halves are watched
           // apart until the refused path is alone: it is reported by name
           // and retried, and the others stay watched meanwhile.
-          const [first, second] = halvesOf(known);
-          return await Promise.race([changeOf(first, stop), changeOf(second, stop)]);
+          const halves = groupsOf(known, Math.ceil(known.size / 2));
+          return await Promise.race(halves.map((half) => changeOf(half, stop)));
         }
         report({ ok: false, paths: [...known.keys()], error });
         try {
@@ -123,7 +123,7 @@ export function createChangeWatcher(
       try {
         return await Promise.race([
           aborted,
-          ...groupsOf(known).map(async (group) => {
+          ...groupsOf(known, MAX_WATCH_PATHS).map(async (group) => {
             const changed = await changeOf(group, stop);
             // A watch that ended without a change ends only with `stop`.
             return changed === undefined ? aborted : changed;
@@ -136,19 +136,12 @@ export function createChangeWatcher(
   };
 }
 
-/** `known` in two halves (it has two paths or more). */
-function halvesOf(known: Versions): [Versions, Versions] {
-  const entries = [...known];
-  const middle = Math.ceil(entries.length / 2);
-  return [new Map(entries.slice(0, middle)), new Map(entries.slice(middle))];
-}
-
-/** `known` cut into groups of at most MAX_WATCH_PATHS paths, one long-poll each. */
-function groupsOf(known: Versions): Versions[] {
+/** `known` cut into groups of at most `size` paths, in order. */
+function groupsOf(known: Versions, size: number): Versions[] {
   const entries = [...known];
   const groups: Versions[] = [];
-  for (let i = 0; i < entries.length; i += MAX_WATCH_PATHS) {
-    groups.push(new Map(entries.slice(i, i + MAX_WATCH_PATHS)));
+  for (let i = 0; i < entries.length; i += size) {
+    groups.push(new Map(entries.slice(i, i + size)));
   }
   return groups;
 }

@@ -57,8 +57,8 @@ export const MAX_WATCH_WAIT_MS = 60_000;
 export const DEFAULT_WATCH_WAIT_MS = 30_000;
 /**
  * Paths in one long-poll over several (`POST /v1/secrets/watch`). It bounds
- * the looks one wake-up costs and the length of its audit line (every path
- * is named there).
+ * its first look and a look after a gap (every path), and the length of its
+ * audit line (every path is named there).
  */
 export const MAX_WATCH_PATHS = 100;
 
@@ -327,11 +327,11 @@ export function parseWatchQuery(
   if (!/^(?:0|[1-9][0-9]{0,9})$/.test(newerThan) || Number(newerThan) > MAX_VERSION) {
     throw new InvalidRequestError(`Query "newerThan" must be an integer from 0 to ${MAX_VERSION}`);
   }
-  return { newerThan: Number(newerThan), waitMs: parseWaitQuery(wait) };
+  return { newerThan: Number(newerThan), waitMs: parseWait(wait) };
 }
 
 /** `wait` of a long-poll, from its query or its body (`what` names which in messages). */
-function parseWaitQuery(wait: unknown, what = 'Query "wait"'): number {
+function parseWait(wait: unknown, what = 'Query "wait"'): number {
   if (wait === undefined) {
     return DEFAULT_WATCH_WAIT_MS;
   }
@@ -381,7 +381,7 @@ export function parseWatchRequest(body: unknown): WatchRequest {
   for (const [path, version] of entries) {
     versions.set(parseSecretPath(path), parseVersionNumber(version, 'versions', 0));
   }
-  return { versions, waitMs: parseWaitQuery(input.wait, 'Field "wait"') };
+  return { versions, waitMs: parseWait(input.wait, 'Field "wait"') };
 }
 
 /** `wait` as a long-poll read sends it: whole milliseconds, 1ms to MAX_WATCH_WAIT_MS. */

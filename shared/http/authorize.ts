@@ -108,14 +108,7 @@ export function authorize<T>(
         : { action, resource: outcome.resource, decision },
     );
     if (!outcome.allowed) {
-      logger?.warn('Access denied', {
-        peer: peer.id.toString(),
-        method: c.req.method,
-        path: c.req.path,
-        rule: check.description,
-        reason: outcome.reason,
-      });
-      throw new AccessDeniedError();
+      refuseAccess(c, peer.id, { rule: check.description, reason: outcome.reason }, logger);
     }
     // Only now, for an admitted caller: a route that reads no body refuses
     // one rather than act as if it had not been sent.
@@ -127,6 +120,29 @@ export function authorize<T>(
   }
   AUTHORIZE_HANDLERS.add(authorizeMiddleware);
   return authorizeMiddleware;
+}
+
+/**
+ * Refuses a request: the rule it failed and why go to the operational log,
+ * never into the answer, and it throws `AccessDeniedError`. The guard calls
+ * it, and so does a handler that decides on what only the body names (each
+ * path of a watch over several), once it has audited the decision.
+ */
+export function refuseAccess(
+  c: Context,
+  peer: SpiffeId,
+  refusal: { readonly rule: string; readonly reason: string; readonly resource?: string },
+  logger: Logger | undefined,
+): never {
+  logger?.warn('Access denied', {
+    peer: peer.toString(),
+    method: c.req.method,
+    path: c.req.path,
+    ...(refusal.resource === undefined ? {} : { resource: refusal.resource }),
+    rule: refusal.rule,
+    reason: refusal.reason,
+  });
+  throw new AccessDeniedError();
 }
 
 /** The check as one function, after making sure it is a Matcher or a RequestCheck. */

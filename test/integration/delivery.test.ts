@@ -73,6 +73,13 @@ describe('spike run and spike agent deliver secrets with the workload SVID', () 
     ...extra,
   });
 
+  /** An agent configuration of these lines, in the scratch folder; its path. */
+  function agentConfig(name: string, lines: readonly string[]): string {
+    const path = join(scratch, name);
+    writeFileSync(path, lines.join('\n'));
+    return path;
+  }
+
   async function put(path: string, data: Record<string, string>): Promise<number> {
     const reply = await broker.call('pilot', 'PUT', `${PATHS.secretData}/${path}`, { data });
     assert.equal(reply.status, 200, reply.text);
@@ -216,17 +223,13 @@ describe('spike run and spike agent deliver secrets with the workload SVID', () 
 
   test('spike agent --once with a denied path writes no file and exits 3', async () => {
     const destination = join(scratch, 'denied.env');
-    const config = join(scratch, 'denied.yaml');
-    writeFileSync(
-      config,
-      [
-        'templates:',
-        '  - destination: allowed.env',
-        '    contents: "A={{ app/web/run#password }}"',
-        '  - destination: denied.env',
-        '    contents: "B={{ app/other/db#password }}"',
-      ].join('\n'),
-    );
+    const config = agentConfig('denied.yaml', [
+      'templates:',
+      '  - destination: allowed.env',
+      '    contents: "A={{ app/web/run#password }}"',
+      '  - destination: denied.env',
+      '    contents: "B={{ app/other/db#password }}"',
+    ]);
     const result = await spike(['agent', '--once', '--config', config]);
     assert.equal(result.status, 3, result.stderr);
     assert.match(result.stderr, /\[ERR_ACCESS_DENIED\]/);
@@ -240,18 +243,14 @@ describe('spike run and spike agent deliver secrets with the workload SVID', () 
     await put(path, { password, user: 'web' });
     const destination = join(scratch, 'db.env');
     const changes = join(scratch, 'changes.log');
-    const config = join(scratch, 'agent.yaml');
-    writeFileSync(
-      config,
-      [
-        'templates:',
-        '  - destination: db.env',
-        '    contents: |',
-        `      DB_PASSWORD={{ ${path}#password }}`,
-        `      {{ env ${path} }}`,
-        '    command: [sh, -c, "echo changed >> \\"$CHANGES\\""]',
-      ].join('\n'),
-    );
+    const config = agentConfig('agent.yaml', [
+      'templates:',
+      '  - destination: db.env',
+      '    contents: |',
+      `      DB_PASSWORD={{ ${path}#password }}`,
+      `      {{ env ${path} }}`,
+      '    command: [sh, -c, "echo changed >> \\"$CHANGES\\""]',
+    ]);
     const agent = start(['agent', '--config', config], { CHANGES: changes });
     /** The file once it holds `password`; its mode is checked at every look. */
     const holds = (value: string, timeoutMs: number) =>
@@ -308,18 +307,17 @@ describe('spike run and spike agent deliver secrets with the workload SVID', () 
     // be watched together (one long-poll per 100 paths), not one each.
     const count = 70;
     const paths = Array.from({ length: count }, (_, i) => `app/web/many/${i}`);
-    for (const path of paths) await put(path, { v: `${path} v1` });
+    // Values made by secretValue(): the leak scan proves none reaches a log.
+    const value = (path: string, version: number) => broker.secretValue(`${path} v${version}`);
+    const values = paths.map((path) => value(path, 1));
+    for (const [i, path] of paths.entries()) await put(path, { v: values[i] as string });
     const destination = join(scratch, 'many.env');
-    const config = join(scratch, 'many.yaml');
-    writeFileSync(
-      config,
-      [
-        'templates:',
-        '  - destination: many.env',
-        '    contents: |',
-        ...paths.map((path, i) => `      K${i}={{ ${path}#v }}`),
-      ].join('\n'),
-    );
+    const config = agentConfig('many.yaml', [
+      'templates:',
+      '  - destination: many.env',
+      '    contents: |',
+      ...paths.map((path, i) => `      K${i}={{ ${path}#v }}`),
+    ]);
     const agent = start(['agent', '--config', config]);
     const last = paths.at(-1) as string;
     const holds = (value: string, timeoutMs: number) =>
@@ -329,10 +327,11 @@ describe('spike run and spike agent deliver secrets with the workload SVID', () 
         () => (readIfThere(destination)?.includes(`K${count - 1}=${value}\n`) ? true : undefined),
         () => agent.output(),
       );
-    await holds(`${last} v1`, 30_000);
+    await holds(values.at(-1) as string, 30_000);
     await agent.waitFor(/watching for new versions/, 10_000);
-    await put(last, { v: `${last} v2` });
-    await holds(`${last} v2`, CHANGE_BOUND_MS);
+    const next = value(last, 2);
+    await put(last, { v: next });
+    await holds(next, CHANGE_BOUND_MS);
     assert.doesNotMatch(agent.output(), /ERR_TOO_MANY_WATCHES|Cannot check for new versions/);
     agent.signal('SIGTERM');
     assert.equal(await agent.exited(), 0, agent.output());
