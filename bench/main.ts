@@ -88,6 +88,15 @@ const BENCH_NEXUS_ENV = {
  * bulk load of the large set overrides it (see nodeFigures).
  */
 const SQLITE_NEXUS_ENV = { SPIKE_NEXUS_SQLITE_SYNCHRONOUS: 'full' } as const;
+/**
+ * What the processes of the watchers' memory figures run with, on Node and on
+ * Deno: a full collection on SIGUSR2 (collect_on_signal.mjs).
+ */
+const COLLECT_ON_SIGNAL = ['--expose-gc', '--import', join(ROOT, 'bench/collect_on_signal.mjs')];
+const DENO_COLLECT_ON_SIGNAL = {
+  v8: ['--expose-gc'],
+  preload: [join(ROOT, 'bench/collect_on_signal.mjs')],
+} as const;
 /** The share of writes in the mixed load of reads right after writes. */
 const MIXED_WRITE_SHARE = 0.1;
 const TD = 'bench.spike.test';
@@ -127,9 +136,16 @@ async function load(
   return result;
 }
 
-/** The client SVID of the benchmark app as PEM files that only we can read. */
+/**
+ * The client SVID of the benchmark app as PEM files that only we can read,
+ * and the trust bundle that the SDK's clients are given (client-ca.pem).
+ */
 async function writeClientPem(broker: Broker): Promise<void> {
-  const svid = (await broker.source('app')).getX509Svid();
+  const source = await broker.source('app');
+  const svid = source.getX509Svid();
+  const bundle = source.getX509Bundles().get(svid.id.trustDomain);
+  if (bundle === undefined) throw new Error('The benchmark app has no trust bundle');
+  writeFileSync(join(work, 'client-ca.pem'), bundle.pem());
   writeFileSync(join(work, 'client.pem'), svid.certificatePem(), { mode: 0o600 });
   writeFileSync(join(work, 'client.key'), svid.privateKeyPem(), { mode: 0o600 });
   chmodSync(join(work, 'client.key'), 0o600);
@@ -146,7 +162,7 @@ async function startBenchBroker(
   runtime: Runtime,
   databaseUrl?: string,
   extraEnv: Readonly<Record<string, string>> = {},
-  nodeFlags: readonly string[] = [],
+  collectOnSignal = false,
 ): Promise<Broker> {
   const broker = await startBroker({
     trustDomain: TD,
@@ -160,11 +176,12 @@ async function startBenchBroker(
       ...extraEnv,
     },
     nexusNodeFlags: [
-      ...nodeFlags,
+      ...(collectOnSignal ? COLLECT_ON_SIGNAL : []),
       ...(args.profile === true && runtime === 'node'
         ? ['--cpu-prof', `--cpu-prof-dir=${join(OUT, 'profiles')}`]
         : []),
     ],
+    ...(collectOnSignal && { nexusDenoFlags: DENO_COLLECT_ON_SIGNAL }),
     ...(databaseUrl === undefined ? {} : { databaseUrl }),
   });
   brokers.push(broker);
@@ -260,27 +277,44 @@ function readSpec(broker: Broker, prefix: string, count: number, connections: nu
   };
 }
 
-/** Starts a baseline server as its own process; returns its URL and a stop function. */
+/**
+ * Starts a baseline server as its own process, on Node unless `runtime` says
+ * otherwise; returns its URL and a stop function. `collectOnSignal`: it runs a
+ * full collection on SIGUSR2, as the Nexus measured beside it does.
+ */
 async function startBaseline(
   broker: Broker,
   kind: 'bare' | 'hono' | 'hold',
   bodyBytes: number,
-  nodeFlags: readonly string[] = [],
+  options: { readonly runtime?: Runtime; readonly collectOnSignal?: boolean } = {},
 ) {
   const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      ...nodeFlags,
-      '--import',
-      'tsx',
-      join(ROOT, 'bench/baseline_server.ts'),
-      kind,
-      String(port),
-      String(bodyBytes),
-    ],
-    { cwd: ROOT, env: { ...process.env, ...broker.identityEnv('baseline') }, stdio: 'pipe' },
-  );
+  const server = [join(ROOT, 'bench/baseline_server.ts'), kind, String(port), String(bodyBytes)];
+  const collect = options.collectOnSignal === true;
+  const [cmd, argv] =
+    options.runtime === 'deno'
+      ? [
+          DENO,
+          [
+            'run',
+            '--quiet',
+            '--no-check',
+            '--allow-all',
+            ...(collect
+              ? [
+                  `--v8-flags=${DENO_COLLECT_ON_SIGNAL.v8.join(',')}`,
+                  ...DENO_COLLECT_ON_SIGNAL.preload.map((file) => `--preload=${file}`),
+                ]
+              : []),
+            ...server,
+          ],
+        ]
+      : [process.execPath, [...(collect ? COLLECT_ON_SIGNAL : []), '--import', 'tsx', ...server]];
+  const child = spawn(cmd, argv, {
+    cwd: ROOT,
+    env: { ...process.env, ...broker.identityEnv('baseline') },
+    stdio: 'pipe',
+  });
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${kind} baseline did not start`)), 30_000);
     child.stdout.setEncoding('utf8').on('data', (text: string) => {
@@ -595,19 +629,19 @@ async function nodeFigures(): Promise<{ read16: LoadResult }> {
   return { read16 };
 }
 
-/** What the memory figures of the watchers measure runs with: full collections on SIGUSR2. */
-const COLLECT_ON_SIGNAL = ['--expose-gc', '--import', join(ROOT, 'bench/collect_on_signal.mjs')];
-
 /**
- * Idle watchers (bench/watchers.ts) on a Nexus of their own, whose limits
- * admit exactly that many per identity and the connections they hold.
+ * Idle watchers (bench/watchers.ts) on a Nexus of their own on `runtime`,
+ * whose limits admit exactly that many per identity and the connections they
+ * hold; beside them, a bare server of the same runtime holding as many
+ * requests from clients that present themselves as the SDK's do.
  */
-async function watcherFigures(): Promise<void> {
+async function watcherFigures(runtime: Runtime): Promise<void> {
   const count = SETTINGS.watchers;
-  log(`\n${count} idle watchers (long-poll reads), Nexus on SQLite`);
+  const on = runtime === 'deno' ? 'Deno' : 'Node';
+  log(`\n${count} idle watchers (long-poll reads), Nexus on ${on} and SQLite`);
   const connections = String(4 * count);
   const broker = await startBenchBroker(
-    'node',
+    runtime,
     undefined,
     {
       SPIKE_NEXUS_MAX_WATCHES: String(2 * count),
@@ -616,7 +650,7 @@ async function watcherFigures(): Promise<void> {
       SPIKE_NEXUS_MAX_CONNECTIONS_PER_ADDRESS: connections,
       SPIKE_NEXUS_MAX_CONNECTIONS_PER_IDENTITY: connections,
     },
-    COLLECT_ON_SIGNAL,
+    true,
   );
   const figures = await measureWatchers({
     broker,
@@ -625,27 +659,32 @@ async function watcherFigures(): Promise<void> {
     count,
     sampleMs: SETTINGS.watchSampleMs,
   });
-  const hold = await startBaseline(broker, 'hold', 0, COLLECT_ON_SIGNAL);
+  const hold = await startBaseline(broker, 'hold', 0, { runtime, collectOnSignal: true });
   const held = await measureHeldConnections({
     url: hold.url,
     pid: hold.pid,
     count,
     certFile: join(work, 'client.pem'),
     keyFile: join(work, 'client.key'),
+    caFile: join(work, 'client-ca.pem'),
   });
   await hold.stop();
   await stopBroker(broker);
   const grownMiB = figures.rssWaitingMiB - figures.rssBeforeMiB;
   const heldMiB = held.rssHoldingMiB - held.rssBeforeMiB;
   goal({
-    figure: `Nexus resident memory, ${count} idle watchers`,
+    figure: `Nexus resident memory, ${count} idle watchers, Nexus on ${on}`,
     value: `${grownText(grownMiB)} collected (${figures.rssBeforeMiB.toFixed(0)} → ${figures.rssWaitingMiB.toFixed(0)} MiB; ${grownText(figures.rssRampMiB - figures.rssBeforeMiB)} right after they connected)`,
-    baseline: `bare node:https holding ${count} requests ${grownText(heldMiB)}`,
+    baseline: `bare node:https on ${on} holding ${count} requests ${grownText(heldMiB)}`,
     ratio: ratio(grownMiB / heldMiB),
     goal: '< 50 MB for 1 000',
     met: grownMiB * 1.048576 < 50,
   });
-  idleGoals(`${count} idle watchers`, `one write wakes ${count} watchers`, figures);
+  idleGoals(
+    `${count} idle watchers, Nexus on ${on}`,
+    `one write wakes ${count} watchers (${on})`,
+    figures,
+  );
 }
 
 /**
@@ -664,7 +703,7 @@ async function watchedPathFigures(): Promise<void> {
     'node',
     undefined,
     { SPIKE_NEXUS_MAX_WATCHES_PER_IDENTITY: String(watches) },
-    COLLECT_ON_SIGNAL,
+    true,
   );
   const figures = await measureWatchedPaths({
     broker,
@@ -857,17 +896,20 @@ async function main(): Promise<void> {
   });
   log(`spike-ts benchmark: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${deno}`);
   log(`${SETTINGS.durationS} s per load; ${SETTINGS.small} and ${SETTINGS.large} secrets of 1 KiB`);
+  const hasDeno = deno !== 'skipped' && deno !== 'absent';
   if (args['watchers-only'] === true) {
-    await watcherFigures();
+    await watcherFigures('node');
+    if (hasDeno) await watcherFigures('deno');
     await watchedPathFigures();
     log(`\nWrote ${writeReport(OUT, machine, loads, goals).join(' and ')}`);
     return;
   }
   const { read16 } = await nodeFigures();
   for (const broker of brokers.splice(0)) await broker.stop();
-  await watcherFigures();
+  await watcherFigures('node');
+  if (hasDeno) await watcherFigures('deno');
   await watchedPathFigures();
-  if (deno !== 'skipped' && deno !== 'absent') await denoFigures(read16);
+  if (hasDeno) await denoFigures(read16);
   if (DATABASE_URL !== undefined) await postgresFigures(DATABASE_URL, read16);
   else log('\n(PostgreSQL figures skipped: no --database-url or SPIKE_BENCH_DATABASE_URL)');
   const written = writeReport(OUT, machine, loads, goals);

@@ -279,8 +279,12 @@ async function benchClient(broker: Broker, identity: string): Promise<SpikeClien
 /**
  * The baseline: what `count` requests held open cost a bare node:https
  * server with the same TLS settings (baseline_server.ts `hold`), each on its
- * own connection as the watchers' are, measured as the watchers are. The client trusts the server blindly: it is a
- * local baseline, not Nexus.
+ * own connection as the watchers' are, measured as the watchers are. Its
+ * clients present themselves as the SDK's do: with the trust bundle as `ca`,
+ * Node's TLS client sends the bundle's root after its SVID (Node turns
+ * OpenSSL's automatic chain on; docs/performance.md, "Idle watchers"), and
+ * every server keeps the chain its peer sent for as long as the connection
+ * lives. They trust the server blindly: it is a local baseline, not Nexus.
  */
 export async function measureHeldConnections(options: {
   readonly url: string;
@@ -288,6 +292,8 @@ export async function measureHeldConnections(options: {
   readonly count: number;
   readonly certFile: string;
   readonly keyFile: string;
+  /** The trust bundle the SDK's clients are given. */
+  readonly caFile: string;
 }): Promise<{ readonly rssBeforeMiB: number; readonly rssHoldingMiB: number }> {
   const { pid } = options;
   const rssBeforeMiB = await collectedMiB(pid);
@@ -305,10 +311,12 @@ async function holdConnections(options: {
   readonly count: number;
   readonly certFile: string;
   readonly keyFile: string;
+  readonly caFile: string;
 }): Promise<Agent> {
   const agent = new Agent({
     cert: readFileSync(options.certFile),
     key: readFileSync(options.keyFile),
+    ca: readFileSync(options.caFile),
     rejectUnauthorized: false,
     keepAlive: true,
     maxSockets: Number.POSITIVE_INFINITY,

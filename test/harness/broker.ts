@@ -31,6 +31,7 @@ import { createX509Source, type X509Source } from '../../shared/spiffe/x509_sour
 import { createLeakScan } from './leak_scan.ts';
 import { completeLines } from './lines.ts';
 import {
+  type DenoFlags,
   describe as describeProgram,
   freePorts,
   type RunningProgram,
@@ -54,6 +55,8 @@ export interface BrokerOptions {
   readonly keeperEnv?: Readonly<Record<string, string>>;
   /** Node flags for every Nexus (e.g. `--cpu-prof`); ignored on Deno. */
   readonly nexusNodeFlags?: readonly string[];
+  /** What every Nexus on Deno adds to its task; ignored on Node. */
+  readonly nexusDenoFlags?: DenoFlags;
   /** Start every program through its bin/ entry, as users do (see spawn.ts). */
   readonly viaBin?: boolean;
   /** Start every program from the bundles in this folder instead (see spawn.ts). */
@@ -281,6 +284,7 @@ export async function startBroker(options: BrokerOptions): Promise<Broker> {
       ...(runtime === undefined ? {} : { runtime }),
       ...viaBin,
       ...(options.nexusNodeFlags === undefined ? {} : { nodeFlags: options.nexusNodeFlags }),
+      ...(options.nexusDenoFlags === undefined ? {} : { denoFlags: options.nexusDenoFlags }),
       env: {
         ...identityEnv(nexusOptions.identity ?? 'nexus'),
         SPIKE_NEXUS_TLS_PORT: String(port),

@@ -26,6 +26,8 @@ export interface SpawnOptions {
   readonly runtime?: Runtime;
   /** Flags for Node itself, before the program (e.g. `--cpu-prof`); ignored on Deno. */
   readonly nodeFlags?: readonly string[];
+  /** What Deno adds to the program's task; ignored on Node. */
+  readonly denoFlags?: DenoFlags;
   /**
    * On Node, start the program as users do, through its bin/ entry (compiled
    * dist/ when current). Tests run the sources; the benchmark sets this.
@@ -33,6 +35,15 @@ export interface SpawnOptions {
   readonly viaBin?: boolean;
   /** On Node, start the program's bundle in this folder (a build's output, `scripts/build.sh <dir>`). */
   readonly bundles?: string;
+}
+
+/**
+ * Additions to a Deno task's command line: V8 flags (joined to the task's own
+ * `--v8-flags`, which Deno reads once) and modules run before the program.
+ */
+export interface DenoFlags {
+  readonly v8?: readonly string[];
+  readonly preload?: readonly string[];
 }
 
 /** The bin/ entry of each program. */
@@ -82,6 +93,7 @@ export function command(
   nodeFlags: readonly string[] = [],
   viaBin = false,
   bundles?: string,
+  denoFlags: DenoFlags = {},
 ): [string, string[]] {
   if (runtime === 'deno') {
     // Run the documented task's command line, so a task missing a permission
@@ -97,7 +109,10 @@ export function command(
     if (deno !== 'deno' || run !== 'run') {
       throw new Error(`Unexpected deno.json task for ${program}: ${task}`);
     }
-    return [join(ROOT, '.tools/node_modules/.bin/deno'), ['run', '--quiet', '--no-check', ...rest]];
+    return [
+      join(ROOT, '.tools/node_modules/.bin/deno'),
+      ['run', '--quiet', '--no-check', ...withDenoFlags(rest, denoFlags)],
+    ];
   }
   // The flags the program's bin gives itself on its shebang line, however it
   // is started here: as users start it from its bin, where the kernel reads them.
@@ -109,6 +124,20 @@ export function command(
   return [process.execPath, [...flags, '--import', 'tsx', join(ROOT, program, 'main.ts')]];
 }
 
+/** A task's arguments with `extra` added before its script (the last argument). */
+function withDenoFlags(args: readonly string[], extra: DenoFlags): string[] {
+  const v8 = extra.v8 ?? [];
+  const own = args.find((arg) => arg.startsWith('--v8-flags='));
+  const merged = [...(own === undefined ? [] : own.slice('--v8-flags='.length).split(',')), ...v8];
+  const rest = args.filter((arg) => arg !== own);
+  return [
+    ...rest.slice(0, -1),
+    ...(merged.length === 0 ? [] : [`--v8-flags=${merged.join(',')}`]),
+    ...(extra.preload ?? []).map((file) => `--preload=${file}`),
+    ...rest.slice(-1),
+  ];
+}
+
 export function startProgram(program: Program, options: SpawnOptions = {}): RunningProgram {
   const [cmd, baseArgs] = command(
     program,
@@ -116,6 +145,7 @@ export function startProgram(program: Program, options: SpawnOptions = {}): Runn
     options.nodeFlags,
     options.viaBin,
     options.bundles,
+    options.denoFlags,
   );
   const child = spawn(cmd, [...baseArgs, ...(options.args ?? [])], {
     cwd: ROOT,
