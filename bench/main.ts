@@ -26,7 +26,14 @@ import { AEAD_KEY_BYTES, open, seal } from '../shared/crypto/aead.ts';
 import { randomBytes } from '../shared/crypto/bytes.ts';
 import { type Broker, startBroker } from '../test/harness/broker.ts';
 import { createScratchDatabase, dropScratchDatabases } from '../test/harness/postgres.ts';
-import { freePort, ROOT, type Runtime, runProgram, startProgram } from '../test/harness/spawn.ts';
+import {
+  freePort,
+  ROOT,
+  type Runtime,
+  runProgram,
+  startProgram,
+  withDenoFlags,
+} from '../test/harness/spawn.ts';
 import { type LoadResult, type LoadSpec, median, runLoad, stopLoads } from './load.ts';
 import {
   denoVersion,
@@ -289,7 +296,8 @@ async function startBaseline(
   options: { readonly runtime?: Runtime; readonly collectOnSignal?: boolean } = {},
 ) {
   const port = await freePort();
-  const server = [join(ROOT, 'bench/baseline_server.ts'), kind, String(port), String(bodyBytes)];
+  const script = join(ROOT, 'bench/baseline_server.ts');
+  const serverArgs = [kind, String(port), String(bodyBytes)];
   const collect = options.collectOnSignal === true;
   const [cmd, argv] =
     options.runtime === 'deno'
@@ -299,17 +307,14 @@ async function startBaseline(
             'run',
             '--quiet',
             '--no-check',
-            '--allow-all',
-            ...(collect
-              ? [
-                  `--v8-flags=${DENO_COLLECT_ON_SIGNAL.v8.join(',')}`,
-                  ...DENO_COLLECT_ON_SIGNAL.preload.map((file) => `--preload=${file}`),
-                ]
-              : []),
-            ...server,
+            ...withDenoFlags(['--allow-all', script], collect ? DENO_COLLECT_ON_SIGNAL : {}),
+            ...serverArgs,
           ],
         ]
-      : [process.execPath, [...(collect ? COLLECT_ON_SIGNAL : []), '--import', 'tsx', ...server]];
+      : [
+          process.execPath,
+          [...(collect ? COLLECT_ON_SIGNAL : []), '--import', 'tsx', script, ...serverArgs],
+        ];
   const child = spawn(cmd, argv, {
     cwd: ROOT,
     env: { ...process.env, ...broker.identityEnv('baseline') },

@@ -37,54 +37,65 @@ const COLLECT_MS = 12_000;
 /** Each watch's wait: past the ramp, the collections and the CPU sample. */
 const WATCH_WAIT_MS = 60_000;
 
-export interface WatcherFigures {
-  readonly count: number;
+/** What each idle-watch figure measures, whatever shape its watches have. */
+export interface IdleFigures {
   readonly sampleMs: number;
-  /** Collected, before any watcher. */
+  /** Collected, with what is watched written and read, before any watch. */
   readonly rssBeforeMiB: number;
-  /** Right after the last watcher connected, nothing collected. */
+  /** Right after the last watch was opened, nothing collected. */
   readonly rssRampMiB: number;
-  /** Collected, with every watcher waiting. */
+  /** Collected, with every watch waiting. */
   readonly rssWaitingMiB: number;
-  /** CPU time (user + system) of Nexus over `sampleMs`, without and with the watchers. */
+  /** CPU time (user + system) of Nexus over `sampleMs`, without and with the watches. */
   readonly cpuIdleMs: number;
   readonly cpuWatchingMs: number;
-  /** From the write's acknowledgement until every watcher had its answer. */
+  /** From the acknowledgement of the writes that wake them until every watch had its answer. */
   readonly wakeAllMs: number;
 }
 
-/** The Nexus's watch limits must be exactly `count` per identity (the probe relies on it). */
-export async function measureWatchers(options: {
-  readonly broker: Broker;
-  /** A workload that may read and write `path`. */
-  readonly identity: string;
-  readonly path: string;
-  readonly count: number;
-  readonly sampleMs: number;
-}): Promise<WatcherFigures> {
-  const { broker, path, count, sampleMs } = options;
+/** The steps of one shape of idle watches, which `measureIdle()` measures between. */
+interface WatchShape<T> {
+  /** Writes (and reads) what is watched, at version 1. */
+  prepare(client: SpikeClient): Promise<void>;
+  /**
+   * Opens every watch and resolves, with their answers to come, once all of
+   * them wait in Nexus; aborting `signal` ends them.
+   */
+  open(client: SpikeClient, signal: AbortSignal): Promise<Promise<T>[]>;
+  /** Writes what wakes every watch. */
+  wake(client: SpikeClient): Promise<void>;
+  /** Throws unless every watch woke with what `wake` wrote. */
+  check(answers: readonly T[]): void;
+}
+
+/**
+ * Measures one shape on `broker`'s Nexus, with the SVID of `identity`:
+ * memory and CPU before the watches and while they wait, then how long
+ * one round of writes takes to wake them all.
+ */
+async function measureIdle<T>(
+  options: { readonly broker: Broker; readonly identity: string; readonly sampleMs: number },
+  shape: WatchShape<T>,
+): Promise<IdleFigures> {
+  const { broker, sampleMs } = options;
   const pid = broker.nexus().child.pid;
   const client = await benchClient(broker, options.identity);
   const stop = new AbortController();
   try {
-    await client.putSecret(path, { value: 'first' });
-    await client.getSecret(path);
+    await shape.prepare(client);
     const rssBeforeMiB = await collectedMiB(pid);
     const cpuIdleMs = await cpuOver(pid, sampleMs);
 
-    const waiting = await openWatchers(client, path, count, stop.signal);
+    const waiting = await shape.open(client, stop.signal);
     const rssRampMiB = residentMiB(pid);
     const rssWaitingMiB = await collectedMiB(pid);
     const cpuWatchingMs = await cpuOver(pid, sampleMs);
-    await client.putSecret(path, { value: 'second' });
+    await shape.wake(client);
     const wokenFrom = performance.now();
     const answers = await Promise.all(waiting);
     const wakeAllMs = performance.now() - wokenFrom;
-    if (answers.some((answer) => answer?.version !== 2)) {
-      throw new Error('A watcher did not wake with version 2');
-    }
+    shape.check(answers);
     return {
-      count,
       sampleMs,
       rssBeforeMiB,
       rssRampMiB,
@@ -99,26 +110,44 @@ export async function measureWatchers(options: {
   }
 }
 
-export interface WatchedPathFigures {
-  readonly paths: number;
-  readonly perWatch: number;
+/**
+ * `count` one-path long-polls of `path`, each on its own connection. The
+ * Nexus's watch limits must be exactly `count` per identity (the probe that
+ * tells when all wait relies on it).
+ */
+export async function measureWatchers(options: {
+  readonly broker: Broker;
+  /** A workload that may read and write `path`. */
+  readonly identity: string;
+  readonly path: string;
+  readonly count: number;
   readonly sampleMs: number;
-  /** Collected, with every path written and read, before any watch. */
-  readonly rssBeforeMiB: number;
-  /** Collected, with every watch waiting. */
-  readonly rssWaitingMiB: number;
-  readonly cpuIdleMs: number;
-  readonly cpuWatchingMs: number;
-  /** From the acknowledgement of one write per watch until every watch had its answer. */
-  readonly wakeAllMs: number;
+}): Promise<IdleFigures> {
+  const { path, count } = options;
+  return await measureIdle(options, {
+    async prepare(client) {
+      await client.putSecret(path, { value: 'first' });
+      await client.getSecret(path);
+    },
+    open: (client, signal) => openWatchers(client, path, count, signal),
+    async wake(client) {
+      await client.putSecret(path, { value: 'second' });
+    },
+    check(answers) {
+      if (answers.some((answer) => answer?.version !== 2)) {
+        throw new Error('A watcher did not wake with version 2');
+      }
+    },
+  });
 }
 
 /**
  * What `paths` watched paths cost Nexus when they are watched as `spike
  * agent` and `spike run --watch` watch theirs: long-polls over several
  * paths (`waitForVersions`, `perWatch` paths each, so `paths / perWatch`
- * connections), each path its own secret. Measured as `measureWatchers()`
- * measures; the per-identity watch limit must be exactly `paths / perWatch`.
+ * connections), each path its own secret; one write per long-poll (its
+ * first path) wakes them. The per-identity watch limit must be exactly
+ * `paths / perWatch`.
  */
 export async function measureWatchedPaths(options: {
   readonly broker: Broker;
@@ -128,76 +157,66 @@ export async function measureWatchedPaths(options: {
   readonly paths: number;
   readonly perWatch: number;
   readonly sampleMs: number;
-}): Promise<WatchedPathFigures> {
-  const { broker, paths, perWatch, sampleMs } = options;
-  const pid = broker.nexus().child.pid;
-  const client = await benchClient(broker, options.identity);
-  const stop = new AbortController();
-  try {
-    const groups: Map<string, number>[] = [];
-    for (let first = 0; first < paths; first += perWatch) {
-      const group = new Map<string, number>();
-      for (let i = first; i < Math.min(first + perWatch, paths); i++) {
-        group.set(`${options.prefix}/${i}`, 1);
-      }
-      // Written (and read) a batch at a time: each is version 1.
-      await Promise.all(
-        [...group.keys()].map((path) => client.putSecret(path, { value: 'first' })),
-      );
-      await client.waitForVersions(new Map([...group].map(([path]) => [path, 0])), { waitMs: 1 });
-      groups.push(group);
+}): Promise<IdleFigures> {
+  const { paths, perWatch } = options;
+  const groups: Map<string, number>[] = [];
+  for (let first = 0; first < paths; first += perWatch) {
+    const group = new Map<string, number>();
+    for (let i = first; i < Math.min(first + perWatch, paths); i++) {
+      group.set(`${options.prefix}/${i}`, 1);
     }
-    const rssBeforeMiB = await collectedMiB(pid);
-    const cpuIdleMs = await cpuOver(pid, sampleMs);
-
-    setMaxListeners(groups.length + 10, stop.signal);
-    const waiting = groups.map((group) =>
-      client.waitForVersions(group, { waitMs: WATCH_WAIT_MS, signal: stop.signal }),
-    );
-    let early: unknown;
-    for (const watch of waiting) {
-      watch.then(
-        (answer) => {
-          early ??= new Error(`A watch answered before any write: ${String(answer)}`);
-        },
-        (err: unknown) => {
-          early ??= err;
-        },
-      );
-    }
-    const probed = groups[0] ?? new Map<string, number>();
-    await untilOneMoreIsRefused(
-      () => client.waitForVersions(probed, { waitMs: 1 }),
-      () => early,
-      `${groups.length} watches`,
-    );
-    const rssWaitingMiB = await collectedMiB(pid);
-    const cpuWatchingMs = await cpuOver(pid, sampleMs);
-    // One write per watch: its first path.
-    const written = groups.map((group) => [...group.keys()][0] as string);
-    await Promise.all(written.map((path) => client.putSecret(path, { value: 'second' })));
-    const wokenFrom = performance.now();
-    const answers = await Promise.all(waiting);
-    const wakeAllMs = performance.now() - wokenFrom;
-    answers.forEach((answer, i) => {
-      if (answer?.get(written[i] as string) !== 2) {
-        throw new Error(`Watch ${i + 1} did not wake with version 2 of its first path`);
-      }
-    });
-    return {
-      paths,
-      perWatch,
-      sampleMs,
-      rssBeforeMiB,
-      rssWaitingMiB,
-      cpuIdleMs,
-      cpuWatchingMs,
-      wakeAllMs,
-    };
-  } finally {
-    stop.abort();
-    client.close();
+    groups.push(group);
   }
+  const written = groups.map((group) => [...group.keys()][0] as string);
+  return await measureIdle(options, {
+    async prepare(client) {
+      // Written (and read) a group at a time: each is version 1.
+      for (const group of groups) {
+        await Promise.all(
+          [...group.keys()].map((path) => client.putSecret(path, { value: 'first' })),
+        );
+        await client.waitForVersions(new Map([...group].map(([path]) => [path, 0])), {
+          waitMs: 1,
+        });
+      }
+    },
+    async open(client, signal) {
+      setMaxListeners(groups.length + 10, signal);
+      const waiting = groups.map((group) =>
+        client.waitForVersions(group, { waitMs: WATCH_WAIT_MS, signal }),
+      );
+      let early: unknown;
+      for (const watch of waiting) {
+        watch.then(
+          (answer) => {
+            if (!signal.aborted) {
+              early ??= new Error(`A watch answered before any write: ${String(answer)}`);
+            }
+          },
+          (err: unknown) => {
+            if (!signal.aborted) early ??= err;
+          },
+        );
+      }
+      const probed = groups[0] ?? new Map<string, number>();
+      await untilOneMoreIsRefused(
+        () => client.waitForVersions(probed, { waitMs: 1 }),
+        () => early,
+        `${groups.length} watches`,
+      );
+      return waiting;
+    },
+    async wake(client) {
+      await Promise.all(written.map((path) => client.putSecret(path, { value: 'second' })));
+    },
+    check(answers) {
+      answers.forEach((answer, i) => {
+        if (answer?.get(written[i] as string) !== 2) {
+          throw new Error(`Watch ${i + 1} did not wake with version 2 of its first path`);
+        }
+      });
+    },
+  });
 }
 
 /**

@@ -125,7 +125,7 @@ export function command(
 }
 
 /** A task's arguments with `extra` added before its script (the last argument). */
-function withDenoFlags(args: readonly string[], extra: DenoFlags): string[] {
+export function withDenoFlags(args: readonly string[], extra: DenoFlags): string[] {
   const v8 = extra.v8 ?? [];
   const own = args.find((arg) => arg.startsWith('--v8-flags='));
   const merged = [...(own === undefined ? [] : own.slice('--v8-flags='.length).split(',')), ...v8];
