@@ -18,6 +18,7 @@ import pg from 'pg';
 import { CHANGE_FEED_BOUND_MS } from '../../nexus/store/postgres/change_feed.ts';
 import { createSpikeClient } from '../../sdk/index.ts';
 import { TooManyWatchesError } from '../../shared/errors/errors.ts';
+import { delay } from '../../shared/runtime/delay.ts';
 import { type Broker, startBroker } from '../harness/broker.ts';
 import {
   createScratchDatabase,
@@ -255,8 +256,20 @@ if (skip !== false) {
         trustDomain: TD_NAME,
       });
       try {
-        const woken = onB.waitForVersions(known, { waitMs: 60_000 });
-        // Once a second watch of this identity is refused, the first one waits in B.
+        // A probe below may reach B before this watch and hold the identity's
+        // one slot for its millisecond: then this one is refused, and sent again.
+        const woken = (async () => {
+          for (;;) {
+            try {
+              return await onB.waitForVersions(known, { waitMs: 60_000 });
+            } catch (err) {
+              if (!(err instanceof TooManyWatchesError)) throw err;
+              await delay(20);
+            }
+          }
+        })();
+        // Once a probe is refused, this watch waits in B: probes go one at a
+        // time, so the slot can only be held by it.
         const deadline = Date.now() + 15_000;
         for (;;) {
           const probe = await onB.waitForVersions(known, { waitMs: 1 }).then(
